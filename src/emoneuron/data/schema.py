@@ -1,0 +1,137 @@
+"""The record schema every stage reads, and the label vocabulary with its aliases.
+
+One JSON object per line::
+
+    {"id": "synth-anger-0003", "emotion": "anger",
+     "turns": [{"speaker": "A", "text": "..."}, {"speaker": "B", "text": "..."}],
+     "source": "synth"}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emoneuron.errors import UserError
+from emoneuron.io import atomic_open, sha256_bytes
+
+EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
+
+# Labels used by common corpora and by people, mapped onto Ekman's six names.
+ALIASES: dict[str, str] = {
+    "angry": "anger", "annoyance": "anger", "annoyed": "anger", "rage": "anger", "mad": "anger",
+    "disgusted": "disgust", "disgusting": "disgust", "revulsion": "disgust",
+    "afraid": "fear", "fearful": "fear", "scared": "fear", "anxious": "fear", "terror": "fear",
+    "joy": "happiness", "happy": "happiness", "joyful": "happiness", "glad": "happiness",
+    "sad": "sadness", "sorrow": "sadness", "grief": "sadness", "unhappy": "sadness",
+    "surprised": "surprise", "amazed": "surprise", "astonished": "surprise", "shock": "surprise",
+}
+
+
+def normalize_emotion(label: str) -> str:
+    """Map a label or one of its aliases (any case) to one of :data:`EMOTIONS`.
+
+    Raises :class:`UserError` naming the label and the accepted names.
+    """
+    key = str(label).strip().lower()
+    if key in EMOTIONS:
+        return key
+    if key in ALIASES:
+        return ALIASES[key]
+    raise UserError(
+        f"unknown emotion label {label!r}: use one of {', '.join(EMOTIONS)} "
+        f"(aliases such as joy, angry, scared are accepted)"
+    )
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    emotion: str
+    turns: tuple[Turn, ...]
+    source: str = "unknown"
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["turns"] = [asdict(turn) for turn in self.turns]
+        if not self.meta:
+            del payload["meta"]
+        return payload
+
+    @classmethod
+    def from_json(cls, payload: Any) -> Record:
+        """Validate one decoded JSON object; raises ``ValueError`` with the reason."""
+        if not isinstance(payload, dict):
+            raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
+        missing = [key for key in ("id", "emotion", "turns") if key not in payload]
+        if missing:
+            raise ValueError(f"missing field(s) {', '.join(missing)}")
+        turns = payload["turns"]
+        if not isinstance(turns, list) or not turns:
+            raise ValueError("'turns' must be a non-empty list of {speaker, text} objects")
+        parsed: list[Turn] = []
+        for position, turn in enumerate(turns):
+            if not isinstance(turn, dict) or not isinstance(turn.get("text"), str):
+                raise ValueError(f"turn {position} must be an object with a string 'text'")
+            if not turn["text"].strip():
+                raise ValueError(f"turn {position} has empty text")
+            parsed.append(Turn(speaker=str(turn.get("speaker", "A" if position % 2 == 0 else "B")),
+                               text=turn["text"].strip()))
+        try:
+            emotion = normalize_emotion(payload["emotion"])
+        except UserError as error:
+            raise ValueError(str(error)) from None
+        meta = payload.get("meta", {})
+        return cls(id=str(payload["id"]), emotion=emotion, turns=tuple(parsed),
+                   source=str(payload.get("source", "unknown")),
+                   meta=meta if isinstance(meta, dict) else {})
+
+
+def read_records(path: str | Path) -> list[Record]:
+    """Read a JSONL file of records; any bad line raises :class:`UserError` with file:line."""
+    source = Path(path)
+    if not source.is_file():
+        raise UserError(f"{source}: no such data file (create one with `emoneuron data synth`)")
+    records: list[Record] = []
+    seen: set[str] = set()
+    with source.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = Record.from_json(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise UserError(f"{source}:{number}: malformed JSON ({error.msg}); "
+                                "each line must be one JSON record") from None
+            except ValueError as error:
+                raise UserError(f"{source}:{number}: {error}") from None
+            if record.id in seen:
+                raise UserError(f"{source}:{number}: duplicate id {record.id!r}; "
+                                "ids must be unique")
+            seen.add(record.id)
+            records.append(record)
+    if not records:
+        raise UserError(f"{source}: no records found; expected one JSON record per line")
+    return records
+
+
+def write_records(path: str | Path, records: list[Record]) -> None:
+    with atomic_open(path) as handle:
+        for record in records:
+            handle.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+
+
+def records_hash(records: list[Record]) -> str:
+    """Content hash of records in order: identical data gives an identical hash."""
+    blob = "\n".join(json.dumps(record.to_json(), sort_keys=True, ensure_ascii=False)
+                     for record in records)
+    return sha256_bytes(blob.encode("utf-8"))

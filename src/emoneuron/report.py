@@ -1,0 +1,542 @@
+"""The report a researcher opens after a run: summary, figures, tables and run details.
+
+:func:`write_report` reads the stage outputs in a run directory and writes a self-contained
+``report.html`` (figures embedded as base64 PNG, inline CSS, nothing fetched from outside) and
+every figure as ``figures/<name>.png`` and ``figures/<name>.svg``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from matplotlib.ticker import MaxNLocator
+
+from emoneuron.data.schema import EMOTIONS
+from emoneuron.io import atomic_open, read_json
+from emoneuron.sweep import LAYER_RANGES, in_range
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+NEAR_CHANCE = 0.10  # baseline closer than this to chance leaves too little accuracy to lose
+SPECIFIC = "specific effect"
+NO_EFFECT = "no effect distinguishable from random neurons"
+IMPROVES = "improves when its neurons are removed"
+WEAKER = "smaller drop than random neurons"
+SWEEP_FIGURES = ("sweep_heatmaps", "sweep_dose_response")
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:.2em}.sub{color:#555;margin-top:0}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.2em .5em;text-align:right}th{background:#f2f2f2}
+td:first-child,th:first-child{text-align:left}caption{font-weight:bold;text-align:left}
+figure{margin:1.5em 0}figure img{max-width:100%}figcaption{color:#444;font-size:.9em}
+.warn{background:#fff3cd;border-left:4px solid #e0a800;padding:.5em}
+.note{color:#555;font-style:italic}.tables{display:flex;flex-wrap:wrap;gap:1.5em}
+"""
+Triple = tuple[float, float, float]  # value, 95% CI low, 95% CI high
+
+
+@dataclass(frozen=True)
+class _Run:
+    manifest: dict[str, Any]
+    neurons: dict[str, Any]
+    ablation: pd.DataFrame
+    effects: pd.DataFrame
+    sweep: pd.DataFrame | None
+
+
+@dataclass(frozen=True)
+class _SelfEffect:
+    """Removing one emotion's neurons, evaluated on that same emotion."""
+
+    emotion: str
+    n: int
+    baseline: Triple
+    masked: Triple
+    control: Triple  # mean over seeds, lowest and highest CI bound over the seeds
+    n_seeds: int
+    excess: Triple
+    p_value: float
+    rises: bool  # masked accuracy above baseline with the paired drop CI entirely below 0
+
+    @property
+    def verdict(self) -> str:
+        if self.rises:
+            return IMPROVES
+        if self.excess[1] > 0:
+            return SPECIFIC
+        return WEAKER if self.excess[2] < 0 else NO_EFFECT
+
+
+def _load(run_dir: Path) -> _Run:
+    sweep_path = run_dir / "sweep.csv"
+    return _Run(
+        manifest=read_json(run_dir / "manifest.json"),
+        neurons=read_json(run_dir / "neurons.json"),
+        ablation=pd.read_csv(run_dir / "ablation.csv"),
+        effects=pd.read_csv(run_dir / "effects.csv"),
+        sweep=pd.read_csv(sweep_path) if sweep_path.exists() else None,
+    )
+
+
+def _pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f}%"
+
+
+def _pp(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def _count(k: int, one: str, many: str = "") -> str:
+    return f"{k} {one if k == 1 else many or one + 's'}"
+
+
+def _with_ci(t: Triple, fmt: Callable[[float], str]) -> str:
+    return f"{fmt(t[0])} [{fmt(t[1])}, {fmt(t[2])}]"
+
+
+def _pval(x: float) -> str:
+    return "< 0.001" if x < 0.001 else f"{x:.3f}"
+
+
+def _triple(row: Any, value: str, low: str, high: str) -> Triple:
+    return float(row[value]), float(row[low]), float(row[high])
+
+
+def _baselines(ablation: pd.DataFrame) -> dict[str, float]:
+    rows = ablation[ablation["condition"] == "baseline"]
+    return {str(e): float(a) for e, a in zip(rows["eval_emotion"], rows["accuracy"], strict=True)}
+
+
+def _self_effects(run: _Run) -> list[_SelfEffect]:
+    out = []
+    eff, ab = run.effects, run.ablation
+    for emotion in EMOTIONS:
+        row = eff[(eff["masked_emotion"] == emotion) & (eff["eval_emotion"] == emotion)]
+        if row.empty:
+            continue
+        on_eval = ab[ab["eval_emotion"] == emotion]
+        base = on_eval[on_eval["condition"] == "baseline"].iloc[0]
+        own = on_eval[on_eval["masked_emotion"] == emotion]
+        masked = own[own["condition"] == "mask"].iloc[0]
+        ctrl = own[own["condition"] == "control"]
+        r = row.iloc[0]
+        out.append(_SelfEffect(
+            emotion=emotion, n=int(r["n"]),
+            baseline=_triple(base, "accuracy", "ci_low", "ci_high"),
+            masked=_triple(masked, "accuracy", "ci_low", "ci_high"),
+            control=(float(ctrl["accuracy"].mean()), float(ctrl["ci_low"].min()),
+                     float(ctrl["ci_high"].max())),
+            n_seeds=len(ctrl),
+            excess=_triple(r, "excess_drop", "excess_ci_low", "excess_ci_high"),
+            p_value=float(r["p_value"]),
+            rises=float(masked["drop_ci_high"]) < 0,
+        ))
+    return out
+
+
+def _layer_counts(neurons: dict[str, Any]) -> npt.NDArray[np.int_]:
+    """Selected neurons per (emotion, layer), emotions in :data:`EMOTIONS` order."""
+    n_layers = int(neurons["n_layers"])
+    counts = np.zeros((len(EMOTIONS), n_layers), dtype=int)
+    for row, emotion in enumerate(EMOTIONS):
+        for neuron in neurons["emotions"].get(emotion, []):
+            layer = int(neuron["layer"])
+            if not 0 <= layer < n_layers:
+                raise ValueError(f"neurons.json: {emotion} neuron in layer {layer}, "
+                                 f"outside 0..{n_layers - 1}")
+            counts[row, layer] += 1
+    return counts
+
+
+def _thirds(n_layers: int) -> list[list[int]]:
+    """The layers of the bottom, middle and top third (one may be empty below 3 layers)."""
+    return [[x for x in range(n_layers) if in_range(x, n_layers, third)]
+            for third in LAYER_RANGES[:3]]
+
+
+def _span(layers: list[int]) -> str:
+    return f"{layers[0]}-{layers[-1]}" if layers else "none"
+
+
+def _ul(items: Sequence[str]) -> str:
+    return "<ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>"
+
+
+def _summary_exist(run: _Run, counts: npt.NDArray[np.int_]) -> str:
+    model = run.manifest["model"]
+    per = ", ".join(f"{e} {int(c)}" for e, c in zip(EMOTIONS, counts.sum(axis=1), strict=True))
+    uses = Counter((n["layer"], n["index"]) for ns in run.neurons["emotions"].values() for n in ns)
+    total = int(model["n_neurons"])
+    text = (f"Selected by {run.neurons['method']}: {per}. In total {len(uses)} distinct neurons, "
+            f"{_pct(len(uses) / total, 2)} of the {total:,} neurons "
+            f"({model['n_layers']} layers x {model['width']}).")
+    shared = sum(1 for k in uses.values() if k > 1)
+    if shared:
+        text += f" {_count(shared, 'of them is', 'of them are')} selected for several emotions."
+    return f"<h3>(a) Do emotion neurons exist?</h3><p>{escape(text)}</p>"
+
+
+def _summary_where(counts: npt.NDArray[np.int_]) -> str:
+    n_layers = counts.shape[1]
+    third = np.arange(n_layers) * 3 // n_layers
+    bottom, middle, top = (_span(layers) for layers in _thirds(n_layers))
+    intro = (f"Layers counted from 0 (input side) and split into thirds: bottom {bottom}, "
+             f"middle {middle}, top {top}.")
+    items = []
+    for emotion, row in zip(EMOTIONS, counts, strict=True):
+        if row.sum() == 0:
+            items.append(f"{emotion}: no neurons selected.")
+            continue
+        shares = " / ".join(_pct(row[third == t].sum() / row.sum(), 0) for t in range(3))
+        peak = int(np.argmax(row))
+        items.append(f"{emotion}: peak at layer {peak} ({_count(row[peak], 'neuron')}); "
+                     f"bottom / middle / top third: {shares}.")
+    return f"<h3>(b) Where are they?</h3><p>{escape(intro)}</p>{_ul(items)}"
+
+
+def _summary_effects(effects: list[_SelfEffect], chance: float, description: str) -> str:
+    if not effects:
+        return '<h3>(c) What happens when they are removed?</h3><p class="note">No results.</p>'
+    n_total = sum(e.n for e in effects)
+    mean = sum(e.baseline[0] * e.n for e in effects) / n_total
+    low, high = min(effects, key=lambda e: e.baseline[0]), max(effects, key=lambda e: e.baseline[0])
+    text = (f"Baseline accuracy ({description}) ranges from {_pct(low.baseline[0])} "
+            f"({low.emotion}) to {_pct(high.baseline[0])} ({high.emotion}), {_pct(mean)} "
+            f"weighted by n, against chance {_pct(chance)}.")
+    parts = [f"<p>{escape(text)}</p>"]
+    near = [e for e in effects if e.baseline[0] < chance + NEAR_CHANCE]
+    if near:
+        names = ", ".join(f"{e.emotion} ({_pct(e.baseline[0])})" for e in near)
+        text = (f"Warning: baseline accuracy is within {100 * NEAR_CHANCE:.0f} points of chance "
+                f"for {names}; drops for these emotions cannot be interpreted, the model barely "
+                "recognises them to begin with.")
+        parts.append(f'<p class="warn">{escape(text)}</p>')
+    parts.append(_ul([
+        f"{e.emotion}: {_pct(e.baseline[0])} → {_pct(e.masked[0])} with its neurons removed; "
+        f"random neurons {_pct(e.control[0])} (mean of {e.n_seeds} seeds); excess drop "
+        f"{_with_ci(e.excess, _pp)} points (95% CI), p {_pval(e.p_value)} — {e.verdict}."
+        for e in effects]))
+    groups = {v: ", ".join(e.emotion for e in effects if e.verdict == v) for v in
+              (SPECIFIC, NO_EFFECT, IMPROVES, WEAKER)}
+    lines = [f"Specific effect (excess drop CI above 0): {groups[SPECIFIC] or 'none'}.",
+             f"No effect distinguishable from random neurons: {groups[NO_EFFECT] or 'none'}."]
+    if groups[IMPROVES]:
+        lines.append(f"Improves when its neurons are removed (masked accuracy above baseline, "
+                     f"drop CI below 0): {groups[IMPROVES]}.")
+    if groups[WEAKER]:
+        lines.append(f"Smaller drop than with random neurons (excess CI below 0): "
+                     f"{groups[WEAKER]}.")
+    parts.append(_ul(lines))
+    return "<h3>(c) What happens when they are removed?</h3>" + "".join(parts)
+
+
+def _heatmap(ax: Axes, values: npt.NDArray[np.float64], rows: Sequence[str],
+             cols: Sequence[str], labels: Sequence[Sequence[str]], cmap: str,
+             limits: tuple[float, float]) -> AxesImage:
+    image = ax.imshow(values, cmap=cmap, vmin=limits[0], vmax=limits[1], aspect="auto")
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(rows)), rows)
+    for i, row in enumerate(labels):
+        for j, text in enumerate(row):
+            rgba = np.asarray(image.cmap(image.norm(values[i, j])))
+            dark = float(rgba[:3] @ np.array([0.299, 0.587, 0.114])) < 0.5
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")
+    return image
+
+
+def _symmetric(values: npt.NDArray[np.float64]) -> tuple[float, float]:
+    limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.0
+    return -max(limit, 1e-9), max(limit, 1e-9)
+
+
+def _fig_neurons_per_layer(counts: npt.NDArray[np.int_]) -> Figure:
+    fig, ax = plt.subplots(figsize=(10, 3.2), layout="constrained")
+    image = ax.imshow(counts, aspect="auto", cmap="Blues", interpolation="nearest",
+                      vmin=0, vmax=max(1, int(counts.max())))
+    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    for layers in _thirds(counts.shape[1])[:2]:
+        if not layers:
+            continue
+        ax.axvline(layers[-1] + 0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("layer (0 = input side)")
+    ax.set_ylabel("emotion")
+    fig.colorbar(image, ax=ax, label="selected neurons", ticks=MaxNLocator(integer=True))
+    return fig
+
+
+def _fig_overlap(neurons: dict[str, Any]) -> Figure:
+    names = [str(n) for n in neurons["overlap"]["emotions"]]
+    counts = np.asarray(neurons["overlap"]["counts"], dtype=float)
+    fig, ax = plt.subplots(figsize=(6.5, 5), layout="constrained")
+    labels = [[str(int(v)) for v in row] for row in counts]
+    image = _heatmap(ax, counts, names, names, labels, "Blues", (0, max(1.0, counts.max())))
+    ax.set_xlabel("emotion")
+    ax.set_ylabel("emotion")
+    fig.colorbar(image, ax=ax, label="neurons passing for both")
+    return fig
+
+
+def _fig_self_effect(effects: list[_SelfEffect], chance: float) -> Figure:
+    fig, ax = plt.subplots(figsize=(10, 4), layout="constrained")
+    x = np.arange(len(effects))
+    bars = (("baseline", "baseline"), ("neurons removed", "masked"),
+            ("random neurons (mean of seeds)", "control"))
+    for k, (label, attr) in enumerate(bars):
+        v = np.array([getattr(e, attr) for e in effects], dtype=float) * 100
+        err = np.clip([v[:, 0] - v[:, 1], v[:, 2] - v[:, 0]], 0, None)
+        ax.bar(x + (k - 1) * 0.27, v[:, 0], 0.27, yerr=err, capsize=3, label=label)
+    ax.axhline(100 * chance, color="black", linestyle=":", label="chance")
+    ax.set_xticks(x, [e.emotion for e in effects])
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("emotion (its own neurons removed, evaluated on itself)")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
+    return fig
+
+
+def _fig_matrix(effects: pd.DataFrame, column: str, label: str, mark_ci: bool) -> Figure:
+    def grid(col: str) -> npt.NDArray[np.float64]:
+        table = effects.pivot_table(index="masked_emotion", columns="eval_emotion", values=col)
+        return np.asarray(table.reindex(index=EMOTIONS, columns=EMOTIONS), dtype=float) * 100
+
+    values = grid(column)
+    ci_excludes_0 = (grid("excess_ci_low") > 0) | (grid("excess_ci_high") < 0)
+    labels = [[("" if np.isnan(v) else f"{v:+.1f}") + ("*" if mark_ci and s else "")
+               for v, s in zip(row, srow, strict=True)]
+              for row, srow in zip(values, ci_excludes_0, strict=True)]
+    fig, ax = plt.subplots(figsize=(7, 5.5), layout="constrained")
+    image = _heatmap(ax, values, EMOTIONS, EMOTIONS, labels, "RdBu_r", _symmetric(values))
+    ax.set_xlabel("evaluated emotion")
+    ax.set_ylabel("masked emotion (neurons removed)")
+    fig.colorbar(image, ax=ax, label=label)
+    return fig
+
+
+def _panels(n: int) -> tuple[Figure, list[Axes]]:
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 2.9 * nrows + 0.6),
+                             layout="constrained", squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _fig_sweep_heatmaps(sweep: pd.DataFrame) -> Figure:
+    emotions = [e for e in EMOTIONS if e in set(sweep["masked_emotion"])]
+    ranges = [r for r in LAYER_RANGES if r in set(sweep["layer_range"])]
+    proportions = sorted(float(p) for p in sweep["proportion"].unique())
+    limits = _symmetric(sweep["drop"].to_numpy(dtype=float) * 100)
+    fig, axes = _panels(len(emotions))
+    for ax, emotion in zip(axes, emotions, strict=True):
+        table = sweep[sweep["masked_emotion"] == emotion].pivot_table(
+            index="layer_range", columns="proportion", values="drop")
+        values = np.asarray(table.reindex(index=ranges, columns=proportions), dtype=float) * 100
+        labels = [["" if np.isnan(v) else f"{v:+.1f}" for v in row] for row in values]
+        image = _heatmap(ax, values, ranges, [f"{100 * p:g}%" for p in proportions], labels,
+                         "RdBu_r", limits)
+        ax.set_title(emotion)
+        ax.set_xlabel("proportion removed")
+        ax.set_ylabel("layer range")
+    fig.colorbar(image, ax=axes, label="self accuracy drop vs baseline (points)")
+    return fig
+
+
+def _fig_dose_response(sweep: pd.DataFrame, baselines: dict[str, float], chance: float) -> Figure:
+    emotions = [e for e in EMOTIONS if e in set(sweep["masked_emotion"])]
+    fig, axes = _panels(len(emotions))
+    for ax, emotion in zip(axes, emotions, strict=True):
+        own = sweep[sweep["masked_emotion"] == emotion]
+        for layer_range in [r for r in LAYER_RANGES if r in set(own["layer_range"])]:
+            line = own[own["layer_range"] == layer_range].groupby("proportion")["accuracy"].mean()
+            ax.plot(line.index * 100, line.to_numpy() * 100, marker="o", label=layer_range)
+        if emotion in baselines:
+            ax.axhline(100 * baselines[emotion], color="black", linestyle="--", label="baseline")
+        ax.axhline(100 * chance, color="grey", linestyle=":", label="chance")
+        ax.set_ylim(0, 100)
+        ax.set_title(emotion)
+        ax.set_xlabel("proportion removed (%)")
+        ax.set_ylabel("accuracy (%)")
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+def _render_figure(fig_dir: Path, name: str, title: str, caption: str,
+                   build: Callable[[], Figure]) -> str:
+    fig = build()
+    try:
+        fig.suptitle(title, fontweight="bold")
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=100)
+        with atomic_open(fig_dir / f"{name}.png", "wb") as handle:
+            handle.write(png.getvalue())
+        with atomic_open(fig_dir / f"{name}.svg", "wb") as handle:
+            fig.savefig(handle, format="svg", metadata={"Date": None})
+    finally:
+        plt.close(fig)
+    data = base64.b64encode(png.getvalue()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(title)}">'
+            f"<figcaption><b>{escape(title)}.</b> {escape(caption)}</figcaption></figure>")
+
+
+def _figures_html(run: _Run, run_dir: Path, effects: list[_SelfEffect],
+                  counts: npt.NDArray[np.int_]) -> str:
+    chance = float(run.manifest["evaluation"]["chance"])
+    seeds = max((e.n_seeds for e in effects), default=0)
+    specs: list[tuple[str, str, str, Callable[[], Figure]]] = [
+        ("neurons_per_layer", "Selected neurons per layer",
+         "Number of selected neurons of each emotion (rows) in each layer (columns). Darker cells "
+         "hold more neurons; dashed lines split the layers into the bottom, middle and top thirds "
+         "used in the summary.", partial(_fig_neurons_per_layer, counts)),
+        ("overlap", "Overlap between emotions",
+         "Cell (i, j) counts selected neurons passing the multi-assignment threshold for both "
+         "emotion i and emotion j; the diagonal counts neurons passing for that emotion. Large "
+         "off-diagonal counts mean the two emotions share neurons.",
+         partial(_fig_overlap, run.neurons)),
+        ("self_effect", "Accuracy on each emotion when its neurons are removed",
+         f"Bars: accuracy with no neurons removed (baseline), with the emotion's selected neurons "
+         f"zeroed, and with random layer-matched neurons zeroed (mean over {seeds} seeds). Error "
+         "bars: 95% bootstrap CI; for random neurons the bar spans the lowest to the highest CI "
+         "bound over the seeds. A specific effect shows as a middle bar well below both others. "
+         f"Dotted line: chance ({_pct(chance)}).", partial(_fig_self_effect, effects, chance)),
+        ("drop_matrix", "Accuracy drop by masked and evaluated emotion",
+         "Baseline minus masked accuracy, in points, on each evaluated emotion (columns) when the "
+         "neurons of the masked emotion (rows) are zeroed. Red: accuracy fell; blue: it rose; "
+         "white: no change. A red diagonal with pale off-diagonal cells means each emotion's "
+         "neurons matter for that emotion only.",
+         partial(_fig_matrix, run.effects, "mask_drop", "accuracy drop (points)", False)),
+        ("excess_matrix", "Excess drop over random neurons",
+         f"Drop from removing the emotion neurons minus the mean drop from random layer-matched "
+         f"neurons ({seeds} seeds), in points; rows masked emotion, columns evaluated emotion. * "
+         "marks cells whose 95% bootstrap CI excludes 0. Red: the emotion neurons matter more "
+         "than random neurons.",
+         partial(_fig_matrix, run.effects, "excess_drop", "excess drop (points)", True)),
+    ]
+    sweep = _sweep_self(run)
+    if sweep is not None:
+        specs += [
+            ("sweep_heatmaps", "Sweep: self accuracy drop by layer range and proportion",
+             "One panel per masked emotion: baseline minus accuracy on that same emotion, in "
+             "points, when the given proportion (columns) is removed within a layer range (rows). "
+             "Red: accuracy fell; colours centred at 0 and shared across panels.",
+             partial(_fig_sweep_heatmaps, sweep)),
+            ("sweep_dose_response", "Sweep: accuracy against proportion removed",
+             "Accuracy on each emotion against the proportion removed, one line per layer range. "
+             "Dashed: baseline; dotted: chance. The layer range whose line falls fastest holds the "
+             "neurons that matter most.",
+             partial(_fig_dose_response, sweep, _baselines(run.ablation), chance)),
+        ]
+    html = "".join(_render_figure(run_dir / "figures", *spec) for spec in specs)
+    if sweep is None:
+        for name in SWEEP_FIGURES:  # do not leave figures of an earlier sweep beside this report
+            for suffix in (".png", ".svg"):
+                (run_dir / "figures" / f"{name}{suffix}").unlink(missing_ok=True)
+        html += ('<p class="note">No layer-range x proportion sweep in this run (sweep.csv '
+                 "missing or without self-effect rows), so its figures are omitted.</p>")
+    return html
+
+
+def _sweep_self(run: _Run) -> pd.DataFrame | None:
+    """Sweep rows evaluated on the masked emotion itself, with their drop vs baseline."""
+    if run.sweep is None:
+        return None
+    own = run.sweep[run.sweep["masked_emotion"] == run.sweep["eval_emotion"]].copy()
+    own["drop"] = own["masked_emotion"].map(_baselines(run.ablation)) - own["accuracy"]
+    return None if own.empty else own
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], caption: str = "") -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<tr>{head}</tr>{body}</table>"
+
+
+def _tables_html(effects: list[_SelfEffect], neurons: dict[str, Any]) -> str:
+    self_table = _table(
+        ["emotion", "n", "baseline [95% CI]", "masked [95% CI]", "control (mean of seeds)",
+         "excess drop, points [95% CI]", "p", "verdict"],
+        [[e.emotion, e.n, _with_ci(e.baseline, _pct), _with_ci(e.masked, _pct),
+          _pct(e.control[0]), _with_ci(e.excess, _pp), _pval(e.p_value), e.verdict]
+         for e in effects])
+    tops = "".join(_table(["layer", "index", "score"],
+                          [[n["layer"], n["index"], f"{float(n['score']):.3f}"]
+                           for n in neurons["emotions"].get(emotion, [])[:10]], emotion)
+                   for emotion in EMOTIONS)
+    return (f"<h3>Self effect per emotion</h3>{self_table}"
+            f'<h3>Top 10 neurons per emotion</h3><div class="tables">{tops}</div>')
+
+
+def _value(v: object) -> str:
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _details_html(manifest: dict[str, Any]) -> str:
+    model, data, evaluation = manifest["model"], manifest["data"], manifest["evaluation"]
+    splits = list(data["counts"])
+    counts = [[e, *(data["counts"][s].get(e, 0) for s in splits)] for e in EMOTIONS]
+    counts.append(["total", *(sum(data["counts"][s].values()) for s in splits)])
+    timings = [[k, f"{float(v):.1f}"] for k, v in manifest["timings"].items()]
+    timings.append(["total", f"{sum(float(v) for v in manifest['timings'].values()):.1f}"])
+    versions = {"emoneuron": manifest["emoneuron_version"], **manifest["versions"]}
+    sections = [
+        ("Model", _table(["field", "value"], [[k, _value(v)] for k, v in model.items()])),
+        (f"Data (hash {data['hash']})", _table(["emotion", *splits], counts)),
+        ("Evaluation", _table(["field", "value"], [
+            ["description", evaluation["description"]], ["shots", evaluation["n_shot"]],
+            ["chance", _pct(float(evaluation["chance"]))]])),
+        ("Configuration", _table(["key", "value"],
+                                 [[k, _value(v)] for k, v in manifest["config"].items()])),
+        ("Timings", _table(["stage", "seconds"], timings)),
+        ("Versions", _table(["package", "version"], [[k, _value(v)] for k, v in versions.items()])),
+    ]
+    return "".join(f"<h3>{escape(heading)}</h3>{table}" for heading, table in sections)
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` and ``run_dir/figures/*.png|svg``; return the report path."""
+    run_dir = Path(run_dir)
+    run = _load(run_dir)
+    effects = _self_effects(run)
+    counts = _layer_counts(run.neurons)
+    model, evaluation = run.manifest["model"], run.manifest["evaluation"]
+    title = f"Emotion neurons in {model['name']}"
+    subtitle = (f"{model['n_layers']} layers x {model['width']} neurons · site {model['site']} · "
+                f"run created {run.manifest['created']}")
+    summary = (_summary_exist(run, counts) + _summary_where(counts)
+               + _summary_effects(effects, float(evaluation["chance"]), evaluation["description"]))
+    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
+            f'<h1>{escape(title)}</h1><p class="sub">{escape(subtitle)}</p>'
+            f'<section id="summary"><h2>Summary</h2>{summary}</section>'
+            f'<section id="figures"><h2>Figures</h2>'
+            f"{_figures_html(run, run_dir, effects, counts)}</section>"
+            f'<section id="tables"><h2>Tables</h2>{_tables_html(effects, run.neurons)}</section>'
+            f'<section id="details"><h2>Run details</h2>{_details_html(run.manifest)}</section>'
+            "</body></html>\n")
+    path = run_dir / "report.html"
+    with atomic_open(path) as handle:
+        handle.write(page)
+    return path

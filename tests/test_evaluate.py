@@ -1,0 +1,115 @@
+"""Label scoring: the cached-prefix batched path must equal a plain full forward pass."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+from conftest import build_word_tokenizer
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from emoneuron.data.schema import EMOTIONS, Record, Turn
+from emoneuron.errors import UserError
+from emoneuron.evaluate import CONTENT_FREE, Classifier, order_shots, query_text
+from emoneuron.intervene import Ablation, applied
+from emoneuron.models.loading import LoadedModel
+
+
+def _shots() -> list[Record]:
+    return [Record(f"shot-{e}", e, (Turn("A", f"a {e} dialogue"),), "test") for e in EMOTIONS]
+
+
+def _reference(classifier: Classifier, record: Record) -> np.ndarray:
+    loaded = classifier.loaded
+    ids = classifier.prefix_ids + loaded.tokenizer.encode(classifier.query(record),
+                                                          add_special_tokens=False)
+    with torch.inference_mode():
+        logits = loaded.model(input_ids=torch.tensor([ids])).logits[0, -1]
+    return torch.log_softmax(logits, -1)[classifier.label_ids].numpy()
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3", "gpt2", "gpt-neox"])
+def test_cached_batched_scores_equal_full_forward(
+        family: str, make_word_tiny: Callable[[str], LoadedModel],
+        records: list[Record]) -> None:
+    classifier = Classifier(make_word_tiny(family), _shots(), batch_size=3, calibrate=False)
+    scores = classifier.predict(records)
+    expected = np.stack([_reference(classifier, r) for r in records])
+    np.testing.assert_allclose(scores, expected, atol=1e-4)
+    assert len({len(query_text(r).split()) for r in records}) > 1  # batches really pad
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} </s>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<assistant> {% endif %}")
+
+
+def test_chat_prompt_scores_equal_full_forward(make_tiny: Callable[[str], LoadedModel],
+                                               records: list[Record]) -> None:
+    tokenizer = build_word_tokenizer()
+    tokenizer.chat_template = CHAT_TEMPLATE
+    loaded = dataclasses.replace(make_tiny("llama"), tokenizer=tokenizer)
+    classifier = Classifier(loaded, _shots(), batch_size=3, calibrate=False, style="chat")
+    query = classifier.query(records[0])
+    assert query.startswith("<user> Dialogue:") and query.endswith("<assistant> Emotion:")
+    expected = np.stack([_reference(classifier, r) for r in records])
+    np.testing.assert_allclose(classifier.predict(records), expected, atol=1e-4)
+    loaded_plain = dataclasses.replace(loaded, tokenizer=build_word_tokenizer())
+    with pytest.raises(UserError, match="no chat template"):
+        Classifier(loaded_plain, _shots(), style="chat")
+
+
+def test_calibration_subtracts_the_content_free_scores(
+        make_word_tiny: Callable[[str], LoadedModel], records: list[Record]) -> None:
+    raw = Classifier(make_word_tiny("llama"), _shots(), batch_size=4, calibrate=False)
+    calibrated = Classifier(make_word_tiny("llama"), _shots(), batch_size=4, calibrate=True)
+    expected = raw.predict(records) - _reference(raw, CONTENT_FREE)
+    np.testing.assert_allclose(calibrated.predict(records), expected, atol=1e-4)
+
+
+def test_interventions_reach_the_scores(make_word_tiny: Callable[[str], LoadedModel],
+                                        records: list[Record]) -> None:
+    loaded = make_word_tiny("llama")
+    classifier = Classifier(loaded, _shots(), batch_size=4)
+    clean = classifier.predict(records)
+    everything = Ablation.of({layer: range(loaded.width) for layer in range(loaded.n_layers)})
+    with applied(loaded, everything):
+        ablated = classifier.predict(records)
+    assert np.abs(clean - ablated).max() > 1e-3
+    np.testing.assert_allclose(classifier.predict(records), clean, atol=1e-6)
+
+
+def test_labels_must_be_single_distinct_tokens(make_tiny: Callable[[str], LoadedModel]) -> None:
+    words = build_word_tokenizer()
+    Classifier(dataclasses.replace(make_tiny("llama"), tokenizer=words), _shots())
+    # Without "disgust" in the vocabulary its label becomes <unk>: not a usable label.
+    vocabulary = {w: i for w, i in words.get_vocab().items() if w != "disgust"}
+    inner = Tokenizer(models.WordLevel(vocabulary, unk_token="<unk>"))
+    inner.pre_tokenizer = pre_tokenizers.Whitespace()
+    lacking = PreTrainedTokenizerFast(tokenizer_object=inner, pad_token="<pad>",
+                                      unk_token="<unk>")
+    with pytest.raises(UserError, match="single distinct tokens"):
+        Classifier(dataclasses.replace(make_tiny("llama"), tokenizer=lacking), _shots())
+
+
+def test_order_shots_needs_every_emotion() -> None:
+    shots = _shots()
+    assert sorted(s.emotion for s in order_shots(shots, seed=1)) == sorted(EMOTIONS)
+    assert order_shots(shots, 1) != order_shots(shots, 2) or order_shots(shots, 1) != shots
+    with pytest.raises(UserError, match="surprise"):
+        order_shots(shots[:-1], seed=0)
+
+
+def test_auto_style_uses_the_chat_template_for_instruct_models(
+        make_tiny: Callable[[str], LoadedModel]) -> None:
+    tokenizer = build_word_tokenizer()
+    tokenizer.chat_template = CHAT_TEMPLATE
+    base = dataclasses.replace(make_tiny("llama"), tokenizer=tokenizer)
+    instruct = dataclasses.replace(base, instruct=True)
+    assert Classifier(instruct, _shots()).style == "chat"
+    assert Classifier(base, _shots()).style == "plain"
+    no_template = dataclasses.replace(instruct, tokenizer=build_word_tokenizer())
+    assert Classifier(no_template, _shots()).style == "plain"

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import re
+from collections import Counter
+from itertools import pairwise
+
+import pytest
+
+from emoneuron.data.schema import ALIASES, EMOTIONS, Record
+from emoneuron.data.synth import synthesize
+
+# Measured on synthesize(60, seed=0): 12.4 distinct word 4-grams per dialogue (12.2 to 12.5
+# over seeds 0..4); a collapse of the templates or topics would fall well below this.
+MIN_DISTINCT_4GRAMS_PER_DIALOGUE = 10.0
+
+
+@pytest.fixture(scope="module")
+def sixty() -> list[Record]:
+    return synthesize(60, seed=0)
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def _dialogue_words(record: Record) -> list[str]:
+    return [word for turn in record.turns for word in _words(turn.text)]
+
+
+def _by_emotion(records: list[Record], emotion: str) -> list[Record]:
+    return [record for record in records if record.emotion == emotion]
+
+
+def test_exact_balance_ids_and_fields() -> None:
+    records = synthesize(7, seed=3)
+    assert len(records) == 42
+    assert Counter(record.emotion for record in records) == {emotion: 7 for emotion in EMOTIONS}
+    assert len({record.id for record in records}) == 42
+    for record in records:
+        assert record.source == "synth"
+        assert set(record.meta) == {"topic", "template"}
+        assert all(isinstance(value, str) and value for value in record.meta.values())
+    for emotion in EMOTIONS:
+        ids = sorted(record.id for record in _by_emotion(records, emotion))
+        assert ids == [f"synth-{emotion}-{index:05d}" for index in range(7)]
+
+
+def test_zero_gives_nothing_and_negative_is_refused() -> None:
+    assert synthesize(0) == []
+    with pytest.raises(ValueError, match="per_emotion"):
+        synthesize(-1)
+
+
+def test_same_seed_gives_identical_records() -> None:
+    first = [record.to_json() for record in synthesize(10, seed=5)]
+    second = [record.to_json() for record in synthesize(10, seed=5)]
+    assert first == second
+
+
+def test_different_seed_gives_different_dialogues() -> None:
+    def texts(seed: int) -> set[str]:
+        return {" ".join(turn.text for turn in record.turns)
+                for record in synthesize(10, seed=seed)}
+
+    zero, one = texts(0), texts(1)
+    assert zero != one
+    assert len(zero & one) < len(zero) // 2
+
+
+def test_first_records_of_each_emotion_do_not_depend_on_the_count() -> None:
+    small = synthesize(3, seed=2)
+    large = synthesize(10, seed=2)
+    for emotion in EMOTIONS:
+        small_part = sorted((record.id, record.to_json())
+                            for record in _by_emotion(small, emotion))
+        large_part = sorted((record.id, record.to_json())
+                            for record in _by_emotion(large, emotion))
+        assert [json for _, json in small_part] == [json for _, json in large_part[:3]]
+
+
+def test_records_round_trip_through_json(sixty: list[Record]) -> None:
+    for record in sixty:
+        back = Record.from_json(record.to_json())
+        assert back == record
+        assert back.meta == record.meta
+
+
+def test_order_is_interleaved(sixty: list[Record]) -> None:
+    assert len({record.emotion for record in sixty[:12]}) > 1
+    # Grouped output would have exactly 5 emotion changes between neighbours.
+    changes = sum(left.emotion != right.emotion for left, right in pairwise(sixty))
+    assert changes > 100
+
+
+def test_two_alternating_speakers_and_clean_text(sixty: list[Record]) -> None:
+    for record in sixty:
+        speakers = [turn.speaker for turn in record.turns]
+        assert speakers[0] != speakers[1]
+        assert speakers == [speakers[position % 2] for position in range(len(speakers))]
+        for turn in record.turns:
+            assert "\n" not in turn.text
+            assert not re.search(r"[{}]", turn.text), turn.text
+            assert turn.text == turn.text.strip()
+            assert turn.text[0].isupper(), turn.text
+            assert turn.text[-1] in ".!?", turn.text
+            assert turn.text.isascii(), turn.text
+
+
+def test_variety(sixty: list[Record]) -> None:
+    for emotion in EMOTIONS:
+        records = _by_emotion(sixty, emotion)
+        assert len(records) == 60
+        assert len({record.meta["topic"] for record in records}) >= 30
+        assert len({len(record.turns) for record in records}) >= 3
+        assert len({turn.speaker for record in records for turn in record.turns}) >= 15
+        assert len({record.meta["template"] for record in records}) >= 6
+        assert len({record.turns[1].text for record in records}) >= 6
+    grams: set[tuple[str, ...]] = set()
+    for record in sixty:
+        words = [word.lower() for word in _dialogue_words(record)]
+        grams.update(tuple(words[start:start + 4]) for start in range(len(words) - 3))
+    assert len(grams) / len(sixty) >= MIN_DISTINCT_4GRAMS_PER_DIALOGUE
+
+
+def test_lengths(sixty: list[Record]) -> None:
+    for record in sixty:
+        assert 2 <= len(record.turns) <= 5
+        for turn in record.turns:
+            assert 4 <= len(_words(turn.text)) <= 20, turn.text
+    mean = sum(len(_dialogue_words(record)) for record in sixty) / len(sixty)
+    assert 25 <= mean <= 50
+
+
+def test_emotion_words_are_sometimes_explicit_and_sometimes_implicit(
+        sixty: list[Record]) -> None:
+    for emotion in EMOTIONS:
+        keywords = {emotion} | {alias for alias, name in ALIASES.items() if name == emotion}
+        records = _by_emotion(sixty, emotion)
+        explicit = sum(
+            bool(keywords & {word.strip(".,!?:;").lower() for word in _dialogue_words(record)})
+            for record in records)
+        assert 0 < explicit < len(records), emotion
+
+
+def test_max_turns_caps_length_without_changing_content() -> None:
+    full = synthesize(20, seed=3)
+    capped = synthesize(20, seed=3, max_turns=2)
+    assert max(len(r.turns) for r in capped) == 2
+    assert max(len(r.turns) for r in full) > 2
+    by_id = {r.id: r for r in full}
+    for record in capped:
+        assert record.turns == by_id[record.id].turns[:2]
