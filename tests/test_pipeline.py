@@ -123,3 +123,21 @@ def test_cli_unsupported_architecture_exit_2(tmp_path: Path,
                  "--out", str(tmp_path / "o")])
     error = capsys.readouterr().err
     assert code == 2 and "unsupported architecture BertLMHeadModel" in error
+
+
+def test_cli_identify_reuses_a_runs_statistics(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "neurons.json"
+    assert main(["identify", str(run_dir / "stats.safetensors"), "--share", "0.05",
+                 "--model-name", "tiny", "--out", str(out)]) == 0
+    mine, runs = json.loads(out.read_text()), json.loads((run_dir / "neurons.json").read_text())
+    assert mine["emotions"] == runs["emotions"]
+    assert main(["identify", str(run_dir / "stats.safetensors"), "--method", "smd",
+                 "--assignment", "multi", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["method"] == "smd"
+
+
+def test_cli_synth_writes_balanced_jsonl(tmp_path: Path) -> None:
+    out = tmp_path / "synth.jsonl"
+    assert main(["data", "synth", "--per-emotion", "3", "--seed", "5", "--out", str(out)]) == 0
+    records = read_records(out)
+    assert sorted(r.emotion for r in records) == sorted(EMOTIONS * 3)
