@@ -24,7 +24,7 @@ demo: setup
 	@echo "open runs/demo/report.html"
 
 lint: setup
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
 test: lint
