@@ -113,3 +113,29 @@ def test_auto_style_uses_the_chat_template_for_instruct_models(
     assert Classifier(base, _shots()).style == "plain"
     no_template = dataclasses.replace(instruct, tokenizer=build_word_tokenizer())
     assert Classifier(no_template, _shots()).style == "plain"
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3", "gpt2"])
+def test_reusing_unchanged_lower_layers_gives_the_same_scores(
+        family: str, make_word_tiny: Callable[[str], LoadedModel], records: list[Record]) -> None:
+    loaded = make_word_tiny(family)
+    top = loaded.n_layers - 1
+    ablation = Ablation.of({top: range(0, loaded.width, 2)})
+    assert ablation.first_layer == top
+    classifier = Classifier(loaded, _shots(), batch_size=3)
+    calls: list[int] = []
+    bottom = loaded.adapter.site_modules(loaded.model)[0]
+    with applied(loaded, ablation):
+        full = classifier.predict(records)
+        first = classifier.predict(records, unchanged_below=top)  # keeps layer inputs
+        handle = bottom.register_forward_pre_hook(lambda _m, _a: calls.append(1))
+        try:
+            reused = classifier.predict(records, unchanged_below=top)  # skips lower layers
+        finally:
+            handle.remove()
+    assert len(calls) == 1  # only the shared prefix ran through the bottom layer
+    np.testing.assert_allclose(first, full, atol=1e-5)
+    np.testing.assert_allclose(reused, full, atol=1e-5)
+    assert not np.allclose(full, classifier.predict(records), atol=1e-4)
+    layers = loaded.adapter.layers(loaded.model)
+    assert all("forward" not in vars(layer) for layer in layers)  # nothing left patched

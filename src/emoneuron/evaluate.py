@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,6 +105,9 @@ class Classifier:
     style: str = "auto"
     _before: str = field(init=False, default="")
     _after: str = field(init=False, default="")
+    # Input of layer L for each batch of query tokens, kept for `unchanged_below=L`.
+    _layer_inputs: dict[tuple[int, tuple[int, ...], bytes], torch.Tensor] = field(
+        init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         tokenizer = self.loaded.tokenizer
@@ -141,9 +146,15 @@ class Classifier:
                 "label word with the highest next-token log-probability after 'Emotion:'"
                 f"{calibration}")
 
-    def predict(self, records: Sequence[Record], progress: bool = False) -> np.ndarray:
+    def predict(self, records: Sequence[Record], progress: bool = False,
+                unchanged_below: int = 0) -> np.ndarray:
         """Label log-probabilities for each record, shape (N, 6), minus the content-free
-        dialogue's when calibrating; the argmax of a row is the prediction."""
+        dialogue's when calibrating; the argmax of a row is the prediction.
+
+        ``unchanged_below``: the caller promises that no active intervention touches the layers
+        below this one (a sweep condition masking only the top third, say). Their output is
+        then the same in every such call: the first call keeps it per batch, later calls skip
+        those layers and start from it."""
         model, device = self.loaded.model, self.loaded.device
         tokenizer = self.loaded.tokenizer
         queries = [*records, CONTENT_FREE] if self.calibrate else list(records)
@@ -157,10 +168,12 @@ class Classifier:
             for start in tqdm(starts, desc="evaluate", unit="batch", disable=not progress,
                               leave=False):
                 rows = order[start:start + self.batch_size]
-                scores[rows] = self._score_batch([suffixes[i] for i in rows], cache)
+                scores[rows] = self._score_batch([suffixes[i] for i in rows], cache,
+                                                 unchanged_below)
         return scores[:-1] - scores[-1] if self.calibrate else scores
 
-    def _score_batch(self, suffixes: list[list[int]], prefix_cache: object) -> np.ndarray:
+    def _score_batch(self, suffixes: list[list[int]], prefix_cache: object,
+                     unchanged_below: int) -> np.ndarray:
         model, device = self.loaded.model, self.loaded.device
         n, length, offset = len(suffixes), max(len(s) for s in suffixes), len(self.prefix_ids)
         pad = int(self.loaded.tokenizer.pad_token_id)
@@ -175,8 +188,38 @@ class Classifier:
         keep = torch.unique(last)
         cache = copy.deepcopy(prefix_cache)
         cache.batch_repeat_interleave(n)  # type: ignore[attr-defined]
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                       cache=cache, use_cache=True,
-                       logits_to_keep=keep.to(device)).logits
+        with self._lower_layers_reused(unchanged_below, input_ids):
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                           cache=cache, use_cache=True,
+                           logits_to_keep=keep.to(device)).logits
         at_last = logits[torch.arange(n), torch.searchsorted(keep, last).to(device)]
         return torch.log_softmax(at_last.float(), dim=-1)[:, self.label_ids].cpu().numpy()
+
+    @contextmanager
+    def _lower_layers_reused(self, first: int, input_ids: torch.Tensor) -> Iterator[None]:
+        if first == 0:
+            yield
+            return
+        layers = self.loaded.adapter.layers(self.loaded.model)
+        key = (first, tuple(input_ids.shape), input_ids.numpy().tobytes())
+        kept = self._layer_inputs.get(key)
+        if kept is None:
+            def keep(_module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+                self._layer_inputs[key] = args[0]
+
+            handle = layers[first].register_forward_pre_hook(keep)
+            try:
+                yield
+            finally:
+                handle.remove()
+            return
+        # The skipped layers would recompute exactly `kept`; each returns it instead. Only this
+        # model instance is touched, and only inside the block.
+        skipped = list(layers[:first])
+        for layer in skipped:
+            layer.forward = lambda *args, **kwargs: kept
+        try:
+            yield
+        finally:
+            for layer in skipped:
+                del layer.forward

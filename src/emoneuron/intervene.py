@@ -39,6 +39,12 @@ class Ablation:
         return cls(neurons=neurons, mode=mode, strength=strength, site=site)
 
     @property
+    def first_layer(self) -> int:
+        """The lowest layer this ablation touches (0 when it touches none): everything below
+        it computes exactly as without the ablation."""
+        return min((layer for layer, _ in self.neurons), default=0)
+
+    @property
     def size(self) -> int:
         return sum(len(indices) for _, indices in self.neurons)
 

@@ -157,7 +157,7 @@ def execute(classifier: Classifier, sets: NeuronSets, evaluation: Sequence[Recor
         subset = [r for r in evaluation if r.emotion in condition.eval_emotions]
         ablation = ablation_for(condition, sets)
         with applied(classifier.loaded, ablation):
-            scores = classifier.predict(subset)
+            scores = classifier.predict(subset, unchanged_below=ablation.first_layer)
         store.add(condition, ablation.size, scores.argmax(axis=1))
 
 
