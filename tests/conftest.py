@@ -11,6 +11,7 @@ session that runs no model test (say ``pytest tests/test_synth.py``) should not 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -225,3 +226,14 @@ def make_word_tiny(make_tiny: Callable[[str], LoadedModel]) -> Callable[[str], L
         return dataclasses.replace(make_tiny(family), tokenizer=word_tokenizer)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory,
+                   make_word_tiny: Callable[[str], LoadedModel]) -> Path:
+    """The tiny llama of ``make_word_tiny`` saved as a Hugging Face model directory."""
+    directory = tmp_path_factory.mktemp("tiny-llama")
+    loaded = make_word_tiny("llama")
+    loaded.model.save_pretrained(directory)
+    loaded.tokenizer.save_pretrained(directory)
+    return directory

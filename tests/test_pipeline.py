@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +10,6 @@ import pytest
 
 from emoneuron.cli import main
 from emoneuron.data.schema import EMOTIONS, read_records
-from emoneuron.models.loading import LoadedModel
 from emoneuron.run import RunConfig, run
 from emoneuron.sweep import grid
 
@@ -20,19 +18,9 @@ CONFIG = RunConfig(per_emotion=8, max_turns=2, eval_fraction=0.4, share=0.05,
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory,
-              make_word_tiny: Callable[[str], LoadedModel]) -> Path:
-    directory = tmp_path_factory.mktemp("tiny-llama")
-    loaded = make_word_tiny("llama")
-    loaded.model.save_pretrained(directory)
-    loaded.tokenizer.save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
+def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     out = tmp_path_factory.mktemp("run")
-    run(RunConfig(**{**CONFIG.__dict__, "model": str(model_dir)}), out, progress=False)
+    run(RunConfig(**{**CONFIG.__dict__, "model": str(tiny_model_dir)}), out, progress=False)
     return out
 
 
@@ -73,7 +61,7 @@ def test_tables_have_every_condition(run_dir: Path) -> None:
         assert row.n_masked == len(neurons["emotions"][row.masked_emotion])
 
 
-def test_rerun_resumes_without_recomputing(run_dir: Path, model_dir: Path,
+def test_rerun_resumes_without_recomputing(run_dir: Path, tiny_model_dir: Path,
                                            tmp_path: Path) -> None:
     store = run_dir / "conditions.jsonl"
     lines = store.read_text().splitlines()
@@ -82,19 +70,19 @@ def test_rerun_resumes_without_recomputing(run_dir: Path, model_dir: Path,
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     (resumed / "conditions.jsonl").write_text("\n".join(lines[:10]) + "\n" + lines[10][:40])
-    run(RunConfig(**{**CONFIG.__dict__, "model": str(model_dir)}), resumed, progress=False)
+    run(RunConfig(**{**CONFIG.__dict__, "model": str(tiny_model_dir)}), resumed, progress=False)
     again = (resumed / "conditions.jsonl").read_text().splitlines()
     assert again[:10] == lines[:10] and len(again) == len(lines)
     for table in ("ablation.csv", "effects.csv", "sweep.csv", "neurons.json"):
         assert (resumed / table).read_bytes() == (run_dir / table).read_bytes(), table
 
 
-def test_cli_bad_data_is_one_line_and_exit_2(tmp_path: Path, model_dir: Path,
+def test_cli_bad_data_is_one_line_and_exit_2(tmp_path: Path, tiny_model_dir: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "bad.jsonl"
     good = {"id": "1", "emotion": "joy", "turns": [{"speaker": "A", "text": "hi"}]}
     data.write_text(json.dumps(good) + "\n" + '{"id": "2", "emotion": "anger", "turns": [\n')
-    code = main(["run", "--model", str(model_dir), "--data", str(data), "--out",
+    code = main(["run", "--model", str(tiny_model_dir), "--data", str(data), "--out",
                  str(tmp_path / "out")])
     error = capsys.readouterr().err
     assert code == 2 and f"{data}:2: malformed JSON" in error and len(error.splitlines()) == 1

@@ -91,9 +91,16 @@ class Record:
         except UserError as error:
             raise ValueError(str(error)) from None
         meta = payload.get("meta", {})
-        return cls(id=str(payload["id"]), emotion=emotion, turns=tuple(parsed),
-                   source=str(payload.get("source", "unknown")),
-                   meta=meta if isinstance(meta, dict) else {})
+        record = cls(id=str(payload["id"]), emotion=emotion, turns=tuple(parsed),
+                     source=str(payload.get("source", "unknown")),
+                     meta=meta if isinstance(meta, dict) else {})
+        try:  # JSON can spell a lone surrogate ("\ud800"); UTF-8, so every writer, cannot
+            json.dumps(record.to_json(), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as error:
+            bad = error.object[error.start:error.end]
+            raise ValueError(f"invalid Unicode {bad!r} (an unpaired surrogate escape) in a "
+                             "string; the text must be valid Unicode") from None
+        return record
 
 
 def read_records(path: str | Path) -> list[Record]:
@@ -114,6 +121,9 @@ def read_records(path: str | Path) -> list[Record]:
                                 "each line must be one JSON record") from None
             except ValueError as error:
                 raise UserError(f"{source}:{number}: {error}") from None
+            except RecursionError:
+                raise UserError(f"{source}:{number}: JSON nested too deeply; "
+                                "each line must be one JSON record") from None
             if record.id in seen:
                 raise UserError(f"{source}:{number}: duplicate id {record.id!r}; "
                                 "ids must be unique")

@@ -111,7 +111,18 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or default_dtype(device))
-    except OSError as error:
+    except Exception as error:
+        if directory is not None and _is_cached_conversion(directory):
+            # emoneuron wrote this directory (a GGUF conversion), so it is ours to call broken:
+            # truncated weights, a garbage config.json, a conversion cut short by a full disk.
+            reason = (str(error).strip().splitlines() or [""])[0][:200]
+            raise UserError(
+                f"{directory}: cached conversion of {name_or_path!r} does not load "
+                f"({error.__class__.__name__}: {reason}); delete this directory and run again "
+                "to convert the model anew"
+            ) from error
+        if not isinstance(error, OSError):
+            raise
         raise UserError(
             f"model {name_or_path!r} is neither an embedded model ({', '.join(EMBEDDED)}), "
             "a model directory, a .gguf file, nor reachable on the hub "
@@ -149,6 +160,11 @@ def resolve(name_or_path: str) -> tuple[Path | None, bool]:
             "a model directory, a .gguf file, or a hub id such as org/name"
         )
     return None, _looks_instruct(name_or_path)
+
+
+def _is_cached_conversion(directory: Path) -> bool:
+    """Whether ``directory`` is one of the GGUF conversions :func:`_cached_conversion` writes."""
+    return directory.parent == cache_root() / "models"
 
 
 def _looks_instruct(name: str) -> bool:
