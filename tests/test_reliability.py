@@ -259,3 +259,39 @@ def test_broken_user_directory_is_not_called_a_cache_entry(
     except Exception as error:  # what the library raises for it is not ours to rename
         code, message = 1, str(error)
     assert code != 0 and "cached conversion" not in message
+
+
+# -- refusing to start ---------------------------------------------------------------------------
+
+def _tiny_run_args(model_dir: Path, out: Path) -> list[str]:
+    return ["run", "--model", str(model_dir), "--out", str(out), "--per-emotion", "8",
+            "--max-turns", "2", "--share", "0.05", "--proportions", "1.0", "--quiet"]
+
+
+def test_nearly_full_disk_refuses_before_writing(tiny_model_dir: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "ablation.csv").write_text("an earlier result\n")
+    real = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr("emoneuron.run.shutil.disk_usage",
+                        lambda _path: real._replace(free=2**20))
+    assert main(_tiny_run_args(tiny_model_dir, out)) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after transformers' own bars
+    assert last.startswith(f"error: {out}: 1 MiB free, a run needs about")
+    assert sorted(p.name for p in out.iterdir()) == ["ablation.csv"]
+    assert (out / "ablation.csv").read_text() == "an earlier result\n"
+
+
+def test_run_directory_of_another_version_is_refused(tiny_model_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "old-run"
+    out.mkdir()
+    manifest = json.dumps({"emoneuron_version": "0.0.1"})
+    (out / "manifest.json").write_text(manifest)
+    assert main(_tiny_run_args(tiny_model_dir, out)) == 2
+    assert "written by emoneuron 0.0.1" in capsys.readouterr().err
+    assert (out / "manifest.json").read_text() == manifest

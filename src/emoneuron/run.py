@@ -12,6 +12,7 @@ import datetime as dt
 import importlib.metadata
 import json
 import platform
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ import pandas as pd
 import torch
 
 from emoneuron import __version__
-from emoneuron.data.schema import Record, read_records, records_hash, write_records
+from emoneuron.data.schema import EMOTIONS, Record, read_records, records_hash, write_records
 from emoneuron.data.split import Splits, split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
@@ -124,11 +125,14 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
         data_hash = records_hash(records)
         splits = split(records, config.eval_fraction, config.seed,
                        source=config.data or "synthetic data")
-        for name, part in (("fewshot", splits.fewshot), ("identify", splits.identify),
-                           ("eval", splits.evaluate)):
-            write_records(out_dir / "data" / f"{name}.jsonl", part)
     with timer.stage("load_model"):
         loaded = load(config.model, device=config.device)
+    conditions = grid(config.control_seeds, config.proportions if config.sweep else (),
+                      config.sweep_eval)
+    _check_disk(out_dir, _output_bytes(loaded, len(conditions), len(splits.evaluate)))
+    for name, part in (("fewshot", splits.fewshot), ("identify", splits.identify),
+                       ("eval", splits.evaluate)):
+        write_records(out_dir / "data" / f"{name}.jsonl", part)
     with timer.stage("record"):
         stats = record(loaded, splits.identify, config.token_policy, config.batch_size, progress)
         stats.save(out_dir / "stats.safetensors", {"model": config.model, "data_hash": data_hash})
@@ -140,8 +144,6 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
                             config.calibrate, config.prompt)
     store = ConditionStore(out_dir / "conditions.jsonl",
                            _store_context(config, splits, sets, classifier))
-    conditions = grid(config.control_seeds, config.proportions if config.sweep else (),
-                      config.sweep_eval)
     ablation_conditions = [c for c in conditions if c.kind != "mask"
                            or (c.layer_range, c.proportion) == ("all", 1.0)]
     with timer.stage("ablation"):
@@ -167,6 +169,26 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     write_manifest()
     print("time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in timer.seconds.items()))
     return report
+
+
+REPORT_BYTES = 20 * 2**20  # figures as PNG and SVG plus the HTML that embeds them
+
+
+def _output_bytes(loaded: LoadedModel, n_conditions: int, n_eval: int) -> int:
+    """A generous estimate of what a run writes: statistics (float64, written once as
+    safetensors), predictions per condition, tables and report."""
+    statistics = 3 * 8 * len(EMOTIONS) * loaded.n_layers * loaded.width
+    return statistics + n_conditions * (n_eval * 4 + 1024) + REPORT_BYTES
+
+
+def _check_disk(out_dir: Path, needed: int) -> None:
+    """Refuse to start when the output disk cannot hold the run (twice the estimate: every
+    file is written beside its old version before the rename)."""
+    existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < 2 * needed:
+        raise UserError(f"{existing}: {free / 2**20:.0f} MiB free, a run needs about "
+                        f"{2 * needed / 2**20:.0f} MiB; free space or choose another --out")
 
 
 def _check_previous_run(out_dir: Path) -> None:
