@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 VOCAB = 384  # model vocabulary; the tokenizer's is smaller (checked below)
 HIDDEN = 32
 HEADS = 4
-MAX_POSITIONS = 256
+MAX_POSITIONS = 1024
 
 # Training text for the in-memory byte-level BPE. Byte-level means any text encodes; the merges
 # only make the tokens look like a real tokenizer's (multi-character, leading-space words).

@@ -139,3 +139,25 @@ def test_reusing_unchanged_lower_layers_gives_the_same_scores(
     assert not np.allclose(full, classifier.predict(records), atol=1e-4)
     layers = loaded.adapter.layers(loaded.model)
     assert all("forward" not in vars(layer) for layer in layers)  # nothing left patched
+
+
+def test_fit_cuts_dialogues_longer_than_the_context_from_their_start(
+        make_word_tiny: Callable[[str], LoadedModel]) -> None:
+    loaded = make_word_tiny("llama")
+    classifier = Classifier(loaded, _shots(), batch_size=4)
+    budget = loaded.context_length - len(classifier.prefix_ids)
+    long_turns = tuple(Turn("A" if i % 2 else "B", "I am so angry right now " * 40)
+                       for i in range(6))
+    ending = Turn("A", "We won the match today")
+    long_record = Record("long", "anger", (*long_turns, ending), "test")
+    short = _shots()[0]
+
+    def length(record: Record) -> int:
+        return len(loaded.tokenizer.encode(classifier.query(record), add_special_tokens=False))
+
+    assert length(long_record) > budget
+    fitted, cut = classifier.fit([short, long_record])
+    assert cut == 1 and fitted[0] == short
+    assert length(fitted[1]) <= budget and fitted[1].meta["truncated"] is True
+    assert fitted[1].turns[-1] == ending and len(fitted[1].turns) < len(long_record.turns)
+    classifier.predict(fitted)  # runs within the context

@@ -33,6 +33,7 @@ def test_run_writes_every_artefact(run_dir: Path) -> None:
     assert manifest["model"]["n_layers"] == 2 and manifest["model"]["width"] == 80
     assert set(manifest["timings"]) >= {"record", "identify", "ablation", "sweep", "report"}
     assert manifest["versions"]["torch"] and len(manifest["data"]["hash"]) == 64
+    assert manifest["data"]["truncated_to_context"] == 0
 
 
 def test_splits_are_disjoint(run_dir: Path) -> None:

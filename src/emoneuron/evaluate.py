@@ -19,6 +19,7 @@ Interventions active around :meth:`Classifier.predict` apply to the prefix as we
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -131,6 +132,33 @@ class Classifier:
             self.prefix_ids = tokenizer.encode(prefix, add_special_tokens=False)
         else:
             self.prefix_ids = tokenizer.encode(prompt_prefix(self.shots), add_special_tokens=True)
+
+    def fit(self, records: Sequence[Record]) -> tuple[list[Record], int]:
+        """The records with their earliest turns dropped, and then the first turn left cut from
+        its start, until prefix + query fits the model's context; and how many were cut."""
+        budget = self.loaded.context_length - len(self.prefix_ids)
+        if budget < 16:
+            raise UserError(f"the few-shot prompt takes {len(self.prefix_ids)} of the model's "
+                            f"{self.loaded.context_length} tokens; use shorter dialogues")
+
+        def length(record: Record) -> int:
+            return len(self.loaded.tokenizer.encode(self.query(record), add_special_tokens=False))
+
+        fitted, cut = [], 0
+        for record in records:
+            turns = list(record.turns)
+            while length(dataclasses.replace(record, turns=tuple(turns))) > budget:
+                if len(turns) > 1:
+                    turns.pop(0)
+                else:
+                    words = turns[0].text.split()
+                    turns[0] = Turn(turns[0].speaker, " ".join(words[len(words) // 4 + 1:]) or "...")
+            if tuple(turns) != record.turns:
+                cut += 1
+                record = dataclasses.replace(record, turns=tuple(turns),
+                                             meta={**record.meta, "truncated": True})
+            fitted.append(record)
+        return fitted, cut
 
     def query(self, record: Record) -> str:
         """The per-dialogue text that follows the shared prefix."""

@@ -92,7 +92,8 @@ def _versions() -> dict[str, str]:
 
 
 def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash: str,
-              classifier: Classifier, timings: dict[str, float]) -> dict[str, Any]:
+              truncated: int, classifier: Classifier,
+              timings: dict[str, float]) -> dict[str, Any]:
     return {
         "emoneuron_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -102,7 +103,7 @@ def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash:
                   "width": loaded.width, "n_neurons": loaded.n_layers * loaded.width,
                   "site": DEFAULT_SITE, "dtype": str(loaded.model.dtype)},
         "data": {"hash": data_hash, "source": config.data or "synthetic (emoneuron data synth)",
-                 "counts": splits.counts()},
+                 "counts": splits.counts(), "truncated_to_context": truncated},
         "evaluation": {"description": classifier.description, "n_shot": len(classifier.shots),
                        "chance": CHANCE},
         "versions": _versions(),
@@ -127,6 +128,9 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
                        source=config.data or "synthetic data")
     with timer.stage("load_model"):
         loaded = load(config.model, device=config.device)
+    classifier = Classifier(loaded, order_shots(splits.fewshot, config.seed), config.batch_size,
+                            config.calibrate, config.prompt)
+    splits, truncated = _fit_to_context(splits, classifier)
     conditions = grid(config.control_seeds, config.proportions if config.sweep else (),
                       config.sweep_eval)
     _check_disk(out_dir, _output_bytes(loaded, len(conditions), len(splits.evaluate)))
@@ -140,8 +144,6 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
         sets = identify(stats, IdentifyConfig(method=config.method, share=config.share,
                                               assignment=config.assignment), config.model)
         sets.save(out_dir / "neurons.json")
-    classifier = Classifier(loaded, order_shots(splits.fewshot, config.seed), config.batch_size,
-                            config.calibrate, config.prompt)
     store = ConditionStore(out_dir / "conditions.jsonl",
                            _store_context(config, splits, sets, classifier))
     ablation_conditions = [c for c in conditions if c.kind != "mask"
@@ -159,7 +161,8 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
 
     def write_manifest() -> None:
         write_json(out_dir / "manifest.json",
-                   _manifest(config, loaded, splits, data_hash, classifier, timer.seconds))
+                   _manifest(config, loaded, splits, data_hash, truncated, classifier,
+                             timer.seconds))
 
     timer.seconds["total_before_report"] = round(time.perf_counter() - total_start, 2)
     write_manifest()  # the report reads it
@@ -189,6 +192,17 @@ def _check_disk(out_dir: Path, needed: int) -> None:
     if free < 2 * needed:
         raise UserError(f"{existing}: {free / 2**20:.0f} MiB free, a run needs about "
                         f"{2 * needed / 2**20:.0f} MiB; free space or choose another --out")
+
+
+def _fit_to_context(splits: Splits, classifier: Classifier) -> tuple[Splits, int]:
+    identify_part, cut_identify = classifier.fit(splits.identify)
+    evaluate_part, cut_evaluate = classifier.fit(splits.evaluate)
+    truncated = cut_identify + cut_evaluate
+    if truncated:
+        print(f"truncated {truncated} of {len(identify_part) + len(evaluate_part)} dialogues to "
+              f"the model's context ({classifier.loaded.context_length} tokens) by dropping "
+              "their earliest words; they are marked \"truncated\" in data/*.jsonl")
+    return Splits(splits.fewshot, identify_part, evaluate_part), truncated
 
 
 def _check_previous_run(out_dir: Path) -> None:

@@ -84,6 +84,11 @@ class LoadedModel:
         return self.adapter.width(self.model)
 
     @property
+    def context_length(self) -> int:
+        """Tokens the model's position embeddings cover."""
+        return int(self.model.config.get_text_config().max_position_embeddings)
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
