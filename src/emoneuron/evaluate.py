@@ -152,7 +152,8 @@ class Classifier:
                     turns.pop(0)
                 else:
                     words = turns[0].text.split()
-                    turns[0] = Turn(turns[0].speaker, " ".join(words[len(words) // 4 + 1:]) or "...")
+                    kept = " ".join(words[len(words) // 4 + 1:]) or "..."
+                    turns[0] = Turn(turns[0].speaker, kept)
             if tuple(turns) != record.turns:
                 cut += 1
                 record = dataclasses.replace(record, turns=tuple(turns),
