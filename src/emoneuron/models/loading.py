@@ -117,15 +117,17 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or default_dtype(device))
     except Exception as error:
+        reason = f"{error.__class__.__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
         if directory is not None and _is_cached_conversion(directory):
             # emoneuron wrote this directory (a GGUF conversion), so it is ours to call broken:
             # truncated weights, a garbage config.json, a conversion cut short by a full disk.
-            reason = (str(error).strip().splitlines() or [""])[0][:200]
             raise UserError(
-                f"{directory}: cached conversion of {name_or_path!r} does not load "
-                f"({error.__class__.__name__}: {reason}); delete this directory and run again "
-                "to convert the model anew"
+                f"{directory}: cached conversion of {name_or_path!r} does not load ({reason}); "
+                "delete this directory and run again to convert the model anew"
             ) from error
+        if directory is not None:
+            raise UserError(f"{directory}: does not load as a causal language model ({reason}); "
+                            "check its config.json and weight files") from error
         if not isinstance(error, OSError):
             raise
         raise UserError(
