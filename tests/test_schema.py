@@ -66,6 +66,13 @@ def test_normalisation_ignores_case_and_whitespace(label: str, expected: str) ->
     assert normalize_emotion(label) == expected
 
 
+@pytest.mark.parametrize(("label", "suggestion"), [("angr", "anger"), ("Suprise", "surprise"),
+                                                   ("hapiness", "happiness")])
+def test_misspelled_label_gets_a_suggestion(label: str, suggestion: str) -> None:
+    with pytest.raises(UserError, match=f"did you mean '{suggestion}'"):
+        normalize_emotion(label)
+
+
 @pytest.mark.parametrize("label", ["neutral", "happyish", "", "anger!", "love"])
 def test_unknown_label_is_a_user_error_naming_it(label: str) -> None:
     with pytest.raises(UserError) as caught:

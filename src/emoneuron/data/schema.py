@@ -9,6 +9,7 @@ One JSON object per line::
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,8 +41,10 @@ def normalize_emotion(label: str) -> str:
         return key
     if key in ALIASES:
         return ALIASES[key]
+    close = difflib.get_close_matches(key, [*EMOTIONS, *ALIASES], n=1, cutoff=0.75)
+    hint = f"did you mean {ALIASES.get(close[0], close[0])!r}? " if close else ""
     raise UserError(
-        f"unknown emotion label {label!r}: use one of {', '.join(EMOTIONS)} "
+        f"unknown emotion label {label!r}: {hint}use one of {', '.join(EMOTIONS)} "
         f"(aliases such as joy, angry, scared are accepted)"
     )
 
