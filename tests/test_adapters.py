@@ -8,14 +8,11 @@ hook-based :func:`emoneuron.intervene.applied` must give the same logits.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
+from mlp_reference import assert_unhooked, logits, reference_logits
 from transformers import BertConfig, BertForMaskedLM
 
 from emoneuron.errors import UserError
@@ -32,61 +29,6 @@ def input_ids(tokenizer) -> torch.Tensor:  # type: ignore[no-untyped-def]
     """Two unpadded sequences of 12 real token ids."""
     generator = torch.Generator().manual_seed(1)
     return torch.randint(3, len(tokenizer), (2, 12), generator=generator)
-
-
-def _logits(loaded: LoadedModel, input_ids: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return loaded.model(input_ids=input_ids).logits
-
-
-def _mlps(loaded: LoadedModel) -> list[nn.Module]:
-    return [layer.mlp for layer in loaded.adapter.layers(loaded.model)]
-
-
-def _intermediate(family: str, mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The FFN neuron activation computed by hand from the MLP's own weights."""
-    if family == "gpt2":  # Conv1D: weight is (in, out)
-        return mlp.act(x @ mlp.c_fc.weight + mlp.c_fc.bias)
-    if family == "gpt-neox":
-        return mlp.act(F.linear(x, mlp.dense_h_to_4h.weight, mlp.dense_h_to_4h.bias))
-    gate = F.linear(x, mlp.gate_proj.weight, mlp.gate_proj.bias)
-    up = F.linear(x, mlp.up_proj.weight, mlp.up_proj.bias)
-    return mlp.act_fn(gate) * up
-
-
-def _down(family: str, mlp: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    if family == "gpt2":
-        return h @ mlp.c_proj.weight + mlp.c_proj.bias  # dropout is the identity in eval mode
-    if family == "gpt-neox":
-        return F.linear(h, mlp.dense_4h_to_h.weight, mlp.dense_4h_to_h.bias)
-    return F.linear(h, mlp.down_proj.weight, mlp.down_proj.bias)
-
-
-def _reference_logits(loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch,
-                      input_ids: torch.Tensor, by_layer: Mapping[int, Sequence[int]],
-                      edit: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Logits with the chosen layers' MLPs re-implemented by hand, ``edit`` applied to the
-    selected neurons' activations; the patches are undone before returning."""
-    family = loaded.adapter.family
-    mlps = _mlps(loaded)
-    with monkeypatch.context() as patch:
-        for layer, indices in by_layer.items():
-            mlp = mlps[layer]
-            index = torch.tensor(indices, dtype=torch.long)
-
-            def forward(x: torch.Tensor, mlp: nn.Module = mlp,
-                        index: torch.Tensor = index) -> torch.Tensor:
-                h = _intermediate(family, mlp, x).clone()
-                h[..., index] = edit(h[..., index])
-                return _down(family, mlp, h)
-
-            patch.setattr(mlp, "forward", forward)
-        return _logits(loaded, input_ids)
-
-
-def _assert_unhooked(loaded: LoadedModel) -> None:
-    for layer, module in enumerate(loaded.adapter.site_modules(loaded.model)):
-        assert not module._forward_pre_hooks, f"hook left on layer {layer}"
 
 
 def _chosen(loaded: LoadedModel) -> dict[int, list[int]]:
@@ -111,7 +53,7 @@ def test_adapter_finds_family_layers_and_width(tiny: LoadedModel) -> None:
         lambda _m, args, layer=layer: seen.__setitem__(layer, args[0].shape[-1]))
         for layer, module in enumerate(modules)]
     try:
-        _logits(tiny, torch.tensor([[5, 6, 7, 8]]))
+        logits(tiny, torch.tensor([[5, 6, 7, 8]]))
     finally:
         for handle in handles:
             handle.remove()
@@ -124,51 +66,36 @@ def test_adapter_finds_family_layers_and_width(tiny: LoadedModel) -> None:
 def test_hand_written_mlp_reproduces_the_model(tiny: LoadedModel, input_ids: torch.Tensor,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Sanity for the reference itself: with nothing edited it equals the model."""
-    clean = _logits(tiny, input_ids)
+    clean = logits(tiny, input_ids)
     everything = {layer: [] for layer in range(tiny.n_layers)}
-    reference = _reference_logits(tiny, monkeypatch, input_ids, everything, lambda h: h)
+    reference = reference_logits(tiny, monkeypatch, input_ids, everything, lambda h: h)
     torch.testing.assert_close(reference, clean, atol=1e-5, rtol=1e-5)
 
 
 def test_zeroing_equals_hand_computed_forward(tiny: LoadedModel, input_ids: torch.Tensor,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     chosen = _chosen(tiny)
-    clean = _logits(tiny, input_ids)
-    reference = _reference_logits(tiny, monkeypatch, input_ids, chosen, torch.zeros_like)
-    _assert_unhooked(tiny)
+    clean = logits(tiny, input_ids)
+    reference = reference_logits(tiny, monkeypatch, input_ids, chosen, torch.zeros_like)
+    assert_unhooked(tiny)
 
     with applied(tiny, Ablation.of(chosen)):
-        ablated = _logits(tiny, input_ids)
+        ablated = logits(tiny, input_ids)
     torch.testing.assert_close(ablated, reference, atol=1e-5, rtol=1e-5)
     assert (ablated - clean).abs().max() > 1e-4, "ablation had no effect: the test cannot fail"
 
-    _assert_unhooked(tiny)
-    torch.testing.assert_close(_logits(tiny, input_ids), clean, atol=0, rtol=0)
-
-
-def test_scaling_equals_hand_computed_forward(tiny: LoadedModel, input_ids: torch.Tensor,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    chosen = _chosen(tiny)
-    clean = _logits(tiny, input_ids)
-    reference = _reference_logits(tiny, monkeypatch, input_ids, chosen, lambda h: h * 0.5)
-    zeroed = _reference_logits(tiny, monkeypatch, input_ids, chosen, torch.zeros_like)
-
-    with applied(tiny, Ablation.of(chosen, mode="scale", strength=0.5)):
-        scaled = _logits(tiny, input_ids)
-    torch.testing.assert_close(scaled, reference, atol=1e-5, rtol=1e-5)
-    assert (scaled - clean).abs().max() > 1e-4
-    assert (scaled - zeroed).abs().max() > 1e-4  # scale is not zero
-    _assert_unhooked(tiny)
+    assert_unhooked(tiny)
+    torch.testing.assert_close(logits(tiny, input_ids), clean, atol=0, rtol=0)
 
 
 def test_hooks_removed_when_body_raises(tiny: LoadedModel, input_ids: torch.Tensor) -> None:
-    clean = _logits(tiny, input_ids)
+    clean = logits(tiny, input_ids)
     with pytest.raises(RuntimeError, match="boom"), applied(tiny, Ablation.of(_chosen(tiny))):
         assert any(module._forward_pre_hooks
                    for module in tiny.adapter.site_modules(tiny.model))
         raise RuntimeError("boom")
-    _assert_unhooked(tiny)
-    torch.testing.assert_close(_logits(tiny, input_ids), clean, atol=0, rtol=0)
+    assert_unhooked(tiny)
+    torch.testing.assert_close(logits(tiny, input_ids), clean, atol=0, rtol=0)
 
 
 def test_unsupported_architecture_names_the_class() -> None:
@@ -202,34 +129,13 @@ def test_out_of_range_neurons_raise(tiny: LoadedModel, input_ids: torch.Tensor) 
         with pytest.raises(UserError, match="outside this model"), \
                 applied(tiny, Ablation.of(by_layer)):
             pytest.fail(f"{by_layer} was accepted")
-        _assert_unhooked(tiny)
+        assert_unhooked(tiny)
     with pytest.raises(UserError, match=r"index -1\b"), applied(tiny, Ablation.of({0: [-1, 3]})):
         pass
     # The edges themselves are valid.
     with applied(tiny, Ablation.of({tiny.n_layers - 1: [0, tiny.width - 1]})):
-        _logits(tiny, input_ids)
-    _assert_unhooked(tiny)
-
-
-def test_unknown_mode_and_site_raise(make_tiny) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(UserError, match="mode"):
-        Ablation.of({0: [1]}, mode="clamp")
-    loaded = make_tiny("llama")
-    with pytest.raises(UserError, match="site"), \
-            applied(loaded, Ablation.of({0: [1]}, site="attn.o_proj.input")):
-        pytest.fail("unsupported site accepted")
-    _assert_unhooked(loaded)
-
-
-@pytest.mark.parametrize("ablation", [
-    Ablation.of({3: [7, 1, 4], 0: [2], 5: []}),
-    Ablation.of({1: [0]}, mode="scale", strength=0.25),
-    Ablation.of({}, mode="scale", strength=2.0),
-], ids=["zero", "scale", "empty"])
-def test_ablation_json_round_trip(ablation: Ablation) -> None:
-    payload = json.loads(json.dumps(ablation.to_json()))  # through real JSON text
-    assert Ablation.from_json(payload) == ablation
-    assert Ablation.from_json(payload).to_json() == ablation.to_json()
+        logits(tiny, input_ids)
+    assert_unhooked(tiny)
 
 
 def test_ablation_of_normalises() -> None:

@@ -161,3 +161,56 @@ def test_fit_cuts_dialogues_longer_than_the_context_from_their_start(
     assert length(fitted[1]) <= budget and fitted[1].meta["truncated"] is True
     assert fitted[1].turns[-1] == ending and len(fitted[1].turns) < len(long_record.turns)
     classifier.predict(fitted)  # runs within the context
+
+
+def _dialogue_positions(classifier: Classifier, suffix: list[int]) -> list[bool]:
+    """Independently of the classifier's offsets: in a plain prompt over the word tokenizer,
+    every query token is a turn's word except 'Dialogue', 'Emotion', ':' and speaker tags
+    (the token right before a ':'). The test records have no ':' in their words."""
+    pieces = [classifier.loaded.tokenizer.decode([i]) for i in suffix]
+    scaffold = {"Dialogue", "Emotion", ":"}
+    return [p not in scaffold and (k + 1 == len(pieces) or pieces[k + 1] != ":")
+            for k, p in enumerate(pieces)]
+
+
+@pytest.mark.parametrize("tokens", ["dialogue", "last"])
+def test_token_scoped_interventions_equal_a_full_forward(
+        tokens: str, make_word_tiny: Callable[[str], LoadedModel],
+        records: list[Record]) -> None:
+    """The classifier tells a restricted intervention its positions in every cached, batched
+    pass; a single unbatched forward with the positions written out must agree."""
+    loaded = make_word_tiny("llama")
+    classifier = Classifier(loaded, _shots(), batch_size=3, calibrate=False)
+    ablation = Ablation.of({layer: range(0, loaded.width, 2) for layer in range(loaded.n_layers)},
+                           mode="clamp", strength=3.0, tokens=tokens)
+    with applied(loaded, ablation) as scope:
+        scores = classifier.predict(records, scope=scope)
+        expected = []
+        for record in records:
+            suffix = loaded.tokenizer.encode(classifier.query(record), add_special_tokens=False)
+            own = (_dialogue_positions(classifier, suffix) if tokens == "dialogue"
+                   else [k == len(suffix) - 1 for k in range(len(suffix))])
+            scope.mask = torch.tensor([[False] * len(classifier.prefix_ids) + own])
+            expected.append(_reference(classifier, record))
+    np.testing.assert_allclose(scores, np.stack(expected), atol=1e-4)
+    clean = classifier.predict(records)
+    with applied(loaded, dataclasses.replace(ablation, tokens="all")):
+        everywhere = classifier.predict(records)
+    assert np.abs(scores - clean).max() > 1e-3
+    assert np.abs(scores - everywhere).max() > 1e-3
+
+
+@pytest.mark.parametrize("per_emotion", [0, 2])
+def test_zero_and_k_shot_prompts_score_like_a_full_forward(
+        per_emotion: int, make_word_tiny: Callable[[str], LoadedModel],
+        records: list[Record]) -> None:
+    pool = _shots() + [dataclasses.replace(s, id=s.id + "-2", turns=(Turn("B", "another"),))
+                       for s in _shots()]
+    shots = order_shots(pool, seed=0, per_emotion=per_emotion)
+    assert len(shots) == per_emotion * len(EMOTIONS)
+    classifier = Classifier(make_word_tiny("llama"), shots, batch_size=3, calibrate=False)
+    assert ("zero-shot" in classifier.description) == (per_emotion == 0)
+    expected = np.stack([_reference(classifier, r) for r in records])
+    np.testing.assert_allclose(classifier.predict(records), expected, atol=1e-4)
+    with pytest.raises(UserError, match="3-shot-per-emotion"):
+        order_shots(pool, seed=0, per_emotion=3)

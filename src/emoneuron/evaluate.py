@@ -34,6 +34,7 @@ from transformers import PreTrainedTokenizerBase
 from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.errors import UserError
+from emoneuron.intervene import TokenScope
 from emoneuron.models.loading import LoadedModel
 
 INSTRUCTION = ("Classify the emotion of each dialogue as one of: "
@@ -41,8 +42,11 @@ INSTRUCTION = ("Classify the emotion of each dialogue as one of: "
 CHANCE = 1 / len(EMOTIONS)
 
 
+PLAIN_BEFORE, PLAIN_AFTER = "Dialogue:\n", "\nEmotion:"
+
+
 def query_text(record: Record) -> str:
-    return f"Dialogue:\n{render_dialogue(record).text}\nEmotion:"
+    return PLAIN_BEFORE + render_dialogue(record).text + PLAIN_AFTER
 
 
 def prompt_prefix(shots: Sequence[Record]) -> str:
@@ -78,14 +82,16 @@ def chat_prompt_parts(tokenizer: PreTrainedTokenizerBase,
     return prefix, before, after
 
 
-def order_shots(shots: Sequence[Record], seed: int) -> list[Record]:
-    """One shot per emotion in a seeded order, so the last shot's label carries no fixed bias."""
+def order_shots(shots: Sequence[Record], seed: int, per_emotion: int = 1) -> list[Record]:
+    """``per_emotion`` shots of each emotion (0: a zero-shot prompt) in a seeded order, so the
+    last shot's label carries no fixed bias."""
     by_emotion = {emotion: [s for s in shots if s.emotion == emotion] for emotion in EMOTIONS}
-    missing = [emotion for emotion, found in by_emotion.items() if not found]
+    missing = [emotion for emotion, found in by_emotion.items() if len(found) < per_emotion]
     if missing:
-        raise UserError(f"few-shot examples missing for {', '.join(missing)}: the data needs "
-                        "at least one dialogue per emotion beyond the evaluation split")
-    chosen = [found[0] for found in by_emotion.values()]
+        raise UserError(f"too few few-shot examples for {', '.join(missing)}: a {per_emotion}-"
+                        f"shot-per-emotion prompt needs {per_emotion} dialogue(s) per emotion "
+                        "beyond the evaluation split")
+    chosen = [shot for found in by_emotion.values() for shot in found[:per_emotion]]
     random.Random(seed).shuffle(chosen)
     return chosen
 
@@ -163,42 +169,70 @@ class Classifier:
 
     def query(self, record: Record) -> str:
         """The per-dialogue text that follows the shared prefix."""
-        if self.style == "chat":
-            return self._before + render_dialogue(record).text + self._after
-        return query_text(record)
+        return self._query_parts(record)[0]
+
+    def _query_parts(self, record: Record) -> tuple[str, tuple[tuple[int, int], ...]]:
+        """The query text and the character spans of the dialogue's own words in it."""
+        rendered = render_dialogue(record)
+        before = self._before if self.style == "chat" else PLAIN_BEFORE
+        after = self._after if self.style == "chat" else PLAIN_AFTER
+        spans = tuple((start + len(before), end + len(before)) for start, end in rendered.spans)
+        return before + rendered.text + after, spans
+
+    def _encode(self, record: Record) -> tuple[list[int], list[bool]]:
+        """Query token ids, and which of them carry the dialogue's own words."""
+        text, spans = self._query_parts(record)
+        encoded = self.loaded.tokenizer(text, add_special_tokens=False,
+                                        return_offsets_mapping=True)
+        in_dialogue = [end > start and any(s < end and start < e for s, e in spans)
+                       for start, end in encoded["offset_mapping"]]
+        return list(encoded["input_ids"]), in_dialogue
 
     @property
     def description(self) -> str:
         calibration = ", contextually calibrated" if self.calibrate else ""
-        return (f"{len(self.shots)}-shot {self.style} prompt (one example per emotion), "
+        per_emotion = len(self.shots) // len(EMOTIONS)
+        examples = (f"{per_emotion} example(s) per emotion" if self.shots
+                    else "no examples: zero-shot")
+        return (f"{len(self.shots)}-shot {self.style} prompt ({examples}), "
                 "prediction = "
                 "label word with the highest next-token log-probability after 'Emotion:'"
                 f"{calibration}")
 
     def predict(self, records: Sequence[Record], progress: bool = False,
-                unchanged_below: int = 0) -> np.ndarray:
+                unchanged_below: int = 0, scope: TokenScope | None = None) -> np.ndarray:
         """Label log-probabilities for each record, shape (N, 6), minus the content-free
         dialogue's when calibrating; the argmax of a row is the prediction.
 
         ``unchanged_below``: the caller promises that no active intervention touches the layers
         below this one (a sweep condition masking only the top third, say). Their output is
         then the same in every such call: the first call keeps it per batch, later calls skip
-        those layers and start from it."""
+        those layers and start from it.
+
+        ``scope``: the token scope of an active intervention restricted to the ``dialogue`` or
+        the ``last`` position; it is told those positions for every pass (none of the shared
+        prefix's)."""
         model, device = self.loaded.model, self.loaded.device
-        tokenizer = self.loaded.tokenizer
         queries = [*records, CONTENT_FREE] if self.calibrate else list(records)
-        suffixes = [tokenizer.encode(self.query(r), add_special_tokens=False) for r in queries]
+        encoded = [self._encode(r) for r in queries]
+        suffixes = [ids for ids, _ in encoded]
         order = sorted(range(len(queries)), key=lambda i: len(suffixes[i]))
         scores = np.zeros((len(queries), len(EMOTIONS)), dtype=np.float64)
         with torch.inference_mode():
             prefix = torch.tensor([self.prefix_ids], device=device)
+            if scope is not None:
+                scope.mask = torch.zeros(prefix.shape, dtype=torch.bool)
             cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).cache
             starts = range(0, len(order), self.batch_size)
             for start in tqdm(starts, desc="evaluate", unit="batch", disable=not progress,
                               leave=False):
                 rows = order[start:start + self.batch_size]
+                if scope is not None:
+                    scope.mask = _scope_mask(scope.tokens, [encoded[i] for i in rows])
                 scores[rows] = self._score_batch([suffixes[i] for i in rows], cache,
                                                  unchanged_below)
+        if scope is not None:
+            scope.mask = None
         return scores[:-1] - scores[-1] if self.calibrate else scores
 
     def _score_batch(self, suffixes: list[list[int]], prefix_cache: object,
@@ -252,3 +286,14 @@ class Classifier:
         finally:
             for layer in skipped:
                 del layer.forward
+
+
+def _scope_mask(tokens: str, rows: Sequence[tuple[list[int], list[bool]]]) -> torch.Tensor:
+    """(rows, longest) bool: each row's dialogue tokens, or its last real token."""
+    mask = torch.zeros((len(rows), max(len(ids) for ids, _ in rows)), dtype=torch.bool)
+    for row, (ids, in_dialogue) in enumerate(rows):
+        if tokens == "last":
+            mask[row, len(ids) - 1] = True
+        else:
+            mask[row, :len(ids)] = torch.tensor(in_dialogue)
+    return mask

@@ -1,16 +1,30 @@
 """Interventions as small serialisable specs, applied by a context manager that always unhooks.
 
-An :class:`Ablation` names neurons per layer at a site and what to do with them: ``zero`` sets
-their activation to 0, ``scale`` multiplies it by ``strength``. :func:`applied` registers one
-forward pre-hook per affected layer on the adapter's site module and removes every hook on exit,
-also when the body raises.
+An :class:`Ablation` names neurons per layer at a site and what to do with their activation:
+
+- ``zero``: set it to 0;
+- ``mean``: set it to the neuron's mean activation on a reference set (``values``, one per neuron;
+  :func:`with_means` fills them from a recording, e.g. of all emotions or of neutral text);
+- ``scale``: multiply it by ``strength``, 0 <= strength < 1 (attenuation);
+- ``amplify``: multiply it by ``strength`` > 1;
+- ``clamp``: set it to ``strength``.
+
+``tokens`` says where: ``all`` positions, only the ``dialogue`` being classified, or only the
+``last`` position (the one whose next token is scored). The two restricted scopes need to know
+which positions those are: the caller (the classifier) sets :attr:`TokenScope.mask` for each
+forward pass; without a mask, ``last`` means the final position of the input and ``dialogue``
+is refused.
+
+:func:`applied` registers one forward pre-hook per affected layer on the adapter's site module
+and removes every hook on exit, also when the body raises.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -18,8 +32,25 @@ import torch
 from emoneuron.errors import UserError
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
+from emoneuron.record import ActivationStats
 
-MODES = ("zero", "scale")
+MODES = ("zero", "mean", "scale", "amplify", "clamp")
+TOKEN_SCOPES = ("all", "dialogue", "last")
+
+
+def _check(mode: str, strength: float, tokens: str) -> None:
+    if mode not in MODES:
+        raise UserError(f"unknown intervention mode {mode!r}: use one of {', '.join(MODES)}")
+    if tokens not in TOKEN_SCOPES:
+        raise UserError(f"unknown token scope {tokens!r}: use one of {', '.join(TOKEN_SCOPES)}")
+    if not math.isfinite(strength):
+        raise UserError(f"intervention strength {strength} is not a finite number")
+    if mode == "scale" and not 0 <= strength < 1:
+        raise UserError(f"mode scale attenuates: strength {strength} must be in [0, 1); "
+                        "use mode amplify for strengths above 1")
+    if mode == "amplify" and strength <= 1:
+        raise UserError(f"mode amplify needs a strength above 1, got {strength}; "
+                        "use mode scale to attenuate")
 
 
 @dataclass(frozen=True)
@@ -28,15 +59,18 @@ class Ablation:
     mode: str = "zero"
     strength: float = 0.0
     site: str = DEFAULT_SITE
+    tokens: str = "all"
+    # mode "mean": one value per neuron, aligned with ``neurons``.
+    values: tuple[tuple[float, ...], ...] = ()
 
     @classmethod
     def of(cls, by_layer: Mapping[int, Sequence[int]], mode: str = "zero", strength: float = 0.0,
-           site: str = DEFAULT_SITE) -> Ablation:
-        if mode not in MODES:
-            raise UserError(f"unknown intervention mode {mode!r}: use one of {', '.join(MODES)}")
+           site: str = DEFAULT_SITE, tokens: str = "all") -> Ablation:
+        _check(mode, strength, tokens)
         neurons = tuple((int(layer), tuple(sorted(int(i) for i in indices)))
                         for layer, indices in sorted(by_layer.items()) if indices)
-        return cls(neurons=neurons, mode=mode, strength=strength, site=site)
+        return cls(neurons=neurons, mode=mode, strength=float(strength), site=site,
+                   tokens=tokens)
 
     @property
     def first_layer(self) -> int:
@@ -49,20 +83,59 @@ class Ablation:
         return sum(len(indices) for _, indices in self.neurons)
 
     def to_json(self) -> dict[str, Any]:
-        return {"site": self.site, "mode": self.mode, "strength": self.strength,
-                "neurons": {str(layer): list(indices) for layer, indices in self.neurons}}
+        payload: dict[str, Any] = {
+            "site": self.site, "mode": self.mode, "strength": self.strength,
+            "tokens": self.tokens,
+            "neurons": {str(layer): list(indices) for layer, indices in self.neurons}}
+        if self.values:
+            payload["values"] = {str(layer): list(values)
+                                 for (layer, _), values in zip(self.neurons, self.values,
+                                                               strict=True)}
+        return payload
 
     @classmethod
     def from_json(cls, payload: Mapping[str, Any]) -> Ablation:
-        return cls.of({int(k): v for k, v in payload["neurons"].items()}, payload["mode"],
-                      float(payload["strength"]), payload["site"])
+        ablation = cls.of({int(k): v for k, v in payload["neurons"].items()}, payload["mode"],
+                          float(payload["strength"]), payload["site"],
+                          payload.get("tokens", "all"))
+        if "values" in payload:
+            # Stored in the same (sorted) index order as the neurons they belong to.
+            ablation = replace(ablation, values=tuple(
+                tuple(float(v) for v in payload["values"][str(layer)])
+                for layer, _ in ablation.neurons))
+        return ablation
+
+
+def with_means(ablation: Ablation, reference: ActivationStats) -> Ablation:
+    """``ablation`` in mode ``mean``: each neuron set to its mean activation over every token of
+    ``reference`` (all its emotions pooled)."""
+    if reference.site != ablation.site:
+        raise UserError(f"reference statistics were recorded at site {reference.site!r}, the "
+                        f"intervention acts at {ablation.site!r}")
+    mean = reference.sum.sum(0) / reference.tokens.sum().clamp(min=1)
+    values = tuple(tuple(float(mean[layer, i]) for i in indices)
+                   for layer, indices in ablation.neurons)
+    return replace(ablation, mode="mean", values=values)
+
+
+class TokenScope:
+    """Which positions of the current forward pass a restricted intervention acts on: a bool
+    tensor (batch, sequence) set by the caller before each pass, or ``None``."""
+
+    def __init__(self, tokens: str) -> None:
+        self.tokens = tokens
+        self.mask: torch.Tensor | None = None
 
 
 @contextmanager
-def applied(loaded: LoadedModel, ablation: Ablation) -> Iterator[None]:
-    """Apply ``ablation`` to ``loaded`` for the duration of the block."""
+def applied(loaded: LoadedModel, ablation: Ablation) -> Iterator[TokenScope]:
+    """Apply ``ablation`` to ``loaded`` for the duration of the block; yields the
+    :class:`TokenScope` a caller sets for the ``dialogue`` and ``last`` scopes."""
     if ablation.site != DEFAULT_SITE:
         raise UserError(f"site {ablation.site!r} is not supported yet; use {DEFAULT_SITE}")
+    if ablation.mode == "mean" and len(ablation.values) != len(ablation.neurons):
+        raise UserError("mode mean needs one reference value per neuron: build the "
+                        "intervention with emoneuron.intervene.with_means")
     modules = loaded.adapter.site_modules(loaded.model)
     for layer, indices in ablation.neurons:
         # Check every index, not only the largest: a negative one would silently wrap around.
@@ -72,26 +145,58 @@ def applied(loaded: LoadedModel, ablation: Ablation) -> Iterator[None]:
             raise UserError(f"neuron (layer {layer}, index {shown}) is outside this model "
                             f"({len(modules)} layers x {loaded.width} neurons); were the neurons "
                             "identified on another model?")
-    factor = None if ablation.mode == "zero" else ablation.strength
+    scope = TokenScope(ablation.tokens)
     handles = []
     try:
-        for layer, indices in ablation.neurons:
+        for position, (layer, indices) in enumerate(ablation.neurons):
             index = torch.tensor(indices, dtype=torch.long, device=loaded.device)
-            handles.append(modules[layer].register_forward_pre_hook(_scaler(index, factor)))
-        yield
+            values = (torch.tensor(ablation.values[position], device=loaded.device)
+                      if ablation.mode == "mean" else None)
+            hook = _hook(ablation, index, values, scope)
+            handles.append(modules[layer].register_forward_pre_hook(hook))
+        yield scope
     finally:
         for handle in handles:
             handle.remove()
 
 
-def _scaler(index: torch.Tensor, factor: float | None) -> Any:
-    """Multiply the indexed activations by ``factor``; ``None`` sets them to exactly 0."""
+def _positions(tokens: str, scope: TokenScope, shape: torch.Size) -> torch.Tensor | None:
+    """(batch, sequence, 1) bool of the positions to change; ``None`` for every position."""
+    if tokens == "all":
+        return None
+    if scope.mask is not None:
+        if tuple(scope.mask.shape) != tuple(shape[:2]):
+            raise RuntimeError(f"token scope mask {tuple(scope.mask.shape)} does not match the "
+                               f"input {tuple(shape[:2])}")
+        return scope.mask.unsqueeze(-1)
+    if tokens == "dialogue":
+        raise UserError("token scope 'dialogue' needs the dialogue's positions: run it "
+                        "through the classifier (Classifier.predict(..., scope=...))")
+    last = torch.zeros(shape[:2], dtype=torch.bool)
+    last[:, -1] = True
+    return last.unsqueeze(-1)
+
+
+def _hook(ablation: Ablation, index: torch.Tensor, values: torch.Tensor | None,
+          scope: TokenScope) -> Any:
+    mode, strength = ablation.mode, ablation.strength
 
     def hook(_module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        hidden = args[0].clone()
-        if factor is None:
-            hidden[..., index] = 0
+        hidden = args[0]
+        chosen = hidden[..., index]
+        if mode == "zero":
+            changed = torch.zeros_like(chosen)
+        elif mode == "mean":
+            assert values is not None
+            changed = values.to(chosen.dtype).expand_as(chosen)
+        elif mode == "clamp":
+            changed = torch.full_like(chosen, strength)
         else:
-            hidden[..., index] *= factor
+            changed = chosen * strength
+        where = _positions(ablation.tokens, scope, hidden.shape)
+        if where is not None:
+            changed = torch.where(where.to(hidden.device), changed, chosen)
+        hidden = hidden.clone()
+        hidden[..., index] = changed
         return (hidden, *args[1:])
     return hook
