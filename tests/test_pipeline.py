@@ -10,7 +10,7 @@ import pytest
 
 from emoneuron.cli import main
 from emoneuron.data.schema import EMOTIONS, read_records
-from emoneuron.run import RunConfig, run
+from emoneuron.run import RunConfig, design_of, run
 from emoneuron.sweep import grid
 
 CONFIG = RunConfig(per_emotion=8, max_turns=2, eval_fraction=0.4, share=0.05,
@@ -26,7 +26,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> P
 
 def test_run_writes_every_artefact(run_dir: Path) -> None:
     for name in ("manifest.json", "stats.safetensors", "neurons.json", "ablation.csv",
-                 "effects.csv", "sweep.csv", "report.html", "conditions.jsonl",
+                 "effects.csv", "sweep.csv", "report.html", "conditions.jsonl", "dose.csv",
+                 "specificity.csv", "confusion.csv", "steering.json",
+                 "shuffled/neurons-seed0.json",
                  "data/fewshot.jsonl", "data/identify.jsonl", "data/eval.jsonl"):
         assert (run_dir / name).stat().st_size > 0, name
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -47,8 +49,11 @@ def test_tables_have_every_condition(run_dir: Path) -> None:
     ablation = pd.read_csv(run_dir / "ablation.csv")
     assert list(ablation.columns[:8]) == ["condition", "masked_emotion", "seed", "eval_emotion",
                                           "n", "accuracy", "ci_low", "ci_high"]
-    counts = ablation.condition.value_counts()
-    assert (counts["baseline"], counts["mask"], counts["control"]) == (6, 36, 108)
+    counts = ablation.fillna({"control_set": ""}).groupby(["condition", "control_set"]).size()
+    # Random controls are evaluated on all six emotions, the other control sets on their own.
+    assert counts.to_dict() == {("baseline", ""): 6, ("mask", ""): 36, ("control", "random"): 108,
+                                ("control", "frequency"): 18, ("control", "least"): 6,
+                                ("control", "shuffled"): 18}
     assert ablation.query("condition == 'control'").seed.nunique() == 3
     assert ((ablation.ci_low <= ablation.accuracy) & (ablation.accuracy <= ablation.ci_high)).all()
     neurons = json.loads((run_dir / "neurons.json").read_text())
@@ -66,7 +71,7 @@ def test_rerun_resumes_without_recomputing(run_dir: Path, tiny_model_dir: Path,
                                            tmp_path: Path) -> None:
     store = run_dir / "conditions.jsonl"
     lines = store.read_text().splitlines()
-    assert len(lines) == len(grid(CONFIG.control_seeds, CONFIG.proportions))
+    assert len(lines) == len(grid(design_of(CONFIG)))
     # A run killed mid-way: 10 conditions finished, the 11th torn while being written.
     resumed = tmp_path / "resumed"
     resumed.mkdir()
@@ -74,7 +79,8 @@ def test_rerun_resumes_without_recomputing(run_dir: Path, tiny_model_dir: Path,
     run(RunConfig(**{**CONFIG.__dict__, "model": str(tiny_model_dir)}), resumed, progress=False)
     again = (resumed / "conditions.jsonl").read_text().splitlines()
     assert again[:10] == lines[:10] and len(again) == len(lines)
-    for table in ("ablation.csv", "effects.csv", "sweep.csv", "neurons.json"):
+    for table in ("ablation.csv", "effects.csv", "sweep.csv", "dose.csv", "specificity.csv",
+                  "confusion.csv", "neurons.json", "steering.json"):
         assert (resumed / table).read_bytes() == (run_dir / table).read_bytes(), table
 
 
@@ -130,3 +136,90 @@ def test_cli_synth_writes_balanced_jsonl(tmp_path: Path) -> None:
     assert main(["data", "synth", "--per-emotion", "3", "--seed", "5", "--out", str(out)]) == 0
     records = read_records(out)
     assert sorted(r.emotion for r in records) == sorted(EMOTIONS * 3)
+
+
+def _stored(run_dir: Path) -> dict[str, dict[str, object]]:
+    lines = (run_dir / "conditions.jsonl").read_text().splitlines()
+    return {entry["key"]: entry for entry in map(json.loads, lines)}
+
+
+def test_effects_tests_and_flags_follow_from_the_stored_predictions(run_dir: Path) -> None:
+    """McNemar's exact test, Holm's correction and the 'improves' flag recomputed by hand from
+    the per-dialogue predictions in conditions.jsonl."""
+    import math
+
+    evaluation = read_records(run_dir / "data" / "eval.jsonl")
+    truth = [EMOTIONS.index(r.emotion) for r in evaluation]
+    stored = list(_stored(run_dir).values())
+
+    def correct(kind: str, masked: str) -> list[bool]:
+        (entry,) = [e for e in stored if e["kind"] == kind and e["masked_emotion"] == masked
+                    and e["layer_range"] == "all" and e["proportion"] == 1.0
+                    and e["mode"] == "zero" and list(e["eval_emotions"]) == list(EMOTIONS)
+                    and e["control"] == ""]
+        return [p == t for p, t in zip(entry["predictions"], truth, strict=True)]
+
+    effects = pd.read_csv(run_dir / "effects.csv")
+    own = effects[(effects.masked_emotion == effects.eval_emotion)
+                  & (effects.control_set == "random")].set_index("masked_emotion")
+    raw = {}
+    for emotion in EMOTIONS:
+        rows = [k for k, r in enumerate(evaluation) if r.emotion == emotion]
+        base, mask = correct("baseline", ""), correct("mask", emotion)
+        lost = sum(base[k] and not mask[k] for k in rows)
+        gained = sum(mask[k] and not base[k] for k in rows)
+        n = lost + gained
+        p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, k) for k in
+                                                range(min(lost, gained) + 1)) / 2**n)
+        raw[emotion] = p
+        assert own.loc[emotion, "p_mcnemar_baseline"] == pytest.approx(p)
+        accuracy = (sum(mask[k] for k in rows) / len(rows), sum(base[k] for k in rows) / len(rows))
+        if own.loc[emotion, "improves"]:
+            assert accuracy[0] > accuracy[1]
+    ranked = sorted(EMOTIONS, key=raw.__getitem__)
+    running = 0.0
+    for rank, emotion in enumerate(ranked):
+        running = max(running, min(1.0, (6 - rank) * raw[emotion]))
+        assert own.loc[emotion, "p_mcnemar_baseline_holm"] == pytest.approx(running)
+    assert effects[effects.masked_emotion != effects.eval_emotion].p_exact_control_holm.isna().all()
+    assert set(effects.control_set) == {"random", "frequency", "least", "shuffled"}
+
+
+def test_specificity_confusion_and_dose_tables(run_dir: Path) -> None:
+    ablation = pd.read_csv(run_dir / "ablation.csv")
+    drops = ablation[ablation.condition == "mask"].pivot_table(
+        index="masked_emotion", columns="eval_emotion", values="drop")
+    specificity = pd.read_csv(run_dir / "specificity.csv").set_index("masked_emotion")
+    for emotion in EMOTIONS:
+        others = drops.loc[emotion].drop(emotion).mean()
+        assert specificity.loc[emotion, "specificity"] == pytest.approx(
+            drops.loc[emotion, emotion] - others)
+        assert specificity.loc[emotion, "ci_low"] <= specificity.loc[emotion, "specificity"] \
+            <= specificity.loc[emotion, "ci_high"]
+    confusion = pd.read_csv(run_dir / "confusion.csv").fillna({"masked_emotion": ""})
+    n_eval = len(read_records(run_dir / "data" / "eval.jsonl"))
+    assert (confusion.groupby(["condition", "masked_emotion"])["count"].sum() == n_eval).all()
+    baseline = confusion[confusion.condition == "baseline"]
+    hits = baseline[baseline.true_emotion == baseline.predicted_emotion]["count"].sum()
+    base_rows = ablation[ablation.condition == "baseline"]
+    assert hits == pytest.approx((base_rows.accuracy * base_rows.n).sum())
+    dose = pd.read_csv(run_dir / "dose.csv")
+    strengths = dose[dose.variable == "strength"]
+    assert set(strengths.value) == {0.0, 0.5, 1.0, 2.0}
+    assert set(dose[dose.variable == "proportion"].value) == {0.0, 0.5, 1.0}
+    assert (dose.groupby(["masked_emotion", "variable", "condition"]).size() >= 3).all()
+
+
+def test_steering_compares_each_emotion_with_a_random_set(run_dir: Path) -> None:
+    steering = json.loads((run_dir / "steering.json").read_text())
+    assert set(steering["emotions"]) == set(EMOTIONS)
+    for result in steering["emotions"].values():
+        assert set(result) == {"none", "emotion", "random", "n_neurons"}
+        for name in ("none", "emotion", "random"):
+            assert len(result[name]["continuations"]) == len(steering["dialogues"])
+            assert 0 <= result[name]["classified_as_target"] <= 1
+            assert sum(result[name]["mean_probability"].values()) == pytest.approx(1)
+        assert result["none"]["continuations"] == steering["emotions"]["anger"]["none"][
+            "continuations"]
+    assert any(result["emotion"]["continuations"] != result["none"]["continuations"]
+               for result in steering["emotions"].values()), "amplifying changed nothing"

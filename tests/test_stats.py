@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from emoneuron.stats import mean_interval
+from emoneuron.stats import holm, mcnemar_exact, mean_interval, sign_flip_exact
 
 
 def _proportion(n: int, ones: int) -> np.ndarray:
@@ -114,3 +114,28 @@ def test_empty_input_gives_nan() -> None:
     assert math.isnan(interval.estimate)
     assert math.isnan(interval.low)
     assert math.isnan(interval.high)
+
+
+def test_mcnemar_exact_by_hand() -> None:
+    # 5 dialogues right only before, 1 right only after: p = 2 * (1 + 6) / 2**6.
+    before = np.array([1, 1, 1, 0, 0, 1, 1, 1, 1, 1])
+    after = np.array([0, 0, 0, 0, 1, 0, 1, 1, 0, 1])
+    assert mcnemar_exact(before, after) == pytest.approx(14 / 64)
+    assert mcnemar_exact(before, before) == 1.0
+    assert mcnemar_exact(np.ones(12), np.zeros(12)) == pytest.approx(2 / 2**12)
+
+
+def test_sign_flip_with_one_seed_is_mcnemar_and_is_exact_for_averaged_controls() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = rng.integers(0, 2, 15), rng.integers(0, 2, 15)
+        assert sign_flip_exact(a - b, 1) == pytest.approx(mcnemar_exact(a, b))
+    # Differences 1, 2/3, -1/3 in thirds: sums of +-3, +-2, +-1 over 8 sign patterns; the
+    # observed 3 + 2 - 1 = 4 or more in size happens for (+,+,-), (+,+,+), and their mirrors.
+    assert sign_flip_exact(np.array([1, 2 / 3, -1 / 3]), 3) == pytest.approx(4 / 8)
+    assert sign_flip_exact(np.zeros(5), 3) == 1.0
+
+
+def test_holm_by_hand() -> None:
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm([0.5]) == [0.5]

@@ -15,11 +15,15 @@ from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.identify import IdentifyConfig, Neuron, NeuronSets
 from emoneuron.intervene import Ablation
+from emoneuron.models.adapters import DEFAULT_SITE
+from emoneuron.record import ActivationStats
 from emoneuron.sweep import (
     DEFAULT_PROPORTIONS,
     LAYER_RANGES,
     Condition,
     ConditionStore,
+    Design,
+    Sources,
     ablation_for,
     grid,
     in_range,
@@ -58,9 +62,10 @@ def test_every_layer_is_in_exactly_one_third() -> None:
 def test_grid_composition(seeds: tuple[int, ...], sweep_eval: str) -> None:
     proportions = DEFAULT_PROPORTIONS
     assert 1.0 in proportions
-    conditions = grid(seeds, proportions, sweep_eval)
+    conditions = grid(Design(seeds, proportions=proportions, sweep_eval=sweep_eval))
     n_sweep = len(EMOTIONS) * (len(LAYER_RANGES) * len(proportions) - 1)
-    assert len(conditions) == 1 + 6 + 6 * len(seeds) + n_sweep
+    n_proportion_controls = 6 * (len(proportions) - 1)
+    assert len(conditions) == 1 + 6 + 6 * len(seeds) + n_proportion_controls + n_sweep
     keys = [c.key for c in conditions]
     assert len(set(keys)) == len(keys)
 
@@ -69,7 +74,7 @@ def test_grid_composition(seeds: tuple[int, ...], sweep_eval: str) -> None:
                   and (c.layer_range, c.proportion) == ("all", 1.0)]
     assert [c.masked_emotion for c in main_masks] == list(EMOTIONS)
     assert all(c.eval_emotions == EMOTIONS for c in main_masks)
-    controls = [c for c in conditions if c.kind == "control"]
+    controls = [c for c in conditions if c.kind == "control" and c.proportion == 1.0]
     assert Counter((c.masked_emotion, c.seed) for c in controls) == {
         (e, s): 1 for e in EMOTIONS for s in seeds}
     assert all((c.layer_range, c.proportion, c.eval_emotions) == ("all", 1.0, EMOTIONS)
@@ -88,12 +93,12 @@ def test_grid_composition(seeds: tuple[int, ...], sweep_eval: str) -> None:
 
 
 def test_grid_without_sweep_or_controls() -> None:
-    conditions = grid((), ())
+    conditions = grid(Design((), controls=()))
     assert [c.kind for c in conditions] == ["baseline"] + ["mask"] * 6
 
 
 def test_grid_without_full_proportion_keeps_every_cell() -> None:
-    conditions = grid((0,), (0.5,))
+    conditions = grid(Design((0,), proportions=(0.5,)))
     sweep = [c for c in conditions if c.kind == "mask" and c.proportion == 0.5]
     assert len(sweep) == len(EMOTIONS) * len(LAYER_RANGES)
 
@@ -108,6 +113,9 @@ ANGER = [(0, 0), (2, 5), (0, 1), (4, 9), (0, 2), (1, 3), (0, 3), (5, 11), (0, 4)
          (0, 5), (0, 6), (2, 8), (0, 7), (4, 2)]
 OTHERS = {"disgust": [(0, 10), (1, 3)], "fear": [(2, 5)], "happiness": [],
           "sadness": [(5, 0), (5, 1), (4, 4)], "surprise": [(3, 3)]}
+
+
+SOURCES = Sources(ActivationStats.zeros(N_LAYERS, WIDTH, DEFAULT_SITE, "dialogue"))
 
 
 def _neurons(positions: list[tuple[int, int]]) -> list[Neuron]:
@@ -131,13 +139,13 @@ def _per_layer(ablation: Ablation) -> dict[int, int]:
 
 
 def test_baseline_removes_nothing(sets: NeuronSets) -> None:
-    ablation = ablation_for(Condition("baseline"), sets)
+    ablation = ablation_for(Condition("baseline"), sets, SOURCES)
     assert ablation.size == 0
     assert ablation.neurons == ()
 
 
 def test_full_mask_removes_the_whole_set(sets: NeuronSets) -> None:
-    ablation = ablation_for(Condition("mask", "anger"), sets)
+    ablation = ablation_for(Condition("mask", "anger"), sets, SOURCES)
     assert sorted(_pairs(ablation)) == sorted(ANGER)
     assert ablation.size == len(ANGER)
     assert ablation.mode == "zero"
@@ -149,38 +157,40 @@ def test_proportion_takes_the_top_ranked_within_the_range(sets: NeuronSets, laye
                                                           proportion: float) -> None:
     in_third = [pos for pos in ANGER if pos[0] in THIRDS[layer_range]]
     count = math.ceil(Fraction(str(proportion)) * len(in_third))
-    ablation = ablation_for(Condition("mask", "anger", layer_range, proportion), sets)
+    ablation = ablation_for(Condition("mask", "anger", layer_range, proportion), sets, SOURCES)
     assert sorted(_pairs(ablation)) == sorted(in_third[:count])
 
 
 def test_pinned_proportion_examples(sets: NeuronSets) -> None:
-    bottom = ablation_for(Condition("mask", "anger", "bottom", 0.2), sets)  # ceil(1.8) of 9
+    # ceil(1.8) of 9, ceil(1.2) of 3, ceil(0.6) of 3
+    bottom = ablation_for(Condition("mask", "anger", "bottom", 0.2), sets, SOURCES)
     assert sorted(_pairs(bottom)) == [(0, 0), (0, 1)]
-    middle = ablation_for(Condition("mask", "anger", "middle", 0.4), sets)  # ceil(1.2) of 3
+    middle = ablation_for(Condition("mask", "anger", "middle", 0.4), sets, SOURCES)
     assert sorted(_pairs(middle)) == [(2, 5), (3, 7)]
-    top = ablation_for(Condition("mask", "anger", "top", 0.2), sets)  # ceil(0.6) of 3
+    top = ablation_for(Condition("mask", "anger", "top", 0.2), sets, SOURCES)
     assert _pairs(top) == [(4, 9)]
 
 
 def test_every_grid_condition_removes_the_expected_count(sets: NeuronSets) -> None:
-    for condition in grid((0, 1), DEFAULT_PROPORTIONS):
+    for condition in grid(Design((0, 1), proportions=DEFAULT_PROPORTIONS)):
         if condition.kind == "baseline":
             continue
         ranked = [n for n in sets.emotions[condition.masked_emotion]
                   if n.layer in THIRDS[condition.layer_range]]
         expected = math.ceil(Fraction(str(condition.proportion)) * len(ranked))
-        assert ablation_for(condition, sets).size == expected, condition.key
+        assert ablation_for(condition, sets, SOURCES).size == expected, condition.key
 
 
 @pytest.mark.parametrize(("layer_range", "proportion"), [("all", 1.0), ("bottom", 0.6),
                                                          ("top", 1.0), ("all", 0.4)])
 def test_control_matches_per_layer_counts_and_avoids_own_neurons(
         sets: NeuronSets, layer_range: str, proportion: float) -> None:
-    mask = ablation_for(Condition("mask", "anger", layer_range, proportion), sets)
+    mask = ablation_for(Condition("mask", "anger", layer_range, proportion), sets, SOURCES)
     own = set(ANGER)
     for seed in range(20):
         control = ablation_for(
-            Condition("control", "anger", layer_range, proportion, seed=seed), sets)
+            Condition("control", "anger", layer_range, proportion, seed=seed, control="random"),
+            sets, SOURCES)
         assert _per_layer(control) == _per_layer(mask)
         pairs = _pairs(control)
         assert len(pairs) == len(set(pairs))
@@ -190,7 +200,8 @@ def test_control_matches_per_layer_counts_and_avoids_own_neurons(
 
 def test_control_is_deterministic_per_seed_and_differs_between_seeds(sets: NeuronSets) -> None:
     def control(seed: int) -> Ablation:
-        return ablation_for(Condition("control", "anger", seed=seed), sets)
+        condition = Condition("control", "anger", control="random", seed=seed)
+        return ablation_for(condition, sets, SOURCES)
 
     assert control(3) == control(3)
     assert len({tuple(_pairs(control(seed))) for seed in range(5)}) == 5
@@ -204,14 +215,15 @@ def _hundred_neuron_sets() -> NeuronSets:
 
 
 def test_proportion_count_is_not_inflated_by_float_error() -> None:
-    ablation = ablation_for(Condition("mask", "anger", "all", 0.55), _hundred_neuron_sets())
+    condition = Condition("mask", "anger", "all", 0.55)
+    ablation = ablation_for(condition, _hundred_neuron_sets(), SOURCES)
     assert ablation.size == 55
 
 
 # -- ConditionStore ----------------------------------------------------------------------------
 
 CONDITIONS = [Condition("baseline"), Condition("mask", "anger"),
-              Condition("control", "anger", seed=1),
+              Condition("control", "anger", control="random", seed=1),
               Condition("mask", "fear", "top", 0.4, eval_emotions=("fear",))]
 
 

@@ -59,7 +59,8 @@ class _Run:
     manifest: dict[str, Any]
     neurons: dict[str, Any]
     ablation: pd.DataFrame
-    effects: pd.DataFrame
+    effects: pd.DataFrame  # against the random layer-matched control
+    every_control: pd.DataFrame  # against each control set
     sweep: pd.DataFrame | None
 
 
@@ -88,11 +89,13 @@ class _SelfEffect:
 
 def _load(run_dir: Path) -> _Run:
     sweep_path = run_dir / "sweep.csv"
+    effects = pd.read_csv(run_dir / "effects.csv")
     return _Run(
         manifest=read_json(run_dir / "manifest.json"),
         neurons=read_json(run_dir / "neurons.json"),
         ablation=pd.read_csv(run_dir / "ablation.csv"),
-        effects=pd.read_csv(run_dir / "effects.csv"),
+        effects=effects[effects.control_set == "random"],
+        every_control=effects,
         sweep=pd.read_csv(sweep_path) if sweep_path.exists() else None,
     )
 
@@ -137,7 +140,7 @@ def _self_effects(run: _Run) -> list[_SelfEffect]:
         base = on_eval[on_eval["condition"] == "baseline"].iloc[0]
         own = on_eval[on_eval["masked_emotion"] == emotion]
         masked = own[own["condition"] == "mask"].iloc[0]
-        ctrl = own[own["condition"] == "control"]
+        ctrl = own[(own["condition"] == "control") & (own["control_set"] == "random")]
         r = row.iloc[0]
         out.append(_SelfEffect(
             emotion=emotion, n=int(r["n"]),

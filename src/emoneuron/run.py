@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from emoneuron import __version__
+from emoneuron.controls import CONTROLS, shuffled_records
 from emoneuron.data.schema import EMOTIONS, Record, read_records, records_hash, write_records
 from emoneuron.data.split import Splits, split
 from emoneuron.data.synth import synthesize
@@ -35,8 +36,17 @@ from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, load
 from emoneuron.record import record
 from emoneuron.report import write_report
-from emoneuron.sweep import DEFAULT_PROPORTIONS, ConditionStore, execute, grid
-from emoneuron.tables import ablation_tables, sweep_table
+from emoneuron.steer import steer
+from emoneuron.sweep import (
+    DEFAULT_PROPORTIONS,
+    ConditionStore,
+    Design,
+    Sources,
+    execute,
+    grid,
+    is_sweep,
+)
+from emoneuron.tables import ablation_tables, dose_table, sweep_table
 
 PACKAGES = ("torch", "transformers", "safetensors", "numpy", "pandas", "matplotlib", "tqdm")
 
@@ -54,11 +64,20 @@ class RunConfig:
     share: float = 0.01
     assignment: str = "argmax"
     control_seeds: tuple[int, ...] = (0, 1, 2)
+    controls: tuple[str, ...] = CONTROLS
+    mode: str = "zero"  # how the neurons are removed; see emoneuron.intervene
+    strength: float = 0.0
+    tokens: str = "all"  # all | dialogue | last
+    dose_strengths: tuple[float, ...] = (0.0, 0.5, 2.0)
     proportions: tuple[float, ...] = DEFAULT_PROPORTIONS
     sweep: bool = True
     sweep_eval: str = "self"
+    shots: int = 1  # few-shot examples per emotion; 0 = zero-shot
     calibrate: bool = True
     prompt: str = "auto"  # auto = chat template for instruct models, plain text otherwise
+    eval_data: str | None = None  # evaluate on this JSONL file instead of a held-out split
+    steer: bool = True
+    steer_strength: float = 4.0
     batch_size: int = 16
     device: str = "cpu"
     threads: int | None = None
@@ -82,6 +101,53 @@ def _records(config: RunConfig) -> list[Record]:
     if config.data is None:
         return synthesize(config.per_emotion, config.seed, config.max_turns)
     return read_records(config.data)
+
+
+def _splits(config: RunConfig, records: list[Record]) -> Splits:
+    """Few-shot, identification and evaluation dialogues; with ``eval_data``, every dialogue
+    of ``data`` beyond the few-shot examples identifies and ``eval_data`` is evaluated."""
+    source = config.data or "synthetic data"
+    splits = split(records, config.eval_fraction, config.seed, config.shots, source=source)
+    if config.eval_data is None:
+        return splits
+    evaluation = read_records(config.eval_data)
+    missing = [e for e in EMOTIONS if not any(r.emotion == e for r in evaluation)]
+    if missing:
+        raise UserError(f"{config.eval_data}: no dialogues of {', '.join(missing)}; the "
+                        "evaluation data needs every emotion")
+    identification = [*splits.identify, *splits.evaluate]
+    shared = {_text(r) for r in identification} & {_text(r) for r in evaluation}
+    if shared:
+        raise UserError(f"{config.eval_data}: {len(shared)} dialogue(s) also appear in the "
+                        f"identification data {source}; remove them from one of the files")
+    return Splits(splits.fewshot, identification, evaluation)
+
+
+def _text(record: Record) -> str:
+    return " ".join(" ".join(turn.text.lower().split()) for turn in record.turns)
+
+
+def design_of(config: RunConfig) -> Design:
+    return Design(control_seeds=config.control_seeds, controls=config.controls,
+                  proportions=config.proportions if config.sweep else (),
+                  sweep_eval=config.sweep_eval, mode=config.mode, strength=config.strength,
+                  tokens=config.tokens, dose_strengths=config.dose_strengths)
+
+
+def _shuffled_sets(config: RunConfig, loaded: LoadedModel, splits: Splits,
+                   identify_config: IdentifyConfig, out_dir: Path,
+                   progress: bool) -> dict[int, NeuronSets]:
+    """The sets the same rule finds on permuted identification labels, one per control seed,
+    kept in ``shuffled/`` so a resumed run reads them instead of recording again."""
+    sets = {}
+    for seed in config.control_seeds:
+        path = out_dir / "shuffled" / f"neurons-seed{seed}.json"
+        if not path.exists():
+            permuted = shuffled_records(splits.identify, seed)
+            stats = record(loaded, permuted, config.token_policy, config.batch_size, progress)
+            identify(stats, identify_config, config.model).save(path)
+        sets[seed] = NeuronSets.load(path)
+    return sets
 
 
 def _versions() -> dict[str, str]:
@@ -123,16 +189,14 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     total_start = time.perf_counter()
     with timer.stage("data"):
         records = _records(config)
-        data_hash = records_hash(records)
-        splits = split(records, config.eval_fraction, config.seed,
-                       source=config.data or "synthetic data")
+        splits = _splits(config, records)
+        data_hash = records_hash([*records, *splits.evaluate])
     with timer.stage("load_model"):
         loaded = load(config.model, device=config.device)
-    classifier = Classifier(loaded, order_shots(splits.fewshot, config.seed), config.batch_size,
-                            config.calibrate, config.prompt)
+    classifier = Classifier(loaded, order_shots(splits.fewshot, config.seed, config.shots),
+                            config.batch_size, config.calibrate, config.prompt)
     splits, truncated = _fit_to_context(splits, classifier)
-    conditions = grid(config.control_seeds, config.proportions if config.sweep else (),
-                      config.sweep_eval)
+    conditions = grid(design_of(config))
     _check_disk(out_dir, _output_bytes(loaded, len(conditions), len(splits.evaluate)))
     for name, part in (("fewshot", splits.fewshot), ("identify", splits.identify),
                        ("eval", splits.evaluate)):
@@ -140,24 +204,33 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     with timer.stage("record"):
         stats = record(loaded, splits.identify, config.token_policy, config.batch_size, progress)
         stats.save(out_dir / "stats.safetensors", {"model": config.model, "data_hash": data_hash})
+    identify_config = IdentifyConfig(method=config.method, share=config.share,
+                                     assignment=config.assignment)
     with timer.stage("identify"):
-        sets = identify(stats, IdentifyConfig(method=config.method, share=config.share,
-                                              assignment=config.assignment), config.model)
+        sets = identify(stats, identify_config, config.model)
         sets.save(out_dir / "neurons.json")
+    shuffled = {}
+    if "shuffled" in config.controls:
+        with timer.stage("shuffled_labels"):
+            shuffled = _shuffled_sets(config, loaded, splits, identify_config, out_dir, progress)
+    sources = Sources(stats, shuffled)
     store = ConditionStore(out_dir / "conditions.jsonl",
                            _store_context(config, splits, sets, classifier))
-    ablation_conditions = [c for c in conditions if c.kind != "mask"
-                           or (c.layer_range, c.proportion) == ("all", 1.0)]
     with timer.stage("ablation"):
-        execute(classifier, sets, splits.evaluate, ablation_conditions, store, progress)
+        execute(classifier, sets, sources, splits.evaluate,
+                [c for c in conditions if not is_sweep(c)], store, progress)
     with timer.stage("sweep"):
-        execute(classifier, sets, splits.evaluate, conditions, store, progress)
+        execute(classifier, sets, sources, splits.evaluate, conditions, store, progress)
     with timer.stage("tables"):
-        ablation, effects = ablation_tables(store, splits.evaluate, config.control_seeds)
-        _write_csv(ablation, out_dir / "ablation.csv")
-        _write_csv(effects, out_dir / "effects.csv")
+        for name, table in ablation_tables(store, splits.evaluate, conditions).items():
+            _write_csv(table, out_dir / f"{name}.csv")
+        _write_csv(dose_table(store, splits.evaluate, conditions), out_dir / "dose.csv")
         if config.sweep:
             _write_csv(sweep_table(store, splits.evaluate, conditions), out_dir / "sweep.csv")
+    if config.steer:
+        with timer.stage("steering"):
+            steer(classifier, sets, config.steer_strength, config.control_seeds[0],
+                  out_dir / "steering.json", progress)
 
     def write_manifest() -> None:
         write_json(out_dir / "manifest.json",

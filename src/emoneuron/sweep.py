@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,20 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from emoneuron.controls import (
+    CONTROLS,
+    check_controls,
+    frequency_matched,
+    least_selective,
+    random_matched,
+)
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.evaluate import Classifier
-from emoneuron.identify import NeuronSets
-from emoneuron.intervene import Ablation, applied
+from emoneuron.identify import Neuron, NeuronSets
+from emoneuron.intervene import Ablation, applied, with_means
 from emoneuron.io import atomic_open
+from emoneuron.record import ActivationStats
 
 LAYER_RANGES = ("bottom", "middle", "top", "all")
 DEFAULT_PROPORTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
@@ -46,56 +54,126 @@ class Condition:
     proportion: float = 1.0
     seed: int | None = None
     eval_emotions: tuple[str, ...] = EMOTIONS
+    control: str = ""  # kind control: one of controls.CONTROLS
+    mode: str = "zero"
+    strength: float = 0.0
+    tokens: str = "all"
 
     @property
     def key(self) -> str:
-        return (f"{self.kind}/{self.masked_emotion}/{self.layer_range}/{self.proportion:g}/"
-                f"{self.seed}/{','.join(self.eval_emotions)}")
+        return (f"{self.kind}/{self.control}/{self.masked_emotion}/{self.layer_range}/"
+                f"{self.proportion:g}/{self.seed}/{self.mode}/{self.strength:g}/{self.tokens}/"
+                f"{','.join(self.eval_emotions)}")
 
 
-def grid(control_seeds: Sequence[int], proportions: Sequence[float],
-         sweep_eval: str = "self") -> list[Condition]:
-    """Baseline, each emotion masked (all layers, all neurons) and its matched random controls,
+@dataclass(frozen=True)
+class Design:
+    """What a run evaluates besides the baseline; every field is a RunConfig option."""
+
+    control_seeds: tuple[int, ...] = (0, 1, 2)
+    controls: tuple[str, ...] = ("random",)
+    proportions: tuple[float, ...] = ()
+    sweep_eval: str = "self"
+    mode: str = "zero"
+    strength: float = 0.0
+    tokens: str = "all"
+    dose_strengths: tuple[float, ...] = ()
+
+
+def _dose_mode(strength: float) -> str:
+    return "zero" if strength == 0 else "scale" if strength < 1 else "amplify"
+
+
+def grid(design: Design) -> list[Condition]:
+    """Baseline; each emotion masked (all layers, all its neurons) with its controls (random
+    ones evaluated on every emotion, the others on the masked emotion); the dose-response
+    conditions (strength and proportion, each beside a random control, on the masked emotion);
     then the sweep: each emotion x layer range x proportion."""
+    check_controls(design.controls)
     conditions = [Condition("baseline")]
-    for emotion in EMOTIONS:
-        conditions.append(Condition("mask", emotion))
-        conditions += [Condition("control", emotion, seed=seed) for seed in control_seeds]
-    for emotion in EMOTIONS:
-        evaluated = (emotion,) if sweep_eval == "self" else EMOTIONS
-        for layer_range in LAYER_RANGES:
-            for proportion in proportions:
-                if (layer_range, proportion) != ("all", 1.0):
-                    conditions.append(Condition("mask", emotion, layer_range, proportion,
-                                                eval_emotions=evaluated))
+    # Dose-response controls use one seed: the curves are many points, each its own test.
+    first_seeds = design.control_seeds[:1]
+    masks = {e: Condition("mask", e, mode=design.mode, strength=design.strength,
+                          tokens=design.tokens) for e in EMOTIONS}
+    for emotion, mask in masks.items():
+        conditions.append(mask)
+        for control in design.controls:
+            evaluated = EMOTIONS if control == "random" else (emotion,)
+            seeds: Sequence[int | None] = (None,) if control == "least" else design.control_seeds
+            conditions += [replace(mask, kind="control", control=control, seed=seed,
+                                   eval_emotions=evaluated) for seed in seeds]
+    for emotion, mask in masks.items():
+        own = replace(mask, eval_emotions=(emotion,))
+        for strength in design.dose_strengths:
+            if strength == 1 or (_dose_mode(strength), strength) == (mask.mode, mask.strength):
+                continue  # the baseline, or the main mask itself
+            dose = replace(own, mode=_dose_mode(strength), strength=strength)
+            conditions += [dose, *(replace(dose, kind="control", control="random", seed=seed)
+                                   for seed in first_seeds)]
+        conditions += [replace(own, kind="control", control="random", seed=seed,
+                               proportion=proportion) for seed in first_seeds
+                       for proportion in design.proportions if proportion != 1.0]
+    for emotion, mask in masks.items():
+        evaluated = (emotion,) if design.sweep_eval == "self" else EMOTIONS
+        conditions += [replace(mask, layer_range=layer_range, proportion=proportion,
+                               eval_emotions=evaluated)
+                       for layer_range in LAYER_RANGES for proportion in design.proportions
+                       if (layer_range, proportion) != ("all", 1.0)]
     return conditions
 
 
-def ablation_for(condition: Condition, sets: NeuronSets) -> Ablation:
-    """The neurons a condition removes: the emotion's top-ranked share within the layer range;
-    for a control, random neurons with the same count in every layer, disjoint from the set."""
-    if condition.kind == "baseline":
-        return Ablation.of({})
-    ranked = [n for n in sets.emotions[condition.masked_emotion]
-              if in_range(n.layer, sets.n_layers, condition.layer_range)]
+def is_sweep(condition: Condition) -> bool:
+    return condition.kind == "mask" and (condition.layer_range, condition.proportion) != (
+        "all", 1.0)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What control sets and mean-mode values are drawn from: the identification statistics
+    and, for the shuffled-label control, the sets identified on permuted labels per seed."""
+
+    stats: ActivationStats
+    shuffled: Mapping[int, NeuronSets] = field(default_factory=dict)
+
+
+def _top(neurons: Sequence[Neuron], n_layers: int, layer_range: str,
+         proportion: float) -> dict[int, list[int]]:
+    ranked = [n for n in neurons if in_range(n.layer, n_layers, layer_range)]
     # Rounded first: 0.55 * 100 is 55.000000000000007 in floating point, not 55.
-    chosen = ranked[:math.ceil(round(condition.proportion * len(ranked), 9))]
+    chosen = ranked[:math.ceil(round(proportion * len(ranked), 9))]
     by_layer: dict[int, list[int]] = {}
     for neuron in chosen:
         by_layer.setdefault(neuron.layer, []).append(neuron.index)
-    if condition.kind == "mask":
-        return Ablation.of(by_layer)
-    rng = np.random.default_rng([condition.seed or 0, EMOTIONS.index(condition.masked_emotion)])
-    own = sets.layer_indices(condition.masked_emotion)
-    controls = {}
-    for layer, indices in sorted(by_layer.items()):
-        pool = np.setdiff1d(np.arange(sets.width), own.get(layer, []))
-        if len(pool) < len(indices):
-            raise UserError(f"layer {layer}: {condition.masked_emotion} owns too many of its "
-                            f"{sets.width} neurons to draw a disjoint random control; "
-                            "lower --share")
-        controls[layer] = rng.choice(pool, size=len(indices), replace=False).tolist()
-    return Ablation.of(controls)
+    return by_layer
+
+
+def ablation_for(condition: Condition, sets: NeuronSets, sources: Sources) -> Ablation:
+    """The neurons a condition changes, and how: the emotion's top-ranked share within the
+    layer range, or a control set matched to it layer by layer (see :mod:`emoneuron.controls`)."""
+    if condition.kind == "baseline":
+        return Ablation.of({})
+    emotion = condition.masked_emotion
+    by_layer = _top(sets.emotions[emotion], sets.n_layers, condition.layer_range,
+                    condition.proportion)
+    if condition.kind == "control":
+        rng = np.random.default_rng([condition.seed or 0, EMOTIONS.index(emotion)])
+        if condition.control == "random":
+            by_layer = random_matched(by_layer, sets, emotion, rng)
+        elif condition.control == "frequency":
+            by_layer = frequency_matched(by_layer, sets, emotion, sources.stats, rng)
+        elif condition.control == "least":
+            by_layer = least_selective(by_layer, sets, emotion, sources.stats)
+        elif condition.control == "shuffled":
+            null = sources.shuffled[condition.seed or 0]
+            size = sum(map(len, by_layer.values()))
+            by_layer = _top(null.emotions[emotion][:size], null.n_layers,
+                            condition.layer_range, 1.0)
+        else:
+            raise UserError(f"unknown control set {condition.control!r}: use one of "
+                            f"{', '.join(CONTROLS)}")
+    ablation = Ablation.of(by_layer, "zero" if condition.mode == "mean" else condition.mode,
+                           condition.strength, tokens=condition.tokens)
+    return with_means(ablation, sources.stats) if condition.mode == "mean" else ablation
 
 
 class ConditionStore:
@@ -148,16 +226,17 @@ class ConditionStore:
         self.done[condition.key] = entry
 
 
-def execute(classifier: Classifier, sets: NeuronSets, evaluation: Sequence[Record],
-            conditions: Iterable[Condition], store: ConditionStore,
+def execute(classifier: Classifier, sets: NeuronSets, sources: Sources,
+            evaluation: Sequence[Record], conditions: Iterable[Condition], store: ConditionStore,
             progress: bool = True) -> None:
     """Evaluate every condition not yet in ``store``, one after the other."""
     todo = [c for c in conditions if c.key not in store.done]
     for condition in tqdm(todo, desc="conditions", unit="cond", disable=not progress):
         subset = [r for r in evaluation if r.emotion in condition.eval_emotions]
-        ablation = ablation_for(condition, sets)
-        with applied(classifier.loaded, ablation):
-            scores = classifier.predict(subset, unchanged_below=ablation.first_layer)
+        ablation = ablation_for(condition, sets, sources)
+        with applied(classifier.loaded, ablation) as scope:
+            scores = classifier.predict(subset, unchanged_below=ablation.first_layer,
+                                        scope=scope)
         store.add(condition, ablation.size, scores.argmax(axis=1))
 
 

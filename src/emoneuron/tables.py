@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emoneuron.controls import CONTROLS
 from emoneuron.data.schema import EMOTIONS, Record
-from emoneuron.stats import mean_interval
-from emoneuron.sweep import Condition, ConditionStore, correctness
+from emoneuron.stats import N_BOOTSTRAP, holm, mcnemar_exact, mean_interval, sign_flip_exact
+from emoneuron.sweep import Condition, ConditionStore, correctness, is_sweep
 
 
 def _correct(store: ConditionStore, condition: Condition,
@@ -25,53 +26,193 @@ def _seed_for(*parts: object) -> int:
     return zlib.crc32(repr(parts).encode())
 
 
+def _main(conditions: Sequence[Condition], kind: str, masked: str,
+          control: str = "") -> list[Condition]:
+    """The all-layers, all-neurons conditions of one kind (not the dose or sweep ones)."""
+    return [c for c in conditions if c.kind == kind and c.masked_emotion == masked
+            and c.control == control and (c.layer_range, c.proportion) == ("all", 1.0)
+            and not is_dose(c, conditions)]
+
+
+def is_dose(condition: Condition, conditions: Sequence[Condition]) -> bool:
+    """A dose-response condition: another strength than the main masks'."""
+    main = next((c for c in conditions if c.kind == "mask"), None)
+    return main is not None and condition.kind != "baseline" and (
+        condition.mode, condition.strength) != (main.mode, main.strength)
+
+
 def ablation_tables(store: ConditionStore, evaluation: Sequence[Record],
-                    control_seeds: Sequence[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``ablation.csv`` (one row per condition x eval emotion) and ``effects.csv`` (masked vs
-    control per masked x eval emotion, with the paired excess drop)."""
+                    conditions: Sequence[Condition]) -> dict[str, pd.DataFrame]:
+    """``ablation`` (one row per condition x eval emotion), ``effects`` (masked vs each
+    control per masked x eval emotion, with paired intervals and tests), ``specificity`` and
+    ``confusion`` tables."""
     baseline = _correct(store, Condition("baseline"), evaluation)
     rows: list[dict[str, Any]] = []
     effects: list[dict[str, Any]] = []
 
-    def add_row(kind: str, masked: str, seed: int | None, frame: pd.DataFrame) -> None:
-        for eval_emotion in EMOTIONS:
+    def add_rows(condition: Condition, frame: pd.DataFrame) -> None:
+        for eval_emotion in condition.eval_emotions:
             own = frame.correct[frame.eval_emotion == eval_emotion].to_numpy()
             base = baseline.correct[baseline.eval_emotion == eval_emotion].to_numpy()
-            accuracy = mean_interval(own, seed=_seed_for(kind, masked, seed, eval_emotion))
-            drop = mean_interval(base - own, seed=_seed_for("drop", kind, masked, seed,
-                                                            eval_emotion))
-            rows.append({"condition": kind, "masked_emotion": masked,
-                         "seed": "" if seed is None else seed, "eval_emotion": eval_emotion,
-                         "n": len(own), "accuracy": accuracy.estimate,
-                         "ci_low": accuracy.low, "ci_high": accuracy.high,
-                         "drop": drop.estimate, "drop_ci_low": drop.low,
-                         "drop_ci_high": drop.high})
+            parts = (condition.kind, condition.control, condition.masked_emotion,
+                     condition.seed, eval_emotion)
+            accuracy = mean_interval(own, seed=_seed_for(*parts))
+            drop = mean_interval(base - own, seed=_seed_for("drop", *parts))
+            rows.append({"condition": condition.kind,
+                         "masked_emotion": condition.masked_emotion,
+                         "seed": "" if condition.seed is None else condition.seed,
+                         "eval_emotion": eval_emotion, "n": len(own),
+                         "accuracy": accuracy.estimate, "ci_low": accuracy.low,
+                         "ci_high": accuracy.high, "control_set": condition.control,
+                         "drop": drop.estimate,
+                         "drop_ci_low": drop.low, "drop_ci_high": drop.high})
 
-    add_row("baseline", "", None, baseline)
+    add_rows(Condition("baseline"), baseline)
+    controls = sorted({c.control for c in conditions if c.kind == "control"},
+                      key=CONTROLS.index)
     for masked in EMOTIONS:
-        mask = _correct(store, Condition("mask", masked), evaluation)
-        add_row("mask", masked, None, mask)
-        controls = []
-        for seed in control_seeds:
-            control = _correct(store, Condition("control", masked, seed=seed), evaluation)
-            add_row("control", masked, seed, control)
-            controls.append(control.correct.to_numpy())
-        control_mean = np.mean(controls, axis=0)
-        for eval_emotion in EMOTIONS:
-            select = (baseline.eval_emotion == eval_emotion).to_numpy()
-            base = baseline.correct.to_numpy()[select]
-            masked_correct = mask.correct.to_numpy()[select]
-            excess = mean_interval(control_mean[select] - masked_correct,
-                                   seed=_seed_for("excess", masked, eval_emotion))
-            effects.append({
-                "masked_emotion": masked, "eval_emotion": eval_emotion, "n": int(select.sum()),
-                "baseline": base.mean(), "masked": masked_correct.mean(),
-                "control": control_mean[select].mean(),
-                "mask_drop": base.mean() - masked_correct.mean(),
-                "control_drop": base.mean() - control_mean[select].mean(),
-                "excess_drop": excess.estimate, "excess_ci_low": excess.low,
-                "excess_ci_high": excess.high, "p_value": excess.p_value})
-    return pd.DataFrame(rows), pd.DataFrame(effects)
+        (mask_condition,) = _main(conditions, "mask", masked)
+        mask = _correct(store, mask_condition, evaluation)
+        add_rows(mask_condition, mask)
+        for control in controls:
+            runs = _main(conditions, "control", masked, control)
+            frames = [_correct(store, c, evaluation) for c in runs]
+            for condition, frame in zip(runs, frames, strict=True):
+                add_rows(condition, frame)
+            for eval_emotion in runs[0].eval_emotions:
+                effects.append(_effect(baseline, mask, frames, masked, control, eval_emotion))
+    effect_table = _with_holm(pd.DataFrame(effects))
+    return {"ablation": pd.DataFrame(rows), "effects": effect_table,
+            "specificity": _specificity(baseline, store, evaluation, conditions),
+            "confusion": _confusion(store, evaluation, conditions)}
+
+
+def _effect(baseline: pd.DataFrame, mask: pd.DataFrame, controls: Sequence[pd.DataFrame],
+            masked: str, control: str, eval_emotion: str) -> dict[str, Any]:
+    select = (baseline.eval_emotion == eval_emotion).to_numpy()
+    base = baseline.correct.to_numpy()[select]
+    masked_correct = mask.correct.to_numpy()[mask.eval_emotion == eval_emotion]
+    control_mean = np.mean([c.correct.to_numpy()[c.eval_emotion == eval_emotion]
+                            for c in controls], axis=0)
+    parts = (masked, control, eval_emotion)
+    drop = mean_interval(base - masked_correct, seed=_seed_for("mask-drop", *parts))
+    excess = mean_interval(control_mean - masked_correct, seed=_seed_for("excess", *parts))
+    return {
+        "masked_emotion": masked, "eval_emotion": eval_emotion, "control_set": control,
+        "n": int(select.sum()), "n_control_seeds": len(controls), "baseline": base.mean(),
+        "masked": masked_correct.mean(), "control": control_mean.mean(),
+        "mask_drop": drop.estimate, "mask_drop_ci_low": drop.low,
+        "mask_drop_ci_high": drop.high,
+        "control_drop": base.mean() - control_mean.mean(),
+        "excess_drop": excess.estimate, "excess_ci_low": excess.low,
+        "excess_ci_high": excess.high, "p_value": excess.p_value,
+        "p_mcnemar_baseline": mcnemar_exact(base, masked_correct),
+        "p_exact_control": sign_flip_exact(control_mean - masked_correct, len(controls)),
+        # Masking *raised* accuracy beyond the paired interval of its drop.
+        "improves": bool(drop.high < 0)}
+
+
+def _with_holm(effects: pd.DataFrame) -> pd.DataFrame:
+    """Holm-corrected p-values for the six self effects of each control set (the tests a
+    reader compares); cross-emotion rows stay uncorrected and are left empty."""
+    effects = effects.copy()
+    for column in ("p_mcnemar_baseline", "p_exact_control"):
+        effects[column + "_holm"] = np.nan
+        for _, rows in effects[effects.masked_emotion == effects.eval_emotion].groupby(
+                "control_set"):
+            effects.loc[rows.index, column + "_holm"] = holm(rows[column].tolist())
+    return effects
+
+
+def _specificity(baseline: pd.DataFrame, store: ConditionStore, evaluation: Sequence[Record],
+                 conditions: Sequence[Condition]) -> pd.DataFrame:
+    """Per masked emotion: its own drop minus the mean drop on the other emotions, with a
+    bootstrap interval that resamples dialogues within each evaluation emotion."""
+    rows = []
+    truth = baseline.eval_emotion.to_numpy()
+    for masked in EMOTIONS:
+        (mask_condition,) = _main(conditions, "mask", masked)
+        drops = baseline.correct.to_numpy() - _correct(store, mask_condition,
+                                                       evaluation).correct.to_numpy()
+        groups = [drops[truth == e] for e in EMOTIONS]
+        rng = np.random.default_rng(_seed_for("specificity", masked))
+        resampled = np.array([[g[rng.integers(0, len(g), len(g))].mean() for g in groups]
+                              for _ in range(N_BOOTSTRAP)])
+        own = EMOTIONS.index(masked)
+
+        def index(means: np.ndarray, own: int = own) -> np.ndarray:
+            return np.asarray(means[..., own] - np.delete(means, own, axis=-1).mean(axis=-1))
+
+        point = np.array([g.mean() for g in groups])
+        low, high = np.quantile(index(resampled), [0.025, 0.975])
+        rows.append({"masked_emotion": masked, "own_drop": point[own],
+                     "mean_cross_drop": np.delete(point, own).mean(),
+                     "specificity": float(index(point)), "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows)
+
+
+def _confusion(store: ConditionStore, evaluation: Sequence[Record],
+               conditions: Sequence[Condition]) -> pd.DataFrame:
+    """True x predicted counts before (baseline) and after masking each emotion."""
+    chosen = [Condition("baseline"), *(c for e in EMOTIONS for c in _main(conditions, "mask", e))]
+    rows = []
+    for condition in chosen:
+        entry = store.done[condition.key]
+        subset = [r.emotion for r in evaluation if r.emotion in entry["eval_emotions"]]
+        counts = pd.crosstab(pd.Categorical(subset, EMOTIONS),
+                             pd.Categorical([EMOTIONS[p] for p in entry["predictions"]],
+                                            EMOTIONS), dropna=False)
+        for true in EMOTIONS:
+            for predicted in EMOTIONS:
+                rows.append({"condition": condition.kind,
+                             "masked_emotion": condition.masked_emotion,
+                             "true_emotion": true, "predicted_emotion": predicted,
+                             "count": int(counts.loc[true, predicted])})
+    return pd.DataFrame(rows)
+
+
+def dose_table(store: ConditionStore, evaluation: Sequence[Record],
+               conditions: Sequence[Condition]) -> pd.DataFrame:
+    """``dose.csv``: own-emotion accuracy of each emotion's set and of its random control
+    against the strength applied (1 = untouched) and against the share of its neurons removed
+    (0 = none), for the curves of the dose-response figure."""
+    baseline = _correct(store, Condition("baseline"), evaluation)
+    main = next(c for c in conditions if c.kind == "mask")
+    first_seed = next((c.seed for c in conditions if c.control == "random"), None)
+    rows = []
+    for condition in conditions:
+        if condition.kind == "baseline" or condition.layer_range != "all":
+            continue
+        if condition.control not in ("", "random"):
+            continue
+        if condition.kind == "control" and condition.seed != first_seed:
+            continue
+        frame = correctness(store.done[condition.key], evaluation)
+        own = frame.correct[frame.eval_emotion == condition.masked_emotion].to_numpy()
+        variables = []
+        if condition.proportion == 1.0 and condition.mode in ("zero", "scale", "amplify"):
+            variables.append(("strength", 0.0 if condition.mode == "zero"
+                              else condition.strength))
+        if (condition.mode, condition.strength) == (main.mode, main.strength):
+            variables.append(("proportion", condition.proportion))
+        for variable, value in variables:
+            interval = mean_interval(own, seed=_seed_for("dose", condition.key))
+            rows.append({"masked_emotion": condition.masked_emotion, "variable": variable,
+                         "value": value, "condition": condition.kind, "n": len(own),
+                         "accuracy": interval.estimate, "ci_low": interval.low,
+                         "ci_high": interval.high})
+    for emotion in EMOTIONS:
+        own = baseline.correct[baseline.eval_emotion == emotion].to_numpy()
+        interval = mean_interval(own, seed=_seed_for("dose-baseline", emotion))
+        for variable, value in (("strength", 1.0), ("proportion", 0.0)):
+            for kind in ("mask", "control"):
+                rows.append({"masked_emotion": emotion, "variable": variable, "value": value,
+                             "condition": kind, "n": len(own), "accuracy": interval.estimate,
+                             "ci_low": interval.low, "ci_high": interval.high})
+    table = pd.DataFrame(rows).drop_duplicates(["masked_emotion", "variable", "value",
+                                                "condition"])
+    return table.sort_values(["masked_emotion", "variable", "condition", "value"],
+                             ignore_index=True)
 
 
 def sweep_table(store: ConditionStore, evaluation: Sequence[Record],
@@ -79,11 +220,10 @@ def sweep_table(store: ConditionStore, evaluation: Sequence[Record],
     """``sweep.csv``: accuracy per masked emotion x layer range x proportion x eval emotion."""
     baseline = _correct(store, Condition("baseline"), evaluation)
     base_accuracy = baseline.groupby("eval_emotion").correct.mean()
-    sweep_eval = {c.masked_emotion: c.eval_emotions for c in conditions
-                  if c.kind == "mask" and (c.layer_range, c.proportion) != ("all", 1.0)}
+    sweep_eval = {c.masked_emotion: c.eval_emotions for c in conditions if is_sweep(c)}
     rows = []
     for condition in conditions:
-        if condition.kind != "mask":
+        if condition.kind != "mask" or is_dose(condition, conditions):
             continue
         entry = store.done[condition.key]
         frame = correctness(entry, evaluation)

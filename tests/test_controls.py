@@ -1,0 +1,88 @@
+"""Control sets are matched layer by layer and differ from random in the way they claim."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from emoneuron.controls import (
+    frequency,
+    frequency_matched,
+    least_selective,
+    random_matched,
+    shuffled_records,
+)
+from emoneuron.data.schema import EMOTIONS
+from emoneuron.data.synth import synthesize
+from emoneuron.identify import IdentifyConfig, Neuron, NeuronSets, entropy_selectivity
+from emoneuron.models.adapters import DEFAULT_SITE
+from emoneuron.record import ActivationStats
+
+N_LAYERS, WIDTH = 2, 400
+
+
+def _stats() -> ActivationStats:
+    """Neurons with spread-out firing rates and selectivities."""
+    generator = torch.Generator().manual_seed(0)
+    stats = ActivationStats.zeros(N_LAYERS, WIDTH, DEFAULT_SITE, "dialogue")
+    stats.tokens[:] = 1000
+    stats.active[:] = torch.rand((len(EMOTIONS), N_LAYERS, WIDTH), generator=generator) ** 3 * 1000
+    return stats
+
+
+def _sets() -> NeuronSets:
+    # Anger owns the 12 most frequent neurons of layer 0 and 5 of layer 1.
+    rates = frequency(_stats())
+    top0 = torch.argsort(rates[0], descending=True)[:12].tolist()
+    anger = [Neuron(0, i, 1.0) for i in top0] + [Neuron(1, i, 1.0) for i in range(5)]
+    emotions = {e: anger if e == "anger" else [] for e in EMOTIONS}
+    return NeuronSets("toy", DEFAULT_SITE, N_LAYERS, WIDTH, IdentifyConfig(), emotions)
+
+
+def _own() -> dict[int, list[int]]:
+    return _sets().layer_indices("anger")
+
+
+def _check_matched(control: dict[int, list[int]]) -> None:
+    own = _own()
+    assert {k: len(v) for k, v in control.items()} == {k: len(v) for k, v in own.items()}
+    for layer, indices in control.items():
+        assert len(set(indices)) == len(indices)
+        assert not set(indices) & set(own[layer])
+
+
+def test_frequency_matched_controls_fire_as_often_as_the_set() -> None:
+    stats, sets = _stats(), _sets()
+    rates = frequency(stats).numpy()
+    own = _own()
+    gaps = {"frequency": [], "random": []}
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        matched = frequency_matched(own, sets, "anger", stats, rng)
+        uniform = random_matched(own, sets, "anger", np.random.default_rng(seed))
+        _check_matched(matched)
+        _check_matched(uniform)
+        for name, control in (("frequency", matched), ("random", uniform)):
+            gaps[name].append(abs(rates[0, control[0]].mean() - rates[0, own[0]].mean()))
+    # The set is the 12 most frequent neurons of the layer: a random draw is far below it.
+    assert np.mean(gaps["frequency"]) < 0.25 * np.mean(gaps["random"]), gaps
+
+
+def test_least_selective_controls_are_active_and_unselective() -> None:
+    stats, sets = _stats(), _sets()
+    control = least_selective(_own(), sets, "anger", stats)
+    _check_matched(control)
+    _, selectivity = entropy_selectivity(stats)
+    rates = frequency(stats)
+    for layer, indices in control.items():
+        assert (rates[layer, indices] >= rates[layer].median()).all()
+        assert selectivity[layer, indices].max() <= selectivity[layer].quantile(0.1)
+
+
+def test_shuffled_records_permute_labels_and_keep_counts() -> None:
+    records = synthesize(6, seed=0)
+    shuffled = shuffled_records(records, seed=1)
+    assert [r.turns for r in shuffled] == [r.turns for r in records]
+    assert sorted(r.emotion for r in shuffled) == sorted(r.emotion for r in records)
+    assert sum(a.emotion != b.emotion for a, b in zip(records, shuffled, strict=True)) > 20
+    assert shuffled_records(records, seed=1) == shuffled
