@@ -223,3 +223,12 @@ def test_steering_compares_each_emotion_with_a_random_set(run_dir: Path) -> None
             "continuations"]
     assert any(result["emotion"]["continuations"] != result["none"]["continuations"]
                for result in steering["emotions"].values()), "amplifying changed nothing"
+
+
+def test_report_shows_dose_response_and_steering(run_dir: Path) -> None:
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "Dose-response: accuracy against activation strength" in page
+    assert "Dose-response: accuracy against share removed" in page
+    assert (run_dir / "figures" / "dose_strength.svg").exists()
+    steering = page.split('<section id="steering">')[1].split("</section>")[0]
+    assert "Sample continuations" in steering and steering.count("<h4>") == len(EMOTIONS)

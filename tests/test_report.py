@@ -70,7 +70,9 @@ def _ablation() -> pd.DataFrame:
             rows.append({"condition": condition, "masked_emotion": masked,
                          "seed": "" if seed is None else seed, "eval_emotion": evaluated,
                          "n": N_EVAL, "accuracy": acc, "ci_low": _ci(acc)[0],
-                         "ci_high": _ci(acc)[1], "drop": drop, "drop_ci_low": drop - spread,
+                         "ci_high": _ci(acc)[1],
+                         "control_set": "random" if condition == "control" else "",
+                         "drop": drop, "drop_ci_low": drop - spread,
                          "drop_ci_high": drop + spread})
     return pd.DataFrame(rows)
 
@@ -87,8 +89,21 @@ def _effects() -> pd.DataFrame:
                          "mask_drop": base - acc, "control_drop": base - control,
                          "excess_drop": excess, "excess_ci_low": excess - 0.07,
                          "excess_ci_high": excess + 0.07,
-                         "p_value": 0.0004 if abs(excess) > 0.07 else 0.62})
+                         "p_value": 0.0004 if abs(excess) > 0.07 else 0.62,
+                         "control_set": "random", "n_control_seeds": len(SEEDS),
+                         "mask_drop_ci_low": base - acc - 0.06,
+                         "mask_drop_ci_high": base - acc + 0.06,
+                         "p_mcnemar_baseline": 0.01, "p_exact_control": 0.02,
+                         "p_mcnemar_baseline_holm": 0.06 if masked == evaluated else None,
+                         "p_exact_control_holm": 0.12 if masked == evaluated else None,
+                         "improves": base - acc + 0.06 < 0})
     return pd.DataFrame(rows)
+
+
+def _specificity() -> pd.DataFrame:
+    return pd.DataFrame([{"masked_emotion": e, "own_drop": BASELINE[e] - MASKED[e],
+                          "mean_cross_drop": 0.02, "specificity": BASELINE[e] - MASKED[e] - 0.02,
+                          "ci_low": -0.1, "ci_high": 0.3} for e in EMOTIONS])
 
 
 def _sweep() -> pd.DataFrame:
@@ -133,6 +148,7 @@ def make_run(run_dir: Path, model_name: str = "tiny-lm", sweep: bool = True) -> 
     (run_dir / "neurons.json").write_text(json.dumps(neurons))
     _ablation().to_csv(run_dir / "ablation.csv", index=False)
     _effects().to_csv(run_dir / "effects.csv", index=False)
+    _specificity().to_csv(run_dir / "specificity.csv", index=False)
     if sweep:
         _sweep().to_csv(run_dir / "sweep.csv", index=False)
     return neurons
@@ -230,3 +246,15 @@ def test_html_special_characters_are_escaped(tmp_path: Path) -> None:
     page = write_report(tmp_path).read_text(encoding="utf-8")
     assert "<script>" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co" in page
+
+
+def test_controls_section_flags_emotions_that_rise(run_dir: Path) -> None:
+    page = write_report(run_dir).read_text(encoding="utf-8")
+    controls = _section(page, "controls")
+    rising = [e for e in EMOTIONS if MASKED[e] - BASELINE[e] > 0.06]
+    assert rising, "the fixture must contain a rising emotion"
+    assert controls.count("RISES under masking") == len(rising)
+    for emotion in rising:
+        assert f"{emotion} ({100 * BASELINE[emotion]:.1f}% -&gt; " in controls
+    assert "McNemar" in controls and "Holm" in controls
+    assert "No steering in this run" in _section(page, "steering")

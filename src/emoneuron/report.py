@@ -30,6 +30,7 @@ from matplotlib.ticker import MaxNLocator
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.io import atomic_open, read_json
+from emoneuron.report_causal import controls_table, dose_figures, steering_html
 from emoneuron.sweep import LAYER_RANGES, in_range
 
 matplotlib.use("Agg")
@@ -450,7 +451,8 @@ def _figures_html(run: _Run, run_dir: Path, effects: list[_SelfEffect],
              "neurons that matter most.",
              partial(_fig_dose_response, sweep, _baselines(run.ablation), chance)),
         ]
-    html = "".join(_render_figure(run_dir / "figures", *spec) for spec in specs)
+    render = partial(_render_figure, run_dir / "figures")
+    html = "".join(render(*spec) for spec in specs) + dose_figures(run_dir, render)
     if sweep is None:
         for name in SWEEP_FIGURES:  # do not leave figures of an earlier sweep beside this report
             for suffix in (".png", ".svg"):
@@ -536,6 +538,9 @@ def write_report(run_dir: str | Path) -> Path:
             f'<section id="summary"><h2>Summary</h2>{summary}</section>'
             f'<section id="figures"><h2>Figures</h2>'
             f"{_figures_html(run, run_dir, effects, counts)}</section>"
+            f'<section id="controls"><h2>Emotion neurons against every control</h2>'
+            f"{controls_table(run_dir)}</section>"
+            f'<section id="steering"><h2>Steering</h2>{steering_html(run_dir)}</section>'
             f'<section id="tables"><h2>Tables</h2>{_tables_html(effects, run.neurons)}</section>'
             f'<section id="details"><h2>Run details</h2>{_details_html(run.manifest)}</section>'
             "</body></html>\n")

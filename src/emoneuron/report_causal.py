@@ -1,0 +1,151 @@
+"""The report's causal-validation section: every control set with corrected tests, the
+dose-response curves, and steering.
+
+Kept apart from :mod:`emoneuron.report` (which lays out the page) so each stays short; the
+figures go through the page's own renderer, passed in as ``render``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from emoneuron.data.schema import EMOTIONS
+from emoneuron.io import read_json
+
+Render = Callable[[str, str, str, Callable[[], Figure]], str]
+CONTROL_NAMES = {"random": "random, layer-matched", "frequency": "random, frequency-matched",
+                 "least": "least selective", "shuffled": "shuffled-label null"}
+
+
+def _pct(x: float) -> str:
+    return "-" if pd.isna(x) else f"{100 * x:.1f}%"
+
+
+def _p(x: float) -> str:
+    return "-" if pd.isna(x) else "< 0.001" if x < 0.001 else f"{x:.3f}"
+
+
+def _html_table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def controls_table(run_dir: Path) -> str:
+    """Per emotion: masked and control accuracy with intervals, Holm-corrected exact tests,
+    the specificity index, and a flag where masking raised accuracy."""
+    effects = pd.read_csv(run_dir / "effects.csv")
+    own = effects[effects.masked_emotion == effects.eval_emotion]
+    specificity = pd.read_csv(run_dir / "specificity.csv").set_index("masked_emotion")
+    ablation = pd.read_csv(run_dir / "ablation.csv")
+    masks = ablation[ablation.condition == "mask"].set_index(["masked_emotion", "eval_emotion"])
+    sets = [c for c in CONTROL_NAMES if c in set(own.control_set)]
+    rows, flagged = [], []
+    for emotion in EMOTIONS:
+        by_set = own[own.masked_emotion == emotion].set_index("control_set")
+        if by_set.empty:
+            continue
+        first = by_set.iloc[0]
+        mask = masks.loc[(emotion, emotion)]
+        spec = specificity.loc[emotion]
+        if bool(first["improves"]):
+            flagged.append(f"{emotion} ({_pct(first['baseline'])} -> {_pct(first['masked'])})")
+        rows.append([
+            emotion, str(int(first["n"])), _pct(first["baseline"]),
+            f"{_pct(mask['accuracy'])} [{_pct(mask['ci_low'])}, {_pct(mask['ci_high'])}]",
+            _p(first["p_mcnemar_baseline_holm"]),
+            *(f"{_pct(by_set.loc[s, 'control'])} (p {_p(by_set.loc[s, 'p_exact_control_holm'])})"
+              if s in by_set.index else "-" for s in sets),
+            f"{100 * spec['specificity']:+.1f} [{100 * spec['ci_low']:+.1f}, "
+            f"{100 * spec['ci_high']:+.1f}]",
+            "RISES under masking" if bool(first["improves"]) else ""])
+    table = _html_table(["emotion", "n", "baseline", "masked [95% CI]",
+                         "p vs baseline (McNemar, Holm)",
+                         *(f"{CONTROL_NAMES[s]} (p, Holm)" for s in sets),
+                         "specificity, points [95% CI]", "flag"], rows)
+    flag_text = (f"<p><b>Masking raised accuracy beyond its interval for: "
+                 f"{escape(', '.join(flagged))}.</b> A rise is not an effect of removing "
+                 "information the model needs; look at the confusion matrices "
+                 "(confusion.csv) to see which labels it stopped predicting.</p>"
+                 if flagged else "<p>No emotion's accuracy rose beyond its interval when its "
+                 "neurons were removed.</p>")
+    return (f"{flag_text}{table}<p class=\"note\">p vs baseline: McNemar's exact test on the "
+            "paired dialogues; p vs a control: exact paired sign-flip test of masked against "
+            "the control's mean over seeds (McNemar's test when there is one seed); both "
+            "Holm-corrected across the six emotions. Specificity: the drop on the emotion "
+            "itself minus the mean drop on the other five.</p>")
+
+
+def _fig_dose(dose: pd.DataFrame, variable: str, label: str) -> Figure:
+    emotions = [e for e in EMOTIONS if e in set(dose.masked_emotion)]
+    fig, axes = plt.subplots(1, len(emotions), figsize=(2.6 * len(emotions), 3),
+                             layout="constrained", sharey=True, squeeze=False)
+    for ax, emotion in zip(axes[0], emotions, strict=True):
+        part = dose[(dose.masked_emotion == emotion) & (dose.variable == variable)]
+        for condition, name in (("mask", "emotion neurons"), ("control", "random neurons")):
+            line = part[part.condition == condition].sort_values("value")
+            ax.plot(line.value, 100 * line.accuracy, marker="o", label=name)
+            ax.fill_between(line.value, 100 * line.ci_low, 100 * line.ci_high, alpha=0.15)
+        ax.set_title(emotion)
+        ax.set_xlabel(label)
+        ax.set_ylim(0, 105)
+    axes[0][0].set_ylabel("accuracy on the emotion (%)")
+    axes[0][0].legend(fontsize=7)
+    return fig
+
+
+def dose_figures(run_dir: Path, render: Render) -> str:
+    path = run_dir / "dose.csv"
+    if not path.exists():
+        return ""
+    dose = pd.read_csv(path)
+    html = ""
+    if (dose.variable == "strength").any():
+        html += render("dose_strength", "Dose-response: accuracy against activation strength",
+                       "Accuracy on each emotion when its neurons' activations are multiplied "
+                       "by the strength on the x axis (0: removed, 1: untouched, above 1: "
+                       "amplified), beside a random layer-matched set treated alike. Bands: "
+                       "95% bootstrap CI.", partial(_fig_dose, dose, "strength", "strength"))
+    if (dose.variable == "proportion").any():
+        html += render("dose_proportion", "Dose-response: accuracy against share removed",
+                       "Accuracy on each emotion when its top-ranked neurons are removed up to "
+                       "the share on the x axis, beside a random layer-matched set of the same "
+                       "size. Bands: 95% bootstrap CI.",
+                       partial(_fig_dose, dose, "proportion", "share of its neurons removed"))
+    return html
+
+
+def steering_html(run_dir: Path) -> str:
+    path = run_dir / "steering.json"
+    if not path.exists():
+        return "<p>No steering in this run (run with --steer).</p>"
+    steering: dict[str, Any] = read_json(path)
+    rows, samples = [], []
+    for emotion, result in steering["emotions"].items():
+        rows.append([emotion, str(result["n_neurons"]),
+                     *(_pct(result[s]["classified_as_target"]) for s in ("none", "emotion",
+                                                                          "random")),
+                     *(f"{result[s]['lexicon_target_per_continuation']:.2f}"
+                       for s in ("none", "emotion", "random"))])
+        examples = "".join(
+            f"<tr><td>{escape(name)}</td><td>{escape(result[name]['continuations'][k])}</td></tr>"
+            for k in range(2) for name in ("none", "emotion", "random"))
+        samples.append(f"<h4>{escape(emotion)}</h4><table><tbody>{examples}</tbody></table>")
+    table = _html_table(["emotion", "neurons", "classified as it: untouched", "its neurons x"
+                         f"{steering['strength']:g}", "random neurons", "its words: untouched",
+                         "its neurons", "random neurons"], rows)
+    return (f"<p>The model continues {len(steering['dialogues'])} neutral dialogues (greedy, "
+            f"{steering['new_tokens']} new tokens) untouched, with one emotion's neurons "
+            f"amplified x{steering['strength']:g}, and with as many random neurons in the same "
+            "layers amplified alike. Each continuation is classified by the same few-shot "
+            "label-probability classifier and its words of that emotion are counted with the "
+            f"lexicon.</p>{table}<h3>Sample continuations</h3>{''.join(samples)}")
