@@ -232,3 +232,32 @@ def test_report_shows_dose_response_and_steering(run_dir: Path) -> None:
     assert (run_dir / "figures" / "dose_strength.svg").exists()
     steering = page.split('<section id="steering">')[1].split("</section>")[0]
     assert "Sample continuations" in steering and steering.count("<h4>") == len(EMOTIONS)
+
+
+def test_cli_evaluate_compares_prompt_variants_on_one_split(tmp_path: Path,
+                                                            tiny_model_dir: Path) -> None:
+    from emoneuron.data.split import split
+    from emoneuron.evaluate import Classifier, order_shots
+    from emoneuron.models.loading import load
+
+    out = tmp_path / "variants.csv"
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--per-emotion", "8",
+                 "--max-turns", "2", "--shots", "0", "2", "--prompts", "plain",
+                 "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert list(zip(table.shots_per_emotion, table.calibrated, strict=True)) == [
+        (0, False), (0, True), (2, False), (2, True)]
+    assert (table["mean"] - table[list(EMOTIONS)].mean(axis=1)).abs().max() < 1e-3
+    # The calibrated 2-shot row is what a run's classifier would score on the same split.
+    from emoneuron.data.synth import synthesize
+
+    splits = split(synthesize(8, 0, 2), 0.5, 0, 2)
+    classifier = Classifier(load(str(tiny_model_dir)), order_shots(splits.fewshot, 0, 2),
+                            calibrate=True, style="plain")
+    predicted = classifier.predict(splits.evaluate).argmax(axis=1)
+    correct = predicted == [EMOTIONS.index(r.emotion) for r in splits.evaluate]
+    emotions = [r.emotion for r in splits.evaluate]
+    row = table.iloc[3]
+    for emotion in EMOTIONS:
+        mine = [c for c, e in zip(correct, emotions, strict=True) if e == emotion]
+        assert row[emotion] == pytest.approx(sum(mine) / len(mine), abs=1e-4)

@@ -106,6 +106,25 @@ def _cmd_identify(args: argparse.Namespace) -> None:
     print(", ".join(f"{e} {len(n)}" for e, n in sets.emotions.items()) + f" -> {args.out}")
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from emoneuron.data.schema import read_records
+    from emoneuron.data.synth import synthesize
+    from emoneuron.models.loading import load
+    from emoneuron.variants import VariantsConfig, prompt_variants
+
+    records = (read_records(args.data) if args.data
+               else synthesize(args.per_emotion, args.seed, args.max_turns))
+    table = prompt_variants(load(args.model, device=args.device), records,
+                            _dataclass_from(VariantsConfig, args),
+                            source=str(args.data or "synthetic data"))
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    if args.out:
+        from emoneuron.io import atomic_open
+
+        with atomic_open(args.out) as handle:
+            table.to_csv(handle, index=False, float_format="%.4f")
+
+
 def _cmd_report(args: argparse.Namespace) -> None:
     from emoneuron.report import write_report
 
@@ -116,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     from emoneuron.identify import IdentifyConfig
     from emoneuron.record import TOKEN_POLICIES
     from emoneuron.run import RunConfig
+    from emoneuron.variants import VariantsConfig
 
     parser = argparse.ArgumentParser(prog="emoneuron", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -160,6 +180,18 @@ def build_parser() -> argparse.ArgumentParser:
     ident.add_argument("--model-name", default="unknown", help="model name for neurons.json")
     ident.add_argument("--out", type=Path, required=True, help="neurons.json to write")
     ident.set_defaults(func=_cmd_identify)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="baseline accuracy under each prompt variant (shots, plain/chat, "
+        "calibration)")
+    evaluate.add_argument("--model", default="smollm2-135m")
+    evaluate.add_argument("--data", type=Path, help="JSONL data (default: synthetic)")
+    evaluate.add_argument("--per-emotion", type=int, default=40, help="synthetic data size")
+    evaluate.add_argument("--max-turns", type=int, default=5, help="synthetic data turns")
+    evaluate.add_argument("--device", default="cpu")
+    _add_dataclass_options(evaluate, VariantsConfig)
+    evaluate.add_argument("--out", type=Path, help="also write the table as CSV")
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     report = commands.add_parser("report", help="(re)write report.html of a run directory")
     report.add_argument("run_dir", type=Path)
