@@ -85,11 +85,11 @@ def _cmd_models_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_record(args: argparse.Namespace) -> None:
-    from emoneuron.data.schema import read_records, records_hash
+    from emoneuron.data.schema import read_records, records_hash, select_classes
     from emoneuron.models.loading import load
     from emoneuron.record import record
 
-    records = read_records(args.data)
+    records, _ = select_classes(read_records(args.data), include_neutral=False)
     loaded = load(args.model, device=args.device)
     stats = record(loaded, records, args.token_policy, args.batch_size)
     stats.save(args.out, {"model": args.model, "data_hash": records_hash(records)})

@@ -24,7 +24,14 @@ import pandas as pd
 import torch
 
 from emoneuron import __version__
-from emoneuron.data.schema import EMOTIONS, Record, read_records, records_hash, write_records
+from emoneuron.data.schema import (
+    EMOTIONS,
+    Record,
+    read_records,
+    records_hash,
+    select_classes,
+    write_records,
+)
 from emoneuron.data.split import Splits, split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
@@ -81,7 +88,10 @@ class Timer:
 def _records(config: RunConfig) -> list[Record]:
     if config.data is None:
         return synthesize(config.per_emotion, config.seed, config.max_turns)
-    return read_records(config.data)
+    records, dropped = select_classes(read_records(config.data), include_neutral=False)
+    if dropped:
+        print(f"{config.data}: {dropped} neutral records left out of the six-way analysis")
+    return records
 
 
 def _versions() -> dict[str, str]:
