@@ -33,6 +33,7 @@ END_OF_UTTERANCE = "__eou__"
 # The release separates every token with spaces ("it \u2019 s", "Hi , Sam ."). Joined back:
 _DETOKENISE = (
     (re.compile(r"(\w) ([\u2019']) (s|t|re|ve|ll|d|m)\b", re.IGNORECASE), r"\1\2\3"),
+    (re.compile(r"\b(o|ma) ([\u2019']) (\w)", re.IGNORECASE), r"\1\2\3"),  # o'clock, ma'am
     (re.compile(r" ([,.!?;:%)\]}”])"), r"\1"),  # no space before closing punctuation
     (re.compile(r"([(\[{“$£€¥]) "), r"\1"),  # none after opening brackets and currency signs
 )
@@ -41,9 +42,9 @@ _DETOKENISE = (
 def detokenise(text: str) -> str:
     """``it \u2019 s great , isn ' t it ?`` -> ``it\u2019s great, isn't it?``.
 
-    Contractions are joined, spaces before closing punctuation and after opening brackets,
-    curly opening quotes and currency signs are removed. Straight double quotes are left as
-    they are: opening and closing ones cannot be told apart.
+    Contractions (and o'clock, ma'am, O'Brien) are joined; spaces before closing punctuation
+    and after opening brackets, curly opening quotes and currency signs are removed. Straight
+    double quotes are left as they are: opening and closing ones cannot be told apart.
     """
     text = clean(text)
     for pattern, replacement in _DETOKENISE:

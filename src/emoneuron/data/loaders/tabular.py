@@ -57,7 +57,8 @@ def csv_rows(path: Path, wanted: Sequence[str], what: str) -> Iterator[tuple[str
                 continue
             if len(fields) < len(header):
                 raise UserError(f"{where}: {len(fields)} fields where the header has "
-                                f"{len(header)}; quote fields that contain commas")
+                                f"{len(header)}; quote fields that contain commas and close "
+                                "every opened quote")
             yield where, dict(zip(header, fields, strict=False))
     except csv.Error as error:
         raise UserError(f"{path}:{reader.line_num}: malformed CSV ({error}); check the quoting "
