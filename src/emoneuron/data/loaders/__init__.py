@@ -38,9 +38,9 @@ def load(format: str, path: str | Path, options: LoadOptions | None = None) -> L
         raise UserError(f"unknown data format {format!r}: use one of {', '.join(FORMATS)}")
     loaded = FORMATS[format](path, options or LoadOptions())
     if not loaded.records:
-        raise UserError(f"{path}: no records found in {format} format; "
-                        + "; ".join(loaded.report.lines()[1:]) if loaded.report.skipped
-                        else f"{path}: no records found in {format} format; is it that format?")
+        why = "; ".join(line.strip() for line in loaded.report.lines()[1:])
+        raise UserError(f"{path}: no records found in {format} format ("
+                        f"{why or 'is the file in that format?'})")
     return loaded
 
 

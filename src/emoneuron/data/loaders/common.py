@@ -151,9 +151,16 @@ def alternating_speaker(position: int) -> str:
     return "A" if position % 2 == 0 else "B"
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def clean(text: str) -> str:
-    """One line of readable text: whitespace runs (newlines included) become one space."""
-    return " ".join(text.split())
+    """One line of readable text: whitespace runs (newlines included) become one space.
+
+    A lone surrogate (JSON can spell one, "\\ud800") cannot be written as UTF-8: it becomes
+    U+FFFD.
+    """
+    return " ".join(_LONE_SURROGATE.sub("\ufffd", text).split())
 
 
 def unique_ids(records: list[Record], report: LoadReport) -> list[Record]:
