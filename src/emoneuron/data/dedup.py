@@ -11,6 +11,7 @@ take seconds.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import unicodedata
@@ -36,45 +37,53 @@ def record_text(record: Record) -> str:
     return "\n".join(turn.text for turn in record.turns)
 
 
-def shingles(text: str) -> frozenset[str]:
+Shingle = int  # the hash of a word 3-gram: cheap to count, compare and intersect
+
+
+def shingles(text: str) -> frozenset[Shingle]:
+    """The (hashed) word 3-grams of a text; the whole text for three words or fewer.
+
+    Python's 64-bit hashes make a collision between two different 3-grams negligible.
+    """
     words = text.split()
     if len(words) <= SHINGLE_WORDS:
-        return frozenset({" ".join(words)})
-    return frozenset(" ".join(words[i:i + SHINGLE_WORDS])
-                     for i in range(len(words) - SHINGLE_WORDS + 1))
+        return frozenset({hash(tuple(words))})
+    return frozenset(map(hash, zip(*(words[k:] for k in range(SHINGLE_WORDS)), strict=False)))
 
 
-def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+def _jaccard(a: frozenset[Shingle], b: frozenset[Shingle]) -> float:
     return len(a & b) / len(a | b)
 
 
-def near_pairs(sets: Sequence[frozenset[str]], threshold: float = NEAR_THRESHOLD,
-               others: Sequence[frozenset[str]] | None = None) -> list[tuple[int, int]]:
+def near_pairs(sets: Sequence[frozenset[Shingle]], threshold: float = NEAR_THRESHOLD,
+               others: Sequence[frozenset[Shingle]] | None = None) -> list[tuple[int, int]]:
     """Index pairs with Jaccard >= ``threshold``: in ``sets`` (i < j), or ``sets`` x ``others``."""
     if not 0 < threshold <= 1:
         raise UserError(f"near-duplicate threshold {threshold} must be in (0, 1]")
-    pool = [*sets, *(others or [])]
-    frequency = Counter(token for tokens in pool for token in tokens)
+    indexed = sets if others is None else others
+    frequency = Counter(itertools.chain.from_iterable((*sets, *(others or ()))))
+    # One global order, rarest first; sorted() is stable, so ties keep first-seen order.
+    rank = {token: r for r, token in enumerate(sorted(frequency, key=frequency.__getitem__))}
 
-    def prefix(tokens: frozenset[str]) -> list[str]:
-        ordered = sorted(tokens, key=lambda token: (frequency[token], token))
+    def prefix(tokens: frozenset[Shingle]) -> list[int]:
+        ordered = sorted(map(rank.__getitem__, tokens))
         return ordered[:len(ordered) - math.ceil(threshold * len(ordered) - 1e-9) + 1]
 
-    probes, indexed = (sets, sets) if others is None else (sets, others)
-    index: dict[str, list[int]] = defaultdict(list)
+    index: dict[int, list[int]] = defaultdict(list)
     if others is not None:
-        for j, tokens in enumerate(indexed):
+        for j, tokens in enumerate(others):
             for token in prefix(tokens):
                 index[token].append(j)
     pairs = []
-    for i, tokens in enumerate(probes):
-        candidates = {j for token in prefix(tokens) for j in index.get(token, ())}
+    for i, tokens in enumerate(sets):
+        probe = prefix(tokens)
+        candidates = {j for token in probe for j in index.get(token, ())}
         pairs += [(i, j) for j in sorted(candidates)
                   if threshold * len(tokens) <= len(indexed[j]) * (1 + 1e-9)
                   and len(indexed[j]) * threshold <= len(tokens) * (1 + 1e-9)
                   and _jaccard(tokens, indexed[j]) >= threshold]
         if others is None:  # self-join: index as we go, so each pair is found once as (j, i)
-            for token in prefix(tokens):
+            for token in probe:
                 index[token].append(i)
     return [(j, i) for i, j in pairs] if others is None else pairs
 
