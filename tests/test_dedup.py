@@ -118,6 +118,9 @@ def test_split_keeps_repeated_dialogues_out_of_evaluation(seed: int) -> None:
     assert overlap(parts.identify + parts.fewshot, parts.evaluate).leaks == 0
     assert sorted(r.id for r in parts.fewshot + parts.identify + parts.evaluate) == sorted(
         r.id for r in records)
+    # Allowing leaks gives the plain stratified split, repeats and all.
+    leaky = split(records, 0.4, seed=seed, allow_leaks=True)
+    assert overlap(leaky.identify + leaky.fewshot, leaky.evaluate).leaks > 0
     # Without repeats in the data, the split is the plain stratified one.
     unique = [r for r in records if r.id.endswith("-0")]
     plain = split(unique, 0.4, seed=seed)

@@ -25,13 +25,13 @@ class Splits:
 
 def split(records: list[Record], eval_fraction: float, seed: int,
           fewshot_per_emotion: int = 1, source: str = "data", *,
-          near_threshold: float = NEAR_THRESHOLD) -> Splits:
+          near_threshold: float = NEAR_THRESHOLD, allow_leaks: bool = False) -> Splits:
     """Disjoint splits, stratified by emotion: neurons are never chosen on evaluation dialogues.
 
     Records that repeat one another (same normalised text, word 3-gram Jaccard >=
     ``near_threshold``, or windows of one dialogue) are kept on one side, so no evaluation record
-    repeats an identification or few-shot one. Without such groups the split is the plain
-    stratified one.
+    repeats an identification or few-shot one. Without such groups, or with ``allow_leaks``,
+    the split is the plain stratified one.
     """
     if not 0 < eval_fraction < 1:
         raise UserError(f"eval fraction {eval_fraction} must be between 0 and 1")
@@ -52,7 +52,8 @@ def split(records: list[Record], eval_fraction: float, seed: int,
     # Interleave emotions again so batches and bootstrap resamples mix them.
     rng.shuffle(identify)
     rng.shuffle(evaluate)
-    side = _keep_duplicates_together(records, fewshot, identify, evaluate, near_threshold)
+    side = None if allow_leaks else _keep_duplicates_together(records, fewshot, identify,
+                                                              evaluate, near_threshold)
     if side is not None:
         order = identify + evaluate
         identify = [i for i in order if side[i] == "identify"]
