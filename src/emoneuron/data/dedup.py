@@ -5,8 +5,8 @@ letters or digits turned into one space), so "It's fine." and "its fine" match. 
 3-gram sets with Jaccard similarity >= ``threshold`` (0.9 by default). Candidate pairs come from
 prefix filtering: with the shingles of every record sorted rarest first, two sets with Jaccard
 >= t must share one of the first ``n - ceil(t * n) + 1`` shingles of either, so only records
-sharing a rare shingle are compared. No pair above the threshold is missed, and 100k records
-take seconds.
+sharing a rare shingle are compared. No pair above the threshold is missed; DailyDialog train x
+test (95k records) took 14 to 24 s on a shared 2-core machine.
 """
 
 from __future__ import annotations
