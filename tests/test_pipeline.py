@@ -230,6 +230,7 @@ def test_report_shows_dose_response_and_steering(run_dir: Path) -> None:
     assert "Dose-response: accuracy against activation strength" in page
     assert "Dose-response: accuracy against share removed" in page
     assert (run_dir / "figures" / "dose_strength.svg").exists()
+    assert "Confusion matrices before and after masking" in page
     steering = page.split('<section id="steering">')[1].split("</section>")[0]
     assert "Sample continuations" in steering and steering.count("<h4>") == len(EMOTIONS)
 
@@ -261,3 +262,27 @@ def test_cli_evaluate_compares_prompt_variants_on_one_split(tmp_path: Path,
     for emotion in EMOTIONS:
         mine = [c for c, e in zip(correct, emotions, strict=True) if e == emotion]
         assert row[emotion] == pytest.approx(sum(mine) / len(mine), abs=1e-4)
+
+
+def test_run_identifies_on_one_file_and_evaluates_on_another(tmp_path: Path,
+                                                             tiny_model_dir: Path) -> None:
+    from emoneuron.data.schema import write_records
+    from emoneuron.data.synth import synthesize
+
+    identification, evaluation = tmp_path / "identify.jsonl", tmp_path / "eval.jsonl"
+    write_records(identification, synthesize(6, seed=1, max_turns=2))
+    other = synthesize(3, seed=2, max_turns=2, keyword_free=True)
+    write_records(evaluation, other)
+    config = RunConfig(**{**CONFIG.__dict__, "model": str(tiny_model_dir),
+                          "data": str(identification), "eval_data": str(evaluation),
+                          "sweep": False, "steer": False, "controls": ("random",),
+                          "dose_strengths": ()})
+    out = tmp_path / "run"
+    run(config, out, progress=False)
+    assert [r.id for r in read_records(out / "data" / "eval.jsonl")] == [r.id for r in other]
+    assert len(read_records(out / "data" / "identify.jsonl")) == 6 * 6 - 6  # all but shots
+    leaky = tmp_path / "leaky.jsonl"
+    write_records(leaky, [*other, read_records(identification)[3]])
+    code = main(["run", "--model", str(tiny_model_dir), "--data", str(identification),
+                 "--eval-data", str(leaky), "--out", str(tmp_path / "run2"), "--quiet"])
+    assert code == 2

@@ -21,6 +21,7 @@ from emoneuron.cli import main
 from emoneuron.data.schema import (
     ALIASES,
     EMOTIONS,
+    NEUTRAL,
     Record,
     read_records,
     records_hash,
@@ -153,7 +154,7 @@ FUZZ = settings(max_examples=200, deadline=None)
 
 
 def _assert_valid(record: Record) -> None:
-    assert record.emotion in EMOTIONS
+    assert record.emotion in (*EMOTIONS, NEUTRAL)
     assert isinstance(record.id, str) and isinstance(record.source, str)
     assert isinstance(record.meta, dict) and record.turns
     for turn in record.turns:

@@ -10,11 +10,14 @@ import pytest
 from emoneuron.data.schema import (
     ALIASES,
     EMOTIONS,
+    LABELS,
+    NEUTRAL,
     Record,
     Turn,
     normalize_emotion,
     read_records,
     records_hash,
+    select_classes,
     write_records,
 )
 from emoneuron.errors import UserError
@@ -73,11 +76,36 @@ def test_misspelled_label_gets_a_suggestion(label: str, suggestion: str) -> None
         normalize_emotion(label)
 
 
-@pytest.mark.parametrize("label", ["neutral", "happyish", "", "anger!", "love"])
+@pytest.mark.parametrize("label", ["calm", "happyish", "", "anger!", "love"])
 def test_unknown_label_is_a_user_error_naming_it(label: str) -> None:
     with pytest.raises(UserError) as caught:
         normalize_emotion(label)
     assert repr(label) in str(caught.value)
+
+
+@pytest.mark.parametrize("label", ["neutral", "No Emotion", " none ", "no_emotion", "NEUTRAL"])
+def test_neutral_and_its_aliases_are_their_own_label(label: str) -> None:
+    assert normalize_emotion(label) == NEUTRAL
+    assert NEUTRAL not in EMOTIONS
+    assert LABELS[:-1] == EMOTIONS
+
+
+@pytest.mark.parametrize("label", ["nuetral", "no emotoin"])
+def test_misspelled_neutral_gets_a_suggestion(label: str) -> None:
+    with pytest.raises(UserError, match="did you mean 'neutral'"):
+        normalize_emotion(label)
+
+
+def test_select_classes_drops_neutral_unless_a_seventh_class_is_asked_for() -> None:
+    records = [Record("n1", NEUTRAL, (Turn("A", "The bus leaves at six."),)),
+               *_records(),
+               Record.from_json({"id": "n2", "emotion": "no emotion",
+                                 "turns": [{"text": "Fine."}]})]
+    six, dropped = select_classes(records, include_neutral=False)
+    assert dropped == 2
+    assert [r.id for r in six] == ["a1", "h1", "s1"]
+    seven, dropped = select_classes(records, include_neutral=True)
+    assert dropped == 0 and seven == records
 
 
 # -- reading -----------------------------------------------------------------------------------

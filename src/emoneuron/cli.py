@@ -67,6 +67,52 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     print(f"wrote {len(records)} dialogues to {args.out}")
 
 
+def _cmd_data_load(args: argparse.Namespace) -> None:
+    from emoneuron.data.loaders import LoadOptions, load
+    from emoneuron.data.schema import write_records
+
+    options = LoadOptions(**{name: getattr(args, name) for name in (
+        "split", "context", "text_column", "label_column", "id_column", "speaker_column",
+        "dialogue_column", "turn_separator")})
+    loaded = load(args.format, args.path, options)
+    write_records(args.out, loaded.records)
+    print("\n".join(loaded.report.lines()))
+    print(f"wrote {len(loaded.records)} records to {args.out}")
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> None:
+    import json
+
+    from emoneuron.data.schema import read_records
+    from emoneuron.data.summary import describe, format_table
+
+    summary = describe(read_records(args.file))
+    print(json.dumps(summary, indent=2) if args.json else format_table(summary))
+
+
+def _cmd_data_overlap(args: argparse.Namespace) -> None:
+    import json
+
+    from emoneuron.data.dedup import overlap
+    from emoneuron.data.schema import read_records
+
+    first, second = read_records(args.first), read_records(args.second)
+    found = overlap(first, second, args.threshold)
+    if args.json:
+        print(json.dumps(found.as_dict(), indent=2))
+        return
+    print(f"{args.first}: {len(first)} records, {args.second}: {len(second)} records")
+    print(f"exact duplicates (normalised text): {found.exact_first} / {found.exact_second} "
+          f"records ({found.exact_texts} distinct texts)")
+    print(f"near duplicates (word 3-gram Jaccard >= {args.threshold}, not exact): "
+          f"{found.near_first} / {found.near_second} records")
+    if found.dialogues_verbatim is not None:
+        print(f"dialogues in both: {found.dialogues_verbatim} verbatim, "
+              f"{found.dialogues_normalised} after normalising")
+    for pair in found.examples:
+        print(f"  e.g. {pair[0]} ~ {pair[1]}")
+
+
 def _cmd_models_list(_: argparse.Namespace) -> None:
     from emoneuron.models.loading import DEFAULT_MODEL, EMBEDDED, cached_directory
 
@@ -85,11 +131,11 @@ def _cmd_models_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_record(args: argparse.Namespace) -> None:
-    from emoneuron.data.schema import read_records, records_hash
+    from emoneuron.data.schema import read_records, records_hash, select_classes
     from emoneuron.models.loading import load
     from emoneuron.record import record
 
-    records = read_records(args.data)
+    records, _ = select_classes(read_records(args.data), include_neutral=False)
     loaded = load(args.model, device=args.device)
     stats = record(loaded, records, args.token_policy, args.batch_size)
     stats.save(args.out, {"model": args.model, "data_hash": records_hash(records)})
@@ -131,6 +177,39 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"report: {write_report(args.run_dir)}")
 
 
+def _add_data_parsers(data: Any) -> None:
+    from emoneuron.data.dedup import NEAR_THRESHOLD
+    from emoneuron.data.loaders import DEFAULT_CONTEXT, FORMATS
+
+    load = data.add_parser("load", help="a real corpus (or your own file) into records")
+    load.add_argument("path", type=Path, help="corpus file or folder")
+    load.add_argument("--format", required=True, choices=list(FORMATS))
+    load.add_argument("--split", help="split to read when PATH is a folder")
+    load.add_argument("--context", type=int, default=DEFAULT_CONTEXT,
+                      help="utterance-level corpora: turns kept before the target utterance")
+    for column, default in (("text", "text"), ("label", "emotion"), ("id", None),
+                            ("speaker", None), ("dialogue", None)):
+        load.add_argument(f"--{column}-column", default=default,
+                          help=f"jsonl/csv: the {column} column (default: {default})")
+    load.add_argument("--turn-separator", default="\n",
+                      help="jsonl/csv, one dialogue per row: splits the text into turns")
+    load.add_argument("--out", type=Path, required=True, help="records .jsonl to write")
+    load.set_defaults(func=_cmd_data_load)
+
+    stats = data.add_parser("stats", help="records per emotion and source, and their lengths")
+    stats.add_argument("file", type=Path)
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.set_defaults(func=_cmd_data_stats)
+
+    both = data.add_parser("overlap", help="exact and near-duplicate records in two files")
+    both.add_argument("first", type=Path)
+    both.add_argument("second", type=Path)
+    both.add_argument("--threshold", type=float, default=NEAR_THRESHOLD,
+                      help="word 3-gram Jaccard similarity for near duplicates")
+    both.add_argument("--json", action="store_true", help="machine-readable output")
+    both.set_defaults(func=_cmd_data_overlap)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from emoneuron.identify import IdentifyConfig
     from emoneuron.record import TOKEN_POLICIES
@@ -155,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--max-turns", type=int, default=5)
     synth.add_argument("--out", type=Path, required=True)
     synth.set_defaults(func=_cmd_synth)
+    _add_data_parsers(data)
 
     models = commands.add_parser("models", help="embedded models").add_subparsers(
         dest="models_command", required=True)

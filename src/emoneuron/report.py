@@ -30,7 +30,12 @@ from matplotlib.ticker import MaxNLocator
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.io import atomic_open, read_json
-from emoneuron.report_causal import controls_table, dose_figures, steering_html
+from emoneuron.report_causal import (
+    confusion_figure,
+    controls_table,
+    dose_figures,
+    steering_html,
+)
 from emoneuron.sweep import LAYER_RANGES, in_range
 
 matplotlib.use("Agg")
@@ -452,7 +457,8 @@ def _figures_html(run: _Run, run_dir: Path, effects: list[_SelfEffect],
              partial(_fig_dose_response, sweep, _baselines(run.ablation), chance)),
         ]
     render = partial(_render_figure, run_dir / "figures")
-    html = "".join(render(*spec) for spec in specs) + dose_figures(run_dir, render)
+    html = ("".join(render(*spec) for spec in specs) + dose_figures(run_dir, render)
+            + confusion_figure(run_dir, render))
     if sweep is None:
         for name in SWEEP_FIGURES:  # do not leave figures of an earlier sweep beside this report
             for suffix in (".png", ".svg"):

@@ -103,6 +103,40 @@ def _fig_dose(dose: pd.DataFrame, variable: str, label: str) -> Figure:
     return fig
 
 
+def _fig_confusion(confusion: pd.DataFrame) -> Figure:
+    panels = [("baseline", "")] + [("mask", e) for e in EMOTIONS]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.9),
+                             layout="constrained", squeeze=False)
+    image = None
+    for ax, (condition, masked) in zip(axes[0], panels, strict=True):
+        part = confusion[(confusion.condition == condition)
+                         & (confusion.masked_emotion.fillna("") == masked)]
+        table = part.pivot_table(index="true_emotion", columns="predicted_emotion",
+                                 values="count").reindex(index=EMOTIONS, columns=EMOTIONS)
+        shares = table.div(table.sum(axis=1).clip(lower=1), axis=0).to_numpy()
+        image = ax.imshow(shares, vmin=0, vmax=1, cmap="Blues")
+        ax.set_title("baseline" if condition == "baseline" else f"{masked} removed", fontsize=9)
+        ax.set_xticks(range(len(EMOTIONS)), [e[:3] for e in EMOTIONS], fontsize=7)
+        ax.set_yticks(range(len(EMOTIONS)), [e[:3] for e in EMOTIONS], fontsize=7)
+        ax.set_xlabel("predicted", fontsize=8)
+    axes[0][0].set_ylabel("true emotion")
+    if image is not None:
+        fig.colorbar(image, ax=axes[0].tolist(), label="share of the true emotion's dialogues")
+    return fig
+
+
+def confusion_figure(run_dir: Path, render: Render) -> str:
+    path = run_dir / "confusion.csv"
+    if not path.exists():
+        return ""
+    return render("confusion", "Confusion matrices before and after masking",
+                  "Rows: true emotion; columns: predicted emotion; each row sums to 1. The "
+                  "first panel is the untouched model, each other panel the model with one "
+                  "emotion's neurons removed. Where accuracy rises under masking, this shows "
+                  "which label the model stopped over-predicting.",
+                  partial(_fig_confusion, pd.read_csv(path)))
+
+
 def dose_figures(run_dir: Path, render: Render) -> str:
     path = run_dir / "dose.csv"
     if not path.exists():

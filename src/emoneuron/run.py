@@ -25,7 +25,15 @@ import torch
 
 from emoneuron import __version__
 from emoneuron.controls import CONTROLS, shuffled_records
-from emoneuron.data.schema import EMOTIONS, Record, read_records, records_hash, write_records
+from emoneuron.data.dedup import check_leaks
+from emoneuron.data.schema import (
+    EMOTIONS,
+    Record,
+    read_records,
+    records_hash,
+    select_classes,
+    write_records,
+)
 from emoneuron.data.split import Splits, split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
@@ -100,7 +108,10 @@ class Timer:
 def _records(config: RunConfig) -> list[Record]:
     if config.data is None:
         return synthesize(config.per_emotion, config.seed, config.max_turns)
-    return read_records(config.data)
+    records, dropped = select_classes(read_records(config.data), include_neutral=False)
+    if dropped:
+        print(f"{config.data}: {dropped} neutral records left out of the six-way analysis")
+    return records
 
 
 def _splits(config: RunConfig, records: list[Record]) -> Splits:
@@ -110,21 +121,15 @@ def _splits(config: RunConfig, records: list[Record]) -> Splits:
     splits = split(records, config.eval_fraction, config.seed, config.shots, source=source)
     if config.eval_data is None:
         return splits
-    evaluation = read_records(config.eval_data)
+    evaluation, _ = select_classes(read_records(config.eval_data), include_neutral=False)
     missing = [e for e in EMOTIONS if not any(r.emotion == e for r in evaluation)]
     if missing:
         raise UserError(f"{config.eval_data}: no dialogues of {', '.join(missing)}; the "
                         "evaluation data needs every emotion")
     identification = [*splits.identify, *splits.evaluate]
-    shared = {_text(r) for r in identification} & {_text(r) for r in evaluation}
-    if shared:
-        raise UserError(f"{config.eval_data}: {len(shared)} dialogue(s) also appear in the "
-                        f"identification data {source}; remove them from one of the files")
+    check_leaks([*splits.fewshot, *identification], evaluation,
+                names=(f"identification ({source})", f"evaluation ({config.eval_data})"))
     return Splits(splits.fewshot, identification, evaluation)
-
-
-def _text(record: Record) -> str:
-    return " ".join(" ".join(turn.text.lower().split()) for turn in record.turns)
 
 
 def design_of(config: RunConfig) -> Design:

@@ -2,11 +2,15 @@
 
 from emoneuron.data.schema import (
     EMOTIONS,
+    LABELS,
+    NEUTRAL,
     Record,
     Turn,
     normalize_emotion,
     read_records,
+    select_classes,
     write_records,
 )
 
-__all__ = ["EMOTIONS", "Record", "Turn", "normalize_emotion", "read_records", "write_records"]
+__all__ = ["EMOTIONS", "LABELS", "NEUTRAL", "Record", "Turn", "normalize_emotion", "read_records",
+           "select_classes", "write_records"]

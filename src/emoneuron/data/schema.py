@@ -19,6 +19,12 @@ from emoneuron.errors import UserError
 from emoneuron.io import atomic_open, sha256_bytes
 
 EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
+# Corpora label most utterances "no emotion". It is kept as its own label, never folded into the
+# six: the six-way analysis drops it (:func:`select_classes`) unless a seventh class is asked for.
+NEUTRAL = "neutral"
+LABELS: tuple[str, ...] = (*EMOTIONS, NEUTRAL)
+NEUTRAL_ALIASES: frozenset[str] = frozenset({"no emotion", "no_emotion", "no-emotion", "noemotion",
+                                             "none"})
 
 # Labels used by common corpora and by people, mapped onto Ekman's six names.
 ALIASES: dict[str, str] = {
@@ -30,22 +36,24 @@ ALIASES: dict[str, str] = {
     "surprised": "surprise", "amazed": "surprise", "astonished": "surprise", "shock": "surprise",
 }
 
+# Every accepted spelling (lower case) -> its label.
+_CANONICAL: dict[str, str] = {**{label: label for label in LABELS}, **ALIASES,
+                              **dict.fromkeys(sorted(NEUTRAL_ALIASES), NEUTRAL)}
+
 
 def normalize_emotion(label: str) -> str:
-    """Map a label or one of its aliases (any case) to one of :data:`EMOTIONS`.
+    """Map a label or one of its aliases (any case) to one of :data:`LABELS`.
 
     Raises :class:`UserError` naming the label and the accepted names.
     """
-    key = str(label).strip().lower()
-    if key in EMOTIONS:
-        return key
-    if key in ALIASES:
-        return ALIASES[key]
-    close = difflib.get_close_matches(key, [*EMOTIONS, *ALIASES], n=1, cutoff=0.75)
-    hint = f"did you mean {ALIASES.get(close[0], close[0])!r}? " if close else ""
+    key = " ".join(str(label).split()).lower()
+    if key in _CANONICAL:
+        return _CANONICAL[key]
+    close = difflib.get_close_matches(key, list(_CANONICAL), n=1, cutoff=0.75)
+    hint = f"did you mean {_CANONICAL[close[0]]!r}? " if close else ""
     raise UserError(
-        f"unknown emotion label {label!r}: {hint}use one of {', '.join(EMOTIONS)} "
-        f"(aliases such as joy, angry, scared are accepted)"
+        f"unknown emotion label {label!r}: {hint}use one of {', '.join(EMOTIONS)} or "
+        f"{NEUTRAL} (aliases such as joy, angry, scared, no emotion are accepted)"
     )
 
 
@@ -148,3 +156,15 @@ def records_hash(records: list[Record]) -> str:
     blob = "\n".join(json.dumps(record.to_json(), sort_keys=True, ensure_ascii=False)
                      for record in records)
     return sha256_bytes(blob.encode("utf-8"))
+
+
+def select_classes(records: list[Record], include_neutral: bool) -> tuple[list[Record], int]:
+    """The records of the analysed classes and how many neutral ones were dropped.
+
+    The six-way analysis keeps :data:`EMOTIONS` only; ``include_neutral`` keeps
+    :data:`NEUTRAL` as a seventh class.
+    """
+    if include_neutral:
+        return list(records), 0
+    kept = [record for record in records if record.emotion != NEUTRAL]
+    return kept, len(records) - len(kept)
