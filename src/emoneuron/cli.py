@@ -62,7 +62,7 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     from emoneuron.data.schema import write_records
     from emoneuron.data.synth import synthesize
 
-    records = synthesize(args.per_emotion, args.seed, args.max_turns)
+    records = synthesize(args.per_emotion, args.seed, args.max_turns, args.keyword_free)
     write_records(args.out, records)
     print(f"wrote {len(records)} dialogues to {args.out}")
 
@@ -95,6 +95,14 @@ def _cmd_keyword_free(args: argparse.Namespace) -> None:
         print(f"{row.emotion:<10} {row.dialogues:>9} {row.unchanged:>9} {row.rewritten:>9} "
               f"{row.dropped:>7}")
     print(f"wrote {len(records)} keyword-free dialogues to {args.out}")
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    from emoneuron.generate import GenerateConfig, generate
+
+    summary = generate(_dataclass_from(GenerateConfig, args), args.out, progress=not args.quiet)
+    print(f"{summary.done_now} items done now ({summary.done_before} before); "
+          f"{summary.kept} dialogues kept in {summary.records}; agreement: {summary.sidecar}")
 
 
 def _cmd_models_list(_: argparse.Namespace) -> None:
@@ -143,6 +151,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from emoneuron.generate import GenerateConfig
     from emoneuron.identify import IdentifyConfig
     from emoneuron.record import TOKEN_POLICIES
     from emoneuron.run import RunConfig
@@ -163,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--per-emotion", type=int, default=40)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--max-turns", type=int, default=5)
+    synth.add_argument("--keyword-free", action="store_true",
+                       help="no emotion word of the lexicon in any dialogue")
     synth.add_argument("--out", type=Path, required=True)
     synth.set_defaults(func=_cmd_synth)
 
@@ -176,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     kw_free.add_argument("--mode", choices=("drop", "rewrite"), default="drop",
                          help="drop dialogues with emotion words, or remove those sentences")
     kw_free.set_defaults(func=_cmd_keyword_free)
+    gen = data.add_parser("generate", help="LLM-written dialogues, kept by judge majority")
+    _add_dataclass_options(gen, GenerateConfig)
+    gen.add_argument("--out", type=Path, required=True, help="records .jsonl (resumable)")
+    gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    gen.set_defaults(func=_cmd_generate)
 
     models = commands.add_parser("models", help="embedded models").add_subparsers(
         dest="models_command", required=True)
