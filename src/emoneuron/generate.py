@@ -177,6 +177,12 @@ def parse_label(answer: str) -> str | None:
 # --- one item ------------------------------------------------------------------------------
 
 
+def _record(item: Item, turns: list[Turn], config: GenerateConfig,
+            meta: dict[str, Any]) -> Record:
+    return Record(id=item.record_id, emotion=item.emotion, turns=tuple(turns),
+                  source=f"generate:{config.model}", meta=meta)
+
+
 def _run_item(item: Item, config: GenerateConfig, models: dict[str, ChatModel]) -> dict[str, Any]:
     """Write, check and judge one item; the journal entry (raises ChatFailure on failure)."""
     seed = item.seed(config.seed)
@@ -189,8 +195,7 @@ def _run_item(item: Item, config: GenerateConfig, models: dict[str, ChatModel]) 
     turns = parse_dialogue(text)
     if len(turns) < 2 or len({turn.speaker for turn in turns}) < 2:
         return {**entry, "status": "unparsable", "raw": text[:2000]}
-    record = Record(id=item.record_id, emotion=item.emotion, turns=tuple(turns),
-                    source=f"generate:{config.model}", meta={"topic": item.topic})
+    record = _record(item, turns, config, {"topic": item.topic})
     entry["turns"] = [dataclasses.asdict(turn) for turn in turns]
     entry["names_emotion"] = names_emotion(record)
     if entry["names_emotion"] and config.on_naming == "discard":
@@ -254,9 +259,7 @@ def _kept_records(entries: list[dict[str, Any]], config: GenerateConfig) -> list
         meta = {"topic": item.topic, "votes": entry["votes"]}
         if entry.get("names_emotion"):
             meta["names_emotion"] = True
-        records.append(Record(id=item.record_id, emotion=item.emotion,
-                              turns=tuple(Turn(**turn) for turn in entry["turns"]),
-                              source=f"generate:{config.model}", meta=meta))
+        records.append(_record(item, [Turn(**turn) for turn in entry["turns"]], config, meta))
     return records
 
 
