@@ -3,14 +3,22 @@ from __future__ import annotations
 import re
 from collections import Counter
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
-from emoneuron.data.schema import ALIASES, EMOTIONS, Record
+from emoneuron.data.lexicon import (
+    emotion_word_counts,
+    find_emotion_words,
+    names_any_emotion,
+    names_emotion,
+)
+from emoneuron.data.schema import ALIASES, EMOTIONS, Record, Turn
 from emoneuron.data.synth import synthesize
 
 # Measured on synthesize(60, seed=0): 12.4 distinct word 4-grams per dialogue (12.2 to 12.5
-# over seeds 0..4); a collapse of the templates or topics would fall well below this.
+# over seeds 0..4) before the added phrasing, about 23 after; a collapse of the templates or
+# topics would fall well below this.
 MIN_DISTINCT_4GRAMS_PER_DIALOGUE = 10.0
 
 
@@ -150,3 +158,68 @@ def test_max_turns_caps_length_without_changing_content() -> None:
     by_id = {r.id: r for r in full}
     for record in capped:
         assert record.turns == by_id[record.id].turns[:2]
+
+
+# Distinct word 4-grams in the first 1,000 of synthesize(167, seed=0), measured on the generator
+# as it was before the keyword-free mode and the added phrasing (commit a95f569).
+DISTINCT_4GRAMS_BEFORE = 7845
+
+
+def test_variety_at_least_doubled() -> None:
+    from emoneuron.data.variety import distinct_4grams_per_1000
+
+    for keyword_free in (False, True):
+        records = synthesize(167, seed=0, keyword_free=keyword_free)
+        assert distinct_4grams_per_1000(records) >= 2 * DISTINCT_4GRAMS_BEFORE, keyword_free
+
+
+def test_variety_measure_on_a_hand_example() -> None:
+    from emoneuron.data.variety import distinct_4grams_per_1000, distinct_ngrams
+
+    one = Record("a", "fear", (Turn("A", "I can't see. I can't"), Turn("B", "See?")))
+    # Words: i can't see i can't see -> 4-grams: (i can't see i), (can't see i can't),
+    # (see i can't see): three, across turns, case- and punctuation-blind.
+    assert distinct_ngrams([one], 4) == 3
+    two = Record("b", "fear", (Turn("A", "I CAN'T SEE, I"), Turn("B", "can't.")))
+    assert distinct_ngrams([one, two], 4) == 3  # the same 4-grams again add nothing
+    assert distinct_ngrams([one], 7) == 0
+    with pytest.raises(ValueError, match="at least 1000"):
+        distinct_4grams_per_1000([one] * 999)
+
+
+def test_keyword_free_mode_names_no_emotion_at_all() -> None:
+    records = synthesize(60, seed=0, keyword_free=True)
+    assert Counter(r.emotion for r in records) == {emotion: 60 for emotion in EMOTIONS}
+    assert all(r.id.startswith(f"synth-kf-{r.emotion}-") for r in records)
+    for record in records:
+        assert not names_emotion(record), record
+        text = " ".join(turn.text for turn in record.turns)
+        assert sum(emotion_word_counts(text).values()) == 0, text
+    assert [r.to_json() for r in records] == [
+        r.to_json() for r in synthesize(60, seed=0, keyword_free=True)]
+    # The default mode still names its emotion in part of its dialogues.
+    explicit = sum(map(names_emotion, synthesize(60, seed=0)))
+    assert 0.2 * 360 < explicit < 0.6 * 360
+
+
+def test_slot_values_hold_no_emotion_word() -> None:
+    from emoneuron.data import synth
+
+    values = [*synth.NAMES, *synth.WHEN, *synth.PEOPLE, *synth.INTROS, *synth.QUESTIONS,
+              *synth.AFTERTHOUGHTS, *synth.KEYWORD_FREE_PREFIXES,
+              *(" ".join(topic) for topic in synth.TOPICS)]
+    assert [value for value in values if find_emotion_words(value)] == []
+    for emotion in EMOTIONS:  # enough keyword-free phrasing to draw from
+        assert len(synth.KEYWORD_FREE_OPENERS[emotion]) >= 12
+        assert len(synth.KEYWORD_FREE_REACTIONS[emotion]) >= 8
+        assert len(synth.KEYWORD_FREE_FOLLOW_UPS[emotion]) >= 8
+
+
+def test_cli_keyword_free(tmp_path: Path) -> None:
+    from emoneuron.cli import main
+    from emoneuron.data.schema import read_records
+
+    out = tmp_path / "kf.jsonl"
+    assert main(["data", "synth", "--per-emotion", "5", "--keyword-free", "--out", str(out)]) == 0
+    records = read_records(out)
+    assert len(records) == 30 and not any(map(names_any_emotion, records))

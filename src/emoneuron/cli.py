@@ -62,7 +62,7 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     from emoneuron.data.schema import write_records
     from emoneuron.data.synth import synthesize
 
-    records = synthesize(args.per_emotion, args.seed, args.max_turns)
+    records = synthesize(args.per_emotion, args.seed, args.max_turns, args.keyword_free)
     write_records(args.out, records)
     print(f"wrote {len(records)} dialogues to {args.out}")
 
@@ -111,6 +111,43 @@ def _cmd_data_overlap(args: argparse.Namespace) -> None:
               f"{found.dialogues_normalised} after normalising")
     for pair in found.examples:
         print(f"  e.g. {pair[0]} ~ {pair[1]}")
+
+def _cmd_lexical(args: argparse.Namespace) -> None:
+    import json
+
+    from emoneuron.data.confound import lexical_report
+    from emoneuron.data.schema import read_records
+
+    rows = lexical_report(read_records(args.file))
+    if args.json:
+        print(json.dumps([row.to_json() for row in rows], indent=2))
+        return
+    print(f"{'emotion':<10} {'dialogues':>9} {'name own':>9} {'share':>6} {'name any':>9} "
+          f"{'share':>6}")
+    for row in rows:
+        print(f"{row.emotion:<10} {row.dialogues:>9} {row.names_own:>9} {row.share_own:>6.1%} "
+              f"{row.names_any:>9} {row.share_any:>6.1%}")
+
+
+def _cmd_keyword_free(args: argparse.Namespace) -> None:
+    from emoneuron.data.confound import keyword_free
+    from emoneuron.data.schema import read_records, write_records
+
+    records, rows = keyword_free(read_records(args.file), args.mode, str(args.file))
+    write_records(args.out, records)
+    print(f"{'emotion':<10} {'dialogues':>9} {'unchanged':>9} {'rewritten':>9} {'dropped':>7}")
+    for row in rows:
+        print(f"{row.emotion:<10} {row.dialogues:>9} {row.unchanged:>9} {row.rewritten:>9} "
+              f"{row.dropped:>7}")
+    print(f"wrote {len(records)} keyword-free dialogues to {args.out}")
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    from emoneuron.generate import GenerateConfig, generate
+
+    summary = generate(_dataclass_from(GenerateConfig, args), args.out, progress=not args.quiet)
+    print(f"{summary.done_now} items done now ({summary.done_before} before); "
+          f"{summary.kept} dialogues kept in {summary.records}; agreement: {summary.sidecar}")
 
 
 def _cmd_models_list(_: argparse.Namespace) -> None:
@@ -211,6 +248,7 @@ def _add_data_parsers(data: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from emoneuron.generate import GenerateConfig
     from emoneuron.identify import IdentifyConfig
     from emoneuron.record import TOKEN_POLICIES
     from emoneuron.run import RunConfig
@@ -232,9 +270,27 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--per-emotion", type=int, default=40)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--max-turns", type=int, default=5)
+    synth.add_argument("--keyword-free", action="store_true",
+                       help="no emotion word of the lexicon in any dialogue")
     synth.add_argument("--out", type=Path, required=True)
     synth.set_defaults(func=_cmd_synth)
     _add_data_parsers(data)
+
+    lexical = data.add_parser("lexical", help="share of dialogues that name their emotion")
+    lexical.add_argument("file", type=Path)
+    lexical.add_argument("--json", action="store_true", help="machine-readable output")
+    lexical.set_defaults(func=_cmd_lexical)
+    kw_free = data.add_parser("keyword-free", help="a variant without emotion words")
+    kw_free.add_argument("file", type=Path)
+    kw_free.add_argument("--out", type=Path, required=True)
+    kw_free.add_argument("--mode", choices=("drop", "rewrite"), default="drop",
+                         help="drop dialogues with emotion words, or remove those sentences")
+    kw_free.set_defaults(func=_cmd_keyword_free)
+    gen = data.add_parser("generate", help="LLM-written dialogues, kept by judge majority")
+    _add_dataclass_options(gen, GenerateConfig)
+    gen.add_argument("--out", type=Path, required=True, help="records .jsonl (resumable)")
+    gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    gen.set_defaults(func=_cmd_generate)
 
     models = commands.add_parser("models", help="embedded models").add_subparsers(
         dest="models_command", required=True)

@@ -1,8 +1,14 @@
 """A seeded generator of short synthetic two-speaker dialogues, one Ekman emotion each.
 
-Every dialogue is built from an everyday topic (who, what object, which event, where), two
-speaker names and phrasing templates for its emotion: an opener, then alternating reactions
-from the listener and follow-ups from the first speaker, 2 to 5 turns in all.
+Every dialogue is built from an everyday topic (who, what object, which event, where, and
+when), two speaker names and phrasing templates for its emotion: an opener, then alternating
+reactions from the listener and follow-ups from the first speaker, 2 to 5 turns in all, with
+optional intros, discourse markers, questions and afterthoughts around them.
+
+The keyword-free mode uses only the phrasing without any word of the emotion lexicon
+(:mod:`emoneuron.data.lexicon`). Variety, as distinct word 4-grams in 1,000 dialogues
+(seed 0): 7,845 before the keyword-free mode and the added phrasing, 17,594 after (keyword-free
+mode: 17,130); see tests/test_synth.py.
 
 Dialogue ``i`` of an emotion is drawn from its own ``random.Random(f"{seed}-{emotion}-{i}")``,
 so asking for more dialogues never changes the first ones; only the interleaved order of the
@@ -14,6 +20,7 @@ from __future__ import annotations
 import random
 from typing import NamedTuple
 
+from emoneuron.data.lexicon import find_emotion_words
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 
 MIN_TURNS = 2
@@ -104,10 +111,60 @@ TOPICS: tuple[Topic, ...] = (
 NAMES: tuple[str, ...] = (
     "Amara", "Ben", "Carlos", "Dana", "Elif", "Finn", "Grace", "Hiro", "Ines", "Jamal",
     "Kofi", "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara",
-    "Umar", "Valentina", "Wei", "Yusuf", "Zoe",
+    "Umar", "Valentina", "Wei", "Yusuf", "Zoe", "Aisha", "Bruno", "Chloe", "Dmitri", "Esther",
+    "Felix", "Gabriela", "Hamid", "Isla", "Jonas", "Kemal", "Leila", "Marco", "Noor", "Oscar",
+    "Paulo", "Rania", "Sami", "Thea", "Ulla", "Viktor", "Yara", "Zain", "Mei", "Tomas",
 )
 
-# Slots: {person} {Person} {thing} {Thing} {event} {Event} {place} {partner}, where
+# When the opener's event happened ({when}); none of these is an emotion word.
+WHEN: tuple[str, ...] = (
+    "yesterday", "this morning", "last night", "on Monday", "on Friday evening", "an hour ago",
+    "at lunchtime", "over the weekend", "earlier today", "last week", "on Sunday afternoon",
+    "just before midnight",
+)
+
+# People who can turn up in any topic, half of the time instead of the topic's own person.
+PEOPLE: tuple[str, ...] = (
+    "my neighbour", "a colleague of mine", "my sister-in-law", "my flatmate's boyfriend",
+    "my uncle", "my old schoolfriend", "the new intern", "my stepdad", "my cousin's wife",
+    "our landlady", "my ex", "the woman from upstairs", "my mum", "my nephew", "my godmother",
+    "the lad from the corner shop", "my team leader", "my piano teacher", "my brother-in-law",
+    "a friend of a friend", "my granddad", "the caretaker", "my daughter", "my son",
+    "my flatmate", "our babysitter", "the postman", "my running buddy", "my old boss",
+    "my aunt's partner", "the man next door", "my niece", "my godson", "my physio",
+    "the night porter", "my yoga teacher", "our plumber", "my twin sister", "my sister",
+    "my best mate",
+)
+
+# Short sentences that may introduce the first turn, when it stays within 20 words.
+INTROS: tuple[str, ...] = (
+    "Guess what happened {when}.", "You will not believe this, {partner}.",
+    "Can I tell you something?", "Hey {partner}, got a minute?", "So, {when}...",
+    "I have to tell someone.", "{Partner}, listen to this.", "Right, so {when}.",
+    "Sit down for this one.", "Have you got a second, {partner}?",
+)
+
+# Questions that may close a reaction, when it stays within 20 words.
+QUESTIONS: tuple[str, ...] = (
+    "Was this {place}?", "And this was {when}?", "What did {person} say?",
+    "Who else was at {event}?", "Was anyone with you?", "When was this, exactly?",
+    "Does anyone else know?", "How are you holding up, {partner}?",
+)
+
+# Afterthoughts that may close a follow-up, when it stays within 20 words.
+AFTERTHOUGHTS: tuple[str, ...] = (
+    "It all happened {place}.", "This was {when}, by the way.", "{Person} was there too.",
+    "I told {person} about it.", "Anyway, that is where things are.",
+    "Sorry, I know it is a lot.", "And that was only {when}.", "You know what I mean, {partner}?",
+)
+
+# Openings of a reply; the first letter of what follows is lowered to match.
+PREFIXES: tuple[str, ...] = (
+    "Honestly,", "Oh,", "Well,", "Listen,", "Look,", "Seriously,", "Right,", "I mean,",
+    "You know,", "So,", "Okay,", "Hmm,",
+)
+
+# Slots: {person} {Person} {thing} {Thing} {event} {Event} {place} {when} {partner}, where
 # {partner} is the name of the speaker being addressed.
 OPENERS: dict[str, tuple[tuple[str, str], ...]] = {
     "anger": (
@@ -119,6 +176,14 @@ OPENERS: dict[str, tuple[tuple[str, str], ...]] = {
         ("lied", "{Person} lied straight to my face about {thing}. I am livid."),
         ("unfair", "Only I got punished for what went wrong at {event}. The rest got off free."),
         ("shouted", "{Person} shouted at me {place} over nothing, right in front of strangers."),
+        ("keyed", "Someone keyed my car {place} {when} and just drove off laughing."),
+        ("read-messages", "{Person} read my private messages {when} and then lectured me."),
+        ("cancelled", "{Person} cancelled {event} at the last minute, for the fourth time."),
+        ("queue-jump", "A man pushed in front of me {place} {when} and told me to wait."),
+        ("broke-promise", "{Person} swore they would fix {thing}, and never even looked at it."),
+        ("mocked", "{Person} mocked my accent {place} while everyone else laughed along."),
+        ("stolen-idea", "{Person} presented my idea at {event} as if it were their own."),
+        ("charged-twice", "They charged me twice for {thing} and then hung up on me {when}."),
     ),
     "disgust": (
         ("mould", "There was green fuzzy mould growing all over {thing}. I nearly gagged."),
@@ -129,6 +194,14 @@ OPENERS: dict[str, tuple[tuple[str, str], ...]] = {
         ("spit", "{Person} spat on the floor {place} and then licked their fingers."),
         ("maggots", "I lifted {thing} and there were maggots crawling underneath it."),
         ("sour-milk", "I took a gulp of milk {place} and it was sour and full of slimy lumps."),
+        ("bin-slime", "The bin {place} leaked brown slime all over the floor {when}."),
+        ("toenails", "{Person} clipped their toenails at {event}, right next to the food."),
+        ("licked", "A stranger licked {thing} and then put it back on the shelf."),
+        ("furry-fridge", "I opened the fridge {place} and something had gone black and furry."),
+        ("pus", "{Person} showed me an infected cut full of yellow pus {when}."),
+        ("rat", "A rat ran across the table {place} and straight over the bread."),
+        ("old-egg", "The plates {place} still had old egg stuck to them {when}."),
+        ("drain", "I pulled a clump of slimy hair out of the drain {when}."),
     ),
     "fear": (
         ("footsteps", "I heard footsteps following me {place} last night, but nobody was there."),
@@ -139,6 +212,14 @@ OPENERS: dict[str, tuple[tuple[str, str], ...]] = {
         ("nightmare", "I keep dreaming that {event} ends in a terrible accident. I am so scared."),
         ("brakes", "The brakes failed on the way to {event} and we nearly crashed."),
         ("stalker", "A stranger has been watching me {place} every day this week."),
+        ("lump", "The doctor found a lump {when} and wants more tests."),
+        ("turbulence", "The plane dropped suddenly on the way to {event} and people screamed."),
+        ("lost-child", "I lost sight of my little nephew {place} for ten whole minutes."),
+        ("note", "Someone left a note on my door {when} saying they know where I live."),
+        ("flood", "The water was rising fast {place} and the road out was blocked."),
+        ("figure", "There was a figure standing in our garden at midnight, just staring."),
+        ("lift", "The lift got stuck between floors {when} and the lights went out."),
+        ("results", "{Person} rang to say my test results must be discussed in person."),
     ),
     "happiness": (
         ("good-news", "{Person} just called with the best news about {event}!"),
@@ -149,6 +230,14 @@ OPENERS: dict[str, tuple[tuple[str, str], ...]] = {
         ("celebration", "We threw a little celebration {place}, and it was the best day ever."),
         ("engaged", "We are engaged! My partner proposed {place}, and I said yes!"),
         ("success", "I am so happy today. {Person} said {event} was a huge success."),
+        ("promotion", "{Person} called me in {when} and offered me the promotion!"),
+        ("godparent", "My sister is having a baby, and she wants me to be the godparent!"),
+        ("paid-off", "I paid off the last of my loan {when}. Completely free at last!"),
+        ("visit", "My best friend flew in from Canada just for {event}!"),
+        ("top-marks", "I passed! {Person} just told me I got top marks."),
+        ("roses", "The roses I planted finally bloomed {when}, and they look perfect."),
+        ("puppy", "We picked up our new puppy {when}, and he fell asleep in my lap."),
+        ("got-the-job", "I got the job! They rang me {place} an hour after the interview."),
     ),
     "sadness": (
         ("grief", "My grandmother died last week. I keep thinking of her {place}."),
@@ -159,6 +248,14 @@ OPENERS: dict[str, tuple[tuple[str, str], ...]] = {
         ("cried", "I cried the whole way home from {event}. I just feel so low."),
         ("goodbye", "I said goodbye to {person} today, probably for the last time."),
         ("forgotten", "Everyone forgot my birthday, even {person}. I feel invisible."),
+        ("old-dog", "We had to put our old dog down {when}. The house is so quiet."),
+        ("ended", "{Person} ended things with me {when}, after six years together."),
+        ("rejected", "I did not get into the course. I worked towards it for two years."),
+        ("packed-room", "I packed up Mum's room at the care home {when}."),
+        ("voicemail", "I found her last voicemail {place} and played it over and over."),
+        ("no-reply", "{Person} stopped answering my messages, and I do not know why."),
+        ("house-sold", "We sold the house I grew up in. Strangers live there now."),
+        ("not-coming", "{Person} cannot come home for {event} this year, again."),
     ),
     "surprise": (
         ("turned-up", "You will never guess who turned up {place}: {person}, out of nowhere!"),
@@ -169,6 +266,14 @@ OPENERS: dict[str, tuple[tuple[str, str], ...]] = {
         ("never-expected", "I never expected {person} to show up at {event}. I am stunned."),
         ("doorstep", "{Thing} was just sitting on our doorstep this morning. How?"),
         ("secret-past", "It turns out {person} used to be a famous singer. Who knew?"),
+        ("lottery", "{Person} won the lottery {when} and kept it quiet for a month!"),
+        ("secret-wedding", "{Person} got married {when} in secret, and nobody was invited!"),
+        ("old-friend", "I bumped into my childhood best friend {place}, after twenty years!"),
+        ("hidden-room", "We found a hidden room behind the wardrobe {when}."),
+        ("moved-date", "They moved {event} to tomorrow, without any warning at all."),
+        ("snow", "It snowed {place} {when}, in the middle of June!"),
+        ("lookalike", "A stranger {place} looked exactly like me, down to the freckles."),
+        ("returned", "{Thing} turned up {when}, five years after it went missing!"),
     ),
 }
 
@@ -181,6 +286,14 @@ REACTIONS: dict[str, tuple[str, ...]] = {
         "That makes my blood boil. Did you say something back?",
         "That is so disrespectful. I am angry just hearing it.",
         "Typical of {person}. Someone needs to put them in their place.",
+        "Seriously? After everything you have done for them, {partner}?",
+        "That is not on. I would have told them exactly where to go.",
+        "Who do they think they are? You deserve an apology.",
+        "I would want to shout at them. That is just wrong.",
+        "They cannot get away with that. Report it first thing tomorrow.",
+        "Unacceptable, {partner}. Did anyone back you up?",
+        "My jaw is clenched just listening to this.",
+        "That is so rude. I would have walked out on the spot.",
     ),
     "disgust": (
         "Ugh, that is disgusting. I think I am going to be sick.",
@@ -190,6 +303,14 @@ REACTIONS: dict[str, tuple[str, ...]] = {
         "That is absolutely vile. Did you wash your hands after?",
         "Oh gross, I can almost smell it from here.",
         "Nasty. That would put me off eating for a week.",
+        "Eugh, no. I did not need that picture in my head, {partner}.",
+        "Stop, my stomach just flipped over.",
+        "Bleugh. I would have walked straight out of there.",
+        "Please tell me you threw it all away, {partner}.",
+        "That is filthy. I am never eating there again.",
+        "I can feel my lunch coming back up.",
+        "Oh, that is foul. Who does that?",
+        "My skin is crawling just hearing about it.",
     ),
     "fear": (
         "Oh no, that sounds terrifying. Are you safe right now?",
@@ -199,6 +320,14 @@ REACTIONS: dict[str, tuple[str, ...]] = {
         "Oh my god, did you call the police?",
         "Stay where you are and keep your phone close, okay?",
         "I would be frozen with panic. Are you hurt?",
+        "Where are you right now, {partner}? Is the door locked?",
+        "Stay on the line. I am coming over straight away.",
+        "My stomach just dropped. Is everyone all right?",
+        "Do not go back there alone, please.",
+        "Breathe slowly with me, {partner}. In and out.",
+        "Have you told anyone else? You should not be on your own.",
+        "Keep the lights on and call me every hour, okay?",
+        "That gives me chills. What are you going to do?",
     ),
     "happiness": (
         "That is wonderful news, {partner}! I am so happy for you.",
@@ -208,6 +337,14 @@ REACTIONS: dict[str, tuple[str, ...]] = {
         "How lovely! You must be absolutely thrilled.",
         "That is fantastic, I knew it would all work out.",
         "Fantastic! Drinks are on me this weekend.",
+        "Yes! That is the best thing I have heard all week, {partner}.",
+        "I knew you could do it. We are going out tonight!",
+        "Oh, well done, {partner}! You have earned this.",
+        "Amazing news. Let me buy you dinner.",
+        "That is lovely. I am beaming for you.",
+        "Brilliant! Tell me everything, right from the start.",
+        "What a day! Come here, give me a high five.",
+        "You did it! I am going to tell everyone I know.",
     ),
     "sadness": (
         "Oh, {partner}, I am so sorry. That is heartbreaking.",
@@ -217,6 +354,14 @@ REACTIONS: dict[str, tuple[str, ...]] = {
         "That sounds so painful. I wish I could make it better.",
         "Oh no. I am here for you, whatever you need.",
         "That must hurt so much. Take all the time you need.",
+        "Oh, {partner}. Come here. I am right here with you.",
+        "That must be so hard. Do you want some company tonight?",
+        "I am sorry. That is a huge loss.",
+        "Take your time. There is no rush to feel better.",
+        "I wish there was something I could say to fix it.",
+        "Let me make you a cup of tea and we can just sit.",
+        "That is a lot to carry on your own, {partner}.",
+        "I remember how much that meant to you.",
     ),
     "surprise": (
         "No way! Are you serious, {partner}?",
@@ -226,6 +371,14 @@ REACTIONS: dict[str, tuple[str, ...]] = {
         "I am speechless. How did nobody know?",
         "Hold on, say that again. That cannot be right!",
         "Wow, that is a total shock. I never would have guessed.",
+        "Hang on, what? Say that again, {partner}.",
+        "You are joking! Since when?",
+        "No! I would never have guessed that in a million years.",
+        "What? How did nobody notice?",
+        "Get out of here! Really?",
+        "Hold on, are you being serious right now, {partner}?",
+        "Well, I never! How on earth did that happen?",
+        "Back up a second. That actually happened?",
     ),
 }
 
@@ -238,6 +391,14 @@ FOLLOW_UPS: dict[str, tuple[str, ...]] = {
         "I am writing a formal complaint tonight, and I want an apology.",
         "Nobody stood up for me, which makes it even worse.",
         "Every time I think about {event}, I get angrier.",
+        "My face went hot and I had to walk away before I said something.",
+        "I gripped the table so hard my knuckles went white.",
+        "I have not spoken to them since, and I will not.",
+        "I keep replaying it and clenching my fists.",
+        "Next time I am not staying quiet, I promise you that.",
+        "I banged my fist on the counter and left.",
+        "I demanded to see the manager, and I am still waiting.",
+        "They will hear from my lawyer if this happens again.",
     ),
     "disgust": (
         "I scrubbed my hands three times and still felt dirty.",
@@ -247,6 +408,14 @@ FOLLOW_UPS: dict[str, tuple[str, ...]] = {
         "I never want to see anything like that {place} again.",
         "Just thinking about it makes me want to throw up.",
         "I had to bleach everything and open all the windows.",
+        "I had to hold my nose and breathe through my mouth.",
+        "I gagged twice just cleaning it up.",
+        "I threw away the gloves, the cloth and the bucket.",
+        "The smell was sour and sweet at the same time.",
+        "I could not eat a thing for the rest of the day.",
+        "I washed my hands until they were raw.",
+        "Even the dog would not go near it.",
+        "I still get a sour taste in my mouth thinking about it.",
     ),
     "fear": (
         "I locked myself in and I keep checking the windows.",
@@ -256,6 +425,14 @@ FOLLOW_UPS: dict[str, tuple[str, ...]] = {
         "Every little noise makes me jump. I have not slept at all.",
         "I keep imagining the worst, and it will not stop.",
         "Please stay on the phone with me, I am panicking.",
+        "I have pushed a chair against the door.",
+        "My heart is still racing and my hands are cold.",
+        "I jump every time my phone rings.",
+        "I keep listening for that sound again.",
+        "I could not stop shaking all the way home.",
+        "I slept with every light on last night.",
+        "What if they come back? I cannot stop thinking it.",
+        "I have not closed my eyes since it happened.",
     ),
     "happiness": (
         "I keep smiling like an idiot, I am just so happy.",
@@ -265,6 +442,14 @@ FOLLOW_UPS: dict[str, tuple[str, ...]] = {
         "I could dance all the way home right now.",
         "We are throwing a little party on Saturday, please come!",
         "Everything feels bright and easy today.",
+        "I have been smiling since I woke up.",
+        "I sang all the way home in the car.",
+        "I rang everyone I know, even my old teacher.",
+        "Honestly, I could not ask for anything more.",
+        "We are having cake and balloons on Saturday.",
+        "I feel like I could run a marathon right now.",
+        "Everything just clicked into place at last.",
+        "I keep laughing for no reason at all.",
     ),
     "sadness": (
         "I just miss how things used to be.",
@@ -274,6 +459,14 @@ FOLLOW_UPS: dict[str, tuple[str, ...]] = {
         "I feel so lonely in the evenings now.",
         "I thought it would get easier, but it has not.",
         "Thank you. I just feel empty inside.",
+        "I keep setting two plates out of habit.",
+        "The evenings are the worst part.",
+        "I cried in the shower so nobody would hear.",
+        "Nothing tastes of anything at the moment.",
+        "I just want to stay in bed all day.",
+        "I keep thinking I will hear the door and it will be them.",
+        "I do not really see the point of anything right now.",
+        "Thank you for listening. It helps a little.",
     ),
     "surprise": (
         "I know! I had to read it twice to believe it.",
@@ -283,6 +476,14 @@ FOLLOW_UPS: dict[str, tuple[str, ...]] = {
         "I am still trying to wrap my head around it.",
         "I actually laughed because it seemed so unreal.",
         "I double-checked, and it really is true!",
+        "I had to sit down when I heard.",
+        "I rubbed my eyes and looked again, twice.",
+        "Nobody had the faintest idea, not even {person}.",
+        "My mouth just fell open.",
+        "I still cannot quite take it in.",
+        "I laughed out loud because it made no sense.",
+        "Apparently it had been planned for months.",
+        "Out of nowhere, just like that, {place}.",
     ),
 }
 
@@ -291,36 +492,90 @@ def _capitalize(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _dialogue(emotion: str, rng: random.Random,
-              max_turns: int) -> tuple[tuple[Turn, ...], dict[str, str]]:
+def _after_prefix(prefix: str, text: str) -> str:
+    """``text`` continuing ``prefix``: its first letter lowered unless it is "I" or a name."""
+    first = text.split(" ", 1)[0]
+    if first[-1] in ",!?" or first == "Oh":  # it opens with a marker ("Honestly,", "Yay!")
+        return text
+    keep = first.rstrip(",.!?") in NAMES or first == "I" or first.startswith("I'")
+    return f"{prefix} {text if keep else text[:1].lower() + text[1:]}"
+
+
+def _lexicon_free(texts: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(text for text in texts if not find_emotion_words(text))
+
+
+# The keyword-free mode draws only from phrasing without any lexicon word of any emotion; the
+# slot values (topics, names, times, prefixes) contain none either (tested).
+KEYWORD_FREE_OPENERS = {emotion: tuple(opener for opener in openers
+                                       if not find_emotion_words(opener[1]))
+                        for emotion, openers in OPENERS.items()}
+KEYWORD_FREE_REACTIONS = {emotion: _lexicon_free(texts) for emotion, texts in REACTIONS.items()}
+KEYWORD_FREE_FOLLOW_UPS = {emotion: _lexicon_free(texts)
+                           for emotion, texts in FOLLOW_UPS.items()}
+KEYWORD_FREE_PREFIXES = _lexicon_free(PREFIXES)
+
+
+def _dialogue(emotion: str, rng: random.Random, max_turns: int,
+              keyword_free: bool) -> tuple[tuple[Turn, ...], dict[str, str]]:
     """Draw one dialogue for ``emotion``; returns its turns and its meta."""
+    openers = (KEYWORD_FREE_OPENERS if keyword_free else OPENERS)[emotion]
+    reaction_pool = (KEYWORD_FREE_REACTIONS if keyword_free else REACTIONS)[emotion]
+    follow_up_pool = (KEYWORD_FREE_FOLLOW_UPS if keyword_free else FOLLOW_UPS)[emotion]
+    prefixes = KEYWORD_FREE_PREFIXES if keyword_free else PREFIXES
     topic = rng.choice(TOPICS)
+    person = rng.choice(PEOPLE) if rng.random() < 0.5 else topic.person
     speakers = rng.sample(NAMES, 2)
-    template_name, opener = rng.choice(OPENERS[emotion])
-    reactions = rng.sample(REACTIONS[emotion], 2)
-    follow_ups = rng.sample(FOLLOW_UPS[emotion], 2)
+    template_name, opener = rng.choice(openers)
+    reactions = rng.sample(reaction_pool, 2)
+    follow_ups = rng.sample(follow_up_pool, 2)
     # Drawn over the full range even when capped, so a cap changes lengths, not content.
     count = min(rng.randint(MIN_TURNS, MAX_TURNS), max_turns)
-    # Opener, reaction, follow-up, reaction, follow-up: the first `count` of them.
-    templates = [opener, reactions[0], follow_ups[0], reactions[1], follow_ups[1]][:count]
+    # Opener, reaction, follow-up, reaction, follow-up: the first `count` of them. Most replies
+    # open with a discourse marker or the partner's name ("Honestly, ...", "Thea, ..."), and
+    # half of the openers with a short intro ("Guess what happened last night."); some
+    # reactions end in a question ("Was this at the office?"), some follow-ups in an
+    # afterthought ("This was last night, by the way.").
     slots = {
-        "person": topic.person, "Person": _capitalize(topic.person),
+        "person": person, "Person": _capitalize(person),
         "thing": topic.thing, "Thing": _capitalize(topic.thing),
         "event": topic.event, "Event": _capitalize(topic.event),
-        "place": topic.place,
+        "place": topic.place, "when": rng.choice(WHEN),
     }
-    turns = tuple(
-        Turn(speaker=speakers[position % 2],
-             text=template.format(partner=speakers[(position + 1) % 2], **slots))
-        for position, template in enumerate(templates)
-    )
+
+    def fill(template: str, position: int) -> str:
+        partner = speakers[(position + 1) % 2]
+        return template.format(partner=partner, Partner=partner, **slots)
+
+    def extended(text: str, extra: str, chance: float) -> str:
+        # Both draws happen whatever the outcome, so later draws do not depend on lengths.
+        joined, wanted = f"{text} {extra}", rng.random() < chance
+        return joined if wanted and len(joined.split()) <= 20 else text
+
+    texts = [fill(template, position) for position, template in
+             enumerate([opener, reactions[0], follow_ups[0], reactions[1], follow_ups[1]])]
+    texts[1:] = [_after_prefix(fill(rng.choice((*prefixes, "{partner},")), position), text)
+                 if rng.random() < 0.7 else text for position, text in enumerate(texts[1:], 1)]
+    for position in (1, 3):
+        texts[position] = extended(texts[position], fill(rng.choice(QUESTIONS), position), 0.4)
+    for position in (2, 4):
+        texts[position] = extended(texts[position], fill(rng.choice(AFTERTHOUGHTS), position),
+                                   0.35)
+    intro = fill(rng.choice(INTROS), 0)
+    texts[0] = f"{intro} {texts[0]}" if extended(intro, texts[0], 0.5) != intro else texts[0]
+    turns = tuple(Turn(speaker=speakers[position % 2], text=text)
+                  for position, text in enumerate(texts[:count]))
     return turns, {"topic": topic.name, "template": template_name}
 
 
-def synthesize(per_emotion: int, seed: int = 0, max_turns: int = MAX_TURNS) -> list[Record]:
+def synthesize(per_emotion: int, seed: int = 0, max_turns: int = MAX_TURNS,
+               keyword_free: bool = False) -> list[Record]:
     """``per_emotion`` dialogues for each of :data:`EMOTIONS`, in a seeded shuffled order.
 
     ``max_turns`` (2 to 5) caps the dialogue length: shorter dialogues make a cheaper demo.
+    ``keyword_free`` draws only phrasing without any word of the emotion lexicon
+    (:mod:`emoneuron.data.lexicon`): the emotion comes across through what happened and how
+    the listener reacts; its ids read ``synth-kf-<emotion>-<n>``.
     The same arguments always give the same list, and the first ``k`` dialogues of an emotion
     are the same for any ``per_emotion >= k``.
     """
@@ -328,12 +583,13 @@ def synthesize(per_emotion: int, seed: int = 0, max_turns: int = MAX_TURNS) -> l
         raise ValueError(f"per_emotion must be zero or more, got {per_emotion}")
     if not MIN_TURNS <= max_turns <= MAX_TURNS:
         raise ValueError(f"max_turns must be between {MIN_TURNS} and {MAX_TURNS}, got {max_turns}")
+    mode = "kf-" if keyword_free else ""
     records: list[Record] = []
     for emotion in EMOTIONS:
         for index in range(per_emotion):
-            turns, meta = _dialogue(emotion, random.Random(f"{seed}-{emotion}-{index}"),
-                                    max_turns)
-            records.append(Record(id=f"synth-{emotion}-{index:05d}", emotion=emotion,
+            rng = random.Random(f"{seed}-{mode}{emotion}-{index}")
+            turns, meta = _dialogue(emotion, rng, max_turns, keyword_free)
+            records.append(Record(id=f"synth-{mode}{emotion}-{index:05d}", emotion=emotion,
                                   turns=turns, source="synth", meta=meta))
     random.Random(seed).shuffle(records)
     return records
