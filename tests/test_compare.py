@@ -131,8 +131,8 @@ def test_different_data_or_settings_are_compared_with_a_warning(
     _, _, out, page = compared
     warning = re.search(r'<div class="warn">(.*?)</div>', page)
     assert warning is not None
-    assert "data hash: deep-lm abc123 vs shallow-lm def456" in warning.group(1)
-    assert "setting quantile: deep-lm 0.005 vs shallow-lm 0.01" in warning.group(1)
+    assert "<td>data hash</td><td>abc123</td><td>def456</td>" in warning.group(1)
+    assert "<td>setting quantile</td><td>0.005</td><td>0.01</td>" in warning.group(1)
     assert "device" not in warning.group(1)
     found = json.loads((out / "compare.json").read_text())["differences"]
     assert set(found) == {"data hash", "setting quantile"}

@@ -112,7 +112,8 @@ def load_runs(directories: Sequence[str | Path]) -> list[ComparedRun]:
             raise UserError(f"{path}: given twice; pass each run directory once")
         seen.add(path.resolve())
     loaded = [(path, *_load_one(path)) for path in paths]
-    names = [str(run.manifest["model"]["name"]) for _, run, *_ in loaded]
+    # A local model directory's name, not its whole path.
+    names = [Path(str(run.manifest["model"]["name"])).name for _, run, *_ in loaded]
     labels = [name if names.count(name) == 1 else f"{name} ({path.name})"
               for name, (path, *_) in zip(names, loaded, strict=True)]
     if len(set(labels)) < len(labels):
@@ -343,12 +344,11 @@ def _summary(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Dat
     shapes = "; ".join(f"{r.label}: {r.n_layers} layers, {r.n_neurons:,} neurons" for r in runs)
     parts = [f"<p>{escape(f'Compared {len(runs)} runs. {shapes}.')}</p>"]
     if diffs:
-        items = [f"{key}: " + " vs ".join(f"{r.label} {v}" for r, v in zip(runs, values,
-                                                                            strict=True))
-                 for key, values in diffs.items()]
+        rows = [[key, *values] for key, values in diffs.items()]
         parts.append('<div class="warn"><b>Warning: these runs differ in more than the model'
                      "</b>, so differences below may come from the data or settings, not the "
-                     f"model alone:{ul(items)}</div>")
+                     f"model alone. {_count(len(diffs), 'difference')}:"
+                     + table(["what", *(r.label for r in runs)], rows) + "</div>")
     shares = []
     for run in runs:
         rows = frame[frame["run"] == run.label]
@@ -367,8 +367,8 @@ def _summary(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Dat
                      f"{_fmt(_mean_depth(positions, weights), lambda v: f'{v:.2f}')}.")
     for (a, b), pairs in distances.groupby(["run_a", "run_b"], sort=False):
         finite = pairs.dropna(subset=["wasserstein"])
-        listed = ", ".join(f"{e} {w:.2f}" for e, w in zip(pairs["emotion"], pairs["wasserstein"],
-                                                          strict=True))
+        listed = ", ".join(f"{e} {_number(w, 2)}" for e, w in
+                           zip(pairs["emotion"], pairs["wasserstein"], strict=True))
         text = f"{a} vs {b}, Wasserstein distance over relative depth per emotion: {listed}"
         if not finite.empty:
             far = finite.loc[finite["wasserstein"].idxmax()]
