@@ -27,6 +27,7 @@ from test_report import make_run
 from websockets.sync.client import ClientConnection, connect
 
 from emoneuron.compare import write_comparison
+from emoneuron.htmlpage import Section, page, table
 from emoneuron.run import RunConfig, run
 
 START_TIMEOUT_S = 30
@@ -39,9 +40,9 @@ FIGURES_JS = """(() => {
     what: "svg #" + k, ok: s.getBoundingClientRect().width > 0}));
   return images.concat(svgs);
 })()"""
-# Sorting the first sortable table by one column: its cells, read as the sorter reads them.
-SORT_JS = """((column) => {
-  const table = document.querySelector("table.sortable");
+# Sorting a table by one column, ascending then descending: that column's cells each time.
+SORT_JS = """((selector, column) => {
+  const table = document.querySelector(selector);
   const read = () => Array.from(table.tBodies[0].rows).map(r => r.cells[column].textContent);
   table.querySelectorAll("th")[column].click();
   const up = read();
@@ -189,7 +190,7 @@ def test_run_report_renders_in_chromium(browser: DevTools, tiny_run: Path,
     assert len(result.figures) == len(list((tiny_run / "figures").glob("*.png")))
     hovers = browser.evaluate(HOVER_JS)
     assert hovers and all(hovers)
-    sorted_by_n = browser.evaluate(SORT_JS + "(1)")  # self-effect table, column n
+    sorted_by_n = browser.evaluate(SORT_JS + '("table.sortable", 1)')  # self effect, n
     numbers = [int(v) for v in sorted_by_n["up"]]
     assert numbers == sorted(numbers) and sorted_by_n["down"] == sorted_by_n["up"][::-1]
 
@@ -201,7 +202,7 @@ def test_comparison_renders_in_chromium(browser: DevTools, tiny_run: Path,
     result = render(browser, page, tmp_path / "compare.png")
     assert_renders_cleanly(result)
     assert len(result.figures) == 4
-    layers = browser.evaluate(SORT_JS + "(3)")["up"]  # runs table, column layers
+    layers = browser.evaluate(SORT_JS + '("#runs", 3)')["up"]  # column layers
     assert [int(v) for v in layers] == sorted(int(v) for v in layers)
 
 
@@ -223,3 +224,14 @@ def test_check_fails_on_a_broken_figure_and_a_script_error(browser: DevTools, ti
     result = render(browser, tmp_path / "missing.html", tmp_path / "missing.png")
     assert result.figures == [{"what": "img gone", "ok": False}]
     assert any("ERR_FILE_NOT_FOUND" in e for e in result.errors)
+
+
+def test_table_sorter_orders_numbers_by_value(browser: DevTools, tmp_path: Path) -> None:
+    cells = ["100.0% [90.0%, 100.0%]", "9.5%", "-3", "n/a", "1,250", "+0.4"]
+    html = page("sorter", "", [Section("t", "T", table(["value"], [[c] for c in cells]))])
+    (tmp_path / "sorter.html").write_text(html, encoding="utf-8")
+    result = render(browser, tmp_path / "sorter.html", tmp_path / "sorter.png")
+    assert not result.errors
+    order = browser.evaluate(SORT_JS + '("table.sortable", 0)')
+    assert order["up"] == ["-3", "+0.4", "9.5%", "100.0% [90.0%, 100.0%]", "1,250", "n/a"]
+    assert order["down"] == order["up"][::-1]

@@ -348,7 +348,8 @@ def _summary(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Dat
         parts.append('<div class="warn"><b>Warning: these runs differ in more than the model'
                      "</b>, so differences below may come from the data or settings, not the "
                      f"model alone. {_count(len(diffs), 'difference')}:"
-                     + table(["what", *(r.label for r in runs)], rows) + "</div>")
+                     + table(["what", *(r.label for r in runs)], rows, table_id="differences")
+                     + "</div>")
     shares = []
     for run in runs:
         rows = frame[frame["run"] == run.label]
@@ -449,17 +450,18 @@ def _tables(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Data
                   for row in sweep.itertuples()]
     return (
         "<h3>Runs</h3>" + table(["run", "directory", "model", "layers", "neurons per layer",
-                                 "neurons", "data hash", "created"], run_rows)
+                                 "neurons", "data hash", "created"], run_rows, table_id="runs")
         + "<h3>Per emotion and run</h3>" + table(
             ["emotion", "run", "neurons", "share of all", "mean relative depth", "bottom third",
              "middle third", "top third", "masked drop, points", "random drop, points",
-             "excess drop, points [95% CI]", "p", "verdict"], emotion_rows)
+             "excess drop, points [95% CI]", "p", "verdict"], emotion_rows,
+            table_id="per-emotion")
         + f"<h3>Distance between placements ({escape(DISTANCE)})</h3>" + table(
             ["emotion", "run A", "run B", "distance", "mean depth A", "mean depth B"],
-            distance_rows)
+            distance_rows, table_id="distances")
         + "<h3>Sweep by relative depth (self-evaluated)</h3>" + (table(
             ["run", "emotion", "layer range", "relative depth", "removed", "neurons removed",
-             "accuracy", "drop, points"], sweep_rows) if sweep_rows
+             "accuracy", "drop, points"], sweep_rows, table_id="sweep-by-depth") if sweep_rows
             else '<p class="note">No run has a sweep.</p>'))
 
 
