@@ -5,7 +5,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 DEMO_ARGS ?= --per-emotion 60 --eval-fraction 0.3 --max-turns 2 --proportions 0.5 1.0
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean chromium compare-demo docs
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,8 +27,35 @@ lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
-test: lint
-	$(VENV)/bin/pytest
+# The browser test renders a report in headless Chromium; it fails (not skips) without it here.
+chromium:
+	@.ci/install-chromium
+
+test: lint chromium
+	EMONEURON_REQUIRE_BROWSER=1 $(VENV)/bin/pytest
+
+# Both embedded models with the demo settings, compared. A finished run is not redone (its
+# report exists); an interrupted one resumes. runs/demo is the `make demo` run.
+runs/demo/report.html: | setup
+	$(MAKE) demo
+
+runs/demo-gemma/report.html: | setup
+	$(VENV)/bin/emoneuron run --model gemma3-270m --out runs/demo-gemma $(DEMO_ARGS)
+
+compare-demo: runs/demo/report.html runs/demo-gemma/report.html
+	$(VENV)/bin/emoneuron compare runs/demo runs/demo-gemma --out runs/compare
+	@echo "open runs/compare/compare.html"
+
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(PIP) -c constraints.txt -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+# Offline: mkdocs and mkdocstrings read only docs/ and src/; --strict turns warnings into errors.
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+	@echo "open site/index.html"
 
 clean:
-	rm -rf runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf runs site .pytest_cache .mypy_cache .ruff_cache

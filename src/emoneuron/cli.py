@@ -247,6 +247,12 @@ def _add_data_parsers(data: Any) -> None:
     both.set_defaults(func=_cmd_data_overlap)
 
 
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from emoneuron.compare import write_comparison
+
+    print(f"comparison: {write_comparison(args.run_dirs, args.out)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from emoneuron.generate import GenerateConfig
     from emoneuron.identify import IdentifyConfig
@@ -332,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="(re)write report.html of a run directory")
     report.add_argument("run_dir", type=Path)
     report.set_defaults(func=_cmd_report)
+
+    compare = commands.add_parser("compare", help="compare runs of different models side by side")
+    compare.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    compare.add_argument("--out", type=Path, required=True, help="directory for compare.html")
+    compare.set_defaults(func=_cmd_compare)
     return parser
 
 

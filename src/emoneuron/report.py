@@ -7,8 +7,6 @@ every figure as ``figures/<name>.png`` and ``figures/<name>.svg``.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import math
 from collections import Counter
@@ -29,6 +27,7 @@ from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 
 from emoneuron.data.schema import EMOTIONS
+from emoneuron.htmlpage import Section, hover, page, render_figure, table, ul
 from emoneuron.io import atomic_open, read_json
 from emoneuron.report_causal import (
     confusion_figure,
@@ -47,16 +46,6 @@ NO_EFFECT = "no effect distinguishable from random neurons"
 IMPROVES = "improves when its neurons are removed"
 WEAKER = "smaller drop than random neurons"
 SWEEP_FIGURES = ("sweep_heatmaps", "sweep_dose_response")
-CSS = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{margin-bottom:.2em}.sub{color:#555;margin-top:0}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.2em .5em;text-align:right}th{background:#f2f2f2}
-td:first-child,th:first-child{text-align:left}caption{font-weight:bold;text-align:left}
-figure{margin:1.5em 0}figure img{max-width:100%}figcaption{color:#444;font-size:.9em}
-.warn{background:#fff3cd;border-left:4px solid #e0a800;padding:.5em}
-.note{color:#555;font-style:italic}.tables{display:flex;flex-wrap:wrap;gap:1.5em}
-"""
 Triple = tuple[float, float, float]  # value, 95% CI low, 95% CI high
 
 
@@ -186,10 +175,6 @@ def _span(layers: list[int]) -> str:
     return f"{layers[0]}-{layers[-1]}" if layers else "none"
 
 
-def _ul(items: Sequence[str]) -> str:
-    return "<ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>"
-
-
 def _summary_exist(run: _Run, counts: npt.NDArray[np.int_]) -> str:
     model = run.manifest["model"]
     per = ", ".join(f"{e} {int(c)}" for e, c in zip(EMOTIONS, counts.sum(axis=1), strict=True))
@@ -219,7 +204,7 @@ def _summary_where(counts: npt.NDArray[np.int_]) -> str:
         peak = int(np.argmax(row))
         items.append(f"{emotion}: peak at layer {peak} ({_count(row[peak], 'neuron')}); "
                      f"bottom / middle / top third: {shares}.")
-    return f"<h3>(b) Where are they?</h3><p>{escape(intro)}</p>{_ul(items)}"
+    return f"<h3>(b) Where are they?</h3><p>{escape(intro)}</p>{ul(items)}"
 
 
 def _summary_effects(effects: list[_SelfEffect], chance: float, description: str) -> str:
@@ -239,7 +224,7 @@ def _summary_effects(effects: list[_SelfEffect], chance: float, description: str
                 f"for {names}; drops for these emotions cannot be interpreted, the model barely "
                 "recognises them to begin with.")
         parts.append(f'<p class="warn">{escape(text)}</p>')
-    parts.append(_ul([
+    parts.append(ul([
         f"{e.emotion}: {_pct(e.baseline[0])} → {_pct(e.masked[0])} with its neurons removed; "
         f"random neurons {_pct(e.control[0])} (mean of {e.n_seeds} seeds); excess drop "
         f"{_with_ci(e.excess, _pp)} points (95% CI), p {_pval(e.p_value)} — {e.verdict}."
@@ -254,7 +239,7 @@ def _summary_effects(effects: list[_SelfEffect], chance: float, description: str
     if groups[WEAKER]:
         lines.append(f"Smaller drop than with random neurons (excess CI below 0): "
                      f"{groups[WEAKER]}.")
-    parts.append(_ul(lines))
+    parts.append(ul(lines))
     return "<h3>(c) What happens when they are removed?</h3>" + "".join(parts)
 
 
@@ -266,6 +251,8 @@ def _heatmap(ax: Axes, values: npt.NDArray[np.float64], rows: Sequence[str],
     ax.set_yticks(range(len(rows)), rows)
     for i, row in enumerate(labels):
         for j, text in enumerate(row):
+            if text:
+                hover(ax, (j - 0.5, i - 0.5, j + 0.5, i + 0.5), f"{rows[i]} x {cols[j]}: {text}")
             rgba = np.asarray(image.cmap(image.norm(values[i, j])))
             dark = float(rgba[:3] @ np.array([0.299, 0.587, 0.114])) < 0.5
             ax.text(j, i, text, ha="center", va="center", fontsize=8,
@@ -283,6 +270,10 @@ def _fig_neurons_per_layer(counts: npt.NDArray[np.int_]) -> Figure:
     image = ax.imshow(counts, aspect="auto", cmap="Blues", interpolation="nearest",
                       vmin=0, vmax=max(1, int(counts.max())))
     ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    for (row, layer), count in np.ndenumerate(counts):
+        if count:
+            hover(ax, (layer - 0.5, row - 0.5, layer + 0.5, row + 0.5),
+                  f"{EMOTIONS[row]}, layer {layer}: {_count(int(count), 'neuron')}")
     for layers in _thirds(counts.shape[1])[:2]:
         if not layers:
             continue
@@ -325,8 +316,8 @@ def _fig_self_effect(effects: list[_SelfEffect], chance: float) -> Figure:
 
 def _fig_matrix(effects: pd.DataFrame, column: str, label: str, mark_ci: bool) -> Figure:
     def grid(col: str) -> npt.NDArray[np.float64]:
-        table = effects.pivot_table(index="masked_emotion", columns="eval_emotion", values=col)
-        return np.asarray(table.reindex(index=EMOTIONS, columns=EMOTIONS), dtype=float) * 100
+        pivot = effects.pivot_table(index="masked_emotion", columns="eval_emotion", values=col)
+        return np.asarray(pivot.reindex(index=EMOTIONS, columns=EMOTIONS), dtype=float) * 100
 
     values = grid(column)
     ci_excludes_0 = (grid("excess_ci_low") > 0) | (grid("excess_ci_high") < 0)
@@ -359,9 +350,9 @@ def _fig_sweep_heatmaps(sweep: pd.DataFrame) -> Figure:
     limits = _symmetric(sweep["drop"].to_numpy(dtype=float) * 100)
     fig, axes = _panels(len(emotions))
     for ax, emotion in zip(axes, emotions, strict=True):
-        table = sweep[sweep["masked_emotion"] == emotion].pivot_table(
+        pivot = sweep[sweep["masked_emotion"] == emotion].pivot_table(
             index="layer_range", columns="proportion", values="drop")
-        values = np.asarray(table.reindex(index=ranges, columns=proportions), dtype=float) * 100
+        values = np.asarray(pivot.reindex(index=ranges, columns=proportions), dtype=float) * 100
         labels = [["" if np.isnan(v) else f"{v:+.1f}" for v in row] for row in values]
         image = _heatmap(ax, values, ranges, [f"{100 * p:g}%" for p in proportions], labels,
                          "RdBu_r", limits)
@@ -389,24 +380,6 @@ def _fig_dose_response(sweep: pd.DataFrame, baselines: dict[str, float], chance:
         ax.set_ylabel("accuracy (%)")
     axes[0].legend(fontsize=7)
     return fig
-
-
-def _render_figure(fig_dir: Path, name: str, title: str, caption: str,
-                   build: Callable[[], Figure]) -> str:
-    fig = build()
-    try:
-        fig.suptitle(title, fontweight="bold")
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=100)
-        with atomic_open(fig_dir / f"{name}.png", "wb") as handle:
-            handle.write(png.getvalue())
-        with atomic_open(fig_dir / f"{name}.svg", "wb") as handle:
-            fig.savefig(handle, format="svg", metadata={"Date": None})
-    finally:
-        plt.close(fig)
-    data = base64.b64encode(png.getvalue()).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(title)}">'
-            f"<figcaption><b>{escape(title)}.</b> {escape(caption)}</figcaption></figure>")
 
 
 def _figures_html(run: _Run, run_dir: Path, effects: list[_SelfEffect],
@@ -456,7 +429,7 @@ def _figures_html(run: _Run, run_dir: Path, effects: list[_SelfEffect],
              "neurons that matter most.",
              partial(_fig_dose_response, sweep, _baselines(run.ablation), chance)),
         ]
-    render = partial(_render_figure, run_dir / "figures")
+    render = partial(render_figure, run_dir / "figures")
     html = ("".join(render(*spec) for spec in specs) + dose_figures(run_dir, render)
             + confusion_figure(run_dir, render))
     if sweep is None:
@@ -477,26 +450,21 @@ def _sweep_self(run: _Run) -> pd.DataFrame | None:
     return None if own.empty else own
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], caption: str = "") -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in r) + "</tr>"
-                   for r in rows)
-    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<tr>{head}</tr>{body}</table>"
-
-
 def _tables_html(effects: list[_SelfEffect], neurons: dict[str, Any]) -> str:
-    self_table = _table(
+    self_table = table(
         ["emotion", "n", "baseline [95% CI]", "masked [95% CI]", "control (mean of seeds)",
          "excess drop, points [95% CI]", "p", "verdict"],
         [[e.emotion, e.n, _with_ci(e.baseline, _pct), _with_ci(e.masked, _pct),
           _pct(e.control[0]), _with_ci(e.excess, _pp), _pval(e.p_value), e.verdict]
          for e in effects])
-    tops = "".join(_table(["layer", "index", "score"],
-                          [[n["layer"], n["index"], f"{float(n['score']):.3f}"]
-                           for n in neurons["emotions"].get(emotion, [])[:10]], emotion)
+    tops = "".join(table(["layer", "index", "score"],
+                         [[n["layer"], n["index"], f"{float(n['score']):.3f}"]
+                          for n in neurons["emotions"].get(emotion, [])[:10]], emotion,
+                         table_id=f"top-{emotion}")
                    for emotion in EMOTIONS)
+    links = " · ".join(f'<a href="#top-{e}">{e}</a>' for e in EMOTIONS)
     return (f"<h3>Self effect per emotion</h3>{self_table}"
+            f"<p>Top neurons of each emotion: {links}</p>"
             f'<h3>Top 10 neurons per emotion</h3><div class="tables">{tops}</div>')
 
 
@@ -513,17 +481,17 @@ def _details_html(manifest: dict[str, Any]) -> str:
     timings.append(["total", f"{sum(float(v) for v in manifest['timings'].values()):.1f}"])
     versions = {"emoneuron": manifest["emoneuron_version"], **manifest["versions"]}
     sections = [
-        ("Model", _table(["field", "value"], [[k, _value(v)] for k, v in model.items()])),
-        (f"Data (hash {data['hash']})", _table(["emotion", *splits], counts)),
-        ("Evaluation", _table(["field", "value"], [
+        ("Model", table(["field", "value"], [[k, _value(v)] for k, v in model.items()])),
+        (f"Data (hash {data['hash']})", table(["emotion", *splits], counts)),
+        ("Evaluation", table(["field", "value"], [
             ["description", evaluation["description"]], ["shots", evaluation["n_shot"]],
             ["chance", _pct(float(evaluation["chance"]))]])),
-        ("Configuration", _table(["key", "value"],
+        ("Configuration", table(["key", "value"],
                                  [[k, _value(v)] for k, v in manifest["config"].items()])),
-        ("Timings", _table(["stage", "seconds"], timings)),
-        ("Versions", _table(["package", "version"], [[k, _value(v)] for k, v in versions.items()])),
+        ("Timings", table(["stage", "seconds"], timings)),
+        ("Versions", table(["package", "version"], [[k, _value(v)] for k, v in versions.items()])),
     ]
-    return "".join(f"<h3>{escape(heading)}</h3>{table}" for heading, table in sections)
+    return "".join(f"<h3>{escape(heading)}</h3>{html}" for heading, html in sections)
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -538,19 +506,15 @@ def write_report(run_dir: str | Path) -> Path:
                 f"run created {run.manifest['created']}")
     summary = (_summary_exist(run, counts) + _summary_where(counts)
                + _summary_effects(effects, float(evaluation["chance"]), evaluation["description"]))
-    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
-            f'<h1>{escape(title)}</h1><p class="sub">{escape(subtitle)}</p>'
-            f'<section id="summary"><h2>Summary</h2>{summary}</section>'
-            f'<section id="figures"><h2>Figures</h2>'
-            f"{_figures_html(run, run_dir, effects, counts)}</section>"
-            f'<section id="controls"><h2>Emotion neurons against every control</h2>'
-            f"{controls_table(run_dir)}</section>"
-            f'<section id="steering"><h2>Steering</h2>{steering_html(run_dir)}</section>'
-            f'<section id="tables"><h2>Tables</h2>{_tables_html(effects, run.neurons)}</section>'
-            f'<section id="details"><h2>Run details</h2>{_details_html(run.manifest)}</section>'
-            "</body></html>\n")
+    html = page(title, subtitle, [
+        Section("summary", "Summary", summary),
+        Section("figures", "Figures", _figures_html(run, run_dir, effects, counts)),
+        Section("controls", "Emotion neurons against every control", controls_table(run_dir)),
+        Section("steering", "Steering", steering_html(run_dir)),
+        Section("tables", "Tables", _tables_html(effects, run.neurons)),
+        Section("details", "Run details", _details_html(run.manifest)),
+    ])
     path = run_dir / "report.html"
     with atomic_open(path) as handle:
-        handle.write(page)
+        handle.write(html)
     return path

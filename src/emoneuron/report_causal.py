@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from emoneuron.data.schema import EMOTIONS
+from emoneuron.htmlpage import table
 from emoneuron.io import read_json
 
 Render = Callable[[str, str, str, Callable[[], Figure]], str]
@@ -31,13 +32,6 @@ def _pct(x: float) -> str:
 
 def _p(x: float) -> str:
     return "-" if pd.isna(x) else "< 0.001" if x < 0.001 else f"{x:.3f}"
-
-
-def _html_table(headers: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
-                   for row in rows)
-    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def controls_table(run_dir: Path) -> str:
@@ -68,7 +62,7 @@ def controls_table(run_dir: Path) -> str:
             f"{100 * spec['specificity']:+.1f} [{100 * spec['ci_low']:+.1f}, "
             f"{100 * spec['ci_high']:+.1f}]",
             "RISES under masking" if bool(first["improves"]) else ""])
-    table = _html_table(["emotion", "n", "baseline", "masked [95% CI]",
+    rows_html = table(["emotion", "n", "baseline", "masked [95% CI]",
                          "p vs baseline (McNemar, Holm)",
                          *(f"{CONTROL_NAMES[s]} (p, Holm)" for s in sets),
                          "specificity, points [95% CI]", "flag"], rows)
@@ -78,7 +72,7 @@ def controls_table(run_dir: Path) -> str:
                  "(confusion.csv) to see which labels it stopped predicting.</p>"
                  if flagged else "<p>No emotion's accuracy rose beyond its interval when its "
                  "neurons were removed.</p>")
-    return (f"{flag_text}{table}<p class=\"note\">p vs baseline: McNemar's exact test on the "
+    return (f"{flag_text}{rows_html}<p class=\"note\">p vs baseline: McNemar's exact test on the "
             "paired dialogues; p vs a control: exact paired sign-flip test of masked against "
             "the control's mean over seeds (McNemar's test when there is one seed); both "
             "Holm-corrected across the six emotions. Specificity: the drop on the emotion "
@@ -111,9 +105,9 @@ def _fig_confusion(confusion: pd.DataFrame) -> Figure:
     for ax, (condition, masked) in zip(axes[0], panels, strict=True):
         part = confusion[(confusion.condition == condition)
                          & (confusion.masked_emotion.fillna("") == masked)]
-        table = part.pivot_table(index="true_emotion", columns="predicted_emotion",
+        counts = part.pivot_table(index="true_emotion", columns="predicted_emotion",
                                  values="count").reindex(index=EMOTIONS, columns=EMOTIONS)
-        shares = table.div(table.sum(axis=1).clip(lower=1), axis=0).to_numpy()
+        shares = counts.div(counts.sum(axis=1).clip(lower=1), axis=0).to_numpy()
         image = ax.imshow(shares, vmin=0, vmax=1, cmap="Blues")
         ax.set_title("baseline" if condition == "baseline" else f"{masked} removed", fontsize=9)
         ax.set_xticks(range(len(EMOTIONS)), [e[:3] for e in EMOTIONS], fontsize=7)
@@ -174,7 +168,7 @@ def steering_html(run_dir: Path) -> str:
             f"<tr><td>{escape(name)}</td><td>{escape(result[name]['continuations'][k])}</td></tr>"
             for k in range(2) for name in ("none", "emotion", "random"))
         samples.append(f"<h4>{escape(emotion)}</h4><table><tbody>{examples}</tbody></table>")
-    table = _html_table(["emotion", "neurons", "classified as it: untouched", "its neurons x"
+    rows_html = table(["emotion", "neurons", "classified as it: untouched", "its neurons x"
                          f"{steering['strength']:g}", "random neurons", "its words: untouched",
                          "its neurons", "random neurons"], rows)
     return (f"<p>The model continues {len(steering['dialogues'])} neutral dialogues (greedy, "
@@ -182,4 +176,4 @@ def steering_html(run_dir: Path) -> str:
             f"amplified x{steering['strength']:g}, and with as many random neurons in the same "
             "layers amplified alike. Each continuation is classified by the same few-shot "
             "label-probability classifier and its words of that emotion are counted with the "
-            f"lexicon.</p>{table}<h3>Sample continuations</h3>{''.join(samples)}")
+            f"lexicon.</p>{rows_html}<h3>Sample continuations</h3>{''.join(samples)}")

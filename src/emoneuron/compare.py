@@ -1,0 +1,535 @@
+"""Compare runs of different models side by side: how many emotion neurons, where in the depth
+of the model, what removing them does, and which depth range matters in the sweep.
+
+Models differ in depth (SmolLM2-135M has 30 layers, Gemma-3-270M 18), so layers are compared as
+*relative depth*: layer ``l`` of ``L`` sits at ``l / L`` (0 = the first layer; the thirds of
+the sweep are exactly ``[0, 1/3)``, ``[1/3, 2/3)`` and ``[2/3, 1)``). Two models' placements of
+one emotion are compared with the 1-D Wasserstein distance between their neurons' relative
+depths (each neuron one unit of mass): the area between the two cumulative distributions, in
+units of relative depth, 0 for the same placement and at most 1.
+
+Only run directories are read (``manifest.json``, ``neurons.json``, ``ablation.csv``,
+``effects.csv`` and, when present, ``sweep.csv``); nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from emoneuron.data.schema import EMOTIONS
+from emoneuron.errors import UserError
+from emoneuron.htmlpage import Section, hover, page, render_figure, table, ul
+from emoneuron.io import atomic_open, write_json
+from emoneuron.report import (
+    _count,
+    _layer_counts,
+    _load,
+    _panels,
+    _pct,
+    _pp,
+    _Run,
+    _self_effects,
+    _SelfEffect,
+    _sweep_self,
+    _with_ci,
+)
+from emoneuron.sweep import LAYER_RANGES
+
+REQUIRED_FILES = ("manifest.json", "neurons.json", "ablation.csv", "effects.csv")
+# Config keys that may differ between compared runs without changing what is measured.
+NOT_SETTINGS = frozenset({"model", "device", "threads", "batch_size"})
+RANGE_DEPTH = {"bottom": (0.0, 1 / 3), "middle": (1 / 3, 2 / 3), "top": (2 / 3, 1.0),
+               "all": (0.0, 1.0)}
+DEPTH_TENTH = 0.1
+DISTANCE = "1-D Wasserstein distance between relative depths (layer / n_layers)"
+
+
+@dataclass(frozen=True)
+class ComparedRun:
+    """One run directory as the comparison sees it."""
+
+    label: str
+    directory: Path
+    run: _Run
+    counts: npt.NDArray[np.int_]  # selected neurons per (emotion, layer)
+    effects: list[_SelfEffect]
+    sweep: pd.DataFrame | None  # self-evaluated sweep rows with their drop
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.counts.shape[1])
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.run.manifest["model"]["n_neurons"])
+
+    def depths(self, emotion: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Relative depth of each layer and the emotion's neuron count there."""
+        row = self.counts[EMOTIONS.index(emotion)]
+        return np.arange(self.n_layers) / self.n_layers, row.astype(float)
+
+
+def _load_one(directory: Path) -> tuple[_Run, npt.NDArray[np.int_], list[_SelfEffect],
+                                         pd.DataFrame | None]:
+    if not directory.is_dir():
+        raise UserError(f"{directory}: not a directory; pass run directories written by "
+                        "`emoneuron run --out DIR`")
+    for name in REQUIRED_FILES:
+        if not (directory / name).is_file():
+            raise UserError(f"{directory}: no {name}, so not a finished run directory; finish "
+                            f"it with `emoneuron run --out {directory}` (it resumes)")
+    try:
+        run = _load(directory)
+        return run, _layer_counts(run.neurons), _self_effects(run), _sweep_self(run)
+    except (ValueError, KeyError, IndexError, TypeError) as error:
+        raise UserError(f"{directory}: unreadable run directory ({type(error).__name__}: "
+                        f"{error}); re-run `emoneuron run --out {directory}` or remove it "
+                        "from the comparison") from error
+
+
+def load_runs(directories: Sequence[str | Path]) -> list[ComparedRun]:
+    """Read and check the run directories; labels are model names, made unique when needed."""
+    paths = [Path(d) for d in directories]
+    if len(paths) < 2:
+        raise UserError(f"compare needs at least two run directories, got {len(paths)}"
+                        f"{': ' + str(paths[0]) if paths else ''}; pass one per model")
+    seen: set[Path] = set()
+    for path in paths:
+        if path.resolve() in seen:
+            raise UserError(f"{path}: given twice; pass each run directory once")
+        seen.add(path.resolve())
+    loaded = [(path, *_load_one(path)) for path in paths]
+    # A local model directory's name, not its whole path.
+    names = [Path(str(run.manifest["model"]["name"])).name for _, run, *_ in loaded]
+    labels = [name if names.count(name) == 1 else f"{name} ({path.name})"
+              for name, (path, *_) in zip(names, loaded, strict=True)]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} #{k + 1}" for k, label in enumerate(labels)]
+    return [ComparedRun(label, path, run, counts, effects, sweep)
+            for label, (path, run, counts, effects, sweep) in zip(labels, loaded, strict=True)]
+
+
+def _as_text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def differences(runs: Sequence[ComparedRun]) -> dict[str, list[str]]:
+    """What differs between runs besides the model: data (by hash), settings, version.
+
+    Key -> one value per run, in run order; empty when the runs are comparable.
+    """
+    values: dict[str, list[str]] = {
+        "data hash": [str(r.run.manifest["data"]["hash"]) for r in runs],
+        "emoneuron version": [str(r.run.manifest["emoneuron_version"]) for r in runs],
+    }
+    keys = sorted({k for r in runs for k in r.run.manifest["config"]} - NOT_SETTINGS)
+    for key in keys:
+        values[f"setting {key}"] = [_as_text(r.run.manifest["config"].get(key, "(absent)"))
+                                    for r in runs]
+    return {key: v for key, v in values.items() if len(set(v)) > 1}
+
+
+def wasserstein_1d(a_positions: npt.ArrayLike, a_weights: npt.ArrayLike,
+                   b_positions: npt.ArrayLike, b_weights: npt.ArrayLike) -> float:
+    """1-D Wasserstein (earth mover's) distance between two weighted point sets: the area
+    between their cumulative distribution functions. NaN when either has no mass."""
+    a_pos, a_w = np.asarray(a_positions, float), np.asarray(a_weights, float)
+    b_pos, b_w = np.asarray(b_positions, float), np.asarray(b_weights, float)
+    if a_w.sum() <= 0 or b_w.sum() <= 0:
+        return float("nan")
+    support = np.union1d(a_pos, b_pos)
+
+    def cdf(positions: npt.NDArray[np.float64], weights: npt.NDArray[np.float64]
+            ) -> npt.NDArray[np.float64]:
+        order = np.argsort(positions)
+        cumulative = np.concatenate([[0.0], np.cumsum(weights[order]) / weights.sum()])
+        return cumulative[np.searchsorted(positions[order], support, side="right")]
+
+    gaps = np.abs(cdf(a_pos, a_w) - cdf(b_pos, b_w))[:-1]
+    return float(np.sum(gaps * np.diff(support)))
+
+
+def _mean_depth(positions: npt.NDArray[np.float64], weights: npt.NDArray[np.float64]) -> float:
+    return float(positions @ weights / weights.sum()) if weights.sum() else float("nan")
+
+
+def per_emotion_table(runs: Sequence[ComparedRun]) -> pd.DataFrame:
+    """``compare.csv``: one row per run x emotion."""
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        effects = {e.emotion: e for e in run.effects}
+        diagonal = run.run.effects[run.run.effects["masked_emotion"]
+                                   == run.run.effects["eval_emotion"]].set_index("masked_emotion")
+        for emotion in EMOTIONS:
+            positions, weights = run.depths(emotion)
+            third = np.floor(positions * 3)
+            n = int(weights.sum())
+            row: dict[str, Any] = {
+                "run": run.label, "model": run.run.manifest["model"]["name"],
+                "n_layers": run.n_layers, "emotion": emotion, "n_neurons": n,
+                "share_of_neurons": n / run.n_neurons,
+                "mean_relative_depth": _mean_depth(positions, weights)}
+            for t, name in enumerate(LAYER_RANGES[:3]):
+                row[f"share_{name}"] = weights[third == t].sum() / n if n else float("nan")
+            if emotion in effects:
+                effect, d = effects[emotion], diagonal.loc[emotion]
+                row |= {"baseline": effect.baseline[0], "masked": effect.masked[0],
+                        "control": effect.control[0], "mask_drop": float(d["mask_drop"]),
+                        "control_drop": float(d["control_drop"]),
+                        "excess_drop": effect.excess[0], "excess_ci_low": effect.excess[1],
+                        "excess_ci_high": effect.excess[2], "p_value": effect.p_value,
+                        "verdict": effect.verdict}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def distance_table(runs: Sequence[ComparedRun]) -> pd.DataFrame:
+    """Per emotion and pair of runs, the Wasserstein distance between relative depths."""
+    rows = []
+    for a, b in itertools.combinations(runs, 2):
+        for emotion in EMOTIONS:
+            rows.append({"emotion": emotion, "run_a": a.label, "run_b": b.label,
+                         "wasserstein": wasserstein_1d(*a.depths(emotion), *b.depths(emotion)),
+                         "mean_depth_a": _mean_depth(*a.depths(emotion)),
+                         "mean_depth_b": _mean_depth(*b.depths(emotion))})
+    return pd.DataFrame(rows)
+
+
+def sweep_by_depth(runs: Sequence[ComparedRun]) -> pd.DataFrame:
+    """Every run's self-evaluated sweep rows with the relative depth range they masked."""
+    frames = []
+    for run in runs:
+        if run.sweep is None:
+            continue
+        rows = run.sweep[["masked_emotion", "layer_range", "proportion", "n_masked", "accuracy",
+                          "drop"]].copy()
+        rows.insert(0, "run", run.label)
+        rows["depth_from"] = rows["layer_range"].map(lambda r: RANGE_DEPTH[r][0])
+        rows["depth_to"] = rows["layer_range"].map(lambda r: RANGE_DEPTH[r][1])
+        frames.append(rows)
+    columns = ["run", "masked_emotion", "layer_range", "proportion", "n_masked", "accuracy",
+               "drop", "depth_from", "depth_to"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def _bar_hover(ax: Any, x: float, width: float, value: float, text: str) -> None:
+    hover(ax, (x - width / 2, min(0.0, value), x + width / 2, max(0.0, value)), text)
+
+
+def _fig_share(runs: Sequence[ComparedRun], frame: pd.DataFrame) -> Figure:
+    fig, ax = plt.subplots(figsize=(10, 4), layout="constrained")
+    width = 0.8 / len(runs)
+    x = np.arange(len(EMOTIONS))
+    for k, run in enumerate(runs):
+        shares = frame[frame["run"] == run.label].set_index("emotion").loc[list(EMOTIONS)]
+        values = shares["share_of_neurons"].to_numpy(dtype=float) * 100
+        offset = x + (k - (len(runs) - 1) / 2) * width
+        ax.bar(offset, values, width, label=run.label, color=f"C{k}")
+        for xi, value, emotion, n in zip(offset, values, EMOTIONS, shares["n_neurons"],
+                                         strict=True):
+            _bar_hover(ax, xi, width, value, f"{run.label}, {emotion}: {n} neurons, "
+                       f"{value:.3f}% of {run.n_neurons:,}")
+    ax.set_xticks(x, EMOTIONS)
+    ax.set_xlabel("emotion")
+    ax.set_ylabel("selected neurons (% of all neurons)")
+    ax.legend()
+    return fig
+
+
+def _fig_depth(runs: Sequence[ComparedRun], distances: pd.DataFrame) -> Figure:
+    fig, axes = _panels(len(EMOTIONS))
+    for ax, emotion in zip(axes, EMOTIONS, strict=True):
+        for k, run in enumerate(runs):
+            positions, weights = run.depths(emotion)
+            if not weights.sum():
+                continue
+            # Each layer spans 1/L of the depth; dividing its share by that span makes models
+            # of different depth comparable (a density, scaled to a tenth of the depth).
+            shares = weights / weights.sum()
+            density = shares * run.n_layers * DEPTH_TENTH * 100
+            edges = np.append(positions, 1.0)
+            ax.stairs(density, edges, label=run.label, color=f"C{k}", linewidth=2)
+            for layer, (left, value) in enumerate(zip(positions, density, strict=True)):
+                hover(ax, (left, 0, left + 1 / run.n_layers, max(value, 1.0)),
+                      f"{run.label}, {emotion}, layer {layer} (depth {left:.2f}): "
+                      f"{_pct(shares[layer], 0)} of its neurons")
+        pairs = distances[distances["emotion"] == emotion]
+        if len(runs) == 2:
+            ax.set_title(f"{emotion} (W1 = {float(pairs['wasserstein'].iloc[0]):.2f})")
+        else:
+            ax.set_title(emotion)
+        for boundary in (1 / 3, 2 / 3):
+            ax.axvline(boundary, color="grey", linestyle="--", linewidth=1)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("relative depth (layer / layers)")
+        ax.set_ylabel("% of its neurons per 0.1 depth")
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+def _fig_drops(runs: Sequence[ComparedRun], frame: pd.DataFrame) -> Figure:
+    fig, ax = plt.subplots(figsize=(11, 4.2), layout="constrained")
+    width = 0.8 / (2 * len(runs))
+    x = np.arange(len(EMOTIONS))
+    for k, run in enumerate(runs):
+        rows = frame[frame["run"] == run.label].set_index("emotion").reindex(list(EMOTIONS))
+        for j, (column, kind) in enumerate((("mask_drop", "its neurons"),
+                                            ("control_drop", "random neurons"))):
+            values = rows[column].to_numpy(dtype=float) * 100
+            offset = x + (2 * k + j - (2 * len(runs) - 1) / 2) * width
+            ax.bar(offset, values, width, color=f"C{k}", alpha=1.0 if j == 0 else 0.45,
+                   hatch="" if j == 0 else "//", label=f"{run.label}: {kind} removed")
+            for xi, value, emotion in zip(offset, values, EMOTIONS, strict=True):
+                if np.isfinite(value):
+                    _bar_hover(ax, xi, width, value,
+                               f"{run.label}, {emotion}, {kind} removed: {value:+.1f} points")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(x, EMOTIONS)
+    ax.set_xlabel("emotion (its own neurons or random ones removed, evaluated on itself)")
+    ax.set_ylabel("accuracy drop vs baseline (points)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+    return fig
+
+
+def _fig_sweep(runs: Sequence[ComparedRun], sweep: pd.DataFrame) -> Figure:
+    emotions = [e for e in EMOTIONS if e in set(sweep["masked_emotion"])]
+    fig, axes = _panels(len(emotions))
+    for ax, emotion in zip(axes, emotions, strict=True):
+        for k, run in enumerate(runs):
+            rows = sweep[(sweep["run"] == run.label) & (sweep["masked_emotion"] == emotion)
+                         & (sweep["layer_range"] != "all")]
+            if rows.empty:
+                continue
+            top = rows[rows["proportion"] == rows["proportion"].max()].sort_values("depth_from")
+            drops = top["drop"].to_numpy(dtype=float) * 100
+            ax.stairs(drops, [*top["depth_from"], float(top["depth_to"].iloc[-1])],
+                      color=f"C{k}", linewidth=2, baseline=None,
+                      label=f"{run.label} ({100 * float(top['proportion'].iloc[0]):g}%)")
+            centres = (top["depth_from"] + top["depth_to"]).to_numpy(dtype=float) / 2
+            ax.plot(centres, drops, "o", color=f"C{k}")
+            for row, drop in zip(top.itertuples(), drops, strict=True):
+                hover(ax, (row.depth_from, min(0.0, drop), row.depth_to, max(0.0, drop)),
+                      f"{run.label}, {emotion}, {row.layer_range} third, "
+                      f"{100 * row.proportion:g}% removed ({row.n_masked} neurons): "
+                      f"drop {drop:+.1f} points")
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xlim(0, 1)
+        ax.set_title(emotion)
+        ax.set_xlabel("relative depth of the masked third")
+        ax.set_ylabel("self accuracy drop (points)")
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+def _fmt(value: float, fmt: Callable[[float], str]) -> str:
+    return fmt(value) if np.isfinite(value) else "n/a"
+
+
+def _summary(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.DataFrame,
+             sweep: pd.DataFrame, diffs: dict[str, list[str]]) -> str:
+    shapes = "; ".join(f"{r.label}: {r.n_layers} layers, {r.n_neurons:,} neurons" for r in runs)
+    parts = [f"<p>{escape(f'Compared {len(runs)} runs. {shapes}.')}</p>"]
+    if diffs:
+        rows = [[key, *values] for key, values in diffs.items()]
+        parts.append('<div class="warn"><b>Warning: these runs differ in more than the model'
+                     "</b>, so differences below may come from the data or settings, not the "
+                     f"model alone. {_count(len(diffs), 'difference')}:"
+                     + table(["what", *(r.label for r in runs)], rows, table_id="differences")
+                     + "</div>")
+    shares = []
+    for run in runs:
+        rows = frame[frame["run"] == run.label]
+        per = ", ".join(f"{e} {_pct(s, 2)}" for e, s in zip(rows["emotion"],
+                                                             rows["share_of_neurons"],
+                                                             strict=True))
+        total = int(rows["n_neurons"].sum())
+        shares.append(f"{run.label}: {_count(total, 'neuron')} selected "
+                      f"({_pct(total / run.n_neurons, 2)} of its neurons; {per}).")
+    parts.append(f"<h3>(a) How many emotion neurons?</h3>{ul(shares)}")
+    depth = []
+    for run in runs:
+        positions = np.arange(run.n_layers) / run.n_layers
+        weights = run.counts.sum(axis=0).astype(float)
+        depth.append(f"{run.label}: mean relative depth of all selected neurons "
+                     f"{_fmt(_mean_depth(positions, weights), lambda v: f'{v:.2f}')}.")
+    for (a, b), pairs in distances.groupby(["run_a", "run_b"], sort=False):
+        finite = pairs.dropna(subset=["wasserstein"])
+        listed = ", ".join(f"{e} {_number(w, 2)}" for e, w in
+                           zip(pairs["emotion"], pairs["wasserstein"], strict=True))
+        text = f"{a} vs {b}, Wasserstein distance over relative depth per emotion: {listed}"
+        if not finite.empty:
+            far = finite.loc[finite["wasserstein"].idxmax()]
+            text += f"; most different: {far['emotion']} ({float(far['wasserstein']):.2f})"
+        depth.append(text + ".")
+    parts.append("<h3>(b) Where are they, relative to depth?</h3><p>Relative depth = layer / "
+                 "number of layers (0 = input side). Distance 0 = same placement, at most 1."
+                 f"</p>{ul(depth)}")
+    removal = []
+    for run in runs:
+        rows = frame[frame["run"] == run.label].dropna(subset=["excess_drop"])
+        specific = [str(e) for e, v in zip(rows["emotion"], rows["verdict"], strict=True)
+                    if v == "specific effect"]
+        removal.append(f"{run.label}: specific effect (excess drop over random neurons, CI "
+                       f"above 0) for {', '.join(specific) or 'no emotion'}; excess drop "
+                       + ", ".join(f"{e} {_fmt(v, _pp)}" for e, v in
+                                   zip(rows["emotion"], rows["excess_drop"], strict=True))
+                       + " points.")
+    parts.append(f"<h3>(c) What does removing them do?</h3>{ul(removal)}")
+    parts.append(f"<h3>(d) Which depth matters in the sweep?</h3>{_summary_sweep(runs, sweep)}")
+    return "".join(parts)
+
+
+def _summary_sweep(runs: Sequence[ComparedRun], sweep: pd.DataFrame) -> str:
+    items = []
+    for run in runs:
+        rows = sweep[(sweep["run"] == run.label) & (sweep["layer_range"] != "all")]
+        if rows.empty:
+            items.append(f"{run.label}: no sweep in this run.")
+            continue
+        top = rows[rows["proportion"] == rows["proportion"].max()]
+        outcome = []  # per emotion: the third with the largest drop, "tie" or "none"
+        for _, own in top.groupby("masked_emotion"):
+            largest = own[own["drop"] == own["drop"].max()]
+            if float(largest["drop"].iloc[0]) <= 0:
+                outcome.append("none")
+            else:
+                outcome.append(str(largest["layer_range"].iloc[0]) if len(largest) == 1
+                               else "tie")
+        counts = {k: outcome.count(k) for k in (*LAYER_RANGES[:3], "tie", "none")}
+        ranking = [f"the {r} third for {_count(counts[r], 'emotion')}"
+                   for r in LAYER_RANGES[:3] if counts[r]]
+        rest = [f"{counts['tie']} tied between thirds"] if counts["tie"] else []
+        rest += [f"{counts['none']} lost no accuracy in any third"] if counts["none"] else []
+        items.append(f"{run.label}: removing {100 * float(top['proportion'].iloc[0]):g}% of an "
+                     f"emotion's neurons within one third hurts most in "
+                     f"{', '.join(ranking) or 'no third'}" + "".join(f"; {r}" for r in rest)
+                     + ".")
+    return ul(items)
+
+
+def _number(value: object, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) and np.isfinite(value) else (
+        "n/a" if isinstance(value, float) else str(value))
+
+
+def _tables(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.DataFrame,
+            sweep: pd.DataFrame) -> str:
+    run_rows = [[r.label, str(r.directory), r.run.manifest["model"]["name"], r.n_layers,
+                 r.run.manifest["model"]["width"], r.n_neurons,
+                 str(r.run.manifest["data"]["hash"])[:12], r.run.manifest["created"]]
+                for r in runs]
+    emotion_rows = [
+        [row.emotion, row.run, row.n_neurons, _pct(row.share_of_neurons, 3),
+         _number(row.mean_relative_depth, 2),
+         *(_fmt(getattr(row, f"share_{t}"), _pct) for t in LAYER_RANGES[:3]),
+         *((_fmt(row.mask_drop, _pp), _fmt(row.control_drop, _pp),
+            _with_ci((row.excess_drop, row.excess_ci_low, row.excess_ci_high), _pp),
+            _number(row.p_value), row.verdict) if hasattr(row, "verdict")
+           and isinstance(row.verdict, str) else ("n/a",) * 5)]
+        for row in frame.itertuples()]
+    distance_rows = [[row.emotion, row.run_a, row.run_b, _number(row.wasserstein),
+                      _number(row.mean_depth_a, 2), _number(row.mean_depth_b, 2)]
+                     for row in distances.itertuples()]
+    sweep_rows = [[row.run, row.masked_emotion, row.layer_range,
+                   f"{row.depth_from:.2f}-{row.depth_to:.2f}", f"{100 * row.proportion:g}%",
+                   row.n_masked, _pct(row.accuracy), _pp(row.drop)]
+                  for row in sweep.itertuples()]
+    return (
+        "<h3>Runs</h3>" + table(["run", "directory", "model", "layers", "neurons per layer",
+                                 "neurons", "data hash", "created"], run_rows, table_id="runs")
+        + "<h3>Per emotion and run</h3>" + table(
+            ["emotion", "run", "neurons", "share of all", "mean relative depth", "bottom third",
+             "middle third", "top third", "masked drop, points", "random drop, points",
+             "excess drop, points [95% CI]", "p", "verdict"], emotion_rows,
+            table_id="per-emotion")
+        + f"<h3>Distance between placements ({escape(DISTANCE)})</h3>" + table(
+            ["emotion", "run A", "run B", "distance", "mean depth A", "mean depth B"],
+            distance_rows, table_id="distances")
+        + "<h3>Sweep by relative depth (self-evaluated)</h3>" + (table(
+            ["run", "emotion", "layer range", "relative depth", "removed", "neurons removed",
+             "accuracy", "drop, points"], sweep_rows, table_id="sweep-by-depth") if sweep_rows
+            else '<p class="note">No run has a sweep.</p>'))
+
+
+def _figures(runs: Sequence[ComparedRun], out: Path, frame: pd.DataFrame,
+             distances: pd.DataFrame, sweep: pd.DataFrame) -> str:
+    specs: list[tuple[str, str, str, Callable[[], Figure]]] = [
+        ("share", "Emotion neurons as a share of all neurons",
+         "Selected neurons of each emotion as a percentage of all FFN neurons of the model, one "
+         "bar per run. Share, not count, because the models differ in size.",
+         partial(_fig_share, runs, frame)),
+        ("depth", "Where each emotion's neurons sit, by relative depth",
+         f"Per emotion, how its selected neurons spread over the model's depth (layer / "
+         f"layers; 0 = input side): each layer's share of them, divided by the layer's span of "
+         f"depth and shown per tenth of depth, so models with different numbers of layers "
+         f"share one scale; one line per run. Dashed lines: the thirds used by the sweep. W1 "
+         f"in the title ({DISTANCE}): 0 = same placement, at most 1.",
+         partial(_fig_depth, runs, distances)),
+        ("drops", "Accuracy drop when an emotion's neurons are removed, against random neurons",
+         "Per emotion, evaluated on itself: the drop in accuracy (baseline minus masked, in "
+         "points) when its selected neurons are zeroed (solid) and when as many random "
+         "layer-matched neurons are zeroed (hatched, mean over seeds), one colour per run. A "
+         "specific effect shows as a solid bar well above its hatched neighbour.",
+         partial(_fig_drops, runs, frame)),
+    ]
+    if not sweep.empty:
+        specs.append((
+            "sweep", "Sweep: drop by relative depth of the masked third",
+            "Per emotion, the self accuracy drop (points) when the largest swept proportion "
+            "(in the legend) of its neurons is removed within the bottom, middle or top third of "
+            "the layers, drawn over the third's span of relative depth; one line per run.",
+            partial(_fig_sweep, runs, sweep)))
+    html = "".join(render_figure(out / "figures", *spec) for spec in specs)
+    if sweep.empty:
+        for suffix in (".png", ".svg"):  # no stale figure of an earlier comparison
+            (out / "figures" / f"sweep{suffix}").unlink(missing_ok=True)
+        html += '<p class="note">No run has a sweep, so its figure is omitted.</p>'
+    return html
+
+
+def write_comparison(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
+    """Compare run directories into ``out``: ``compare.html``, ``compare.csv`` (one row per run
+    x emotion), ``compare.json`` (runs, differences, distances, sweep by relative depth) and
+    ``figures/*.png|svg``. Return the HTML path."""
+    out_dir = Path(out)
+    runs = load_runs(run_dirs)
+    diffs = differences(runs)
+    frame = per_emotion_table(runs)
+    distances = distance_table(runs)
+    sweep = sweep_by_depth(runs)
+    with atomic_open(out_dir / "compare.csv") as handle:
+        frame.to_csv(handle, index=False, float_format="%.6g")
+    write_json(out_dir / "compare.json", {
+        "runs": [{"label": r.label, "directory": str(r.directory),
+                  "model": r.run.manifest["model"], "data_hash": r.run.manifest["data"]["hash"]}
+                 for r in runs],
+        "differences": diffs,
+        "distance": DISTANCE,
+        "distances": json.loads(distances.to_json(orient="records")),
+        "sweep": json.loads(sweep.to_json(orient="records")),
+    })
+    title = "Emotion neurons across models: " + " vs ".join(r.label for r in runs)
+    subtitle = f"{len(runs)} runs · relative depth = layer / layers · distance: {DISTANCE}"
+    html = page(title, subtitle, [
+        Section("summary", "Summary", _summary(runs, frame, distances, sweep, diffs)),
+        Section("figures", "Figures", _figures(runs, out_dir, frame, distances, sweep)),
+        Section("tables", "Tables", _tables(runs, frame, distances, sweep)),
+    ])
+    path = out_dir / "compare.html"
+    with atomic_open(path) as handle:
+        handle.write(html)
+    return path

@@ -1,0 +1,156 @@
+"""The pieces every HTML page of emoneuron shares: page frame, CSS, sortable tables, figures.
+
+Pages are self-contained: CSS and the one small script are inline, figures are embedded as base64
+PNG, nothing is fetched when the page is viewed. Each figure is also written as
+``<name>.png`` and ``<name>.svg`` for papers. Hover values need no script: a figure builder
+marks regions with :func:`hover` (in data coordinates) and :func:`render_figure` lays a
+transparent box with a ``title`` over each, positioned in percent so it follows the image when
+the page scales it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from weakref import WeakKeyDictionary
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from emoneuron.io import atomic_open
+
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:.2em}.sub{color:#555;margin-top:0}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.2em .5em;text-align:right}th{background:#f2f2f2}
+td:first-child,th:first-child{text-align:left}caption{font-weight:bold;text-align:left}
+table.sortable th{cursor:pointer;user-select:none}
+table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}
+table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
+figure{margin:1.5em 0}figcaption{color:#444;font-size:.9em}
+.fig{position:relative;display:inline-block;max-width:100%}.fig img{max-width:100%;display:block}
+.fig span{position:absolute}.fig span:hover{outline:2px solid #000}
+.warn{background:#fff3cd;border-left:4px solid #e0a800;padding:.5em}
+.note{color:#555;font-style:italic}.tables{display:flex;flex-wrap:wrap;gap:1.5em}
+nav a{margin-right:1em}
+"""
+
+# Click a header to sort by that column; click again to reverse. Cells compare as numbers when
+# their text starts with one ("80.0% [70.1%, 88.2%]" sorts by 80.0), otherwise as text.
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  var heads = table.querySelectorAll("th");
+  heads.forEach(function (th, column) {
+    th.title = "click to sort";
+    th.addEventListener("click", function () {
+      var descending = th.getAttribute("aria-sort") === "ascending";
+      heads.forEach(function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", descending ? "descending" : "ascending");
+      var key = function (row) {
+        var text = row.cells[column].textContent.trim();
+        var number = parseFloat(text.replace(/^[^0-9+.-]*/, "").replace(/,/g, ""));
+        return isNaN(number) ? text : number;
+      };
+      var body = table.tBodies[0];
+      Array.from(body.rows).sort(function (a, b) {
+        var x = key(a), y = key(b), order;
+        if (typeof x === typeof y) { order = x < y ? -1 : x > y ? 1 : 0; }
+        else { order = typeof x === "number" ? -1 : 1; }
+        return descending ? -order : order;
+      }).forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""
+
+
+@dataclass(frozen=True)
+class Section:
+    """One ``<section>`` of a page: its id (the anchor), heading and inner HTML."""
+
+    id: str
+    heading: str
+    body: str
+
+
+def page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
+    """A complete, self-contained HTML document with a table of contents."""
+    nav = "".join(f'<a href="#{s.id}">{escape(s.heading)}</a>' for s in sections)
+    body = "".join(f'<section id="{s.id}"><h2>{escape(s.heading)}</h2>{s.body}</section>'
+                   for s in sections)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
+            f'<h1>{escape(title)}</h1><p class="sub">{escape(subtitle)}</p><nav>{nav}</nav>'
+            f"{body}<script>{SORT_SCRIPT}</script></body></html>\n")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], caption: str = "",
+          table_id: str = "") -> str:
+    """A sortable table; every cell is escaped."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
+    anchor = f' id="{escape(table_id)}"' if table_id else ""
+    return (f'<table class="sortable"{anchor}>{cap}<thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>")
+
+
+def ul(items: Sequence[str]) -> str:
+    return "<ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>"
+
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in the axes' data coordinates
+_HOVERS: WeakKeyDictionary[Figure, list[tuple[Axes, Box, str]]] = WeakKeyDictionary()
+
+
+def hover(ax: Axes, box: Box, text: str) -> None:
+    """Show ``text`` when the pointer is over ``box`` of ``ax`` in the HTML page."""
+    figure = ax.get_figure(root=True)
+    assert isinstance(figure, Figure)
+    _HOVERS.setdefault(figure, []).append((ax, box, text))
+
+
+def _hover_html(fig: Figure) -> str:
+    """Boxes in percent of the figure, from the layout of the last draw (the PNG's)."""
+    width, height = fig.bbox.width, fig.bbox.height
+    spans = []
+    for ax, (x0, y0, x1, y1), text in _HOVERS.get(fig, []):
+        (px0, py0), (px1, py1) = ax.transData.transform([(x0, y0), (x1, y1)])
+        left, right = sorted((px0 / width, px1 / width))
+        bottom, top = sorted((py0 / height, py1 / height))
+        spans.append(f'<span style="left:{100 * left:.2f}%;top:{100 * (1 - top):.2f}%;'
+                     f'width:{100 * (right - left):.2f}%;height:{100 * (top - bottom):.2f}%"'
+                     f' title="{escape(text)}"></span>')
+    return "".join(spans)
+
+
+def render_figure(fig_dir: Path, name: str, title: str, caption: str,
+                  build: Callable[[], Figure]) -> str:
+    """Build a figure, write ``fig_dir/name.png|svg`` and return its embedded ``<figure>``."""
+    fig = build()
+    try:
+        fig.suptitle(title, fontweight="bold")
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=100)
+        spans = _hover_html(fig)  # after the PNG's draw, so the boxes match its layout
+        with atomic_open(fig_dir / f"{name}.png", "wb") as handle:
+            handle.write(png.getvalue())
+        with atomic_open(fig_dir / f"{name}.svg", "wb") as handle:
+            fig.savefig(handle, format="svg", metadata={"Date": None})
+    finally:
+        plt.close(fig)
+    data = base64.b64encode(png.getvalue()).decode("ascii")
+    return (f'<figure id="fig-{name}"><div class="fig"><img src="data:image/png;base64,{data}"'
+            f' alt="{escape(title)}">{spans}</div>'
+            f"<figcaption><b>{escape(title)}.</b> {escape(caption)}</figcaption></figure>")
