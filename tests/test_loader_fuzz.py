@@ -53,7 +53,8 @@ def _check(format: str, path: Path, options: LoadOptions) -> None:
 
 
 def _encode(text: str) -> bytes:
-    return text.encode("utf-8", errors="surrogateescape")
+    # Lone surrogates become the invalid UTF-8 bytes a damaged file holds.
+    return text.encode("utf-8", errors="surrogatepass")
 
 
 def _dailydialog(dialogues: list[list[tuple[str, str]]]) -> tuple[bytes, bytes]:

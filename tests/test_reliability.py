@@ -28,13 +28,16 @@ from emoneuron.data.schema import (
     write_records,
 )
 from emoneuron.errors import UserError
+from emoneuron.run import RunConfig, design_of
 from emoneuron.sweep import grid
 
 # -- kill and resume, determinism --------------------------------------------------------------
 
 PROPORTIONS = (0.5, 1.0)
-CONTROL_SEEDS = (0, 1, 2)  # RunConfig's default
-TABLES = ("ablation.csv", "effects.csv", "sweep.csv", "neurons.json")
+TABLES = ("ablation.csv", "effects.csv", "sweep.csv", "dose.csv", "specificity.csv",
+          "confusion.csv", "neurons.json", "steering.json")
+# The conditions of the runs below: RunConfig's defaults with these proportions.
+CONDITIONS = grid(design_of(RunConfig(proportions=PROPORTIONS)))
 KILL_AFTER = 8  # finished conditions in conditions.jsonl before the SIGKILL
 TIMEOUT = 300  # seconds for one subprocess run; a tiny run takes a few
 
@@ -79,7 +82,7 @@ def test_sigkill_and_resume_equals_uninterrupted(reference: Path, tiny_model_dir
                                                  tmp_path: Path) -> None:
     out = tmp_path / "killed"
     store = out / "conditions.jsonl"
-    n_conditions = len(grid(CONTROL_SEEDS, PROPORTIONS))
+    n_conditions = len(CONDITIONS)
     with (tmp_path / "killed.log").open("w") as log:
         process = subprocess.Popen(_command(tiny_model_dir, out), stdout=log,
                                    stderr=subprocess.STDOUT)
@@ -106,7 +109,7 @@ def test_sigkill_and_resume_equals_uninterrupted(reference: Path, tiny_model_dir
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
     keys = [entry["key"] for entry in _entries(store)]
     assert len(keys) == len(set(keys)), "a condition was stored twice"
-    assert set(keys) == {c.key for c in grid(CONTROL_SEEDS, PROPORTIONS)}
+    assert set(keys) == {c.key for c in CONDITIONS}
     resumed = {entry["key"]: entry for entry in _entries(store)}
     assert resumed == {entry["key"]: entry for entry in _entries(reference / "conditions.jsonl")}
 

@@ -68,10 +68,15 @@ def continue_dialogues(classifier: Classifier, prompts: Sequence[Record],
     return [text.strip().split("\n")[0].strip() for text in decoded]
 
 
-def _score(classifier: Classifier, texts: Sequence[str], emotion: str) -> dict[str, Any]:
-    records = [Record(f"continuation-{k}", emotion, (Turn("A", text or "..."),), "steering")
+def _scores(classifier: Classifier, texts: Sequence[str]) -> np.ndarray:
+    """Calibrated label scores of each continuation read as a one-turn dialogue, all in one
+    call so the few-shot prefix is computed once."""
+    records = [Record(f"continuation-{k}", EMOTIONS[0], (Turn("A", text or "..."),), "steering")
                for k, text in enumerate(texts)]
-    scores = classifier.predict(records)
+    return classifier.predict(records)
+
+
+def _summary(texts: Sequence[str], scores: np.ndarray, emotion: str) -> dict[str, Any]:
     probability = np.exp(scores - scores.max(axis=1, keepdims=True))
     probability /= probability.sum(axis=1, keepdims=True)
     target = EMOTIONS.index(emotion)
@@ -96,20 +101,27 @@ def steer(classifier: Classifier, sets: NeuronSets, strength: float, seed: int, 
     if path.exists() and read_json(path).get("context") == context:
         return dict(read_json(path))
     prompts = _prompts()
+    continuations: dict[tuple[str, str], list[str]] = {}
     untouched = continue_dialogues(classifier, prompts, Ablation.of({}))
-    results: dict[str, Any] = {}
     for emotion in tqdm(EMOTIONS, desc="steering", unit="emotion", disable=not progress):
         own = sets.layer_indices(emotion)
         rng = np.random.default_rng([seed, EMOTIONS.index(emotion)])
-        sets_by_name = {"none": Ablation.of({}),
-                        "emotion": Ablation.of(own, "amplify", strength),
-                        "random": Ablation.of(random_matched(own, sets, emotion, rng),
-                                              "amplify", strength)}
-        results[emotion] = {
-            name: _score(classifier, untouched if name == "none"
-                         else continue_dialogues(classifier, prompts, ablation), emotion)
-            for name, ablation in sets_by_name.items()}
-        results[emotion]["n_neurons"] = sum(map(len, own.values()))
+        amplified = {"emotion": own, "random": random_matched(own, sets, emotion, rng)}
+        continuations[emotion, "none"] = untouched
+        for name, by_layer in amplified.items():
+            continuations[emotion, name] = continue_dialogues(
+                classifier, prompts, Ablation.of(by_layer, "amplify", strength))
+    keys = [k for k in continuations if k[1] != "none"]
+    texts = untouched + [text for key in keys for text in continuations[key]]
+    scores = _scores(classifier, texts)
+    by_key = {key: scores[len(prompts) * (1 + k):len(prompts) * (2 + k)]
+              for k, key in enumerate(keys)}
+    results: dict[str, Any] = {}
+    for emotion in EMOTIONS:
+        by_key[emotion, "none"] = scores[:len(prompts)]
+        results[emotion] = {name: _summary(continuations[emotion, name], by_key[emotion, name],
+                                           emotion) for name in ("none", "emotion", "random")}
+        results[emotion]["n_neurons"] = sum(map(len, sets.layer_indices(emotion).values()))
     payload = {"context": context, "strength": strength, "seed": seed,
                "new_tokens": NEW_TOKENS,
                "dialogues": [render_dialogue(p).text for p in prompts], "emotions": results}
