@@ -1,10 +1,17 @@
-"""One batched pass over the data accumulating additive per-emotion statistics of every neuron.
+"""One batched pass over the data accumulating additive, mergeable statistics of every neuron.
 
-For each emotion ``e``, layer ``l`` and neuron ``i`` the recorder keeps the number of tokens seen,
-the number with activation > 0, the sum and the sum of squares. These are additive: statistics of
-two shards added together equal those of the union (:meth:`ActivationStats.merge`), and memory
-does not grow with the data, because full activations are reduced inside the forward hook and
-never kept.
+Everything kept is additive, so statistics of two shards merged equal those of the union
+(:meth:`Recording.merge`), and memory does not grow with the data: activations are reduced inside
+the forward hook and never kept.
+
+* Moments per (emotion, group, layer, neuron): counted tokens, tokens with activation > 0, sum,
+  sum of squares. Each dialogue falls into one of ``groups`` groups by a seeded hash of its id;
+  per-emotion totals are sums over groups. Groups are what the bootstrap resamples and what the
+  label-shuffle null permutes (:mod:`emoneuron.stability`), so both need no second pass.
+* A histogram per (emotion, layer, neuron) over fixed bin edges (:func:`bin_edges`, the same for
+  every site and model so shards merge exactly), int32; AUROC is computed from it.
+* The top-k activations of each neuron with the dialogue (a 64-bit hash of its id) and token
+  position they came from, for neuron cards; merging keeps the top k of the union.
 
 Token policies decide which positions count: ``dialogue`` (default) the tokens of the turns' own
 words, excluding speaker tags and line breaks; ``last`` the final token of each dialogue; ``all``
@@ -13,10 +20,11 @@ every token.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +41,39 @@ from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
 
 TOKEN_POLICIES = ("dialogue", "last", "all")
-STAT_FIELDS = ("active", "sum", "sum_sq")
+DEFAULT_GROUPS = 16
+DEFAULT_TOP_K = 8
+RECORDING_FORMAT = "2"  # grouped moments, histograms and top-k; format 1 had moments only
+
+
+def bin_edges() -> torch.Tensor:
+    """31 fixed edges, 32 bins: 0 and +-10^(-3 .. 1.5) in 15 log-spaced steps per sign.
+
+    Activations of FFN sites are concentrated near 0 with long tails, and their scale differs
+    between sites and models; log-spaced edges give about three bins per decade at every scale
+    without a calibration pass, and the open outer bins hold anything beyond +-31.6. The edges
+    are a constant, never fitted to data, so histograms of any two shards add exactly."""
+    positive = torch.logspace(-3, 1.5, 15, dtype=torch.float64)
+    return torch.cat([-positive.flip(0), torch.zeros(1, dtype=torch.float64), positive])
+
+
+N_BINS = len(bin_edges()) + 1
+
+
+def dialogue_hash(record_id: str) -> int:
+    """A signed 64-bit hash of a dialogue id: how top-k examples name their dialogue."""
+    return int.from_bytes(hashlib.sha256(record_id.encode()).digest()[:8], "big", signed=True)
+
+
+def dialogue_group(record_id: str, groups: int, seed: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % groups
 
 
 @dataclass
 class ActivationStats:
-    """Sufficient statistics per emotion: ``tokens`` is (E,), the others (E, layers, width)."""
+    """Per-emotion statistics: ``tokens`` is (E,), moments (E, layers, width), ``histogram``
+    (E, layers, width, bins) or None where it cannot be formed (bootstrap resamples)."""
 
     tokens: torch.Tensor
     active: torch.Tensor
@@ -46,6 +81,7 @@ class ActivationStats:
     sum_sq: torch.Tensor
     site: str = DEFAULT_SITE
     token_policy: str = "dialogue"
+    histogram: torch.Tensor | None = None
 
     @classmethod
     def zeros(cls, n_layers: int, width: int, site: str, token_policy: str,
@@ -65,27 +101,95 @@ class ActivationStats:
     def width(self) -> int:
         return int(self.active.shape[2])
 
-    def merge(self, other: ActivationStats) -> ActivationStats:
-        if (other.site, other.token_policy, other.active.shape) != (
-                self.site, self.token_policy, self.active.shape):
-            raise UserError("cannot merge statistics recorded with a different site, token "
-                            "policy or model shape")
-        return ActivationStats(tokens=self.tokens + other.tokens, active=self.active + other.active,
-                               sum=self.sum + other.sum, sum_sq=self.sum_sq + other.sum_sq,
-                               site=self.site, token_policy=self.token_policy)
-
     def probability(self) -> torch.Tensor:
         """P(activation > 0 | emotion), shape (E, layers, width)."""
         return self.active / self.tokens.clamp(min=1).view(-1, 1, 1)
 
+
+@dataclass
+class Recording:
+    """What one recording pass keeps (see the module docstring); E emotions, G groups,
+    L layers, W neurons per layer, B bins, K top activations per neuron."""
+
+    tokens: torch.Tensor  # (E, G) float64
+    active: torch.Tensor  # (E, G, L, W) float64
+    sum: torch.Tensor  # (E, G, L, W) float64
+    sum_sq: torch.Tensor  # (E, G, L, W) float64
+    histogram: torch.Tensor  # (E, L, W, B) int32
+    top_values: torch.Tensor  # (L, K, W) float32, -inf where fewer than K tokens were seen
+    top_dialogue: torch.Tensor  # (L, K, W) int64 dialogue_hash
+    top_position: torch.Tensor  # (L, K, W) int64 token position in the dialogue
+    site: str = DEFAULT_SITE
+    token_policy: str = "dialogue"
+    group_seed: int = 0
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.active.shape[2])
+
+    @property
+    def width(self) -> int:
+        return int(self.active.shape[3])
+
+    @property
+    def groups(self) -> int:
+        return int(self.active.shape[1])
+
+    @property
+    def top_k(self) -> int:
+        return int(self.top_values.shape[1])
+
+    def stats(self) -> ActivationStats:
+        """Per-emotion totals (sums over groups), with the histograms."""
+        return ActivationStats(tokens=self.tokens.sum(1), active=self.active.sum(1),
+                               sum=self.sum.sum(1), sum_sq=self.sum_sq.sum(1), site=self.site,
+                               token_policy=self.token_policy,
+                               histogram=self.histogram)
+
+    def combined(self, weights: torch.Tensor) -> ActivationStats:
+        """Per-emotion statistics where emotion ``e`` is the ``weights[e]``-weighted sum of all
+        E*G (emotion, group) cells: resampled or relabelled data from the same pass. The
+        histograms are per emotion, not per group, so these carry none."""
+        flat_weights = weights.to(torch.float64).reshape(len(EMOTIONS), -1)
+
+        def mix(tensor: torch.Tensor) -> torch.Tensor:
+            cells = tensor.reshape(flat_weights.shape[1], -1)
+            return (flat_weights @ cells).reshape(len(EMOTIONS), *tensor.shape[2:])
+
+        return ActivationStats(tokens=mix(self.tokens), active=mix(self.active),
+                               sum=mix(self.sum), sum_sq=mix(self.sum_sq), site=self.site,
+                               token_policy=self.token_policy)
+
+    def merge(self, other: Recording) -> Recording:
+        """The recording of both shards' data together."""
+        if (other.site, other.token_policy, other.group_seed, other.active.shape,
+                other.top_k) != (self.site, self.token_policy, self.group_seed,
+                                 self.active.shape, self.top_k):
+            raise UserError("cannot merge recordings with a different site, token policy, "
+                            "group seed, number of groups, top-k or model shape; record both "
+                            "shards with the same settings")
+        values = torch.cat([self.top_values, other.top_values], dim=1)
+        top, order = values.topk(self.top_k, dim=1)
+        return Recording(
+            tokens=self.tokens + other.tokens, active=self.active + other.active,
+            sum=self.sum + other.sum, sum_sq=self.sum_sq + other.sum_sq,
+            histogram=self.histogram + other.histogram, top_values=top,
+            top_dialogue=torch.cat([self.top_dialogue, other.top_dialogue], 1).gather(1, order),
+            top_position=torch.cat([self.top_position, other.top_position], 1).gather(1, order),
+            site=self.site, token_policy=self.token_policy, group_seed=self.group_seed)
+
     def save(self, path: str | Path, metadata: dict[str, Any]) -> None:
         """Tensors to ``path`` (safetensors, header carries the description too) and the same
         description as readable JSON beside it (``.json``)."""
-        tensors = {"tokens": self.tokens, **{name: getattr(self, name) for name in STAT_FIELDS}}
-        description = {"site": self.site, "token_policy": self.token_policy,
+        tensors = {spec.name: getattr(self, spec.name) for spec in fields(self)
+                   if isinstance(getattr(self, spec.name), torch.Tensor)}
+        tensors["bin_edges"] = bin_edges()
+        description = {"format": RECORDING_FORMAT, "site": self.site,
+                       "token_policy": self.token_policy, "groups": self.groups,
+                       "group_seed": self.group_seed, "top_k": self.top_k,
                        "emotions": list(EMOTIONS), "n_layers": self.n_layers,
                        "width": self.width,
-                       "tokens": dict(zip(EMOTIONS, self.tokens.tolist(), strict=True)),
+                       "tokens": dict(zip(EMOTIONS, self.tokens.sum(1).tolist(), strict=True)),
                        **metadata}
         header = {k: v if isinstance(v, str) else json.dumps(v) for k, v in description.items()}
         blob = save({k: v.contiguous().cpu() for k, v in tensors.items()}, header)
@@ -94,7 +198,7 @@ class ActivationStats:
         write_json(Path(path).with_suffix(".json"), description)
 
     @classmethod
-    def load(cls, path: str | Path) -> ActivationStats:
+    def load(cls, path: str | Path) -> Recording:
         try:
             with safe_open(str(path), framework="pt") as handle:
                 header = handle.metadata() or {}
@@ -102,13 +206,19 @@ class ActivationStats:
         except Exception as error:  # safetensors raises several unrelated types
             raise UserError(f"{path}: not a readable statistics file ({error}); "
                             "delete it and record again") from None
-        missing = [name for name in ("tokens", *STAT_FIELDS) if name not in tensors]
+        if header.get("format") != RECORDING_FORMAT:
+            raise UserError(f"{path}: statistics format {header.get('format', '1')}, this "
+                            f"emoneuron reads format {RECORDING_FORMAT}; record again")
+        names = [spec.name for spec in fields(cls) if spec.type == "torch.Tensor"]
+        missing = [name for name in names if name not in tensors]
         if missing:
             raise UserError(f"{path}: not a statistics file (no {', '.join(missing)} tensors); "
-                            "expected the tokens, active, sum and sum_sq tensors of a recording")
-        return cls(tokens=tensors["tokens"], active=tensors["active"], sum=tensors["sum"],
-                   sum_sq=tensors["sum_sq"], site=header.get("site", DEFAULT_SITE),
-                   token_policy=header.get("token_policy", "dialogue"))
+                            "record again with `emoneuron record`")
+        if not torch.equal(tensors.get("bin_edges", torch.zeros(0)), bin_edges()):
+            raise UserError(f"{path}: histogram bin edges differ from this emoneuron's; "
+                            "record again")
+        return cls(**{name: tensors[name] for name in names}, site=header["site"],
+                   token_policy=header["token_policy"], group_seed=int(header["group_seed"]))
 
 
 @dataclass(frozen=True)
@@ -117,6 +227,7 @@ class EncodedBatch:
     attention_mask: torch.Tensor
     counted: torch.Tensor  # (B, T) bool: positions the token policy counts
     emotion_index: torch.Tensor  # (B,)
+    record_index: torch.Tensor  # (B,) position of each row's record in the input sequence
 
 
 def encode_for_recording(loaded: LoadedModel, records: Sequence[Record], token_policy: str,
@@ -152,27 +263,107 @@ def encode_for_recording(loaded: LoadedModel, records: Sequence[Record], token_p
             attention[row, :len(ids)] = 1
             counted_mask[row, :len(ids)] = torch.tensor(counted)
         yield EncodedBatch(input_ids, attention, counted_mask,
-                           torch.tensor([emotion for _, _, emotion in chunk]))
+                           torch.tensor([emotion for _, _, emotion in chunk]),
+                           torch.tensor(order[start:start + batch_size]))
+
+
+@dataclass
+class _BatchContext:
+    """What every layer's hook needs to know about the current batch."""
+
+    counted: torch.Tensor  # (B*T,) bool
+    per_sequence: torch.Tensor  # (B, B*T) float32: row b sums the counted tokens of sequence b
+    cell: torch.Tensor  # (B,) long: emotion * groups + group of each sequence
+    token_emotion: torch.Tensor  # (N,) long: emotion of each counted token
+    dialogue: torch.Tensor  # (B,) int64 dialogue_hash
+    length: int  # T
+
+
+class _Accumulator:
+    """Running statistics in the layout the hooks update cheaply: (L, E*G, W) moments."""
+
+    def __init__(self, n_layers: int, width: int, groups: int, top_k: int,
+                 device: torch.device) -> None:
+        cells = len(EMOTIONS) * groups
+        moments = (n_layers, cells, width)
+        self.groups = groups
+        self.tokens = torch.zeros(cells, dtype=torch.float64, device=device)
+        self.active = torch.zeros(moments, dtype=torch.float64, device=device)
+        self.sum = torch.zeros(moments, dtype=torch.float64, device=device)
+        self.sum_sq = torch.zeros(moments, dtype=torch.float64, device=device)
+        self.histogram = torch.zeros((n_layers, len(EMOTIONS) * width * N_BINS),
+                                     dtype=torch.int32, device=device)
+        top = (n_layers, top_k, width)
+        self.top_values = torch.full(top, -torch.inf, dtype=torch.float32, device=device)
+        self.top_dialogue = torch.zeros(top, dtype=torch.int64, device=device)
+        self.top_position = torch.zeros(top, dtype=torch.int64, device=device)
+        self.edges = bin_edges().to(device=device, dtype=torch.float32)
+
+    def add(self, layer: int, activation: torch.Tensor, batch: _BatchContext) -> None:
+        width = activation.shape[-1]
+        flat = activation.reshape(-1, width).float()
+        # Moments: reduce each sequence's counted tokens first (a (B, B*T) matmul), then add
+        # the B rows into their (emotion, group) cells in float64.
+        positive = (flat > 0).float()
+        for target, values in ((self.active, positive), (self.sum, flat),
+                               (self.sum_sq, flat.square())):
+            target[layer].index_add_(0, batch.cell, (batch.per_sequence @ values).double())
+        counted = flat[batch.counted]  # (N, W)
+        # Histogram: one bincount over (emotion, neuron, bin) indices of the counted tokens.
+        bins = torch.bucketize(counted, self.edges, right=True)
+        neuron_offset = torch.arange(width, device=flat.device) * N_BINS
+        index = (batch.token_emotion[:, None] * (width * N_BINS) + neuron_offset + bins)
+        self.histogram[layer] += torch.bincount(
+            index.flatten(), minlength=self.histogram.shape[1]).to(torch.int32)
+        # Top-k: the batch's best k counted tokens per neuron, merged with the running best.
+        k = self.top_values.shape[1]
+        masked = flat.masked_fill(~batch.counted[:, None], -torch.inf)
+        values, rows = masked.topk(min(k, masked.shape[0]), dim=0)
+        candidates = torch.cat([self.top_values[layer], values])
+        dialogues = torch.cat([self.top_dialogue[layer], batch.dialogue[rows // batch.length]])
+        positions = torch.cat([self.top_position[layer], rows % batch.length])
+        best, order = candidates.topk(k, dim=0)
+        self.top_values[layer] = best
+        self.top_dialogue[layer] = dialogues.gather(0, order)
+        self.top_position[layer] = positions.gather(0, order)
+
+    def recording(self, site: str, token_policy: str, group_seed: int) -> Recording:
+        n_layers, _, width = self.active.shape
+        grouped = (n_layers, len(EMOTIONS), self.groups, width)
+
+        def moments(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.reshape(grouped).permute(1, 2, 0, 3).contiguous().cpu()
+
+        histogram = self.histogram.reshape(n_layers, len(EMOTIONS), width, N_BINS)
+        return Recording(tokens=self.tokens.reshape(len(EMOTIONS), self.groups).cpu(),
+                         active=moments(self.active), sum=moments(self.sum),
+                         sum_sq=moments(self.sum_sq),
+                         histogram=histogram.permute(1, 0, 2, 3).contiguous().cpu(),
+                         top_values=self.top_values.cpu(), top_dialogue=self.top_dialogue.cpu(),
+                         top_position=self.top_position.cpu(), site=site,
+                         token_policy=token_policy, group_seed=group_seed)
 
 
 @contextmanager
-def _accumulating(loaded: LoadedModel, stats: ActivationStats,
-                  weights: list[torch.Tensor | None]) -> Iterator[None]:
-    """Pre-hooks that reduce each layer's site input into ``stats``; ``weights[0]`` is the
-    (E, B*T) one-hot of counted positions for the current batch."""
+def _accumulating(loaded: LoadedModel, site: str, accumulator: _Accumulator,
+                  context: list[_BatchContext | None]) -> Iterator[None]:
+    """Hooks that reduce each layer's site tensor into ``accumulator``; ``context[0]``
+    describes the current batch."""
+    spec = loaded.adapter.site(site)
 
-    def hook_for(layer: int) -> Any:
-        def hook(_module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-            onehot = weights[0]
-            assert onehot is not None
-            flat = args[0].reshape(-1, args[0].shape[-1]).to(onehot.dtype)
-            stats.active[:, layer] += (onehot @ (flat > 0).to(onehot.dtype)).double()
-            stats.sum[:, layer] += (onehot @ flat).double()
-            stats.sum_sq[:, layer] += (onehot @ flat.square()).double()
-        return hook
+    def reduce(layer: int, tensor: torch.Tensor) -> None:
+        batch = context[0]
+        assert batch is not None
+        accumulator.add(layer, tensor, batch)
 
-    handles = [module.register_forward_pre_hook(hook_for(layer))
-               for layer, module in enumerate(loaded.adapter.site_modules(loaded.model))]
+    handles = []
+    for layer, module in enumerate(loaded.adapter.site_modules(loaded.model, site)):
+        if spec.tensor == "input":
+            handles.append(module.register_forward_pre_hook(
+                lambda _m, args, layer=layer: reduce(layer, args[0])))
+        else:
+            handles.append(module.register_forward_hook(
+                lambda _m, _args, output, layer=layer: reduce(layer, output)))
     try:
         yield
     finally:
@@ -181,27 +372,39 @@ def _accumulating(loaded: LoadedModel, stats: ActivationStats,
 
 
 def record(loaded: LoadedModel, records: Sequence[Record], token_policy: str = "dialogue",
-           batch_size: int = 16, progress: bool = True) -> ActivationStats:
-    """Run the model once over ``records`` and return per-emotion neuron statistics."""
+           batch_size: int = 16, progress: bool = True, site: str = DEFAULT_SITE,
+           groups: int = DEFAULT_GROUPS, top_k: int = DEFAULT_TOP_K,
+           group_seed: int = 0) -> Recording:
+    """Run the model once over ``records`` and return the neurons' statistics at ``site``."""
+    if groups < 1 or top_k < 1:
+        raise UserError(f"groups ({groups}) and top-k ({top_k}) must be at least 1")
+    loaded.adapter.site(site)  # an unknown site fails before any work
     device = loaded.device
-    stats = ActivationStats.zeros(loaded.n_layers, loaded.width, DEFAULT_SITE, token_policy, device)
-    weights: list[torch.Tensor | None] = [None]
+    accumulator = _Accumulator(loaded.n_layers, loaded.width, groups, top_k, device)
+    context: list[_BatchContext | None] = [None]
+    cells = torch.tensor([EMOTIONS.index(r.emotion) * groups
+                          + dialogue_group(r.id, groups, group_seed) for r in records])
+    hashes = torch.tensor([dialogue_hash(r.id) for r in records], dtype=torch.int64)
     # Recording needs no logits: the decoder body alone skips the unembedding.
     body = loaded.model.base_model
     batches = list(encode_for_recording(loaded, records, token_policy, batch_size))
     bar = tqdm(total=sum(int(b.attention_mask.sum()) for b in batches), unit="tok",
                desc="record", disable=not progress)
-    with torch.inference_mode(), _accumulating(loaded, stats, weights):
+    with torch.inference_mode(), _accumulating(loaded, site, accumulator, context):
         for batch in batches:
             counted = batch.counted.to(device)
-            onehot = torch.nn.functional.one_hot(batch.emotion_index.to(device), len(EMOTIONS))
-            per_position = onehot.T[:, :, None] * counted[None, :, :]  # (E, B, T)
-            weights[0] = per_position.reshape(len(EMOTIONS), -1).to(loaded.model.dtype)
-            stats.tokens += per_position.sum(dim=(1, 2)).double()
+            rows, length = counted.shape
+            per_sequence = (torch.eye(rows, device=device)[:, :, None]
+                            * counted[None, :, :]).reshape(rows, -1)
+            cell = cells[batch.record_index].to(device)
+            context[0] = _BatchContext(
+                counted=counted.flatten(), per_sequence=per_sequence, cell=cell,
+                token_emotion=batch.emotion_index.to(device).repeat_interleave(
+                    counted.sum(1)),
+                dialogue=hashes[batch.record_index].to(device), length=length)
+            accumulator.tokens.index_add_(0, cell, counted.sum(1).double())
             body(input_ids=batch.input_ids.to(device),
                  attention_mask=batch.attention_mask.to(device))
             bar.update(int(batch.attention_mask.sum()))
     bar.close()
-    return ActivationStats(tokens=stats.tokens.cpu(), active=stats.active.cpu(),
-                           sum=stats.sum.cpu(), sum_sq=stats.sum_sq.cpu(), site=stats.site,
-                           token_policy=token_policy)
+    return accumulator.recording(site, token_policy, group_seed)

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from emoneuron import __version__
+from emoneuron.cache import cached_record
 from emoneuron.data.schema import EMOTIONS, Record, read_records, records_hash, write_records
 from emoneuron.data.split import Splits, split
 from emoneuron.data.synth import synthesize
@@ -33,8 +34,9 @@ from emoneuron.identify import IdentifyConfig, NeuronSets, identify
 from emoneuron.io import atomic_open, read_json, sha256_bytes, write_json
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, load
-from emoneuron.record import record
+from emoneuron.record import DEFAULT_GROUPS, N_BINS
 from emoneuron.report import write_report
+from emoneuron.stability import write_stability
 from emoneuron.sweep import DEFAULT_PROPORTIONS, ConditionStore, execute, grid
 from emoneuron.tables import ablation_tables, sweep_table
 
@@ -138,12 +140,15 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
                        ("eval", splits.evaluate)):
         write_records(out_dir / "data" / f"{name}.jsonl", part)
     with timer.stage("record"):
-        stats = record(loaded, splits.identify, config.token_policy, config.batch_size, progress)
+        stats = cached_record(loaded, splits.identify, config.token_policy, config.batch_size,
+                              progress)
         stats.save(out_dir / "stats.safetensors", {"model": config.model, "data_hash": data_hash})
     with timer.stage("identify"):
-        sets = identify(stats, IdentifyConfig(method=config.method, share=config.share,
-                                              assignment=config.assignment), config.model)
+        identify_config = IdentifyConfig(method=config.method, share=config.share,
+                                         assignment=config.assignment)
+        sets = identify(stats, identify_config, config.model)
         sets.save(out_dir / "neurons.json")
+        write_stability(stats, identify_config, out_dir / "stability.json", progress=progress)
     store = ConditionStore(out_dir / "conditions.jsonl",
                            _store_context(config, splits, sets, classifier))
     ablation_conditions = [c for c in conditions if c.kind != "mask"
@@ -178,9 +183,11 @@ REPORT_BYTES = 20 * 2**20  # figures as PNG and SVG plus the HTML that embeds th
 
 
 def _output_bytes(loaded: LoadedModel, n_conditions: int, n_eval: int) -> int:
-    """A generous estimate of what a run writes: statistics (float64, written once as
-    safetensors), predictions per condition, tables and report."""
-    statistics = 3 * 8 * len(EMOTIONS) * loaded.n_layers * loaded.width
+    """A generous estimate of what a run writes: statistics (float64 moments per group and
+    int32 histograms, written once as safetensors), predictions per condition, tables and
+    report."""
+    statistics = ((3 * 8 * DEFAULT_GROUPS + 4 * N_BINS) * len(EMOTIONS)
+                  * loaded.n_layers * loaded.width)
     return statistics + n_conditions * (n_eval * 4 + 1024) + REPORT_BYTES
 
 
