@@ -165,7 +165,7 @@ def test_save_load_round_trip(llama_stats: Recording, tmp_path: Path) -> None:
     llama_stats.save(path, {"model": "x"})
     loaded = Recording.load(path)
     for name in ("tokens", "active", "sum", "sum_sq", "histogram", "top_values",
-                 "top_dialogue", "top_position"):
+                 "top_dialogue"):
         torch.testing.assert_close(getattr(loaded, name), getattr(llama_stats, name),
                                    rtol=0, atol=0)
     assert (loaded.site, loaded.token_policy) == (llama_stats.site, "last")

@@ -1,10 +1,11 @@
 """Neuron cards: what activates a neuron most, and what it writes towards the vocabulary.
 
-Top activations come from the recording's bounded top-k (dialogue hash, token position and value
-per neuron; :mod:`emoneuron.record`); the dialogue text, when the records are at hand, shows the
-token in context. The vocabulary projection needs only the model: the neuron's column of the
-down projection, passed through the final norm (as ``norm(v) - norm(0)``, which removes a
-LayerNorm bias and leaves an RMSNorm as it is) and the unembedding; the largest logits are the
+Top activations come from the recording's bounded top-k (value and dialogue hash per neuron, one
+per dialogue; :mod:`emoneuron.record`); when the records are at hand, each such dialogue is run
+again to find the token and show it in context. The vocabulary projection needs only the model:
+the neuron's column of the down projection, passed through the final norm (as
+``norm(v) - norm(0)``, which removes a LayerNorm bias and leaves an RMSNorm as it is) and the
+unembedding; the largest logits are the
 tokens it promotes, the smallest those it suppresses. This is the neuron's direct effect on the
 output, per unit of activation: it ignores the norm's dependence on the rest of the residual
 stream and every later layer. At the ``mlp.activation`` and ``mlp.pre_activation`` sites of a
@@ -22,13 +23,12 @@ from typing import Any
 
 import torch
 
-from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.identify import NeuronSets
 from emoneuron.io import atomic_open, write_json
 from emoneuron.models.loading import LoadedModel
-from emoneuron.record import Recording, dialogue_hash
+from emoneuron.record import Recording, dialogue_hash, encode_for_recording, site_hooks
 
 CONTEXT_BEFORE = 8
 CONTEXT_AFTER = 3
@@ -37,14 +37,14 @@ CONTEXT_AFTER = 3
 @dataclass(frozen=True)
 class Example:
     value: float
-    position: int
+    position: int | None  # None when the dialogue's records are not at hand
     dialogue: str  # the record id, or the hash in hex when the records are not at hand
     emotion: str | None
     token: str | None
     context: str | None  # the token in [[double brackets]] with a few neighbours
 
     def shown(self) -> str:
-        return self.context if self.context is not None else f"position {self.position}"
+        return self.context if self.context is not None else "(dialogue text not given)"
 
 
 @dataclass(frozen=True)
@@ -101,36 +101,65 @@ def vocab_projection(loaded: LoadedModel, layer: int, index: int,
     return (effects(logits.topk(k).indices), effects((-logits).topk(k).indices))
 
 
+class _DialogueActivations:
+    """One layer's site tensor for one dialogue, computed once per (dialogue, layer)."""
+
+    def __init__(self, loaded: LoadedModel, site: str, token_policy: str) -> None:
+        self.loaded, self.site, self.token_policy = loaded, site, token_policy
+        self.cache: dict[tuple[str, int], tuple[list[int], torch.Tensor, torch.Tensor]] = {}
+
+    def get(self, item: Record, layer: int) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """Token ids, counted mask (T,) and site values (T, W) of ``item`` at ``layer``."""
+        key = (item.id, layer)
+        if key not in self.cache:
+            batch = next(encode_for_recording(self.loaded, [item], self.token_policy, 1))
+            captured: dict[int, torch.Tensor] = {}
+
+            def receive(at: int, tensor: torch.Tensor) -> None:
+                if at == layer:
+                    captured[at] = tensor[0].float().cpu()
+
+            device = self.loaded.device
+            with torch.inference_mode(), site_hooks(self.loaded, self.site, receive):
+                self.loaded.model.base_model(input_ids=batch.input_ids.to(device),
+                                             attention_mask=batch.attention_mask.to(device))
+            self.cache[key] = (batch.input_ids[0].tolist(), batch.counted[0], captured[layer])
+        return self.cache[key]
+
+
 def top_examples(loaded: LoadedModel, recording: Recording, layer: int, index: int,
-                 records: Sequence[Record] = ()) -> list[Example]:
-    """The recording's top activations of the neuron, best first, with their tokens in context
-    where ``records`` holds their dialogues."""
+                 records: Sequence[Record] = (),
+                 activations: _DialogueActivations | None = None) -> list[Example]:
+    """The recording's top activations of the neuron, best first (one per dialogue). Where
+    ``records`` holds the dialogue, it is run again to find the token (the recorder keeps the
+    value and the dialogue, not the position) and show it in context."""
+    activations = activations or _DialogueActivations(loaded, recording.site,
+                                                      recording.token_policy)
     by_hash = {dialogue_hash(r.id): r for r in records}
     examples = []
-    for value, hashed, position in zip(recording.top_values[layer, :, index].tolist(),
-                                       recording.top_dialogue[layer, :, index].tolist(),
-                                       recording.top_position[layer, :, index].tolist(),
-                                       strict=True):
+    for value, hashed in zip(recording.top_values[layer, :, index].tolist(),
+                             recording.top_dialogue[layer, :, index].tolist(), strict=True):
         if value == float("-inf"):
-            continue  # fewer counted tokens than k
+            continue  # fewer dialogues than k
         found = by_hash.get(hashed)
-        token = context = None
-        if found is not None:
-            ids = loaded.tokenizer(render_dialogue(found).text)["input_ids"]
-            if position < len(ids):
-                token = _decode(loaded, [ids[position]])
-                context = (_decode(loaded, ids[max(0, position - CONTEXT_BEFORE):position])
-                           + f"[[{token}]]"
-                           + _decode(loaded, ids[position + 1:position + 1 + CONTEXT_AFTER]))
-        examples.append(Example(round(value, 4), position,
-                                found.id if found else f"{hashed & (2**64 - 1):016x}",
-                                found.emotion if found else None, token, context))
+        if found is None:
+            examples.append(Example(round(value, 4), None, f"{hashed & (2**64 - 1):016x}", None,
+                                    None, None))
+            continue
+        ids, counted, values = activations.get(found, layer)
+        position = int(values[:, index].masked_fill(~counted, -torch.inf).argmax())
+        token = _decode(loaded, [ids[position]])
+        context = (_decode(loaded, ids[max(0, position - CONTEXT_BEFORE):position])
+                   + f"[[{token}]]"
+                   + _decode(loaded, ids[position + 1:position + 1 + CONTEXT_AFTER]))
+        examples.append(Example(round(value, 4), position, found.id, found.emotion, token,
+                                context))
     return examples
 
 
 def neuron_card(loaded: LoadedModel, layer: int, index: int, recording: Recording | None = None,
                 records: Sequence[Record] = (), sets: NeuronSets | None = None,
-                k: int = 10) -> NeuronCard:
+                k: int = 10, activations: _DialogueActivations | None = None) -> NeuronCard:
     promoted, suppressed = vocab_projection(loaded, layer, index, k)
     frequency = mean = None
     examples: list[Example] = []
@@ -145,7 +174,7 @@ def neuron_card(loaded: LoadedModel, layer: int, index: int, recording: Recordin
                      for i, e in enumerate(EMOTIONS)}
         mean = {e: round(float(stats.sum[i, layer, index] / tokens[i]), 4)
                 for i, e in enumerate(EMOTIONS)}
-        examples = top_examples(loaded, recording, layer, index, records)
+        examples = top_examples(loaded, recording, layer, index, records, activations)
     member_of = [] if sets is None else [
         e for e, ns in sets.emotions.items() if any((n.layer, n.index) == (layer, index)
                                                     for n in ns)]
@@ -203,6 +232,7 @@ def write_cards(loaded: LoadedModel, recording: Recording, records: Sequence[Rec
     """Cards (``L{layer}-N{index}.json`` and ``.html``) for each emotion's top ``per_emotion``
     neurons, and ``index.json`` mapping each emotion to its cards, best first."""
     out = Path(out_dir)
+    activations = _DialogueActivations(loaded, recording.site, recording.token_policy)
     index: dict[str, list[dict[str, Any]]] = {}
     written: set[tuple[int, int]] = set()
     for emotion, neurons in sets.emotions.items():
@@ -210,7 +240,8 @@ def write_cards(loaded: LoadedModel, recording: Recording, records: Sequence[Rec
         for neuron in neurons[:per_emotion]:
             name = f"L{neuron.layer}-N{neuron.index}"
             if (neuron.layer, neuron.index) not in written:
-                card = neuron_card(loaded, neuron.layer, neuron.index, recording, records, sets)
+                card = neuron_card(loaded, neuron.layer, neuron.index, recording, records, sets,
+                                   activations=activations)
                 write_json(out / f"{name}.json", card.to_json())
                 with atomic_open(out / f"{name}.html") as handle:
                     handle.write(card_html(card) + "\n")

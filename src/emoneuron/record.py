@@ -10,9 +10,10 @@ the forward hook and never kept.
   label-shuffle null permutes (:mod:`emoneuron.stability`), so both need no second pass.
 * A histogram per (emotion, layer, neuron) over fixed bin edges (:func:`bin_edges`, the same for
   every site and model so shards merge exactly), int32; AUROC is computed from it.
-* The top-k activations of each neuron, one per dialogue (its strongest token), with the dialogue
-  (a 64-bit hash of its id) and token position, for neuron cards; merging keeps the top k of the
-  union.
+* The top-k activations of each neuron, one per dialogue (its strongest counted token), with the
+  dialogue (a 64-bit hash of its id), for neuron cards; merging keeps the top k of the union. The
+  token's position is not kept: finding it in the hook cost more than everything else together,
+  and a card finds it again by running that one dialogue (:mod:`emoneuron.cards`).
 
 Token policies decide which positions count: ``dialogue`` (default) the tokens of the turns' own
 words, excluding speaker tags and line breaks; ``last`` the final token of each dialogue; ``all``
@@ -24,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -149,7 +150,6 @@ class Recording:
     histogram: torch.Tensor  # (E, L, W, B) int32
     top_values: torch.Tensor  # (L, K, W) float32, -inf where fewer than K dialogues were seen
     top_dialogue: torch.Tensor  # (L, K, W) int64 dialogue_hash
-    top_position: torch.Tensor  # (L, K, W) int64 token position in the dialogue
     site: str = DEFAULT_SITE
     token_policy: str = "dialogue"
     group_seed: int = 0
@@ -207,7 +207,6 @@ class Recording:
             sum=self.sum + other.sum, sum_sq=self.sum_sq + other.sum_sq,
             histogram=self.histogram + other.histogram, top_values=values.gather(1, order),
             top_dialogue=dialogues.gather(1, order),
-            top_position=torch.cat([self.top_position, other.top_position], 1).gather(1, order),
             site=self.site, token_policy=self.token_policy, group_seed=self.group_seed)
 
     def save(self, path: str | Path, metadata: dict[str, Any]) -> None:
@@ -345,7 +344,6 @@ class _Accumulator:
         top = (n_layers, top_k, width)
         self.top_values = torch.full(top, -torch.inf, dtype=torch.float32, device=device)
         self.top_dialogue = torch.zeros(top, dtype=torch.int64, device=device)
-        self.top_position = torch.zeros(top, dtype=torch.int64, device=device)
 
     def add(self, layer: int, activation: torch.Tensor, batch: _BatchContext) -> None:
         width = activation.shape[-1]
@@ -361,19 +359,11 @@ class _Accumulator:
         self.histogram[layer, batch.emotion] += torch.bincount(
             index.flatten(), minlength=self.histogram.shape[2]).to(torch.int32)
         # Top-k: each sequence's strongest counted token per neuron (so a neuron's top k come
-        # from k different dialogues), merged with the running best; the token position is
-        # looked up only for the winners.
-        k = self.top_values.shape[1]
+        # from k different dialogues), merged with the running best.
         masked = flat.masked_fill(~batch.counted[:, None], -torch.inf).view(batch.rows, -1, width)
         candidates = torch.cat([self.top_values[layer], masked.amax(dim=1)])
         dialogues = torch.cat([self.top_dialogue[layer], batch.dialogue[:, None].expand(-1, width)])
-        order = _best(candidates, dialogues, k, dim=0)
-        from_batch = order >= k
-        row = (order - k).clamp(min=0)  # (K, W) sequence of each winner from this batch
-        within = masked.permute(1, 0, 2).gather(1, row[None].expand(masked.shape[1], -1, -1))
-        kept = order.clamp(max=k - 1)
-        self.top_position[layer] = torch.where(from_batch, within.argmax(dim=0),
-                                               self.top_position[layer].gather(0, kept))
+        order = _best(candidates, dialogues, self.top_values.shape[1], dim=0)
         self.top_dialogue[layer] = dialogues.gather(0, order)
         self.top_values[layer] = candidates.gather(0, order)
 
@@ -390,30 +380,24 @@ class _Accumulator:
                          sum_sq=moments(self.sum_sq),
                          histogram=histogram.permute(1, 0, 2, 3).contiguous().cpu(),
                          top_values=self.top_values.cpu(), top_dialogue=self.top_dialogue.cpu(),
-                         top_position=self.top_position.cpu(), site=site,
+                         site=site,
                          token_policy=token_policy, group_seed=group_seed)
 
 
 @contextmanager
-def _accumulating(loaded: LoadedModel, site: str, accumulator: _Accumulator,
-                  context: list[_BatchContext | None]) -> Iterator[None]:
-    """Hooks that reduce each layer's site tensor into ``accumulator``; ``context[0]``
-    describes the current batch."""
+def site_hooks(loaded: LoadedModel, site: str,
+               receive: Callable[[int, torch.Tensor], None]) -> Iterator[None]:
+    """While active, every forward calls ``receive(layer, tensor)`` with each layer's tensor at
+    ``site`` (a module's input or output, as the adapter declares it)."""
     spec = loaded.adapter.site(site)
-
-    def reduce(layer: int, tensor: torch.Tensor) -> None:
-        batch = context[0]
-        assert batch is not None
-        accumulator.add(layer, tensor, batch)
-
     handles = []
     for layer, module in enumerate(loaded.adapter.site_modules(loaded.model, site)):
         if spec.tensor == "input":
             handles.append(module.register_forward_pre_hook(
-                lambda _m, args, layer=layer: reduce(layer, args[0])))
+                lambda _m, args, layer=layer: receive(layer, args[0])))
         else:
             handles.append(module.register_forward_hook(
-                lambda _m, _args, output, layer=layer: reduce(layer, output)))
+                lambda _m, _args, output, layer=layer: receive(layer, output)))
     try:
         yield
     finally:
@@ -432,6 +416,12 @@ def record(loaded: LoadedModel, records: Sequence[Record], token_policy: str = "
     device = loaded.device
     accumulator = _Accumulator(loaded.n_layers, loaded.width, groups, top_k, device)
     context: list[_BatchContext | None] = [None]
+
+    def reduce(layer: int, tensor: torch.Tensor) -> None:
+        batch = context[0]
+        assert batch is not None
+        accumulator.add(layer, tensor, batch)
+
     cells = torch.tensor([EMOTIONS.index(r.emotion) * groups
                           + dialogue_group(r.id, groups, group_seed) for r in records])
     hashes = torch.tensor([dialogue_hash(r.id) for r in records], dtype=torch.int64)
@@ -440,7 +430,7 @@ def record(loaded: LoadedModel, records: Sequence[Record], token_policy: str = "
     batches = list(encode_for_recording(loaded, records, token_policy, batch_size))
     bar = tqdm(total=sum(int(b.attention_mask.sum()) for b in batches), unit="tok",
                desc="record", disable=not progress)
-    with torch.inference_mode(), _accumulating(loaded, site, accumulator, context):
+    with torch.inference_mode(), site_hooks(loaded, site, reduce):
         for batch in batches:
             counted = batch.counted.to(device)
             rows = counted.shape[0]
