@@ -305,12 +305,15 @@ def encode_for_recording(loaded: LoadedModel, records: Sequence[Record], token_p
 
 
 def _best(values: torch.Tensor, dialogues: torch.Tensor, k: int, dim: int) -> torch.Tensor:
-    """Indices of the ``k`` largest values along ``dim``; equal values (dialogues with the
-    same opening tokens) in order of their dialogue hash, so any order of shards and batches
-    keeps the same ones."""
-    by_hash = dialogues.argsort(dim=dim, stable=True)
-    by_value = values.gather(dim, by_hash).argsort(dim=dim, descending=True, stable=True)
-    return by_hash.gather(dim, by_value).narrow(dim, 0, k)
+    """Indices of the ``k`` largest values along ``dim``. Equal values (dialogues with the same
+    opening tokens) are ordered by their dialogue hash, so any order of shards and batches keeps
+    the same ones: the key adds a hash-derived fraction of the float32 step above each value,
+    which orders ties and nothing else, and one top-k on it is far cheaper than two sorts."""
+    step = (torch.nextafter(values, torch.full_like(values, torch.inf)) - values).double()
+    fraction = (dialogues & 0xFFFFF).double() / 2**20
+    key = torch.where(torch.isfinite(values), values.double() + fraction * step,
+                      values.double())
+    return key.topk(k, dim=dim).indices
 
 
 @dataclass
