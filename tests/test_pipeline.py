@@ -25,7 +25,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> P
 
 
 def test_run_writes_every_artefact(run_dir: Path) -> None:
-    for name in ("manifest.json", "stats.safetensors", "neurons.json", "ablation.csv",
+    for name in ("manifest.json", "stats.safetensors", "neurons.json", "stability.json",
+                 "ablation.csv",
                  "effects.csv", "sweep.csv", "report.html", "conditions.jsonl",
                  "data/fewshot.jsonl", "data/identify.jsonl", "data/eval.jsonl"):
         assert (run_dir / name).stat().st_size > 0, name
