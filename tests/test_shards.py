@@ -4,9 +4,11 @@ statistic: grouped moments, histograms, top-k examples and every score computed 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from emoneuron.data.schema import Record
 from emoneuron.errors import UserError
@@ -59,3 +61,21 @@ def test_merge_refuses_other_groups_or_site(make_tiny: MakeTiny, records: list[R
     for other in (other_groups, other_site):
         with pytest.raises(UserError, match="cannot merge"):
             base.merge(other)
+
+
+@pytest.mark.parametrize("kwargs", [{"groups": 0}, {"top_k": 0}])
+def test_no_groups_or_top_k_is_a_user_error(make_tiny: MakeTiny, records: list[Record],
+                                            kwargs: dict[str, int]) -> None:
+    with pytest.raises(UserError, match="at least 1"):
+        record(make_tiny("llama"), records, progress=False, **kwargs)
+
+
+def test_statistics_of_the_previous_format_are_refused(tmp_path: Path) -> None:
+    """Format 1 (per-emotion moments only) has no groups, histograms or top-k."""
+    path = tmp_path / "stats.safetensors"
+    moments = torch.zeros(6, 2, 4, dtype=torch.float64)
+    save_file({"tokens": torch.zeros(6, dtype=torch.float64), "active": moments,
+               "sum": moments.clone(), "sum_sq": moments.clone()}, str(path),
+              {"site": "mlp.down_proj.input"})
+    with pytest.raises(UserError, match=r"format 1.*record again"):
+        Recording.load(path)
