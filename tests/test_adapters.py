@@ -17,7 +17,7 @@ from transformers import BertConfig, BertForMaskedLM
 
 from emoneuron.errors import UserError
 from emoneuron.intervene import Ablation, applied
-from emoneuron.models.adapters import adapter_for
+from emoneuron.models.adapters import DEFAULT_SITE, adapter_for
 from emoneuron.models.loading import LoadedModel
 
 # Families whose config field holds the FFN width; GPT-2 spells it n_inner.
@@ -107,7 +107,9 @@ def test_unsupported_architecture_names_the_class() -> None:
 
 def test_adapter_with_wrong_path_is_a_user_error(make_tiny) -> None:  # type: ignore[no-untyped-def]
     loaded = make_tiny("llama")
-    broken = replace(loaded.adapter, down_proj_path="mlp.no_such_proj")
+    sites = {**loaded.adapter.sites,
+             DEFAULT_SITE: replace(loaded.adapter.sites[DEFAULT_SITE], path="mlp.no_such_proj")}
+    broken = replace(loaded.adapter, sites=sites)
     with pytest.raises(UserError, match=r"mlp\.no_such_proj"):
         broken.site_modules(loaded.model)
 

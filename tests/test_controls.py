@@ -14,9 +14,10 @@ from emoneuron.controls import (
 )
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.data.synth import synthesize
-from emoneuron.identify import IdentifyConfig, Neuron, NeuronSets, entropy_selectivity
+from emoneuron.identify import IdentifyConfig, Neuron, NeuronSets
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.record import ActivationStats
+from emoneuron.scores import entropy_selectivity
 
 N_LAYERS, WIDTH = 2, 400
 

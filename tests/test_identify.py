@@ -14,6 +14,7 @@ from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.identify import IdentifyConfig, Neuron, NeuronSets, identify
 from emoneuron.record import ActivationStats
+from emoneuron.scores import compute_scores, entropy_selectivity
 
 LAYERS, WIDTH = 3, 20
 N_NEURONS = LAYERS * WIDTH
@@ -295,12 +296,74 @@ def test_activity_quantile_outside_unit_interval_is_a_user_error() -> None:
 
 
 def test_never_active_neurons_are_not_selective() -> None:
-    from emoneuron.identify import entropy_selectivity
-    from emoneuron.record import ActivationStats
-
     stats = ActivationStats.zeros(1, 3, "site", "dialogue")
     stats.tokens += 10
     stats.active[:, 0, 1] = 5  # fires for every emotion: entropy maximal
     stats.active[0, 0, 2] = 9  # fires only for anger: fully selective
     _, selectivity = entropy_selectivity(stats)
     assert selectivity[0].tolist() == pytest.approx([0.0, 0.0, 1.0], abs=1e-6)
+
+
+# -- rules, distribution -------------------------------------------------------------------------
+
+def test_per_emotion_rule_takes_each_emotions_top_n() -> None:
+    stats = _stats(_lape_probability())
+    sets = identify(stats, IdentifyConfig(rule="per-emotion", top_n=2, assignment="multi"), "m")
+    normalised, _ = entropy_selectivity(stats)
+    per_emotion = compute_scores(stats, "lape").per_emotion
+    for e, emotion in enumerate(EMOTIONS):
+        ranked = per_emotion[e].flatten().topk(2).indices.tolist()
+        expected = [(i // WIDTH, i % WIDTH) for i in ranked]
+        assert _positions(sets.emotions[emotion]) == expected, emotion
+        assert [n.score for n in sets.emotions[emotion]] == pytest.approx(
+            [float(normalised[e].flatten()[i]) for i in ranked])
+    # The planted anger neurons lead anger's list.
+    assert set(_positions(sets.emotions["anger"])) == {(0, 3), (2, 4)}
+
+
+def test_per_emotion_argmax_lists_are_disjoint() -> None:
+    stats = _stats(_lape_probability())
+    sets = identify(stats, IdentifyConfig(rule="per-emotion", top_n=4, activity_quantile=0.0),
+                    "m")
+    positions = [p for ns in sets.emotions.values() for p in _positions(ns)]
+    assert len(positions) == len(set(positions)) > 3 * len(EMOTIONS)
+    strongest = entropy_selectivity(stats)[0].argmax(0)
+    for e, emotion in enumerate(EMOTIONS):
+        assert 0 < len(sets.emotions[emotion]) <= 4
+        assert all(int(strongest[layer, index]) == e for layer, index in
+                   _positions(sets.emotions[emotion]))
+
+
+def test_per_layer_rule_keeps_the_share_of_every_layer() -> None:
+    stats = _stats(_lape_probability())
+    sets = identify(stats, IdentifyConfig(rule="per-layer", share=0.1,
+                                          activity_quantile=0.0), "m")  # 2 per layer
+    per_layer = sets.distribution()["per_layer"]
+    assert [sum(per_layer[e][layer] for e in EMOTIONS) for layer in range(LAYERS)] == [2] * LAYERS
+    _, selectivity = entropy_selectivity(stats)
+    for layer in range(LAYERS):
+        best = set(selectivity[layer].topk(2).indices.tolist())
+        chosen = {n.index for ns in sets.emotions.values() for n in ns if n.layer == layer}
+        assert chosen == best
+
+
+def test_neurons_json_names_statistic_rule_and_distribution(tmp_path: Path) -> None:
+    sets = identify(_stats(_lape_probability()), IdentifyConfig(share=0.12), "m")
+    sets.save(tmp_path / "neurons.json")
+    payload = json.loads((tmp_path / "neurons.json").read_text())
+    assert (payload["statistic"], payload["rule"]) == ("lape", "global")
+    assert payload["parameters"]["top_n"] == 50
+    assert payload["distribution"]["per_layer"]["anger"] == [1, 0, 1]  # (0, 3) and (2, 4)
+    depth = payload["distribution"]["relative_depth"]
+    assert len(depth["bins"]) == 10 and sum(depth["counts"]["anger"]) == 2
+    assert depth["counts"]["anger"][0] == 1 and depth["counts"]["anger"][6] == 1  # 2/3 -> 0.6
+    selected = payload["overlap"]["selected"]
+    assert [selected[i][i] for i in range(len(EMOTIONS))] == [
+        len(sets.emotions[e]) for e in EMOTIONS]
+    assert NeuronSets.load(tmp_path / "neurons.json") == sets
+
+
+@pytest.mark.parametrize("kwargs", [{"rule": "top"}, {"top_n": 0}])
+def test_bad_rule_is_a_user_error(kwargs: dict[str, object]) -> None:
+    with pytest.raises(UserError):
+        IdentifyConfig(**kwargs)

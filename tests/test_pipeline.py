@@ -25,9 +25,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> P
 
 
 def test_run_writes_every_artefact(run_dir: Path) -> None:
-    for name in ("manifest.json", "stats.safetensors", "neurons.json", "ablation.csv",
-                 "effects.csv", "sweep.csv", "report.html", "conditions.jsonl", "dose.csv",
-                 "specificity.csv", "confusion.csv", "steering.json",
+    for name in ("manifest.json", "stats.safetensors", "neurons.json", "stability.json",
+                 "ablation.csv", "effects.csv", "sweep.csv", "report.html", "conditions.jsonl",
+                 "dose.csv", "specificity.csv", "confusion.csv", "steering.json",
                  "shuffled/neurons-seed0.json",
                  "data/fewshot.jsonl", "data/identify.jsonl", "data/eval.jsonl"):
         assert (run_dir / name).stat().st_size > 0, name
@@ -286,3 +286,14 @@ def test_run_identifies_on_one_file_and_evaluates_on_another(tmp_path: Path,
     code = main(["run", "--model", str(tiny_model_dir), "--data", str(identification),
                  "--eval-data", str(leaky), "--out", str(tmp_path / "run2"), "--quiet"])
     assert code == 2
+
+
+def test_report_shows_stability_and_links_every_card(run_dir: Path) -> None:
+    import re
+
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "How stable is each set?" in page
+    links = re.findall(r'<a href="(cards/L\d+-N\d+\.html)">', page)
+    index = json.loads((run_dir / "cards" / "index.json").read_text())
+    assert len(links) == sum(len(cards) for cards in index["emotions"].values()) > 0
+    assert all((run_dir / link).stat().st_size > 0 for link in links)

@@ -21,7 +21,7 @@ from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel
-from emoneuron.record import ActivationStats, encode_for_recording, record
+from emoneuron.record import ActivationStats, Recording, encode_for_recording, record
 
 # Llama (gated), Gemma 3 (gated, sliding-window layers) and GPT-2 (plain MLP, Conv1D).
 RECORD_FAMILIES = ("llama", "gemma3", "gpt2")
@@ -102,7 +102,7 @@ def test_statistics_equal_brute_force(make_tiny: MakeTiny, records: list[Record]
     batches = list(encode_for_recording(loaded, records, policy, batch_size=3))
     assert any(bool((batch.attention_mask == 0).any()) for batch in batches)
 
-    stats = record(loaded, records, token_policy=policy, batch_size=3, progress=False)
+    stats = record(loaded, records, token_policy=policy, batch_size=3, progress=False).stats()
     expected = _brute_force(loaded, records, policy)
 
     assert stats.token_policy == policy
@@ -121,7 +121,7 @@ def test_statistics_equal_brute_force(make_tiny: MakeTiny, records: list[Record]
 def test_policies_count_different_positions(make_tiny: MakeTiny, records: list[Record]) -> None:
     loaded = make_tiny("llama")
     tokens = {policy: record(loaded, records, token_policy=policy, batch_size=3,
-                             progress=False).tokens for policy in POLICIES}
+                             progress=False).stats().tokens for policy in POLICIES}
     assert tokens["last"].sum() == len(records)
     assert tokens["last"].sum() < tokens["dialogue"].sum() < tokens["all"].sum()
 
@@ -130,7 +130,8 @@ def test_batch_size_does_not_matter(make_tiny: MakeTiny, records: list[Record]) 
     loaded = make_tiny("gpt2")
     one = record(loaded, records, token_policy="dialogue", batch_size=1, progress=False)
     many = record(loaded, records, token_policy="dialogue", batch_size=8, progress=False)
-    _assert_stats_equal(many, one)
+    _assert_stats_equal(many.stats(), one.stats())
+    torch.testing.assert_close(many.histogram, one.histogram, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("family", ("llama", "gpt2"))
@@ -140,7 +141,7 @@ def test_merge_is_additive(make_tiny: MakeTiny, records: list[Record], family: s
     merged = (record(loaded, first, batch_size=2, progress=False)
               .merge(record(loaded, second, batch_size=3, progress=False)))
     whole = record(loaded, records, batch_size=4, progress=False)
-    _assert_stats_equal(merged, whole)
+    _assert_stats_equal(merged.stats(), whole.stats())
     assert (merged.site, merged.token_policy) == (whole.site, whole.token_policy)
     # And the halves are not each equal to the whole (the merge did add something).
     assert merged.tokens.sum() > record(loaded, first, progress=False).tokens.sum()
@@ -155,15 +156,16 @@ def test_merge_refuses_different_policy(make_tiny: MakeTiny, records: list[Recor
 
 
 @pytest.fixture(scope="module")
-def llama_stats(make_tiny: MakeTiny, records: list[Record]) -> ActivationStats:
+def llama_stats(make_tiny: MakeTiny, records: list[Record]) -> Recording:
     return record(make_tiny("llama"), records, token_policy="last", batch_size=3, progress=False)
 
 
-def test_save_load_round_trip(llama_stats: ActivationStats, tmp_path: Path) -> None:
+def test_save_load_round_trip(llama_stats: Recording, tmp_path: Path) -> None:
     path = tmp_path / "stats.safetensors"
     llama_stats.save(path, {"model": "x"})
-    loaded = ActivationStats.load(path)
-    for name in ("tokens", "active", "sum", "sum_sq"):
+    loaded = Recording.load(path)
+    for name in ("tokens", "active", "sum", "sum_sq", "histogram", "top_values",
+                 "top_dialogue"):
         torch.testing.assert_close(getattr(loaded, name), getattr(llama_stats, name),
                                    rtol=0, atol=0)
     assert (loaded.site, loaded.token_policy) == (llama_stats.site, "last")
@@ -171,11 +173,13 @@ def test_save_load_round_trip(llama_stats: ActivationStats, tmp_path: Path) -> N
         assert handle.metadata()["model"] == "x"
     sidecar = json.loads(path.with_suffix(".json").read_text())
     assert sidecar["model"] == "x" and sidecar["token_policy"] == "last"
-    assert sidecar["tokens"] == dict(zip(EMOTIONS, llama_stats.tokens.tolist(), strict=True))
+    assert sidecar["site"] == llama_stats.site and sidecar["groups"] == llama_stats.groups
+    assert sidecar["tokens"] == dict(zip(EMOTIONS, llama_stats.stats().tokens.tolist(),
+                                         strict=True))
 
 
 @pytest.mark.parametrize("corruption", ["truncated", "garbage", "empty", "flipped_header"])
-def test_corrupted_file_is_a_user_error(llama_stats: ActivationStats, tmp_path: Path,
+def test_corrupted_file_is_a_user_error(llama_stats: Recording, tmp_path: Path,
                                         corruption: str) -> None:
     path = tmp_path / "stats.safetensors"
     llama_stats.save(path, {"model": "x"})
@@ -189,7 +193,7 @@ def test_corrupted_file_is_a_user_error(llama_stats: ActivationStats, tmp_path: 
     else:  # garbage inside the JSON header, length prefix intact
         path.write_bytes(blob[:8] + b"\xff" * 16 + blob[24:])
     with pytest.raises(UserError, match=re.escape(path.name)):
-        ActivationStats.load(path)
+        Recording.load(path)
 
 
 def test_foreign_safetensors_file_is_a_user_error(tmp_path: Path) -> None:
@@ -197,12 +201,12 @@ def test_foreign_safetensors_file_is_a_user_error(tmp_path: Path) -> None:
     path = tmp_path / "model.safetensors"
     save_file({"weight": torch.zeros(2, 2)}, str(path))
     with pytest.raises(UserError, match=r"model\.safetensors"):
-        ActivationStats.load(path)
+        Recording.load(path)
 
 
 def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError):
-        ActivationStats.load(tmp_path / "nope.safetensors")
+        Recording.load(tmp_path / "nope.safetensors")
 
 
 def test_unknown_token_policy_raises(make_tiny: MakeTiny, records: list[Record]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import types
 import typing
@@ -174,19 +175,55 @@ def _cmd_record(args: argparse.Namespace) -> None:
 
     records, _ = select_classes(read_records(args.data), include_neutral=False)
     loaded = load(args.model, device=args.device)
-    stats = record(loaded, records, args.token_policy, args.batch_size)
+    stats = record(loaded, records, args.token_policy, args.batch_size, site=args.site,
+                   groups=args.groups)
     stats.save(args.out, {"model": args.model, "data_hash": records_hash(records)})
-    print(f"wrote statistics of {int(stats.tokens.sum())} tokens to {args.out}")
+    print(f"wrote statistics of {int(stats.tokens.sum())} tokens at {stats.site} to {args.out}")
 
 
 def _cmd_identify(args: argparse.Namespace) -> None:
     from emoneuron.identify import IdentifyConfig, identify
-    from emoneuron.record import ActivationStats
+    from emoneuron.record import Recording
+    from emoneuron.stability import StabilityConfig, write_stability
 
-    stats = ActivationStats.load(args.stats)
-    sets = identify(stats, _dataclass_from(IdentifyConfig, args), args.model_name)
+    recording = Recording.load(args.stats)
+    config = _dataclass_from(IdentifyConfig, args)
+    sets = identify(recording, config, args.model_name)
     sets.save(args.out)
     print(", ".join(f"{e} {len(n)}" for e, n in sets.emotions.items()) + f" -> {args.out}")
+    stability_out = args.stability_out or args.out.with_name("stability.json")
+    report = write_stability(recording, config, stability_out,
+                             _dataclass_from(StabilityConfig, args), progress=False)
+    for emotion, row in report["emotions"].items():
+        boot = row.get("bootstrap_jaccard_to_full", {}).get("mean", "n/a")
+        null = row.get("null_count", {}).get("mean", "n/a")
+        print(f"  {emotion:<10} {row['count']:>5} neurons, bootstrap Jaccard {boot}, "
+              f"null count {null}")
+    print(f"stability -> {stability_out}")
+
+
+def _cmd_neuron(args: argparse.Namespace) -> None:
+    from emoneuron.cards import format_card, neuron_card
+    from emoneuron.data.schema import read_records
+    from emoneuron.identify import NeuronSets
+    from emoneuron.io import read_json
+    from emoneuron.models.loading import load
+    from emoneuron.record import Recording
+
+    target = Path(args.target)
+    stats, data, neurons = args.stats, args.data, args.neurons
+    model = args.target
+    if (target / "manifest.json").is_file():  # a run directory: its model, recording and data
+        model = read_json(target / "manifest.json")["config"]["model"]
+        stats = stats or target / "stats.safetensors"
+        data = data or target / "data" / "identify.jsonl"
+        neurons = neurons or target / "neurons.json"
+    loaded = load(model, device=args.device)
+    card = neuron_card(loaded, args.layer, args.index,
+                       Recording.load(stats) if stats else None,
+                       read_records(data) if data else (),
+                       NeuronSets.load(neurons) if neurons else None, args.top)
+    print(json.dumps(card.to_json(), indent=2) if args.json else format_card(card))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -256,8 +293,11 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from emoneuron.generate import GenerateConfig
     from emoneuron.identify import IdentifyConfig
-    from emoneuron.record import TOKEN_POLICIES
+    from emoneuron.models.adapters import DEFAULT_SITE
+    from emoneuron.record import DEFAULT_GROUPS, TOKEN_POLICIES
     from emoneuron.run import RunConfig
+    from emoneuron.scores import STATISTICS
+    from emoneuron.stability import StabilityConfig
     from emoneuron.variants import VariantsConfig
 
     parser = argparse.ArgumentParser(prog="emoneuron", description=__doc__.splitlines()[0])
@@ -312,15 +352,26 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--data", required=True, type=Path)
     rec.add_argument("--token-policy", choices=TOKEN_POLICIES, default="dialogue")
     rec.add_argument("--batch-size", type=int, default=16)
+    rec.add_argument("--site", default=DEFAULT_SITE,
+                     help=f"neuron tensor to record (default {DEFAULT_SITE}; also "
+                          "mlp.activation, mlp.pre_activation)")
+    rec.add_argument("--groups", type=int, default=DEFAULT_GROUPS,
+                     help="dialogue groups per emotion, for the bootstrap and the null")
     rec.add_argument("--device", default="cpu")
     rec.add_argument("--out", type=Path, required=True, help="statistics .safetensors file")
     rec.set_defaults(func=_cmd_record)
 
     ident = commands.add_parser("identify", help="select emotion neurons from statistics")
     ident.add_argument("stats", type=Path)
-    _add_dataclass_options(ident, IdentifyConfig)
+    ident.add_argument("--statistic", "--method", dest="method", choices=STATISTICS,
+                       default="lape", help="default: lape")
+    _add_dataclass_options(ident, IdentifyConfig, skip=("method",))
+    _add_dataclass_options(ident, StabilityConfig)
     ident.add_argument("--model-name", default="unknown", help="model name for neurons.json")
     ident.add_argument("--out", type=Path, required=True, help="neurons.json to write")
+    ident.add_argument("--stability-out", type=Path, default=None,
+                       help="stability.json to write (bootstrap, null, agreement); "
+                            "default: beside --out")
     ident.set_defaults(func=_cmd_identify)
 
     evaluate = commands.add_parser(
@@ -334,6 +385,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_options(evaluate, VariantsConfig)
     evaluate.add_argument("--out", type=Path, help="also write the table as CSV")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    neuron = commands.add_parser("neuron", help="one neuron's card: top activations, vocab")
+    neuron.add_argument("target", help="run directory, or a model (vocabulary projection only "
+                                       "unless --stats and --data are given)")
+    neuron.add_argument("layer", type=int)
+    neuron.add_argument("index", type=int)
+    neuron.add_argument("--stats", type=Path, help="recording (.safetensors) for top activations")
+    neuron.add_argument("--data", type=Path, help="the recorded JSONL, to show tokens in context")
+    neuron.add_argument("--neurons", type=Path, help="neurons.json, to show set membership")
+    neuron.add_argument("--top", type=int, default=10, help="tokens promoted / suppressed")
+    neuron.add_argument("--device", default="cpu")
+    neuron.add_argument("--json", action="store_true", help="print the card as JSON")
+    neuron.set_defaults(func=_cmd_neuron)
 
     report = commands.add_parser("report", help="(re)write report.html of a run directory")
     report.add_argument("run_dir", type=Path)

@@ -24,8 +24,9 @@ import torch
 
 from emoneuron.data.schema import Record
 from emoneuron.errors import UserError
-from emoneuron.identify import NeuronSets, entropy_selectivity
+from emoneuron.identify import NeuronSets
 from emoneuron.record import ActivationStats
+from emoneuron.scores import entropy_selectivity
 
 CONTROLS = ("random", "frequency", "least", "shuffled")
 FREQUENCY_NEIGHBOURS = 10

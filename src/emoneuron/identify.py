@@ -1,26 +1,25 @@
 """Select the neurons that fire selectively for one emotion, from recorded statistics alone.
 
-Two statistics, both computed from :class:`~emoneuron.record.ActivationStats` without touching
-the model again:
+The statistic (:mod:`emoneuron.scores`: ``lape``, ``frequency``, ``smd``, ``welch``, ``auroc``)
+scores every neuron; the rule picks neurons by those scores, without touching the model again:
 
-``lape`` (the reference study's, after Tang et al. 2024)
-    P(active | e) per emotion, normalised across emotions into a distribution; its entropy is low
-    when a neuron fires for few emotions. Neurons whose highest P(active | e) is below the
-    ``activity_quantile`` of all probabilities are dropped first (rarely active for any emotion),
-    then the globally lowest-entropy ``share`` of all neurons is kept. Score: 1 - H / log(6).
-``smd``
-    One-vs-rest standardised mean difference of the activation (Cohen's d with pooled variance);
-    the globally highest ``share`` by the largest d over emotions is kept. Score: that d.
+``global`` (the reference study's)
+    the globally highest ``share`` of all neurons by their overall score;
+``per-layer``
+    the highest ``share`` of each layer's neurons, so every layer contributes equally;
+``per-emotion``
+    each emotion's ``top_n`` neurons by its own per-emotion score.
 
-Assignment: ``argmax`` gives each kept neuron to its single strongest emotion (exclusive);
-``multi`` gives it to every emotion whose normalised probability reaches ``multi_threshold``,
-which is how a neuron can count for several emotions (the reference study's per-emotion counts
-for Llama-3.1-8B sum to more than 1% of its neurons, which suggests this reading).
+Assignment: ``argmax`` gives each neuron to its single strongest emotion (exclusive; under
+``per-emotion`` a neuron competes only for its strongest emotion's list). ``multi``: under
+``global`` and ``per-layer`` a kept neuron belongs to every emotion whose normalised activation
+probability reaches ``multi_threshold`` (LAPE's reading, which the reference study's per-emotion
+counts for Llama-3.1-8B suggest: they add up to more than 1% of its neurons); under
+``per-emotion`` each emotion's top ``top_n`` are taken independently, so lists may share neurons.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,27 +29,36 @@ import torch
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import read_json, write_json
-from emoneuron.record import ActivationStats
+from emoneuron.record import ActivationStats, Recording
+from emoneuron.scores import STATISTICS, compute_scores, entropy_selectivity
 
-METHODS = ("lape", "smd")
+METHODS = STATISTICS
 ASSIGNMENTS = ("argmax", "multi")
+RULES = ("global", "per-layer", "per-emotion")
+DEPTH_BINS = 10
 
 
 @dataclass(frozen=True)
 class IdentifyConfig:
-    method: str = "lape"
+    method: str = "lape"  # the statistic; ``--statistic`` on the command line
     share: float = 0.01
     assignment: str = "argmax"
     activity_quantile: float = 0.95
     multi_threshold: float = 0.25
+    rule: str = "global"
+    top_n: int = 50
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise UserError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}")
+            raise UserError(f"unknown statistic {self.method!r}: use one of {', '.join(METHODS)}")
         if self.assignment not in ASSIGNMENTS:
             raise UserError(f"unknown assignment {self.assignment!r}: use {', '.join(ASSIGNMENTS)}")
+        if self.rule not in RULES:
+            raise UserError(f"unknown rule {self.rule!r}: use one of {', '.join(RULES)}")
         if not 0 < self.share <= 1:
             raise UserError(f"share {self.share} must be in (0, 1], e.g. 0.01 for 1%")
+        if self.top_n < 1:
+            raise UserError(f"top-n {self.top_n} must be at least 1, e.g. 50")
         if not 0 <= self.activity_quantile < 1:
             raise UserError(f"activity quantile {self.activity_quantile} must be in [0, 1), "
                             "e.g. 0.95")
@@ -84,12 +92,33 @@ class NeuronSets:
 
     def to_json(self) -> dict[str, Any]:
         config = asdict(self.config)
+        method = config.pop("method")
         return {
-            "model": self.model, "site": self.site, "method": config.pop("method"),
-            "parameters": config, "n_layers": self.n_layers, "width": self.width,
+            "model": self.model, "site": self.site, "method": method, "statistic": method,
+            "rule": self.config.rule, "parameters": config, "n_layers": self.n_layers,
+            "width": self.width,
             "emotions": {e: [asdict(n) for n in ns] for e, ns in self.emotions.items()},
-            "overlap": {"emotions": list(EMOTIONS), "counts": self.overlap},
+            "overlap": {"emotions": list(EMOTIONS), "counts": self.overlap,
+                        "selected": self.selected_overlap()},
+            "distribution": self.distribution(),
         }
+
+    def selected_overlap(self) -> list[list[int]]:
+        """Neurons in both emotions' sets, (E, E); the diagonal is each set's size."""
+        sets = [{(n.layer, n.index) for n in self.emotions[e]} for e in EMOTIONS]
+        return [[len(a & b) for b in sets] for a in sets]
+
+    def distribution(self) -> dict[str, Any]:
+        """Counts per layer and per relative depth (layer / n_layers, in tenths) per emotion."""
+        per_layer = {e: [0] * self.n_layers for e in EMOTIONS}
+        depth = {e: [0] * DEPTH_BINS for e in EMOTIONS}
+        for emotion in EMOTIONS:
+            for neuron in self.emotions[emotion]:
+                per_layer[emotion][neuron.layer] += 1
+                depth[emotion][neuron.layer * DEPTH_BINS // self.n_layers] += 1
+        return {"per_layer": per_layer,
+                "relative_depth": {"bins": [f"{b / DEPTH_BINS:.1f}-{(b + 1) / DEPTH_BINS:.1f}"
+                                            for b in range(DEPTH_BINS)], "counts": depth}}
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_json())
@@ -110,60 +139,58 @@ class NeuronSets:
                             "write one with `emoneuron identify`") from None
 
 
-def entropy_selectivity(stats: ActivationStats) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised activation probabilities (E, L, W) and 1 - H/log(E) per neuron (L, W).
+def membership(stats: ActivationStats, config: IdentifyConfig,
+               capped: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which neurons the rule gives to each emotion, (E, L, W) bool, and their scores (E, L, W).
 
-    A neuron that never fires has no distribution over emotions: selectivity 0, not 1."""
-    probability = stats.probability()
-    total = probability.sum(0, keepdim=True)
-    normalised = probability / total.clamp(min=1e-12)
-    entropy = -(normalised * normalised.clamp(min=1e-12).log()).sum(0)
-    selectivity = 1 - entropy / math.log(len(EMOTIONS))
-    return normalised, torch.where(total[0] > 0, selectivity, torch.zeros_like(selectivity))
-
-
-def standardised_mean_difference(stats: ActivationStats) -> torch.Tensor:
-    """One-vs-rest Cohen's d per emotion, shape (E, L, W)."""
-    count = stats.tokens.view(-1, 1, 1).clamp(min=1)
-    rest_count = (stats.tokens.sum() - stats.tokens).view(-1, 1, 1).clamp(min=1)
-    mean = stats.sum / count
-    rest_mean = (stats.sum.sum(0, keepdim=True) - stats.sum) / rest_count
-    var = (stats.sum_sq / count - mean.square()).clamp(min=0)
-    rest_var = ((stats.sum_sq.sum(0, keepdim=True) - stats.sum_sq) / rest_count
-                - rest_mean.square()).clamp(min=0)
-    pooled = ((count * var + rest_count * rest_var) / (count + rest_count)).sqrt()
-    return (mean - rest_mean) / pooled.clamp(min=1e-8)
-
-
-def identify(stats: ActivationStats, config: IdentifyConfig, model: str) -> NeuronSets:
-    """Select and assign emotion neurons; each emotion's list is ranked by score, best first."""
-    normalised, selectivity = entropy_selectivity(stats)
-    if config.method == "lape":
-        probability = stats.probability()
-        flat = probability.flatten()
-        floor = flat.kthvalue(max(1, int(config.activity_quantile * flat.numel()))).values
-        eligible = probability.max(0).values >= floor
-        score = torch.where(eligible, selectivity, torch.full_like(selectivity, -math.inf))
-        per_emotion = normalised
-    else:
-        per_emotion = standardised_mean_difference(stats)
-        score = per_emotion.max(0).values
-    n_keep = max(1, round(config.share * score.numel()))
-    kept = torch.topk(score.flatten(), n_keep).indices
-    kept = kept[torch.isfinite(score.flatten()[kept])]
-    layers = (kept // stats.width).tolist()
-    indices = (kept % stats.width).tolist()
-    kept_profiles = per_emotion[:, layers, indices]  # (E, K)
-    passes = normalised[:, layers, indices] >= config.multi_threshold
+    ``capped=False`` drops the share / top-n limit and keeps every eligible neuron the rule
+    would assign: what the shuffled-label null compares against the real score cut-off."""
+    scores = compute_scores(stats, config.method, config.activity_quantile)
+    n_emotions, n_layers, width = scores.per_emotion.shape
+    strongest = torch.nn.functional.one_hot(scores.per_emotion.argmax(0), n_emotions)
+    strongest = strongest.permute(2, 0, 1).bool()  # (E, L, W)
+    if config.rule == "per-emotion":
+        score = scores.per_emotion
+        candidates = torch.isfinite(score)
+        if config.assignment == "argmax":
+            candidates &= strongest
+        if not capped:
+            return candidates, score
+        members = torch.zeros_like(candidates)
+        for e in range(n_emotions):
+            ranked = score[e].masked_fill(~candidates[e], -torch.inf).flatten()
+            top = ranked.topk(min(config.top_n, ranked.numel())).indices
+            members[e].view(-1)[top[torch.isfinite(ranked[top])]] = True
+        return members, score
+    overall = scores.overall
+    kept = torch.isfinite(overall)
+    if capped and config.rule == "global":
+        top = overall.flatten().topk(max(1, round(config.share * overall.numel()))).indices
+        chosen = torch.zeros(overall.numel(), dtype=torch.bool)
+        chosen[top] = True
+        kept &= chosen.view_as(overall)
+    elif capped:  # per-layer
+        top = overall.topk(max(1, round(config.share * width)), dim=1).indices
+        kept &= torch.zeros_like(kept).scatter_(1, top, True)
     if config.assignment == "argmax":
-        members = torch.nn.functional.one_hot(kept_profiles.argmax(0), len(EMOTIONS)).T.bool()
+        members = strongest & kept
     else:
-        members = passes
+        members = (entropy_selectivity(stats)[0] >= config.multi_threshold) & kept
+    return members, overall.expand(n_emotions, n_layers, width)
+
+
+def identify(stats: ActivationStats | Recording, config: IdentifyConfig,
+             model: str) -> NeuronSets:
+    """Select and assign emotion neurons; each emotion's list is ranked by score, best first."""
+    summary = stats.stats() if isinstance(stats, Recording) else stats
+    members, score = membership(summary, config)
     emotions: dict[str, list[Neuron]] = {}
     for e, emotion in enumerate(EMOTIONS):
-        chosen = [Neuron(layers[k], indices[k], float(score[layers[k], indices[k]]))
-                  for k in members[e].nonzero().flatten().tolist()]
+        chosen = [Neuron(layer, index, float(score[e, layer, index]))
+                  for layer, index in members[e].nonzero().tolist()]
         emotions[emotion] = sorted(chosen, key=lambda n: (-n.score, n.layer, n.index))
-    overlap = (passes.double() @ passes.double().T).long().tolist()
-    return NeuronSets(model=model, site=stats.site, n_layers=stats.n_layers, width=stats.width,
-                      config=config, emotions=emotions, overlap=overlap)
+    kept = members.any(0)
+    passes = (entropy_selectivity(summary)[0][:, kept] >= config.multi_threshold).double()
+    overlap = (passes @ passes.T).long().tolist()
+    return NeuronSets(model=model, site=summary.site, n_layers=summary.n_layers,
+                      width=summary.width, config=config, emotions=emotions, overlap=overlap)

@@ -1,10 +1,19 @@
-"""One batched pass over the data accumulating additive per-emotion statistics of every neuron.
+"""One batched pass over the data accumulating additive, mergeable statistics of every neuron.
 
-For each emotion ``e``, layer ``l`` and neuron ``i`` the recorder keeps the number of tokens seen,
-the number with activation > 0, the sum and the sum of squares. These are additive: statistics of
-two shards added together equal those of the union (:meth:`ActivationStats.merge`), and memory
-does not grow with the data, because full activations are reduced inside the forward hook and
-never kept.
+Everything kept is additive, so statistics of two shards merged equal those of the union
+(:meth:`Recording.merge`), and memory does not grow with the data: activations are reduced inside
+the forward hook and never kept.
+
+* Moments per (emotion, group, layer, neuron): counted tokens, tokens with activation > 0, sum,
+  sum of squares. Each dialogue falls into one of ``groups`` groups by a seeded hash of its id;
+  per-emotion totals are sums over groups. Groups are what the bootstrap resamples and what the
+  label-shuffle null permutes (:mod:`emoneuron.stability`), so both need no second pass.
+* A histogram per (emotion, layer, neuron) over fixed bin edges (:func:`bin_edges`, the same for
+  every site and model so shards merge exactly), int32; AUROC is computed from it.
+* The top-k activations of each neuron, one per dialogue (its strongest counted token), with the
+  dialogue (a 64-bit hash of its id), for neuron cards; merging keeps the top k of the union. The
+  token's position is not kept: finding it in the hook cost more than everything else together,
+  and a card finds it again by running that one dialogue (:mod:`emoneuron.cards`).
 
 Token policies decide which positions count: ``dialogue`` (default) the tokens of the turns' own
 words, excluding speaker tags and line breaks; ``last`` the final token of each dialogue; ``all``
@@ -13,10 +22,12 @@ every token.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +44,68 @@ from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
 
 TOKEN_POLICIES = ("dialogue", "last", "all")
-STAT_FIELDS = ("active", "sum", "sum_sq")
+DEFAULT_GROUPS = 16
+DEFAULT_TOP_K = 8
+RECORDING_FORMAT = "2"  # grouped moments, histograms and top-k; format 1 had moments only
+
+
+# Histogram bins are octaves of |activation|: 2^-10 .. 2^4 on each side of 0, 32 bins in all.
+OCTAVES = 15  # finite edges per sign
+SMALLEST_EXPONENT = -10  # |x| < 2^-10 counts as about zero
+
+
+def bin_edges() -> torch.Tensor:
+    """The 31 fixed edges of the 32 histogram bins: 0 and +-2^(-10 .. 4).
+
+    Activations of FFN sites are concentrated near 0 with long tails, and their scale differs
+    between sites and models; octave bins resolve every scale alike without a calibration pass,
+    and the open outer bins hold everything beyond +-16. The recorder finds a value's octave
+    from its float32 exponent bits (:func:`octave_bins`); a value exactly on a negative edge
+    falls into the bin above it. The edges are a
+    constant, never fitted to data, so histograms of any two shards add exactly."""
+    positive = 2.0 ** torch.arange(SMALLEST_EXPONENT, SMALLEST_EXPONENT + OCTAVES,
+                                   dtype=torch.float64)
+    return torch.cat([-positive.flip(0), torch.zeros(1, dtype=torch.float64), positive])
+
+
+N_BINS = 2 * (OCTAVES + 1)
+
+
+def _bin_of_top_bits() -> torch.Tensor:
+    """Bin of each value of a float32's top 9 bits (sign and exponent) plus 256: keys below 256
+    are negative values with exponent ``key``, the others non-negative with ``key - 256``."""
+    key = torch.arange(512, dtype=torch.int32)
+    exponent = key % 256  # floor(log2 |x|) + 127; 0 for zero and subnormals
+    octave = (exponent - (127 + SMALLEST_EXPONENT - 1)).clamp(0, OCTAVES)
+    return torch.where(key >= 256, N_BINS // 2 + octave, N_BINS // 2 - 1 - octave)
+
+
+BIN_OF_TOP_BITS = _bin_of_top_bits()
+
+
+def octave_bins(values: torch.Tensor, table: torch.Tensor = BIN_OF_TOP_BITS) -> torch.Tensor:
+    """The histogram bin (int32, 0 .. N_BINS - 1, increasing with the value) of each float32
+    value: N_BINS/2 + m for x >= 0, N_BINS/2 - 1 - m for x < 0 (-0.0 included), where m is the
+    octave of |x| above 2^-10, clamped to 0 .. OCTAVES. A table lookup on the top 9 bits:
+    the cheapest way found on a CPU (a search over the edges was five times slower)."""
+    key = (values.view(torch.int32) >> 23).add_(256)
+    return table.index_select(0, key.view(-1)).view_as(key)
+
+
+def dialogue_hash(record_id: str) -> int:
+    """A signed 64-bit hash of a dialogue id: how top-k examples name their dialogue."""
+    return int.from_bytes(hashlib.sha256(record_id.encode()).digest()[:8], "big", signed=True)
+
+
+def dialogue_group(record_id: str, groups: int, seed: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % groups
 
 
 @dataclass
 class ActivationStats:
-    """Sufficient statistics per emotion: ``tokens`` is (E,), the others (E, layers, width)."""
+    """Per-emotion statistics: ``tokens`` is (E,), moments (E, layers, width), ``histogram``
+    (E, layers, width, bins) or None where it cannot be formed (bootstrap resamples)."""
 
     tokens: torch.Tensor
     active: torch.Tensor
@@ -46,6 +113,7 @@ class ActivationStats:
     sum_sq: torch.Tensor
     site: str = DEFAULT_SITE
     token_policy: str = "dialogue"
+    histogram: torch.Tensor | None = None
 
     @classmethod
     def zeros(cls, n_layers: int, width: int, site: str, token_policy: str,
@@ -65,27 +133,94 @@ class ActivationStats:
     def width(self) -> int:
         return int(self.active.shape[2])
 
-    def merge(self, other: ActivationStats) -> ActivationStats:
-        if (other.site, other.token_policy, other.active.shape) != (
-                self.site, self.token_policy, self.active.shape):
-            raise UserError("cannot merge statistics recorded with a different site, token "
-                            "policy or model shape")
-        return ActivationStats(tokens=self.tokens + other.tokens, active=self.active + other.active,
-                               sum=self.sum + other.sum, sum_sq=self.sum_sq + other.sum_sq,
-                               site=self.site, token_policy=self.token_policy)
-
     def probability(self) -> torch.Tensor:
         """P(activation > 0 | emotion), shape (E, layers, width)."""
         return self.active / self.tokens.clamp(min=1).view(-1, 1, 1)
 
+
+@dataclass
+class Recording:
+    """What one recording pass keeps (see the module docstring); E emotions, G groups,
+    L layers, W neurons per layer, B bins, K top activations per neuron."""
+
+    tokens: torch.Tensor  # (E, G) float64
+    active: torch.Tensor  # (E, G, L, W) float64
+    sum: torch.Tensor  # (E, G, L, W) float64
+    sum_sq: torch.Tensor  # (E, G, L, W) float64
+    histogram: torch.Tensor  # (E, L, W, B) int32
+    top_values: torch.Tensor  # (L, K, W) float32, -inf where fewer than K dialogues were seen
+    top_dialogue: torch.Tensor  # (L, K, W) int64 dialogue_hash
+    site: str = DEFAULT_SITE
+    token_policy: str = "dialogue"
+    group_seed: int = 0
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.active.shape[2])
+
+    @property
+    def width(self) -> int:
+        return int(self.active.shape[3])
+
+    @property
+    def groups(self) -> int:
+        return int(self.active.shape[1])
+
+    @property
+    def top_k(self) -> int:
+        return int(self.top_values.shape[1])
+
+    def stats(self) -> ActivationStats:
+        """Per-emotion totals (sums over groups), with the histograms."""
+        return ActivationStats(tokens=self.tokens.sum(1), active=self.active.sum(1),
+                               sum=self.sum.sum(1), sum_sq=self.sum_sq.sum(1), site=self.site,
+                               token_policy=self.token_policy,
+                               histogram=self.histogram)
+
+    def combined(self, weights: torch.Tensor) -> ActivationStats:
+        """Per-emotion statistics where emotion ``e`` is the ``weights[e]``-weighted sum of all
+        E*G (emotion, group) cells: resampled or relabelled data from the same pass. The
+        histograms are per emotion, not per group, so these carry none."""
+        flat_weights = weights.to(torch.float64).reshape(len(EMOTIONS), -1)
+
+        def mix(tensor: torch.Tensor) -> torch.Tensor:
+            cells = tensor.reshape(flat_weights.shape[1], -1)
+            return (flat_weights @ cells).reshape(len(EMOTIONS), *tensor.shape[2:])
+
+        return ActivationStats(tokens=mix(self.tokens), active=mix(self.active),
+                               sum=mix(self.sum), sum_sq=mix(self.sum_sq), site=self.site,
+                               token_policy=self.token_policy)
+
+    def merge(self, other: Recording) -> Recording:
+        """The recording of both shards' data together."""
+        if (other.site, other.token_policy, other.group_seed, other.active.shape,
+                other.top_k) != (self.site, self.token_policy, self.group_seed,
+                                 self.active.shape, self.top_k):
+            raise UserError("cannot merge recordings with a different site, token policy, "
+                            "group seed, number of groups, top-k or model shape; record both "
+                            "shards with the same settings")
+        values = torch.cat([self.top_values, other.top_values], dim=1)
+        dialogues = torch.cat([self.top_dialogue, other.top_dialogue], dim=1)
+        order = _best(values, dialogues, self.top_k, dim=1)
+        return Recording(
+            tokens=self.tokens + other.tokens, active=self.active + other.active,
+            sum=self.sum + other.sum, sum_sq=self.sum_sq + other.sum_sq,
+            histogram=self.histogram + other.histogram, top_values=values.gather(1, order),
+            top_dialogue=dialogues.gather(1, order),
+            site=self.site, token_policy=self.token_policy, group_seed=self.group_seed)
+
     def save(self, path: str | Path, metadata: dict[str, Any]) -> None:
         """Tensors to ``path`` (safetensors, header carries the description too) and the same
         description as readable JSON beside it (``.json``)."""
-        tensors = {"tokens": self.tokens, **{name: getattr(self, name) for name in STAT_FIELDS}}
-        description = {"site": self.site, "token_policy": self.token_policy,
+        tensors = {spec.name: getattr(self, spec.name) for spec in fields(self)
+                   if isinstance(getattr(self, spec.name), torch.Tensor)}
+        tensors["bin_edges"] = bin_edges()
+        description = {"format": RECORDING_FORMAT, "site": self.site,
+                       "token_policy": self.token_policy, "groups": self.groups,
+                       "group_seed": self.group_seed, "top_k": self.top_k,
                        "emotions": list(EMOTIONS), "n_layers": self.n_layers,
                        "width": self.width,
-                       "tokens": dict(zip(EMOTIONS, self.tokens.tolist(), strict=True)),
+                       "tokens": dict(zip(EMOTIONS, self.tokens.sum(1).tolist(), strict=True)),
                        **metadata}
         header = {k: v if isinstance(v, str) else json.dumps(v) for k, v in description.items()}
         blob = save({k: v.contiguous().cpu() for k, v in tensors.items()}, header)
@@ -94,7 +229,7 @@ class ActivationStats:
         write_json(Path(path).with_suffix(".json"), description)
 
     @classmethod
-    def load(cls, path: str | Path) -> ActivationStats:
+    def load(cls, path: str | Path) -> Recording:
         try:
             with safe_open(str(path), framework="pt") as handle:
                 header = handle.metadata() or {}
@@ -102,13 +237,19 @@ class ActivationStats:
         except Exception as error:  # safetensors raises several unrelated types
             raise UserError(f"{path}: not a readable statistics file ({error}); "
                             "delete it and record again") from None
-        missing = [name for name in ("tokens", *STAT_FIELDS) if name not in tensors]
+        if header.get("format") != RECORDING_FORMAT:
+            raise UserError(f"{path}: statistics format {header.get('format', '1')}, this "
+                            f"emoneuron reads format {RECORDING_FORMAT}; record again")
+        names = [spec.name for spec in fields(cls) if spec.type == "torch.Tensor"]
+        missing = [name for name in names if name not in tensors]
         if missing:
             raise UserError(f"{path}: not a statistics file (no {', '.join(missing)} tensors); "
-                            "expected the tokens, active, sum and sum_sq tensors of a recording")
-        return cls(tokens=tensors["tokens"], active=tensors["active"], sum=tensors["sum"],
-                   sum_sq=tensors["sum_sq"], site=header.get("site", DEFAULT_SITE),
-                   token_policy=header.get("token_policy", "dialogue"))
+                            "record again with `emoneuron record`")
+        if not torch.equal(tensors.get("bin_edges", torch.zeros(0)), bin_edges()):
+            raise UserError(f"{path}: histogram bin edges differ from this emoneuron's; "
+                            "record again")
+        return cls(**{name: tensors[name] for name in names}, site=header["site"],
+                   token_policy=header["token_policy"], group_seed=int(header["group_seed"]))
 
 
 @dataclass(frozen=True)
@@ -117,11 +258,13 @@ class EncodedBatch:
     attention_mask: torch.Tensor
     counted: torch.Tensor  # (B, T) bool: positions the token policy counts
     emotion_index: torch.Tensor  # (B,)
+    record_index: torch.Tensor  # (B,) position of each row's record in the input sequence
 
 
 def encode_for_recording(loaded: LoadedModel, records: Sequence[Record], token_policy: str,
                          batch_size: int) -> Iterator[EncodedBatch]:
-    """Length-bucketed, right-padded batches with the token policy's position mask."""
+    """Length-bucketed, right-padded batches with the token policy's position mask; each batch
+    holds one emotion's dialogues, so the recorder adds its histograms in one piece."""
     if token_policy not in TOKEN_POLICIES:
         raise UserError(f"unknown token policy {token_policy!r}: "
                         f"use one of {', '.join(TOKEN_POLICIES)}")
@@ -139,10 +282,15 @@ def encode_for_recording(loaded: LoadedModel, records: Sequence[Record], token_p
             counted = [end > start and any(s < end and start < e for s, e in rendered.spans)
                        for start, end in tokens["offset_mapping"]]
         encoded.append((ids, counted, EMOTIONS.index(record.emotion)))
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    order = sorted(range(len(encoded)), key=lambda i: (encoded[i][2], len(encoded[i][0])))
+    chunks = []
+    for _, same_emotion in itertools.groupby(order, key=lambda i: encoded[i][2]):
+        members = list(same_emotion)
+        chunks += [members[start:start + batch_size]
+                   for start in range(0, len(members), batch_size)]
     pad_id = int(loaded.tokenizer.pad_token_id)
-    for start in range(0, len(order), batch_size):
-        chunk = [encoded[i] for i in order[start:start + batch_size]]
+    for indices in chunks:
+        chunk = [encoded[i] for i in indices]
         length = max(len(ids) for ids, _, _ in chunk)
         input_ids = torch.full((len(chunk), length), pad_id, dtype=torch.long)
         attention = torch.zeros((len(chunk), length), dtype=torch.long)
@@ -152,27 +300,107 @@ def encode_for_recording(loaded: LoadedModel, records: Sequence[Record], token_p
             attention[row, :len(ids)] = 1
             counted_mask[row, :len(ids)] = torch.tensor(counted)
         yield EncodedBatch(input_ids, attention, counted_mask,
-                           torch.tensor([emotion for _, _, emotion in chunk]))
+                           torch.tensor([emotion for _, _, emotion in chunk]),
+                           torch.tensor(indices))
+
+
+def _best(values: torch.Tensor, dialogues: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    """Indices of the ``k`` largest values along ``dim``. Equal values (dialogues with the same
+    opening tokens) are ordered by their dialogue hash, so any order of shards and batches keeps
+    the same ones: the key adds a hash-derived fraction of the float32 step above each value,
+    which orders ties and nothing else, and one top-k on it is far cheaper than two sorts."""
+    step = (torch.nextafter(values, torch.full_like(values, torch.inf)) - values).double()
+    fraction = (dialogues & 0xFFFFF).double() / 2**20
+    key = torch.where(torch.isfinite(values), values.double() + fraction * step,
+                      values.double())
+    return key.topk(k, dim=dim).indices
+
+
+@dataclass
+class _BatchContext:
+    """What every layer's hook needs to know about the current batch."""
+
+    counted: torch.Tensor  # (B*T,) bool
+    per_sequence: torch.Tensor  # (B, B*T) float32: row b sums the counted tokens of sequence b
+    cell: torch.Tensor  # (B,) long: emotion * groups + group of each sequence
+    emotion: int  # batches are emotion-pure
+    dialogue: torch.Tensor  # (B,) int64 dialogue_hash
+    rows: int  # B
+
+
+class _Accumulator:
+    """Running statistics in the layout the hooks update cheaply: (L, E*G, W) moments."""
+
+    def __init__(self, n_layers: int, width: int, groups: int, top_k: int,
+                 device: torch.device) -> None:
+        cells = len(EMOTIONS) * groups
+        moments = (n_layers, cells, width)
+        self.groups = groups
+        self.tokens = torch.zeros(cells, dtype=torch.float64, device=device)
+        self.active = torch.zeros(moments, dtype=torch.float64, device=device)
+        self.sum = torch.zeros(moments, dtype=torch.float64, device=device)
+        self.sum_sq = torch.zeros(moments, dtype=torch.float64, device=device)
+        self.histogram = torch.zeros((n_layers, len(EMOTIONS), width * N_BINS),
+                                     dtype=torch.int32, device=device)
+        self.bin_offset = torch.arange(width, dtype=torch.int32, device=device) * N_BINS
+        self.bin_table = BIN_OF_TOP_BITS.to(device)
+        top = (n_layers, top_k, width)
+        self.top_values = torch.full(top, -torch.inf, dtype=torch.float32, device=device)
+        self.top_dialogue = torch.zeros(top, dtype=torch.int64, device=device)
+
+    def add(self, layer: int, activation: torch.Tensor, batch: _BatchContext) -> None:
+        width = activation.shape[-1]
+        flat = activation.reshape(-1, width).float()
+        # Moments: reduce each sequence's counted tokens first (a (B, B*T) matmul), then add
+        # the B rows into their (emotion, group) cells in float64.
+        positive = (flat > 0).float()
+        for target, values in ((self.active, positive), (self.sum, flat),
+                               (self.sum_sq, flat.square())):
+            target[layer].index_add_(0, batch.cell, (batch.per_sequence @ values).double())
+        # Histogram: one bincount over (neuron, bin) of the batch's counted tokens.
+        index = octave_bins(flat[batch.counted], self.bin_table).add_(self.bin_offset)
+        self.histogram[layer, batch.emotion] += torch.bincount(
+            index.flatten(), minlength=self.histogram.shape[2]).to(torch.int32)
+        # Top-k: each sequence's strongest counted token per neuron (so a neuron's top k come
+        # from k different dialogues), merged with the running best.
+        masked = flat.masked_fill(~batch.counted[:, None], -torch.inf).view(batch.rows, -1, width)
+        candidates = torch.cat([self.top_values[layer], masked.amax(dim=1)])
+        dialogues = torch.cat([self.top_dialogue[layer], batch.dialogue[:, None].expand(-1, width)])
+        order = _best(candidates, dialogues, self.top_values.shape[1], dim=0)
+        self.top_dialogue[layer] = dialogues.gather(0, order)
+        self.top_values[layer] = candidates.gather(0, order)
+
+    def recording(self, site: str, token_policy: str, group_seed: int) -> Recording:
+        n_layers, _, width = self.active.shape
+        grouped = (n_layers, len(EMOTIONS), self.groups, width)
+
+        def moments(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.reshape(grouped).permute(1, 2, 0, 3).contiguous().cpu()
+
+        histogram = self.histogram.view(n_layers, len(EMOTIONS), width, N_BINS)
+        return Recording(tokens=self.tokens.reshape(len(EMOTIONS), self.groups).cpu(),
+                         active=moments(self.active), sum=moments(self.sum),
+                         sum_sq=moments(self.sum_sq),
+                         histogram=histogram.permute(1, 0, 2, 3).contiguous().cpu(),
+                         top_values=self.top_values.cpu(), top_dialogue=self.top_dialogue.cpu(),
+                         site=site,
+                         token_policy=token_policy, group_seed=group_seed)
 
 
 @contextmanager
-def _accumulating(loaded: LoadedModel, stats: ActivationStats,
-                  weights: list[torch.Tensor | None]) -> Iterator[None]:
-    """Pre-hooks that reduce each layer's site input into ``stats``; ``weights[0]`` is the
-    (E, B*T) one-hot of counted positions for the current batch."""
-
-    def hook_for(layer: int) -> Any:
-        def hook(_module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-            onehot = weights[0]
-            assert onehot is not None
-            flat = args[0].reshape(-1, args[0].shape[-1]).to(onehot.dtype)
-            stats.active[:, layer] += (onehot @ (flat > 0).to(onehot.dtype)).double()
-            stats.sum[:, layer] += (onehot @ flat).double()
-            stats.sum_sq[:, layer] += (onehot @ flat.square()).double()
-        return hook
-
-    handles = [module.register_forward_pre_hook(hook_for(layer))
-               for layer, module in enumerate(loaded.adapter.site_modules(loaded.model))]
+def site_hooks(loaded: LoadedModel, site: str,
+               receive: Callable[[int, torch.Tensor], None]) -> Iterator[None]:
+    """While active, every forward calls ``receive(layer, tensor)`` with each layer's tensor at
+    ``site`` (a module's input or output, as the adapter declares it)."""
+    spec = loaded.adapter.site(site)
+    handles = []
+    for layer, module in enumerate(loaded.adapter.site_modules(loaded.model, site)):
+        if spec.tensor == "input":
+            handles.append(module.register_forward_pre_hook(
+                lambda _m, args, layer=layer: receive(layer, args[0])))
+        else:
+            handles.append(module.register_forward_hook(
+                lambda _m, _args, output, layer=layer: receive(layer, output)))
     try:
         yield
     finally:
@@ -181,27 +409,44 @@ def _accumulating(loaded: LoadedModel, stats: ActivationStats,
 
 
 def record(loaded: LoadedModel, records: Sequence[Record], token_policy: str = "dialogue",
-           batch_size: int = 16, progress: bool = True) -> ActivationStats:
-    """Run the model once over ``records`` and return per-emotion neuron statistics."""
+           batch_size: int = 16, progress: bool = True, site: str = DEFAULT_SITE,
+           groups: int = DEFAULT_GROUPS, top_k: int = DEFAULT_TOP_K,
+           group_seed: int = 0) -> Recording:
+    """Run the model once over ``records`` and return the neurons' statistics at ``site``."""
+    if groups < 1 or top_k < 1:
+        raise UserError(f"groups ({groups}) and top-k ({top_k}) must be at least 1")
+    loaded.adapter.site(site)  # an unknown site fails before any work
     device = loaded.device
-    stats = ActivationStats.zeros(loaded.n_layers, loaded.width, DEFAULT_SITE, token_policy, device)
-    weights: list[torch.Tensor | None] = [None]
+    accumulator = _Accumulator(loaded.n_layers, loaded.width, groups, top_k, device)
+    context: list[_BatchContext | None] = [None]
+
+    def reduce(layer: int, tensor: torch.Tensor) -> None:
+        batch = context[0]
+        assert batch is not None
+        accumulator.add(layer, tensor, batch)
+
+    cells = torch.tensor([EMOTIONS.index(r.emotion) * groups
+                          + dialogue_group(r.id, groups, group_seed) for r in records])
+    hashes = torch.tensor([dialogue_hash(r.id) for r in records], dtype=torch.int64)
     # Recording needs no logits: the decoder body alone skips the unembedding.
     body = loaded.model.base_model
     batches = list(encode_for_recording(loaded, records, token_policy, batch_size))
     bar = tqdm(total=sum(int(b.attention_mask.sum()) for b in batches), unit="tok",
                desc="record", disable=not progress)
-    with torch.inference_mode(), _accumulating(loaded, stats, weights):
+    with torch.inference_mode(), site_hooks(loaded, site, reduce):
         for batch in batches:
             counted = batch.counted.to(device)
-            onehot = torch.nn.functional.one_hot(batch.emotion_index.to(device), len(EMOTIONS))
-            per_position = onehot.T[:, :, None] * counted[None, :, :]  # (E, B, T)
-            weights[0] = per_position.reshape(len(EMOTIONS), -1).to(loaded.model.dtype)
-            stats.tokens += per_position.sum(dim=(1, 2)).double()
+            rows = counted.shape[0]
+            per_sequence = (torch.eye(rows, device=device)[:, :, None]
+                            * counted[None, :, :]).reshape(rows, -1)
+            cell = cells[batch.record_index].to(device)
+            context[0] = _BatchContext(
+                counted=counted.flatten(), per_sequence=per_sequence, cell=cell,
+                emotion=int(batch.emotion_index[0]),
+                dialogue=hashes[batch.record_index].to(device), rows=rows)
+            accumulator.tokens.index_add_(0, cell, counted.sum(1).double())
             body(input_ids=batch.input_ids.to(device),
                  attention_mask=batch.attention_mask.to(device))
             bar.update(int(batch.attention_mask.sum()))
     bar.close()
-    return ActivationStats(tokens=stats.tokens.cpu(), active=stats.active.cpu(),
-                           sum=stats.sum.cpu(), sum_sq=stats.sum_sq.cpu(), site=stats.site,
-                           token_policy=token_policy)
+    return accumulator.recording(site, token_policy, group_seed)

@@ -450,20 +450,57 @@ def _sweep_self(run: _Run) -> pd.DataFrame | None:
     return None if own.empty else own
 
 
-def _tables_html(effects: list[_SelfEffect], neurons: dict[str, Any]) -> str:
+def _cards_line(run_dir: Path, emotion: str) -> str:
+    """Links to the neuron cards of ``emotion``'s top neurons, when the run wrote them."""
+    index = run_dir / "cards" / "index.json"
+    if not index.exists():
+        return ""
+    cards = read_json(index)["emotions"].get(emotion, [])
+    links = " · ".join(f'<a href="cards/{escape(c["html"])}">L{c["layer"]}-N{c["index"]}</a>'
+                       for c in cards)
+    return f'<p class="note">Cards: {links}</p>' if links else ""
+
+
+def _stability_html(run_dir: Path) -> str:
+    """Bootstrap and shuffled-label numbers beside each emotion's set (stability.json)."""
+    path = run_dir / "stability.json"
+    if not path.exists():
+        return ""
+    report = read_json(path)
+    rows = []
+    for emotion in EMOTIONS:
+        entry = report["emotions"].get(emotion, {})
+        boot = entry.get("bootstrap_jaccard_to_full")
+        null = entry.get("null_count")
+        rows.append([emotion, entry.get("count", "-"),
+                     f"{boot['mean']:.2f} [{boot['p05']:.2f}, {boot['p95']:.2f}]" if boot else "-",
+                     f"{null['mean']:.1f} (max {null['max']})" if null else "-"])
+    return ("<h3>How stable is each set?</h3>"
+            + table(["emotion", "neurons", "bootstrap Jaccard to the full set [5%, 95%]",
+                     "neurons the same rule finds on shuffled labels"], rows)
+            + f'<p class="note">{report.get("resamples", 0)} resamples of the identification '
+            f'dialogue groups and {report.get("permutations", 0)} label permutations '
+            f"(statistic {escape(str(report.get('statistic')))}, rule "
+            f"{escape(str(report.get('rule')))}). A Jaccard near 1 means a resample finds the "
+            "same neurons; a shuffled-label count far below the real count means the rule does "
+            "not find that many neurons in noise.</p>")
+
+
+def _tables_html(effects: list[_SelfEffect], neurons: dict[str, Any], run_dir: Path) -> str:
     self_table = table(
         ["emotion", "n", "baseline [95% CI]", "masked [95% CI]", "control (mean of seeds)",
          "excess drop, points [95% CI]", "p", "verdict"],
         [[e.emotion, e.n, _with_ci(e.baseline, _pct), _with_ci(e.masked, _pct),
           _pct(e.control[0]), _with_ci(e.excess, _pp), _pval(e.p_value), e.verdict]
          for e in effects])
-    tops = "".join(table(["layer", "index", "score"],
-                         [[n["layer"], n["index"], f"{float(n['score']):.3f}"]
-                          for n in neurons["emotions"].get(emotion, [])[:10]], emotion,
-                         table_id=f"top-{emotion}")
+    tops = "".join("<div>" + table(["layer", "index", "score"],
+                                   [[n["layer"], n["index"], f"{float(n['score']):.3f}"]
+                                    for n in neurons["emotions"].get(emotion, [])[:10]], emotion,
+                                   table_id=f"top-{emotion}")
+                   + _cards_line(run_dir, emotion) + "</div>"
                    for emotion in EMOTIONS)
     links = " · ".join(f'<a href="#top-{e}">{e}</a>' for e in EMOTIONS)
-    return (f"<h3>Self effect per emotion</h3>{self_table}"
+    return (f"<h3>Self effect per emotion</h3>{self_table}{_stability_html(run_dir)}"
             f"<p>Top neurons of each emotion: {links}</p>"
             f'<h3>Top 10 neurons per emotion</h3><div class="tables">{tops}</div>')
 
@@ -511,7 +548,7 @@ def write_report(run_dir: str | Path) -> Path:
         Section("figures", "Figures", _figures_html(run, run_dir, effects, counts)),
         Section("controls", "Emotion neurons against every control", controls_table(run_dir)),
         Section("steering", "Steering", steering_html(run_dir)),
-        Section("tables", "Tables", _tables_html(effects, run.neurons)),
+        Section("tables", "Tables", _tables_html(effects, run.neurons, run_dir)),
         Section("details", "Run details", _details_html(run.manifest)),
     ])
     path = run_dir / "report.html"

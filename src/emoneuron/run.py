@@ -24,6 +24,8 @@ import pandas as pd
 import torch
 
 from emoneuron import __version__
+from emoneuron.cache import cached_record
+from emoneuron.cards import write_cards
 from emoneuron.controls import CONTROLS, shuffled_records
 from emoneuron.data.dedup import check_leaks
 from emoneuron.data.schema import (
@@ -42,8 +44,9 @@ from emoneuron.identify import IdentifyConfig, NeuronSets, identify
 from emoneuron.io import atomic_open, read_json, sha256_bytes, write_json
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, load
-from emoneuron.record import record
+from emoneuron.record import DEFAULT_GROUPS, N_BINS, record
 from emoneuron.report import write_report
+from emoneuron.stability import write_stability
 from emoneuron.steer import steer
 from emoneuron.sweep import (
     DEFAULT_PROPORTIONS,
@@ -56,6 +59,7 @@ from emoneuron.sweep import (
 )
 from emoneuron.tables import ablation_tables, dose_table, sweep_table
 
+CARDS_PER_EMOTION = 5  # neuron cards written for each emotion's top neurons, linked in the report
 PACKAGES = ("torch", "transformers", "safetensors", "numpy", "pandas", "matplotlib", "tqdm")
 
 
@@ -207,18 +211,23 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
                        ("eval", splits.evaluate)):
         write_records(out_dir / "data" / f"{name}.jsonl", part)
     with timer.stage("record"):
-        stats = record(loaded, splits.identify, config.token_policy, config.batch_size, progress)
+        stats = cached_record(loaded, splits.identify, config.token_policy, config.batch_size,
+                              progress)
         stats.save(out_dir / "stats.safetensors", {"model": config.model, "data_hash": data_hash})
     identify_config = IdentifyConfig(method=config.method, share=config.share,
                                      assignment=config.assignment)
     with timer.stage("identify"):
         sets = identify(stats, identify_config, config.model)
         sets.save(out_dir / "neurons.json")
+        write_stability(stats, identify_config, out_dir / "stability.json", progress=progress)
+    with timer.stage("cards"):
+        write_cards(loaded, stats, splits.identify, sets, out_dir / "cards",
+                    per_emotion=CARDS_PER_EMOTION)
     shuffled = {}
     if "shuffled" in config.controls:
         with timer.stage("shuffled_labels"):
             shuffled = _shuffled_sets(config, loaded, splits, identify_config, out_dir, progress)
-    sources = Sources(stats, shuffled)
+    sources = Sources(stats.stats(), shuffled)
     store = ConditionStore(out_dir / "conditions.jsonl",
                            _store_context(config, splits, sets, classifier))
     with timer.stage("ablation"):
@@ -256,9 +265,11 @@ REPORT_BYTES = 20 * 2**20  # figures as PNG and SVG plus the HTML that embeds th
 
 
 def _output_bytes(loaded: LoadedModel, n_conditions: int, n_eval: int) -> int:
-    """A generous estimate of what a run writes: statistics (float64, written once as
-    safetensors), predictions per condition, tables and report."""
-    statistics = 3 * 8 * len(EMOTIONS) * loaded.n_layers * loaded.width
+    """A generous estimate of what a run writes: statistics (float64 moments per group and
+    int32 histograms, written once as safetensors), predictions per condition, tables and
+    report."""
+    statistics = ((3 * 8 * DEFAULT_GROUPS + 4 * N_BINS) * len(EMOTIONS)
+                  * loaded.n_layers * loaded.width)
     return statistics + n_conditions * (n_eval * 4 + 1024) + REPORT_BYTES
 
 

@@ -6,24 +6,37 @@ the FFN down projection: ``act(gate) * up`` in gated MLPs (Llama, Gemma, Qwen2, 
 :meth:`Adapter.site_modules`, and hooks the *input* of those modules with forward pre-hooks, so
 recording and intervening see exactly the tensor the down projection multiplies.
 
+Sites: besides the default, every family offers ``mlp.activation`` (the activation's output:
+``act(gate)`` alone in gated MLPs; in plain MLPs the same tensor as the default) and
+``mlp.pre_activation`` (the gate before its activation in gated MLPs, ``fc_in(x)`` in plain
+ones). A site is a module path inside a decoder layer and whether its input or output is the
+neuron tensor (:class:`Site`); interventions support the default site only.
+
+Neuron cards project a neuron's output direction (its column of the down projection) through the
+final norm and the unembedding, so each adapter also names those two modules.
+
 Adding a family: append an :class:`Adapter` to :data:`ADAPTERS` naming the model classes, the
-path to the decoder layer list, the path from a layer to its down projection, and how the config
-spells the intermediate size. The tests in ``tests/test_adapters.py`` build a tiny random model
-of each family from its config; add one for the new family.
+path to the decoder layer list, its sites (:func:`_gated_sites` / :func:`_plain_sites`), the
+final norm and unembedding, and how the config spells the intermediate size. The tests in
+``tests/test_adapters.py`` build a tiny random model of each family from its config; add one for
+the new family.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
+import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from emoneuron.errors import UserError
 
 DEFAULT_SITE = "mlp.down_proj.input"
+ACTIVATION_SITE = "mlp.activation"
+PRE_ACTIVATION_SITE = "mlp.pre_activation"
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
@@ -37,20 +50,75 @@ def _gpt2_inner(config: PretrainedConfig) -> int:
 
 
 @dataclass(frozen=True)
+class Site:
+    """The neuron tensor is the ``tensor`` (input or output) of the module at ``path`` in a
+    decoder layer."""
+
+    path: str
+    tensor: Literal["input", "output"]
+    description: str
+
+
+def _gated_sites(gate: str, act: str, down: str) -> Mapping[str, Site]:
+    return {DEFAULT_SITE: Site(down, "input", "act(gate) * up, the down projection's input"),
+            ACTIVATION_SITE: Site(act, "output", "act(gate) alone"),
+            PRE_ACTIVATION_SITE: Site(gate, "output", "the gate before its activation")}
+
+
+def _plain_sites(fc_in: str, act: str, down: str) -> Mapping[str, Site]:
+    return {DEFAULT_SITE: Site(down, "input", "act(fc_in(x)), the down projection's input"),
+            ACTIVATION_SITE: Site(act, "output",
+                                  "act(fc_in(x)), the same tensor as the default site"),
+            PRE_ACTIVATION_SITE: Site(fc_in, "output", "fc_in(x) before the activation")}
+
+
+LLAMA_SITES = _gated_sites("mlp.gate_proj", "mlp.act_fn", "mlp.down_proj")
+
+
+@dataclass(frozen=True)
 class Adapter:
     family: str
     architectures: tuple[str, ...]
     layers_path: str
-    down_proj_path: str
+    sites: Mapping[str, Site]
+    final_norm_path: str
+    unembedding_path: str = "lm_head"
     width_of: Callable[[PretrainedConfig], int] = _intermediate_size
     gated: bool = True
+    # GPT-2's Conv1D stores the down projection as (width, hidden), nn.Linear as (hidden, width).
+    down_proj_transposed: bool = False
 
     def layers(self, model: nn.Module) -> nn.ModuleList:
         return _resolve(model, self.layers_path, nn.ModuleList)
 
-    def site_modules(self, model: nn.Module) -> list[nn.Module]:
-        """The module whose input is the neuron activation, one per layer, bottom to top."""
-        return [_resolve(layer, self.down_proj_path, nn.Module) for layer in self.layers(model)]
+    def site(self, name: str) -> Site:
+        """The site called ``name``, or a :class:`UserError` listing the family's sites."""
+        if name not in self.sites:
+            raise UserError(f"site {name!r} is not available for the {self.family} family: "
+                            f"use one of {', '.join(self.sites)}")
+        return self.sites[name]
+
+    def site_modules(self, model: nn.Module, site: str = DEFAULT_SITE) -> list[nn.Module]:
+        """The module holding the neuron tensor of ``site``, one per layer, bottom to top."""
+        path = self.site(site).path
+        return [_resolve(layer, path, nn.Module) for layer in self.layers(model)]
+
+    def down_projection(self, model: nn.Module, layer: int) -> torch.Tensor:
+        """Layer ``layer``'s down-projection weight as (hidden, width): column ``i`` is what
+        neuron ``i`` writes into the residual stream per unit of activation."""
+        module = self.site_modules(model, DEFAULT_SITE)[layer]
+        weight = module.weight
+        assert isinstance(weight, torch.Tensor)
+        return weight.T if self.down_proj_transposed else weight
+
+    def final_norm(self, model: nn.Module) -> nn.Module:
+        return _resolve(model, self.final_norm_path, nn.Module)
+
+    def unembedding(self, model: nn.Module) -> torch.Tensor:
+        """The (vocab, hidden) output embedding."""
+        weight = _resolve(model, self.unembedding_path, nn.Module).weight
+        assert isinstance(weight, torch.Tensor)
+        return weight
 
     def n_layers(self, model: PreTrainedModel) -> int:
         return len(self.layers(model))
@@ -60,16 +128,18 @@ class Adapter:
 
 
 ADAPTERS: tuple[Adapter, ...] = (
-    Adapter("llama", ("LlamaForCausalLM",), "model.layers", "mlp.down_proj"),
-    Adapter("mistral", ("MistralForCausalLM",), "model.layers", "mlp.down_proj"),
-    Adapter("qwen2", ("Qwen2ForCausalLM",), "model.layers", "mlp.down_proj"),
-    Adapter("gemma3", ("Gemma3ForCausalLM",), "model.layers", "mlp.down_proj"),
+    Adapter("llama", ("LlamaForCausalLM",), "model.layers", LLAMA_SITES, "model.norm"),
+    Adapter("mistral", ("MistralForCausalLM",), "model.layers", LLAMA_SITES, "model.norm"),
+    Adapter("qwen2", ("Qwen2ForCausalLM",), "model.layers", LLAMA_SITES, "model.norm"),
+    Adapter("gemma3", ("Gemma3ForCausalLM",), "model.layers", LLAMA_SITES, "model.norm"),
     Adapter("gemma3-multimodal", ("Gemma3ForConditionalGeneration",),
-            "model.language_model.layers", "mlp.down_proj"),
-    Adapter("gpt2", ("GPT2LMHeadModel",), "transformer.h", "mlp.c_proj",
-            width_of=_gpt2_inner, gated=False),
-    Adapter("gpt-neox", ("GPTNeoXForCausalLM",), "gpt_neox.layers", "mlp.dense_4h_to_h",
-            gated=False),
+            "model.language_model.layers", LLAMA_SITES, "model.language_model.norm"),
+    Adapter("gpt2", ("GPT2LMHeadModel",), "transformer.h",
+            _plain_sites("mlp.c_fc", "mlp.act", "mlp.c_proj"), "transformer.ln_f",
+            width_of=_gpt2_inner, gated=False, down_proj_transposed=True),
+    Adapter("gpt-neox", ("GPTNeoXForCausalLM",), "gpt_neox.layers",
+            _plain_sites("mlp.dense_h_to_4h", "mlp.act", "mlp.dense_4h_to_h"),
+            "gpt_neox.final_layer_norm", unembedding_path="embed_out", gated=False),
 )
 
 
@@ -82,7 +152,7 @@ def adapter_for(model: nn.Module) -> Adapter:
     supported = ", ".join(arch for adapter in ADAPTERS for arch in adapter.architectures)
     raise UserError(
         f"unsupported architecture {name}: emoneuron knows {supported}; add an Adapter for it "
-        "in emoneuron/models/adapters.py (layer list path + down projection path)"
+        "in emoneuron/models/adapters.py (layer list path, sites, final norm, unembedding)"
     )
 
 

@@ -1,0 +1,132 @@
+"""Per-neuron selectivity statistics, all computed from one recording's additive statistics.
+
+Each statistic gives a score per (emotion, layer, neuron), higher meaning more specific to that
+emotion, and one score per neuron for rankings across emotions (:class:`Scores`):
+
+``lape`` (the reference study's, after Tang et al. 2024)
+    P(active | e), normalised across emotions into a distribution q; per neuron 1 - H(q)/log 6.
+    Neurons whose highest P(active | e) is below the ``activity_quantile`` of all those
+    probabilities are ineligible (rarely active for any emotion). Per emotion: q_e.
+``frequency``
+    P(active | e) - P(active | not e): the difference in activation frequency, one-vs-rest.
+``smd``
+    One-vs-rest standardised mean difference of the activation (Cohen's d, pooled variance).
+``welch``
+    One-vs-rest Welch's t of the activation, from counts, sums and sums of squares. Tokens of a
+    dialogue are not independent, so read it as a ranking score, not as a p-value.
+``auroc``
+    P(activation of a token of e > activation of a token of another emotion), from the
+    per-emotion histograms; ties within a bin count one half. The bins are fixed
+    (:func:`emoneuron.record.bin_edges`): the error against the exact AUROC is at most half the
+    probability that a token of e and one of the rest fall into the same bin.
+
+Overall score: the LAPE selectivity for ``lape``, the largest per-emotion score otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from emoneuron.data.schema import EMOTIONS
+from emoneuron.errors import UserError
+from emoneuron.record import ActivationStats
+
+STATISTICS = ("lape", "frequency", "smd", "welch", "auroc")
+
+
+@dataclass(frozen=True)
+class Scores:
+    per_emotion: torch.Tensor  # (E, L, W); -inf where a neuron is ineligible
+    overall: torch.Tensor  # (L, W); -inf where a neuron is ineligible
+
+
+def entropy_selectivity(stats: ActivationStats) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised activation probabilities (E, L, W) and 1 - H/log(E) per neuron (L, W).
+
+    A neuron that never fires has no distribution over emotions: selectivity 0, not 1."""
+    probability = stats.probability()
+    total = probability.sum(0, keepdim=True)
+    normalised = probability / total.clamp(min=1e-12)
+    entropy = -(normalised * normalised.clamp(min=1e-12).log()).sum(0)
+    selectivity = 1 - entropy / math.log(len(EMOTIONS))
+    return normalised, torch.where(total[0] > 0, selectivity, torch.zeros_like(selectivity))
+
+
+@dataclass(frozen=True)
+class _OneVsRest:
+    count: torch.Tensor
+    rest_count: torch.Tensor
+    mean: torch.Tensor
+    rest_mean: torch.Tensor
+    var: torch.Tensor  # population variances
+    rest_var: torch.Tensor
+
+
+def _one_vs_rest(stats: ActivationStats) -> _OneVsRest:
+    count = stats.tokens.view(-1, 1, 1).clamp(min=1)
+    rest_count = (stats.tokens.sum() - stats.tokens).view(-1, 1, 1).clamp(min=1)
+    mean = stats.sum / count
+    rest_mean = (stats.sum.sum(0, keepdim=True) - stats.sum) / rest_count
+    var = (stats.sum_sq / count - mean.square()).clamp(min=0)
+    rest_var = ((stats.sum_sq.sum(0, keepdim=True) - stats.sum_sq) / rest_count
+                - rest_mean.square()).clamp(min=0)
+    return _OneVsRest(count, rest_count, mean, rest_mean, var, rest_var)
+
+
+def standardised_mean_difference(stats: ActivationStats) -> torch.Tensor:
+    """One-vs-rest Cohen's d per emotion, shape (E, L, W)."""
+    s = _one_vs_rest(stats)
+    pooled = ((s.count * s.var + s.rest_count * s.rest_var) / (s.count + s.rest_count)).sqrt()
+    return (s.mean - s.rest_mean) / pooled.clamp(min=1e-8)
+
+
+def welch_t(stats: ActivationStats) -> torch.Tensor:
+    """One-vs-rest Welch's t per emotion, shape (E, L, W), with unbiased variances."""
+    s = _one_vs_rest(stats)
+    var = s.var * s.count / (s.count - 1).clamp(min=1)
+    rest_var = s.rest_var * s.rest_count / (s.rest_count - 1).clamp(min=1)
+    error = (var / s.count + rest_var / s.rest_count).sqrt()
+    return (s.mean - s.rest_mean) / error.clamp(min=1e-12)
+
+
+def frequency_difference(stats: ActivationStats) -> torch.Tensor:
+    """P(active | e) - P(active | not e), shape (E, L, W)."""
+    rest_tokens = (stats.tokens.sum() - stats.tokens).clamp(min=1).view(-1, 1, 1)
+    rest = (stats.active.sum(0, keepdim=True) - stats.active) / rest_tokens
+    return stats.probability() - rest
+
+
+def auroc(stats: ActivationStats) -> torch.Tensor:
+    """One-vs-rest AUROC per emotion from the histograms, shape (E, L, W); 0.5 where one side
+    has no tokens."""
+    if stats.histogram is None:
+        raise UserError("AUROC needs the per-emotion histograms of a recording; these "
+                        "statistics have none (a bootstrap resample or a format-1 file)")
+    positive = stats.histogram.to(torch.float64)
+    negative = positive.sum(0, keepdim=True) - positive
+    below = negative.cumsum(-1) - negative
+    wins = (positive * (below + 0.5 * negative)).sum(-1)
+    pairs = positive.sum(-1) * negative.sum(-1)
+    return torch.where(pairs > 0, wins / pairs.clamp(min=1), torch.full_like(wins, 0.5))
+
+
+def compute_scores(stats: ActivationStats, statistic: str,
+                   activity_quantile: float = 0.95) -> Scores:
+    if statistic not in STATISTICS:
+        raise UserError(f"unknown statistic {statistic!r}: use one of {', '.join(STATISTICS)}")
+    if statistic == "lape":
+        if not 0 <= activity_quantile < 1:
+            raise UserError(f"activity quantile {activity_quantile} must be in [0, 1), e.g. 0.95")
+        normalised, selectivity = entropy_selectivity(stats)
+        probability = stats.probability()
+        flat = probability.flatten()
+        floor = flat.kthvalue(max(1, int(activity_quantile * flat.numel()))).values
+        eligible = probability.max(0).values >= floor
+        return Scores(per_emotion=normalised.masked_fill(~eligible, -math.inf),
+                      overall=selectivity.masked_fill(~eligible, -math.inf))
+    per_emotion = {"frequency": frequency_difference, "smd": standardised_mean_difference,
+                   "welch": welch_t, "auroc": auroc}[statistic](stats)
+    return Scores(per_emotion=per_emotion, overall=per_emotion.max(0).values)

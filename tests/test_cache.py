@@ -1,0 +1,48 @@
+"""Recordings are cached under (weights, data, site, token policy, settings, code) and reused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from emoneuron.cache import cached_record
+from emoneuron.data.schema import Record
+from emoneuron.models.adapters import PRE_ACTIVATION_SITE
+from emoneuron.models.loading import LoadedModel
+
+MakeTiny = Callable[[str], LoadedModel]
+
+
+def test_second_call_reads_the_cache_and_runs_no_model(
+        make_tiny: MakeTiny, records: list[Record], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMONEURON_CACHE", str(tmp_path / "cache"))
+    loaded = make_tiny("gpt2")
+    forwards: list[int] = []
+    handle = loaded.model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    body = loaded.model.base_model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    try:
+        first = cached_record(loaded, records, batch_size=4, progress=False)
+        ran = len(forwards)
+        second = cached_record(loaded, records, batch_size=4, progress=False)
+        assert ran > 0 and len(forwards) == ran  # the second call ran nothing
+        for name in ("tokens", "active", "sum", "sum_sq", "histogram", "top_values"):
+            assert torch.equal(getattr(first, name), getattr(second, name))
+        assert len(list((tmp_path / "cache" / "stats").glob("*.safetensors"))) == 1
+        # Anything in the key changes the entry: another site, other data, other weights.
+        cached_record(loaded, records, progress=False, site=PRE_ACTIVATION_SITE)
+        cached_record(loaded, records[:4], progress=False)
+        assert len(forwards) > ran
+        assert len(list((tmp_path / "cache" / "stats").glob("*.safetensors"))) == 3
+        with torch.no_grad():
+            parameter = next(loaded.model.parameters())
+            monkeypatch.setattr(parameter, "data", parameter.data + 1e-3)
+        before = len(forwards)
+        cached_record(loaded, records, progress=False)
+        assert len(forwards) > before
+    finally:
+        handle.remove()
+        body.remove()
