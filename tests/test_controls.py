@@ -10,10 +10,8 @@ from emoneuron.controls import (
     frequency_matched,
     least_selective,
     random_matched,
-    shuffled_records,
 )
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.data.synth import synthesize
 from emoneuron.identify import IdentifyConfig, Neuron, NeuronSets
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.record import ActivationStats
@@ -80,10 +78,23 @@ def test_least_selective_controls_are_active_and_unselective() -> None:
         assert selectivity[layer, indices].max() <= selectivity[layer].quantile(0.1)
 
 
-def test_shuffled_records_permute_labels_and_keep_counts() -> None:
-    records = synthesize(6, seed=0)
-    shuffled = shuffled_records(records, seed=1)
-    assert [r.turns for r in shuffled] == [r.turns for r in records]
-    assert sorted(r.emotion for r in shuffled) == sorted(r.emotion for r in records)
-    assert sum(a.emotion != b.emotion for a, b in zip(records, shuffled, strict=True)) > 20
-    assert shuffled_records(records, seed=1) == shuffled
+def test_shuffled_sets_come_from_relabelled_groups_of_the_same_pass(make_tiny) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from emoneuron.controls import shuffled_sets
+    from emoneuron.data.synth import synthesize
+    from emoneuron.errors import UserError
+    from emoneuron.identify import identify
+    from emoneuron.record import record
+
+    loaded = make_tiny("llama")
+    recording = record(loaded, synthesize(8, seed=0, max_turns=2), "dialogue", 8, False)
+    config = IdentifyConfig(share=0.05)
+    real = identify(recording, config, "tiny")
+    first, again = (shuffled_sets(recording, config, "tiny", (0, 1)) for _ in range(2))
+    assert first == again  # seeded
+    for sets in first.values():
+        assert sum(map(len, sets.emotions.values())) == sum(map(len, real.emotions.values()))
+    assert first[0].emotions != first[1].emotions != real.emotions
+    with pytest.raises(UserError, match="AUROC"):
+        shuffled_sets(recording, IdentifyConfig(method="auroc"), "tiny", (0,))

@@ -23,7 +23,7 @@ from emoneuron.record import N_BINS, Recording
 from emoneuron.stability import (
     StabilityConfig,
     _bootstrap_weights,
-    _permuted_weights,
+    permuted_weights,
     stability,
     write_stability,
 )
@@ -95,7 +95,7 @@ def test_bootstrap_draws_each_emotions_own_non_empty_groups() -> None:
 
 def test_permutation_relabels_every_non_empty_cell_once() -> None:
     recording = _recording(True, empty_cells=((1, 2),))
-    weights = _permuted_weights(recording, torch.Generator().manual_seed(2))
+    weights = permuted_weights(recording, torch.Generator().manual_seed(2))
     non_empty = (recording.tokens.flatten() > 0)
     assert torch.equal(weights.sum(0), non_empty.double())
     assert torch.equal(weights.sum(1), (recording.tokens > 0).sum(1).double())

@@ -316,3 +316,21 @@ def test_different_eval_hash_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="different evaluation data"):
         ConditionStore(path, "h2")
     assert path.read_text() == before  # refused, not rewritten
+
+
+def test_grid_with_every_control_and_dose() -> None:
+    design = Design((0, 1, 2), controls=("random", "frequency", "least", "shuffled"),
+                    other_control_seeds=1, proportions=(0.5, 1.0), dose_strengths=(0.0, 0.5, 2.0))
+    conditions = grid(design)
+    keys = [c.key for c in conditions]
+    assert len(set(keys)) == len(keys)
+    per_control = Counter(c.control for c in conditions
+                          if c.kind == "control" and (c.proportion, c.strength) == (1.0, 0.0))
+    assert per_control == {"random": 6 * 3, "frequency": 6, "least": 6, "shuffled": 6}
+    dose = [c for c in conditions if c.strength in (0.5, 2.0)]
+    assert Counter((c.kind, c.mode) for c in dose) == {
+        ("mask", "scale"): 6, ("control", "scale"): 6, ("mask", "amplify"): 6,
+        ("control", "amplify"): 6}
+    assert all(c.eval_emotions == (c.masked_emotion,) for c in dose)
+    proportion_controls = [c for c in conditions if c.kind == "control" and c.proportion == 0.5]
+    assert len(proportion_controls) == 6 and {c.seed for c in proportion_controls} == {0}

@@ -10,23 +10,21 @@ difference cannot come from how many neurons, or which depth, was touched:
 - ``least``: the layer's least selective neurons (lowest entropy selectivity) among those that
   fire at least as often as the layer's median neuron: active neurons that carry no emotion;
 - ``shuffled``: the set the same selection rule finds when the identification labels are
-  permuted (see :func:`shuffled_records`): the rule's own null.
+  permuted (see :func:`shuffled_sets`): the rule's own null.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import random
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from emoneuron.data.schema import Record
 from emoneuron.errors import UserError
-from emoneuron.identify import NeuronSets
-from emoneuron.record import ActivationStats
+from emoneuron.identify import IdentifyConfig, NeuronSets, identify
+from emoneuron.record import ActivationStats, Recording
 from emoneuron.scores import entropy_selectivity
+from emoneuron.stability import permuted_weights
 
 CONTROLS = ("random", "frequency", "least", "shuffled")
 FREQUENCY_NEIGHBOURS = 10
@@ -92,8 +90,15 @@ def least_selective(by_layer: ByLayer, sets: NeuronSets, emotion: str,
     return controls
 
 
-def shuffled_records(records: Sequence[Record], seed: int) -> list[Record]:
-    """``records`` with their emotion labels permuted (counts per emotion kept)."""
-    labels = [r.emotion for r in records]
-    random.Random(seed).shuffle(labels)
-    return [dataclasses.replace(r, emotion=label) for r, label in zip(records, labels, strict=True)]
+def shuffled_sets(recording: Recording, config: IdentifyConfig, model: str,
+                  seeds: Sequence[int]) -> dict[int, NeuronSets]:
+    """Per seed, the sets ``config`` selects when the recording's (emotion, group) cells are
+    relabelled at random (:func:`emoneuron.stability.permuted_weights`): the identification
+    dialogues' labels permuted group by group, from the same pass, with no new recording."""
+    if config.method == "auroc":
+        raise UserError("the shuffled-label control needs per-group statistics, which AUROC's "
+                        "histograms do not keep; use another --method or leave shuffled out of "
+                        "--controls")
+    return {seed: identify(recording.combined(permuted_weights(
+                recording, torch.Generator().manual_seed(seed))), config, model)
+            for seed in seeds}

@@ -26,7 +26,7 @@ import torch
 from emoneuron import __version__
 from emoneuron.cache import cached_record
 from emoneuron.cards import write_cards
-from emoneuron.controls import CONTROLS, shuffled_records
+from emoneuron.controls import CONTROLS, shuffled_sets
 from emoneuron.data.dedup import check_leaks
 from emoneuron.data.schema import (
     EMOTIONS,
@@ -44,7 +44,7 @@ from emoneuron.identify import IdentifyConfig, NeuronSets, identify
 from emoneuron.io import atomic_open, read_json, sha256_bytes, write_json
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, load
-from emoneuron.record import DEFAULT_GROUPS, N_BINS, record
+from emoneuron.record import DEFAULT_GROUPS, N_BINS, Recording
 from emoneuron.report import write_report
 from emoneuron.stability import write_stability
 from emoneuron.steer import steer
@@ -77,6 +77,7 @@ class RunConfig:
     assignment: str = "argmax"
     control_seeds: tuple[int, ...] = (0, 1, 2)
     controls: tuple[str, ...] = CONTROLS
+    other_control_seeds: int = 3  # the first N control seeds also drive frequency and shuffled
     mode: str = "zero"  # how the neurons are removed; see emoneuron.intervene
     strength: float = 0.0
     tokens: str = "all"  # all | dialogue | last
@@ -138,24 +139,19 @@ def _splits(config: RunConfig, records: list[Record]) -> Splits:
 
 def design_of(config: RunConfig) -> Design:
     return Design(control_seeds=config.control_seeds, controls=config.controls,
+                  other_control_seeds=config.other_control_seeds,
                   proportions=config.proportions if config.sweep else (),
                   sweep_eval=config.sweep_eval, mode=config.mode, strength=config.strength,
                   tokens=config.tokens, dose_strengths=config.dose_strengths)
 
 
-def _shuffled_sets(config: RunConfig, loaded: LoadedModel, splits: Splits,
-                   identify_config: IdentifyConfig, out_dir: Path,
-                   progress: bool) -> dict[int, NeuronSets]:
-    """The sets the same rule finds on permuted identification labels, one per control seed,
-    kept in ``shuffled/`` so a resumed run reads them instead of recording again."""
-    sets = {}
-    for seed in config.control_seeds:
-        path = out_dir / "shuffled" / f"neurons-seed{seed}.json"
-        if not path.exists():
-            permuted = shuffled_records(splits.identify, seed)
-            stats = record(loaded, permuted, config.token_policy, config.batch_size, progress)
-            identify(stats, identify_config, config.model).save(path)
-        sets[seed] = NeuronSets.load(path)
+def _shuffled_sets(config: RunConfig, recording: Recording, identify_config: IdentifyConfig,
+                   out_dir: Path) -> dict[int, NeuronSets]:
+    """The shuffled-label control's sets, also written to ``shuffled/`` for inspection."""
+    seeds = config.control_seeds[:config.other_control_seeds]
+    sets = shuffled_sets(recording, identify_config, config.model, seeds)
+    for seed, found in sets.items():
+        found.save(out_dir / "shuffled" / f"neurons-seed{seed}.json")
     return sets
 
 
@@ -226,7 +222,7 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     shuffled = {}
     if "shuffled" in config.controls:
         with timer.stage("shuffled_labels"):
-            shuffled = _shuffled_sets(config, loaded, splits, identify_config, out_dir, progress)
+            shuffled = _shuffled_sets(config, stats, identify_config, out_dir)
     sources = Sources(stats.stats(), shuffled)
     store = ConditionStore(out_dir / "conditions.jsonl",
                            _store_context(config, splits, sets, classifier))

@@ -66,7 +66,7 @@ def _bootstrap_weights(recording: Recording, generator: torch.Generator) -> torc
     return weights
 
 
-def _permuted_weights(recording: Recording, generator: torch.Generator) -> torch.Tensor:
+def permuted_weights(recording: Recording, generator: torch.Generator) -> torch.Tensor:
     """(E, E*G) 0/1: the non-empty cells' emotion labels shuffled among them."""
     cells = (recording.tokens.flatten() > 0).nonzero().flatten()
     labels = cells // recording.groups
@@ -123,7 +123,7 @@ def stability(recording: Recording, config: IdentifyConfig,
         nulls = []
         for _ in tqdm(range(settings.permutations), desc="null", disable=not progress):
             null_members, null_score = membership(recording.combined(
-                _permuted_weights(recording, generator)), config, capped=False)
+                permuted_weights(recording, generator)), config, capped=False)
             nulls.append([int((null_members[e] & (null_score[e] >= cutoff[e])).sum())
                           for e in range(len(EMOTIONS))])
         for i, emotion in enumerate(EMOTIONS):

@@ -72,6 +72,7 @@ class Design:
 
     control_seeds: tuple[int, ...] = (0, 1, 2)
     controls: tuple[str, ...] = ("random",)
+    other_control_seeds: int = 3  # seeds of the frequency and shuffled controls: the first N
     proportions: tuple[float, ...] = ()
     sweep_eval: str = "self"
     mode: str = "zero"
@@ -99,7 +100,9 @@ def grid(design: Design) -> list[Condition]:
         conditions.append(mask)
         for control in design.controls:
             evaluated = EMOTIONS if control == "random" else (emotion,)
-            seeds: Sequence[int | None] = (None,) if control == "least" else design.control_seeds
+            seeds: Sequence[int | None] = (
+                design.control_seeds if control == "random" else (None,) if control == "least"
+                else design.control_seeds[:design.other_control_seeds])
             conditions += [replace(mask, kind="control", control=control, seed=seed,
                                    eval_emotions=evaluated) for seed in seeds]
     for emotion, mask in masks.items():
