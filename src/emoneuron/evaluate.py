@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from emoneuron.data.render import render_dialogue
+from emoneuron.data.render import render_dialogue, tokens_in_spans
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.errors import UserError
 from emoneuron.intervene import TokenScope
@@ -184,9 +184,7 @@ class Classifier:
         text, spans = self._query_parts(record)
         encoded = self.loaded.tokenizer(text, add_special_tokens=False,
                                         return_offsets_mapping=True)
-        in_dialogue = [end > start and any(s < end and start < e for s, e in spans)
-                       for start, end in encoded["offset_mapping"]]
-        return list(encoded["input_ids"]), in_dialogue
+        return list(encoded["input_ids"]), tokens_in_spans(encoded["offset_mapping"], spans)
 
     @property
     def description(self) -> str:

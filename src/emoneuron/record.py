@@ -36,7 +36,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
-from emoneuron.data.render import render_dialogue
+from emoneuron.data.render import render_dialogue, tokens_in_spans
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.io import atomic_open, write_json
@@ -279,8 +279,7 @@ def encode_for_recording(loaded: LoadedModel, records: Sequence[Record], token_p
         elif token_policy == "last":
             counted = [False] * (len(ids) - 1) + [True]
         else:
-            counted = [end > start and any(s < end and start < e for s, e in rendered.spans)
-                       for start, end in tokens["offset_mapping"]]
+            counted = tokens_in_spans(tokens["offset_mapping"], rendered.spans)
         encoded.append((ids, counted, EMOTIONS.index(record.emotion)))
     order = sorted(range(len(encoded)), key=lambda i: (encoded[i][2], len(encoded[i][0])))
     chunks = []

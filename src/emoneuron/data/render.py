@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from emoneuron.data.schema import Record
@@ -26,3 +27,11 @@ def render_dialogue(record: Record) -> RenderedDialogue:
         spans.append((start, start + len(turn.text)))
         cursor += len(parts[-1])
     return RenderedDialogue(text="".join(parts).rstrip("\n"), spans=tuple(spans))
+
+
+def tokens_in_spans(offsets: Sequence[tuple[int, int]],
+                    spans: Sequence[tuple[int, int]]) -> list[bool]:
+    """For each token's character ``(start, end)``, whether it overlaps one of ``spans``: the
+    dialogue's own words, as the recorder counts them and the ``dialogue`` scope edits them."""
+    return [end > start and any(s < end and start < e for s, e in spans)
+            for start, end in offsets]
