@@ -40,18 +40,21 @@ from emoneuron.data.split import Splits, split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
 from emoneuron.evaluate import CHANCE, Classifier, order_shots
+from emoneuron.executors import ExecutorConfig, LocalExecutor, RayExecutor, executor_for
 from emoneuron.identify import IdentifyConfig, NeuronSets, identify
 from emoneuron.io import atomic_open, read_json, sha256_bytes, write_json
 from emoneuron.models.adapters import DEFAULT_SITE
-from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, load
+from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, load
 from emoneuron.record import DEFAULT_GROUPS, N_BINS, Recording
 from emoneuron.report import write_report
 from emoneuron.stability import write_stability
 from emoneuron.steer import steer
 from emoneuron.sweep import (
     DEFAULT_PROPORTIONS,
+    Condition,
     ConditionStore,
     Design,
+    EvaluationSetup,
     Sources,
     execute,
     grid,
@@ -94,6 +97,13 @@ class RunConfig:
     batch_size: int = 16
     device: str = "cpu"
     threads: int | None = None
+    # Where recording and the conditions run; see emoneuron.executors.
+    executor: str = "local"  # local | ray
+    ray_address: str = "local"  # local (a private cluster here) | auto | HOST:PORT
+    workers: int = 0  # Ray workers; 0 = one per GPU (or per cpus_per_worker CPUs)
+    cpus_per_worker: int = 1
+    gpus_per_worker: float | None = None  # None: 1 on a cluster with GPUs, else 0
+    shards: int = 0  # recording shards; 0 = 4 per Ray worker (1 locally)
 
 
 @dataclass
@@ -143,6 +153,19 @@ def design_of(config: RunConfig) -> Design:
                   proportions=config.proportions if config.sweep else (),
                   sweep_eval=config.sweep_eval, mode=config.mode, strength=config.strength,
                   tokens=config.tokens, dose_strengths=config.dose_strengths)
+
+
+def executor_config_of(config: RunConfig) -> ExecutorConfig:
+    return ExecutorConfig(config.executor, config.ray_address, config.workers,
+                          config.cpus_per_worker, config.gpus_per_worker)
+
+
+def _worker_model(config: RunConfig, executor: LocalExecutor | RayExecutor) -> ModelSpec | None:
+    """How remote workers load the model: on their GPU(s), or CPU on a CPU-only cluster."""
+    if isinstance(executor, LocalExecutor):
+        return None
+    gpus = executor.gpus_per_worker
+    return ModelSpec(config.model, "cuda" if gpus else "cpu", "auto" if gpus > 1 else None)
 
 
 def _shuffled_sets(config: RunConfig, recording: Recording, identify_config: IdentifyConfig,
@@ -206,31 +229,10 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     for name, part in (("fewshot", splits.fewshot), ("identify", splits.identify),
                        ("eval", splits.evaluate)):
         write_records(out_dir / "data" / f"{name}.jsonl", part)
-    with timer.stage("record"):
-        stats = cached_record(loaded, splits.identify, config.token_policy, config.batch_size,
-                              progress)
-        stats.save(out_dir / "stats.safetensors", {"model": config.model, "data_hash": data_hash})
-    identify_config = IdentifyConfig(method=config.method, share=config.share,
-                                     assignment=config.assignment)
-    with timer.stage("identify"):
-        sets = identify(stats, identify_config, config.model)
-        sets.save(out_dir / "neurons.json")
-        write_stability(stats, identify_config, out_dir / "stability.json", progress=progress)
-    with timer.stage("cards"):
-        write_cards(loaded, stats, splits.identify, sets, out_dir / "cards",
-                    per_emotion=CARDS_PER_EMOTION)
-    shuffled = {}
-    if "shuffled" in config.controls:
-        with timer.stage("shuffled_labels"):
-            shuffled = _shuffled_sets(config, stats, identify_config, out_dir)
-    sources = Sources(stats.stats(), shuffled)
-    store = ConditionStore(out_dir / "conditions.jsonl",
-                           _store_context(config, splits, sets, classifier))
-    with timer.stage("ablation"):
-        execute(classifier, sets, sources, splits.evaluate,
-                [c for c in conditions if not is_sweep(c)], store, progress)
-    with timer.stage("sweep"):
-        execute(classifier, sets, sources, splits.evaluate, conditions, store, progress)
+    with executor_for(executor_config_of(config)) as executor:
+        sets, store = _record_identify_evaluate(
+            config, loaded, splits, classifier, conditions, data_hash, executor, out_dir, timer,
+            progress)
     with timer.stage("tables"):
         for name, table in ablation_tables(store, splits.evaluate, conditions).items():
             _write_csv(table, out_dir / f"{name}.csv")
@@ -255,6 +257,46 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     write_manifest()
     print("time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in timer.seconds.items()))
     return report
+
+
+def _record_identify_evaluate(
+        config: RunConfig, loaded: LoadedModel, splits: Splits, classifier: Classifier,
+        conditions: list[Condition], data_hash: str, executor: LocalExecutor | RayExecutor,
+        out_dir: Path, timer: Timer, progress: bool,
+) -> tuple[NeuronSets, ConditionStore]:
+    """The stages that run on the executor's workers (recording, conditions) and those
+    between them."""
+    model = _worker_model(config, executor)
+    with timer.stage("record"):
+        shards = config.shards or (1 if model is None else 4 * executor.workers)
+        stats = cached_record(loaded, splits.identify, config.token_policy, config.batch_size,
+                              progress, executor=None if model is None else executor,
+                              shards=shards, setup=None if model is None else model.load)
+        stats.save(out_dir / "stats.safetensors", {"model": config.model, "data_hash": data_hash})
+    identify_config = IdentifyConfig(method=config.method, share=config.share,
+                                     assignment=config.assignment)
+    with timer.stage("identify"):
+        sets = identify(stats, identify_config, config.model)
+        sets.save(out_dir / "neurons.json")
+        write_stability(stats, identify_config, out_dir / "stability.json", progress=progress)
+    with timer.stage("cards"):
+        write_cards(loaded, stats, splits.identify, sets, out_dir / "cards",
+                    per_emotion=CARDS_PER_EMOTION)
+    shuffled = {}
+    if "shuffled" in config.controls:
+        with timer.stage("shuffled_labels"):
+            shuffled = _shuffled_sets(config, stats, identify_config, out_dir)
+    sources = Sources(stats.stats(), shuffled)
+    store = ConditionStore(out_dir / "conditions.jsonl",
+                           _store_context(config, splits, sets, classifier))
+    setup = None if model is None else EvaluationSetup.of(classifier, model, splits.evaluate)
+    with timer.stage("ablation"):
+        execute(classifier, sets, sources, splits.evaluate,
+                [c for c in conditions if not is_sweep(c)], store, progress, executor, setup)
+    with timer.stage("sweep"):
+        execute(classifier, sets, sources, splits.evaluate, conditions, store, progress,
+                executor, setup)
+    return sets, store
 
 
 REPORT_BYTES = 20 * 2**20  # figures as PNG and SVG plus the HTML that embeds them

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from emoneuron.controls import (
     CONTROLS,
@@ -30,9 +29,11 @@ from emoneuron.controls import (
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.evaluate import Classifier
+from emoneuron.executors import Executor, LocalExecutor
 from emoneuron.identify import Neuron, NeuronSets
 from emoneuron.intervene import Ablation, applied, with_means
 from emoneuron.io import atomic_open
+from emoneuron.models.loading import ModelSpec
 from emoneuron.record import ActivationStats
 
 LAYER_RANGES = ("bottom", "middle", "top", "all")
@@ -229,18 +230,61 @@ class ConditionStore:
         self.done[condition.key] = entry
 
 
+@dataclass(frozen=True)
+class EvaluationSetup:
+    """How a worker builds what :func:`execute` evaluates with: the model, the classifier's
+    settings (its prompt style already resolved) and the evaluation dialogues. Picklable."""
+
+    model: ModelSpec
+    shots: tuple[Record, ...]
+    batch_size: int
+    calibrate: bool
+    style: str
+    evaluation: tuple[Record, ...]
+
+    @classmethod
+    def of(cls, classifier: Classifier, model: ModelSpec,
+           evaluation: Sequence[Record]) -> EvaluationSetup:
+        return cls(model, tuple(classifier.shots), classifier.batch_size, classifier.calibrate,
+                   classifier.style, tuple(evaluation))
+
+    def __call__(self) -> tuple[Classifier, Sequence[Record]]:
+        classifier = Classifier(self.model.load(), list(self.shots), self.batch_size,
+                                self.calibrate, self.style)
+        return classifier, self.evaluation
+
+
+def _evaluate(state: tuple[Classifier, Sequence[Record]],
+              item: tuple[tuple[str, ...], Ablation]) -> np.ndarray:
+    """One condition's predictions: ``item`` is (the emotions it is evaluated on, its
+    intervention)."""
+    classifier, evaluation = state
+    eval_emotions, ablation = item
+    subset = [r for r in evaluation if r.emotion in eval_emotions]
+    with applied(classifier.loaded, ablation) as scope:
+        scores = classifier.predict(subset, unchanged_below=ablation.first_layer, scope=scope)
+    predicted: np.ndarray = scores.argmax(axis=1)
+    return predicted
+
+
 def execute(classifier: Classifier, sets: NeuronSets, sources: Sources,
             evaluation: Sequence[Record], conditions: Iterable[Condition], store: ConditionStore,
-            progress: bool = True) -> None:
-    """Evaluate every condition not yet in ``store``, one after the other."""
+            progress: bool = True, executor: Executor | None = None,
+            setup: EvaluationSetup | None = None) -> None:
+    """Evaluate every condition not yet in ``store``: here with ``classifier``, or on the
+    workers of ``executor``, which build their own from ``setup``. Each finished condition is
+    stored as it is delivered, in grid order, so a run resumes from any executor's store."""
     todo = [c for c in conditions if c.key not in store.done]
-    for condition in tqdm(todo, desc="conditions", unit="cond", disable=not progress):
-        subset = [r for r in evaluation if r.emotion in condition.eval_emotions]
-        ablation = ablation_for(condition, sets, sources)
-        with applied(classifier.loaded, ablation) as scope:
-            scores = classifier.predict(subset, unchanged_below=ablation.first_layer,
-                                        scope=scope)
-        store.add(condition, ablation.size, scores.argmax(axis=1))
+    # Interventions are small specs, built here: workers need neither the sets nor the
+    # statistics the controls are drawn from.
+    items = [(c.eval_emotions, ablation_for(c, sets, sources)) for c in todo]
+
+    def deliver(index: int, predicted: np.ndarray) -> None:
+        store.add(todo[index], items[index][1].size, predicted)
+
+    (executor or LocalExecutor()).map(_evaluate, items, deliver, setup,
+                                      state=(classifier, evaluation), progress=progress,
+                                      desc="conditions")
 
 
 def correctness(entry: dict[str, Any], evaluation: Sequence[Record]) -> pd.DataFrame:

@@ -232,3 +232,15 @@ def export(name_or_path: str, out_dir: str | Path) -> Path:
         raise UserError(f"{target}: directory exists and is not empty; choose a new directory")
     shutil.copytree(directory, target, dirs_exist_ok=True)
     return target
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a worker process loads the model this process has: small and picklable."""
+
+    name: str
+    device: str = "cpu"
+    device_map: str | None = None  # "auto": spread over every GPU the worker sees
+
+    def load(self) -> LoadedModel:
+        return load(self.name, device=self.device, device_map=self.device_map)

@@ -1,0 +1,185 @@
+"""The Ray executor on a private two-worker cluster on this machine: recording, a sweep and a
+whole run give what the local executor gives, also when a worker is killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+
+from emoneuron.data.schema import Record
+from emoneuron.data.synth import synthesize
+from emoneuron.errors import UserError
+from emoneuron.evaluate import Classifier, order_shots
+from emoneuron.executors import ExecutorConfig, LocalExecutor, RayExecutor
+from emoneuron.identify import IdentifyConfig, identify
+from emoneuron.models.loading import LoadedModel, ModelSpec, load
+from emoneuron.record import Recording, record, record_sharded
+from emoneuron.run import RunConfig, run
+from emoneuron.sweep import ConditionStore, Design, EvaluationSetup, Sources, execute, grid
+
+pytest.importorskip("ray")
+
+WORKERS = 2
+
+
+class KillingRayExecutor(RayExecutor):
+    """Kills its first worker (SIGKILL) when the first result arrives: that worker still holds
+    queued tasks, which Ray must run again on the restarted worker."""
+
+    def __init__(self, config: ExecutorConfig) -> None:
+        super().__init__(config)
+        self.killed: list[int] = []
+        self.delivered: list[int] = []
+
+    def map(self, task: Callable[[Any, Any], Any], items: Sequence[Any],
+            deliver: Callable[[int, Any], None], setup: Callable[[], Any] | None,
+            state: Any = None, progress: bool = True, desc: str = "tasks") -> None:
+        def kill_then_deliver(index: int, result: Any) -> None:
+            if not self.killed:
+                os.kill(self.pids[0], signal.SIGKILL)
+                self.killed.append(self.pids[0])
+            self.delivered.append(index)
+            deliver(index, result)
+
+        super().map(task, items, kill_then_deliver, setup, state, progress, desc)
+
+
+@pytest.fixture(scope="module")
+def executor() -> Iterator[KillingRayExecutor]:
+    killing = KillingRayExecutor(ExecutorConfig("ray", "local", workers=WORKERS))
+    killing.connect()
+    yield killing
+    killing.close()
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model_dir: Path) -> LoadedModel:
+    return load(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def dialogues() -> list[Record]:
+    return synthesize(6, seed=3, max_turns=2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Workers compute with one thread each; so does this process, for equal float sums."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _assert_same_recording(ours: Recording, theirs: Recording) -> None:
+    """Equal up to float rounding. Which dialogue holds a top activation is left out: two
+    dialogues whose values differ in the last bit can swap when batches differ."""
+    for name in ("tokens", "active", "sum", "sum_sq", "top_values"):
+        torch.testing.assert_close(getattr(ours, name), getattr(theirs, name), rtol=1e-5,
+                                   atol=1e-6, msg=name)
+    assert torch.equal(ours.histogram, theirs.histogram)
+
+
+def test_recording_on_ray_equals_one_local_pass_after_a_worker_is_killed(
+        executor: KillingRayExecutor, loaded: LoadedModel, tiny_model_dir: Path,
+        dialogues: list[Record]) -> None:
+    local = record(loaded, dialogues, batch_size=4, progress=False)
+    on_ray = record_sharded(executor, loaded, dialogues, shards=8,
+                            setup=ModelSpec(str(tiny_model_dir)).load, batch_size=4,
+                            progress=False)
+    assert executor.killed, "no worker was killed: the test did not test recovery"
+    assert executor.delivered == list(range(8))  # every shard merged exactly once, in order
+    _assert_same_recording(on_ray, local)
+    same_shards_here = record_sharded(LocalExecutor(), loaded, dialogues, shards=8,
+                                      batch_size=4, progress=False)
+    for name in ("tokens", "active", "sum", "sum_sq", "histogram", "top_values", "top_dialogue"):
+        assert torch.equal(getattr(on_ray, name), getattr(same_shards_here, name)), name
+
+
+def test_sweep_on_ray_stores_what_the_local_sweep_stores_after_a_worker_is_killed(
+        executor: KillingRayExecutor, loaded: LoadedModel, tiny_model_dir: Path,
+        dialogues: list[Record], tmp_path: Path) -> None:
+    shots = order_shots(dialogues, seed=0)
+    evaluation = [r for r in dialogues if r not in shots]
+    classifier = Classifier(loaded, shots, batch_size=8)
+    recording = record(loaded, evaluation, progress=False)
+    sets = identify(recording, IdentifyConfig(share=0.05), "tiny")
+    sources = Sources(recording.stats())
+    conditions = grid(Design(control_seeds=(0,), proportions=(0.5, 1.0)))
+    stores = {name: ConditionStore(tmp_path / f"{name}.jsonl", "context")
+              for name in ("local", "ray")}
+    execute(classifier, sets, sources, evaluation, conditions, stores["local"], progress=False)
+    executor.killed.clear()
+    executor.delivered.clear()
+    setup = EvaluationSetup.of(classifier, ModelSpec(str(tiny_model_dir)), evaluation)
+    execute(classifier, sets, sources, evaluation, conditions, stores["ray"], progress=False,
+            executor=executor, setup=setup)
+    assert executor.killed
+    assert executor.delivered == list(range(len(conditions)))
+    lines = {name: (tmp_path / f"{name}.jsonl").read_text().splitlines() for name in stores}
+    assert len(lines["ray"]) == len(conditions)
+    assert lines["ray"] == lines["local"]  # same conditions, predictions and order
+
+
+def test_a_task_error_on_a_worker_is_raised_here_as_itself(executor: KillingRayExecutor,
+                                                           tiny_model_dir: Path) -> None:
+    executor.killed.append(0)  # nothing to kill here
+
+    def refuse(_state: LoadedModel, item: int) -> int:
+        raise UserError(f"item {item} is bad")
+
+    with pytest.raises(UserError, match="item 0 is bad"):
+        executor.map(refuse, [0, 1], lambda index, result: None,
+                     ModelSpec(str(tiny_model_dir)).load, progress=False)
+
+
+def test_an_in_memory_model_cannot_go_to_ray_workers(executor: KillingRayExecutor,
+                                                     loaded: LoadedModel) -> None:
+    with pytest.raises(UserError, match="save it with save_pretrained"):
+        record_sharded(executor, loaded, synthesize(1, seed=0), shards=2, progress=False)
+
+
+def _outputs(run_dir: Path) -> dict[str, Path]:
+    skip = {"manifest.json", "report.html"}  # timings and the settings that chose the executor
+    return {str(p.relative_to(run_dir)): p for p in sorted(run_dir.rglob("*"))
+            if p.is_file() and p.name not in skip and "figures" not in p.parts}
+
+
+def test_a_ray_run_writes_the_files_of_a_local_run(executor: KillingRayExecutor,
+                                                   tiny_model_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    config = RunConfig(model=str(tiny_model_dir), per_emotion=6, max_turns=2, share=0.05,
+                       proportions=(0.5, 1.0), control_seeds=(0,), dose_strengths=(0.0,),
+                       batch_size=8, steer=False, threads=1)
+    executor.release()  # the run starts its own workers on the same two CPUs
+    runs = {}
+    for name, changes in (("local", {}), ("ray", {"executor": "ray", "workers": WORKERS})):
+        monkeypatch.setenv("EMONEURON_CACHE", str(tmp_path / f"cache-{name}"))  # record anew
+        runs[name] = tmp_path / name
+        run(RunConfig(**{**config.__dict__, **changes}), runs[name], progress=False)
+    local, on_ray = _outputs(runs["local"]), _outputs(runs["ray"])
+    assert sorted(local) == sorted(on_ray)
+    for name, path in local.items():
+        if path.suffix == ".csv":
+            pd.testing.assert_frame_equal(pd.read_csv(on_ray[name]), pd.read_csv(path),
+                                          rtol=1e-5)
+        elif path.suffix == ".safetensors":
+            _assert_same_recording(Recording.load(on_ray[name]), Recording.load(path))
+        elif name not in ("stats.json",):
+            assert on_ray[name].read_bytes() == path.read_bytes(), name
+    manifest = json.loads((runs["ray"] / "manifest.json").read_text())
+    assert manifest["config"]["executor"] == "ray"
+
+
+def test_a_model_workers_cannot_load_is_a_user_error(executor: KillingRayExecutor) -> None:
+    with pytest.raises(UserError, match="unknown model"):
+        executor.map(lambda state, item: item, [0], lambda index, result: None,
+                     ModelSpec("no-such-model").load, progress=False)
