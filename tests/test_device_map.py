@@ -18,9 +18,10 @@ import torch
 
 from emoneuron.cards import vocab_projection
 from emoneuron.data.schema import Record
+from emoneuron.errors import UserError
 from emoneuron.evaluate import Classifier
 from emoneuron.intervene import Ablation, applied
-from emoneuron.models.loading import LoadedModel, load
+from emoneuron.models.loading import DeviceMap, LoadedModel, load
 from emoneuron.record import Recording, record
 from emoneuron.steer import _prompts, continue_dialogues
 
@@ -137,5 +138,14 @@ def test_layers_on_two_real_devices(tiny_model_dir: Path, whole: LoadedModel,
         ablated = classifier.predict(records, scope=scope)
     with applied(whole, ABLATION) as scope:
         np.testing.assert_allclose(ablated, reference.predict(records, scope=scope), atol=1e-3)
-    projected = vocab_projection(split, 0, 3)
-    assert [e.token for e in projected[0]] == [e.token for e in vocab_projection(whole, 0, 3)[0]]
+    promoted, _ = vocab_projection(split, 0, 3)  # layer 0 and the norm on cuda:0, lm_head on CPU
+    expected_promoted, _ = vocab_projection(whole, 0, 3)
+    assert [e.logit for e in promoted] == pytest.approx([e.logit for e in expected_promoted],
+                                                        abs=1e-3)
+
+
+@pytest.mark.parametrize("device_map", ["nonsense", {"": "gpu7"}])
+def test_a_device_map_that_does_not_load_is_a_user_error(tiny_model_dir: Path,
+                                                         device_map: DeviceMap) -> None:
+    with pytest.raises(UserError, match=r"does not load with device_map .*check the device map"):
+        load(str(tiny_model_dir), device_map=device_map)
