@@ -185,8 +185,8 @@ def _hook(ablation: Ablation, index: torch.Tensor, values: torch.Tensor | None,
         nonlocal index, values
         hidden = args[0]
         if index.device != hidden.device:
-            # This layer runs on another device than the inputs (a model split over GPUs by
-            # ``device_map``): move the hook's tensors there once, not on every call.
+            # This layer computes on another device than the model's inputs (a model split over
+            # GPUs by ``device_map``): move the hook's tensors there once, not on every call.
             index = index.to(hidden.device)
             values = None if values is None else values.to(hidden.device)
         chosen = hidden[..., index]

@@ -151,7 +151,7 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
                 f"{directory}: cached conversion of {name_or_path!r} does not load ({reason}); "
                 "delete this directory and run again to convert the model anew"
             ) from error
-        if device_map is not None:
+        if device_map is not None and not isinstance(error, OSError):  # OSError: no model
             raise UserError(f"{source}: does not load with device_map {device_map!r} ({reason}); "
                             "check the device map, or load without one") from error
         if directory is not None:
