@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import align_module_device
 
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.identify import NeuronSets
 from emoneuron.io import atomic_open, write_json
-from emoneuron.models.loading import LoadedModel
+from emoneuron.models.loading import LoadedModel, compute_device
 from emoneuron.record import Recording, dialogue_hash, encode_for_recording, site_hooks
 
 CONTEXT_BEFORE = 8
@@ -85,11 +86,17 @@ def vocab_projection(loaded: LoadedModel, layer: int, index: int,
     """The ``k`` tokens the neuron's output direction promotes most and suppresses most."""
     _check_neuron(loaded, layer, index)
     model, adapter = loaded.model, loaded.adapter
-    with torch.inference_mode():
-        direction = adapter.down_projection(model, layer)[:, index][None]
+    # A model dispatched with a device_map may keep these weights on other devices, or
+    # offloaded (on the meta device until accelerate loads them): bring them in while used.
+    down_projection = adapter.site_modules(model)[layer]
+    with (torch.inference_mode(), align_module_device(down_projection),
+          align_module_device(adapter.unembedding_module(model))):
         norm = adapter.final_norm(model)
+        direction = adapter.down_projection(model, layer)[:, index][None].to(
+            compute_device(norm))
         normed = (norm(direction) - norm(torch.zeros_like(direction)))[0]
-        logits = adapter.unembedding(model) @ normed
+        unembedding = adapter.unembedding(model)
+        logits = unembedding @ normed.to(unembedding.device)
     logits = logits.float().cpu()
     vocab = min(len(loaded.tokenizer), logits.shape[0])  # padded vocabularies: real ids only
     logits = logits[:vocab]

@@ -253,7 +253,9 @@ class Classifier:
             logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                            cache=cache, use_cache=True,
                            logits_to_keep=keep.to(device)).logits
-        at_last = logits[torch.arange(n), torch.searchsorted(keep, last).to(device)]
+        # A model split over devices may return its logits from the last one.
+        at_last = logits[torch.arange(n, device=logits.device),
+                         torch.searchsorted(keep, last).to(logits.device)]
         return torch.log_softmax(at_last.float(), dim=-1)[:, self.label_ids].cpu().numpy()
 
     @contextmanager
@@ -275,15 +277,21 @@ class Classifier:
                 handle.remove()
             return
         # The skipped layers would recompute exactly `kept`; each returns it instead. Only this
-        # model instance is touched, and only inside the block.
+        # model instance is touched, and only inside the block. A layer of a model dispatched
+        # with a device_map already has an instance `forward` (accelerate's hook wrapper): it
+        # is put back, not deleted.
         skipped = list(layers[:first])
+        own_forwards = [vars(layer).get("forward") for layer in skipped]
         for layer in skipped:
             layer.forward = lambda *args, **kwargs: kept
         try:
             yield
         finally:
-            for layer in skipped:
-                del layer.forward
+            for layer, own_forward in zip(skipped, own_forwards, strict=True):
+                if own_forward is None:
+                    del layer.forward
+                else:
+                    layer.forward = own_forward
 
 
 def _scope_mask(tokens: str, rows: Sequence[tuple[list[int], list[bool]]]) -> torch.Tensor:

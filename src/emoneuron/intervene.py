@@ -182,7 +182,13 @@ def _hook(ablation: Ablation, index: torch.Tensor, values: torch.Tensor | None,
     mode, strength = ablation.mode, ablation.strength
 
     def hook(_module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        nonlocal index, values
         hidden = args[0]
+        if index.device != hidden.device:
+            # This layer computes on another device than the model's inputs (a model split over
+            # GPUs by ``device_map``): move the hook's tensors there once, not on every call.
+            index = index.to(hidden.device)
+            values = None if values is None else values.to(hidden.device)
         chosen = hidden[..., index]
         if mode == "zero":
             changed = torch.zeros_like(chosen)

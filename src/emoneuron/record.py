@@ -327,62 +327,97 @@ class _BatchContext:
     dialogue: torch.Tensor  # (B,) int64 dialogue_hash
     rows: int  # B
 
+    def to(self, device: torch.device) -> _BatchContext:
+        return _BatchContext(self.counted.to(device), self.per_sequence.to(device),
+                             self.cell.to(device), self.emotion, self.dialogue.to(device),
+                             self.rows)
+
+
+class _LayerStatistics:
+    """One layer's running statistics in the layout its hook updates cheaply."""
+
+    def __init__(self, cells: int, width: int, top_k: int, device: torch.device) -> None:
+        self.active = torch.zeros((cells, width), dtype=torch.float64, device=device)
+        self.sum = torch.zeros_like(self.active)
+        self.sum_sq = torch.zeros_like(self.active)
+        self.histogram = torch.zeros((len(EMOTIONS), width * N_BINS), dtype=torch.int32,
+                                     device=device)
+        self.bin_offset = torch.arange(width, dtype=torch.int32, device=device) * N_BINS
+        self.bin_table = BIN_OF_TOP_BITS.to(device)
+        self.top_values = torch.full((top_k, width), -torch.inf, dtype=torch.float32,
+                                     device=device)
+        self.top_dialogue = torch.zeros((top_k, width), dtype=torch.int64, device=device)
+
 
 class _Accumulator:
-    """Running statistics in the layout the hooks update cheaply: (L, E*G, W) moments."""
+    """Running statistics: per-cell token counts, and each layer's :class:`_LayerStatistics`.
+
+    A layer's statistics live on the device its activations arrive on, allocated at its first
+    batch. With a model split across GPUs (``device_map``) that is cheaper than one device for
+    all: the activation, B*T*W values per layer and batch, never crosses devices (only the batch
+    context does, a few (B, T)-sized tensors once per device and batch), and the statistics,
+    about (3 * 8 * E*G + 4 * E*B) * W bytes per layer, are spread over the GPUs like the layers
+    instead of piling onto the first."""
 
     def __init__(self, n_layers: int, width: int, groups: int, top_k: int,
                  device: torch.device) -> None:
-        cells = len(EMOTIONS) * groups
-        moments = (n_layers, cells, width)
-        self.groups = groups
-        self.tokens = torch.zeros(cells, dtype=torch.float64, device=device)
-        self.active = torch.zeros(moments, dtype=torch.float64, device=device)
-        self.sum = torch.zeros(moments, dtype=torch.float64, device=device)
-        self.sum_sq = torch.zeros(moments, dtype=torch.float64, device=device)
-        self.histogram = torch.zeros((n_layers, len(EMOTIONS), width * N_BINS),
-                                     dtype=torch.int32, device=device)
-        self.bin_offset = torch.arange(width, dtype=torch.int32, device=device) * N_BINS
-        self.bin_table = BIN_OF_TOP_BITS.to(device)
-        top = (n_layers, top_k, width)
-        self.top_values = torch.full(top, -torch.inf, dtype=torch.float32, device=device)
-        self.top_dialogue = torch.zeros(top, dtype=torch.int64, device=device)
+        self.cells, self.width = len(EMOTIONS) * groups, width
+        self.groups, self.top_k = groups, top_k
+        self.tokens = torch.zeros(self.cells, dtype=torch.float64, device=device)
+        self.layers: list[_LayerStatistics | None] = [None] * n_layers
+
+    def _layer(self, layer: int, device: torch.device) -> _LayerStatistics:
+        statistics = self.layers[layer]
+        if statistics is None:
+            statistics = self.layers[layer] = _LayerStatistics(self.cells, self.width,
+                                                               self.top_k, device)
+        return statistics
 
     def add(self, layer: int, activation: torch.Tensor, batch: _BatchContext) -> None:
+        """Add one layer's activation; ``batch`` must be on the activation's device."""
         width = activation.shape[-1]
         flat = activation.reshape(-1, width).float()
+        statistics = self._layer(layer, flat.device)
         # Moments: reduce each sequence's counted tokens first (a (B, B*T) matmul), then add
         # the B rows into their (emotion, group) cells in float64.
         positive = (flat > 0).float()
-        for target, values in ((self.active, positive), (self.sum, flat),
-                               (self.sum_sq, flat.square())):
-            target[layer].index_add_(0, batch.cell, (batch.per_sequence @ values).double())
+        for target, values in ((statistics.active, positive), (statistics.sum, flat),
+                               (statistics.sum_sq, flat.square())):
+            target.index_add_(0, batch.cell, (batch.per_sequence @ values).double())
         # Histogram: one bincount over (neuron, bin) of the batch's counted tokens.
-        index = octave_bins(flat[batch.counted], self.bin_table).add_(self.bin_offset)
-        self.histogram[layer, batch.emotion] += torch.bincount(
-            index.flatten(), minlength=self.histogram.shape[2]).to(torch.int32)
+        index = octave_bins(flat[batch.counted], statistics.bin_table).add_(statistics.bin_offset)
+        statistics.histogram[batch.emotion] += torch.bincount(
+            index.flatten(), minlength=statistics.histogram.shape[1]).to(torch.int32)
         # Top-k: each sequence's strongest counted token per neuron (so a neuron's top k come
         # from k different dialogues), merged with the running best.
         masked = flat.masked_fill(~batch.counted[:, None], -torch.inf).view(batch.rows, -1, width)
-        candidates = torch.cat([self.top_values[layer], masked.amax(dim=1)])
-        dialogues = torch.cat([self.top_dialogue[layer], batch.dialogue[:, None].expand(-1, width)])
-        order = _best(candidates, dialogues, self.top_values.shape[1], dim=0)
-        self.top_dialogue[layer] = dialogues.gather(0, order)
-        self.top_values[layer] = candidates.gather(0, order)
+        candidates = torch.cat([statistics.top_values, masked.amax(dim=1)])
+        dialogues = torch.cat([statistics.top_dialogue,
+                               batch.dialogue[:, None].expand(-1, width)])
+        order = _best(candidates, dialogues, self.top_k, dim=0)
+        statistics.top_dialogue = dialogues.gather(0, order)
+        statistics.top_values = candidates.gather(0, order)
 
     def recording(self, site: str, token_policy: str, group_seed: int) -> Recording:
-        n_layers, _, width = self.active.shape
-        grouped = (n_layers, len(EMOTIONS), self.groups, width)
+        layers = [statistics or _LayerStatistics(self.cells, self.width, self.top_k,
+                                                 torch.device("cpu"))
+                  for statistics in self.layers]
 
-        def moments(tensor: torch.Tensor) -> torch.Tensor:
-            return tensor.reshape(grouped).permute(1, 2, 0, 3).contiguous().cpu()
+        def stacked(name: str) -> torch.Tensor:
+            return torch.stack([getattr(statistics, name).cpu() for statistics in layers])
 
-        histogram = self.histogram.view(n_layers, len(EMOTIONS), width, N_BINS)
+        grouped = (len(layers), len(EMOTIONS), self.groups, self.width)
+
+        def moments(name: str) -> torch.Tensor:
+            return stacked(name).reshape(grouped).permute(1, 2, 0, 3).contiguous()
+
+        histogram = stacked("histogram").view(len(layers), len(EMOTIONS), self.width, N_BINS)
         return Recording(tokens=self.tokens.reshape(len(EMOTIONS), self.groups).cpu(),
-                         active=moments(self.active), sum=moments(self.sum),
-                         sum_sq=moments(self.sum_sq),
-                         histogram=histogram.permute(1, 0, 2, 3).contiguous().cpu(),
-                         top_values=self.top_values.cpu(), top_dialogue=self.top_dialogue.cpu(),
+                         active=moments("active"), sum=moments("sum"),
+                         sum_sq=moments("sum_sq"),
+                         histogram=histogram.permute(1, 0, 2, 3).contiguous(),
+                         top_values=stacked("top_values"),
+                         top_dialogue=stacked("top_dialogue"),
                          site=site,
                          token_policy=token_policy, group_seed=group_seed)
 
@@ -418,12 +453,13 @@ def record(loaded: LoadedModel, records: Sequence[Record], token_policy: str = "
     loaded.adapter.site(site)  # an unknown site fails before any work
     device = loaded.device
     accumulator = _Accumulator(loaded.n_layers, loaded.width, groups, top_k, device)
-    context: list[_BatchContext | None] = [None]
+    # The current batch's context on each device its layers' activations arrive on.
+    context: dict[torch.device, _BatchContext] = {}
 
     def reduce(layer: int, tensor: torch.Tensor) -> None:
-        batch = context[0]
-        assert batch is not None
-        accumulator.add(layer, tensor, batch)
+        if tensor.device not in context:
+            context[tensor.device] = context[device].to(tensor.device)
+        accumulator.add(layer, tensor, context[tensor.device])
 
     cells = torch.tensor([EMOTIONS.index(r.emotion) * groups
                           + dialogue_group(r.id, groups, group_seed) for r in records])
@@ -440,7 +476,8 @@ def record(loaded: LoadedModel, records: Sequence[Record], token_policy: str = "
             per_sequence = (torch.eye(rows, device=device)[:, :, None]
                             * counted[None, :, :]).reshape(rows, -1)
             cell = cells[batch.record_index].to(device)
-            context[0] = _BatchContext(
+            context.clear()
+            context[device] = _BatchContext(
                 counted=counted.flatten(), per_sequence=per_sequence, cell=cell,
                 emotion=int(batch.emotion_index[0]),
                 dialogue=hashes[batch.record_index].to(device), rows=rows)

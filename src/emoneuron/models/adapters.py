@@ -114,9 +114,12 @@ class Adapter:
     def final_norm(self, model: nn.Module) -> nn.Module:
         return _resolve(model, self.final_norm_path, nn.Module)
 
+    def unembedding_module(self, model: nn.Module) -> nn.Module:
+        return _resolve(model, self.unembedding_path, nn.Module)
+
     def unembedding(self, model: nn.Module) -> torch.Tensor:
         """The (vocab, hidden) output embedding."""
-        weight = _resolve(model, self.unembedding_path, nn.Module).weight
+        weight = self.unembedding_module(model).weight
         assert isinstance(weight, torch.Tensor)
         return weight
 

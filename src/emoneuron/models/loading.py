@@ -90,7 +90,21 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go: the input embedding's device. A model dispatched over several
+        devices (``device_map``) has its first parameters wherever its map says, not
+        necessarily where the input ids are looked up."""
+        return compute_device(self.model.get_input_embeddings())
+
+
+def compute_device(module: torch.nn.Module) -> torch.device:
+    """The device ``module`` computes on: its accelerate hook's execution device where the model
+    was dispatched with a ``device_map`` (an offloaded module's weights sit on the meta device
+    until its hook loads them there), else the device of its first parameter."""
+    hook = getattr(module, "_hf_hook", None)
+    execution_device = getattr(hook, "execution_device", None)
+    if execution_device is not None:
+        return torch.device(execution_device)
+    return next(module.parameters()).device
 
 
 def cached_directory(name: str) -> Path:
@@ -108,14 +122,26 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.float32 if device == "cpu" else torch.bfloat16
 
 
+DeviceMap = str | dict[str, int | str | torch.device]
+
+
 def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
-         dtype: torch.dtype | None = None) -> LoadedModel:
-    """Load a model and its tokenizer, ready for recording and evaluation (eval mode)."""
+         dtype: torch.dtype | None = None, device_map: DeviceMap | None = None,
+         offload_folder: str | Path | None = None) -> LoadedModel:
+    """Load a model and its tokenizer, ready for recording and evaluation (eval mode).
+
+    ``device_map`` (``"auto"``, or a dict of module name to device, ``"cpu"`` or ``"disk"``)
+    lets accelerate place the layers, e.g. across all visible GPUs for a model larger than one;
+    ``device`` then only picks the default dtype, and ``offload_folder`` is where layers mapped
+    to ``"disk"`` are kept."""
     directory, instruct = resolve(name_or_path)
     source = str(directory) if directory is not None else name_or_path
+    placement: dict[str, object] = {} if device_map is None else {
+        "device_map": device_map, "offload_folder": offload_folder}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or default_dtype(device))
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or default_dtype(device),
+                                                     **placement)
     except Exception as error:
         reason = f"{error.__class__.__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
         if directory is not None and _is_cached_conversion(directory):
@@ -125,6 +151,9 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
                 f"{directory}: cached conversion of {name_or_path!r} does not load ({reason}); "
                 "delete this directory and run again to convert the model anew"
             ) from error
+        if device_map is not None and not isinstance(error, OSError):  # OSError: no model
+            raise UserError(f"{source}: does not load with device_map {device_map!r} ({reason}); "
+                            "check the device map, or load without one") from error
         if directory is not None:
             raise UserError(f"{directory}: does not load as a causal language model ({reason}); "
                             "check its config.json and weight files") from error
@@ -135,7 +164,8 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
             "a model directory, a .gguf file, nor reachable on the hub "
             f"({error.__class__.__name__}); check the name or pass a local path"
         ) from None
-    model.to(device)  # type: ignore[arg-type]  # transformers' stubs reject a str device
+    if device_map is None:  # a dispatched model stays where accelerate put each layer
+        model.to(device)  # type: ignore[arg-type]  # transformers' stubs reject a str device
     torch.nn.Module.eval(model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
