@@ -132,7 +132,8 @@ class RayExecutor:
         if self._ray.is_initialized():
             return
         local = self.config.ray_address == "local"
-        cpus = self.config.workers * self.config.cpus_per_worker if local and self.config.workers else None
+        # A private cluster gets the workers' CPUs, or, with workers 0, all of this machine's.
+        cpus = self.config.workers * self.config.cpus_per_worker or None if local else None
         try:
             self._ray.init(address=None if local else self.config.ray_address, num_cpus=cpus,
                            include_dashboard=False, log_to_driver=False,
