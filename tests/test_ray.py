@@ -183,3 +183,30 @@ def test_a_model_workers_cannot_load_is_a_user_error(executor: KillingRayExecuto
     with pytest.raises(UserError, match="unknown model"):
         executor.map(lambda state, item: item, [0], lambda index, result: None,
                      ModelSpec("no-such-model").load, progress=False)
+
+
+def test_cli_record_on_ray_writes_the_local_statistics(executor: KillingRayExecutor,
+                                                       tiny_model_dir: Path, tmp_path: Path,
+                                                       dialogues: list[Record]) -> None:
+    from emoneuron.cli import main
+    from emoneuron.data.schema import write_records
+
+    executor.release()  # the command starts its own workers on the same two CPUs
+    data = tmp_path / "dialogues.jsonl"
+    write_records(data, dialogues)
+    common = ["record", "--model", str(tiny_model_dir), "--data", str(data), "--batch-size", "4"]
+    assert main([*common, "--out", str(tmp_path / "local.safetensors")]) == 0
+    assert main([*common, "--out", str(tmp_path / "ray.safetensors"), "--executor", "ray",
+                 "--workers", "2", "--shards", "3"]) == 0
+    _assert_same_recording(Recording.load(tmp_path / "ray.safetensors"),
+                           Recording.load(tmp_path / "local.safetensors"))
+
+
+def test_cli_unknown_executor_is_exit_2(tiny_model_dir: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from emoneuron.cli import main
+
+    code = main(["run", "--model", str(tiny_model_dir), "--out", str(tmp_path / "run"),
+                 "--executor", "dask"])
+    assert code == 2
+    assert "unknown executor 'dask': use one of local, ray" in capsys.readouterr().err

@@ -170,13 +170,18 @@ def _cmd_models_export(args: argparse.Namespace) -> None:
 
 def _cmd_record(args: argparse.Namespace) -> None:
     from emoneuron.data.schema import read_records, records_hash, select_classes
-    from emoneuron.models.loading import load
-    from emoneuron.record import record
+    from emoneuron.executors import ExecutorConfig, executor_for
+    from emoneuron.models.loading import ModelSpec, load
+    from emoneuron.record import record_sharded
 
     records, _ = select_classes(read_records(args.data), include_neutral=False)
     loaded = load(args.model, device=args.device)
-    stats = record(loaded, records, args.token_policy, args.batch_size, site=args.site,
-                   groups=args.groups)
+    with executor_for(_dataclass_from(ExecutorConfig, args)) as executor:
+        shards = args.shards or 4 * executor.workers if args.executor == "ray" else 1
+        worker_model = ModelSpec.on_gpus(args.model, executor.gpus_per_worker)
+        stats = record_sharded(executor, loaded, records, shards, worker_model.load,
+                               args.token_policy, args.batch_size, site=args.site,
+                               groups=args.groups)
     stats.save(args.out, {"model": args.model, "data_hash": records_hash(records)})
     print(f"wrote statistics of {int(stats.tokens.sum())} tokens at {stats.site} to {args.out}")
 
@@ -291,6 +296,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from emoneuron.executors import ExecutorConfig
     from emoneuron.generate import GenerateConfig
     from emoneuron.identify import IdentifyConfig
     from emoneuron.models.adapters import DEFAULT_SITE
@@ -359,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="dialogue groups per emotion, for the bootstrap and the null")
     rec.add_argument("--device", default="cpu")
     rec.add_argument("--out", type=Path, required=True, help="statistics .safetensors file")
+    _add_dataclass_options(rec, ExecutorConfig)
+    rec.add_argument("--shards", type=int, default=0,
+                     help="dialogue shards, each a task (default: 4 per Ray worker)")
     rec.set_defaults(func=_cmd_record)
 
     ident = commands.add_parser("identify", help="select emotion neurons from statistics")

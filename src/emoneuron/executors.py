@@ -48,6 +48,7 @@ class LocalExecutor:
     """Everything in this process, one item after another."""
 
     workers = 1
+    gpus_per_worker = 0.0
 
     def map(self, task: Callable[[State, Item], Result], items: Sequence[Item],
             deliver: Callable[[int, Result], None], setup: Callable[[], State] | None,

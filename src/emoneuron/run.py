@@ -164,8 +164,7 @@ def _worker_model(config: RunConfig, executor: LocalExecutor | RayExecutor) -> M
     """How remote workers load the model: on their GPU(s), or CPU on a CPU-only cluster."""
     if isinstance(executor, LocalExecutor):
         return None
-    gpus = executor.gpus_per_worker
-    return ModelSpec(config.model, "cuda" if gpus else "cpu", "auto" if gpus > 1 else None)
+    return ModelSpec.on_gpus(config.model, executor.gpus_per_worker)
 
 
 def _shuffled_sets(config: RunConfig, recording: Recording, identify_config: IdentifyConfig,
@@ -210,6 +209,7 @@ def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash:
 def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     """Run every stage into ``out`` and return the report path; re-running resumes."""
     out_dir = Path(out)
+    executor_config_of(config).check()
     _check_previous_run(out_dir)
     if config.threads:
         torch.set_num_threads(config.threads)

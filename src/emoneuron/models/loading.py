@@ -272,5 +272,10 @@ class ModelSpec:
     device: str = "cpu"
     device_map: str | None = None  # "auto": spread over every GPU the worker sees
 
+    @classmethod
+    def on_gpus(cls, name: str, gpus: float) -> ModelSpec:
+        """A worker's model: on its one GPU, spread over its several GPUs, or on its CPU."""
+        return cls(name, "cuda" if gpus else "cpu", "auto" if gpus > 1 else None)
+
     def load(self) -> LoadedModel:
         return load(self.name, device=self.device, device_map=self.device_map)
