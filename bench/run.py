@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from emoneuron.identify import IdentifyConfig, identify
 from emoneuron.intervene import applied
 from emoneuron.models.loading import LoadedModel, load
 from emoneuron.record import encode_for_recording, record
-from emoneuron.sweep import Condition, ablation_for
+from emoneuron.sweep import Condition, Sources, ablation_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,10 +66,10 @@ def greedy_reference(classifier: Classifier, records: list[Record]) -> tuple[flo
         for record_ in records:
             query = loaded.tokenizer.encode(classifier.query(record_), add_special_tokens=False)
             ids = torch.tensor([classifier.prefix_ids + query])
-            out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids),
+            out = cast(Any, loaded.model).generate(ids, attention_mask=torch.ones_like(ids),
                                         max_new_tokens=8, do_sample=False,
                                         pad_token_id=loaded.tokenizer.pad_token_id)
-            text = loaded.tokenizer.decode(out[0, ids.shape[1]:]).lower()
+            text = str(loaded.tokenizer.decode(out[0, ids.shape[1]:])).lower()
             found = [e for e in EMOTIONS if e in text]
             correct += bool(found) and min(found, key=text.index) == record_.emotion
     return (time.perf_counter() - start) / len(records), correct / len(records)
@@ -145,11 +146,12 @@ def main() -> None:
          f"{slow_accuracy:.2f}", f"greedy on the first {args.greedy} only"),
     ]
 
-    sets = identify(record(loaded, records, progress=False), IdentifyConfig(share=0.05),
-                    args.model)
+    recorded = record(loaded, records, progress=False)
+    sets = identify(recorded, IdentifyConfig(share=0.05), args.model)
+    sources = Sources(recorded.stats())
 
     def condition_seconds(layer_range: str) -> float:
-        ablation = ablation_for(Condition("mask", "fear", layer_range), sets)
+        ablation = ablation_for(Condition("mask", "fear", layer_range), sets, sources)
 
         def work() -> None:
             with applied(loaded, ablation):

@@ -25,7 +25,7 @@ from emoneuron.record import Recording, record, record_sharded
 from emoneuron.run import RunConfig, run
 from emoneuron.sweep import ConditionStore, Design, EvaluationSetup, Sources, execute, grid
 
-pytest.importorskip("ray")
+ray = pytest.importorskip("ray")
 
 WORKERS = 2
 
@@ -176,7 +176,9 @@ def test_a_ray_run_writes_the_files_of_a_local_run(executor: KillingRayExecutor,
         elif name not in ("stats.json",):
             assert on_ray[name].read_bytes() == path.read_bytes(), name
     manifest = json.loads((runs["ray"] / "manifest.json").read_text())
-    assert manifest["config"]["executor"] == "ray"
+    assert manifest["execution"] == {"executor": "ray", "workers": WORKERS,
+                                     "gpus_per_worker": 0.0, "recording_shards": 4 * WORKERS,
+                                     "ray_version": ray.__version__}
 
 
 def test_a_model_workers_cannot_load_is_a_user_error(executor: KillingRayExecutor) -> None:

@@ -167,6 +167,12 @@ def _worker_model(config: RunConfig, executor: LocalExecutor | RayExecutor) -> M
     return ModelSpec.on_gpus(config.model, executor.gpus_per_worker)
 
 
+def _shards(config: RunConfig, executor: LocalExecutor | RayExecutor) -> int:
+    if isinstance(executor, LocalExecutor):
+        return 1
+    return config.shards or 4 * executor.workers
+
+
 def _shuffled_sets(config: RunConfig, recording: Recording, identify_config: IdentifyConfig,
                    out_dir: Path) -> dict[int, NeuronSets]:
     """The shuffled-label control's sets, also written to ``shuffled/`` for inspection."""
@@ -185,7 +191,7 @@ def _versions() -> dict[str, str]:
 
 
 def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash: str,
-              truncated: int, classifier: Classifier,
+              truncated: int, classifier: Classifier, execution: dict[str, Any],
               timings: dict[str, float]) -> dict[str, Any]:
     return {
         "emoneuron_version": __version__,
@@ -202,6 +208,7 @@ def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash:
         "versions": _versions(),
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "torch_threads": torch.get_num_threads()},
+        "execution": execution,
         "timings": timings,
     }
 
@@ -230,6 +237,11 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
                        ("eval", splits.evaluate)):
         write_records(out_dir / "data" / f"{name}.jsonl", part)
     with executor_for(executor_config_of(config)) as executor:
+        execution = {"executor": config.executor, "workers": executor.workers,
+                     "gpus_per_worker": executor.gpus_per_worker,
+                     "recording_shards": _shards(config, executor)}
+        if config.executor == "ray":
+            execution["ray_version"] = importlib.metadata.version("ray")
         sets, store = _record_identify_evaluate(
             config, loaded, splits, classifier, conditions, data_hash, executor, out_dir, timer,
             progress)
@@ -247,7 +259,7 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     def write_manifest() -> None:
         write_json(out_dir / "manifest.json",
                    _manifest(config, loaded, splits, data_hash, truncated, classifier,
-                             timer.seconds))
+                             execution, timer.seconds))
 
     timer.seconds["total_before_report"] = round(time.perf_counter() - total_start, 2)
     write_manifest()  # the report reads it
@@ -268,10 +280,10 @@ def _record_identify_evaluate(
     between them."""
     model = _worker_model(config, executor)
     with timer.stage("record"):
-        shards = config.shards or (1 if model is None else 4 * executor.workers)
         stats = cached_record(loaded, splits.identify, config.token_policy, config.batch_size,
                               progress, executor=None if model is None else executor,
-                              shards=shards, setup=None if model is None else model.load)
+                              shards=_shards(config, executor),
+                              setup=None if model is None else model.load)
         stats.save(out_dir / "stats.safetensors", {"model": config.model, "data_hash": data_hash})
     identify_config = IdentifyConfig(method=config.method, share=config.share,
                                      assignment=config.assignment)
