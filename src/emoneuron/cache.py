@@ -20,7 +20,7 @@ import torch
 from emoneuron import __version__
 from emoneuron import record as record_module
 from emoneuron.data.schema import Record, records_hash
-from emoneuron.executors import Executor
+from emoneuron.executors import Executor, LocalExecutor
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel, cache_root
 from emoneuron.record import (
@@ -28,7 +28,6 @@ from emoneuron.record import (
     DEFAULT_TOP_K,
     RECORDING_FORMAT,
     Recording,
-    record,
     record_sharded,
 )
 
@@ -59,20 +58,17 @@ def cached_record(loaded: LoadedModel, records: Sequence[Record], token_policy: 
                   groups: int = DEFAULT_GROUPS, top_k: int = DEFAULT_TOP_K, group_seed: int = 0,
                   cache_dir: str | Path | None = None, executor: Executor | None = None,
                   shards: int = 1, setup: Callable[[], LoadedModel] | None = None) -> Recording:
-    """:func:`~emoneuron.record.record`, or its cached result for the same inputs. With an
-    ``executor``, the recording is :func:`~emoneuron.record.record_sharded` over ``shards``
-    (the same statistics up to float rounding, so it shares the cache entry)."""
+    """:func:`~emoneuron.record.record_sharded` (by default one pass in this process), or its
+    cached result for the same inputs. Shards and executors change only float rounding, so
+    they share the cache entry."""
     key = recording_key(loaded, records, site, token_policy, groups, top_k, group_seed)
     path = Path(cache_dir) if cache_dir is not None else cache_root() / "stats"
     path = path / f"{key}.safetensors"
     if path.is_file():
         return Recording.load(path)
-    if executor is None:
-        recording = record(loaded, records, token_policy, batch_size, progress, site, groups,
-                           top_k, group_seed)
-    else:
-        recording = record_sharded(executor, loaded, records, shards, setup, token_policy,
-                                   batch_size, progress, site, groups, top_k, group_seed)
+    recording = record_sharded(executor or LocalExecutor(), loaded, records, shards, setup,
+                               token_policy, batch_size, progress, site, groups, top_k,
+                               group_seed)
     recording.save(path, {"model": loaded.name, "data_hash": records_hash(list(records)),
                           "cache_key": key})
     return recording

@@ -172,14 +172,14 @@ def _cmd_record(args: argparse.Namespace) -> None:
     from emoneuron.data.schema import read_records, records_hash, select_classes
     from emoneuron.executors import ExecutorConfig, executor_for
     from emoneuron.models.loading import ModelSpec, load
-    from emoneuron.record import record_sharded
+    from emoneuron.record import record_sharded, shard_count
 
     records, _ = select_classes(read_records(args.data), include_neutral=False)
     loaded = load(args.model, device=args.device)
     with executor_for(_dataclass_from(ExecutorConfig, args)) as executor:
-        shards = args.shards or 4 * executor.workers if args.executor == "ray" else 1
         worker_model = ModelSpec.on_gpus(args.model, executor.gpus_per_worker)
-        stats = record_sharded(executor, loaded, records, shards, worker_model.load,
+        stats = record_sharded(executor, loaded, records, shard_count(executor, args.shards),
+                               worker_model.load,
                                args.token_policy, args.batch_size, site=args.site,
                                groups=args.groups)
     stats.save(args.out, {"model": args.model, "data_hash": records_hash(records)})

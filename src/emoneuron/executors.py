@@ -36,6 +36,14 @@ QUEUED_PER_WORKER = 2  # tasks handed to a worker ahead of time, so it never wai
 
 
 class Executor(Protocol):
+    @property
+    def workers(self) -> int:
+        """How many workers run tasks at once (model replicas)."""
+
+    @property
+    def gpus_per_worker(self) -> float:
+        """GPUs each worker holds (0: it computes on CPUs)."""
+
     def map(self, task: Callable[[State, Item], Result], items: Sequence[Item],
             deliver: Callable[[int, Result], None], setup: Callable[[], State] | None,
             state: State | None = None, progress: bool = True, desc: str = "tasks") -> None:

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from emoneuron.data.render import render_dialogue, tokens_in_spans
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
-from emoneuron.executors import Executor
+from emoneuron.executors import Executor, LocalExecutor
 from emoneuron.io import atomic_open, write_json
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
@@ -489,6 +489,17 @@ def record(loaded: LoadedModel, records: Sequence[Record], token_policy: str = "
     return accumulator.recording(site, token_policy, group_seed)
 
 
+SHARDS_PER_WORKER = 4  # a lost worker costs a quarter of its share, and loads stay balanced
+
+
+def shard_count(executor: Executor, requested: int = 0) -> int:
+    """How many shards :func:`record_sharded` should use: one pass in this process; on remote
+    workers ``requested``, or SHARDS_PER_WORKER per worker when it is 0."""
+    if isinstance(executor, LocalExecutor):
+        return 1
+    return requested or SHARDS_PER_WORKER * executor.workers
+
+
 @dataclass(frozen=True)
 class _RecordShard:
     """The task that records one shard on a worker; holds :func:`record`'s settings."""
@@ -513,9 +524,13 @@ def record_sharded(executor: Executor, loaded: LoadedModel, records: Sequence[Re
     """:func:`record` over ``shards`` contiguous slices of ``records``, each recorded by a worker
     of ``executor`` (which loads the model with ``setup``; a local executor uses ``loaded``)
     and merged in slice order. Equal to one pass up to float rounding: shards batch the
-    dialogues differently, and float64 sums are added in another order."""
+    dialogues differently, and float64 sums are added in another order. One shard in this
+    process is exactly :func:`record`, with its token progress bar."""
     if shards < 1:
         raise UserError(f"shards ({shards}) must be at least 1")
+    if shards == 1 and isinstance(executor, LocalExecutor):
+        return record(loaded, records, token_policy, batch_size, progress, site, groups, top_k,
+                      group_seed)
     bounds = [len(records) * i // shards for i in range(shards + 1)]
     parts = [list(records[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
     task = _RecordShard(token_policy, batch_size, site, groups, top_k, group_seed)

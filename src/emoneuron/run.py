@@ -45,7 +45,7 @@ from emoneuron.identify import IdentifyConfig, NeuronSets, identify
 from emoneuron.io import atomic_open, read_json, sha256_bytes, write_json
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, load
-from emoneuron.record import DEFAULT_GROUPS, N_BINS, Recording
+from emoneuron.record import DEFAULT_GROUPS, N_BINS, Recording, shard_count
 from emoneuron.report import write_report
 from emoneuron.stability import write_stability
 from emoneuron.steer import steer
@@ -160,19 +160,6 @@ def executor_config_of(config: RunConfig) -> ExecutorConfig:
                           config.cpus_per_worker, config.gpus_per_worker)
 
 
-def _worker_model(config: RunConfig, executor: LocalExecutor | RayExecutor) -> ModelSpec | None:
-    """How remote workers load the model: on their GPU(s), or CPU on a CPU-only cluster."""
-    if isinstance(executor, LocalExecutor):
-        return None
-    return ModelSpec.on_gpus(config.model, executor.gpus_per_worker)
-
-
-def _shards(config: RunConfig, executor: LocalExecutor | RayExecutor) -> int:
-    if isinstance(executor, LocalExecutor):
-        return 1
-    return config.shards or 4 * executor.workers
-
-
 def _shuffled_sets(config: RunConfig, recording: Recording, identify_config: IdentifyConfig,
                    out_dir: Path) -> dict[int, NeuronSets]:
     """The shuffled-label control's sets, also written to ``shuffled/`` for inspection."""
@@ -239,7 +226,7 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     with executor_for(executor_config_of(config)) as executor:
         execution = {"executor": config.executor, "workers": executor.workers,
                      "gpus_per_worker": executor.gpus_per_worker,
-                     "recording_shards": _shards(config, executor)}
+                     "recording_shards": shard_count(executor, config.shards)}
         if config.executor == "ray":
             execution["ray_version"] = importlib.metadata.version("ray")
         sets, store = _record_identify_evaluate(
@@ -277,13 +264,12 @@ def _record_identify_evaluate(
         out_dir: Path, timer: Timer, progress: bool,
 ) -> tuple[NeuronSets, ConditionStore]:
     """The stages that run on the executor's workers (recording, conditions) and those
-    between them."""
-    model = _worker_model(config, executor)
+    between them. Workers load the model from ``model``; a local executor uses ``loaded``."""
+    model = ModelSpec.on_gpus(config.model, executor.gpus_per_worker)
     with timer.stage("record"):
         stats = cached_record(loaded, splits.identify, config.token_policy, config.batch_size,
-                              progress, executor=None if model is None else executor,
-                              shards=_shards(config, executor),
-                              setup=None if model is None else model.load)
+                              progress, executor=executor,
+                              shards=shard_count(executor, config.shards), setup=model.load)
         stats.save(out_dir / "stats.safetensors", {"model": config.model, "data_hash": data_hash})
     identify_config = IdentifyConfig(method=config.method, share=config.share,
                                      assignment=config.assignment)
@@ -301,7 +287,7 @@ def _record_identify_evaluate(
     sources = Sources(stats.stats(), shuffled)
     store = ConditionStore(out_dir / "conditions.jsonl",
                            _store_context(config, splits, sets, classifier))
-    setup = None if model is None else EvaluationSetup.of(classifier, model, splits.evaluate)
+    setup = EvaluationSetup.of(classifier, model, splits.evaluate)
     with timer.stage("ablation"):
         execute(classifier, sets, sources, splits.evaluate,
                 [c for c in conditions if not is_sweep(c)], store, progress, executor, setup)
