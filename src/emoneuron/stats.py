@@ -1,19 +1,34 @@
-"""Bootstrap confidence intervals for accuracies and paired accuracy differences.
+"""Intervals and exact tests for accuracies and paired accuracy differences on a few dozen
+evaluation dialogues, chosen so that none collapses at 0% or 100% accuracy.
 
-Every interval resamples evaluation dialogues with replacement (percentile bootstrap, 95% by
-default). Differences are *paired*: the same resampled dialogues enter both conditions, which is
-what makes a drop on a few dozen dialogues testable at all.
+- An accuracy (a share of 0/1 outcomes) gets the Wilson score interval.
+- A paired difference of 0/1 outcomes (baseline minus masked, or masked against one control
+  seed) gets Tango's score interval (Tango 1998, Statistics in Medicine 17:891): it inverts the
+  score test of "the two discordant shares differ by delta" with the restricted maximum
+  likelihood of the discordant share, so it stays wide when every pair agrees.
+- A paired difference against the mean of k > 1 control seeds (values in multiples of 1/k) gets
+  Agresti and Min's adjusted Wald interval (2005, Biometrics 61:515) generalised to bounded
+  values: two pseudo-dialogues (half a +1, half a -1, one 0) join the n before the Wald interval
+  is formed. With one seed this is their published paired-proportion interval; the pseudo-
+  dialogues floor the variance at about 1/(n+2), so the interval keeps a width when all
+  differences are 0.
+- The test of masked against k control seeds permutes, per dialogue, which of the k+1 outcomes
+  is the masked one (see :func:`slot_permutation_test`); with k = 1 it is McNemar's exact test.
+- :func:`min_detectable_drop` states the power of McNemar's test against the baseline.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 N_BOOTSTRAP = 2000
+CHANCE = 1 / 6
+HOLM_FAMILY = 6  # the six self effects of one control set
 
 
 @dataclass(frozen=True)
@@ -21,29 +36,74 @@ class Interval:
     estimate: float
     low: float
     high: float
-    p_value: float = float("nan")
 
 
-def _resample_means(values: np.ndarray, n_bootstrap: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(values), size=(n_bootstrap, len(values)))
-    return np.asarray(values[picks].mean(axis=1), dtype=np.float64)
+def _z(level: float) -> float:
+    return NormalDist().inv_cdf(1 - (1 - level) / 2)
 
 
-def mean_interval(values: np.ndarray, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0,
-                  level: float = 0.95) -> Interval:
-    """Mean of ``values`` (per-dialogue scores or paired differences) with a percentile
-    interval and a two-sided bootstrap p-value for "the mean is 0"."""
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) == 0:
-        return Interval(float("nan"), float("nan"), float("nan"))
-    means = _resample_means(values, n_bootstrap, seed)
-    tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    p_value = min(1.0, 2 * min(float(np.mean(means <= 0)), float(np.mean(means >= 0))))
-    if np.all(values == 0):
-        p_value = 1.0
-    return Interval(float(values.mean()), float(low), float(high), float(p_value))
+def wilson_interval(outcomes: np.ndarray, level: float = 0.95) -> Interval:
+    """Share of 1s in ``outcomes`` with its Wilson score interval (NaN when empty)."""
+    outcomes = np.asarray(outcomes, dtype=np.float64)
+    n = len(outcomes)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan)
+    share, z = float(outcomes.mean()), _z(level)
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return Interval(share, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def tango_interval(first: np.ndarray, second: np.ndarray, level: float = 0.95) -> Interval:
+    """Mean of ``first - second`` over paired 0/1 outcomes with Tango's score interval."""
+    first, second = np.asarray(first, dtype=bool), np.asarray(second, dtype=bool)
+    n = len(first)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan)
+    only_first = int(np.sum(first & ~second))
+    only_second = int(np.sum(~first & second))
+    z = _z(level)
+
+    def score(delta: float) -> float:
+        # Restricted MLE of P(only second) given P(only first) - P(only second) = delta.
+        w = -(only_first + only_second) + (2 * n - only_first + only_second) * delta
+        rest = (math.sqrt(w * w + 8 * n * only_second * delta * (1 - delta)) - w) / (4 * n)
+        variance = n * (2 * rest + delta * (1 - delta))
+        return (only_first - only_second - n * delta) / math.sqrt(variance)
+
+    estimate = (only_first - only_second) / n
+    low = _solve_decreasing(score, z, -1.0, estimate)
+    high = _solve_decreasing(score, -z, estimate, 1.0)
+    return Interval(estimate, low, high)
+
+
+def _solve_decreasing(function: Callable[[float], float], target: float, low: float, high: float) -> float:
+    """Where a decreasing ``function`` crosses ``target`` in [low, high] (bisection; the ends
+    themselves are never evaluated, as the score's variance can vanish there)."""
+    if low == high:
+        return low
+    for _ in range(60):
+        middle = (low + high) / 2
+        if function(middle) > target:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+def adjusted_mean_interval(differences: np.ndarray, level: float = 0.95) -> Interval:
+    """Mean of paired ``differences`` in [-1, 1] with the adjusted Wald interval described in
+    the module docstring (estimate: the plain mean)."""
+    differences = np.asarray(differences, dtype=np.float64)
+    n = len(differences)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan)
+    total = n + 2
+    centre = float(differences.sum()) / total
+    variance = (float(np.sum(differences ** 2)) + 1) / total - centre ** 2
+    half = _z(level) * math.sqrt(variance / total)
+    return Interval(float(differences.mean()), max(-1.0, centre - half),
+                    min(1.0, centre + half))
 
 
 def mcnemar_exact(first: np.ndarray, second: np.ndarray) -> float:
@@ -58,25 +118,75 @@ def mcnemar_exact(first: np.ndarray, second: np.ndarray) -> float:
     return float(min(1.0, 2 * tail / 2**discordant))
 
 
-def sign_flip_exact(differences: np.ndarray, resolution: int) -> float:
-    """Two-sided exact paired sign-flip test that the mean difference is 0.
+def _binomial(n: int, p: float) -> np.ndarray:
+    return np.array([math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(n + 1)])
 
-    ``differences`` are multiples of ``1 / resolution`` (a 0/1 outcome minus the mean of
-    ``resolution`` control seeds' 0/1 outcomes). Under the null each difference's sign is a fair
-    coin; the distribution of their sum is built exactly by convolution. With one control seed
-    this is McNemar's exact test."""
-    steps = np.rint(np.asarray(differences, dtype=np.float64) * resolution).astype(int)
-    steps = np.abs(steps[steps != 0])
-    if len(steps) == 0:
-        return 1.0
-    total = int(steps.sum())
-    counts = np.zeros(2 * total + 1)
-    counts[total] = 1.0  # index = sum + total
-    for step in steps:
-        counts = (np.roll(counts, step) + np.roll(counts, -step)) / 2
-    observed = abs(int(np.rint(np.sum(np.asarray(differences) * resolution))))
-    sums = np.arange(-total, total + 1)
-    return float(min(1.0, counts[np.abs(sums) >= observed].sum()))
+
+def slot_permutation_test(masked: np.ndarray, controls: np.ndarray) -> float:
+    """Two-sided exact test that the emotion's set is one more control set.
+
+    ``masked`` holds each dialogue's 0/1 outcome with the set masked, ``controls`` (k seeds x
+    dialogues) the outcomes with each control set masked. Under the null the k+1 outcomes of a
+    dialogue are exchangeable, so which slot is the masked one is uniform and independent
+    across dialogues. The statistic is T = sum over dialogues of (control mean - masked); a
+    dialogue with s of its k+1 outcomes correct contributes s/k - (1 + 1/k) x (masked slot's
+    outcome), where that outcome is 1 with probability s/(k+1). Dialogues sharing s add up to a
+    binomial, and the null distribution of T is the exact convolution of those binomials. The
+    p-value doubles the smaller tail. With k = 1 this is McNemar's exact test."""
+    masked = np.asarray(masked, dtype=np.int64)
+    controls = np.atleast_2d(np.asarray(controls, dtype=np.int64))
+    seeds = controls.shape[0]
+    correct = masked + controls.sum(axis=0)
+    # T in units of 1/k: sum(s) - (k+1) x (number of dialogues whose masked slot is correct).
+    observed = int(np.sum(correct)) - (seeds + 1) * int(masked.sum())
+    null = np.array([1.0])  # distribution of the number of correct masked slots
+    for s in range(1, seeds + 1):  # s = 0 or k+1: every slot alike, no contribution
+        count = int(np.sum(correct == s))
+        if count:
+            null = np.convolve(null, _binomial(count, s / (seeds + 1)))
+    # T = constant - (k+1) x that number: the tails swap.
+    constant = int(np.sum(correct[(correct > 0) & (correct <= seeds)]))
+    values = constant - (seeds + 1) * np.arange(len(null))
+    upper = float(null[values >= observed].sum())
+    lower = float(null[values <= observed].sum())
+    return min(1.0, 2 * min(upper, lower))
+
+
+def min_detectable_drop(n: int, baseline: float, alpha: float = 0.05 / HOLM_FAMILY,
+                        power: float = 0.8) -> float:
+    """Smallest accuracy drop McNemar's exact test against the baseline detects at ``alpha``
+    with probability ``power``, on ``n`` dialogues of which ``baseline`` are right, in the
+    best case: masking only loses right answers, each independently with probability q, so
+    the drop is q x baseline and all discordant pairs point one way. ``inf`` when even losing
+    every right answer could not reach ``alpha``; NaN when there are no dialogues."""
+    if n == 0:
+        return math.nan
+    right = round(baseline * n)
+    needed = next((d for d in range(1, right + 1)
+                   if mcnemar_exact(np.ones(d), np.zeros(d)) <= alpha), None)
+    if needed is None:
+        return math.inf
+
+    def shortfall(q: float) -> float:  # decreasing in q
+        return power - float(_binomial(right, q)[needed:].sum())
+
+    return _solve_decreasing(shortfall, 0.0, 0.0, 1.0) * right / n
+
+
+def near_chance(outcomes: np.ndarray, chance: float = CHANCE) -> bool:
+    """True when the accuracy's Wilson lower bound is at or below chance: masking cannot show
+    a drop on this emotion."""
+    return bool(wilson_interval(outcomes).low <= chance)
+
+
+def power_note(min_drop: float, baseline: float, is_near_chance: bool,
+               chance: float = CHANCE) -> str:
+    """What a null result on this emotion can mean, in words."""
+    if is_near_chance:
+        return "cannot show a drop (baseline near chance)"
+    if not min_drop <= baseline - chance:
+        return "underpowered: even a drop to chance could be missed"
+    return f"no drop larger than {100 * min_drop:.0f} points is likely missed (80% power)"
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
