@@ -27,6 +27,7 @@ from emoneuron.sweep import (
     ablation_for,
     grid,
     in_range,
+    layer_counts,
 )
 
 # -- layer ranges ------------------------------------------------------------------------------
@@ -230,7 +231,8 @@ CONDITIONS = [Condition("baseline"), Condition("mask", "anger"),
 def _fill(path: Path, conditions: list[Condition], eval_hash: str = "h1") -> ConditionStore:
     store = ConditionStore(path, eval_hash)
     for number, condition in enumerate(conditions):
-        store.add(condition, n_masked=10 * number, predicted=np.array([number, 0, 5, number]))
+        ablation = Ablation.of({0: range(4 * number), 3: range(6 * number)})
+        store.add(condition, ablation, predicted=np.array([number, 0, 5, number]))
     return store
 
 
@@ -250,6 +252,7 @@ def test_add_then_reopen_keeps_every_entry(tmp_path: Path) -> None:
         entry = reopened.done[condition.key]
         assert entry["predictions"] == [number, 0, 5, number]
         assert entry["n_masked"] == 10 * number
+        assert layer_counts(entry) == ({0: 4 * number, 3: 6 * number} if number else {})
         assert entry["kind"] == condition.kind
         assert entry["masked_emotion"] == condition.masked_emotion
         assert entry["layer_range"] == condition.layer_range
@@ -276,7 +279,7 @@ def test_torn_final_line_is_ignored_and_removed(tmp_path: Path) -> None:
     assert len(lines) == 2
     assert [json.loads(line)["key"] for line in lines] == [c.key for c in CONDITIONS[:2]]
     # Appending after the clean-up does not glue the new entry onto the torn fragment.
-    reopened.add(CONDITIONS[2], 3, np.array([1, 2]))
+    reopened.add(CONDITIONS[2], Ablation.of({1: [3]}), np.array([1, 2]))
     assert list(ConditionStore(path, "h1").done) == [c.key for c in CONDITIONS[:3]]
 
 
@@ -334,3 +337,15 @@ def test_grid_with_every_control_and_dose() -> None:
     assert all(c.eval_emotions == (c.masked_emotion,) for c in dose)
     proportion_controls = [c for c in conditions if c.kind == "control" and c.proportion == 0.5]
     assert len(proportion_controls) == 6 and {c.seed for c in proportion_controls} == {0}
+
+
+def test_entries_stored_without_layer_counts_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "conditions.jsonl"
+    _fill(path, CONDITIONS[:2])
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for entry in lines:
+        del entry["layer_counts"]
+    path.write_text("".join(json.dumps(entry) + "\n" for entry in lines))
+    reopened = ConditionStore(path, "h1")
+    assert [layer_counts(entry) for entry in reopened.done.values()] == [None, None]
+    assert reopened.done[CONDITIONS[1].key]["n_masked"] == 10

@@ -145,7 +145,7 @@ def _self_effects(run: _Run) -> list[_SelfEffect]:
                      float(ctrl["ci_high"].max())),
             n_seeds=len(ctrl),
             excess=_triple(r, "excess_drop", "excess_ci_low", "excess_ci_high"),
-            p_value=float(r["p_value"]),
+            p_value=float(r["p_exact_control"]),
             rises=float(masked["drop_ci_high"]) < 0,
         ))
     return out

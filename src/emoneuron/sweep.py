@@ -220,9 +220,13 @@ class ConditionStore:
             for entry in self.done.values():
                 handle.write(json.dumps(entry) + "\n")
 
-    def add(self, condition: Condition, n_masked: int, predicted: np.ndarray) -> None:
+    def add(self, condition: Condition, ablation: Ablation, predicted: np.ndarray) -> None:
+        """Store a finished condition: its predictions and the size of the set it changed,
+        in all (``n_masked``) and per layer (``layer_counts``)."""
         entry = {"key": condition.key, "context": self.context, **asdict(condition),
-                 "n_masked": n_masked, "predictions": predicted.tolist()}
+                 "n_masked": ablation.size,
+                 "layer_counts": {str(layer): len(indices) for layer, indices in ablation.neurons},
+                 "predictions": predicted.tolist()}
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
             handle.flush()
@@ -280,11 +284,18 @@ def execute(classifier: Classifier, sets: NeuronSets, sources: Sources,
     items = [(c.eval_emotions, ablation_for(c, sets, sources)) for c in todo]
 
     def deliver(index: int, predicted: np.ndarray) -> None:
-        store.add(todo[index], items[index][1].size, predicted)
+        store.add(todo[index], items[index][1], predicted)
 
     (executor or LocalExecutor()).map(_evaluate, items, deliver, setup,
                                       state=(classifier, evaluation), progress=progress,
                                       desc="conditions")
+
+
+def layer_counts(entry: Mapping[str, Any]) -> dict[int, int] | None:
+    """Neurons per layer of a stored condition's set; None for entries stored before
+    ``conditions.jsonl`` recorded them."""
+    counts = entry.get("layer_counts")
+    return None if counts is None else {int(layer): int(n) for layer, n in counts.items()}
 
 
 def correctness(entry: dict[str, Any], evaluation: Sequence[Record]) -> pd.DataFrame:

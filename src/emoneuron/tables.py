@@ -1,8 +1,12 @@
 """The result tables a person opens (``ablation.csv``, ``effects.csv``, ``sweep.csv``), built from
-the per-dialogue predictions in the condition store, with paired bootstrap intervals."""
+the per-dialogue predictions in the condition store, with the intervals and tests of
+:mod:`emoneuron.stats`: Wilson intervals for accuracies, Tango's paired interval for a drop (or
+an excess drop over one control seed), the adjusted interval over several seeds, the slot
+permutation test against the control seeds, and each self effect's minimum detectable drop."""
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -12,8 +16,20 @@ import pandas as pd
 
 from emoneuron.controls import CONTROLS
 from emoneuron.data.schema import EMOTIONS, Record
-from emoneuron.stats import N_BOOTSTRAP, holm, mcnemar_exact, mean_interval, sign_flip_exact
-from emoneuron.sweep import Condition, ConditionStore, correctness, is_sweep
+from emoneuron.stats import (
+    N_BOOTSTRAP,
+    Interval,
+    adjusted_mean_interval,
+    holm,
+    mcnemar_exact,
+    min_detectable_drop,
+    near_chance,
+    power_note,
+    slot_permutation_test,
+    tango_interval,
+    wilson_interval,
+)
+from emoneuron.sweep import Condition, ConditionStore, correctness, is_sweep, layer_counts
 
 
 def _correct(store: ConditionStore, condition: Condition,
@@ -47,6 +63,7 @@ def ablation_tables(store: ConditionStore, evaluation: Sequence[Record],
     control per masked x eval emotion, with paired intervals and tests), ``specificity`` and
     ``confusion`` tables."""
     baseline = _correct(store, Condition("baseline"), evaluation)
+    near = _near_chance(baseline)
     rows: list[dict[str, Any]] = []
     effects: list[dict[str, Any]] = []
 
@@ -54,10 +71,8 @@ def ablation_tables(store: ConditionStore, evaluation: Sequence[Record],
         for eval_emotion in condition.eval_emotions:
             own = frame.correct[frame.eval_emotion == eval_emotion].to_numpy()
             base = baseline.correct[baseline.eval_emotion == eval_emotion].to_numpy()
-            parts = (condition.kind, condition.control, condition.masked_emotion,
-                     condition.seed, eval_emotion)
-            accuracy = mean_interval(own, seed=_seed_for(*parts))
-            drop = mean_interval(base - own, seed=_seed_for("drop", *parts))
+            accuracy = wilson_interval(own)
+            drop = tango_interval(base, own)
             rows.append({"condition": condition.kind,
                          "masked_emotion": condition.masked_emotion,
                          "seed": "" if condition.seed is None else condition.seed,
@@ -65,7 +80,8 @@ def ablation_tables(store: ConditionStore, evaluation: Sequence[Record],
                          "accuracy": accuracy.estimate, "ci_low": accuracy.low,
                          "ci_high": accuracy.high, "control_set": condition.control,
                          "drop": drop.estimate,
-                         "drop_ci_low": drop.low, "drop_ci_high": drop.high})
+                         "drop_ci_low": drop.low, "drop_ci_high": drop.high,
+                         "near_chance": near[eval_emotion]})
 
     add_rows(Condition("baseline"), baseline)
     controls = sorted({c.control for c in conditions if c.kind == "control"},
@@ -79,12 +95,40 @@ def ablation_tables(store: ConditionStore, evaluation: Sequence[Record],
             frames = [_correct(store, c, evaluation) for c in runs]
             for condition, frame in zip(runs, frames, strict=True):
                 add_rows(condition, frame)
+            sizes = _sizes(store.done[mask_condition.key], [store.done[c.key] for c in runs])
             for eval_emotion in runs[0].eval_emotions:
-                effects.append(_effect(baseline, mask, frames, masked, control, eval_emotion))
+                effects.append({**_effect(baseline, mask, frames, masked, control,
+                                          eval_emotion), **sizes})
     effect_table = _with_holm(pd.DataFrame(effects))
     return {"ablation": pd.DataFrame(rows), "effects": effect_table,
             "specificity": _specificity(baseline, store, evaluation, conditions),
             "confusion": _confusion(store, evaluation, conditions)}
+
+
+def _near_chance(baseline: pd.DataFrame) -> dict[str, bool]:
+    """Per emotion: is its baseline accuracy too close to chance for a drop to show?"""
+    return {emotion: near_chance(baseline.correct[baseline.eval_emotion == emotion].to_numpy())
+            for emotion in EMOTIONS}
+
+
+def _sizes(mask: dict[str, Any], controls: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The set's size, its controls' mean size, and whether every control seed has as many
+    neurons as the set in every layer (NaN for entries stored without per-layer counts)."""
+    own = layer_counts(mask)
+    theirs = [layer_counts(c) for c in controls]
+    matched = (math.nan if own is None or None in theirs
+               else all(counts == own for counts in theirs))
+    return {"n_masked": mask["n_masked"],
+            "n_control": float(np.mean([c["n_masked"] for c in controls])),
+            "control_layer_matched": matched}
+
+
+def _excess_interval(control_mean: np.ndarray, masked: np.ndarray, seeds: int) -> Interval:
+    # One seed: paired 0/1 outcomes, Tango's interval; several: the mean over seeds is no
+    # longer 0/1, the adjusted interval takes any value in [-1, 1].
+    if seeds == 1:
+        return tango_interval(control_mean, masked)
+    return adjusted_mean_interval(control_mean - masked)
 
 
 def _effect(baseline: pd.DataFrame, mask: pd.DataFrame, controls: Sequence[pd.DataFrame],
@@ -92,11 +136,11 @@ def _effect(baseline: pd.DataFrame, mask: pd.DataFrame, controls: Sequence[pd.Da
     select = (baseline.eval_emotion == eval_emotion).to_numpy()
     base = baseline.correct.to_numpy()[select]
     masked_correct = mask.correct.to_numpy()[mask.eval_emotion == eval_emotion]
-    control_mean = np.mean([c.correct.to_numpy()[c.eval_emotion == eval_emotion]
-                            for c in controls], axis=0)
-    parts = (masked, control, eval_emotion)
-    drop = mean_interval(base - masked_correct, seed=_seed_for("mask-drop", *parts))
-    excess = mean_interval(control_mean - masked_correct, seed=_seed_for("excess", *parts))
+    control_correct = np.array([c.correct.to_numpy()[c.eval_emotion == eval_emotion]
+                                for c in controls])
+    control_mean = control_correct.mean(axis=0)
+    drop = tango_interval(base, masked_correct)
+    excess = _excess_interval(control_mean, masked_correct, len(controls))
     return {
         "masked_emotion": masked, "eval_emotion": eval_emotion, "control_set": control,
         "n": int(select.sum()), "n_control_seeds": len(controls), "baseline": base.mean(),
@@ -105,11 +149,20 @@ def _effect(baseline: pd.DataFrame, mask: pd.DataFrame, controls: Sequence[pd.Da
         "mask_drop_ci_high": drop.high,
         "control_drop": base.mean() - control_mean.mean(),
         "excess_drop": excess.estimate, "excess_ci_low": excess.low,
-        "excess_ci_high": excess.high, "p_value": excess.p_value,
+        "excess_ci_high": excess.high,
         "p_mcnemar_baseline": mcnemar_exact(base, masked_correct),
-        "p_exact_control": sign_flip_exact(control_mean - masked_correct, len(controls)),
+        "p_exact_control": slot_permutation_test(masked_correct, control_correct),
         # Masking *raised* accuracy beyond the paired interval of its drop.
-        "improves": bool(drop.high < 0)}
+        "improves": bool(drop.high < 0),
+        **(_power(base) if masked == eval_emotion else {})}
+
+
+def _power(base: np.ndarray) -> dict[str, Any]:
+    """What a self effect could have shown: see :func:`emoneuron.stats.min_detectable_drop`."""
+    smallest = min_detectable_drop(len(base), float(base.mean()))
+    flagged = near_chance(base)
+    return {"min_detectable_drop": smallest, "near_chance": flagged,
+            "power_note": power_note(smallest, float(base.mean()), flagged)}
 
 
 def _with_holm(effects: pd.DataFrame) -> pd.DataFrame:
@@ -127,7 +180,9 @@ def _with_holm(effects: pd.DataFrame) -> pd.DataFrame:
 def _specificity(baseline: pd.DataFrame, store: ConditionStore, evaluation: Sequence[Record],
                  conditions: Sequence[Condition]) -> pd.DataFrame:
     """Per masked emotion: its own drop minus the mean drop on the other emotions, with a
-    bootstrap interval that resamples dialogues within each evaluation emotion."""
+    bootstrap interval that resamples dialogues within each evaluation emotion. A bootstrap
+    because the index combines six independent groups' paired drops, for which no closed-form
+    score interval exists; it is a secondary summary, not a test."""
     rows = []
     truth = baseline.eval_emotion.to_numpy()
     for masked in EMOTIONS:
@@ -196,14 +251,14 @@ def dose_table(store: ConditionStore, evaluation: Sequence[Record],
         if (condition.mode, condition.strength) == (main.mode, main.strength):
             variables.append(("proportion", condition.proportion))
         for variable, value in variables:
-            interval = mean_interval(own, seed=_seed_for("dose", condition.key))
+            interval = wilson_interval(own)
             rows.append({"masked_emotion": condition.masked_emotion, "variable": variable,
                          "value": value, "condition": condition.kind, "n": len(own),
                          "accuracy": interval.estimate, "ci_low": interval.low,
                          "ci_high": interval.high})
     for emotion in EMOTIONS:
         own = baseline.correct[baseline.eval_emotion == emotion].to_numpy()
-        interval = mean_interval(own, seed=_seed_for("dose-baseline", emotion))
+        interval = wilson_interval(own)
         for variable, value in (("strength", 1.0), ("proportion", 0.0)):
             for kind in ("mask", "control"):
                 rows.append({"masked_emotion": emotion, "variable": variable, "value": value,
@@ -220,6 +275,7 @@ def sweep_table(store: ConditionStore, evaluation: Sequence[Record],
     """``sweep.csv``: accuracy per masked emotion x layer range x proportion x eval emotion."""
     baseline = _correct(store, Condition("baseline"), evaluation)
     base_accuracy = baseline.groupby("eval_emotion").correct.mean()
+    near = _near_chance(baseline)
     sweep_eval = {c.masked_emotion: c.eval_emotions for c in conditions if is_sweep(c)}
     rows = []
     for condition in conditions:
@@ -234,5 +290,6 @@ def sweep_table(store: ConditionStore, evaluation: Sequence[Record],
                          "proportion": condition.proportion, "n_masked": entry["n_masked"],
                          "eval_emotion": eval_emotion, "n": len(correct),
                          "accuracy": correct.mean(),
-                         "drop": base_accuracy[eval_emotion] - correct.mean()})
+                         "drop": base_accuracy[eval_emotion] - correct.mean(),
+                         "near_chance": near[eval_emotion]})
     return pd.DataFrame(rows)
