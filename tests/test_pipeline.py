@@ -214,10 +214,16 @@ def test_steering_compares_each_emotion_with_a_random_set(run_dir: Path) -> None
     steering = json.loads((run_dir / "steering.json").read_text())
     assert set(steering["emotions"]) == set(EMOTIONS)
     for result in steering["emotions"].values():
-        assert set(result) == {"none", "emotion", "random", "n_neurons"}
+        assert set(result) == {"none", "emotion", "random", "n_neurons",
+                               "p_mcnemar_emotion_vs_random"}
+        assert 0 < result["p_mcnemar_emotion_vs_random"] <= 1
         for name in ("none", "emotion", "random"):
             assert len(result[name]["continuations"]) == len(steering["dialogues"])
             assert 0 <= result[name]["classified_as_target"] <= 1
+            # Wilson: a width even when all or none of the 12 continuations is the emotion.
+            assert (result[name]["classified_ci_low"] <= result[name]["classified_as_target"]
+                    <= result[name]["classified_ci_high"])
+            assert result[name]["classified_ci_high"] - result[name]["classified_ci_low"] > 0.2
             assert sum(result[name]["mean_probability"].values()) == pytest.approx(1)
         assert result["none"]["continuations"] == steering["emotions"]["anger"]["none"][
             "continuations"]

@@ -92,7 +92,8 @@ def _effects() -> pd.DataFrame:
                          "control_set": "random", "n_control_seeds": len(SEEDS),
                          "mask_drop_ci_low": base - acc - 0.06,
                          "mask_drop_ci_high": base - acc + 0.06,
-                         "p_mcnemar_baseline": 0.01, "p_exact_control": 0.0004 if abs(excess) > 0.07 else 0.62,
+                         "p_mcnemar_baseline": 0.01,
+                         "p_exact_control": 0.0004 if abs(excess) > 0.07 else 0.62,
                          "p_mcnemar_baseline_holm": 0.06 if masked == evaluated else None,
                          "p_exact_control_holm": 0.12 if masked == evaluated else None,
                          "improves": base - acc + 0.06 < 0})

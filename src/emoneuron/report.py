@@ -33,7 +33,9 @@ from emoneuron.report_causal import (
     confusion_figure,
     controls_table,
     dose_figures,
+    near_chance_emotions,
     steering_html,
+    titled,
 )
 from emoneuron.sweep import LAYER_RANGES, in_range
 
@@ -343,7 +345,7 @@ def _panels(n: int) -> tuple[Figure, list[Axes]]:
     return fig, flat[:n]
 
 
-def _fig_sweep_heatmaps(sweep: pd.DataFrame) -> Figure:
+def _fig_sweep_heatmaps(sweep: pd.DataFrame, near: set[str]) -> Figure:
     emotions = [e for e in EMOTIONS if e in set(sweep["masked_emotion"])]
     ranges = [r for r in LAYER_RANGES if r in set(sweep["layer_range"])]
     proportions = sorted(float(p) for p in sweep["proportion"].unique())
@@ -356,14 +358,15 @@ def _fig_sweep_heatmaps(sweep: pd.DataFrame) -> Figure:
         labels = [["" if np.isnan(v) else f"{v:+.1f}" for v in row] for row in values]
         image = _heatmap(ax, values, ranges, [f"{100 * p:g}%" for p in proportions], labels,
                          "RdBu_r", limits)
-        ax.set_title(emotion)
+        ax.set_title(titled(emotion, near))
         ax.set_xlabel("proportion removed")
         ax.set_ylabel("layer range")
     fig.colorbar(image, ax=axes, label="self accuracy drop vs baseline (points)")
     return fig
 
 
-def _fig_dose_response(sweep: pd.DataFrame, baselines: dict[str, float], chance: float) -> Figure:
+def _fig_dose_response(sweep: pd.DataFrame, baselines: dict[str, float], chance: float,
+                       near: set[str]) -> Figure:
     emotions = [e for e in EMOTIONS if e in set(sweep["masked_emotion"])]
     fig, axes = _panels(len(emotions))
     for ax, emotion in zip(axes, emotions, strict=True):
@@ -375,7 +378,7 @@ def _fig_dose_response(sweep: pd.DataFrame, baselines: dict[str, float], chance:
             ax.axhline(100 * baselines[emotion], color="black", linestyle="--", label="baseline")
         ax.axhline(100 * chance, color="grey", linestyle=":", label="chance")
         ax.set_ylim(0, 100)
-        ax.set_title(emotion)
+        ax.set_title(titled(emotion, near))
         ax.set_xlabel("proportion removed (%)")
         ax.set_ylabel("accuracy (%)")
     axes[0].legend(fontsize=7)
@@ -399,7 +402,7 @@ def _figures_html(run: _Run, run_dir: Path, effects: list[_SelfEffect],
         ("self_effect", "Accuracy on each emotion when its neurons are removed",
          f"Bars: accuracy with no neurons removed (baseline), with the emotion's selected neurons "
          f"zeroed, and with random layer-matched neurons zeroed (mean over {seeds} seeds). Error "
-         "bars: 95% bootstrap CI; for random neurons the bar spans the lowest to the highest CI "
+         "bars: 95% Wilson interval; for random neurons the bar spans the lowest to the highest CI "
          "bound over the seeds. A specific effect shows as a middle bar well below both others. "
          f"Dotted line: chance ({_pct(chance)}).", partial(_fig_self_effect, effects, chance)),
         ("drop_matrix", "Accuracy drop by masked and evaluated emotion",
@@ -411,8 +414,8 @@ def _figures_html(run: _Run, run_dir: Path, effects: list[_SelfEffect],
         ("excess_matrix", "Excess drop over random neurons",
          f"Drop from removing the emotion neurons minus the mean drop from random layer-matched "
          f"neurons ({seeds} seeds), in points; rows masked emotion, columns evaluated emotion. * "
-         "marks cells whose 95% bootstrap CI excludes 0. Red: the emotion neurons matter more "
-         "than random neurons.",
+         "marks cells whose 95% interval (Tango's, or the adjusted one over seeds) excludes 0. "
+         "Red: the emotion neurons matter more than random neurons.",
          partial(_fig_matrix, run.effects, "excess_drop", "excess drop (points)", True)),
     ]
     sweep = _sweep_self(run)
@@ -422,12 +425,13 @@ def _figures_html(run: _Run, run_dir: Path, effects: list[_SelfEffect],
              "One panel per masked emotion: baseline minus accuracy on that same emotion, in "
              "points, when the given proportion (columns) is removed within a layer range (rows). "
              "Red: accuracy fell; colours centred at 0 and shared across panels.",
-             partial(_fig_sweep_heatmaps, sweep)),
+             partial(_fig_sweep_heatmaps, sweep, near_chance_emotions(run.effects))),
             ("sweep_dose_response", "Sweep: accuracy against proportion removed",
              "Accuracy on each emotion against the proportion removed, one line per layer range. "
              "Dashed: baseline; dotted: chance. The layer range whose line falls fastest holds the "
              "neurons that matter most.",
-             partial(_fig_dose_response, sweep, _baselines(run.ablation), chance)),
+             partial(_fig_dose_response, sweep, _baselines(run.ablation), chance,
+                     near_chance_emotions(run.effects))),
         ]
     render = partial(render_figure, run_dir / "figures")
     html = ("".join(render(*spec) for spec in specs) + dose_figures(run_dir, render)

@@ -34,10 +34,26 @@ def _p(x: float) -> str:
     return "-" if pd.isna(x) else "< 0.001" if x < 0.001 else f"{x:.3f}"
 
 
+def near_chance_emotions(effects: pd.DataFrame) -> set[str]:
+    """Emotions whose baseline is too close to chance for a drop to show (``near_chance`` on
+    the self rows of effects.csv; none for runs written before that column)."""
+    if "near_chance" not in effects:
+        return set()
+    own = effects[effects.masked_emotion == effects.eval_emotion]
+    return set(own.masked_emotion[own.near_chance.astype(str) == "True"])
+
+
+def titled(emotion: str, near_chance: set[str]) -> str:
+    """An emotion's name for a figure panel, marked when its baseline is near chance."""
+    return f"{emotion} (near chance)" if emotion in near_chance else emotion
+
+
 def controls_table(run_dir: Path) -> str:
     """Per emotion: masked and control accuracy with intervals, Holm-corrected exact tests,
-    the specificity index, and a flag where masking raised accuracy."""
+    the specificity index, a flag where masking raised accuracy, and what a null result on
+    the emotion can mean (its minimum detectable drop, or that its baseline is near chance)."""
     effects = pd.read_csv(run_dir / "effects.csv")
+    near = near_chance_emotions(effects)
     own = effects[effects.masked_emotion == effects.eval_emotion]
     specificity = pd.read_csv(run_dir / "specificity.csv").set_index("masked_emotion")
     ablation = pd.read_csv(run_dir / "ablation.csv")
@@ -54,32 +70,38 @@ def controls_table(run_dir: Path) -> str:
         if bool(first["improves"]):
             flagged.append(f"{emotion} ({_pct(first['baseline'])} -> {_pct(first['masked'])})")
         rows.append([
-            emotion, str(int(first["n"])), _pct(first["baseline"]),
+            titled(emotion, near), str(int(first["n"])), _pct(first["baseline"]),
             f"{_pct(mask['accuracy'])} [{_pct(mask['ci_low'])}, {_pct(mask['ci_high'])}]",
             _p(first["p_mcnemar_baseline_holm"]),
             *(f"{_pct(by_set.loc[s, 'control'])} (p {_p(by_set.loc[s, 'p_exact_control_holm'])})"
               if s in by_set.index else "-" for s in sets),
             f"{100 * spec['specificity']:+.1f} [{100 * spec['ci_low']:+.1f}, "
             f"{100 * spec['ci_high']:+.1f}]",
-            "RISES under masking" if bool(first["improves"]) else ""])
+            "RISES under masking" if bool(first["improves"]) else "",
+            str(first.get("power_note", "-"))])
     rows_html = table(["emotion", "n", "baseline", "masked [95% CI]",
                          "p vs baseline (McNemar, Holm)",
                          *(f"{CONTROL_NAMES[s]} (p, Holm)" for s in sets),
-                         "specificity, points [95% CI]", "flag"], rows)
+                         "specificity, points [95% CI]", "flag", "power"], rows)
     flag_text = (f"<p><b>Masking raised accuracy beyond its interval for: "
                  f"{escape(', '.join(flagged))}.</b> A rise is not an effect of removing "
                  "information the model needs; look at the confusion matrices "
                  "(confusion.csv) to see which labels it stopped predicting.</p>"
                  if flagged else "<p>No emotion's accuracy rose beyond its interval when its "
                  "neurons were removed.</p>")
-    return (f"{flag_text}{rows_html}<p class=\"note\">p vs baseline: McNemar's exact test on the "
-            "paired dialogues; p vs a control: exact paired sign-flip test of masked against "
-            "the control's mean over seeds (McNemar's test when there is one seed); both "
-            "Holm-corrected across the six emotions. Specificity: the drop on the emotion "
-            "itself minus the mean drop on the other five.</p>")
+    return (f"{flag_text}{rows_html}<p class=\"note\">Masked: Wilson 95% interval. p vs "
+            "baseline: McNemar's exact test on the paired dialogues; p vs a control: exact "
+            "permutation test that the emotion's set is one more control set (per dialogue, "
+            "which of the masked and the k control outcomes is the masked one is permuted; "
+            "McNemar's test when there is one seed); both Holm-corrected across the six "
+            "emotions. Specificity: the drop on the emotion itself minus the mean drop on the "
+            "other five (stratified bootstrap interval). Power: the smallest drop McNemar's "
+            "test would find with 80% power at the Holm level 0.05/6 if masking only lost "
+            "right answers; an emotion whose baseline's Wilson lower bound is at or below "
+            "chance (1/6) cannot show a drop.</p>")
 
 
-def _fig_dose(dose: pd.DataFrame, variable: str, label: str) -> Figure:
+def _fig_dose(dose: pd.DataFrame, variable: str, label: str, near: set[str]) -> Figure:
     emotions = [e for e in EMOTIONS if e in set(dose.masked_emotion)]
     fig, axes = plt.subplots(1, len(emotions), figsize=(2.6 * len(emotions), 3),
                              layout="constrained", sharey=True, squeeze=False)
@@ -89,7 +111,7 @@ def _fig_dose(dose: pd.DataFrame, variable: str, label: str) -> Figure:
             line = part[part.condition == condition].sort_values("value")
             ax.plot(line.value, 100 * line.accuracy, marker="o", label=name)
             ax.fill_between(line.value, 100 * line.ci_low, 100 * line.ci_high, alpha=0.15)
-        ax.set_title(emotion)
+        ax.set_title(titled(emotion, near))
         ax.set_xlabel(label)
         ax.set_ylim(0, 105)
     axes[0][0].set_ylabel("accuracy on the emotion (%)")
@@ -136,19 +158,22 @@ def dose_figures(run_dir: Path, render: Render) -> str:
     if not path.exists():
         return ""
     dose = pd.read_csv(path)
+    near = near_chance_emotions(pd.read_csv(run_dir / "effects.csv"))
     html = ""
     if (dose.variable == "strength").any():
         html += render("dose_strength", "Dose-response: accuracy against activation strength",
                        "Accuracy on each emotion when its neurons' activations are multiplied "
                        "by the strength on the x axis (0: removed, 1: untouched, above 1: "
                        "amplified), beside a random layer-matched set treated alike. Bands: "
-                       "95% bootstrap CI.", partial(_fig_dose, dose, "strength", "strength"))
+                       "95% Wilson interval.",
+                       partial(_fig_dose, dose, "strength", "strength", near))
     if (dose.variable == "proportion").any():
         html += render("dose_proportion", "Dose-response: accuracy against share removed",
                        "Accuracy on each emotion when its top-ranked neurons are removed up to "
                        "the share on the x axis, beside a random layer-matched set of the same "
-                       "size. Bands: 95% bootstrap CI.",
-                       partial(_fig_dose, dose, "proportion", "share of its neurons removed"))
+                       "size. Bands: 95% Wilson interval.",
+                       partial(_fig_dose, dose, "proportion", "share of its neurons removed",
+                               near))
     return html
 
 
@@ -160,20 +185,26 @@ def steering_html(run_dir: Path) -> str:
     rows, samples = [], []
     for emotion, result in steering["emotions"].items():
         rows.append([emotion, str(result["n_neurons"]),
-                     *(_pct(result[s]["classified_as_target"]) for s in ("none", "emotion",
-                                                                          "random")),
+                     *(f"{_pct(result[s]['classified_as_target'])} "
+                       f"[{_pct(result[s]['classified_ci_low'])}, "
+                       f"{_pct(result[s]['classified_ci_high'])}]"
+                       for s in ("none", "emotion", "random")),
+                     _p(result["p_mcnemar_emotion_vs_random"]),
                      *(f"{result[s]['lexicon_target_per_continuation']:.2f}"
                        for s in ("none", "emotion", "random"))])
         examples = "".join(
             f"<tr><td>{escape(name)}</td><td>{escape(result[name]['continuations'][k])}</td></tr>"
             for k in range(2) for name in ("none", "emotion", "random"))
         samples.append(f"<h4>{escape(emotion)}</h4><table><tbody>{examples}</tbody></table>")
-    rows_html = table(["emotion", "neurons", "classified as it: untouched", "its neurons x"
-                         f"{steering['strength']:g}", "random neurons", "its words: untouched",
+    rows_html = table(["emotion", "neurons", "classified as it [95% CI]: untouched",
+                       f"its neurons x{steering['strength']:g}", "random neurons",
+                       "p its vs random (McNemar)", "its words: untouched",
                          "its neurons", "random neurons"], rows)
     return (f"<p>The model continues {len(steering['dialogues'])} neutral dialogues (greedy, "
             f"{steering['new_tokens']} new tokens) untouched, with one emotion's neurons "
             f"amplified x{steering['strength']:g}, and with as many random neurons in the same "
             "layers amplified alike. Each continuation is classified by the same few-shot "
             "label-probability classifier and its words of that emotion are counted with the "
-            f"lexicon.</p>{rows_html}<h3>Sample continuations</h3>{''.join(samples)}")
+            "lexicon. Shares classified as the emotion carry Wilson 95% intervals; McNemar's "
+            "exact test compares its neurons with the random ones on the same dialogues, "
+            f"uncorrected.</p>{rows_html}<h3>Sample continuations</h3>{''.join(samples)}")

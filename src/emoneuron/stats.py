@@ -77,7 +77,8 @@ def tango_interval(first: np.ndarray, second: np.ndarray, level: float = 0.95) -
     return Interval(estimate, low, high)
 
 
-def _solve_decreasing(function: Callable[[float], float], target: float, low: float, high: float) -> float:
+def _solve_decreasing(function: Callable[[float], float], target: float, low: float,
+                      high: float) -> float:
     """Where a decreasing ``function`` crosses ``target`` in [low, high] (bisection; the ends
     themselves are never evaluated, as the score's variance can vanish there)."""
     if low == high:

@@ -4,9 +4,11 @@ measure how the emotion of what it writes shifts.
 For each emotion the model continues the same neutral dialogues three ways: untouched, with the
 emotion's neurons amplified by ``strength``, and with a random set of the same size in the same
 layers amplified as much. Each continuation (greedy decoding, so the three are comparable) is
-scored by the label-probability classifier (the share classified as the steered emotion and the
-mean probability of it) and by the emotion lexicon (words of that emotion per continuation).
-The excess over the random set is the steering effect of the emotion's neurons.
+scored by the label-probability classifier (the share classified as the steered emotion, with
+its Wilson interval, and the mean probability of it) and by the emotion lexicon (words of that
+emotion per continuation). The excess over the random set is the steering effect of the
+emotion's neurons; McNemar's exact test compares the two amplified versions of the same
+dialogues (classified as the emotion or not).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from emoneuron.evaluate import Classifier
 from emoneuron.identify import NeuronSets
 from emoneuron.intervene import Ablation, applied
 from emoneuron.io import read_json, sha256_bytes, write_json
+from emoneuron.stats import mcnemar_exact, wilson_interval
 
 NEW_TOKENS = 24
+FORMAT = 2  # steering.json written by an older format is recomputed, not reused
 NEUTRAL_DIALOGUES: tuple[tuple[str, str], ...] = (
     ("I'm going to the post office after lunch.", "Okay. Do you need anything from town?"),
     ("The meeting moved to Thursday at ten.", "Thursday works. Which room is it in?"),
@@ -76,13 +80,18 @@ def _scores(classifier: Classifier, texts: Sequence[str]) -> np.ndarray:
     return classifier.predict(records)
 
 
+def _classified_as(scores: np.ndarray, emotion: str) -> np.ndarray:
+    return np.asarray(scores.argmax(axis=1) == EMOTIONS.index(emotion))
+
+
 def _summary(texts: Sequence[str], scores: np.ndarray, emotion: str) -> dict[str, Any]:
     probability = np.exp(scores - scores.max(axis=1, keepdims=True))
     probability /= probability.sum(axis=1, keepdims=True)
-    target = EMOTIONS.index(emotion)
+    classified = wilson_interval(_classified_as(scores, emotion))
     words = [emotion_word_counts(text) for text in texts]
-    return {"classified_as_target": float(np.mean(scores.argmax(axis=1) == target)),
-            "mean_probability_target": float(probability[:, target].mean()),
+    return {"classified_as_target": classified.estimate,
+            "classified_ci_low": classified.low, "classified_ci_high": classified.high,
+            "mean_probability_target": float(probability[:, EMOTIONS.index(emotion)].mean()),
             "lexicon_target_per_continuation": float(np.mean([w[emotion] for w in words])),
             "lexicon_any_per_continuation": float(np.mean([sum(w.values()) for w in words])),
             "mean_probability": dict(zip(EMOTIONS, probability.mean(axis=0).tolist(),
@@ -95,8 +104,9 @@ def steer(classifier: Classifier, sets: NeuronSets, strength: float, seed: int, 
     """Write ``steering.json`` (and return it): per emotion, the continuations and their
     scores with no intervention, with its neurons amplified, and with a matched random set
     amplified. An existing file for the same neurons, strength and prompt is reused."""
-    context = sha256_bytes(json.dumps({"neurons": sets.to_json(), "strength": strength,
-                                       "seed": seed, "prompt": classifier.description,
+    context = sha256_bytes(json.dumps({"format": FORMAT, "neurons": sets.to_json(),
+                                       "strength": strength, "seed": seed,
+                                       "prompt": classifier.description,
                                        "dialogues": NEUTRAL_DIALOGUES}).encode())
     if path.exists() and read_json(path).get("context") == context:
         return dict(read_json(path))
@@ -122,6 +132,9 @@ def steer(classifier: Classifier, sets: NeuronSets, strength: float, seed: int, 
         results[emotion] = {name: _summary(continuations[emotion, name], by_key[emotion, name],
                                            emotion) for name in ("none", "emotion", "random")}
         results[emotion]["n_neurons"] = sum(map(len, sets.layer_indices(emotion).values()))
+        results[emotion]["p_mcnemar_emotion_vs_random"] = mcnemar_exact(
+            _classified_as(by_key[emotion, "emotion"], emotion),
+            _classified_as(by_key[emotion, "random"], emotion))
     payload = {"context": context, "strength": strength, "seed": seed,
                "new_tokens": NEW_TOKENS,
                "dialogues": [render_dialogue(p).text for p in prompts], "emotions": results}
