@@ -225,7 +225,8 @@ def test_smd_ranks_effect_size_not_raw_shift() -> None:
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
     sets = identify(_two_emotion_stats(),
-                    IdentifyConfig(share=0.03, assignment="normalised", normalised_threshold=0.3), "toy")
+                    IdentifyConfig(share=0.03, assignment="normalised", normalised_threshold=0.3),
+                    "toy")
     path = tmp_path / "run" / "neurons.json"
     sets.save(path)
     loaded = NeuronSets.load(path)
@@ -308,7 +309,8 @@ def test_never_active_neurons_are_not_selective() -> None:
 
 def test_per_emotion_rule_takes_each_emotions_top_n() -> None:
     stats = _stats(_lape_probability())
-    sets = identify(stats, IdentifyConfig(rule="per-emotion", top_n=2, assignment="normalised"), "m")
+    sets = identify(stats, IdentifyConfig(rule="per-emotion", top_n=2, assignment="normalised"),
+                    "m")
     normalised, _ = entropy_selectivity(stats)
     per_emotion = compute_scores(stats, "lape").per_emotion
     for e, emotion in enumerate(EMOTIONS):
@@ -472,7 +474,7 @@ def test_selection_methods_name_their_site_and_rule() -> None:
     assert changed.site == "mlp.down_proj.input" and changed.config.method == "smd"
     assert changed.config.share == 0.01
     assert changed.label == "LAPE (Tang et al. 2024), with statistic smd, site mlp.down_proj.input"
-    with pytest.raises(UserError, match="use one of lape, entropy-argmax, auroc"):
+    with pytest.raises(UserError, match=r"use one of lape, entropy-argmax, auroc"):
         selection_method("tang")
-    with pytest.raises(UserError, match="unknown site 'mlp.up'"):
+    with pytest.raises(UserError, match=r"unknown site 'mlp\.up'"):
         lape.overridden("mlp.up")

@@ -283,9 +283,10 @@ _EMPTY_BECAUSE = {
 }
 
 
-def identify(stats: ActivationStats | Recording, config: IdentifyConfig,
-             model: str) -> NeuronSets:
-    """Select and assign emotion neurons; each emotion's list is ranked by score, best first."""
+def identify(stats: ActivationStats | Recording, config: IdentifyConfig, model: str,
+             warn_empty: bool = True) -> NeuronSets:
+    """Select and assign emotion neurons; each emotion's list is ranked by score, best first.
+    Emotions left without a neuron are named in a warning unless ``warn_empty`` is false."""
     summary = stats.stats() if isinstance(stats, Recording) else stats
     members, score = membership(summary, config)
     emotions: dict[str, list[Neuron]] = {}
@@ -294,7 +295,7 @@ def identify(stats: ActivationStats | Recording, config: IdentifyConfig,
                   for layer, index in members[e].nonzero().tolist()]
         emotions[emotion] = sorted(chosen, key=lambda n: (-n.score, n.layer, n.index))
     empty = [emotion for emotion in EMOTIONS if not emotions[emotion]]
-    if empty:
+    if empty and warn_empty:
         reason = _EMPTY_BECAUSE["per-emotion" if config.rule == "per-emotion"
                                 else config.assignment]
         warnings.warn(f"no neurons assigned to {', '.join(empty)}: {reason}", stacklevel=2)
