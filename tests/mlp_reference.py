@@ -68,5 +68,7 @@ def reference_logits(loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch,
 
 
 def assert_unhooked(loaded: LoadedModel) -> None:
-    for layer, module in enumerate(loaded.adapter.site_modules(loaded.model)):
-        assert not module._forward_pre_hooks, f"hook left on layer {layer}"
+    for site in loaded.adapter.sites:
+        for layer, module in enumerate(loaded.adapter.site_modules(loaded.model, site)):
+            assert not module._forward_pre_hooks, f"hook left on layer {layer} at {site}"
+            assert not module._forward_hooks, f"hook left on layer {layer} at {site}"

@@ -9,6 +9,7 @@ from emoneuron.controls import (
     frequency,
     frequency_matched,
     least_selective,
+    null_matched,
     random_matched,
 )
 from emoneuron.data.schema import EMOTIONS
@@ -78,10 +79,26 @@ def test_least_selective_controls_are_active_and_unselective() -> None:
         assert selectivity[layer, indices].max() <= selectivity[layer].quantile(0.1)
 
 
-def test_shuffled_sets_come_from_relabelled_groups_of_the_same_pass(make_tiny) -> None:  # type: ignore[no-untyped-def]
+def test_null_matched_ranks_by_the_null_score_and_fills_a_short_layer_at_random() -> None:
+    sets, own = _sets(), _own()  # anger: 12 neurons in layer 0, 5 in layer 1
+    score = torch.arange(N_LAYERS * WIDTH, dtype=torch.float64).view(N_LAYERS, WIDTH)
+    candidates = torch.zeros(N_LAYERS, WIDTH, dtype=torch.bool)
+    candidates[0, 300:] = True  # plenty in layer 0 (own neurons excluded)
+    candidates[1, [50, 60]] = True  # two in layer 1, where the set has five
+    candidates[1, 3] = True  # one of anger's own: never a control
+    control, filled = null_matched(own, sets, "anger", candidates, score,
+                                   np.random.default_rng(0))
+    _check_matched(control)
+    best = [i for i in range(WIDTH - 1, 299, -1) if i not in own[0]][:12]
+    assert control[0] == best
+    assert control[1][:2] == [60, 50]
+    assert filled == {0: 0, 1: 3}
+
+
+def test_shuffled_control_matches_every_sets_layer_counts(make_tiny) -> None:  # type: ignore[no-untyped-def]
     import pytest
 
-    from emoneuron.controls import shuffled_sets
+    from emoneuron.controls import shuffled_controls
     from emoneuron.data.synth import synthesize
     from emoneuron.errors import UserError
     from emoneuron.identify import identify
@@ -89,12 +106,20 @@ def test_shuffled_sets_come_from_relabelled_groups_of_the_same_pass(make_tiny) -
 
     loaded = make_tiny("llama")
     recording = record(loaded, synthesize(8, seed=0, max_turns=2), "dialogue", 8, False)
-    config = IdentifyConfig(share=0.05)
-    real = identify(recording, config, "tiny")
-    first, again = (shuffled_sets(recording, config, "tiny", (0, 1)) for _ in range(2))
-    assert first == again  # seeded
-    for sets in first.values():
-        assert sum(map(len, sets.emotions.values())) == sum(map(len, real.emotions.values()))
-    assert first[0].emotions != first[1].emotions != real.emotions
+    for config in (IdentifyConfig(share=0.05),
+                   IdentifyConfig(share=0.05, assignment="lape", activity_quantile=0.5)):
+        real = identify(recording, config, "tiny")
+        first, again = (shuffled_controls(recording, config, real, (0, 1)) for _ in range(2))
+        assert first == again  # seeded
+        for control in first.values():
+            for emotion in EMOTIONS:
+                own = real.layer_indices(emotion)
+                matched = control.matched(own, emotion)
+                assert {k: len(v) for k, v in matched.items()} == {
+                    k: len(v) for k, v in own.items()}, emotion
+                for layer, indices in matched.items():
+                    assert len(set(indices)) == len(indices)
+                    assert not set(indices) & set(own[layer])
+        assert first[0].neurons != first[1].neurons
     with pytest.raises(UserError, match="AUROC"):
-        shuffled_sets(recording, IdentifyConfig(method="auroc"), "tiny", (0,))
+        shuffled_controls(recording, IdentifyConfig(method="auroc"), real, (0,))

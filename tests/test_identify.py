@@ -152,9 +152,9 @@ def _two_emotion_stats() -> ActivationStats:
     return _stats(probability)
 
 
-def test_multi_assignment_puts_a_shared_neuron_in_both_emotions() -> None:
+def test_normalised_assignment_puts_a_shared_neuron_in_both_emotions() -> None:
     stats = _two_emotion_stats()
-    sets = identify(stats, IdentifyConfig(share=0.03, assignment="multi"), "m")  # 2 neurons
+    sets = identify(stats, IdentifyConfig(share=0.03, assignment="normalised"), "m")  # 2 neurons
     assert _positions(sets.emotions["anger"]) == [DOUBLE]
     assert _positions(sets.emotions["disgust"]) == [DOUBLE]
     assert _positions(sets.emotions["sadness"]) == [SINGLE]
@@ -225,7 +225,8 @@ def test_smd_ranks_effect_size_not_raw_shift() -> None:
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
     sets = identify(_two_emotion_stats(),
-                    IdentifyConfig(share=0.03, assignment="multi", multi_threshold=0.3), "toy")
+                    IdentifyConfig(share=0.03, assignment="normalised", normalised_threshold=0.3),
+                    "toy")
     path = tmp_path / "run" / "neurons.json"
     sets.save(path)
     loaded = NeuronSets.load(path)
@@ -308,7 +309,8 @@ def test_never_active_neurons_are_not_selective() -> None:
 
 def test_per_emotion_rule_takes_each_emotions_top_n() -> None:
     stats = _stats(_lape_probability())
-    sets = identify(stats, IdentifyConfig(rule="per-emotion", top_n=2, assignment="multi"), "m")
+    sets = identify(stats, IdentifyConfig(rule="per-emotion", top_n=2, assignment="normalised"),
+                    "m")
     normalised, _ = entropy_selectivity(stats)
     per_emotion = compute_scores(stats, "lape").per_emotion
     for e, emotion in enumerate(EMOTIONS):
@@ -367,3 +369,112 @@ def test_neurons_json_names_statistic_rule_and_distribution(tmp_path: Path) -> N
 def test_bad_rule_is_a_user_error(kwargs: dict[str, object]) -> None:
     with pytest.raises(UserError):
         IdentifyConfig(**kwargs)
+
+
+# -- Tang et al.'s LAPE assignment ------------------------------------------------------------
+
+def _tang_et_al(over_zero: torch.Tensor, n: torch.Tensor, top_rate: float = 0.01,
+                filter_rate: float = 0.95, activation_bar_ratio: float = 0.95,
+                ) -> dict[str, list[tuple[int, int]]]:
+    """Transcription of Tang et al.'s identify.py (RUCAIBox/Language-Specific-Neurons),
+    ``over_zero`` (layer x inter x group) and ``n`` (group); emotions for languages."""
+    activation_probs = over_zero / n
+    normed_activation_probs = activation_probs / activation_probs.sum(dim=-1, keepdim=True)
+    normed_activation_probs[torch.isnan(normed_activation_probs)] = 0
+    log_probs = torch.where(normed_activation_probs > 0, normed_activation_probs.log(), 0)
+    entropy = -torch.sum(normed_activation_probs * log_probs, dim=-1)
+    flattened_probs = activation_probs.flatten()
+    top_prob_value = flattened_probs.kthvalue(
+        round(len(flattened_probs) * filter_rate)).values.item()
+    top_position = (activation_probs > top_prob_value).sum(dim=-1)
+    entropy[top_position == 0] = torch.inf
+    flattened_entropy = entropy.flatten()
+    _, index = flattened_entropy.topk(round(len(flattened_entropy) * top_rate), largest=False)
+    row_index = index // entropy.size(1)
+    col_index = index % entropy.size(1)
+    selected_probs = activation_probs[row_index, col_index].transpose(0, 1)
+    activation_bar = flattened_probs.kthvalue(
+        round(len(flattened_probs) * activation_bar_ratio)).values.item()
+    lang, indice = torch.where(selected_probs > activation_bar)
+    found: dict[str, list[tuple[int, int]]] = {e: [] for e in EMOTIONS}
+    for group, i in zip(lang.tolist(), indice.tolist(), strict=True):
+        found[EMOTIONS[group]].append((int(row_index[i]), int(col_index[i])))
+    return {e: sorted(positions) for e, positions in found.items()}
+
+
+@pytest.mark.parametrize("share", [0.01, 0.05])
+def test_lape_assignment_matches_tang_et_als_code_on_a_random_recording(share: float) -> None:
+    generator = torch.Generator().manual_seed(3)
+    tokens = torch.randint(500, 1500, (len(EMOTIONS),), generator=generator).double()
+    # A neuron's rate times per-emotion factors: selective neurons clear the bar for one
+    # emotion or several.
+    rate = torch.rand(1, 4, 300, generator=generator)
+    factors = torch.rand(len(EMOTIONS), 4, 300, generator=generator)
+    active = (rate * factors * tokens.view(-1, 1, 1)).round()
+    stats = ActivationStats(tokens=tokens, active=active, sum=active, sum_sq=active)
+    sets = identify(stats, IdentifyConfig(share=share, assignment="lape"), "m")
+    expected = _tang_et_al(active.permute(1, 2, 0), tokens, top_rate=share)
+    assert {e: sorted(_positions(ns)) for e, ns in sets.emotions.items()} == expected
+    distinct = {position for positions in expected.values() for position in positions}
+    assert sum(map(len, expected.values())) > len(distinct)  # some belong to several
+
+
+def _spread_stats() -> ActivationStats:
+    """Three neurons firing on 90% of the tokens of four emotions and 20% of the other two:
+    the most selective, yet no normalised probability reaches 0.25 (0.9 / 4.0 = 0.225)."""
+    probability = _background(seed=4)
+    for layer, index in ((0, 1), (1, 2), (2, 3)):
+        _set(probability, layer, index, dict.fromkeys(EMOTIONS[:4], 0.9), 0.2)
+    return _stats(probability)
+
+
+def test_lape_assigns_the_neurons_the_normalised_threshold_leaves_unassigned() -> None:
+    stats = _spread_stats()
+    with pytest.warns(UserWarning, match=f"no neurons assigned to {', '.join(EMOTIONS)}: no "
+                      "kept neuron's normalised"):
+        old = identify(stats, IdentifyConfig(share=0.05, assignment="normalised"), "m")
+    assert all(ns == [] for ns in old.emotions.values())
+    lape = identify(stats, IdentifyConfig(share=0.05, assignment="lape"), "m")
+    for emotion in EMOTIONS[:4]:
+        assert sorted(_positions(lape.emotions[emotion])) == [(0, 1), (1, 2), (2, 3)]
+    assert lape.overlap[0][:4] == [3, 3, 3, 3]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"assignment": "multi"}, "use 'lape' .* or 'normalised'"),
+    ({"assignment": "lape", "rule": "per-emotion"}, "global or per-layer"),
+])
+def test_retired_or_meaningless_assignment_is_a_user_error(kwargs: dict[str, object],
+                                                            message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        IdentifyConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_old_multi_neurons_json_loads_as_normalised(tmp_path: Path) -> None:
+    sets = identify(_two_emotion_stats(), IdentifyConfig(share=0.03, assignment="normalised"),
+                    "m")
+    payload = sets.to_json()
+    payload["parameters"]["assignment"] = "multi"
+    payload["parameters"]["multi_threshold"] = payload["parameters"].pop("normalised_threshold")
+    (tmp_path / "neurons.json").write_text(json.dumps(payload))
+    assert NeuronSets.load(tmp_path / "neurons.json") == sets
+
+
+def test_selection_methods_name_their_site_and_rule() -> None:
+    from emoneuron.identify import SELECTION_METHODS, selection_method
+
+    lape = SELECTION_METHODS["lape"]
+    assert (lape.label, lape.site) == ("LAPE (Tang et al. 2024)", "mlp.activation")
+    assert (lape.config.method, lape.config.rule, lape.config.share, lape.config.assignment) == (
+        "lape", "global", 0.01, "lape")
+    assert "LAPE" not in SELECTION_METHODS["entropy-argmax"].label
+    assert SELECTION_METHODS["entropy-argmax"].site == "mlp.down_proj.input"
+    assert lape.overridden() is lape
+    changed = lape.overridden("mlp.down_proj.input", method="smd", share=None)
+    assert changed.site == "mlp.down_proj.input" and changed.config.method == "smd"
+    assert changed.config.share == 0.01
+    assert changed.label == "LAPE (Tang et al. 2024), with statistic smd, site mlp.down_proj.input"
+    with pytest.raises(UserError, match=r"use one of lape, entropy-argmax, auroc"):
+        selection_method("tang")
+    with pytest.raises(UserError, match=r"unknown site 'mlp\.up'"):
+        lape.overridden("mlp.up")

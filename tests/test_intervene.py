@@ -12,7 +12,7 @@ from mlp_reference import assert_unhooked, logits, reference_logits
 
 from emoneuron.errors import UserError
 from emoneuron.intervene import Ablation, applied, with_means
-from emoneuron.models.adapters import DEFAULT_SITE
+from emoneuron.models.adapters import ACTIVATION_SITE, DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
 from emoneuron.record import ActivationStats
 
@@ -128,9 +128,9 @@ def test_unknown_scope_and_site_raise(make_tiny) -> None:  # type: ignore[no-unt
     with pytest.raises(UserError, match="token scope"):
         Ablation.of({0: [1]}, tokens="prefix")
     loaded = make_tiny("llama")
-    with pytest.raises(UserError, match="site"), \
+    with pytest.raises(UserError, match=r"site 'attn\.o_proj\.input' is not available"), \
             applied(loaded, Ablation.of({0: [1]}, site="attn.o_proj.input")):
-        pytest.fail("unsupported site accepted")
+        pytest.fail("unknown site accepted")
     with pytest.raises(UserError, match="with_means"), \
             applied(loaded, Ablation.of({0: [1]}, mode="mean")):
         pytest.fail("mode mean without values accepted")
@@ -149,3 +149,61 @@ def test_ablation_json_round_trip(ablation: Ablation) -> None:
     payload = json.loads(json.dumps(ablation.to_json()))  # through real JSON text
     assert Ablation.from_json(payload) == ablation
     assert Ablation.from_json(payload).to_json() == ablation.to_json()
+
+
+# -- sites -------------------------------------------------------------------------------------
+
+def _at(ablation: Ablation, site: str) -> Ablation:
+    return replace(ablation, site=site)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+@pytest.mark.parametrize(("mode", "strength"), [("zero", 0.0), ("scale", 0.5)])
+def test_zero_and_scale_at_the_activation_equal_the_default_site(
+        make_tiny, input_ids: torch.Tensor, family: str, mode: str, strength: float) -> None:  # type: ignore[no-untyped-def]
+    # act(gate) * up is linear in act(gate): zeroing or scaling either factor is the same.
+    tiny = make_tiny(family)
+    ablation = _ablation(tiny, mode, strength)
+    with applied(tiny, ablation):
+        default = logits(tiny, input_ids)
+    with applied(tiny, _at(ablation, ACTIVATION_SITE)):
+        activation = logits(tiny, input_ids)
+    torch.testing.assert_close(activation, default, atol=1e-5, rtol=1e-5)
+    assert (default - logits(tiny, input_ids)).abs().max() > 1e-4, "no effect"
+    assert_unhooked(tiny)
+
+
+@pytest.mark.parametrize(("mode", "strength"), [("mean", 0.0), ("clamp", 2.5)])
+def test_mean_and_clamp_at_the_gate_activation_set_act_gate_not_the_product(
+        make_tiny, input_ids: torch.Tensor, monkeypatch: pytest.MonkeyPatch, mode: str,
+        strength: float) -> None:  # type: ignore[no-untyped-def]
+    tiny = make_tiny("llama")
+    edit = _expected(mode, strength)
+    with monkeypatch.context() as patch:
+        for layer, indices in _chosen(tiny).items():
+            mlp = tiny.adapter.layers(tiny.model)[layer].mlp
+            index = torch.tensor(indices)
+
+            def forward(x: torch.Tensor, mlp: torch.nn.Module = mlp,
+                        index: torch.Tensor = index) -> torch.Tensor:
+                act = mlp.act_fn(mlp.gate_proj(x)).clone()
+                act[..., index] = edit(act[..., index])
+                return mlp.down_proj(act * mlp.up_proj(x))
+
+            patch.setattr(mlp, "forward", forward)
+        reference = logits(tiny, input_ids)
+    ablation = _ablation(tiny, mode, strength)
+    with applied(tiny, _at(ablation, ACTIVATION_SITE)):
+        activation = logits(tiny, input_ids)
+    with applied(tiny, ablation):
+        default = logits(tiny, input_ids)
+    torch.testing.assert_close(activation, reference, atol=1e-5, rtol=1e-5)
+    assert (activation - default).abs().max() > 1e-4
+    assert_unhooked(tiny)
+
+
+def test_mean_values_must_come_from_the_intervention_site(make_tiny) -> None:  # type: ignore[no-untyped-def]
+    tiny = make_tiny("llama")
+    stats = ActivationStats.zeros(tiny.n_layers, tiny.width, DEFAULT_SITE, "all")
+    with pytest.raises(UserError, match=r"recorded at site 'mlp\.down_proj\.input'"):
+        with_means(Ablation.of(_chosen(tiny), site=ACTIVATION_SITE), stats)

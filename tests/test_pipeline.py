@@ -36,6 +36,10 @@ def test_run_writes_every_artefact(run_dir: Path) -> None:
     assert set(manifest["timings"]) >= {"record", "identify", "ablation", "sweep", "report"}
     assert manifest["versions"]["torch"] and len(manifest["data"]["hash"]) == 64
     assert manifest["data"]["truncated_to_context"] == 0
+    # The default selection: Tang et al.'s LAPE, recorded and intervened at act(gate).
+    assert manifest["model"]["site"] == manifest["selection"]["site"] == "mlp.activation"
+    assert manifest["selection"]["label"] == "LAPE (Tang et al. 2024), with share 0.05"
+    assert json.loads((run_dir / "neurons.json").read_text())["site"] == "mlp.activation"
 
 
 def test_splits_are_disjoint(run_dir: Path) -> None:
@@ -57,7 +61,8 @@ def test_tables_have_every_condition(run_dir: Path) -> None:
     assert ablation.query("condition == 'control'").seed.nunique() == 3
     assert ((ablation.ci_low <= ablation.accuracy) & (ablation.accuracy <= ablation.ci_high)).all()
     neurons = json.loads((run_dir / "neurons.json").read_text())
-    assert sum(map(len, neurons["emotions"].values())) == round(0.05 * 2 * 80)
+    kept = {(n["layer"], n["index"]) for ns in neurons["emotions"].values() for n in ns}
+    assert 0 < len(kept) <= round(0.05 * 2 * 80)  # lape: each kept neuron to 0, 1 or more
     sweep = pd.read_csv(run_dir / "sweep.csv")
     assert list(sweep.columns[:7]) == ["masked_emotion", "layer_range", "proportion", "n_masked",
                                        "eval_emotion", "n", "accuracy"]
@@ -123,12 +128,27 @@ def test_cli_unsupported_architecture_exit_2(tmp_path: Path,
 def test_cli_identify_reuses_a_runs_statistics(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "neurons.json"
     assert main(["identify", str(run_dir / "stats.safetensors"), "--share", "0.05",
-                 "--model-name", "tiny", "--out", str(out)]) == 0
+                 "--assignment", "lape", "--model-name", "tiny", "--out", str(out)]) == 0
     mine, runs = json.loads(out.read_text()), json.loads((run_dir / "neurons.json").read_text())
     assert mine["emotions"] == runs["emotions"]
     assert main(["identify", str(run_dir / "stats.safetensors"), "--method", "smd",
-                 "--assignment", "multi", "--out", str(out)]) == 0
+                 "--assignment", "normalised", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["method"] == "smd"
+
+
+def test_run_config_names_a_selection_method_and_overrides_it() -> None:
+    from emoneuron.errors import UserError
+
+    method = RunConfig(selection="entropy-argmax", share=0.05, site=None).selection_method()
+    assert (method.site, method.config.assignment, method.config.share) == (
+        "mlp.down_proj.input", "argmax", 0.05)
+    assert RunConfig().selection_method().label == "LAPE (Tang et al. 2024)"
+    with pytest.raises(UserError, match="unknown selection method 'tang'"):
+        RunConfig(selection="tang")
+    with pytest.raises(UserError, match="'multi' was split"):
+        RunConfig(assignment="multi")
+    with pytest.raises(UserError, match="unknown site"):
+        RunConfig(site="mlp.up")
 
 
 def test_cli_synth_writes_balanced_jsonl(tmp_path: Path) -> None:

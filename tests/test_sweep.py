@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from emoneuron.controls import ShuffledControl, null_matched
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.identify import IdentifyConfig, Neuron, NeuronSets
 from emoneuron.intervene import Ablation
-from emoneuron.models.adapters import DEFAULT_SITE
+from emoneuron.models.adapters import ACTIVATION_SITE, DEFAULT_SITE
 from emoneuron.record import ActivationStats
 from emoneuron.sweep import (
     DEFAULT_PROPORTIONS,
@@ -180,6 +183,43 @@ def test_every_grid_condition_removes_the_expected_count(sets: NeuronSets) -> No
                   if n.layer in THIRDS[condition.layer_range]]
         expected = math.ceil(Fraction(str(condition.proportion)) * len(ranked))
         assert ablation_for(condition, sets, SOURCES).size == expected, condition.key
+
+
+def _small_null(sets: NeuronSets) -> ShuffledControl:
+    """A shuffled-label null that ranks only three neurons at all: far fewer than any set."""
+    candidates = torch.zeros(N_LAYERS, WIDTH, dtype=torch.bool)
+    candidates[0, [12, 15]] = True
+    candidates[5, 19] = True
+    score = torch.rand(N_LAYERS, WIDTH, generator=torch.Generator().manual_seed(0))
+    neurons, filled = {}, {}
+    for e, emotion in enumerate(EMOTIONS):
+        neurons[emotion], filled[emotion] = null_matched(
+            sets.layer_indices(emotion), sets, emotion, candidates, score,
+            np.random.default_rng([0, e]))
+    return ShuffledControl(0, neurons, filled)
+
+
+@pytest.mark.parametrize(("layer_range", "proportion"), [("all", 1.0), ("bottom", 0.6),
+                                                         ("all", 0.4)])
+def test_shuffled_control_has_the_sets_per_layer_counts_when_the_null_is_smaller(
+        sets: NeuronSets, layer_range: str, proportion: float) -> None:
+    sources = replace(SOURCES, shuffled={0: _small_null(sets)})
+    for emotion in EMOTIONS:
+        mask = ablation_for(Condition("mask", emotion, layer_range, proportion), sets, sources)
+        control = ablation_for(Condition("control", emotion, layer_range, proportion, seed=0,
+                                         control="shuffled"), sets, sources)
+        assert _per_layer(control) == _per_layer(mask), emotion
+        assert not set(_pairs(control)) & {(n.layer, n.index) for n in sets.emotions[emotion]}
+    anger = ablation_for(Condition("control", "anger", seed=0, control="shuffled"), sets,
+                         sources)
+    assert {12, 15} <= set(dict(anger.neurons)[0])  # the null's own choices come first
+
+
+def test_interventions_act_at_the_sets_site(sets: NeuronSets) -> None:
+    at_activation = replace(sets, site=ACTIVATION_SITE)
+    for condition in (Condition("mask", "anger"),
+                      Condition("control", "anger", seed=0, control="random")):
+        assert ablation_for(condition, at_activation, SOURCES).site == ACTIVATION_SITE
 
 
 @pytest.mark.parametrize(("layer_range", "proportion"), [("all", 1.0), ("bottom", 0.6),

@@ -9,19 +9,26 @@ difference cannot come from how many neurons, or which depth, was touched:
   with activation > 0, all emotions pooled) is closest to its own;
 - ``least``: the layer's least selective neurons (lowest entropy selectivity) among those that
   fire at least as often as the layer's median neuron: active neurons that carry no emotion;
-- ``shuffled``: the set the same selection rule finds when the identification labels are
-  permuted (see :func:`shuffled_sets`): the rule's own null.
+- ``shuffled``: the rule's own null (:func:`shuffled_controls`): the identification labels are
+  permuted, and in each layer the k_l neurons the same rule ranks highest for the emotion on
+  those labels replace the set's k_l (the set's own neurons excluded). When the null ranks fewer
+  than k_l eligible neurons in a layer, the rest is drawn at random (seeded) from the layer's
+  other neurons, and :attr:`ShuffledControl.filled` counts them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.identify import IdentifyConfig, NeuronSets, identify
+from emoneuron.identify import IdentifyConfig, NeuronSets, membership
+from emoneuron.io import write_json
 from emoneuron.record import ActivationStats, Recording
 from emoneuron.scores import entropy_selectivity
 from emoneuron.stability import permuted_weights
@@ -90,15 +97,69 @@ def least_selective(by_layer: ByLayer, sets: NeuronSets, emotion: str,
     return controls
 
 
-def shuffled_sets(recording: Recording, config: IdentifyConfig, model: str,
-                  seeds: Sequence[int]) -> dict[int, NeuronSets]:
-    """Per seed, the sets ``config`` selects when the recording's (emotion, group) cells are
-    relabelled at random (:func:`emoneuron.stability.permuted_weights`): the identification
-    dialogues' labels permuted group by group, from the same pass, with no new recording."""
+def null_matched(by_layer: ByLayer, sets: NeuronSets, emotion: str, candidates: torch.Tensor,
+                 score: torch.Tensor, rng: np.random.Generator) -> tuple[dict[int, list[int]],
+                                                                         dict[int, int]]:
+    """Per layer, the ``candidates`` (L, W) with the highest ``score`` (L, W), as many as
+    ``by_layer`` has there, then random fills; and how many were filled per layer."""
+    controls: dict[int, list[int]] = {}
+    filled: dict[int, int] = {}
+    for layer, indices in sorted(by_layer.items()):
+        pool = _pool(sets, emotion, layer, len(indices))
+        eligible = pool[candidates[layer, pool].numpy()]
+        order = np.argsort(-score[layer, eligible].numpy(), kind="stable")
+        ranked = eligible[order][:len(indices)]
+        fill = rng.choice(np.setdiff1d(pool, ranked), size=len(indices) - len(ranked),
+                          replace=False)
+        controls[layer] = [*ranked.tolist(), *fill.tolist()]
+        filled[layer] = len(fill)
+    return controls, filled
+
+
+@dataclass(frozen=True)
+class ShuffledControl:
+    """One seed's shuffled-label control: per emotion and layer, the control neurons for that
+    emotion's whole set, best null score first (random fills last)."""
+
+    seed: int
+    neurons: Mapping[str, Mapping[int, Sequence[int]]]
+    filled: Mapping[str, Mapping[int, int]]
+
+    def matched(self, by_layer: ByLayer, emotion: str) -> dict[int, list[int]]:
+        """The control for part of the emotion's set (``by_layer``): per layer the first as
+        many, i.e. the null's best."""
+        return {layer: list(self.neurons[emotion][layer][:len(indices)])
+                for layer, indices in sorted(by_layer.items())}
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, {"seed": self.seed,
+                          "emotions": {e: {str(layer): list(indices)
+                                           for layer, indices in by_layer.items()}
+                                       for e, by_layer in self.neurons.items()},
+                          "filled_at_random": {e: {str(layer): n for layer, n in counts.items()}
+                                               for e, counts in self.filled.items()}})
+
+
+def shuffled_controls(recording: Recording, config: IdentifyConfig, sets: NeuronSets,
+                      seeds: Sequence[int]) -> dict[int, ShuffledControl]:
+    """Per seed, the shuffled-label control of every emotion's set: the recording's (emotion,
+    group) cells are relabelled at random (:func:`emoneuron.stability.permuted_weights`: the
+    identification dialogues' labels permuted group by group, from the same pass, with no new
+    recording), ``config``'s rule scores the neurons without its share or top-n cap
+    (:func:`emoneuron.identify.membership`), and :func:`null_matched` matches each set layer by
+    layer."""
     if config.method == "auroc":
         raise UserError("the shuffled-label control needs per-group statistics, which AUROC's "
-                        "histograms do not keep; use another --method or leave shuffled out of "
+                        "histograms do not keep; use another statistic or leave shuffled out of "
                         "--controls")
-    return {seed: identify(recording.combined(permuted_weights(
-                recording, torch.Generator().manual_seed(seed))), config, model)
-            for seed in seeds}
+    controls = {}
+    for seed in seeds:
+        null = recording.combined(permuted_weights(recording, torch.Generator().manual_seed(seed)))
+        candidates, score = membership(null, config, capped=False)
+        neurons, filled = {}, {}
+        for e, emotion in enumerate(EMOTIONS):
+            rng = np.random.default_rng([seed, e])
+            neurons[emotion], filled[emotion] = null_matched(
+                sets.layer_indices(emotion), sets, emotion, candidates[e], score[e], rng)
+        controls[seed] = ShuffledControl(seed, neurons, filled)
+    return controls

@@ -3,24 +3,35 @@
 The statistic (:mod:`emoneuron.scores`: ``lape``, ``frequency``, ``smd``, ``welch``, ``auroc``)
 scores every neuron; the rule picks neurons by those scores, without touching the model again:
 
-``global`` (the reference study's)
-    the globally highest ``share`` of all neurons by their overall score;
+``global`` (Tang et al.'s)
+    the globally highest ``round(share * n)`` of all n neurons by their overall score;
 ``per-layer``
     the highest ``share`` of each layer's neurons, so every layer contributes equally;
 ``per-emotion``
     each emotion's ``top_n`` neurons by its own per-emotion score.
 
-Assignment: ``argmax`` gives each neuron to its single strongest emotion (exclusive; under
-``per-emotion`` a neuron competes only for its strongest emotion's list). ``multi``: under
-``global`` and ``per-layer`` a kept neuron belongs to every emotion whose normalised activation
-probability reaches ``multi_threshold`` (LAPE's reading, which the reference study's per-emotion
-counts for Llama-3.1-8B suggest: they add up to more than 1% of its neurons); under
-``per-emotion`` each emotion's top ``top_n`` are taken independently, so lists may share neurons.
+Assignment of the kept neurons (``global`` and ``per-layer``):
+
+``lape`` (Tang et al. 2024's rule, from their ``identify.py``)
+    a kept neuron belongs to every emotion whose raw P(active | e) is strictly above the
+    activity bar (:func:`emoneuron.scores.activity_bar`, the same bar as the eligibility
+    filter): to several emotions, or to none;
+``argmax`` (this project's)
+    each neuron to its single strongest emotion by its per-emotion score (exclusive);
+``normalised``
+    to every emotion whose normalised activation probability reaches ``normalised_threshold``.
+
+Under ``per-emotion``, ``argmax`` lets a neuron compete only for its strongest emotion's list and
+``normalised`` ranks each emotion independently (lists may share neurons); ``lape`` is refused.
+
+:data:`SELECTION_METHODS` names complete selections (site, statistic, rule, assignment); a new
+method is one more entry there.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +40,12 @@ import torch
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import read_json, write_json
+from emoneuron.models.adapters import ACTIVATION_SITE, DEFAULT_SITE, SITES
 from emoneuron.record import ActivationStats, Recording
-from emoneuron.scores import STATISTICS, compute_scores, entropy_selectivity
+from emoneuron.scores import STATISTICS, activity_bar, compute_scores, entropy_selectivity
 
 METHODS = STATISTICS
-ASSIGNMENTS = ("argmax", "multi")
+ASSIGNMENTS = ("argmax", "lape", "normalised")
 RULES = ("global", "per-layer", "per-emotion")
 DEPTH_BINS = 10
 
@@ -44,15 +56,22 @@ class IdentifyConfig:
     share: float = 0.01
     assignment: str = "argmax"
     activity_quantile: float = 0.95
-    multi_threshold: float = 0.25
+    normalised_threshold: float = 0.25
     rule: str = "global"
     top_n: int = 50
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise UserError(f"unknown statistic {self.method!r}: use one of {', '.join(METHODS)}")
+        if self.assignment == "multi":
+            raise UserError("assignment 'multi' was split in two: use 'lape' (Tang et al.: raw "
+                            "activation probability above the activity bar) or 'normalised' "
+                            "(normalised probability >= --normalised-threshold)")
         if self.assignment not in ASSIGNMENTS:
             raise UserError(f"unknown assignment {self.assignment!r}: use {', '.join(ASSIGNMENTS)}")
+        if self.assignment == "lape" and self.rule == "per-emotion":
+            raise UserError("assignment lape assigns the neurons a global or per-layer rule "
+                            "keeps; with --rule per-emotion use argmax or normalised")
         if self.rule not in RULES:
             raise UserError(f"unknown rule {self.rule!r}: use one of {', '.join(RULES)}")
         if not 0 < self.share <= 1:
@@ -62,9 +81,66 @@ class IdentifyConfig:
         if not 0 <= self.activity_quantile < 1:
             raise UserError(f"activity quantile {self.activity_quantile} must be in [0, 1), "
                             "e.g. 0.95")
-        if not 0 < self.multi_threshold <= 1:
-            raise UserError(f"multi threshold {self.multi_threshold} must be in (0, 1], "
-                            "e.g. 0.25")
+        if not 0 < self.normalised_threshold <= 1:
+            raise UserError(f"normalised threshold {self.normalised_threshold} must be in "
+                            "(0, 1], e.g. 0.25")
+
+
+@dataclass(frozen=True)
+class SelectionMethod:
+    """A complete, named way to select emotion neurons: where to record and how to select."""
+
+    name: str
+    label: str  # shown in reports
+    site: str
+    config: IdentifyConfig
+    description: str
+
+    def __post_init__(self) -> None:
+        if self.site not in SITES:
+            raise UserError(f"unknown site {self.site!r}: use one of {', '.join(SITES)}")
+
+    def overridden(self, site: str | None = None, **settings: Any) -> SelectionMethod:
+        """This method with its site and the given IdentifyConfig fields replaced (``None``
+        keeps the method's own); the label says what was changed."""
+        changed = {name: value for name, value in {**settings, "site": site}.items()
+                   if value is not None}
+        if not changed:
+            return self
+        label = f"{self.label}, with " + ", ".join(
+            f"{'statistic' if name == 'method' else name} {value}"
+            for name, value in changed.items())
+        changed.pop("site", None)
+        return replace(self, label=label, site=site or self.site,
+                       config=replace(self.config, **changed))
+
+
+SELECTION_METHODS: dict[str, SelectionMethod] = {method.name: method for method in (
+    SelectionMethod(
+        "lape", "LAPE (Tang et al. 2024)", ACTIVATION_SITE,
+        IdentifyConfig(method="lape", rule="global", share=0.01, activity_quantile=0.95,
+                       assignment="lape"),
+        "Tang et al.'s LAPE: P(act(gate) > 0 | emotion), lowest-entropy 1% of neurons active "
+        "above the 95th-percentile bar, each assigned to every emotion above that bar"),
+    SelectionMethod(
+        "entropy-argmax", "entropy selectivity at act(gate)*up, argmax (former default)",
+        DEFAULT_SITE, IdentifyConfig(method="lape", rule="global", share=0.01,
+                                     assignment="argmax"),
+        "LAPE's entropy filter and 1% cut on the sign of the down projection's input, each "
+        "neuron assigned to its strongest emotion"),
+    SelectionMethod(
+        "auroc", "one-vs-rest AUROC at act(gate), global 1%, argmax", ACTIVATION_SITE,
+        IdentifyConfig(method="auroc", rule="global", share=0.01, assignment="argmax"),
+        "the 1% of neurons whose activation best separates one emotion's tokens from the "
+        "rest, each assigned to that emotion"),
+)}
+
+
+def selection_method(name: str) -> SelectionMethod:
+    if name not in SELECTION_METHODS:
+        raise UserError(f"unknown selection method {name!r}: use one of "
+                        f"{', '.join(SELECTION_METHODS)}")
+    return SELECTION_METHODS[name]
 
 
 @dataclass(frozen=True)
@@ -127,7 +203,7 @@ class NeuronSets:
     def load(cls, path: str | Path) -> NeuronSets:
         try:
             payload = read_json(path)
-            config = IdentifyConfig(method=payload["method"], **payload["parameters"])
+            config = IdentifyConfig(method=payload["method"], **_current(payload["parameters"]))
             emotions = {e: [Neuron(int(n["layer"]), int(n["index"]), float(n["score"]))
                             for n in payload["emotions"][e]] for e in EMOTIONS}
             return cls(model=payload["model"], site=payload["site"],
@@ -137,6 +213,26 @@ class NeuronSets:
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise UserError(f"{path}: not a valid neurons.json ({error!r}); "
                             "write one with `emoneuron identify`") from None
+
+
+def _current(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Parameters of a neurons.json written before ``multi`` became ``normalised``."""
+    if "multi_threshold" not in parameters:
+        return parameters
+    renamed = {**parameters, "normalised_threshold": parameters["multi_threshold"]}
+    del renamed["multi_threshold"]
+    if renamed["assignment"] == "multi":
+        renamed["assignment"] = "normalised"
+    return renamed
+
+
+def shared_membership(stats: ActivationStats, config: IdentifyConfig) -> torch.Tensor:
+    """(E, L, W) bool: the emotions a kept neuron may share, by the config's multi-emotion
+    criterion: above the activity bar for ``lape``, the normalised threshold otherwise."""
+    if config.assignment == "lape":
+        probability = stats.probability()
+        return probability > activity_bar(probability, config.activity_quantile)
+    return entropy_selectivity(stats)[0] >= config.normalised_threshold
 
 
 def membership(stats: ActivationStats, config: IdentifyConfig,
@@ -175,13 +271,22 @@ def membership(stats: ActivationStats, config: IdentifyConfig,
     if config.assignment == "argmax":
         members = strongest & kept
     else:
-        members = (entropy_selectivity(stats)[0] >= config.multi_threshold) & kept
+        members = shared_membership(stats, config) & kept
     return members, overall.expand(n_emotions, n_layers, width)
 
 
-def identify(stats: ActivationStats | Recording, config: IdentifyConfig,
-             model: str) -> NeuronSets:
-    """Select and assign emotion neurons; each emotion's list is ranked by score, best first."""
+_EMPTY_BECAUSE = {
+    "per-emotion": "no eligible neuron scores for them",
+    "argmax": "none of the kept neurons is strongest for them",
+    "lape": "no kept neuron's activation probability for them is above the activity bar",
+    "normalised": "no kept neuron's normalised probability for them reaches the threshold",
+}
+
+
+def identify(stats: ActivationStats | Recording, config: IdentifyConfig, model: str,
+             warn_empty: bool = True) -> NeuronSets:
+    """Select and assign emotion neurons; each emotion's list is ranked by score, best first.
+    Emotions left without a neuron are named in a warning unless ``warn_empty`` is false."""
     summary = stats.stats() if isinstance(stats, Recording) else stats
     members, score = membership(summary, config)
     emotions: dict[str, list[Neuron]] = {}
@@ -189,8 +294,13 @@ def identify(stats: ActivationStats | Recording, config: IdentifyConfig,
         chosen = [Neuron(layer, index, float(score[e, layer, index]))
                   for layer, index in members[e].nonzero().tolist()]
         emotions[emotion] = sorted(chosen, key=lambda n: (-n.score, n.layer, n.index))
+    empty = [emotion for emotion in EMOTIONS if not emotions[emotion]]
+    if empty and warn_empty:
+        reason = _EMPTY_BECAUSE["per-emotion" if config.rule == "per-emotion"
+                                else config.assignment]
+        warnings.warn(f"no neurons assigned to {', '.join(empty)}: {reason}", stacklevel=2)
     kept = members.any(0)
-    passes = (entropy_selectivity(summary)[0][:, kept] >= config.multi_threshold).double()
+    passes = shared_membership(summary, config)[:, kept].double()
     overlap = (passes @ passes.T).long().tolist()
     return NeuronSets(model=model, site=summary.site, n_layers=summary.n_layers,
                       width=summary.width, config=config, emotions=emotions, overlap=overlap)

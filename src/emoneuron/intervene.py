@@ -15,14 +15,17 @@ which positions those are: the caller (the classifier) sets :attr:`TokenScope.ma
 forward pass; without a mask, ``last`` means the final position of the input and ``dialogue``
 is refused.
 
-:func:`applied` registers one forward pre-hook per affected layer on the adapter's site module
-and removes every hook on exit, also when the body raises.
+:func:`applied` hooks each affected layer's neuron tensor at the ablation's site (a module's
+input or output, :meth:`emoneuron.models.adapters.Site.hook`) and removes every hook on exit, also
+when the body raises. At ``mlp.activation`` of a gated MLP the neuron is ``act(gate)`` before it
+multiplies ``up``: zeroing or scaling it equals zeroing or scaling the default site's neuron, but
+``mean`` and ``clamp`` set a different tensor and change the forward pass differently.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -131,12 +134,11 @@ class TokenScope:
 def applied(loaded: LoadedModel, ablation: Ablation) -> Iterator[TokenScope]:
     """Apply ``ablation`` to ``loaded`` for the duration of the block; yields the
     :class:`TokenScope` a caller sets for the ``dialogue`` and ``last`` scopes."""
-    if ablation.site != DEFAULT_SITE:
-        raise UserError(f"site {ablation.site!r} is not supported yet; use {DEFAULT_SITE}")
     if ablation.mode == "mean" and len(ablation.values) != len(ablation.neurons):
         raise UserError("mode mean needs one reference value per neuron: build the "
                         "intervention with emoneuron.intervene.with_means")
-    modules = loaded.adapter.site_modules(loaded.model)
+    site = loaded.adapter.site(ablation.site)
+    modules = loaded.adapter.site_modules(loaded.model, ablation.site)
     for layer, indices in ablation.neurons:
         # Check every index, not only the largest: a negative one would silently wrap around.
         bad = [index for index in indices if not 0 <= index < loaded.width]
@@ -152,8 +154,7 @@ def applied(loaded: LoadedModel, ablation: Ablation) -> Iterator[TokenScope]:
             index = torch.tensor(indices, dtype=torch.long, device=loaded.device)
             values = (torch.tensor(ablation.values[position], device=loaded.device)
                       if ablation.mode == "mean" else None)
-            hook = _hook(ablation, index, values, scope)
-            handles.append(modules[layer].register_forward_pre_hook(hook))
+            handles.append(site.hook(modules[layer], _change(ablation, index, values, scope)))
         yield scope
     finally:
         for handle in handles:
@@ -177,13 +178,12 @@ def _positions(tokens: str, scope: TokenScope, shape: torch.Size) -> torch.Tenso
     return last.unsqueeze(-1)
 
 
-def _hook(ablation: Ablation, index: torch.Tensor, values: torch.Tensor | None,
-          scope: TokenScope) -> Any:
+def _change(ablation: Ablation, index: torch.Tensor, values: torch.Tensor | None,
+            scope: TokenScope) -> Callable[[torch.Tensor], torch.Tensor]:
     mode, strength = ablation.mode, ablation.strength
 
-    def hook(_module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    def change(hidden: torch.Tensor) -> torch.Tensor:
         nonlocal index, values
-        hidden = args[0]
         if index.device != hidden.device:
             # This layer computes on another device than the model's inputs (a model split over
             # GPUs by ``device_map``): move the hook's tensors there once, not on every call.
@@ -204,5 +204,5 @@ def _hook(ablation: Ablation, index: torch.Tensor, values: torch.Tensor | None,
             changed = torch.where(where.to(hidden.device), changed, chosen)
         hidden = hidden.clone()
         hidden[..., index] = changed
-        return (hidden, *args[1:])
-    return hook
+        return hidden
+    return change

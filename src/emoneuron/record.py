@@ -428,14 +428,12 @@ def site_hooks(loaded: LoadedModel, site: str,
     """While active, every forward calls ``receive(layer, tensor)`` with each layer's tensor at
     ``site`` (a module's input or output, as the adapter declares it)."""
     spec = loaded.adapter.site(site)
-    handles = []
-    for layer, module in enumerate(loaded.adapter.site_modules(loaded.model, site)):
-        if spec.tensor == "input":
-            handles.append(module.register_forward_pre_hook(
-                lambda _m, args, layer=layer: receive(layer, args[0])))
-        else:
-            handles.append(module.register_forward_hook(
-                lambda _m, _args, output, layer=layer: receive(layer, output)))
+
+    def receiver(layer: int) -> Callable[[torch.Tensor], None]:
+        return lambda tensor: receive(layer, tensor)
+
+    handles = [spec.hook(module, receiver(layer))
+               for layer, module in enumerate(loaded.adapter.site_modules(loaded.model, site))]
     try:
         yield
     finally:

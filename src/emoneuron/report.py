@@ -182,7 +182,9 @@ def _summary_exist(run: _Run, counts: npt.NDArray[np.int_]) -> str:
     per = ", ".join(f"{e} {int(c)}" for e, c in zip(EMOTIONS, counts.sum(axis=1), strict=True))
     uses = Counter((n["layer"], n["index"]) for ns in run.neurons["emotions"].values() for n in ns)
     total = int(model["n_neurons"])
-    text = (f"Selected by {run.neurons['method']}: {per}. In total {len(uses)} distinct neurons, "
+    method = run.manifest.get("selection", {}).get("label", run.neurons["method"])
+    text = (f"Selected by {method} at site {run.neurons['site']}: {per}. In total "
+            f"{len(uses)} distinct neurons, "
             f"{_pct(len(uses) / total, 2)} of the {total:,} neurons "
             f"({model['n_layers']} layers x {model['width']}).")
     shared = sum(1 for k in uses.values() if k > 1)
@@ -395,7 +397,8 @@ def _figures_html(run: _Run, run_dir: Path, effects: list[_SelfEffect],
          "hold more neurons; dashed lines split the layers into the bottom, middle and top thirds "
          "used in the summary.", partial(_fig_neurons_per_layer, counts)),
         ("overlap", "Overlap between emotions",
-         "Cell (i, j) counts selected neurons passing the multi-assignment threshold for both "
+         "Cell (i, j) counts selected neurons passing the multi-emotion criterion (the activity "
+         "bar for the lape assignment, the normalised threshold otherwise) for both "
          "emotion i and emotion j; the diagonal counts neurons passing for that emotion. Large "
          "off-diagonal counts mean the two emotions share neurons.",
          partial(_fig_overlap, run.neurons)),

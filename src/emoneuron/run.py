@@ -26,7 +26,7 @@ import torch
 from emoneuron import __version__
 from emoneuron.cache import cached_record
 from emoneuron.cards import write_cards
-from emoneuron.controls import CONTROLS, shuffled_sets
+from emoneuron.controls import CONTROLS, ShuffledControl, shuffled_controls
 from emoneuron.data.dedup import check_leaks
 from emoneuron.data.schema import (
     EMOTIONS,
@@ -41,9 +41,14 @@ from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
 from emoneuron.evaluate import CHANCE, Classifier, order_shots
 from emoneuron.executors import ExecutorConfig, LocalExecutor, RayExecutor, executor_for
-from emoneuron.identify import IdentifyConfig, NeuronSets, identify
+from emoneuron.identify import (
+    IdentifyConfig,
+    NeuronSets,
+    SelectionMethod,
+    identify,
+    selection_method,
+)
 from emoneuron.io import atomic_open, read_json, sha256_bytes, write_json
-from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, load
 from emoneuron.record import DEFAULT_GROUPS, N_BINS, Recording, shard_count
 from emoneuron.report import write_report
@@ -75,9 +80,15 @@ class RunConfig:
     seed: int = 0
     eval_fraction: float = 0.4
     token_policy: str = "dialogue"
-    method: str = "lape"
-    share: float = 0.01
-    assignment: str = "argmax"
+    selection: str = "lape"  # a method of emoneuron.identify.SELECTION_METHODS
+    # Overrides of the selection method's own settings; None keeps the method's.
+    site: str | None = None
+    statistic: str | None = None
+    rule: str | None = None
+    assignment: str | None = None
+    share: float | None = None
+    top_n: int | None = None
+    activity_quantile: float | None = None
     control_seeds: tuple[int, ...] = (0, 1, 2)
     controls: tuple[str, ...] = CONTROLS
     other_control_seeds: int = 3  # the first N control seeds also drive frequency and shuffled
@@ -104,6 +115,15 @@ class RunConfig:
     cpus_per_worker: int = 1
     gpus_per_worker: float | None = None  # None: 1 on a cluster with GPUs, else 0
     shards: int = 0  # recording shards; 0 = 4 per Ray worker (1 locally)
+
+    def __post_init__(self) -> None:
+        self.selection_method()  # an unknown name or a bad override fails before any work
+
+    def selection_method(self) -> SelectionMethod:
+        """The named selection method with this config's overrides applied."""
+        return selection_method(self.selection).overridden(
+            self.site, method=self.statistic, rule=self.rule, assignment=self.assignment,
+            share=self.share, top_n=self.top_n, activity_quantile=self.activity_quantile)
 
 
 @dataclass
@@ -160,14 +180,14 @@ def executor_config_of(config: RunConfig) -> ExecutorConfig:
                           config.cpus_per_worker, config.gpus_per_worker)
 
 
-def _shuffled_sets(config: RunConfig, recording: Recording, identify_config: IdentifyConfig,
-                   out_dir: Path) -> dict[int, NeuronSets]:
+def _shuffled_controls(config: RunConfig, recording: Recording, identify_config: IdentifyConfig,
+                       sets: NeuronSets, out_dir: Path) -> dict[int, ShuffledControl]:
     """The shuffled-label control's sets, also written to ``shuffled/`` for inspection."""
     seeds = config.control_seeds[:config.other_control_seeds]
-    sets = shuffled_sets(recording, identify_config, config.model, seeds)
-    for seed, found in sets.items():
-        found.save(out_dir / "shuffled" / f"neurons-seed{seed}.json")
-    return sets
+    controls = shuffled_controls(recording, identify_config, sets, seeds)
+    for seed, control in controls.items():
+        control.save(out_dir / "shuffled" / f"neurons-seed{seed}.json")
+    return controls
 
 
 def _versions() -> dict[str, str]:
@@ -180,14 +200,18 @@ def _versions() -> dict[str, str]:
 def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash: str,
               truncated: int, classifier: Classifier, execution: dict[str, Any],
               timings: dict[str, float]) -> dict[str, Any]:
+    selection = config.selection_method()
     return {
         "emoneuron_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "config": asdict(config),
+        "selection": {"name": selection.name, "label": selection.label,
+                      "description": selection.description, "site": selection.site,
+                      "identify": asdict(selection.config)},
         "model": {"name": config.model, "architecture": type(loaded.model).__name__,
                   "family": loaded.adapter.family, "n_layers": loaded.n_layers,
                   "width": loaded.width, "n_neurons": loaded.n_layers * loaded.width,
-                  "site": DEFAULT_SITE, "dtype": str(loaded.model.dtype)},
+                  "site": selection.site, "dtype": str(loaded.model.dtype)},
         "data": {"hash": data_hash, "source": config.data or "synthetic (emoneuron data synth)",
                  "counts": splits.counts(), "truncated_to_context": truncated},
         "evaluation": {"description": classifier.description, "n_shot": len(classifier.shots),
@@ -266,15 +290,19 @@ def _record_identify_evaluate(
     """The stages that run on the executor's workers (recording, conditions) and those
     between them. Workers load the model from ``model``; a local executor uses ``loaded``."""
     model = ModelSpec.on_gpus(config.model, executor.gpus_per_worker)
+    selection = config.selection_method()
     with timer.stage("record"):
         stats = cached_record(loaded, splits.identify, config.token_policy, config.batch_size,
-                              progress, executor=executor,
+                              progress, selection.site, executor=executor,
                               shards=shard_count(executor, config.shards), setup=model.load)
         stats.save(out_dir / "stats.safetensors", {"model": config.model, "data_hash": data_hash})
-    identify_config = IdentifyConfig(method=config.method, share=config.share,
-                                     assignment=config.assignment)
+    identify_config = selection.config
     with timer.stage("identify"):
         sets = identify(stats, identify_config, config.model)
+        if not any(sets.emotions.values()):
+            raise UserError(f"{selection.label} selected no neuron for any emotion on "
+                            f"{len(splits.identify)} identification dialogues; use more data "
+                            "or another --selection")
         sets.save(out_dir / "neurons.json")
         write_stability(stats, identify_config, out_dir / "stability.json", progress=progress)
     with timer.stage("cards"):
@@ -283,7 +311,7 @@ def _record_identify_evaluate(
     shuffled = {}
     if "shuffled" in config.controls:
         with timer.stage("shuffled_labels"):
-            shuffled = _shuffled_sets(config, stats, identify_config, out_dir)
+            shuffled = _shuffled_controls(config, stats, identify_config, sets, out_dir)
     sources = Sources(stats.stats(), shuffled)
     store = ConditionStore(out_dir / "conditions.jsonl",
                            _store_context(config, splits, sets, classifier))

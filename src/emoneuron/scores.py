@@ -3,10 +3,12 @@
 Each statistic gives a score per (emotion, layer, neuron), higher meaning more specific to that
 emotion, and one score per neuron for rankings across emotions (:class:`Scores`):
 
-``lape`` (the reference study's, after Tang et al. 2024)
-    P(active | e), normalised across emotions into a distribution q; per neuron 1 - H(q)/log 6.
-    Neurons whose highest P(active | e) is below the ``activity_quantile`` of all those
-    probabilities are ineligible (rarely active for any emotion). Per emotion: q_e.
+``lape`` (Tang et al. 2024, "Language-Specific Neurons", ACL 2024)
+    P(active | e), normalised across emotions into a distribution q; per neuron 1 - H(q)/log 6
+    (a monotone transform of their entropy, with 0 log 0 = 0). As in their code, a neuron is
+    eligible only when some emotion's P(active | e) is strictly above the activity bar: the
+    ``round(activity_quantile * n)``-th smallest of all n probabilities (:func:`activity_bar`).
+    Per emotion: q_e. Tang et al. threshold ``act(gate) > 0``: record at ``mlp.activation``.
 ``frequency``
     P(active | e) - P(active | not e): the difference in activation frequency, one-vs-rest.
 ``smd``
@@ -113,18 +115,23 @@ def auroc(stats: ActivationStats) -> torch.Tensor:
     return torch.where(pairs > 0, wins / pairs.clamp(min=1), torch.full_like(wins, 0.5))
 
 
+def activity_bar(probability: torch.Tensor, activity_quantile: float) -> torch.Tensor:
+    """Tang et al.'s bar: the ``round(activity_quantile * n)``-th smallest of the n activation
+    probabilities (the smallest when that rounds to 0)."""
+    if not 0 <= activity_quantile < 1:
+        raise UserError(f"activity quantile {activity_quantile} must be in [0, 1), e.g. 0.95")
+    flat = probability.flatten()
+    return flat.kthvalue(max(1, round(activity_quantile * flat.numel()))).values
+
+
 def compute_scores(stats: ActivationStats, statistic: str,
                    activity_quantile: float = 0.95) -> Scores:
     if statistic not in STATISTICS:
         raise UserError(f"unknown statistic {statistic!r}: use one of {', '.join(STATISTICS)}")
     if statistic == "lape":
-        if not 0 <= activity_quantile < 1:
-            raise UserError(f"activity quantile {activity_quantile} must be in [0, 1), e.g. 0.95")
-        normalised, selectivity = entropy_selectivity(stats)
         probability = stats.probability()
-        flat = probability.flatten()
-        floor = flat.kthvalue(max(1, int(activity_quantile * flat.numel()))).values
-        eligible = probability.max(0).values >= floor
+        eligible = probability.max(0).values > activity_bar(probability, activity_quantile)
+        normalised, selectivity = entropy_selectivity(stats)
         return Scores(per_emotion=normalised.masked_fill(~eligible, -math.inf),
                       overall=selectivity.masked_fill(~eligible, -math.inf))
     per_emotion = {"frequency": frequency_difference, "smd": standardised_mean_difference,

@@ -148,7 +148,9 @@ def stability(recording: Recording, config: IdentifyConfig,
 
 def agreement(recording: Recording, config: IdentifyConfig) -> dict[str, Any]:
     """Jaccard between the sets each statistic selects under the same rule, per emotion."""
-    sets = {statistic: identify(recording, dataclasses.replace(config, method=statistic), "")
+    # The other statistics' empty sets are part of the comparison, not news for the user.
+    sets = {statistic: identify(recording, dataclasses.replace(config, method=statistic), "",
+                                warn_empty=False)
             for statistic in STATISTICS}
     positions = {s: {e: {(n.layer, n.index) for n in ns.emotions[e]} for e in EMOTIONS}
                  for s, ns in sets.items()}

@@ -120,7 +120,7 @@ def steer(classifier: Classifier, sets: NeuronSets, strength: float, seed: int, 
         continuations[emotion, "none"] = untouched
         for name, by_layer in amplified.items():
             continuations[emotion, name] = continue_dialogues(
-                classifier, prompts, Ablation.of(by_layer, "amplify", strength))
+                classifier, prompts, Ablation.of(by_layer, "amplify", strength, sets.site))
     keys = [k for k in continuations if k[1] != "none"]
     texts = untouched + [text for key in keys for text in continuations[key]]
     scores = _scores(classifier, texts)

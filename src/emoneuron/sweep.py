@@ -21,6 +21,7 @@ import pandas as pd
 
 from emoneuron.controls import (
     CONTROLS,
+    ShuffledControl,
     check_controls,
     frequency_matched,
     least_selective,
@@ -134,10 +135,10 @@ def is_sweep(condition: Condition) -> bool:
 @dataclass(frozen=True)
 class Sources:
     """What control sets and mean-mode values are drawn from: the identification statistics
-    and, for the shuffled-label control, the sets identified on permuted labels per seed."""
+    and, for the shuffled-label control, its layer-matched sets per seed."""
 
     stats: ActivationStats
-    shuffled: Mapping[int, NeuronSets] = field(default_factory=dict)
+    shuffled: Mapping[int, ShuffledControl] = field(default_factory=dict)
 
 
 def _top(neurons: Sequence[Neuron], n_layers: int, layer_range: str,
@@ -168,15 +169,12 @@ def ablation_for(condition: Condition, sets: NeuronSets, sources: Sources) -> Ab
         elif condition.control == "least":
             by_layer = least_selective(by_layer, sets, emotion, sources.stats)
         elif condition.control == "shuffled":
-            null = sources.shuffled[condition.seed or 0]
-            size = sum(map(len, by_layer.values()))
-            by_layer = _top(null.emotions[emotion][:size], null.n_layers,
-                            condition.layer_range, 1.0)
+            by_layer = sources.shuffled[condition.seed or 0].matched(by_layer, emotion)
         else:
             raise UserError(f"unknown control set {condition.control!r}: use one of "
                             f"{', '.join(CONTROLS)}")
     ablation = Ablation.of(by_layer, "zero" if condition.mode == "mean" else condition.mode,
-                           condition.strength, tokens=condition.tokens)
+                           condition.strength, sets.site, condition.tokens)
     return with_means(ablation, sources.stats) if condition.mode == "mean" else ablation
 
 

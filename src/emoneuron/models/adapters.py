@@ -3,14 +3,15 @@
 A neuron is ``(layer, index)`` in the FFN intermediate dimension. The default site is the input of
 the FFN down projection: ``act(gate) * up`` in gated MLPs (Llama, Gemma, Qwen2, Mistral) and
 ``act(fc_in(x))`` in plain MLPs (GPT-2, GPT-NeoX). Every stage reaches the neurons through
-:meth:`Adapter.site_modules`, and hooks the *input* of those modules with forward pre-hooks, so
-recording and intervening see exactly the tensor the down projection multiplies.
+:meth:`Adapter.site_modules` and :meth:`Site.hook`, so recording and intervening see exactly the
+same tensor.
 
 Sites: besides the default, every family offers ``mlp.activation`` (the activation's output:
 ``act(gate)`` alone in gated MLPs; in plain MLPs the same tensor as the default) and
 ``mlp.pre_activation`` (the gate before its activation in gated MLPs, ``fc_in(x)`` in plain
 ones). A site is a module path inside a decoder layer and whether its input or output is the
-neuron tensor (:class:`Site`); interventions support the default site only.
+neuron tensor (:class:`Site`); :meth:`Site.hook` reads (recording) or replaces (interventions)
+that tensor, so both stages work at every site.
 
 Neuron cards project a neuron's output direction (its column of the down projection) through the
 final norm and the unembedding, so each adapter also names those two modules.
@@ -26,10 +27,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 from transformers import PretrainedConfig, PreTrainedModel
 
 from emoneuron.errors import UserError
@@ -37,6 +39,7 @@ from emoneuron.errors import UserError
 DEFAULT_SITE = "mlp.down_proj.input"
 ACTIVATION_SITE = "mlp.activation"
 PRE_ACTIVATION_SITE = "mlp.pre_activation"
+SITES = (DEFAULT_SITE, ACTIVATION_SITE, PRE_ACTIVATION_SITE)  # every family offers these
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
@@ -57,6 +60,21 @@ class Site:
     path: str
     tensor: Literal["input", "output"]
     description: str
+
+    def hook(self, module: nn.Module,
+             change: Callable[[torch.Tensor], torch.Tensor | None]) -> RemovableHandle:
+        """On every forward of ``module`` (this site's module of one layer), call ``change``
+        with the neuron tensor; a tensor it returns replaces the neuron tensor downstream."""
+        if self.tensor == "input":
+            def before(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+                changed = change(args[0])
+                return None if changed is None else (changed, *args[1:])
+            return module.register_forward_pre_hook(before)
+
+        def after(_module: nn.Module, _args: tuple[Any, ...],
+                  output: torch.Tensor) -> torch.Tensor | None:
+            return change(output)
+        return module.register_forward_hook(after)
 
 
 def _gated_sites(gate: str, act: str, down: str) -> Mapping[str, Site]:
