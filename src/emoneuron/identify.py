@@ -29,6 +29,7 @@ import torch
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import read_json, write_json
+from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.record import ActivationStats, Recording
 from emoneuron.scores import STATISTICS, compute_scores, entropy_selectivity
 
@@ -194,3 +195,32 @@ def identify(stats: ActivationStats | Recording, config: IdentifyConfig,
     overlap = (passes @ passes.T).long().tolist()
     return NeuronSets(model=model, site=summary.site, n_layers=summary.n_layers,
                       width=summary.width, config=config, emotions=emotions, overlap=overlap)
+
+
+# --- STAND-IN selection-method registry (branch `methods`) -----------------------------------
+# Branch `selection` defines the real SELECTION_METHODS / SelectionMethod here (lape as Tang et
+# al. define it at mlp.activation, the former default, auroc; attribution from another branch).
+# At merge keep that branch's definitions and delete this block: emoneuron.methods and the run
+# use only the interface below (name, label, site, config, description).
+
+
+@dataclass(frozen=True)
+class SelectionMethod:
+    name: str
+    label: str
+    site: str
+    config: IdentifyConfig
+    description: str
+
+
+SELECTION_METHODS: dict[str, SelectionMethod] = {
+    "lape": SelectionMethod("lape", "LAPE, global 1%", DEFAULT_SITE, IdentifyConfig(),
+                            "the globally lowest-entropy 1% of neurons, each given to its "
+                            "strongest emotion"),
+    "auroc": SelectionMethod("auroc", "AUROC, top 50 per emotion", DEFAULT_SITE,
+                             IdentifyConfig(method="auroc", rule="per-emotion", top_n=50),
+                             "each emotion's 50 neurons that best separate its tokens from the "
+                             "other emotions' (AUROC), each neuron given to its strongest "
+                             "emotion"),
+}
+# --- end of stand-in ----------------------------------------------------------------------------
