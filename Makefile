@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
-DEMO_ARGS ?= --per-emotion 50 --eval-fraction 0.3 --max-turns 2 --proportions 0.5 1.0 --other-control-seeds 1
+DEMO_ARGS ?= --preset demo
 
 .PHONY: setup demo test lint clean chromium compare-demo docs
 

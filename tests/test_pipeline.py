@@ -76,7 +76,9 @@ def test_rerun_resumes_without_recomputing(run_dir: Path, tiny_model_dir: Path,
                                            tmp_path: Path) -> None:
     store = run_dir / "conditions.jsonl"
     lines = store.read_text().splitlines()
-    assert len(lines) == len(grid(design_of(CONFIG)))
+    # The grid, then each compared method other than the run's own (both stand-ins: the run
+    # selects 5%): six masks and six random controls.
+    assert len(lines) == len(grid(design_of(CONFIG))) + 2 * 12
     # A run killed mid-way: 10 conditions finished, the 11th torn while being written.
     resumed = tmp_path / "resumed"
     resumed.mkdir()
@@ -85,7 +87,7 @@ def test_rerun_resumes_without_recomputing(run_dir: Path, tiny_model_dir: Path,
     again = (resumed / "conditions.jsonl").read_text().splitlines()
     assert again[:10] == lines[:10] and len(again) == len(lines)
     for table in ("ablation.csv", "effects.csv", "sweep.csv", "dose.csv", "specificity.csv",
-                  "confusion.csv", "neurons.json", "steering.json"):
+                  "confusion.csv", "neurons.json", "steering.json", "methods.csv"):
         assert (resumed / table).read_bytes() == (run_dir / table).read_bytes(), table
 
 
@@ -176,7 +178,7 @@ def test_effects_tests_and_flags_follow_from_the_stored_predictions(run_dir: Pat
         (entry,) = [e for e in stored if e["kind"] == kind and e["masked_emotion"] == masked
                     and e["layer_range"] == "all" and e["proportion"] == 1.0
                     and e["mode"] == "zero" and list(e["eval_emotions"]) == list(EMOTIONS)
-                    and e["control"] == ""]
+                    and e["control"] == "" and e["method"] == ""]
         return [p == t for p, t in zip(entry["predictions"], truth, strict=True)]
 
     effects = pd.read_csv(run_dir / "effects.csv")

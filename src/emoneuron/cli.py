@@ -21,8 +21,9 @@ from emoneuron.errors import UserError
 
 
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type[Any],
-                           skip: Sequence[str] = ()) -> None:
-    """One ``--option`` per dataclass field, so configs and the CLI cannot drift apart."""
+                           skip: Sequence[str] = (), only_given: bool = False) -> None:
+    """One ``--option`` per dataclass field, so configs and the CLI cannot drift apart.
+    ``only_given``: an option not on the command line leaves no attribute (a preset fills it)."""
     hints = typing.get_type_hints(cls)
     for spec in dataclasses.fields(cls):
         if spec.name in skip:
@@ -31,6 +32,8 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type[Any],
         hint = hints[spec.name]
         default = spec.default
         help_text = f"default: {default}"
+        if only_given:
+            default = argparse.SUPPRESS
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if hint is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
@@ -53,10 +56,27 @@ def _dataclass_from(cls: type[Any], namespace: argparse.Namespace) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from emoneuron.run import RunConfig, run
+    from emoneuron.run import RunConfig, preset_config, run
 
-    report = run(_dataclass_from(RunConfig, args), args.out, progress=not args.quiet)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+             if hasattr(args, f.name) and f.name != "preset"}
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    report = run(preset_config(getattr(args, "preset", ""), **options), args.out,
+                 progress=not args.quiet)
     print(f"report: {report}")
+
+
+def _cmd_ablate(args: argparse.Namespace) -> None:
+    from emoneuron.identify import NeuronSets
+    from emoneuron.methods import evaluate_sets
+    from emoneuron.report import write_report
+
+    sets = NeuronSets.load(args.neurons)
+    table = evaluate_sets(args.run_dir, sets, args.name or args.neurons.stem,
+                          progress=not args.quiet)
+    print(f"method comparison: {table}")
+    if (args.run_dir / "report.html").exists():
+        print(f"report: {write_report(args.run_dir)}")
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -301,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     from emoneuron.identify import IdentifyConfig
     from emoneuron.models.adapters import DEFAULT_SITE
     from emoneuron.record import DEFAULT_GROUPS, TOKEN_POLICIES
-    from emoneuron.run import RunConfig
+    from emoneuron.run import PRESETS, RunConfig
     from emoneuron.scores import STATISTICS
     from emoneuron.stability import StabilityConfig
     from emoneuron.variants import VariantsConfig
@@ -311,10 +331,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="the whole pipeline into one run directory")
-    _add_dataclass_options(run, RunConfig)
+    _add_dataclass_options(run, RunConfig, skip=("preset",), only_given=True)
+    run.add_argument("--preset", choices=list(PRESETS), default=argparse.SUPPRESS,
+                     help="demo (about 15 min on 2 CPU cores) or study (at least 60 held-out "
+                          "dialogues per emotion); options given explicitly override it")
     run.add_argument("--out", type=Path, required=True, help="run directory")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
+
+    ablate = commands.add_parser("ablate", help="evaluate a neurons.json in a finished run's "
+                                                "context and add it to its method comparison")
+    ablate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    ablate.add_argument("--neurons", type=Path, required=True, help="neurons.json to evaluate")
+    ablate.add_argument("--name", help="method name (default: the file's name without .json); "
+                                       "results go to RUN_DIR/methods/NAME/")
+    ablate.add_argument("--quiet", action="store_true", help="no progress bars")
+    ablate.set_defaults(func=_cmd_ablate)
 
     data = commands.add_parser("data", help="data sets").add_subparsers(dest="data_command",
                                                                         required=True)

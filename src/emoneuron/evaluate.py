@@ -96,6 +96,14 @@ def order_shots(shots: Sequence[Record], seed: int, per_emotion: int = 1) -> lis
     return chosen
 
 
+def resolved_style(loaded: LoadedModel, style: str) -> str:
+    """``auto``: chat for instruct models whose tokenizer has a chat template, else plain."""
+    if style != "auto":
+        return style
+    has_template = bool(getattr(loaded.tokenizer, "chat_template", None))
+    return "chat" if loaded.instruct and has_template else "plain"
+
+
 # Contextual calibration (Zhao et al. 2021): the prediction on a content-free dialogue measures
 # the prompt's own bias towards each label; subtracting it corrects that bias. On SmolLM2 it
 # lifts mean accuracy on the synthetic dialogues from about 0.5 to about 0.7.
@@ -120,9 +128,7 @@ class Classifier:
         tokenizer = self.loaded.tokenizer
         if self.style not in PROMPT_STYLES:
             raise UserError(f"unknown prompt style {self.style!r}: use auto, plain or chat")
-        if self.style == "auto":
-            has_template = bool(getattr(tokenizer, "chat_template", None))
-            self.style = "chat" if self.loaded.instruct and has_template else "plain"
+        self.style = resolved_style(self.loaded, self.style)
         ids = [tokenizer.encode(f" {emotion}", add_special_tokens=False) for emotion in EMOTIONS]
         # Round trip too: a word missing from the vocabulary is one token, but <unk>.
         decoded = [str(tokenizer.decode(i)).strip() for i in ids]

@@ -304,3 +304,4 @@ def identify(stats: ActivationStats | Recording, config: IdentifyConfig, model: 
     overlap = (passes @ passes.T).long().tolist()
     return NeuronSets(model=model, site=summary.site, n_layers=summary.n_layers,
                       width=summary.width, config=config, emotions=emotions, overlap=overlap)
+

@@ -37,6 +37,7 @@ from emoneuron.report_causal import (
     steering_html,
     titled,
 )
+from emoneuron.report_methods import methods_html, run_statement
 from emoneuron.sweep import LAYER_RANGES, in_range
 
 matplotlib.use("Agg")
@@ -548,12 +549,16 @@ def write_report(run_dir: str | Path) -> Path:
     title = f"Emotion neurons in {model['name']}"
     subtitle = (f"{model['n_layers']} layers x {model['width']} neurons · site {model['site']} · "
                 f"run created {run.manifest['created']}")
-    summary = (_summary_exist(run, counts) + _summary_where(counts)
+    baseline = float(np.mean(list(_baselines(run.ablation).values())))
+    summary = (run_statement(run.manifest, baseline)
+               + _summary_exist(run, counts) + _summary_where(counts)
                + _summary_effects(effects, float(evaluation["chance"]), evaluation["description"]))
     html = page(title, subtitle, [
         Section("summary", "Summary", summary),
         Section("figures", "Figures", _figures_html(run, run_dir, effects, counts)),
         Section("controls", "Emotion neurons against every control", controls_table(run_dir)),
+        Section("methods", "Which selection finds neurons that matter",
+                methods_html(run_dir, partial(render_figure, run_dir / "figures"))),
         Section("steering", "Steering", steering_html(run_dir)),
         Section("tables", "Tables", _tables_html(effects, run.neurons, run_dir)),
         Section("details", "Run details", _details_html(run.manifest)),

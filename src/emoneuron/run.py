@@ -1,9 +1,13 @@
 """``emoneuron run``: the whole pipeline into one run directory.
 
-data -> splits -> load model -> record (identification split) -> identify -> baseline, masked and
-control evaluation (held-out split) -> sweep -> tables -> report. Each stage's wall time lands in
-``manifest.json``; finished conditions are kept in ``conditions.jsonl`` so an interrupted run
-resumes.
+data -> splits -> load model -> prompt choice (identification split) -> record (identification
+split) -> identify -> baseline, masked and control evaluation (held-out split) -> sweep -> method
+comparison -> tables -> report. Each stage's wall time lands in ``manifest.json``; finished
+conditions are kept in ``conditions.jsonl`` so an interrupted run resumes.
+
+Presets (:data:`PRESETS`, ``--preset``) set the size of a run; options given explicitly
+override them. ``demo`` fits about 15 minutes on 2 CPU cores with SmolLM2 and is too small to
+detect modest effects; ``study`` evaluates at least 60 dialogues per emotion.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from emoneuron.errors import UserError
 from emoneuron.evaluate import CHANCE, Classifier, order_shots
 from emoneuron.executors import ExecutorConfig, LocalExecutor, RayExecutor, executor_for
 from emoneuron.identify import (
+    SELECTION_METHODS,
     IdentifyConfig,
     NeuronSets,
     SelectionMethod,
@@ -49,6 +54,7 @@ from emoneuron.identify import (
     selection_method,
 )
 from emoneuron.io import atomic_open, read_json, sha256_bytes, write_json
+from emoneuron.methods import Compared, compare_in_run, selection_methods, write_comparison
 from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, load
 from emoneuron.record import DEFAULT_GROUPS, N_BINS, Recording, shard_count
 from emoneuron.report import write_report
@@ -66,6 +72,7 @@ from emoneuron.sweep import (
     is_sweep,
 )
 from emoneuron.tables import ablation_tables, dose_table, sweep_table
+from emoneuron.variants import PromptChoice, choose_prompt
 
 CARDS_PER_EMOTION = 5  # neuron cards written for each emotion's top neurons, linked in the report
 PACKAGES = ("torch", "transformers", "safetensors", "numpy", "pandas", "matplotlib", "tqdm")
@@ -100,9 +107,16 @@ class RunConfig:
     sweep: bool = True
     sweep_eval: str = "self"
     shots: int = 1  # few-shot examples per emotion; 0 = zero-shot
+    # best: the prompt style and calibration with the highest worst-emotion accuracy on the
+    # identification split (emoneuron.variants.choose_prompt); fixed: prompt and calibrate.
+    prompt_choice: str = "best"
     calibrate: bool = True
     prompt: str = "auto"  # auto = chat template for instruct models, plain text otherwise
     eval_data: str | None = None  # evaluate on this JSONL file instead of a held-out split
+    # Selection methods (emoneuron.identify.SELECTION_METHODS) compared by their causal effect
+    # (emoneuron.methods); their random controls use the first method_control_seeds seeds.
+    compare_methods: tuple[str, ...] = tuple(SELECTION_METHODS)
+    method_control_seeds: int = 1
     steer: bool = True
     steer_strength: float = 4.0
     batch_size: int = 16
@@ -115,6 +129,7 @@ class RunConfig:
     cpus_per_worker: int = 1
     gpus_per_worker: float | None = None  # None: 1 on a cluster with GPUs, else 0
     shards: int = 0  # recording shards; 0 = 4 per Ray worker (1 locally)
+    preset: str = ""  # the PRESETS entry this config started from ("" = none)
 
     def __post_init__(self) -> None:
         self.selection_method()  # an unknown name or a bad override fails before any work
@@ -124,6 +139,26 @@ class RunConfig:
         return selection_method(self.selection).overridden(
             self.site, method=self.statistic, rule=self.rule, assignment=self.assignment,
             share=self.share, top_n=self.top_n, activity_quantile=self.activity_quantile)
+
+
+# Sizes of a run. demo: `make demo`, about 13 min on 2 CPU cores with SmolLM2 (README), 15
+# held-out dialogues per emotion. study: 64 held-out and 95 identification dialogues per
+# emotion, random controls only, no dose, sweep or steering: about 35 min there (estimated from
+# the demo's per-dialogue costs; docs/cli/run.md).
+PRESETS: dict[str, dict[str, Any]] = {
+    "demo": {"per_emotion": 50, "eval_fraction": 0.3, "max_turns": 2, "proportions": (0.5, 1.0),
+             "control_seeds": (0, 1), "other_control_seeds": 1, "dose_strengths": (0.5,)},
+    "study": {"per_emotion": 160, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
+              "control_seeds": (0, 1, 2), "sweep": False, "dose_strengths": (), "steer": False},
+}
+PROMPT_CHOICES = ("best", "fixed")
+
+
+def preset_config(preset: str, **options: Any) -> RunConfig:
+    """The preset's settings (none for ""), with ``options`` overriding them."""
+    if preset and preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
+    return RunConfig(**{**PRESETS.get(preset, {}), **options, "preset": preset})
 
 
 @dataclass
@@ -198,8 +233,8 @@ def _versions() -> dict[str, str]:
 
 
 def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash: str,
-              truncated: int, classifier: Classifier, execution: dict[str, Any],
-              timings: dict[str, float]) -> dict[str, Any]:
+              truncated: int, classifier: Classifier, choice: PromptChoice | None,
+              execution: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
     selection = config.selection_method()
     return {
         "emoneuron_version": __version__,
@@ -215,7 +250,9 @@ def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash:
         "data": {"hash": data_hash, "source": config.data or "synthetic (emoneuron data synth)",
                  "counts": splits.counts(), "truncated_to_context": truncated},
         "evaluation": {"description": classifier.description, "n_shot": len(classifier.shots),
-                       "chance": CHANCE},
+                       "chance": CHANCE, "style": classifier.style,
+                       "calibrate": classifier.calibrate,
+                       "prompt_choice": choice.to_json() if choice else {"rule": "fixed"}},
         "versions": _versions(),
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "torch_threads": torch.get_num_threads()},
@@ -228,6 +265,10 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     """Run every stage into ``out`` and return the report path; re-running resumes."""
     out_dir = Path(out)
     executor_config_of(config).check()
+    preset_config(config.preset)  # a known preset
+    if config.prompt_choice not in PROMPT_CHOICES:
+        raise UserError(f"unknown prompt choice {config.prompt_choice!r}: use best or fixed")
+    selection_methods(config.compare_methods)
     _check_previous_run(out_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -239,8 +280,14 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
         data_hash = records_hash([*records, *splits.evaluate])
     with timer.stage("load_model"):
         loaded = load(config.model, device=config.device)
-    classifier = Classifier(loaded, order_shots(splits.fewshot, config.seed, config.shots),
-                            config.batch_size, config.calibrate, config.prompt)
+    shots = order_shots(splits.fewshot, config.seed, config.shots)
+    choice = None
+    if config.prompt_choice == "best":
+        with timer.stage("prompt_choice"):
+            choice = choose_prompt(loaded, shots, splits.identify, config.batch_size)
+    classifier = Classifier(loaded, shots, config.batch_size,
+                            choice.calibrate if choice else config.calibrate,
+                            choice.style if choice else config.prompt)
     splits, truncated = _fit_to_context(splits, classifier)
     conditions = grid(design_of(config))
     _check_disk(out_dir, _output_bytes(loaded, len(conditions), len(splits.evaluate)))
@@ -270,7 +317,7 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     def write_manifest() -> None:
         write_json(out_dir / "manifest.json",
                    _manifest(config, loaded, splits, data_hash, truncated, classifier,
-                             execution, timer.seconds))
+                             choice, execution, timer.seconds))
 
     timer.seconds["total_before_report"] = round(time.perf_counter() - total_start, 2)
     write_manifest()  # the report reads it
@@ -322,7 +369,45 @@ def _record_identify_evaluate(
     with timer.stage("sweep"):
         execute(classifier, sets, sources, splits.evaluate, conditions, store, progress,
                 executor, setup)
+    if config.compare_methods:
+        with timer.stage("methods"):
+            compared = _compared(config, loaded, splits, stats, sources, sets, executor,
+                                 out_dir, progress)
+            rows = compare_in_run(classifier, splits.evaluate, store, compared,
+                                  conditions, design_of(config),
+                                  config.control_seeds[:config.method_control_seeds], progress,
+                                  executor, setup)
+            write_comparison(out_dir, rows)
     return sets, store
+
+
+def _compared(config: RunConfig, loaded: LoadedModel, splits: Splits, recording: Recording,
+              sources: Sources, sets: NeuronSets,
+              executor: LocalExecutor | RayExecutor, out_dir: Path,
+              progress: bool) -> list[Compared]:
+    """Each compared method's sets, identified from the run's identification split (recorded
+    once more per other site); a method equal to the run's own is the run's own sets, which are
+    always compared (as ``run`` when no listed method equals them)."""
+    selection = config.selection_method()
+    recordings = {recording.site: recording}
+    compared = []
+    for method in selection_methods(config.compare_methods):
+        if method.site not in recordings:
+            recordings[method.site] = cached_record(
+                loaded, splits.identify, config.token_policy, config.batch_size, progress,
+                site=method.site, executor=executor, shards=shard_count(executor, config.shards),
+                setup=ModelSpec.on_gpus(config.model, executor.gpus_per_worker).load)
+        if (method.site, method.config) == (selection.site, selection.config):
+            compared.append(Compared(method.name, method.label, sets, "", sources))
+            continue
+        found = identify(recordings[method.site], method.config, config.model)
+        found.save(out_dir / "methods" / method.name / "neurons.json")
+        compared.append(Compared(method.name, method.label, found, method.name,
+                                 Sources(recordings[method.site].stats())))
+    if all(c.tag for c in compared):
+        compared.insert(0, Compared("run", f"this run's selection: {selection.label}", sets, "",
+                                    sources))
+    return compared
 
 
 REPORT_BYTES = 20 * 2**20  # figures as PNG and SVG plus the HTML that embeds them

@@ -60,12 +60,16 @@ class Condition:
     mode: str = "zero"
     strength: float = 0.0
     tokens: str = "all"
+    # The selection method whose sets are masked (emoneuron.methods); "" = the run's own sets.
+    method: str = ""
 
     @property
     def key(self) -> str:
+        # A method is appended only when set, so the run's own keys are those of older stores.
+        method = f"/{self.method}" if self.method else ""
         return (f"{self.kind}/{self.control}/{self.masked_emotion}/{self.layer_range}/"
                 f"{self.proportion:g}/{self.seed}/{self.mode}/{self.strength:g}/{self.tokens}/"
-                f"{','.join(self.eval_emotions)}")
+                f"{','.join(self.eval_emotions)}{method}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,109 @@
+"""The report's method comparison (``methods.csv``) and its statement of what ran: the preset
+with the smallest effect it could detect, and how the prompt was chosen.
+
+Kept apart from :mod:`emoneuron.report` (which lays out the page); figures go through the
+page's renderer, passed in as ``render``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from emoneuron.data.schema import EMOTIONS
+from emoneuron.htmlpage import table
+from emoneuron.methods import MEAN_ROW, METHODS_TABLE
+from emoneuron.stats import min_detectable_drop
+
+Render = Callable[[str, str, str, Callable[[], Figure]], str]
+
+def run_statement(manifest: dict[str, Any], baseline: float) -> str:
+    """What ran: preset, evaluation size, the drop it can detect, and the prompt choice."""
+    held_out = min(manifest["data"]["counts"]["eval"].values())
+    smallest = 100 * min_detectable_drop(held_out, baseline)
+    detectable = f"{smallest:.0f} points" if math.isfinite(smallest) else "any size"
+    preset = manifest["config"].get("preset", "")
+    size = (f"Quick demo: too small to detect effects below {detectable}"
+            if preset == "demo" else "Study-size run" if preset == "study" else "Custom run")
+    text = (f"{size} ({held_out} held-out dialogues per emotion; a drop of {detectable} "
+            f"is detected with 80% power at a baseline of {100 * baseline:.0f}%, McNemar's "
+            "exact test at the Holm family's 0.05/6, in the best case of losses only).")
+    choice = manifest["evaluation"].get("prompt_choice", {})
+    if choice.get("variants"):
+        tried = "; ".join(f"{v['style']}{', calibrated' if v['calibrate'] else ''}: worst "
+                          f"{100 * v['worst']:.0f}% ({v['worst_emotion']}), mean "
+                          f"{100 * v['mean']:.0f}%" for v in choice["variants"])
+        text += (f" Prompt: {choice['style']}{', calibrated' if choice['calibrate'] else ''}, "
+                 f"the variant whose worst emotion scored best on up to {choice['per_emotion']} "
+                 f"identification dialogues per emotion ({tried}).")
+    return f"<p>{escape(text)}</p>"
+
+
+def _fig_methods(methods: pd.DataFrame) -> Figure:
+    per_emotion = methods[methods.masked_emotion != MEAN_ROW]
+    names = list(dict.fromkeys(methods.method))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        rows = per_emotion[per_emotion.method == name].set_index("masked_emotion").reindex(
+            list(EMOTIONS))
+        x = np.arange(len(EMOTIONS)) + (k - (len(names) - 1) / 2) * width
+        value = 100 * rows.specific_excess_drop.to_numpy(dtype=float)
+        error = [value - 100 * rows.ci_low.to_numpy(dtype=float),
+                 100 * rows.ci_high.to_numpy(dtype=float) - value]
+        ax.bar(x, value, width, yerr=error, capsize=2, label=name)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(np.arange(len(EMOTIONS)), list(EMOTIONS))
+    ax.set_ylabel("specific excess drop (points)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def _points(row: Any, column: str) -> str:
+    return f"{100 * float(row[column]):+.1f}"
+
+
+def methods_html(run_dir: Path, render: Render) -> str:
+    """The ranked method table, the sentence naming the winner, and the per-emotion figure;
+    a note when the run compared no methods."""
+    path = run_dir / METHODS_TABLE
+    if not path.exists():
+        return ('<p class="note">No method comparison in this run (--compare-methods was '
+                "empty).</p>")
+    methods = pd.read_csv(path)
+    means = methods[methods.masked_emotion == MEAN_ROW].sort_values("rank")
+    rows = [[int(r["rank"]), r["method"], r["label"] + (" (this run's)" if r["run_method"] else ""),
+             f"{float(r['n_neurons']):.0f}", _points(r, "own_drop"), _points(r, "control_drop"),
+             _points(r, "cross_drop"),
+             f"{_points(r, 'specific_excess_drop')} [{_points(r, 'ci_low')}, "
+             f"{_points(r, 'ci_high')}]"] for _, r in means.iterrows()]
+    best = means.iloc[0]
+    own = means[means.run_method.astype(bool)]
+    sentence = (f"{best['method']}'s sets matter most: mean specific excess drop "
+                f"{_points(best, 'specific_excess_drop')} points [{_points(best, 'ci_low')}, "
+                f"{_points(best, 'ci_high')}]")
+    if not own.empty and own.iloc[0]["method"] != best["method"]:
+        gap = 100 * (float(best.specific_excess_drop) - float(own.iloc[0].specific_excess_drop))
+        sentence += (f", {gap:.1f} points more than this run's own selection "
+                     f"({own.iloc[0]['method']})")
+    elif not own.empty:
+        sentence += ", and they are this run's own selection"
+    figure = render("methods", "Specific excess drop per emotion and method",
+                    "Own-emotion drop minus the random layer-matched control's drop minus the "
+                    "mean drop on the other five emotions, in points, for each method's set of "
+                    "each emotion; bars: normal 95% intervals from the per-dialogue paired "
+                    "differences, stratified by evaluated emotion.",
+                    partial(_fig_methods, methods))
+    return (table(["rank", "method", "selection", "neurons per emotion", "own drop",
+                   "control drop", "cross drop", "specific excess drop [95% CI]"], rows)
+            + f"<p>{escape(sentence)}. Points, means over the six emotions; "
+            "methods.csv has each emotion's row.</p>" + figure)

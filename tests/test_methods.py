@@ -1,0 +1,182 @@
+"""Methods compared by their causal effect, `emoneuron ablate`, prompt choice and presets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emoneuron.cli import main
+from emoneuron.data.schema import EMOTIONS, Record, read_records
+from emoneuron.data.split import split
+from emoneuron.data.synth import synthesize
+from emoneuron.errors import UserError
+from emoneuron.evaluate import Classifier, order_shots
+from emoneuron.methods import intervention_site, stratified_interval
+from emoneuron.models.loading import LoadedModel
+from emoneuron.run import RunConfig, preset_config, run
+from emoneuron.variants import choose_prompt
+
+CONFIG = RunConfig(per_emotion=10, max_turns=2, eval_fraction=0.4, share=0.05,
+                   controls=("random",), sweep=False, dose_strengths=(), steer=False,
+                   batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    out = tmp_path_factory.mktemp("methods-run")
+    run(RunConfig(**{**CONFIG.__dict__, "model": str(tiny_model_dir)}), out, progress=False)
+    return out
+
+
+def _entries(path: Path) -> dict[str, dict[str, Any]]:
+    return {e["key"]: e for e in map(json.loads, path.read_text().splitlines())}
+
+
+def _correct(entry: dict[str, Any], evaluation: list[Record], emotion: str) -> np.ndarray:
+    subset = [r.emotion for r in evaluation if r.emotion in entry["eval_emotions"]]
+    predicted = np.array(entry["predictions"])
+    return np.array([EMOTIONS[p] == t for p, t in zip(predicted, subset, strict=True)
+                     if t == emotion], dtype=float)
+
+
+def test_stratified_interval_covers_at_its_nominal_rate() -> None:
+    """Simulated SED-like sums: own-stratum paired differences plus five cross strata."""
+    rng = np.random.default_rng(0)
+    truth = (0.6 - 0.4) - 5 * (0.7 - 0.6) / 5
+    covered = 0
+    for _ in range(2000):
+        own = (rng.random(40) < 0.6).astype(float) - (rng.random(40) < 0.4)
+        cross = [-((rng.random(40) < 0.7).astype(float) - (rng.random(40) < 0.6)) / 5
+                 for _ in range(5)]
+        interval = stratified_interval([own, *cross])
+        covered += interval.low <= truth <= interval.high
+    assert 0.93 <= covered / 2000 <= 0.97
+
+
+def test_methods_csv_follows_from_the_stored_predictions(run_dir: Path) -> None:
+    methods = pd.read_csv(run_dir / "methods.csv")
+    assert set(methods.method) == {"run", "lape", "auroc"}  # the run selects 5%, lape 1%
+    assert (methods.groupby("method").size() == 7).all()
+    means = methods[methods.masked_emotion == "mean"]
+    assert list(means["rank"]) == [1, 2, 3]
+    assert means.specific_excess_drop.is_monotonic_decreasing
+    evaluation = read_records(run_dir / "data" / "eval.jsonl")
+    stored = _entries(run_dir / "conditions.jsonl")
+    base = next(e for k, e in stored.items() if k.startswith("baseline/"))
+    for method, tag in (("auroc", "/auroc"), ("run", "")):
+        for emotion in EMOTIONS:
+            mask = next(e for k, e in stored.items() if k.startswith(f"mask//{emotion}/all/1/")
+                        and k.endswith(",surprise" + tag) and e["mode"] == "zero")
+            control = next(e for k, e in stored.items() if k.startswith(
+                f"control/random/{emotion}/all/1/0/zero/0/") and k.endswith(
+                (f"/{emotion}" if tag else ",surprise") + tag))
+            own = (np.mean(_correct(base, evaluation, emotion))
+                   - np.mean(_correct(mask, evaluation, emotion)))
+            control_drop = (np.mean(_correct(base, evaluation, emotion))
+                            - np.mean(_correct(control, evaluation, emotion)))
+            cross = np.mean([np.mean(_correct(base, evaluation, e))
+                             - np.mean(_correct(mask, evaluation, e))
+                             for e in EMOTIONS if e != emotion])
+            row = methods[(methods.method == method) & (methods.masked_emotion == emotion)]
+            assert row.specific_excess_drop.item() == pytest.approx(own - control_drop - cross,
+                                                                    abs=1e-5)
+            assert row.ci_low.item() <= row.specific_excess_drop.item() <= row.ci_high.item()
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "Which selection finds neurons that matter" in page and "sets matter most" in page
+    assert (run_dir / "figures" / "methods.svg").exists()
+
+
+def test_ablate_reproduces_a_compared_method_and_resumes(run_dir: Path) -> None:
+    neurons = run_dir / "methods" / "auroc" / "neurons.json"
+    assert main(["ablate", str(run_dir), "--neurons", str(neurons), "--name", "again",
+                 "--quiet"]) == 0
+    out = run_dir / "methods" / "again"
+    for name in ("effects.csv", "ablation.csv", "specificity.csv", "conditions.jsonl"):
+        assert (out / name).stat().st_size > 0, name
+    stored = _entries(out / "conditions.jsonl")
+    main_baseline = next(e for k, e in _entries(run_dir / "conditions.jsonl").items()
+                         if k.startswith("baseline/"))
+    assert stored[main_baseline["key"]]["predictions"] == main_baseline["predictions"]
+    # Same sets, split, classifier and first control seed: the same numbers as in the run.
+    methods = pd.read_csv(run_dir / "methods.csv")
+    again = methods[methods.method == "again"].set_index("masked_emotion")
+    auroc = methods[methods.method == "auroc"].set_index("masked_emotion")
+    columns = ["own_drop", "control_drop", "cross_drop", "specific_excess_drop", "ci_low"]
+    assert np.allclose(again[columns], auroc.loc[again.index, columns])
+    assert main(["ablate", str(run_dir), "--neurons", str(neurons), "--name", "again",
+                 "--quiet"]) == 0
+    assert _entries(out / "conditions.jsonl").keys() == stored.keys()
+
+
+def test_ablate_refuses_neurons_outside_the_model(run_dir: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    payload = json.loads((run_dir / "neurons.json").read_text())
+    payload["emotions"]["fear"].append({"layer": 7, "index": 3, "score": 1.0})
+    neurons = tmp_path / "far.json"
+    neurons.write_text(json.dumps(payload))
+    assert main(["ablate", str(run_dir), "--neurons", str(neurons)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: neuron (layer 7, index 3) is outside this model")
+    assert not (run_dir / "methods" / "far" / "conditions.jsonl").exists()
+
+
+def test_a_set_from_another_site_is_removed_only_where_that_is_the_same() -> None:
+    assert intervention_site("mlp.activation", "zero") == "mlp.down_proj.input"
+    with pytest.raises(UserError, match="cannot be removed in mode 'mean'"):
+        intervention_site("mlp.activation", "mean")
+    with pytest.raises(UserError, match="unknown selection method 'nope'"):
+        run(RunConfig(compare_methods=("nope",)), Path("unused"), progress=False)
+
+
+def test_prompt_choice_maximises_the_worst_emotion_on_identification_only(
+        make_word_tiny: Callable[[str], LoadedModel], monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = make_word_tiny("llama")
+    splits = split(synthesize(8, 0, 2), 0.4, 0)
+    seen: list[str] = []
+    predict = Classifier.predict
+
+    def spy(self: Classifier, records: list[Record], *args: Any, **kwargs: Any) -> np.ndarray:
+        seen.extend(r.id for r in records)
+        return predict(self, records, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "predict", spy)
+    choice = choose_prompt(loaded, order_shots(splits.fewshot, 0), splits.identify,
+                           per_emotion=3)
+    assert set(seen) <= {r.id for r in splits.identify} | {"content-free"}
+    assert len(set(seen)) == 3 * len(EMOTIONS) + 1
+    best = max(choice.variants, key=lambda v: (v["worst"], v["mean"]))
+    assert (choice.style, choice.calibrate) == (best["style"], best["calibrate"])
+    assert {v["calibrate"] for v in choice.variants} == {True, False}
+
+
+def test_run_records_its_prompt_choice_and_preset(run_dir: Path) -> None:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    choice = manifest["evaluation"]["prompt_choice"]
+    best = max(choice["variants"], key=lambda v: (v["worst"], v["mean"]))
+    assert (manifest["evaluation"]["style"], manifest["evaluation"]["calibrate"]) == (
+        best["style"], best["calibrate"])
+    assert manifest["config"]["preset"] == ""
+    assert "Custom run" in (run_dir / "report.html").read_text(encoding="utf-8")
+
+
+def test_presets_fill_what_the_command_line_leaves_out(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: list[RunConfig] = []
+    monkeypatch.setattr("emoneuron.run.run", lambda config, *_, **__: seen.append(config))
+    assert main(["run", "--preset", "demo", "--max-turns", "3", "--out", str(tmp_path)]) == 0
+    assert main(["run", "--out", str(tmp_path)]) == 0
+    demo, plain = seen
+    assert (demo.preset, demo.per_emotion, demo.max_turns, demo.proportions) == (
+        "demo", 50, 3, (0.5, 1.0))
+    assert plain == RunConfig()
+    study = preset_config("study")
+    counts = split(synthesize(study.per_emotion, 0, study.max_turns), study.eval_fraction,
+                   0).counts()
+    assert min(counts["eval"].values()) >= 60 and min(counts["identify"].values()) >= 90
+    assert study.control_seeds == (0, 1, 2) and study.compare_methods
