@@ -7,6 +7,7 @@ page's renderer, passed in as ``render``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from html import escape
