@@ -17,7 +17,8 @@ from emoneuron.data.split import split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
 from emoneuron.evaluate import Classifier, order_shots
-from emoneuron.methods import intervention_site, stratified_interval
+from emoneuron.identify import SELECTION_METHODS
+from emoneuron.methods import stratified_interval
 from emoneuron.models.loading import LoadedModel
 from emoneuron.run import RunConfig, preset_config, run
 from emoneuron.variants import choose_prompt
@@ -61,10 +62,11 @@ def test_stratified_interval_covers_at_its_nominal_rate() -> None:
 
 def test_methods_csv_follows_from_the_stored_predictions(run_dir: Path) -> None:
     methods = pd.read_csv(run_dir / "methods.csv")
-    assert set(methods.method) == {"run", "lape", "auroc"}  # the run selects 5%, lape 1%
+    # The run selects 5%, every registered method 1%: none is the run's own.
+    assert set(methods.method) == {"run", *SELECTION_METHODS}
     assert (methods.groupby("method").size() == 7).all()
     means = methods[methods.masked_emotion == "mean"]
-    assert list(means["rank"]) == [1, 2, 3]
+    assert list(means["rank"]) == list(range(1, len(SELECTION_METHODS) + 2))
     assert means.specific_excess_drop.is_monotonic_decreasing
     evaluation = read_records(run_dir / "data" / "eval.jsonl")
     stored = _entries(run_dir / "conditions.jsonl")
@@ -126,10 +128,7 @@ def test_ablate_refuses_neurons_outside_the_model(run_dir: Path, tmp_path: Path,
     assert not (run_dir / "methods" / "far" / "conditions.jsonl").exists()
 
 
-def test_a_set_from_another_site_is_removed_only_where_that_is_the_same() -> None:
-    assert intervention_site("mlp.activation", "zero") == "mlp.down_proj.input"
-    with pytest.raises(UserError, match="cannot be removed in mode 'mean'"):
-        intervention_site("mlp.activation", "mean")
+def test_an_unknown_method_to_compare_is_refused() -> None:
     with pytest.raises(UserError, match="unknown selection method 'nope'"):
         run(RunConfig(compare_methods=("nope",)), Path("unused"), progress=False)
 

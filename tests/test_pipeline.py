@@ -10,6 +10,7 @@ import pytest
 
 from emoneuron.cli import main
 from emoneuron.data.schema import EMOTIONS, read_records
+from emoneuron.identify import SELECTION_METHODS
 from emoneuron.run import RunConfig, design_of, run
 from emoneuron.sweep import grid
 
@@ -76,9 +77,9 @@ def test_rerun_resumes_without_recomputing(run_dir: Path, tiny_model_dir: Path,
                                            tmp_path: Path) -> None:
     store = run_dir / "conditions.jsonl"
     lines = store.read_text().splitlines()
-    # The grid, then each compared method other than the run's own (both stand-ins: the run
-    # selects 5%): six masks and six random controls.
-    assert len(lines) == len(grid(design_of(CONFIG))) + 2 * 12
+    # The grid, then each compared method other than the run's own (the run selects 5%, every
+    # registered method 1%): six masks and six random controls each.
+    assert len(lines) == len(grid(design_of(CONFIG))) + len(SELECTION_METHODS) * 12
     # A run killed mid-way: 10 conditions finished, the 11th torn while being written.
     resumed = tmp_path / "resumed"
     resumed.mkdir()

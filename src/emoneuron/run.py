@@ -132,7 +132,9 @@ class RunConfig:
     preset: str = ""  # the PRESETS entry this config started from ("" = none)
 
     def __post_init__(self) -> None:
-        self.selection_method()  # an unknown name or a bad override fails before any work
+        # An unknown name or a bad override fails before any work.
+        self.selection_method()
+        selection_methods(self.compare_methods)
 
     def selection_method(self) -> SelectionMethod:
         """The named selection method with this config's overrides applied."""
@@ -268,7 +270,6 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     preset_config(config.preset)  # a known preset
     if config.prompt_choice not in PROMPT_CHOICES:
         raise UserError(f"unknown prompt choice {config.prompt_choice!r}: use best or fixed")
-    selection_methods(config.compare_methods)
     _check_previous_run(out_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
