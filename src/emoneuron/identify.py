@@ -1,7 +1,8 @@
 """Select the neurons that fire selectively for one emotion, from recorded statistics alone.
 
-The statistic (:mod:`emoneuron.scores`: ``lape``, ``frequency``, ``smd``, ``welch``, ``auroc``)
-scores every neuron; the rule picks neurons by those scores, without touching the model again:
+The statistic (:mod:`emoneuron.scores`: ``lape``, ``frequency``, ``smd``, ``welch``, ``auroc``
+from a recording; ``attribution``, ``attribution-specific`` from an attribution pass) scores
+every neuron; the rule picks neurons by those scores, without touching the model again:
 
 ``global`` (the reference study's)
     the globally highest ``share`` of all neurons by their overall score;
@@ -26,13 +27,19 @@ from typing import Any
 
 import torch
 
+from emoneuron.attribution_stats import AttributionStats
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import read_json, write_json
 from emoneuron.record import ActivationStats, Recording
-from emoneuron.scores import STATISTICS, compute_scores, entropy_selectivity
+from emoneuron.scores import (
+    ATTRIBUTION_STATISTICS,
+    STATISTICS,
+    compute_scores,
+    entropy_selectivity,
+)
 
-METHODS = STATISTICS
+METHODS = (*STATISTICS, *ATTRIBUTION_STATISTICS)
 ASSIGNMENTS = ("argmax", "multi")
 RULES = ("global", "per-layer", "per-emotion")
 DEPTH_BINS = 10
@@ -139,7 +146,7 @@ class NeuronSets:
                             "write one with `emoneuron identify`") from None
 
 
-def membership(stats: ActivationStats, config: IdentifyConfig,
+def membership(stats: ActivationStats | AttributionStats, config: IdentifyConfig,
                capped: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Which neurons the rule gives to each emotion, (E, L, W) bool, and their scores (E, L, W).
 
@@ -174,14 +181,20 @@ def membership(stats: ActivationStats, config: IdentifyConfig,
         kept &= torch.zeros_like(kept).scatter_(1, top, True)
     if config.assignment == "argmax":
         members = strongest & kept
+    elif isinstance(stats, AttributionStats):
+        raise UserError("assignment multi reads activation probabilities, which attributions "
+                        "do not have; use --assignment argmax or --rule per-emotion")
     else:
         members = (entropy_selectivity(stats)[0] >= config.multi_threshold) & kept
     return members, overall.expand(n_emotions, n_layers, width)
 
 
-def identify(stats: ActivationStats | Recording, config: IdentifyConfig,
+def identify(stats: ActivationStats | Recording | AttributionStats, config: IdentifyConfig,
              model: str) -> NeuronSets:
-    """Select and assign emotion neurons; each emotion's list is ranked by score, best first."""
+    """Select and assign emotion neurons; each emotion's list is ranked by score, best first.
+
+    From attributions the overlap counts are those of the selected sets (there are no
+    activation probabilities to pass the multi threshold)."""
     summary = stats.stats() if isinstance(stats, Recording) else stats
     members, score = membership(summary, config)
     emotions: dict[str, list[Neuron]] = {}
@@ -189,8 +202,12 @@ def identify(stats: ActivationStats | Recording, config: IdentifyConfig,
         chosen = [Neuron(layer, index, float(score[e, layer, index]))
                   for layer, index in members[e].nonzero().tolist()]
         emotions[emotion] = sorted(chosen, key=lambda n: (-n.score, n.layer, n.index))
-    kept = members.any(0)
-    passes = (entropy_selectivity(summary)[0][:, kept] >= config.multi_threshold).double()
-    overlap = (passes @ passes.T).long().tolist()
-    return NeuronSets(model=model, site=summary.site, n_layers=summary.n_layers,
-                      width=summary.width, config=config, emotions=emotions, overlap=overlap)
+    sets = NeuronSets(model=model, site=summary.site, n_layers=summary.n_layers,
+                      width=summary.width, config=config, emotions=emotions)
+    if isinstance(summary, AttributionStats):
+        sets.overlap = sets.selected_overlap()
+    else:
+        kept = members.any(0)
+        passes = (entropy_selectivity(summary)[0][:, kept] >= config.multi_threshold).double()
+        sets.overlap = (passes @ passes.T).long().tolist()
+    return sets
