@@ -68,15 +68,16 @@ def choose_statistic(classifier: Classifier, stats: AttributionStats,
                                  stats.group_seed)
     held_out = [r for r in identification
                 if dialogue_group(r.id, stats.groups, stats.group_seed) >= half]
+    baseline = correct(classifier, held_out, {})
     specificity = {}
     for statistic in ATTRIBUTION_STATISTICS:
         sets = sets_for(selecting, statistic, CHOICE_SHARE)
         per_emotion = []
         for emotion in EMOTIONS:
-            own = [r for r in held_out if r.emotion == emotion]
-            probe = own + [r for r in held_out if r.emotion != emotion][:len(own)]
-            change = correct(classifier, probe, {}) - correct(classifier, probe,
-                                                              sets.layer_indices(emotion))
+            own = [i for i, r in enumerate(held_out) if r.emotion == emotion]
+            probe = own + [i for i, r in enumerate(held_out) if r.emotion != emotion][:len(own)]
+            change = baseline[probe] - correct(classifier, [held_out[i] for i in probe],
+                                               sets.layer_indices(emotion))
             per_emotion.append(change[:len(own)].mean() - change[len(own):].mean())
         specificity[statistic] = float(np.mean(per_emotion))
     return max(specificity, key=lambda s: specificity[s]), specificity

@@ -6,25 +6,23 @@ activation attribution; per (emotion, group): the number of dialogues. Groups ar
 resample or relabel (emotion, group) cells exactly as they do a recording's moments. Everything
 is a sum: two shards merge exactly (up to float64 rounding of the order of additions).
 
-This module holds only the data, so :mod:`emoneuron.scores` and :mod:`emoneuron.identify` read
-attributions without importing the classifier that computes them.
+This module holds only the data (its files are written like a recording's, by
+:func:`emoneuron.record.save_tensors`), so :mod:`emoneuron.scores` and :mod:`emoneuron.identify`
+read attributions without importing the classifier that computes them.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.io import atomic_open, write_json
 from emoneuron.models.adapters import DEFAULT_SITE
+from emoneuron.record import load_tensors, save_tensors
 
 ATTRIBUTION_FORMAT = "attribution-1"
 
@@ -81,22 +79,11 @@ class AttributionStats:
                        "width": self.width,
                        "dialogues": dict(zip(EMOTIONS, self.dialogues.sum(1).tolist(),
                                              strict=True)), **metadata}
-        header = {k: v if isinstance(v, str) else json.dumps(v) for k, v in description.items()}
-        blob = save({"total": self.total.contiguous().cpu(),
-                     "dialogues": self.dialogues.contiguous().cpu()}, header)
-        with atomic_open(path, "wb") as handle:
-            handle.write(blob)
-        write_json(Path(path).with_suffix(".json"), description)
+        save_tensors(path, {"total": self.total, "dialogues": self.dialogues}, description)
 
     @classmethod
     def load(cls, path: str | Path) -> AttributionStats:
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                header = handle.metadata() or {}
-            tensors = load_file(str(path))
-        except Exception as error:  # safetensors raises several unrelated types
-            raise UserError(f"{path}: not a readable attribution file ({error}); "
-                            "delete it and compute the attributions again") from None
+        header, tensors = load_tensors(path, "attribution", "compute the attributions again")
         if header.get("format") != ATTRIBUTION_FORMAT or not {"total", "dialogues"} <= set(
                 tensors):
             raise UserError(f"{path}: not an attribution file of format {ATTRIBUTION_FORMAT} "
