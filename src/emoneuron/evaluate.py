@@ -111,6 +111,15 @@ CONTENT_FREE = Record(id="content-free", emotion=EMOTIONS[0],
                       turns=(Turn("A", "N/A"), Turn("B", "N/A")), source="calibration")
 
 
+@dataclass(frozen=True)
+class QueryBatch:
+    """Right-padded queries that continue the shared prefix's cache."""
+
+    input_ids: torch.Tensor  # (N, T) query tokens, padded on the right
+    attention_mask: torch.Tensor  # (N, prefix + T): the prefix and each row's real tokens
+    last: torch.Tensor  # (N,) position in ``input_ids`` of each row's scored (last real) token
+
+
 @dataclass
 class Classifier:
     loaded: LoadedModel
@@ -185,13 +194,6 @@ class Classifier:
         spans = tuple((start + len(before), end + len(before)) for start, end in rendered.spans)
         return before + rendered.text + after, spans
 
-    def _encode(self, record: Record) -> tuple[list[int], list[bool]]:
-        """Query token ids, and which of them carry the dialogue's own words."""
-        text, spans = self._query_parts(record)
-        encoded = self.loaded.tokenizer(text, add_special_tokens=False,
-                                        return_offsets_mapping=True)
-        return list(encoded["input_ids"]), tokens_in_spans(encoded["offset_mapping"], spans)
-
     @property
     def description(self) -> str:
         calibration = ", contextually calibrated" if self.calibrate else ""
@@ -216,17 +218,15 @@ class Classifier:
         ``scope``: the token scope of an active intervention restricted to the ``dialogue`` or
         the ``last`` position; it is told those positions for every pass (none of the shared
         prefix's)."""
-        model, device = self.loaded.model, self.loaded.device
         queries = [*records, CONTENT_FREE] if self.calibrate else list(records)
-        encoded = [self._encode(r) for r in queries]
+        encoded = [self.encode(r) for r in queries]
         suffixes = [ids for ids, _ in encoded]
         order = sorted(range(len(queries)), key=lambda i: len(suffixes[i]))
         scores = np.zeros((len(queries), len(EMOTIONS)), dtype=np.float64)
         with torch.inference_mode():
-            prefix = torch.tensor([self.prefix_ids], device=device)
             if scope is not None:
-                scope.mask = torch.zeros(prefix.shape, dtype=torch.bool)
-            cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).cache
+                scope.mask = torch.zeros((1, len(self.prefix_ids)), dtype=torch.bool)
+            cache = self.prefix_cache()
             starts = range(0, len(order), self.batch_size)
             for start in tqdm(starts, desc="evaluate", unit="batch", disable=not progress,
                               leave=False):
@@ -239,9 +239,21 @@ class Classifier:
             scope.mask = None
         return scores[:-1] - scores[-1] if self.calibrate else scores
 
-    def _score_batch(self, suffixes: list[list[int]], prefix_cache: object,
-                     unchanged_below: int) -> np.ndarray:
-        model, device = self.loaded.model, self.loaded.device
+    def encode(self, record: Record) -> tuple[list[int], list[bool]]:
+        """Query token ids (what follows the shared prefix), and which of them carry the
+        dialogue's own words."""
+        text, spans = self._query_parts(record)
+        encoded = self.loaded.tokenizer(text, add_special_tokens=False,
+                                        return_offsets_mapping=True)
+        return list(encoded["input_ids"]), tokens_in_spans(encoded["offset_mapping"], spans)
+
+    def prefix_cache(self) -> Any:
+        """The key/value cache of the shared few-shot prefix; the caller picks the grad mode."""
+        prefix = torch.tensor([self.prefix_ids], device=self.loaded.device)
+        return self.loaded.model(input_ids=prefix, use_cache=True, logits_to_keep=1).cache
+
+    def query_batch(self, suffixes: Sequence[Sequence[int]]) -> QueryBatch:
+        """The model inputs that continue :meth:`prefix_cache` with these queries."""
         n, length, offset = len(suffixes), max(len(s) for s in suffixes), len(self.prefix_ids)
         pad = int(self.loaded.tokenizer.pad_token_id)
         # Right padding keeps every real token at its true position after the prefix.
@@ -251,18 +263,29 @@ class Classifier:
         for row, ids in enumerate(suffixes):
             input_ids[row, :len(ids)] = torch.tensor(ids)
             attention[row, offset:offset + len(ids)] = 1
-        last = torch.tensor([len(ids) - 1 for ids in suffixes])
-        keep = torch.unique(last)
+        return QueryBatch(input_ids, attention, torch.tensor([len(ids) - 1 for ids in suffixes]))
+
+    def run_batch(self, batch: QueryBatch, prefix_cache: Any) -> torch.Tensor:
+        """Log-probabilities over the whole vocabulary at each row's scored position, (N, V)
+        float32, from a copy of ``prefix_cache`` (which stays reusable)."""
+        device = self.loaded.device
+        keep = torch.unique(batch.last)
         cache = copy.deepcopy(prefix_cache)
-        cache.batch_repeat_interleave(n)  # type: ignore[attr-defined]
-        with self._lower_layers_reused(unchanged_below, input_ids):
-            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                           cache=cache, use_cache=True,
-                           logits_to_keep=keep.to(device)).logits
+        cache.batch_repeat_interleave(len(batch.last))
+        logits = self.loaded.model(input_ids=batch.input_ids.to(device),
+                                   attention_mask=batch.attention_mask.to(device), cache=cache,
+                                   use_cache=True, logits_to_keep=keep.to(device)).logits
         # A model split over devices may return its logits from the last one.
-        at_last = logits[torch.arange(n, device=logits.device),
-                         torch.searchsorted(keep, last).to(logits.device)]
-        return torch.log_softmax(at_last.float(), dim=-1)[:, self.label_ids].cpu().numpy()
+        at_last = logits[torch.arange(len(batch.last), device=logits.device),
+                         torch.searchsorted(keep, batch.last).to(logits.device)]
+        return torch.log_softmax(at_last.float(), dim=-1)
+
+    def _score_batch(self, suffixes: list[list[int]], prefix_cache: object,
+                     unchanged_below: int) -> np.ndarray:
+        batch = self.query_batch(suffixes)
+        with self._lower_layers_reused(unchanged_below, batch.input_ids):
+            log_probabilities = self.run_batch(batch, prefix_cache)
+        return log_probabilities[:, self.label_ids].cpu().numpy()
 
     @contextmanager
     def _lower_layers_reused(self, first: int, input_ids: torch.Tensor) -> Iterator[None]:

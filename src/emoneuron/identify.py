@@ -1,7 +1,8 @@
 """Select the neurons that fire selectively for one emotion, from recorded statistics alone.
 
-The statistic (:mod:`emoneuron.scores`: ``lape``, ``frequency``, ``smd``, ``welch``, ``auroc``)
-scores every neuron; the rule picks neurons by those scores, without touching the model again:
+The statistic (:mod:`emoneuron.scores`: ``lape``, ``frequency``, ``smd``, ``welch``, ``auroc``
+from a recording; ``attribution``, ``attribution-specific`` from an attribution pass) scores
+every neuron; the rule picks neurons by those scores, without touching the model again:
 
 ``global`` (Tang et al.'s)
     the globally highest ``round(share * n)`` of all n neurons by their overall score;
@@ -37,14 +38,21 @@ from typing import Any
 
 import torch
 
+from emoneuron.attribution_stats import AttributionStats
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import read_json, write_json
 from emoneuron.models.adapters import ACTIVATION_SITE, DEFAULT_SITE, SITES
 from emoneuron.record import ActivationStats, Recording
-from emoneuron.scores import STATISTICS, activity_bar, compute_scores, entropy_selectivity
+from emoneuron.scores import (
+    ATTRIBUTION_STATISTICS,
+    STATISTICS,
+    activity_bar,
+    compute_scores,
+    entropy_selectivity,
+)
 
-METHODS = STATISTICS
+METHODS = (*STATISTICS, *ATTRIBUTION_STATISTICS)
 ASSIGNMENTS = ("argmax", "lape", "normalised")
 RULES = ("global", "per-layer", "per-emotion")
 DEPTH_BINS = 10
@@ -235,7 +243,7 @@ def shared_membership(stats: ActivationStats, config: IdentifyConfig) -> torch.T
     return entropy_selectivity(stats)[0] >= config.normalised_threshold
 
 
-def membership(stats: ActivationStats, config: IdentifyConfig,
+def membership(stats: ActivationStats | AttributionStats, config: IdentifyConfig,
                capped: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Which neurons the rule gives to each emotion, (E, L, W) bool, and their scores (E, L, W).
 
@@ -270,6 +278,9 @@ def membership(stats: ActivationStats, config: IdentifyConfig,
         kept &= torch.zeros_like(kept).scatter_(1, top, True)
     if config.assignment == "argmax":
         members = strongest & kept
+    elif isinstance(stats, AttributionStats):
+        raise UserError(f"assignment {config.assignment} reads activation probabilities, which "
+                        "attributions do not have; use --assignment argmax or --rule per-emotion")
     else:
         members = shared_membership(stats, config) & kept
     return members, overall.expand(n_emotions, n_layers, width)
@@ -283,10 +294,13 @@ _EMPTY_BECAUSE = {
 }
 
 
-def identify(stats: ActivationStats | Recording, config: IdentifyConfig, model: str,
-             warn_empty: bool = True) -> NeuronSets:
+def identify(stats: ActivationStats | Recording | AttributionStats, config: IdentifyConfig,
+             model: str, warn_empty: bool = True) -> NeuronSets:
     """Select and assign emotion neurons; each emotion's list is ranked by score, best first.
-    Emotions left without a neuron are named in a warning unless ``warn_empty`` is false."""
+    Emotions left without a neuron are named in a warning unless ``warn_empty`` is false.
+
+    From attributions the overlap counts are those of the selected sets (there are no
+    activation probabilities to share a neuron by)."""
     summary = stats.stats() if isinstance(stats, Recording) else stats
     members, score = membership(summary, config)
     emotions: dict[str, list[Neuron]] = {}
@@ -299,9 +313,12 @@ def identify(stats: ActivationStats | Recording, config: IdentifyConfig, model: 
         reason = _EMPTY_BECAUSE["per-emotion" if config.rule == "per-emotion"
                                 else config.assignment]
         warnings.warn(f"no neurons assigned to {', '.join(empty)}: {reason}", stacklevel=2)
-    kept = members.any(0)
-    passes = shared_membership(summary, config)[:, kept].double()
-    overlap = (passes @ passes.T).long().tolist()
-    return NeuronSets(model=model, site=summary.site, n_layers=summary.n_layers,
-                      width=summary.width, config=config, emotions=emotions, overlap=overlap)
+    sets = NeuronSets(model=model, site=summary.site, n_layers=summary.n_layers,
+                      width=summary.width, config=config, emotions=emotions)
+    if isinstance(summary, AttributionStats):
+        sets.overlap = sets.selected_overlap()
+    else:
+        passes = shared_membership(summary, config)[:, members.any(0)].double()
+        sets.overlap = (passes @ passes.T).long().tolist()
+    return sets
 

@@ -103,6 +103,30 @@ def dialogue_group(record_id: str, groups: int, seed: int) -> int:
     return int.from_bytes(digest[:8], "big") % groups
 
 
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
+                 description: dict[str, Any]) -> None:
+    """``tensors`` to ``path`` as safetensors, whose header carries ``description`` (JSON
+    values as text), and the same description as readable JSON beside it (``.json``)."""
+    header = {k: v if isinstance(v, str) else json.dumps(v) for k, v in description.items()}
+    blob = save({k: v.contiguous().cpu() for k, v in tensors.items()}, header)
+    with atomic_open(path, "wb") as handle:
+        handle.write(blob)
+    write_json(Path(path).with_suffix(".json"), description)
+
+
+def load_tensors(path: str | Path, kind: str,
+                 remedy: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The header and tensors of a safetensors file; a :class:`UserError` naming the ``kind``
+    of file and the ``remedy`` where it cannot be read."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        return header, load_file(str(path))
+    except Exception as error:  # safetensors raises several unrelated types
+        raise UserError(f"{path}: not a readable {kind} file ({error}); "
+                        f"delete it and {remedy}") from None
+
+
 @dataclass
 class ActivationStats:
     """Per-emotion statistics: ``tokens`` is (E,), moments (E, layers, width), ``histogram``
@@ -223,21 +247,11 @@ class Recording:
                        "width": self.width,
                        "tokens": dict(zip(EMOTIONS, self.tokens.sum(1).tolist(), strict=True)),
                        **metadata}
-        header = {k: v if isinstance(v, str) else json.dumps(v) for k, v in description.items()}
-        blob = save({k: v.contiguous().cpu() for k, v in tensors.items()}, header)
-        with atomic_open(path, "wb") as handle:
-            handle.write(blob)
-        write_json(Path(path).with_suffix(".json"), description)
+        save_tensors(path, tensors, description)
 
     @classmethod
     def load(cls, path: str | Path) -> Recording:
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                header = handle.metadata() or {}
-            tensors = load_file(str(path))
-        except Exception as error:  # safetensors raises several unrelated types
-            raise UserError(f"{path}: not a readable statistics file ({error}); "
-                            "delete it and record again") from None
+        header, tensors = load_tensors(path, "statistics", "record again")
         if header.get("format") != RECORDING_FORMAT:
             raise UserError(f"{path}: statistics format {header.get('format', '1')}, this "
                             f"emoneuron reads format {RECORDING_FORMAT}; record again")

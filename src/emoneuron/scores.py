@@ -22,6 +22,15 @@ emotion, and one score per neuron for rankings across emotions (:class:`Scores`)
     (:func:`emoneuron.record.bin_edges`): the error against the exact AUROC is at most half the
     probability that a token of e and one of the rest fall into the same bin.
 
+``attribution``
+    Not a selectivity statistic but a causal estimate, from an attribution pass
+    (:mod:`emoneuron.attribution`, :class:`~emoneuron.attribution_stats.AttributionStats`):
+    the mean gradient x activation per dialogue of e, i.e. how much, to first order, zeroing
+    the neuron lowers the log-probability of the right label on e's dialogues.
+``attribution-specific``
+    The same minus the mean of the other emotions' means: support for e's right answer beyond
+    the support for every right answer.
+
 Overall score: the LAPE selectivity for ``lape``, the largest per-emotion score otherwise.
 """
 
@@ -32,11 +41,13 @@ from dataclasses import dataclass
 
 import torch
 
+from emoneuron.attribution_stats import AttributionStats
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.record import ActivationStats
 
-STATISTICS = ("lape", "frequency", "smd", "welch", "auroc")
+STATISTICS = ("lape", "frequency", "smd", "welch", "auroc")  # of a recording
+ATTRIBUTION_STATISTICS = ("attribution", "attribution-specific")  # of an attribution pass
 
 
 @dataclass(frozen=True)
@@ -124,10 +135,27 @@ def activity_bar(probability: torch.Tensor, activity_quantile: float) -> torch.T
     return flat.kthvalue(max(1, round(activity_quantile * flat.numel()))).values
 
 
-def compute_scores(stats: ActivationStats, statistic: str,
+def attribution_scores(stats: AttributionStats, specific: bool) -> Scores:
+    """Per emotion, the mean attribution per dialogue of that emotion, minus (``specific``)
+    the mean of the other emotions' means; overall, the largest per-emotion score."""
+    mean = stats.mean_per_dialogue()
+    if specific:
+        mean = mean - (mean.sum(0, keepdim=True) - mean) / (len(EMOTIONS) - 1)
+    return Scores(per_emotion=mean, overall=mean.max(0).values)
+
+
+def compute_scores(stats: ActivationStats | AttributionStats, statistic: str,
                    activity_quantile: float = 0.95) -> Scores:
-    if statistic not in STATISTICS:
-        raise UserError(f"unknown statistic {statistic!r}: use one of {', '.join(STATISTICS)}")
+    known = (*STATISTICS, *ATTRIBUTION_STATISTICS)
+    if statistic not in known:
+        raise UserError(f"unknown statistic {statistic!r}: use one of {', '.join(known)}")
+    if isinstance(stats, AttributionStats) != (statistic in ATTRIBUTION_STATISTICS):
+        raise UserError(f"statistic {statistic!r} needs "
+                        + ("an attribution pass's statistics (emoneuron.attribution)"
+                           if statistic in ATTRIBUTION_STATISTICS else
+                           "a recording's activation statistics, not attributions"))
+    if isinstance(stats, AttributionStats):
+        return attribution_scores(stats, specific=statistic == "attribution-specific")
     if statistic == "lape":
         probability = stats.probability()
         eligible = probability.max(0).values > activity_bar(probability, activity_quantile)
