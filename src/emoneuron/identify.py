@@ -141,6 +141,14 @@ SELECTION_METHODS: dict[str, SelectionMethod] = {method.name: method for method 
         IdentifyConfig(method="auroc", rule="global", share=0.01, assignment="argmax"),
         "the 1% of neurons whose activation best separates one emotion's tokens from the "
         "rest, each assigned to that emotion"),
+    SelectionMethod(
+        "attribution", "gradient x activation attribution, global 1%, argmax (positive "
+        "control)", DEFAULT_SITE,
+        IdentifyConfig(method="attribution-specific", rule="global", share=0.01,
+                       assignment="argmax"),
+        "the 1% of neurons whose zeroing most lowers the gold label's log-probability for one "
+        "emotion beyond the others (first-order estimate on the identification split, "
+        "emoneuron.attribution), each assigned to that emotion"),
 )}
 
 

@@ -28,6 +28,8 @@ import pandas as pd
 import torch
 
 from emoneuron import __version__
+from emoneuron.attribution import attribute
+from emoneuron.attribution_stats import AttributionStats
 from emoneuron.cache import cached_record
 from emoneuron.cards import write_cards
 from emoneuron.controls import CONTROLS, ShuffledControl, shuffled_controls
@@ -58,6 +60,7 @@ from emoneuron.methods import Compared, compare_in_run, selection_methods, write
 from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, load
 from emoneuron.record import DEFAULT_GROUPS, N_BINS, Recording, shard_count
 from emoneuron.report import write_report
+from emoneuron.scores import ATTRIBUTION_STATISTICS
 from emoneuron.stability import write_stability
 from emoneuron.steer import steer
 from emoneuron.sweep import (
@@ -133,7 +136,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         # An unknown name or a bad override fails before any work.
-        self.selection_method()
+        if self.selection_method().config.method in ATTRIBUTION_STATISTICS:
+            raise UserError(f"--selection {self.selection}: attribution needs the run's "
+                            "classifier, so it is compared beside the run's own selection; use "
+                            "--compare-methods attribution (its sets land in "
+                            "methods/attribution/neurons.json)")
         selection_methods(self.compare_methods)
 
     def selection_method(self) -> SelectionMethod:
@@ -372,7 +379,7 @@ def _record_identify_evaluate(
                 executor, setup)
     if config.compare_methods:
         with timer.stage("methods"):
-            compared = _compared(config, loaded, splits, stats, sources, sets, executor,
+            compared = _compared(config, classifier, splits, stats, sources, sets, executor,
                                  out_dir, progress)
             rows = compare_in_run(classifier, splits.evaluate, store, compared,
                                   conditions, design_of(config),
@@ -382,26 +389,38 @@ def _record_identify_evaluate(
     return sets, store
 
 
-def _compared(config: RunConfig, loaded: LoadedModel, splits: Splits, recording: Recording,
+def _compared(config: RunConfig, classifier: Classifier, splits: Splits, recording: Recording,
               sources: Sources, sets: NeuronSets,
               executor: LocalExecutor | RayExecutor, out_dir: Path,
               progress: bool) -> list[Compared]:
     """Each compared method's sets, identified from the run's identification split (recorded
-    once more per other site); a method equal to the run's own is the run's own sets, which are
-    always compared (as ``run`` when no listed method equals them)."""
+    once more per other site; attributed once with the run's classifier for an attribution
+    statistic); a method equal to the run's own is the run's own sets, which are always
+    compared (as ``run`` when no listed method equals them)."""
     selection = config.selection_method()
     recordings = {recording.site: recording}
+    attributions: dict[str, AttributionStats] = {}
     compared = []
     for method in selection_methods(config.compare_methods):
         if method.site not in recordings:
             recordings[method.site] = cached_record(
-                loaded, splits.identify, config.token_policy, config.batch_size, progress,
-                site=method.site, executor=executor, shards=shard_count(executor, config.shards),
+                classifier.loaded, splits.identify, config.token_policy, config.batch_size,
+                progress, site=method.site, executor=executor,
+                shards=shard_count(executor, config.shards),
                 setup=ModelSpec.on_gpus(config.model, executor.gpus_per_worker).load)
         if (method.site, method.config) == (selection.site, selection.config):
             compared.append(Compared(method.name, method.label, sets, "", sources))
             continue
-        found = identify(recordings[method.site], method.config, config.model)
+        statistics: Recording | AttributionStats = recordings[method.site]
+        if method.config.method in ATTRIBUTION_STATISTICS:
+            if method.site not in attributions:
+                attributions[method.site] = attribute(classifier, splits.identify, method.site,
+                                                      progress=progress)
+                attributions[method.site].save(
+                    out_dir / "methods" / f"attribution-{method.site}.safetensors",
+                    {"model": config.model})
+            statistics = attributions[method.site]
+        found = identify(statistics, method.config, config.model)
         found.save(out_dir / "methods" / method.name / "neurons.json")
         compared.append(Compared(method.name, method.label, found, method.name,
                                  Sources(recordings[method.site].stats())))
