@@ -11,7 +11,8 @@ set, zero-ablated on the other half's dialogues of that emotion and as many of t
 statistic with the larger mean specificity (own drop minus the others' drop) wins. Then, for
 each share of all neurons, each emotion's per-emotion top-n set (argmax assignment: a neuron
 counts for its strongest emotion only) and a random layer-matched set of the same size are
-zero-ablated and evaluated on that emotion's held-out evaluation dialogues.
+zero-ablated and evaluated on that emotion's held-out evaluation dialogues: accuracies with
+Wilson intervals, the excess drop (random minus masked, paired) with Tango's interval.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from emoneuron.intervene import Ablation, applied
 from emoneuron.models.loading import load
 from emoneuron.record import dialogue_group
 from emoneuron.scores import ATTRIBUTION_STATISTICS
+from emoneuron.stats import tango_interval, wilson_interval
 
 MODEL = "smollm2-135m"
 SHARES = (0.005, 0.01, 0.02, 0.05)
@@ -113,11 +115,18 @@ def main() -> None:
             own = [r for r in evaluation if r.emotion == emotion]
             chosen = sets.layer_indices(emotion)
             control = random_matched(chosen, sets, emotion, np.random.default_rng([0, e]))
+            masked = correct(classifier, own, chosen)
+            random = correct(classifier, own, control)
+            masked_ci, random_ci = wilson_interval(masked), wilson_interval(random)
+            excess = tango_interval(random, masked)
             rows.append({"statistic": statistic, "share": share, "emotion": emotion,
                          "n_neurons": len(sets.emotions[emotion]), "n_eval": len(own),
                          "baseline": baseline[truth == emotion].mean(),
-                         "masked": correct(classifier, own, chosen).mean(),
-                         "random": correct(classifier, own, control).mean()})
+                         "masked": masked.mean(), "masked_ci_low": masked_ci.low,
+                         "masked_ci_high": masked_ci.high, "random": random.mean(),
+                         "random_ci_low": random_ci.low, "random_ci_high": random_ci.high,
+                         "excess_drop": excess.estimate, "excess_ci_low": excess.low,
+                         "excess_ci_high": excess.high})
     table = pd.DataFrame(rows)
     table.to_csv(args.out, index=False)
     print(table.to_string(index=False, float_format="%.3f"))

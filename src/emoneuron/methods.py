@@ -16,9 +16,11 @@ over its size (:func:`stratified_interval`). The mean over the six emotions is a
 with every dialogue's terms pooled, so its interval accounts for the masks sharing dialogues.
 
 ``methods.csv`` holds one row per method and emotion and one (``masked_emotion`` = ``mean``)
-per method, methods ranked by the mean. ``emoneuron run --compare-methods`` fills it for the
-registered methods (:data:`emoneuron.identify.SELECTION_METHODS`) from the run's own recording;
-``emoneuron ablate`` (:func:`evaluate_sets`) adds any neurons.json in a finished run's context.
+per method, methods ranked by the mean; ``near_chance`` marks an emotion whose baseline cannot
+show a drop (:func:`emoneuron.stats.near_chance`). ``emoneuron run --compare-methods`` fills
+it for the registered methods (:data:`emoneuron.identify.SELECTION_METHODS`) from the run's own
+recordings; ``emoneuron ablate`` (:func:`evaluate_sets`) adds any neurons.json in a finished
+run's context.
 
 Each method's sets are removed at the site they were found at; in mode ``mean`` the values
 come from the recording at that site (:attr:`Compared.sources`).
@@ -46,7 +48,7 @@ from emoneuron.intervene import Ablation, applied
 from emoneuron.io import atomic_open, read_json, sha256_bytes
 from emoneuron.models.loading import LoadedModel, load
 from emoneuron.record import Recording
-from emoneuron.stats import Interval
+from emoneuron.stats import Interval, near_chance
 from emoneuron.sweep import (
     Condition,
     ConditionStore,
@@ -140,12 +142,13 @@ def comparison_rows(store: ConditionStore, evaluation: Sequence[Record],
         terms[emotion] = [control - masked[emotion] if e == emotion
                           else -(baseline[e] - masked[e]) / len(others) for e in EMOTIONS]
         rows.append(_row(compared, emotion, stratified_interval(terms[emotion]),
+                         near_chance(baseline[emotion]),
                          own=float(np.mean(baseline[emotion] - masked[emotion])),
                          control=float(np.mean(baseline[emotion] - control)),
                          cross=float(np.mean([np.mean(baseline[e] - masked[e]) for e in others])),
                          size=len(compared.sets.emotions[emotion]), n_seeds=len(controls)))
     pooled = [np.mean([terms[m][s] for m in EMOTIONS], axis=0) for s in range(len(EMOTIONS))]
-    mean = _row(compared, MEAN_ROW, stratified_interval(pooled),
+    mean = _row(compared, MEAN_ROW, stratified_interval(pooled), False,
                 **{key: float(np.mean([row[column] for row in rows])) for key, column in (
                     ("own", "own_drop"), ("control", "control_drop"),
                     ("cross", "cross_drop"), ("size", "n_neurons"))},
@@ -153,14 +156,15 @@ def comparison_rows(store: ConditionStore, evaluation: Sequence[Record],
     return [mean, *rows]
 
 
-def _row(compared: Compared, emotion: str, excess: Interval, own: float, control: float,
-         cross: float, size: float, n_seeds: int) -> dict[str, Any]:
+def _row(compared: Compared, emotion: str, excess: Interval, is_near_chance: bool, own: float,
+         control: float, cross: float, size: float, n_seeds: int) -> dict[str, Any]:
     config = compared.sets.config
     return {"method": compared.name, "label": compared.label, "site": compared.sets.site,
             "statistic": config.method, "rule": config.rule, "run_method": compared.tag == "",
             "masked_emotion": emotion, "n_neurons": size, "own_drop": own,
             "control_drop": control, "cross_drop": cross, "specific_excess_drop": excess.estimate,
-            "ci_low": excess.low, "ci_high": excess.high, "n_control_seeds": n_seeds}
+            "ci_low": excess.low, "ci_high": excess.high, "n_control_seeds": n_seeds,
+            "near_chance": is_near_chance}
 
 
 def write_comparison(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> Path:

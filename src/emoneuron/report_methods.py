@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.htmlpage import table
 from emoneuron.methods import MEAN_ROW, METHODS_TABLE
+from emoneuron.report_causal import titled
 from emoneuron.stats import min_detectable_drop
 
 Render = Callable[[str, str, str, Callable[[], Figure]], str]
@@ -62,7 +63,8 @@ def _fig_methods(methods: pd.DataFrame) -> Figure:
                  100 * rows.ci_high.to_numpy(dtype=float) - value]
         ax.bar(x, value, width, yerr=error, capsize=2, label=name)
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(np.arange(len(EMOTIONS)), list(EMOTIONS))
+    marked = set(per_emotion.masked_emotion[per_emotion.near_chance.astype(str) == "True"])
+    ax.set_xticks(np.arange(len(EMOTIONS)), [titled(e, marked) for e in EMOTIONS])
     ax.set_ylabel("specific excess drop (points)")
     ax.legend(fontsize="small")
     fig.tight_layout()
@@ -104,7 +106,18 @@ def methods_html(run_dir: Path, render: Render) -> str:
                     "each emotion; bars: normal 95% intervals from the per-dialogue paired "
                     "differences, stratified by evaluated emotion.",
                     partial(_fig_methods, methods))
+    per_emotion = methods[methods.masked_emotion != MEAN_ROW].set_index(
+        ["method", "masked_emotion"])
+    marked = set(methods.masked_emotion[methods.near_chance.astype(str) == "True"])
+    emotion_rows = [[m, *(f"{_points(per_emotion.loc[(m, e)], 'specific_excess_drop')} "
+                          f"[{_points(per_emotion.loc[(m, e)], 'ci_low')}, "
+                          f"{_points(per_emotion.loc[(m, e)], 'ci_high')}]" for e in EMOTIONS)]
+                    for m in means.method]
     return (table(["rank", "method", "selection", "neurons per emotion", "own drop",
                    "control drop", "cross drop", "specific excess drop [95% CI]"], rows)
-            + f"<p>{escape(sentence)}. Points, means over the six emotions; "
-            "methods.csv has each emotion's row.</p>" + figure)
+            + f"<p>{escape(sentence)}. Points, means over the six emotions.</p>"
+            + table(["method", *(titled(e, marked) for e in EMOTIONS)], emotion_rows)
+            + "<p class=\"note\">Specific excess drop per emotion [95% CI], points; an interval "
+            "above 0 means the set's removal hurts its own emotion more than random neurons' "
+            "and more than it hurts the others. Emotions marked near chance cannot show a "
+            "drop.</p>" + figure)
