@@ -150,10 +150,9 @@ class RunConfig:
             share=self.share, top_n=self.top_n, activity_quantile=self.activity_quantile)
 
 
-# Sizes of a run. demo: `make demo`, about 13 min on 2 CPU cores with SmolLM2 (README), 15
-# held-out dialogues per emotion. study: 64 held-out and 95 identification dialogues per
-# emotion, random controls only, no dose, sweep or steering: about 35 min there (estimated from
-# the demo's per-dialogue costs; docs/cli/run.md).
+# Sizes of a run, measured with SmolLM2 on 2 CPU cores (README): demo (`make demo`), 15 held-out
+# dialogues per emotion, 10 min; study, 64 held-out and 95 identification dialogues per emotion,
+# random controls only, no dose, sweep or steering, 26 min.
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {"per_emotion": 50, "eval_fraction": 0.3, "max_turns": 2, "proportions": (0.5, 1.0),
              "control_seeds": (0, 1), "other_control_seeds": 1, "dose_strengths": (0.5,)},
