@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from emoneuron.attribution_stats import AttributionStats
 from emoneuron.data.schema import Record
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
@@ -171,6 +172,10 @@ def test_a_ray_run_writes_the_files_of_a_local_run(executor: KillingRayExecutor,
         if path.suffix == ".csv":
             pd.testing.assert_frame_equal(pd.read_csv(on_ray[name]), pd.read_csv(path),
                                           rtol=1e-5)
+        elif path.name.startswith("attribution-") and path.suffix == ".safetensors":
+            # Computed by the driver in both runs.
+            torch.testing.assert_close(AttributionStats.load(on_ray[name]).total,
+                                       AttributionStats.load(path).total, rtol=1e-5, atol=1e-8)
         elif path.suffix == ".safetensors":
             _assert_same_recording(Recording.load(on_ray[name]), Recording.load(path))
         elif name not in ("stats.json",):

@@ -28,6 +28,8 @@ from emoneuron.data.schema import (
     write_records,
 )
 from emoneuron.errors import UserError
+from emoneuron.identify import SELECTION_METHODS
+from emoneuron.methods import method_conditions
 from emoneuron.run import RunConfig, design_of
 from emoneuron.sweep import grid
 
@@ -35,9 +37,12 @@ from emoneuron.sweep import grid
 
 PROPORTIONS = (0.5, 1.0)
 TABLES = ("ablation.csv", "effects.csv", "sweep.csv", "dose.csv", "specificity.csv",
-          "confusion.csv", "neurons.json", "steering.json")
-# The conditions of the runs below: RunConfig's defaults with these proportions.
-CONDITIONS = grid(design_of(RunConfig(proportions=PROPORTIONS)))
+          "confusion.csv", "methods.csv", "neurons.json", "steering.json")
+# The conditions of the runs below: RunConfig's defaults with these proportions, then every
+# registered selection method's comparison (none equals the run's own: it selects 5%).
+_DESIGN = design_of(RunConfig(proportions=PROPORTIONS))
+CONDITIONS = [*grid(_DESIGN), *(c for name in SELECTION_METHODS
+                                for c in method_conditions(_DESIGN, name, (0,)))]
 KILL_AFTER = 8  # finished conditions in conditions.jsonl before the SIGKILL
 TIMEOUT = 300  # seconds for one subprocess run; a tiny run takes a few
 
