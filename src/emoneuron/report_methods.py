@@ -52,7 +52,7 @@ def run_statement(manifest: dict[str, Any], baseline: float) -> str:
 def _fig_methods(methods: pd.DataFrame) -> Figure:
     per_emotion = methods[methods.masked_emotion != MEAN_ROW]
     names = list(dict.fromkeys(methods.method))
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = plt.subplots(figsize=(9, 3.8))
     width = 0.8 / len(names)
     for k, name in enumerate(names):
         rows = per_emotion[per_emotion.method == name].set_index("masked_emotion").reindex(
@@ -64,9 +64,10 @@ def _fig_methods(methods: pd.DataFrame) -> Figure:
         ax.bar(x, value, width, yerr=error, capsize=2, label=name)
     ax.axhline(0, color="black", linewidth=0.8)
     marked = set(per_emotion.masked_emotion[per_emotion.near_chance.astype(str) == "True"])
-    ax.set_xticks(np.arange(len(EMOTIONS)), [titled(e, marked) for e in EMOTIONS])
+    ax.set_xticks(np.arange(len(EMOTIONS)),
+                  [titled(e, marked).replace(" (", "\n(") for e in EMOTIONS])
     ax.set_ylabel("specific excess drop (points)")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
 
