@@ -37,7 +37,7 @@ from emoneuron.report_causal import (
     steering_html,
     titled,
 )
-from emoneuron.report_methods import methods_html, run_statement
+from emoneuron.report_methods import methods_html, methods_summary, run_statement
 from emoneuron.sweep import LAYER_RANGES, in_range
 
 matplotlib.use("Agg")
@@ -552,7 +552,8 @@ def write_report(run_dir: str | Path) -> Path:
     baseline = float(np.mean(list(_baselines(run.ablation).values())))
     summary = (run_statement(run.manifest, baseline)
                + _summary_exist(run, counts) + _summary_where(counts)
-               + _summary_effects(effects, float(evaluation["chance"]), evaluation["description"]))
+               + _summary_effects(effects, float(evaluation["chance"]), evaluation["description"])
+               + methods_summary(run_dir))
     html = page(title, subtitle, [
         Section("summary", "Summary", summary),
         Section("figures", "Figures", _figures_html(run, run_dir, effects, counts)),

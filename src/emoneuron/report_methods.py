@@ -76,6 +76,35 @@ def _points(row: Any, column: str) -> str:
     return f"{100 * float(row[column]):+.1f}"
 
 
+def _ranking_sentence(means: pd.DataFrame) -> str:
+    """Which method's sets matter most, and by how much more than the run's own selection."""
+    best = means.iloc[0]
+    own = means[means.run_method.astype(bool)]
+    sentence = (f"{best['method']}'s sets matter most: mean specific excess drop "
+                f"{_points(best, 'specific_excess_drop')} points [{_points(best, 'ci_low')}, "
+                f"{_points(best, 'ci_high')}]")
+    if not own.empty and own.iloc[0]["method"] != best["method"]:
+        gap = 100 * (float(best.specific_excess_drop) - float(own.iloc[0].specific_excess_drop))
+        sentence += (f", {gap:.1f} points more than this run's own selection "
+                     f"({own.iloc[0]['method']}, {_points(own.iloc[0], 'specific_excess_drop')} "
+                     f"[{_points(own.iloc[0], 'ci_low')}, {_points(own.iloc[0], 'ci_high')}])")
+    elif not own.empty:
+        sentence += ", and they are this run's own selection"
+    return sentence
+
+
+def methods_summary(run_dir: Path) -> str:
+    """The summary's line on the method comparison (empty when the run compared none)."""
+    path = run_dir / METHODS_TABLE
+    if not path.exists():
+        return ""
+    methods = pd.read_csv(path)
+    means = methods[methods.masked_emotion == MEAN_ROW].sort_values("rank")
+    return (f"<p>Selection methods compared by what their neurons cause: "
+            f"{escape(_ranking_sentence(means))} (see "
+            '<a href="#methods">which selection finds neurons that matter</a>).</p>')
+
+
 def methods_html(run_dir: Path, render: Render) -> str:
     """The ranked method table, the sentence naming the winner, and the per-emotion figure;
     a note when the run compared no methods."""
@@ -90,17 +119,7 @@ def methods_html(run_dir: Path, render: Render) -> str:
              _points(r, "cross_drop"),
              f"{_points(r, 'specific_excess_drop')} [{_points(r, 'ci_low')}, "
              f"{_points(r, 'ci_high')}]"] for _, r in means.iterrows()]
-    best = means.iloc[0]
-    own = means[means.run_method.astype(bool)]
-    sentence = (f"{best['method']}'s sets matter most: mean specific excess drop "
-                f"{_points(best, 'specific_excess_drop')} points [{_points(best, 'ci_low')}, "
-                f"{_points(best, 'ci_high')}]")
-    if not own.empty and own.iloc[0]["method"] != best["method"]:
-        gap = 100 * (float(best.specific_excess_drop) - float(own.iloc[0].specific_excess_drop))
-        sentence += (f", {gap:.1f} points more than this run's own selection "
-                     f"({own.iloc[0]['method']})")
-    elif not own.empty:
-        sentence += ", and they are this run's own selection"
+    sentence = _ranking_sentence(means)
     figure = render("methods", "Specific excess drop per emotion and method",
                     "Own-emotion drop minus the random layer-matched control's drop minus the "
                     "mean drop on the other five emotions, in points, for each method's set of "
