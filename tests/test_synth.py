@@ -15,6 +15,7 @@ from emoneuron.data.lexicon import (
 )
 from emoneuron.data.schema import ALIASES, EMOTIONS, Record, Turn
 from emoneuron.data.synth import synthesize
+from emoneuron.errors import UserError
 
 # Measured on synthesize(60, seed=0): 12.4 distinct word 4-grams per dialogue (12.2 to 12.5
 # over seeds 0..4) before the added phrasing, about 23 after; a collapse of the templates or
@@ -55,7 +56,7 @@ def test_exact_balance_ids_and_fields() -> None:
 
 def test_zero_gives_nothing_and_negative_is_refused() -> None:
     assert synthesize(0) == []
-    with pytest.raises(ValueError, match="per_emotion"):
+    with pytest.raises(UserError, match="--per-emotion -1"):
         synthesize(-1)
 
 

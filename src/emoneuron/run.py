@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import json
+import math
 import platform
 import shutil
 import time
@@ -55,6 +56,7 @@ from emoneuron.identify import (
     identify,
     selection_method,
 )
+from emoneuron.intervene import Ablation
 from emoneuron.io import atomic_open, read_json, sha256_bytes, write_json
 from emoneuron.methods import Compared, compare_in_run, selection_methods, write_comparison
 from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, load
@@ -142,6 +144,46 @@ class RunConfig:
                             "--compare-methods attribution (its sets land in "
                             "methods/attribution/neurons.json)")
         selection_methods(self.compare_methods)
+        self._check_options()
+
+    def _check_options(self) -> None:
+        """Every numeric and choice option, before any model is loaded or file written."""
+        counts = {"per_emotion": (self.per_emotion, 1), "max_turns": (self.max_turns, 2),
+                  "shots": (self.shots, 0), "batch_size": (self.batch_size, 1),
+                  "other_control_seeds": (self.other_control_seeds, 0),
+                  "method_control_seeds": (self.method_control_seeds, 1),
+                  "threads": (1 if self.threads is None else self.threads, 1),
+                  "shards": (self.shards, 0)}
+        for name, (value, smallest) in counts.items():
+            if value < smallest:
+                raise UserError(f"{_flag(name)} {value}: must be at least {smallest}")
+        if not 0 < self.eval_fraction < 1:
+            raise UserError(f"--eval-fraction {self.eval_fraction}: must be between 0 and 1, "
+                            "e.g. 0.4")
+        if not self.control_seeds or len(set(self.control_seeds)) != len(self.control_seeds):
+            raise UserError(f"--control-seeds {' '.join(map(str, self.control_seeds))}: give "
+                            "one or more distinct seeds, e.g. 0 1 2")
+        for name, values in (("proportions", self.proportions),
+                             ("dose_strengths", self.dose_strengths),
+                             ("strength", (self.strength,)),
+                             ("steer_strength", (self.steer_strength,))):
+            bad = [v for v in values if not math.isfinite(v)]
+            if bad:
+                raise UserError(f"{_flag(name)} {bad[0]}: not a finite number")
+        if any(not 0 < p <= 1 for p in self.proportions):
+            raise UserError(f"--proportions {' '.join(map(str, self.proportions))}: each share "
+                            "of a set must be in (0, 1], e.g. 0.5 1.0")
+        if any(s < 0 for s in self.dose_strengths):
+            raise UserError(f"--dose-strengths {' '.join(map(str, self.dose_strengths))}: "
+                            "strengths are 0 or more (0 removes, 1 leaves untouched)")
+        if self.steer_strength <= 1:
+            raise UserError(f"--steer-strength {self.steer_strength}: steering amplifies, give "
+                            "a value above 1, e.g. 4")
+        if self.sweep_eval not in SWEEP_EVALS:
+            raise UserError(f"--sweep-eval {self.sweep_eval!r}: use one of "
+                            f"{', '.join(SWEEP_EVALS)}")
+        Ablation.of({}, self.mode, self.strength, tokens=self.tokens)  # mode, scope, strength
+        check_device(self.device)
 
     def selection_method(self) -> SelectionMethod:
         """The named selection method with this config's overrides applied."""
@@ -160,6 +202,27 @@ PRESETS: dict[str, dict[str, Any]] = {
               "control_seeds": (0, 1, 2), "sweep": False, "dose_strengths": (), "steer": False},
 }
 PROMPT_CHOICES = ("best", "fixed")
+SWEEP_EVALS = ("self", "all")
+
+
+def _flag(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def check_device(device: str) -> None:
+    """A UserError unless ``device`` is a torch device that exists here."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device!r}: use cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda" and (not torch.cuda.is_available()
+                                  or (parsed.index or 0) >= torch.cuda.device_count()):
+        raise UserError(f"--device {device}: no such CUDA device here "
+                        f"({torch.cuda.device_count()} found); use cpu")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {device}: MPS is not available here; use cpu")
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {device}: use cpu, cuda, cuda:N or mps")
 
 
 def preset_config(preset: str, **options: Any) -> RunConfig:

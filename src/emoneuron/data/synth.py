@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from emoneuron.data.lexicon import find_emotion_words
 from emoneuron.data.schema import EMOTIONS, Record, Turn
+from emoneuron.errors import UserError
 
 MIN_TURNS = 2
 MAX_TURNS = 5
@@ -580,9 +581,10 @@ def synthesize(per_emotion: int, seed: int = 0, max_turns: int = MAX_TURNS,
     are the same for any ``per_emotion >= k``.
     """
     if per_emotion < 0:
-        raise ValueError(f"per_emotion must be zero or more, got {per_emotion}")
+        raise UserError(f"--per-emotion {per_emotion}: give zero or more dialogues per emotion")
     if not MIN_TURNS <= max_turns <= MAX_TURNS:
-        raise ValueError(f"max_turns must be between {MIN_TURNS} and {MAX_TURNS}, got {max_turns}")
+        raise UserError(f"--max-turns {max_turns}: give a number of turns from {MIN_TURNS} to "
+                        f"{MAX_TURNS}")
     mode = "kf-" if keyword_free else ""
     records: list[Record] = []
     for emotion in EMOTIONS:
