@@ -119,6 +119,35 @@ def test_sigkill_and_resume_equals_uninterrupted(reference: Path, tiny_model_dir
     assert resumed == {entry["key"]: entry for entry in _entries(reference / "conditions.jsonl")}
 
 
+@pytest.mark.parametrize(("signal_number", "exit_code"),
+                         [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_says_how_to_resume_and_leaves_no_temporary_file(
+        reference: Path, tiny_model_dir: Path, tmp_path: Path, signal_number: int,
+        exit_code: int) -> None:
+    out = tmp_path / "interrupted"
+    store = out / "conditions.jsonl"
+    process = subprocess.Popen(_command(tiny_model_dir, out), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while _finished_lines(store) < KILL_AFTER:
+            assert process.poll() is None, "the run ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no conditions finished in time"
+            time.sleep(0.002)
+        process.send_signal(signal_number)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == exit_code, stderr
+    last = stderr.strip().splitlines()[-1]
+    finished = _finished_lines(store)
+    assert last == ("interrupted; rerun the same command to resume from "
+                    f"{finished} finished conditions")
+    assert not list(out.rglob("*.tmp")), "a temporary file was left behind"
+    _run_to_completion(tiny_model_dir, out)
+    assert (out / "effects.csv").read_bytes() == (reference / "effects.csv").read_bytes()
+
+
 def test_same_seed_gives_byte_identical_outputs(reference: Path, tiny_model_dir: Path,
                                                 tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 import types
 import typing
@@ -451,8 +452,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the process is, so files being written are cleaned up."""
+
+
+def _terminate(_signal: int, _frame: object) -> None:
+    raise _Terminated
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """How to go on after an interruption: a run resumes from its finished conditions."""
+    store = Path(getattr(args, "out", None) or ".") / "conditions.jsonl"
+    if args.command == "run" and store.is_file():
+        finished = store.read_bytes().count(b"\n")
+        return f"; rerun the same command to resume from {finished} finished conditions"
+    return "; rerun the same command to resume" if args.command == "run" else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    on_term = signal.signal(signal.SIGTERM, _terminate)
     try:
         args.func(args)
     except UserError as error:
@@ -460,6 +479,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, _Terminated) as stop:
+        print(f"interrupted{_resume_hint(args)}", file=sys.stderr)
+        return 130 if isinstance(stop, KeyboardInterrupt) else 143
+    finally:
+        signal.signal(signal.SIGTERM, on_term)
     return 0
 
 
