@@ -472,6 +472,9 @@ def _resume_hint(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     on_term = signal.signal(signal.SIGTERM, _terminate)
+    # A process started in the background by a non-interactive shell inherits an ignored
+    # SIGINT; Ctrl-C or `kill -INT` should still stop it cleanly.
+    on_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args.func(args)
     except UserError as error:
@@ -484,6 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130 if isinstance(stop, KeyboardInterrupt) else 143
     finally:
         signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_int)
     return 0
 
 
