@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -326,3 +327,28 @@ def test_report_shows_stability_and_links_every_card(run_dir: Path) -> None:
     index = json.loads((run_dir / "cards" / "index.json").read_text())
     assert len(links) == sum(len(cards) for cards in index["emotions"].values()) > 0
     assert all((run_dir / link).stat().st_size > 0 for link in links)
+
+
+@pytest.mark.parametrize(("damage", "named"), [
+    ("empty directory", "manifest.json: missing"),
+    ("corrupt manifest", "manifest.json: unreadable"),
+    ("no effects", "effects.csv: missing"),
+    ("empty effects", "effects.csv: unreadable"),
+])
+def test_report_on_a_damaged_run_directory_is_one_line(
+        run_dir: Path, tmp_path: Path, damage: str, named: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    damaged = tmp_path / "damaged"
+    if damage == "empty directory":
+        damaged.mkdir()
+    else:
+        shutil.copytree(run_dir, damaged)
+    if damage == "corrupt manifest":
+        (damaged / "manifest.json").write_text("{not json")
+    elif damage == "no effects":
+        (damaged / "effects.csv").unlink()
+    elif damage == "empty effects":
+        (damaged / "effects.csv").write_text("")
+    assert main(["report", str(damaged)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], lines

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import matplotlib
 import numpy as np
@@ -27,6 +27,7 @@ from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 
 from emoneuron.data.schema import EMOTIONS
+from emoneuron.errors import UserError
 from emoneuron.htmlpage import Section, hover, page, render_figure, table, ul
 from emoneuron.io import atomic_open, read_json
 from emoneuron.report_causal import (
@@ -85,16 +86,30 @@ class _SelfEffect:
         return WEAKER if self.excess[2] < 0 else NO_EFFECT
 
 
+T = TypeVar("T")
+
+
+def _read(path: Path, reader: Callable[[Path], T]) -> T:
+    """``reader(path)``, or one UserError naming the file when it is missing or unreadable."""
+    try:
+        return reader(path)
+    except (OSError, ValueError) as error:  # JSON and CSV parse errors are ValueErrors
+        reason = "missing" if isinstance(error, FileNotFoundError) else f"unreadable ({error})"
+        raise UserError(f"{path}: {reason}; not a finished `emoneuron run` directory, or a "
+                        "damaged one: rerun the `emoneuron run` command that wrote it") from None
+
+
 def _load(run_dir: Path) -> _Run:
+    manifest = _read(run_dir / "manifest.json", read_json)
     sweep_path = run_dir / "sweep.csv"
-    effects = pd.read_csv(run_dir / "effects.csv")
+    effects = _read(run_dir / "effects.csv", pd.read_csv)
     return _Run(
-        manifest=read_json(run_dir / "manifest.json"),
-        neurons=read_json(run_dir / "neurons.json"),
-        ablation=pd.read_csv(run_dir / "ablation.csv"),
+        manifest=manifest,
+        neurons=_read(run_dir / "neurons.json", read_json),
+        ablation=_read(run_dir / "ablation.csv", pd.read_csv),
         effects=effects[effects.control_set == "random"],
         every_control=effects,
-        sweep=pd.read_csv(sweep_path) if sweep_path.exists() else None,
+        sweep=_read(sweep_path, pd.read_csv) if sweep_path.exists() else None,
     )
 
 
