@@ -160,16 +160,16 @@ def _neurons_without_layers(run: Path) -> None:
 
 
 @pytest.mark.parametrize(("damage", "message"), [
-    (_missing_effects, "no effects.csv, so not a finished run directory"),
-    (_broken_neurons, "unreadable run directory (JSONDecodeError"),
-    (_neurons_without_layers, "unreadable run directory (KeyError"),
+    (_missing_effects, "{run}: no effects.csv, so not a finished run directory"),
+    (_broken_neurons, "{run}/neurons.json: unreadable (Expecting value"),
+    (_neurons_without_layers, "{run}: unreadable run directory (KeyError"),
 ])
 def test_damaged_run_directory_is_a_user_error(two_runs: tuple[Path, Path], tmp_path: Path,
                                                damage: object, message: str) -> None:
     deep, shallow = two_runs
     assert callable(damage)
     damage(shallow)
-    with pytest.raises(UserError, match=re.escape(f"{shallow}: {message}")):
+    with pytest.raises(UserError, match=re.escape(message.format(run=shallow))):
         write_comparison([deep, shallow], tmp_path / "cmp")
     assert not (tmp_path / "cmp" / "compare.html").exists()
 
