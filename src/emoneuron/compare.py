@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.htmlpage import Section, hover, page, render_figure, table, ul
-from emoneuron.io import atomic_open, write_json
+from emoneuron.io import atomic_open, write_csv, write_json
 from emoneuron.report import (
     _count,
     _layer_counts,
@@ -511,8 +511,7 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     frame = per_emotion_table(runs)
     distances = distance_table(runs)
     sweep = sweep_by_depth(runs)
-    with atomic_open(out_dir / "compare.csv") as handle:
-        frame.to_csv(handle, index=False, float_format="%.6g")
+    write_csv(out_dir / "compare.csv", frame)
     write_json(out_dir / "compare.json", {
         "runs": [{"label": r.label, "directory": str(r.directory),
                   "model": r.run.manifest["model"], "data_hash": r.run.manifest["data"]["hash"]}

@@ -9,7 +9,16 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
+    """``frame`` as a CSV table a person opens (no index, 6 significant digits), atomically."""
+    with atomic_open(path) as handle:
+        frame.to_csv(handle, index=False, float_format="%.6g")
 
 
 @contextmanager

@@ -45,7 +45,7 @@ from emoneuron.evaluate import Classifier, order_shots
 from emoneuron.executors import Executor
 from emoneuron.identify import NeuronSets, SelectionMethod, selection_method
 from emoneuron.intervene import Ablation, applied
-from emoneuron.io import atomic_open, read_json, sha256_bytes
+from emoneuron.io import read_json, sha256_bytes, write_csv
 from emoneuron.models.loading import LoadedModel, load
 from emoneuron.record import Recording
 from emoneuron.stats import Interval, near_chance
@@ -182,8 +182,7 @@ def write_comparison(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     order = {e: k for k, e in enumerate([MEAN_ROW, *EMOTIONS])}
     table = table.sort_values(["rank", "masked_emotion"], key=lambda column: (
         column.map(order) if column.name == "masked_emotion" else column), ignore_index=True)
-    with atomic_open(path) as handle:
-        table.to_csv(handle, index=False, float_format="%.6g")
+    write_csv(path, table)
     return path
 
 
@@ -270,8 +269,7 @@ def evaluate_sets(run_dir: str | Path, sets: NeuronSets, name: str,
     sources = Sources(Recording.load(run_dir / "stats.safetensors").stats())
     execute(classifier, sets, sources, evaluation, conditions, store, progress)
     for table_name, table in ablation_tables(store, evaluation, conditions).items():
-        with atomic_open(out / f"{table_name}.csv") as handle:
-            table.to_csv(handle, index=False, float_format="%.6g")
+        write_csv(out / f"{table_name}.csv", table)
     label = f"{name} ({sets.config.method}, {sets.config.rule})"
     compared = Compared(name, label, sets, name, sources)
     comparison_seeds = seeds[:config.get("method_control_seeds", 1)]

@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 
 from emoneuron import __version__
@@ -57,7 +56,7 @@ from emoneuron.identify import (
     selection_method,
 )
 from emoneuron.intervene import Ablation
-from emoneuron.io import atomic_open, read_json, sha256_bytes, write_json
+from emoneuron.io import read_json, sha256_bytes, write_csv, write_json
 from emoneuron.methods import Compared, compare_in_run, selection_methods, write_comparison
 from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, load
 from emoneuron.record import DEFAULT_GROUPS, N_BINS, Recording, shard_count
@@ -375,10 +374,10 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
             progress)
     with timer.stage("tables"):
         for name, table in ablation_tables(store, splits.evaluate, conditions).items():
-            _write_csv(table, out_dir / f"{name}.csv")
-        _write_csv(dose_table(store, splits.evaluate, conditions), out_dir / "dose.csv")
+            write_csv(out_dir / f"{name}.csv", table)
+        write_csv(out_dir / "dose.csv", dose_table(store, splits.evaluate, conditions))
         if config.sweep:
-            _write_csv(sweep_table(store, splits.evaluate, conditions), out_dir / "sweep.csv")
+            write_csv(out_dir / "sweep.csv", sweep_table(store, splits.evaluate, conditions))
     if config.steer:
         with timer.stage("steering"):
             steer(classifier, sets, config.steer_strength, config.control_seeds[0],
@@ -540,8 +539,3 @@ def _store_context(config: RunConfig, splits: Splits, sets: NeuronSets,
                "model": config.model, "prompt": classifier.description,
                "shots": [shot.id for shot in classifier.shots]}
     return sha256_bytes(json.dumps(context, sort_keys=True).encode())
-
-
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_open(path) as handle:
-        frame.to_csv(handle, index=False, float_format="%.6g")
