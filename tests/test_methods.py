@@ -18,9 +18,9 @@ from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
 from emoneuron.evaluate import Classifier, order_shots
 from emoneuron.identify import SELECTION_METHODS
-from emoneuron.methods import stratified_interval
 from emoneuron.models.loading import LoadedModel
 from emoneuron.run import RunConfig, preset_config, run
+from emoneuron.stats import stratified_interval
 from emoneuron.variants import choose_prompt
 
 CONFIG = RunConfig(per_emotion=10, max_turns=2, eval_fraction=0.4, share=0.05,

@@ -67,10 +67,14 @@ def _chat(shots: Sequence[Record], query: str | None = None) -> list[dict[str, s
     return messages
 
 
+def has_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
 def chat_prompt_parts(tokenizer: PreTrainedTokenizerBase,
                       shots: Sequence[Record]) -> tuple[str, str, str]:
     """The chat prompt as (shared prefix, text before the dialogue, text after it)."""
-    if not getattr(tokenizer, "chat_template", None):
+    if not has_chat_template(tokenizer):
         raise UserError("this tokenizer has no chat template; use --prompt plain")
     prefix = str(tokenizer.apply_chat_template(_chat(shots), tokenize=False))
     full = str(tokenizer.apply_chat_template(_chat(shots, _QUERY_SLOT), tokenize=False,
@@ -100,8 +104,7 @@ def resolved_style(loaded: LoadedModel, style: str) -> str:
     """``auto``: chat for instruct models whose tokenizer has a chat template, else plain."""
     if style != "auto":
         return style
-    has_template = bool(getattr(loaded.tokenizer, "chat_template", None))
-    return "chat" if loaded.instruct and has_template else "plain"
+    return "chat" if loaded.instruct and has_chat_template(loaded.tokenizer) else "plain"
 
 
 # Contextual calibration (Zhao et al. 2021): the prediction on a content-free dialogue measures

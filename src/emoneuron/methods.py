@@ -12,8 +12,9 @@ large only when removing the set hurts its own emotion more than random neurons 
 it hurts the others. Its 95% interval is a normal interval over per-dialogue paired differences,
 stratified by evaluation emotion: SED is a sum of per-emotion means of per-dialogue terms, the
 strata hold different dialogues, so its variance is the sum of each stratum's sample variance
-over its size (:func:`stratified_interval`). The mean over the six emotions is again such a sum,
-with every dialogue's terms pooled, so its interval accounts for the masks sharing dialogues.
+over its size (:func:`emoneuron.stats.stratified_interval`). The mean over the six emotions is
+again such a sum, with every dialogue's terms pooled, so its interval accounts for the masks
+sharing dialogues.
 
 ``methods.csv`` holds one row per method and emotion and one (``masked_emotion`` = ``mean``)
 per method, methods ranked by the mean; ``near_chance`` marks an emotion whose baseline cannot
@@ -29,7 +30,6 @@ come from the recording at that site (:attr:`Compared.sources`).
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -48,7 +48,7 @@ from emoneuron.intervene import Ablation, applied
 from emoneuron.io import read_json, sha256_bytes, write_csv
 from emoneuron.models.loading import LoadedModel, load
 from emoneuron.record import Recording
-from emoneuron.stats import Interval, near_chance
+from emoneuron.stats import Interval, near_chance, stratified_interval
 from emoneuron.sweep import (
     Condition,
     ConditionStore,
@@ -63,7 +63,6 @@ from emoneuron.tables import ablation_tables
 
 METHODS_TABLE = "methods.csv"
 MEAN_ROW = "mean"
-Z_95 = 1.959963984540054
 
 
 def selection_methods(names: Sequence[str]) -> list[SelectionMethod]:
@@ -94,16 +93,6 @@ def method_conditions(design: Design, tag: str, seeds: Sequence[int]) -> list[Co
         conditions += [mask, *(replace(mask, kind="control", control="random", seed=seed,
                                        eval_emotions=(emotion,)) for seed in seeds)]
     return conditions
-
-
-def stratified_interval(strata: Sequence[np.ndarray]) -> Interval:
-    """Sum over strata of each stratum's mean, with a normal 95% interval (independent strata;
-    within one, per-dialogue values)."""
-    estimate = sum(float(np.mean(values)) for values in strata)
-    variance = sum(float(np.var(values, ddof=1)) / len(values) if len(values) > 1 else 0.0
-                   for values in strata)
-    half = Z_95 * math.sqrt(variance)
-    return Interval(estimate, estimate - half, estimate + half)
 
 
 def _main_of(conditions: Sequence[Condition], tag: str, emotion: str,

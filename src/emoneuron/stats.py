@@ -107,6 +107,17 @@ def adjusted_mean_interval(differences: np.ndarray, level: float = 0.95) -> Inte
                     min(1.0, centre + half))
 
 
+def stratified_interval(strata: Sequence[np.ndarray], level: float = 0.95) -> Interval:
+    """Sum over independent strata of each stratum's mean of per-dialogue values, with a
+    normal interval (the variance is the sum of each stratum's sample variance over its size);
+    used where a statistic adds means of different dialogues' paired differences."""
+    estimate = sum(float(np.mean(values)) for values in strata)
+    variance = sum(float(np.var(values, ddof=1)) / len(values) if len(values) > 1 else 0.0
+                   for values in strata)
+    half = _z(level) * math.sqrt(variance)
+    return Interval(estimate, estimate - half, estimate + half)
+
+
 def mcnemar_exact(first: np.ndarray, second: np.ndarray) -> float:
     """Two-sided exact McNemar test of paired 0/1 outcomes (same dialogues, two conditions)."""
     first, second = np.asarray(first, dtype=bool), np.asarray(second, dtype=bool)

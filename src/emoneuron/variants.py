@@ -24,7 +24,13 @@ import pandas as pd
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.data.split import split
 from emoneuron.errors import UserError
-from emoneuron.evaluate import CONTENT_FREE, Classifier, order_shots, resolved_style
+from emoneuron.evaluate import (
+    CONTENT_FREE,
+    Classifier,
+    has_chat_template,
+    order_shots,
+    resolved_style,
+)
 from emoneuron.models.loading import LoadedModel
 
 
@@ -48,7 +54,7 @@ def prompt_variants(loaded: LoadedModel, records: Sequence[Record], config: Vari
     evaluation = splits.evaluate
     rows = []
     for prompt in config.prompts:
-        if prompt == "chat" and not _has_chat_template(loaded):
+        if prompt == "chat" and not has_chat_template(loaded.tokenizer):
             print(f"{loaded.name}: no chat template, chat prompt skipped")
             continue
         for shots in config.shots:
@@ -60,10 +66,6 @@ def prompt_variants(loaded: LoadedModel, records: Sequence[Record], config: Vari
                              "calibrated": calibrated, "n": len(evaluation), **per_emotion,
                              "mean": float(np.mean(list(per_emotion.values())))})
     return pd.DataFrame(rows)
-
-
-def _has_chat_template(loaded: LoadedModel) -> bool:
-    return bool(getattr(loaded.tokenizer, "chat_template", None))
 
 
 def calibration_variants(classifier: Classifier, records: Sequence[Record],
@@ -106,7 +108,7 @@ def choose_prompt(loaded: LoadedModel, shots: Sequence[Record],
                                             if r.emotion == e][:per_emotion]]
     first = resolved_style(loaded, "auto")
     styles = [first, *(s for s in ("plain", "chat") if s != first
-                       and (s == "plain" or _has_chat_template(loaded)))]
+                       and (s == "plain" or has_chat_template(loaded.tokenizer)))]
     variants: list[dict[str, Any]] = []
     for style in styles:
         classifier = Classifier(loaded, list(shots), batch_size, calibrate=False, style=style)
