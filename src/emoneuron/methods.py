@@ -202,7 +202,7 @@ def _checked_name(name: str) -> str:
 def _check_fits(loaded: LoadedModel, sets: NeuronSets) -> None:
     """Refuse, before evaluating anything, neurons the model does not have."""
     for emotion in EMOTIONS:
-        with applied(loaded, Ablation.of(sets.layer_indices(emotion))):
+        with applied(loaded, Ablation.of(sets.layer_indices(emotion), site=sets.site)):
             pass
 
 

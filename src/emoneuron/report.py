@@ -438,19 +438,19 @@ def _figures_html(run: _Run, run_dir: Path, effects: list[_SelfEffect],
          partial(_fig_matrix, run.effects, "excess_drop", "excess drop (points)", True)),
     ]
     sweep = _sweep_self(run)
+    near = near_chance_emotions(run.effects)
     if sweep is not None:
         specs += [
             ("sweep_heatmaps", "Sweep: self accuracy drop by layer range and proportion",
              "One panel per masked emotion: baseline minus accuracy on that same emotion, in "
              "points, when the given proportion (columns) is removed within a layer range (rows). "
              "Red: accuracy fell; colours centred at 0 and shared across panels.",
-             partial(_fig_sweep_heatmaps, sweep, near_chance_emotions(run.effects))),
+             partial(_fig_sweep_heatmaps, sweep, near)),
             ("sweep_dose_response", "Sweep: accuracy against proportion removed",
              "Accuracy on each emotion against the proportion removed, one line per layer range. "
              "Dashed: baseline; dotted: chance. The layer range whose line falls fastest holds the "
              "neurons that matter most.",
-             partial(_fig_dose_response, sweep, _baselines(run.ablation), chance,
-                     near_chance_emotions(run.effects))),
+             partial(_fig_dose_response, sweep, _baselines(run.ablation), chance, near)),
         ]
     render = partial(render_figure, run_dir / "figures")
     html = ("".join(render(*spec) for spec in specs) + dose_figures(run_dir, render)

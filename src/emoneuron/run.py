@@ -19,7 +19,7 @@ import math
 import platform
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -178,6 +178,11 @@ class RunConfig:
         if self.steer_strength <= 1:
             raise UserError(f"--steer-strength {self.steer_strength}: steering amplifies, give "
                             "a value above 1, e.g. 4")
+        if self.prompt_choice not in PROMPT_CHOICES:
+            raise UserError(f"--prompt-choice {self.prompt_choice!r}: use one of "
+                            f"{', '.join(PROMPT_CHOICES)}")
+        if self.preset and self.preset not in PRESETS:
+            raise UserError(f"unknown preset {self.preset!r}: use one of {', '.join(PRESETS)}")
         if self.sweep_eval not in SWEEP_EVALS:
             raise UserError(f"--sweep-eval {self.sweep_eval!r}: use one of "
                             f"{', '.join(SWEEP_EVALS)}")
@@ -225,9 +230,8 @@ def check_device(device: str) -> None:
 
 
 def preset_config(preset: str, **options: Any) -> RunConfig:
-    """The preset's settings (none for ""), with ``options`` overriding them."""
-    if preset and preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}: use one of {', '.join(PRESETS)}")
+    """The preset's settings (none for ""), with ``options`` overriding them; an unknown
+    preset is refused by the config itself."""
     return RunConfig(**{**PRESETS.get(preset, {}), **options, "preset": preset})
 
 
@@ -335,9 +339,6 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     """Run every stage into ``out`` and return the report path; re-running resumes."""
     out_dir = Path(out)
     executor_config_of(config).check()
-    preset_config(config.preset)  # a known preset
-    if config.prompt_choice not in PROMPT_CHOICES:
-        raise UserError(f"unknown prompt choice {config.prompt_choice!r}: use best or fixed")
     _check_previous_run(out_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -407,10 +408,14 @@ def _record_identify_evaluate(
     between them. Workers load the model from ``model``; a local executor uses ``loaded``."""
     model = ModelSpec.on_gpus(config.model, executor.gpus_per_worker)
     selection = config.selection_method()
+
+    def record_at(site: str) -> Recording:
+        return cached_record(loaded, splits.identify, config.token_policy, config.batch_size,
+                             progress, site, executor=executor,
+                             shards=shard_count(executor, config.shards), setup=model.load)
+
     with timer.stage("record"):
-        stats = cached_record(loaded, splits.identify, config.token_policy, config.batch_size,
-                              progress, selection.site, executor=executor,
-                              shards=shard_count(executor, config.shards), setup=model.load)
+        stats = record_at(selection.site)
         stats.save(out_dir / "stats.safetensors", {"model": config.model, "data_hash": data_hash})
     identify_config = selection.config
     with timer.stage("identify"):
@@ -440,7 +445,7 @@ def _record_identify_evaluate(
                 executor, setup)
     if config.compare_methods:
         with timer.stage("methods"):
-            compared = _compared(config, classifier, splits, stats, sources, sets, executor,
+            compared = _compared(config, classifier, splits, stats, sources, sets, record_at,
                                  out_dir, progress)
             rows = compare_in_run(classifier, splits.evaluate, store, compared,
                                   conditions, design_of(config),
@@ -451,24 +456,19 @@ def _record_identify_evaluate(
 
 
 def _compared(config: RunConfig, classifier: Classifier, splits: Splits, recording: Recording,
-              sources: Sources, sets: NeuronSets,
-              executor: LocalExecutor | RayExecutor, out_dir: Path,
-              progress: bool) -> list[Compared]:
+              sources: Sources, sets: NeuronSets, record_at: Callable[[str], Recording],
+              out_dir: Path, progress: bool) -> list[Compared]:
     """Each compared method's sets, identified from the run's identification split (recorded
-    once more per other site; attributed once with the run's classifier for an attribution
-    statistic); a method equal to the run's own is the run's own sets, which are always
-    compared (as ``run`` when no listed method equals them)."""
+    once more per other site by ``record_at``; attributed once with the run's classifier for
+    an attribution statistic); a method equal to the run's own is the run's own sets, which
+    are always compared (as ``run`` when no listed method equals them)."""
     selection = config.selection_method()
     recordings = {recording.site: recording}
     attributions: dict[str, AttributionStats] = {}
     compared = []
     for method in selection_methods(config.compare_methods):
         if method.site not in recordings:
-            recordings[method.site] = cached_record(
-                classifier.loaded, splits.identify, config.token_policy, config.batch_size,
-                progress, site=method.site, executor=executor,
-                shards=shard_count(executor, config.shards),
-                setup=ModelSpec.on_gpus(config.model, executor.gpus_per_worker).load)
+            recordings[method.site] = record_at(method.site)
         if (method.site, method.config) == (selection.site, selection.config):
             compared.append(Compared(method.name, method.label, sets, "", sources))
             continue
