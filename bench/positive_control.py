@@ -1,5 +1,5 @@
 """Positive control on the embedded model: can removing neurons chosen by their attribution
-(:mod:`emoneuron.attribution`) lower their emotion's accuracy where random neurons do not?
+(:mod:`emoneuron.causal.attribution`) lower their emotion's accuracy where random neurons do not?
 
     .venv/bin/python bench/positive_control.py [--out positive_control.csv]
 
@@ -25,19 +25,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emoneuron.attribution import attribute
-from emoneuron.attribution_stats import AttributionStats
-from emoneuron.controls import random_matched
+from emoneuron.causal.attribution import attribute
+from emoneuron.causal.classifier import Classifier, order_shots
+from emoneuron.causal.intervene import Ablation, applied
+from emoneuron.causal.significance import tango_interval, wilson_interval
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.data.split import split
 from emoneuron.data.synth import synthesize
-from emoneuron.evaluate import Classifier, order_shots
-from emoneuron.identify import IdentifyConfig, NeuronSets, identify
-from emoneuron.intervene import Ablation, applied
 from emoneuron.models.loading import load
-from emoneuron.record import dialogue_group
-from emoneuron.scores import ATTRIBUTION_STATISTICS
-from emoneuron.stats import tango_interval, wilson_interval
+from emoneuron.recording.attribution_stats import AttributionStats
+from emoneuron.recording.statistics import dialogue_group
+from emoneuron.selection.controls import random_matched
+from emoneuron.selection.identify import IdentifyConfig, NeuronSets, identify
+from emoneuron.selection.scores import ATTRIBUTION_STATISTICS
 
 MODEL = "smollm2-135m"
 SHARES = (0.005, 0.01, 0.02, 0.05)

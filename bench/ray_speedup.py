@@ -20,14 +20,14 @@ from pathlib import Path
 
 import torch
 
+from emoneuron.causal.classifier import Classifier, order_shots
+from emoneuron.causal.sweep import ConditionStore, Design, EvaluationSetup, Sources, execute, grid
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.data.synth import synthesize
-from emoneuron.evaluate import Classifier, order_shots
 from emoneuron.executors import ExecutorConfig, LocalExecutor, RayExecutor
-from emoneuron.identify import IdentifyConfig, identify
 from emoneuron.models.loading import ModelSpec, load
-from emoneuron.record import record, record_sharded
-from emoneuron.sweep import ConditionStore, Design, EvaluationSetup, Sources, execute, grid
+from emoneuron.recording.recorder import record, record_sharded
+from emoneuron.selection.identify import IdentifyConfig, identify
 
 ROOT = Path(__file__).resolve().parent.parent
 

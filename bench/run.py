@@ -21,14 +21,14 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from emoneuron.causal.classifier import Classifier, order_shots
+from emoneuron.causal.intervene import applied
+from emoneuron.causal.sweep import Condition, Sources, ablation_for
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.data.synth import synthesize
-from emoneuron.evaluate import Classifier, order_shots
-from emoneuron.identify import IdentifyConfig, identify
-from emoneuron.intervene import applied
 from emoneuron.models.loading import LoadedModel, load
-from emoneuron.record import encode_for_recording, record
-from emoneuron.sweep import Condition, Sources, ablation_for
+from emoneuron.recording.recorder import encode_for_recording, record
+from emoneuron.selection.identify import IdentifyConfig, identify
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +93,8 @@ def load_seconds(model: str) -> float:
 def recording_peak_mib(model: str, per_emotion: int, batch: int) -> float:
     """Peak resident memory of a fresh process that records ``per_emotion`` x 6 dialogues."""
     code = ("import resource; from emoneuron.models import load; "
-            "from emoneuron.data.synth import synthesize; from emoneuron.record import record; "
+            "from emoneuron.data.synth import synthesize; "
+            "from emoneuron.recording.recorder import record; "
             f"m = load({model!r}); record(m, synthesize({per_emotion}, seed=3, max_turns=2), "
             f"'all', {batch}, False); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")

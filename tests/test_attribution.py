@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from emoneuron.attribution import attribute
-from emoneuron.attribution_stats import AttributionStats
+from emoneuron.causal.attribution import attribute
+from emoneuron.causal.classifier import Classifier
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.errors import UserError
-from emoneuron.evaluate import Classifier
-from emoneuron.identify import IdentifyConfig, identify
 from emoneuron.models.adapters import ACTIVATION_SITE, DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
-from emoneuron.record import site_hooks
-from emoneuron.scores import attribution_scores, compute_scores
+from emoneuron.recording.attribution_stats import AttributionStats
+from emoneuron.recording.recorder import site_hooks
+from emoneuron.selection.identify import IdentifyConfig, identify
+from emoneuron.selection.scores import attribution_scores, compute_scores
 
 
 def _shots() -> list[Record]:

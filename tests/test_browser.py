@@ -26,8 +26,8 @@ import pytest
 from test_report import make_run
 from websockets.sync.client import ClientConnection, connect
 
-from emoneuron.compare import write_comparison
-from emoneuron.htmlpage import Section, page, table
+from emoneuron.reporting.compare import write_comparison
+from emoneuron.reporting.html import Section, page, table
 from emoneuron.run import RunConfig, run
 
 START_TIMEOUT_S = 30

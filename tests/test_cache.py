@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from emoneuron.cache import cached_record
 from emoneuron.data.schema import Record
 from emoneuron.models.adapters import PRE_ACTIVATION_SITE
 from emoneuron.models.loading import LoadedModel
+from emoneuron.recording.cache import cached_record
 
 MakeTiny = Callable[[str], LoadedModel]
 

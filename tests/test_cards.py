@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from emoneuron.cards import format_card, neuron_card, vocab_projection, write_cards
 from emoneuron.cli import main
 from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import Record, write_records
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
-from emoneuron.identify import IdentifyConfig, identify
 from emoneuron.io import write_json
 from emoneuron.models.loading import LoadedModel, load
-from emoneuron.record import record
+from emoneuron.recording.recorder import record
+from emoneuron.reporting.cards import format_card, neuron_card, vocab_projection, write_cards
+from emoneuron.selection.identify import IdentifyConfig, identify
 
 MakeTiny = Callable[[str], LoadedModel]
 
@@ -135,8 +135,8 @@ def test_cli_neuron_of_a_model_alone_projects_only(tiny_model_dir: Path,
 
 def test_write_cards_for_each_emotions_top_neurons(run_dir: Path, tmp_path: Path) -> None:
     from emoneuron.data.schema import read_records
-    from emoneuron.identify import NeuronSets
-    from emoneuron.record import Recording
+    from emoneuron.recording.statistics import Recording
+    from emoneuron.selection.identify import NeuronSets
 
     loaded = load(json.loads((run_dir / "manifest.json").read_text())["config"]["model"])
     sets = NeuronSets.load(run_dir / "neurons.json")

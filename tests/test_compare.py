@@ -13,9 +13,9 @@ import pytest
 from test_report import N_LAYERS, WIDTH, make_run
 
 from emoneuron.cli import main
-from emoneuron.compare import differences, load_runs, wasserstein_1d, write_comparison
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
+from emoneuron.reporting.compare import differences, load_runs, wasserstein_1d, write_comparison
 
 SHALLOW = 18
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from emoneuron.controls import (
+from emoneuron.data.schema import EMOTIONS
+from emoneuron.models.adapters import DEFAULT_SITE
+from emoneuron.recording.statistics import ActivationStats
+from emoneuron.selection.controls import (
     frequency,
     frequency_matched,
     least_selective,
     null_matched,
     random_matched,
 )
-from emoneuron.data.schema import EMOTIONS
-from emoneuron.identify import IdentifyConfig, Neuron, NeuronSets
-from emoneuron.models.adapters import DEFAULT_SITE
-from emoneuron.record import ActivationStats
-from emoneuron.scores import entropy_selectivity
+from emoneuron.selection.identify import IdentifyConfig, Neuron, NeuronSets
+from emoneuron.selection.scores import entropy_selectivity
 
 N_LAYERS, WIDTH = 2, 400
 
@@ -98,11 +98,11 @@ def test_null_matched_ranks_by_the_null_score_and_fills_a_short_layer_at_random(
 def test_shuffled_control_matches_every_sets_layer_counts(make_tiny) -> None:  # type: ignore[no-untyped-def]
     import pytest
 
-    from emoneuron.controls import shuffled_controls
     from emoneuron.data.synth import synthesize
     from emoneuron.errors import UserError
-    from emoneuron.identify import identify
-    from emoneuron.record import record
+    from emoneuron.recording.recorder import record
+    from emoneuron.selection.controls import shuffled_controls
+    from emoneuron.selection.identify import identify
 
     loaded = make_tiny("llama")
     recording = record(loaded, synthesize(8, seed=0, max_turns=2), "dialogue", 8, False)

@@ -16,14 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from emoneuron.cards import vocab_projection
+from emoneuron.causal.classifier import Classifier
+from emoneuron.causal.intervene import Ablation, applied
+from emoneuron.causal.steer import _prompts, continue_dialogues
 from emoneuron.data.schema import Record
 from emoneuron.errors import UserError
-from emoneuron.evaluate import Classifier
-from emoneuron.intervene import Ablation, applied
 from emoneuron.models.loading import DeviceMap, LoadedModel, load
-from emoneuron.record import Recording, record
-from emoneuron.steer import _prompts, continue_dialogues
+from emoneuron.recording.recorder import record
+from emoneuron.recording.statistics import Recording
+from emoneuron.reporting.cards import vocab_projection
 
 DEVICE_MAP = {"model.embed_tokens": "disk", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
               "model.layers.1": "disk", "model.norm": "cpu", "lm_head": "disk"}

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emoneuron.causal.classifier import CHANCE, Classifier, order_shots
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.data.synth import synthesize
-from emoneuron.evaluate import CHANCE, Classifier, order_shots
 from emoneuron.models.loading import EMBEDDED, LoadedModel, export, load
 
 

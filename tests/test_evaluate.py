@@ -12,10 +12,10 @@ from conftest import build_word_tokenizer
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from emoneuron.causal.classifier import CONTENT_FREE, Classifier, order_shots, query_text
+from emoneuron.causal.intervene import Ablation, applied
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.errors import UserError
-from emoneuron.evaluate import CONTENT_FREE, Classifier, order_shots, query_text
-from emoneuron.intervene import Ablation, applied
 from emoneuron.models.loading import LoadedModel
 
 

@@ -14,12 +14,9 @@ from pathlib import Path
 import pytest
 from openai_server import CUES, Script, serve
 
-from emoneuron.chat import HttpChat, RetryPolicy
 from emoneuron.cli import main
-from emoneuron.data.lexicon import names_emotion
-from emoneuron.data.schema import EMOTIONS, read_records
-from emoneuron.errors import UserError
-from emoneuron.generate import (
+from emoneuron.data.chat import HttpChat, RetryPolicy
+from emoneuron.data.generate import (
     GenerateConfig,
     fleiss_kappa,
     generate,
@@ -27,6 +24,9 @@ from emoneuron.generate import (
     parse_label,
     paths,
 )
+from emoneuron.data.lexicon import names_emotion
+from emoneuron.data.schema import EMOTIONS, read_records
+from emoneuron.errors import UserError
 
 FAST = {"timeout": 0.5, "max_retries": 3, "backoff": 0.05, "concurrency": 4}
 
@@ -165,7 +165,7 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
 
 
 def test_retry_after_as_http_date_and_exhausted_retries() -> None:
-    from emoneuron.chat import ChatFailure
+    from emoneuron.data.chat import ChatFailure
 
     waits: list[float] = []
     # Nothing listens on port 9 of 127.0.0.1: every attempt is a refused connection.
@@ -186,7 +186,7 @@ def test_kill_and_resume_leaves_no_duplicates(tmp_path: Path) -> None:
     with serve(script) as url:
         config = GenerateConfig(model="writer-1", judges=("judge-a",), endpoint=url,
                                 topics=topics, emotions=("anger", "fear"), **FAST)
-        code = (f"from emoneuron.generate import GenerateConfig, generate\n"
+        code = (f"from emoneuron.data.generate import GenerateConfig, generate\n"
                 f"generate(GenerateConfig(**{json.dumps(config.__dict__)}), {str(out)!r}, "
                 f"progress=False)\n")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from emoneuron.htmlpage import Section, hover, page, render_figure, table
+from emoneuron.reporting.html import Section, hover, page, render_figure, table
 
 
 def test_page_has_sections_in_order_a_nav_and_only_inline_script() -> None:

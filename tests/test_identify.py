@@ -12,9 +12,9 @@ import torch
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.identify import IdentifyConfig, Neuron, NeuronSets, identify
-from emoneuron.record import ActivationStats
-from emoneuron.scores import compute_scores, entropy_selectivity
+from emoneuron.recording.statistics import ActivationStats
+from emoneuron.selection.identify import IdentifyConfig, Neuron, NeuronSets, identify
+from emoneuron.selection.scores import compute_scores, entropy_selectivity
 
 LAYERS, WIDTH = 3, 20
 N_NEURONS = LAYERS * WIDTH
@@ -461,7 +461,7 @@ def test_old_multi_neurons_json_loads_as_normalised(tmp_path: Path) -> None:
 
 
 def test_selection_methods_name_their_site_and_rule() -> None:
-    from emoneuron.identify import SELECTION_METHODS, selection_method
+    from emoneuron.selection.identify import SELECTION_METHODS, selection_method
 
     lape = SELECTION_METHODS["lape"]
     assert (lape.label, lape.site) == ("LAPE (Tang et al. 2024)", "mlp.activation")

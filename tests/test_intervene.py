@@ -10,11 +10,11 @@ import pytest
 import torch
 from mlp_reference import assert_unhooked, logits, reference_logits
 
+from emoneuron.causal.intervene import Ablation, applied, with_means
 from emoneuron.errors import UserError
-from emoneuron.intervene import Ablation, applied, with_means
 from emoneuron.models.adapters import ACTIVATION_SITE, DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
-from emoneuron.record import ActivationStats
+from emoneuron.recording.statistics import ActivationStats
 
 MEANS = (0.3, -0.7, 1.1)  # one per chosen neuron, in the order of _chosen
 

@@ -14,7 +14,7 @@ MEASURE = """
 import resource, sys
 from emoneuron.data.synth import synthesize
 from emoneuron.models import load
-from emoneuron.record import record
+from emoneuron.recording.recorder import record
 
 def peak_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -11,17 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from emoneuron.causal.classifier import Classifier, order_shots
+from emoneuron.causal.prompts import choose_prompt
+from emoneuron.causal.significance import stratified_interval
 from emoneuron.cli import main
 from emoneuron.data.schema import EMOTIONS, Record, read_records
 from emoneuron.data.split import split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
-from emoneuron.evaluate import Classifier, order_shots
-from emoneuron.identify import SELECTION_METHODS
 from emoneuron.models.loading import LoadedModel
 from emoneuron.run import RunConfig, preset_config, run
-from emoneuron.stats import stratified_interval
-from emoneuron.variants import choose_prompt
+from emoneuron.selection.identify import SELECTION_METHODS
 
 CONFIG = RunConfig(per_emotion=10, max_turns=2, eval_fraction=0.4, share=0.05,
                    controls=("random",), sweep=False, dose_strengths=(), steer=False,

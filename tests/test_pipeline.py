@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from emoneuron.causal.sweep import grid
 from emoneuron.cli import main
 from emoneuron.data.schema import EMOTIONS, read_records
-from emoneuron.identify import SELECTION_METHODS
 from emoneuron.run import RunConfig, design_of, run
-from emoneuron.sweep import grid
+from emoneuron.selection.identify import SELECTION_METHODS
 
 CONFIG = RunConfig(per_emotion=8, max_turns=2, eval_fraction=0.4, share=0.05,
                    proportions=(0.5, 1.0), batch_size=8)
@@ -267,8 +267,8 @@ def test_report_shows_dose_response_and_steering(run_dir: Path) -> None:
 
 def test_cli_evaluate_compares_prompt_variants_on_one_split(tmp_path: Path,
                                                             tiny_model_dir: Path) -> None:
+    from emoneuron.causal.classifier import Classifier, order_shots
     from emoneuron.data.split import split
-    from emoneuron.evaluate import Classifier, order_shots
     from emoneuron.models.loading import load
 
     out = tmp_path / "variants.csv"

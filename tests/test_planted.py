@@ -20,16 +20,16 @@ import pytest
 import torch
 from conftest import build_word_tokenizer
 
-from emoneuron.attribution import attribute
+from emoneuron.causal.attribution import attribute
+from emoneuron.causal.classifier import CHANCE, Classifier
+from emoneuron.causal.significance import mcnemar_exact
+from emoneuron.causal.sweep import ConditionStore, Design, Sources, correctness, execute, grid
+from emoneuron.causal.tables import ablation_tables
 from emoneuron.data.schema import EMOTIONS, Record, Turn
-from emoneuron.evaluate import CHANCE, Classifier
-from emoneuron.identify import IdentifyConfig, Neuron, NeuronSets, identify
 from emoneuron.models.adapters import DEFAULT_SITE, adapter_for
 from emoneuron.models.loading import LoadedModel
-from emoneuron.record import record
-from emoneuron.stats import mcnemar_exact
-from emoneuron.sweep import ConditionStore, Design, Sources, correctness, execute, grid
-from emoneuron.tables import ablation_tables
+from emoneuron.recording.recorder import record
+from emoneuron.selection.identify import IdentifyConfig, Neuron, NeuronSets, identify
 
 KEYWORDS = {"anger": ("furious", "livid", "rage"), "disgust": ("gross", "revolting", "nasty"),
             "fear": ("terrified", "afraid", "dread"),

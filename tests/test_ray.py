@@ -14,17 +14,18 @@ import pandas as pd
 import pytest
 import torch
 
-from emoneuron.attribution_stats import AttributionStats
+from emoneuron.causal.classifier import Classifier, order_shots
+from emoneuron.causal.sweep import ConditionStore, Design, EvaluationSetup, Sources, execute, grid
 from emoneuron.data.schema import Record
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
-from emoneuron.evaluate import Classifier, order_shots
 from emoneuron.executors import ExecutorConfig, LocalExecutor, RayExecutor
-from emoneuron.identify import IdentifyConfig, identify
 from emoneuron.models.loading import LoadedModel, ModelSpec, load
-from emoneuron.record import Recording, record, record_sharded
+from emoneuron.recording.attribution_stats import AttributionStats
+from emoneuron.recording.recorder import record, record_sharded
+from emoneuron.recording.statistics import Recording
 from emoneuron.run import RunConfig, run
-from emoneuron.sweep import ConditionStore, Design, EvaluationSetup, Sources, execute, grid
+from emoneuron.selection.identify import IdentifyConfig, identify
 
 ray = pytest.importorskip("ray")
 

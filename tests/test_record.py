@@ -21,7 +21,8 @@ from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel
-from emoneuron.record import ActivationStats, Recording, encode_for_recording, record
+from emoneuron.recording.recorder import encode_for_recording, record
+from emoneuron.recording.statistics import ActivationStats, Recording
 
 # Llama (gated), Gemma 3 (gated, sliding-window layers) and GPT-2 (plain MLP, Conv1D).
 RECORD_FAMILIES = ("llama", "gemma3", "gpt2")

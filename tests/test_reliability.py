@@ -17,6 +17,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from emoneuron.causal.methods import method_conditions
+from emoneuron.causal.sweep import grid
 from emoneuron.cli import main
 from emoneuron.data.schema import (
     ALIASES,
@@ -28,10 +30,8 @@ from emoneuron.data.schema import (
     write_records,
 )
 from emoneuron.errors import UserError
-from emoneuron.identify import SELECTION_METHODS
-from emoneuron.methods import method_conditions
 from emoneuron.run import RunConfig, design_of
-from emoneuron.sweep import grid
+from emoneuron.selection.identify import SELECTION_METHODS
 
 # -- kill and resume, determinism --------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.report import write_report
+from emoneuron.reporting.report import write_report
 
 N_LAYERS, WIDTH = 30, 64
 CHANCE = 1 / 6

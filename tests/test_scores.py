@@ -13,8 +13,14 @@ import torch
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.record import N_BINS, ActivationStats, bin_edges
-from emoneuron.scores import STATISTICS, auroc, compute_scores, frequency_difference, welch_t
+from emoneuron.recording.statistics import N_BINS, ActivationStats, bin_edges
+from emoneuron.selection.scores import (
+    STATISTICS,
+    auroc,
+    compute_scores,
+    frequency_difference,
+    welch_t,
+)
 
 N_NEURONS = 4
 

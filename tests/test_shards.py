@@ -14,8 +14,9 @@ from emoneuron.data.schema import Record
 from emoneuron.errors import UserError
 from emoneuron.models.adapters import PRE_ACTIVATION_SITE
 from emoneuron.models.loading import LoadedModel
-from emoneuron.record import Recording, record
-from emoneuron.scores import STATISTICS, compute_scores
+from emoneuron.recording.recorder import record
+from emoneuron.recording.statistics import Recording
+from emoneuron.selection.scores import STATISTICS, compute_scores
 
 MakeTiny = Callable[[str], LoadedModel]
 

@@ -19,14 +19,14 @@ from torch import nn
 from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
-from emoneuron.identify import IdentifyConfig, identify
 from emoneuron.models.adapters import (
     ACTIVATION_SITE,
     DEFAULT_SITE,
     PRE_ACTIVATION_SITE,
 )
 from emoneuron.models.loading import LoadedModel
-from emoneuron.record import record
+from emoneuron.recording.recorder import record
+from emoneuron.selection.identify import IdentifyConfig, identify
 
 MakeTiny = Callable[[str], LoadedModel]
 SITES = (DEFAULT_SITE, ACTIVATION_SITE, PRE_ACTIVATION_SITE)

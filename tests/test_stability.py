@@ -18,9 +18,9 @@ import torch
 from emoneuron.cli import main
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.identify import IdentifyConfig
-from emoneuron.record import N_BINS, Recording
-from emoneuron.stability import (
+from emoneuron.recording.statistics import N_BINS, Recording
+from emoneuron.selection.identify import IdentifyConfig
+from emoneuron.selection.stability import (
     StabilityConfig,
     _bootstrap_weights,
     permuted_weights,

@@ -13,14 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from emoneuron.controls import ShuffledControl, null_matched
-from emoneuron.data.schema import EMOTIONS
-from emoneuron.errors import UserError
-from emoneuron.identify import IdentifyConfig, Neuron, NeuronSets
-from emoneuron.intervene import Ablation
-from emoneuron.models.adapters import ACTIVATION_SITE, DEFAULT_SITE
-from emoneuron.record import ActivationStats
-from emoneuron.sweep import (
+from emoneuron.causal.intervene import Ablation
+from emoneuron.causal.sweep import (
     DEFAULT_PROPORTIONS,
     LAYER_RANGES,
     Condition,
@@ -32,6 +26,12 @@ from emoneuron.sweep import (
     in_range,
     layer_counts,
 )
+from emoneuron.data.schema import EMOTIONS
+from emoneuron.errors import UserError
+from emoneuron.models.adapters import ACTIVATION_SITE, DEFAULT_SITE
+from emoneuron.recording.statistics import ActivationStats
+from emoneuron.selection.controls import ShuffledControl, null_matched
+from emoneuron.selection.identify import IdentifyConfig, Neuron, NeuronSets
 
 # -- layer ranges ------------------------------------------------------------------------------
 

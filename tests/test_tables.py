@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from emoneuron.causal.intervene import Ablation
+from emoneuron.causal.significance import mcnemar_exact
+from emoneuron.causal.sweep import Condition, ConditionStore, Design, grid
+from emoneuron.causal.tables import ablation_tables
 from emoneuron.data.schema import EMOTIONS, Record, Turn
-from emoneuron.intervene import Ablation
-from emoneuron.stats import mcnemar_exact
-from emoneuron.sweep import Condition, ConditionStore, Design, grid
-from emoneuron.tables import ablation_tables
 
 PER_EMOTION = 15
 EVALUATION = [Record(f"{emotion}-{k}", emotion, (Turn("A", "..."),), "test")

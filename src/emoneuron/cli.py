@@ -68,9 +68,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> None:
-    from emoneuron.identify import NeuronSets
-    from emoneuron.methods import evaluate_sets
-    from emoneuron.report import write_report
+    from emoneuron.causal.methods import evaluate_sets
+    from emoneuron.reporting.report import write_report
+    from emoneuron.selection.identify import NeuronSets
 
     sets = NeuronSets.load(args.neurons)
     table = evaluate_sets(args.run_dir, sets, args.name or args.neurons.stem,
@@ -165,7 +165,7 @@ def _cmd_keyword_free(args: argparse.Namespace) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
-    from emoneuron.generate import GenerateConfig, generate
+    from emoneuron.data.generate import GenerateConfig, generate
 
     summary = generate(_dataclass_from(GenerateConfig, args), args.out, progress=not args.quiet)
     print(f"{summary.done_now} items done now ({summary.done_before} before); "
@@ -193,7 +193,7 @@ def _cmd_record(args: argparse.Namespace) -> None:
     from emoneuron.data.schema import read_records, records_hash, select_classes
     from emoneuron.executors import ExecutorConfig, executor_for
     from emoneuron.models.loading import ModelSpec, load
-    from emoneuron.record import record_sharded, shard_count
+    from emoneuron.recording.recorder import record_sharded, shard_count
 
     records, _ = select_classes(read_records(args.data), include_neutral=False)
     loaded = load(args.model, device=args.device)
@@ -208,9 +208,9 @@ def _cmd_record(args: argparse.Namespace) -> None:
 
 
 def _cmd_identify(args: argparse.Namespace) -> None:
-    from emoneuron.identify import IdentifyConfig, identify
-    from emoneuron.record import Recording
-    from emoneuron.stability import StabilityConfig, write_stability
+    from emoneuron.recording.statistics import Recording
+    from emoneuron.selection.identify import IdentifyConfig, identify
+    from emoneuron.selection.stability import StabilityConfig, write_stability
 
     recording = Recording.load(args.stats)
     config = _dataclass_from(IdentifyConfig, args)
@@ -229,12 +229,12 @@ def _cmd_identify(args: argparse.Namespace) -> None:
 
 
 def _cmd_neuron(args: argparse.Namespace) -> None:
-    from emoneuron.cards import format_card, neuron_card
     from emoneuron.data.schema import read_records
-    from emoneuron.identify import NeuronSets
     from emoneuron.io import read_json
     from emoneuron.models.loading import load
-    from emoneuron.record import Recording
+    from emoneuron.recording.statistics import Recording
+    from emoneuron.reporting.cards import format_card, neuron_card
+    from emoneuron.selection.identify import NeuronSets
 
     target = Path(args.target)
     stats, data, neurons = args.stats, args.data, args.neurons
@@ -253,10 +253,10 @@ def _cmd_neuron(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from emoneuron.causal.prompts import VariantsConfig, prompt_variants
     from emoneuron.data.schema import read_records
     from emoneuron.data.synth import synthesize
     from emoneuron.models.loading import load
-    from emoneuron.variants import VariantsConfig, prompt_variants
 
     records = (read_records(args.data) if args.data
                else synthesize(args.per_emotion, args.seed, args.max_turns))
@@ -272,7 +272,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from emoneuron.report import write_report
+    from emoneuron.reporting.report import write_report
 
     print(f"report: {write_report(args.run_dir)}")
 
@@ -311,21 +311,21 @@ def _add_data_parsers(data: Any) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
-    from emoneuron.compare import write_comparison
+    from emoneuron.reporting.compare import write_comparison
 
     print(f"comparison: {write_comparison(args.run_dirs, args.out)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from emoneuron.causal.prompts import VariantsConfig
+    from emoneuron.data.generate import GenerateConfig
     from emoneuron.executors import ExecutorConfig
-    from emoneuron.generate import GenerateConfig
-    from emoneuron.identify import IdentifyConfig
     from emoneuron.models.adapters import DEFAULT_SITE
-    from emoneuron.record import DEFAULT_GROUPS, TOKEN_POLICIES
+    from emoneuron.recording.statistics import DEFAULT_GROUPS, TOKEN_POLICIES
     from emoneuron.run import PRESETS, RunConfig
-    from emoneuron.scores import STATISTICS
-    from emoneuron.stability import StabilityConfig
-    from emoneuron.variants import VariantsConfig
+    from emoneuron.selection.identify import IdentifyConfig
+    from emoneuron.selection.scores import STATISTICS
+    from emoneuron.selection.stability import StabilityConfig
 
     parser = argparse.ArgumentParser(prog="emoneuron", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -28,11 +28,24 @@ from typing import Any
 import torch
 
 from emoneuron import __version__
-from emoneuron.attribution import attribute
-from emoneuron.attribution_stats import AttributionStats
-from emoneuron.cache import cached_record
-from emoneuron.cards import write_cards
-from emoneuron.controls import CONTROLS, ShuffledControl, shuffled_controls
+from emoneuron.causal.attribution import attribute
+from emoneuron.causal.classifier import CHANCE, Classifier, order_shots
+from emoneuron.causal.intervene import Ablation
+from emoneuron.causal.methods import Compared, compare_in_run, selection_methods, write_comparison
+from emoneuron.causal.prompts import PromptChoice, choose_prompt
+from emoneuron.causal.steer import steer
+from emoneuron.causal.sweep import (
+    DEFAULT_PROPORTIONS,
+    Condition,
+    ConditionStore,
+    Design,
+    EvaluationSetup,
+    Sources,
+    execute,
+    grid,
+    is_sweep,
+)
+from emoneuron.causal.tables import ablation_tables, dose_table, sweep_table
 from emoneuron.data.dedup import check_leaks
 from emoneuron.data.schema import (
     EMOTIONS,
@@ -45,9 +58,17 @@ from emoneuron.data.schema import (
 from emoneuron.data.split import Splits, split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
-from emoneuron.evaluate import CHANCE, Classifier, order_shots
 from emoneuron.executors import ExecutorConfig, LocalExecutor, RayExecutor, executor_for
-from emoneuron.identify import (
+from emoneuron.io import read_json, sha256_bytes, write_csv, write_json
+from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, load
+from emoneuron.recording.attribution_stats import AttributionStats
+from emoneuron.recording.cache import cached_record
+from emoneuron.recording.recorder import shard_count
+from emoneuron.recording.statistics import DEFAULT_GROUPS, N_BINS, Recording
+from emoneuron.reporting.cards import write_cards
+from emoneuron.reporting.report import write_report
+from emoneuron.selection.controls import CONTROLS, ShuffledControl, shuffled_controls
+from emoneuron.selection.identify import (
     SELECTION_METHODS,
     IdentifyConfig,
     NeuronSets,
@@ -55,28 +76,8 @@ from emoneuron.identify import (
     identify,
     selection_method,
 )
-from emoneuron.intervene import Ablation
-from emoneuron.io import read_json, sha256_bytes, write_csv, write_json
-from emoneuron.methods import Compared, compare_in_run, selection_methods, write_comparison
-from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, load
-from emoneuron.record import DEFAULT_GROUPS, N_BINS, Recording, shard_count
-from emoneuron.report import write_report
-from emoneuron.scores import ATTRIBUTION_STATISTICS
-from emoneuron.stability import write_stability
-from emoneuron.steer import steer
-from emoneuron.sweep import (
-    DEFAULT_PROPORTIONS,
-    Condition,
-    ConditionStore,
-    Design,
-    EvaluationSetup,
-    Sources,
-    execute,
-    grid,
-    is_sweep,
-)
-from emoneuron.tables import ablation_tables, dose_table, sweep_table
-from emoneuron.variants import PromptChoice, choose_prompt
+from emoneuron.selection.scores import ATTRIBUTION_STATISTICS
+from emoneuron.selection.stability import write_stability
 
 CARDS_PER_EMOTION = 5  # neuron cards written for each emotion's top neurons, linked in the report
 PACKAGES = ("torch", "transformers", "safetensors", "numpy", "pandas", "matplotlib", "tqdm")
@@ -91,7 +92,7 @@ class RunConfig:
     seed: int = 0
     eval_fraction: float = 0.4
     token_policy: str = "dialogue"
-    selection: str = "lape"  # a method of emoneuron.identify.SELECTION_METHODS
+    selection: str = "lape"  # a method of emoneuron.selection.identify.SELECTION_METHODS
     # Overrides of the selection method's own settings; None keeps the method's.
     site: str | None = None
     statistic: str | None = None
@@ -103,7 +104,7 @@ class RunConfig:
     control_seeds: tuple[int, ...] = (0, 1, 2)
     controls: tuple[str, ...] = CONTROLS
     other_control_seeds: int = 3  # the first N control seeds also drive frequency and shuffled
-    mode: str = "zero"  # how the neurons are removed; see emoneuron.intervene
+    mode: str = "zero"  # how the neurons are removed; see emoneuron.causal.intervene
     strength: float = 0.0
     tokens: str = "all"  # all | dialogue | last
     dose_strengths: tuple[float, ...] = (0.0, 0.5, 2.0)
@@ -112,13 +113,14 @@ class RunConfig:
     sweep_eval: str = "self"
     shots: int = 1  # few-shot examples per emotion; 0 = zero-shot
     # best: the prompt style and calibration with the highest worst-emotion accuracy on the
-    # identification split (emoneuron.variants.choose_prompt); fixed: prompt and calibrate.
+    # identification split (emoneuron.causal.prompts.choose_prompt); fixed: prompt and calibrate.
     prompt_choice: str = "best"
     calibrate: bool = True
     prompt: str = "auto"  # auto = chat template for instruct models, plain text otherwise
     eval_data: str | None = None  # evaluate on this JSONL file instead of a held-out split
-    # Selection methods (emoneuron.identify.SELECTION_METHODS) compared by their causal effect
-    # (emoneuron.methods); their random controls use the first method_control_seeds seeds.
+    # Selection methods (emoneuron.selection.identify.SELECTION_METHODS) compared by their causal
+    # effect (emoneuron.causal.methods); their random controls use the first method_control_seeds
+    # seeds.
     compare_methods: tuple[str, ...] = tuple(SELECTION_METHODS)
     method_control_seeds: int = 1
     steer: bool = True

@@ -27,14 +27,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
-from transformers import PretrainedConfig, PreTrainedModel
 
 from emoneuron.errors import UserError
+
+if TYPE_CHECKING:  # transformers is heavy to import; the adapters need only its types
+    from transformers import PretrainedConfig, PreTrainedModel
 
 DEFAULT_SITE = "mlp.down_proj.input"
 ACTIVATION_SITE = "mlp.activation"

@@ -22,15 +22,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from emoneuron.controls import random_matched
+from emoneuron.causal.classifier import Classifier
+from emoneuron.causal.intervene import Ablation, applied
+from emoneuron.causal.significance import mcnemar_exact, wilson_interval
 from emoneuron.data.lexicon import emotion_word_counts
 from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import EMOTIONS, Record, Turn
-from emoneuron.evaluate import Classifier
-from emoneuron.identify import NeuronSets
-from emoneuron.intervene import Ablation, applied
 from emoneuron.io import read_json, sha256_bytes, write_json
-from emoneuron.stats import mcnemar_exact, wilson_interval
+from emoneuron.selection.controls import random_matched
+from emoneuron.selection.identify import NeuronSets
 
 NEW_TOKENS = 24
 FORMAT = 2  # steering.json written by an older format is recomputed, not reused

@@ -1,7 +1,7 @@
 """The report's causal-validation section: every control set with corrected tests, the
 dose-response curves, and steering.
 
-Kept apart from :mod:`emoneuron.report` (which lays out the page) so each stays short; the
+Kept apart from :mod:`emoneuron.reporting.report` (which lays out the page) so each stays short; the
 figures go through the page's own renderer, passed in as ``render``.
 """
 
@@ -18,8 +18,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.htmlpage import table
 from emoneuron.io import read_json
+from emoneuron.reporting.html import table
 
 Render = Callable[[str, str, str, Callable[[], Figure]], str]
 CONTROL_NAMES = {"random": "random, layer-matched", "frequency": "random, frequency-matched",

@@ -1,7 +1,7 @@
 """The result tables a person opens (``ablation.csv``, ``effects.csv``, ``sweep.csv``), built from
 the per-dialogue predictions in the condition store, with the intervals and tests of
-:mod:`emoneuron.stats`: Wilson intervals for accuracies, Tango's paired interval for a drop (or
-an excess drop over one control seed), the adjusted interval over several seeds, the slot
+:mod:`emoneuron.causal.significance`: Wilson intervals for accuracies, Tango's paired interval for a
+drop (or an excess drop over one control seed), the adjusted interval over several seeds, the slot
 permutation test against the control seeds, and each self effect's minimum detectable drop."""
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emoneuron.controls import CONTROLS
-from emoneuron.data.schema import EMOTIONS, Record
-from emoneuron.stats import (
+from emoneuron.causal.significance import (
     N_BOOTSTRAP,
     Interval,
     adjusted_mean_interval,
@@ -29,7 +27,9 @@ from emoneuron.stats import (
     tango_interval,
     wilson_interval,
 )
-from emoneuron.sweep import Condition, ConditionStore, correctness, is_sweep, layer_counts
+from emoneuron.causal.sweep import Condition, ConditionStore, correctness, is_sweep, layer_counts
+from emoneuron.data.schema import EMOTIONS, Record
+from emoneuron.selection.controls import CONTROLS
 
 
 def _correct(store: ConditionStore, condition: Condition,
@@ -158,7 +158,8 @@ def _effect(baseline: pd.DataFrame, mask: pd.DataFrame, controls: Sequence[pd.Da
 
 
 def _power(base: np.ndarray) -> dict[str, Any]:
-    """What a self effect could have shown: see :func:`emoneuron.stats.min_detectable_drop`."""
+    """What a self effect could have shown: see
+    :func:`emoneuron.causal.significance.min_detectable_drop`."""
     smallest = min_detectable_drop(len(base), float(base.mean()))
     flagged = near_chance(base)
     return {"min_detectable_drop": smallest, "near_chance": flagged,

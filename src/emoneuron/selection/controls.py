@@ -27,11 +27,11 @@ import torch
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.identify import IdentifyConfig, NeuronSets, membership
 from emoneuron.io import write_json
-from emoneuron.record import ActivationStats, Recording
-from emoneuron.scores import entropy_selectivity
-from emoneuron.stability import permuted_weights
+from emoneuron.recording.statistics import ActivationStats, Recording
+from emoneuron.selection.identify import IdentifyConfig, NeuronSets, membership
+from emoneuron.selection.scores import entropy_selectivity
+from emoneuron.selection.stability import permuted_weights
 
 CONTROLS = ("random", "frequency", "least", "shuffled")
 FREQUENCY_NEIGHBOURS = 10
@@ -143,11 +143,11 @@ class ShuffledControl:
 def shuffled_controls(recording: Recording, config: IdentifyConfig, sets: NeuronSets,
                       seeds: Sequence[int]) -> dict[int, ShuffledControl]:
     """Per seed, the shuffled-label control of every emotion's set: the recording's (emotion,
-    group) cells are relabelled at random (:func:`emoneuron.stability.permuted_weights`: the
-    identification dialogues' labels permuted group by group, from the same pass, with no new
+    group) cells are relabelled at random (:func:`emoneuron.selection.stability.permuted_weights`:
+    the identification dialogues' labels permuted group by group, from the same pass, with no new
     recording), ``config``'s rule scores the neurons without its share or top-n cap
-    (:func:`emoneuron.identify.membership`), and :func:`null_matched` matches each set layer by
-    layer."""
+    (:func:`emoneuron.selection.identify.membership`), and :func:`null_matched` matches each set
+    layer by layer."""
     if config.method == "auroc":
         raise UserError("the shuffled-label control needs per-group statistics, which AUROC's "
                         "histograms do not keep; use another statistic or leave shuffled out of "

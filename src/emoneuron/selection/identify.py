@@ -1,8 +1,8 @@
 """Select the neurons that fire selectively for one emotion, from recorded statistics alone.
 
-The statistic (:mod:`emoneuron.scores`: ``lape``, ``frequency``, ``smd``, ``welch``, ``auroc``
-from a recording; ``attribution``, ``attribution-specific`` from an attribution pass) scores
-every neuron; the rule picks neurons by those scores, without touching the model again:
+The statistic (:mod:`emoneuron.selection.scores`: ``lape``, ``frequency``, ``smd``, ``welch``,
+``auroc`` from a recording; ``attribution``, ``attribution-specific`` from an attribution pass)
+scores every neuron; the rule picks neurons by those scores, without touching the model again:
 
 ``global`` (Tang et al.'s)
     the globally highest ``round(share * n)`` of all n neurons by their overall score;
@@ -15,7 +15,7 @@ Assignment of the kept neurons (``global`` and ``per-layer``):
 
 ``lape`` (Tang et al. 2024's rule, from their ``identify.py``)
     a kept neuron belongs to every emotion whose raw P(active | e) is strictly above the
-    activity bar (:func:`emoneuron.scores.activity_bar`, the same bar as the eligibility
+    activity bar (:func:`emoneuron.selection.scores.activity_bar`, the same bar as the eligibility
     filter): to several emotions, or to none;
 ``argmax`` (this project's)
     each neuron to its single strongest emotion by its per-emotion score (exclusive);
@@ -38,13 +38,13 @@ from typing import Any
 
 import torch
 
-from emoneuron.attribution_stats import AttributionStats
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import read_json, write_json
 from emoneuron.models.adapters import ACTIVATION_SITE, DEFAULT_SITE, SITES
-from emoneuron.record import ActivationStats, Recording
-from emoneuron.scores import (
+from emoneuron.recording.attribution_stats import AttributionStats
+from emoneuron.recording.statistics import ActivationStats, Recording
+from emoneuron.selection.scores import (
     ATTRIBUTION_STATISTICS,
     STATISTICS,
     activity_bar,
@@ -148,7 +148,7 @@ SELECTION_METHODS: dict[str, SelectionMethod] = {method.name: method for method 
                        assignment="argmax"),
         "the 1% of neurons whose zeroing most lowers the gold label's log-probability for one "
         "emotion beyond the others (first-order estimate on the identification split, "
-        "emoneuron.attribution), each assigned to that emotion"),
+        "emoneuron.causal.attribution), each assigned to that emotion"),
 )}
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from emoneuron.chat import ChatFailure, ChatModel, RetryPolicy, open_chat_models
+from emoneuron.data.chat import ChatFailure, ChatModel, RetryPolicy, open_chat_models
 from emoneuron.data.lexicon import names_emotion
 from emoneuron.data.schema import ALIASES, EMOTIONS, Record, Turn, normalize_emotion, write_records
 from emoneuron.data.synth import TOPICS

@@ -2,14 +2,15 @@
 
 Key: SHA-256 of the model's weights (every parameter's name, dtype, shape and bytes), the data
 (:func:`~emoneuron.data.schema.records_hash`), the site, the token policy, the grouping and top-k
-settings, and the code version (emoneuron's version, the recording format and a hash of the
-recorder's source, so a changed recorder never reads an old result). The files live in
+settings, and the code version (emoneuron's version, the recording format and :func:`code_hash`,
+so a changed recorder never reads an old result). The files live in
 ``$EMONEURON_CACHE/stats/KEY.safetensors`` (see :func:`~emoneuron.models.loading.cache_root`).
 Hashing the weights reads them once per call: about a second for SmolLM2-135M on a CPU.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -18,17 +19,17 @@ from pathlib import Path
 import torch
 
 from emoneuron import __version__
-from emoneuron import record as record_module
 from emoneuron.data.schema import Record, records_hash
 from emoneuron.executors import Executor, LocalExecutor
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel, cache_root
-from emoneuron.record import (
+from emoneuron.recording import recorder, statistics
+from emoneuron.recording.recorder import record_sharded
+from emoneuron.recording.statistics import (
     DEFAULT_GROUPS,
     DEFAULT_TOP_K,
     RECORDING_FORMAT,
     Recording,
-    record_sharded,
 )
 
 
@@ -40,8 +41,20 @@ def weights_hash(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _recorder_source_hash() -> str:
-    return hashlib.sha256(Path(record_module.__file__ or "").read_bytes()).hexdigest()[:16]
+def code_hash() -> str:
+    """A hash of the recorder's and the statistics' code as parsed, without docstrings or
+    comments: an edit of their prose keeps the cache, any change of what they compute drops it."""
+    digest = hashlib.sha256()
+    for module in (recorder, statistics):
+        tree = ast.parse(Path(module.__file__ or "").read_text())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                body[0] = ast.Pass()
+        digest.update(ast.dump(tree).encode())
+    return digest.hexdigest()[:16]
 
 
 def recording_key(loaded: LoadedModel, records: Sequence[Record], site: str, token_policy: str,
@@ -49,7 +62,7 @@ def recording_key(loaded: LoadedModel, records: Sequence[Record], site: str, tok
     parts = {"weights": weights_hash(loaded.model), "data": records_hash(list(records)),
              "site": site, "token_policy": token_policy, "groups": groups, "top_k": top_k,
              "group_seed": group_seed,
-             "code": f"{__version__}/{RECORDING_FORMAT}/{_recorder_source_hash()}"}
+             "code": f"{__version__}/{RECORDING_FORMAT}/{code_hash()}"}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -58,8 +71,8 @@ def cached_record(loaded: LoadedModel, records: Sequence[Record], token_policy: 
                   groups: int = DEFAULT_GROUPS, top_k: int = DEFAULT_TOP_K, group_seed: int = 0,
                   cache_dir: str | Path | None = None, executor: Executor | None = None,
                   shards: int = 1, setup: Callable[[], LoadedModel] | None = None) -> Recording:
-    """:func:`~emoneuron.record.record_sharded` (by default one pass in this process), or its
-    cached result for the same inputs. Shards and executors change only float rounding, so
+    """:func:`~emoneuron.recording.recorder.record_sharded` (by default one pass in this process),
+    or its cached result for the same inputs. Shards and executors change only float rounding, so
     they share the cache entry."""
     key = recording_key(loaded, records, site, token_policy, groups, top_k, group_seed)
     path = Path(cache_dir) if cache_dir is not None else cache_root() / "stats"

@@ -1,8 +1,8 @@
 """How much to trust an emotion's neuron set: bootstrap, shuffled-label null and agreement.
 
 All three come from the one recording pass. The recorder sums every dialogue into one of G
-groups per emotion (a seeded hash of its id, :func:`emoneuron.record.dialogue_group`), so a
-group holds whole dialogues of one emotion, and any per-emotion statistic of resampled or
+groups per emotion (a seeded hash of its id, :func:`emoneuron.recording.statistics.dialogue_group`),
+so a group holds whole dialogues of one emotion, and any per-emotion statistic of resampled or
 relabelled data is a weighted sum of the E*G group cells (:meth:`Recording.combined`):
 
 bootstrap
@@ -36,10 +36,10 @@ from tqdm.auto import tqdm
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.identify import IdentifyConfig, identify, membership
 from emoneuron.io import write_json
-from emoneuron.record import Recording
-from emoneuron.scores import STATISTICS
+from emoneuron.recording.statistics import Recording
+from emoneuron.selection.identify import IdentifyConfig, identify, membership
+from emoneuron.selection.scores import STATISTICS
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Selection methods compared by what their neurons cause, on one held-out split.
 
-For each method (a :class:`~emoneuron.identify.NeuronSets`: one neuron set per emotion) and each
-emotion ``e``, three conditions enter: the baseline ``B``, ``e``'s set zeroed (``M_e``, evaluated
-on all six emotions) and random layer-matched controls of ``e``'s set (``C_e``, the mean over the
-control seeds, evaluated on ``e``). The **specific excess drop** is
+For each method (a :class:`~emoneuron.selection.identify.NeuronSets`: one neuron set per emotion)
+and each emotion ``e``, three conditions enter: the baseline ``B``, ``e``'s set zeroed (``M_e``,
+evaluated on all six emotions) and random layer-matched controls of ``e``'s set (``C_e``, the mean
+over the control seeds, evaluated on ``e``). The **specific excess drop** is
 
     SED_e = (own drop) - (control's own drop) - (mean drop on the five other emotions)
           = mean_{d in e}(C_e - M_e) - 1/5 sum_{f != e} mean_{d in f}(B - M_e),
@@ -12,16 +12,16 @@ large only when removing the set hurts its own emotion more than random neurons 
 it hurts the others. Its 95% interval is a normal interval over per-dialogue paired differences,
 stratified by evaluation emotion: SED is a sum of per-emotion means of per-dialogue terms, the
 strata hold different dialogues, so its variance is the sum of each stratum's sample variance
-over its size (:func:`emoneuron.stats.stratified_interval`). The mean over the six emotions is
-again such a sum, with every dialogue's terms pooled, so its interval accounts for the masks
-sharing dialogues.
+over its size (:func:`emoneuron.causal.significance.stratified_interval`). The mean over the six
+emotions is again such a sum, with every dialogue's terms pooled, so its interval accounts for the
+masks sharing dialogues.
 
 ``methods.csv`` holds one row per method and emotion and one (``masked_emotion`` = ``mean``)
 per method, methods ranked by the mean; ``near_chance`` marks an emotion whose baseline cannot
-show a drop (:func:`emoneuron.stats.near_chance`). ``emoneuron run --compare-methods`` fills
-it for the registered methods (:data:`emoneuron.identify.SELECTION_METHODS`) from the run's own
-recordings; ``emoneuron ablate`` (:func:`evaluate_sets`) adds any neurons.json in a finished
-run's context.
+show a drop (:func:`emoneuron.causal.significance.near_chance`). ``emoneuron run --compare-methods``
+fills it for the registered methods (:data:`emoneuron.selection.identify.SELECTION_METHODS`) from
+the run's own recordings; ``emoneuron ablate`` (:func:`evaluate_sets`) adds any neurons.json in a
+finished run's context.
 
 Each method's sets are removed at the site they were found at; in mode ``mean`` the values
 come from the recording at that site (:attr:`Compared.sources`).
@@ -39,17 +39,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emoneuron.data.schema import EMOTIONS, Record, read_records, records_hash
-from emoneuron.errors import UserError
-from emoneuron.evaluate import Classifier, order_shots
-from emoneuron.executors import Executor
-from emoneuron.identify import NeuronSets, SelectionMethod, selection_method
-from emoneuron.intervene import Ablation, applied
-from emoneuron.io import read_json, sha256_bytes, write_csv
-from emoneuron.models.loading import LoadedModel, load
-from emoneuron.record import Recording
-from emoneuron.stats import Interval, near_chance, stratified_interval
-from emoneuron.sweep import (
+from emoneuron.causal.classifier import Classifier, order_shots
+from emoneuron.causal.intervene import Ablation, applied
+from emoneuron.causal.significance import Interval, near_chance, stratified_interval
+from emoneuron.causal.sweep import (
     Condition,
     ConditionStore,
     Design,
@@ -59,7 +52,14 @@ from emoneuron.sweep import (
     execute,
     grid,
 )
-from emoneuron.tables import ablation_tables
+from emoneuron.causal.tables import ablation_tables
+from emoneuron.data.schema import EMOTIONS, Record, read_records, records_hash
+from emoneuron.errors import UserError
+from emoneuron.executors import Executor
+from emoneuron.io import read_json, sha256_bytes, write_csv
+from emoneuron.models.loading import LoadedModel, load
+from emoneuron.recording.statistics import Recording
+from emoneuron.selection.identify import NeuronSets, SelectionMethod, selection_method
 
 METHODS_TABLE = "methods.csv"
 MEAN_ROW = "mean"

@@ -2,8 +2,8 @@
 
 For each dialogue, the objective is the gold label's log-probability among the six labels: the
 log-softmax over the six label-word logits at the scored position after ``Emotion:``, the
-quantity :class:`emoneuron.evaluate.Classifier` decides by (its argmax over the label words is
-the same). A neuron's attribution is its activation times the objective's gradient with respect
+quantity :class:`emoneuron.causal.classifier.Classifier` decides by (its argmax over the label words
+is the same). A neuron's attribution is its activation times the objective's gradient with respect
 to it, summed over the dialogue's query positions (everything after the shared few-shot prefix,
 dialogue and prompt words alike). To first order it is how much the gold label's log-probability
 falls when the neuron is zeroed at those positions: positive means the neuron supports the right
@@ -37,12 +37,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from emoneuron.attribution_stats import AttributionStats
+from emoneuron.causal.classifier import Classifier
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
-from emoneuron.evaluate import Classifier
 from emoneuron.models.adapters import DEFAULT_SITE
-from emoneuron.record import DEFAULT_GROUPS, dialogue_group, site_hooks
+from emoneuron.recording.attribution_stats import AttributionStats
+from emoneuron.recording.recorder import site_hooks
+from emoneuron.recording.statistics import DEFAULT_GROUPS, dialogue_group
 
 
 @contextmanager

@@ -21,16 +21,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emoneuron.data.schema import EMOTIONS, Record
-from emoneuron.data.split import split
-from emoneuron.errors import UserError
-from emoneuron.evaluate import (
+from emoneuron.causal.classifier import (
     CONTENT_FREE,
     Classifier,
     has_chat_template,
     order_shots,
     resolved_style,
 )
+from emoneuron.data.schema import EMOTIONS, Record
+from emoneuron.data.split import split
+from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel
 
 

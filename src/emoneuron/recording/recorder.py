@@ -1,270 +1,42 @@
-"""One batched pass over the data accumulating additive, mergeable statistics of every neuron.
-
-Everything kept is additive, so statistics of two shards merged equal those of the union
-(:meth:`Recording.merge`), and memory does not grow with the data: activations are reduced inside
-the forward hook and never kept.
-
-* Moments per (emotion, group, layer, neuron): counted tokens, tokens with activation > 0, sum,
-  sum of squares. Each dialogue falls into one of ``groups`` groups by a seeded hash of its id;
-  per-emotion totals are sums over groups. Groups are what the bootstrap resamples and what the
-  label-shuffle null permutes (:mod:`emoneuron.stability`), so both need no second pass.
-* A histogram per (emotion, layer, neuron) over fixed bin edges (:func:`bin_edges`, the same for
-  every site and model so shards merge exactly), int32; AUROC is computed from it.
-* The top-k activations of each neuron, one per dialogue (its strongest counted token), with the
-  dialogue (a 64-bit hash of its id), for neuron cards; merging keeps the top k of the union. The
-  token's position is not kept: finding it in the hook cost more than everything else together,
-  and a card finds it again by running that one dialogue (:mod:`emoneuron.cards`).
+"""One batched pass over the data accumulating every neuron's statistics
+(:mod:`emoneuron.recording.statistics`): activations are reduced inside the forward hook and
+never kept.
 
 Token policies decide which positions count: ``dialogue`` (default) the tokens of the turns' own
 words, excluding speaker tags and line breaks; ``last`` the final token of each dialogue; ``all``
-every token.
+every token. The token's position of a top-k activation is not kept: finding it in the hook cost
+more than everything else together, and a card finds it again by running that one dialogue
+(:mod:`emoneuron.reporting.cards`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
 from emoneuron.data.render import render_dialogue, tokens_in_spans
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.executors import Executor, LocalExecutor
-from emoneuron.io import atomic_open, write_json
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
-
-TOKEN_POLICIES = ("dialogue", "last", "all")
-DEFAULT_GROUPS = 16
-DEFAULT_TOP_K = 8
-RECORDING_FORMAT = "2"  # grouped moments, histograms and top-k; format 1 had moments only
-
-
-# Histogram bins are octaves of |activation|: 2^-10 .. 2^4 on each side of 0, 32 bins in all.
-OCTAVES = 15  # finite edges per sign
-SMALLEST_EXPONENT = -10  # |x| < 2^-10 counts as about zero
-
-
-def bin_edges() -> torch.Tensor:
-    """The 31 fixed edges of the 32 histogram bins: 0 and +-2^(-10 .. 4).
-
-    Activations of FFN sites are concentrated near 0 with long tails, and their scale differs
-    between sites and models; octave bins resolve every scale alike without a calibration pass,
-    and the open outer bins hold everything beyond +-16. The recorder finds a value's octave
-    from its float32 exponent bits (:func:`octave_bins`); a value exactly on a negative edge
-    falls into the bin above it. The edges are a
-    constant, never fitted to data, so histograms of any two shards add exactly."""
-    positive = 2.0 ** torch.arange(SMALLEST_EXPONENT, SMALLEST_EXPONENT + OCTAVES,
-                                   dtype=torch.float64)
-    return torch.cat([-positive.flip(0), torch.zeros(1, dtype=torch.float64), positive])
-
-
-N_BINS = 2 * (OCTAVES + 1)
-
-
-def _bin_of_top_bits() -> torch.Tensor:
-    """Bin of each value of a float32's top 9 bits (sign and exponent) plus 256: keys below 256
-    are negative values with exponent ``key``, the others non-negative with ``key - 256``."""
-    key = torch.arange(512, dtype=torch.int32)
-    exponent = key % 256  # floor(log2 |x|) + 127; 0 for zero and subnormals
-    octave = (exponent - (127 + SMALLEST_EXPONENT - 1)).clamp(0, OCTAVES)
-    return torch.where(key >= 256, N_BINS // 2 + octave, N_BINS // 2 - 1 - octave)
-
-
-BIN_OF_TOP_BITS = _bin_of_top_bits()
-
-
-def octave_bins(values: torch.Tensor, table: torch.Tensor = BIN_OF_TOP_BITS) -> torch.Tensor:
-    """The histogram bin (int32, 0 .. N_BINS - 1, increasing with the value) of each float32
-    value: N_BINS/2 + m for x >= 0, N_BINS/2 - 1 - m for x < 0 (-0.0 included), where m is the
-    octave of |x| above 2^-10, clamped to 0 .. OCTAVES. A table lookup on the top 9 bits:
-    the cheapest way found on a CPU (a search over the edges was five times slower)."""
-    key = (values.view(torch.int32) >> 23).add_(256)
-    return table.index_select(0, key.view(-1)).view_as(key)
-
-
-def dialogue_hash(record_id: str) -> int:
-    """A signed 64-bit hash of a dialogue id: how top-k examples name their dialogue."""
-    return int.from_bytes(hashlib.sha256(record_id.encode()).digest()[:8], "big", signed=True)
-
-
-def dialogue_group(record_id: str, groups: int, seed: int) -> int:
-    digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % groups
-
-
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
-                 description: dict[str, Any]) -> None:
-    """``tensors`` to ``path`` as safetensors, whose header carries ``description`` (JSON
-    values as text), and the same description as readable JSON beside it (``.json``)."""
-    header = {k: v if isinstance(v, str) else json.dumps(v) for k, v in description.items()}
-    blob = save({k: v.contiguous().cpu() for k, v in tensors.items()}, header)
-    with atomic_open(path, "wb") as handle:
-        handle.write(blob)
-    write_json(Path(path).with_suffix(".json"), description)
-
-
-def load_tensors(path: str | Path, kind: str,
-                 remedy: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """The header and tensors of a safetensors file; a :class:`UserError` naming the ``kind``
-    of file and the ``remedy`` where it cannot be read."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-        return header, load_file(str(path))
-    except Exception as error:  # safetensors raises several unrelated types
-        raise UserError(f"{path}: not a readable {kind} file ({error}); "
-                        f"delete it and {remedy}") from None
-
-
-@dataclass
-class ActivationStats:
-    """Per-emotion statistics: ``tokens`` is (E,), moments (E, layers, width), ``histogram``
-    (E, layers, width, bins) or None where it cannot be formed (bootstrap resamples)."""
-
-    tokens: torch.Tensor
-    active: torch.Tensor
-    sum: torch.Tensor
-    sum_sq: torch.Tensor
-    site: str = DEFAULT_SITE
-    token_policy: str = "dialogue"
-    histogram: torch.Tensor | None = None
-
-    @classmethod
-    def zeros(cls, n_layers: int, width: int, site: str, token_policy: str,
-              device: torch.device | str = "cpu") -> ActivationStats:
-        shape = (len(EMOTIONS), n_layers, width)
-        return cls(tokens=torch.zeros(len(EMOTIONS), dtype=torch.float64, device=device),
-                   active=torch.zeros(shape, dtype=torch.float64, device=device),
-                   sum=torch.zeros(shape, dtype=torch.float64, device=device),
-                   sum_sq=torch.zeros(shape, dtype=torch.float64, device=device),
-                   site=site, token_policy=token_policy)
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.active.shape[1])
-
-    @property
-    def width(self) -> int:
-        return int(self.active.shape[2])
-
-    def probability(self) -> torch.Tensor:
-        """P(activation > 0 | emotion), shape (E, layers, width)."""
-        return self.active / self.tokens.clamp(min=1).view(-1, 1, 1)
-
-
-@dataclass
-class Recording:
-    """What one recording pass keeps (see the module docstring); E emotions, G groups,
-    L layers, W neurons per layer, B bins, K top activations per neuron."""
-
-    tokens: torch.Tensor  # (E, G) float64
-    active: torch.Tensor  # (E, G, L, W) float64
-    sum: torch.Tensor  # (E, G, L, W) float64
-    sum_sq: torch.Tensor  # (E, G, L, W) float64
-    histogram: torch.Tensor  # (E, L, W, B) int32
-    top_values: torch.Tensor  # (L, K, W) float32, -inf where fewer than K dialogues were seen
-    top_dialogue: torch.Tensor  # (L, K, W) int64 dialogue_hash
-    site: str = DEFAULT_SITE
-    token_policy: str = "dialogue"
-    group_seed: int = 0
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.active.shape[2])
-
-    @property
-    def width(self) -> int:
-        return int(self.active.shape[3])
-
-    @property
-    def groups(self) -> int:
-        return int(self.active.shape[1])
-
-    @property
-    def top_k(self) -> int:
-        return int(self.top_values.shape[1])
-
-    def stats(self) -> ActivationStats:
-        """Per-emotion totals (sums over groups), with the histograms."""
-        return ActivationStats(tokens=self.tokens.sum(1), active=self.active.sum(1),
-                               sum=self.sum.sum(1), sum_sq=self.sum_sq.sum(1), site=self.site,
-                               token_policy=self.token_policy,
-                               histogram=self.histogram)
-
-    def combined(self, weights: torch.Tensor) -> ActivationStats:
-        """Per-emotion statistics where emotion ``e`` is the ``weights[e]``-weighted sum of all
-        E*G (emotion, group) cells: resampled or relabelled data from the same pass. The
-        histograms are per emotion, not per group, so these carry none."""
-        flat_weights = weights.to(torch.float64).reshape(len(EMOTIONS), -1)
-
-        def mix(tensor: torch.Tensor) -> torch.Tensor:
-            cells = tensor.reshape(flat_weights.shape[1], -1)
-            return (flat_weights @ cells).reshape(len(EMOTIONS), *tensor.shape[2:])
-
-        return ActivationStats(tokens=mix(self.tokens), active=mix(self.active),
-                               sum=mix(self.sum), sum_sq=mix(self.sum_sq), site=self.site,
-                               token_policy=self.token_policy)
-
-    def merge(self, other: Recording) -> Recording:
-        """The recording of both shards' data together."""
-        if (other.site, other.token_policy, other.group_seed, other.active.shape,
-                other.top_k) != (self.site, self.token_policy, self.group_seed,
-                                 self.active.shape, self.top_k):
-            raise UserError("cannot merge recordings with a different site, token policy, "
-                            "group seed, number of groups, top-k or model shape; record both "
-                            "shards with the same settings")
-        values = torch.cat([self.top_values, other.top_values], dim=1)
-        dialogues = torch.cat([self.top_dialogue, other.top_dialogue], dim=1)
-        order = _best(values, dialogues, self.top_k, dim=1)
-        return Recording(
-            tokens=self.tokens + other.tokens, active=self.active + other.active,
-            sum=self.sum + other.sum, sum_sq=self.sum_sq + other.sum_sq,
-            histogram=self.histogram + other.histogram, top_values=values.gather(1, order),
-            top_dialogue=dialogues.gather(1, order),
-            site=self.site, token_policy=self.token_policy, group_seed=self.group_seed)
-
-    def save(self, path: str | Path, metadata: dict[str, Any]) -> None:
-        """Tensors to ``path`` (safetensors, header carries the description too) and the same
-        description as readable JSON beside it (``.json``)."""
-        tensors = {spec.name: getattr(self, spec.name) for spec in fields(self)
-                   if isinstance(getattr(self, spec.name), torch.Tensor)}
-        tensors["bin_edges"] = bin_edges()
-        description = {"format": RECORDING_FORMAT, "site": self.site,
-                       "token_policy": self.token_policy, "groups": self.groups,
-                       "group_seed": self.group_seed, "top_k": self.top_k,
-                       "emotions": list(EMOTIONS), "n_layers": self.n_layers,
-                       "width": self.width,
-                       "tokens": dict(zip(EMOTIONS, self.tokens.sum(1).tolist(), strict=True)),
-                       **metadata}
-        save_tensors(path, tensors, description)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Recording:
-        header, tensors = load_tensors(path, "statistics", "record again")
-        if header.get("format") != RECORDING_FORMAT:
-            raise UserError(f"{path}: statistics format {header.get('format', '1')}, this "
-                            f"emoneuron reads format {RECORDING_FORMAT}; record again")
-        names = [spec.name for spec in fields(cls) if spec.type == "torch.Tensor"]
-        missing = [name for name in names if name not in tensors]
-        if missing:
-            raise UserError(f"{path}: not a statistics file (no {', '.join(missing)} tensors); "
-                            "record again with `emoneuron record`")
-        if not torch.equal(tensors.get("bin_edges", torch.zeros(0)), bin_edges()):
-            raise UserError(f"{path}: histogram bin edges differ from this emoneuron's; "
-                            "record again")
-        return cls(**{name: tensors[name] for name in names}, site=header["site"],
-                   token_policy=header["token_policy"], group_seed=int(header["group_seed"]))
+from emoneuron.recording.statistics import (
+    BIN_OF_TOP_BITS,
+    DEFAULT_GROUPS,
+    DEFAULT_TOP_K,
+    N_BINS,
+    TOKEN_POLICIES,
+    Recording,
+    best_indices,
+    dialogue_group,
+    dialogue_hash,
+    octave_bins,
+)
 
 
 @dataclass(frozen=True)
@@ -316,18 +88,6 @@ def encode_for_recording(loaded: LoadedModel, records: Sequence[Record], token_p
         yield EncodedBatch(input_ids, attention, counted_mask,
                            torch.tensor([emotion for _, _, emotion in chunk]),
                            torch.tensor(indices))
-
-
-def _best(values: torch.Tensor, dialogues: torch.Tensor, k: int, dim: int) -> torch.Tensor:
-    """Indices of the ``k`` largest values along ``dim``. Equal values (dialogues with the same
-    opening tokens) are ordered by their dialogue hash, so any order of shards and batches keeps
-    the same ones: the key adds a hash-derived fraction of the float32 step above each value,
-    which orders ties and nothing else, and one top-k on it is far cheaper than two sorts."""
-    step = (torch.nextafter(values, torch.full_like(values, torch.inf)) - values).double()
-    fraction = (dialogues & 0xFFFFF).double() / 2**20
-    key = torch.where(torch.isfinite(values), values.double() + fraction * step,
-                      values.double())
-    return key.topk(k, dim=dim).indices
 
 
 @dataclass
@@ -408,7 +168,7 @@ class _Accumulator:
         candidates = torch.cat([statistics.top_values, masked.amax(dim=1)])
         dialogues = torch.cat([statistics.top_dialogue,
                                batch.dialogue[:, None].expand(-1, width)])
-        order = _best(candidates, dialogues, self.top_k, dim=0)
+        order = best_indices(candidates, dialogues, self.top_k, dim=0)
         statistics.top_dialogue = dialogues.gather(0, order)
         statistics.top_values = candidates.gather(0, order)
 

@@ -19,14 +19,15 @@ emotion, and one score per neuron for rankings across emotions (:class:`Scores`)
 ``auroc``
     P(activation of a token of e > activation of a token of another emotion), from the
     per-emotion histograms; ties within a bin count one half. The bins are fixed
-    (:func:`emoneuron.record.bin_edges`): the error against the exact AUROC is at most half the
-    probability that a token of e and one of the rest fall into the same bin.
+    (:func:`emoneuron.recording.statistics.bin_edges`): the error against the exact AUROC is at most
+    half the probability that a token of e and one of the rest fall into the same bin.
 
 ``attribution``
     Not a selectivity statistic but a causal estimate, from an attribution pass
-    (:mod:`emoneuron.attribution`, :class:`~emoneuron.attribution_stats.AttributionStats`):
-    the mean gradient x activation per dialogue of e, i.e. how much, to first order, zeroing
-    the neuron lowers the log-probability of the right label on e's dialogues.
+    (:mod:`emoneuron.causal.attribution`,
+    :class:`~emoneuron.recording.attribution_stats.AttributionStats`): the mean gradient x
+    activation per dialogue of e, i.e. how much, to first order, zeroing the neuron lowers the
+    log-probability of the right label on e's dialogues.
 ``attribution-specific``
     The same minus the mean of the other emotions' means: support for e's right answer beyond
     the support for every right answer.
@@ -41,10 +42,10 @@ from dataclasses import dataclass
 
 import torch
 
-from emoneuron.attribution_stats import AttributionStats
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.record import ActivationStats
+from emoneuron.recording.attribution_stats import AttributionStats
+from emoneuron.recording.statistics import ActivationStats
 
 STATISTICS = ("lape", "frequency", "smd", "welch", "auroc")  # of a recording
 ATTRIBUTION_STATISTICS = ("attribution", "attribution-specific")  # of an attribution pass
@@ -151,7 +152,7 @@ def compute_scores(stats: ActivationStats | AttributionStats, statistic: str,
         raise UserError(f"unknown statistic {statistic!r}: use one of {', '.join(known)}")
     if isinstance(stats, AttributionStats) != (statistic in ATTRIBUTION_STATISTICS):
         raise UserError(f"statistic {statistic!r} needs "
-                        + ("an attribution pass's statistics (emoneuron.attribution)"
+                        + ("an attribution pass's statistics (emoneuron.causal.attribution)"
                            if statistic in ATTRIBUTION_STATISTICS else
                            "a recording's activation statistics, not attributions"))
     if isinstance(stats, AttributionStats):

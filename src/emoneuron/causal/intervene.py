@@ -35,7 +35,7 @@ import torch
 from emoneuron.errors import UserError
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
-from emoneuron.record import ActivationStats
+from emoneuron.recording.statistics import ActivationStats
 
 MODES = ("zero", "mean", "scale", "amplify", "clamp")
 TOKEN_SCOPES = ("all", "dialogue", "last")
@@ -136,7 +136,7 @@ def applied(loaded: LoadedModel, ablation: Ablation) -> Iterator[TokenScope]:
     :class:`TokenScope` a caller sets for the ``dialogue`` and ``last`` scopes."""
     if ablation.mode == "mean" and len(ablation.values) != len(ablation.neurons):
         raise UserError("mode mean needs one reference value per neuron: build the "
-                        "intervention with emoneuron.intervene.with_means")
+                        "intervention with emoneuron.causal.intervene.with_means")
     site = loaded.adapter.site(ablation.site)
     modules = loaded.adapter.site_modules(loaded.model, ablation.site)
     for layer, indices in ablation.neurons:

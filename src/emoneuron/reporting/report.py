@@ -26,11 +26,11 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 
+from emoneuron.causal.sweep import LAYER_RANGES, in_range
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.htmlpage import Section, hover, page, render_figure, table, ul
 from emoneuron.io import atomic_open, read_json
-from emoneuron.report_causal import (
+from emoneuron.reporting.causal import (
     confusion_figure,
     controls_table,
     dose_figures,
@@ -38,8 +38,8 @@ from emoneuron.report_causal import (
     steering_html,
     titled,
 )
-from emoneuron.report_methods import methods_html, methods_summary, run_statement
-from emoneuron.sweep import LAYER_RANGES, in_range
+from emoneuron.reporting.html import Section, hover, page, render_figure, table, ul
+from emoneuron.reporting.methods import methods_html, methods_summary, run_statement
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

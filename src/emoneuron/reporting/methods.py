@@ -1,7 +1,7 @@
 """The report's method comparison (``methods.csv``) and its statement of what ran: the preset
 with the smallest effect it could detect, and how the prompt was chosen.
 
-Kept apart from :mod:`emoneuron.report` (which lays out the page); figures go through the
+Kept apart from :mod:`emoneuron.reporting.report` (which lays out the page); figures go through the
 page's renderer, passed in as ``render``.
 """
 
@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from emoneuron.causal.methods import MEAN_ROW, METHODS_TABLE
+from emoneuron.causal.significance import min_detectable_drop
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.htmlpage import table
-from emoneuron.methods import MEAN_ROW, METHODS_TABLE
-from emoneuron.report_causal import titled
-from emoneuron.stats import min_detectable_drop
+from emoneuron.reporting.causal import titled
+from emoneuron.reporting.html import table
 
 Render = Callable[[str, str, str, Callable[[], Figure]], str]
 

@@ -1,9 +1,9 @@
 """Neuron cards: what activates a neuron most, and what it writes towards the vocabulary.
 
 Top activations come from the recording's bounded top-k (value and dialogue hash per neuron, one
-per dialogue; :mod:`emoneuron.record`); when the records are at hand, each such dialogue is run
-again to find the token and show it in context. The vocabulary projection needs only the model:
-the neuron's column of the down projection, passed through the final norm (as
+per dialogue; :mod:`emoneuron.recording.recorder`); when the records are at hand, each such dialogue
+is run again to find the token and show it in context. The vocabulary projection needs only the
+model: the neuron's column of the down projection, passed through the final norm (as
 ``norm(v) - norm(0)``, which removes a LayerNorm bias and leaves an RMSNorm as it is) and the
 unembedding; the largest logits are the
 tokens it promotes, the smallest those it suppresses. This is the neuron's direct effect on the
@@ -26,10 +26,11 @@ from accelerate.utils import align_module_device
 
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
-from emoneuron.identify import NeuronSets
 from emoneuron.io import atomic_open, write_json
 from emoneuron.models.loading import LoadedModel, compute_device
-from emoneuron.record import Recording, dialogue_hash, encode_for_recording, site_hooks
+from emoneuron.recording.recorder import encode_for_recording, site_hooks
+from emoneuron.recording.statistics import Recording, dialogue_hash
+from emoneuron.selection.identify import NeuronSets
 
 CONTEXT_BEFORE = 8
 CONTEXT_AFTER = 3

@@ -1,14 +1,15 @@
-"""Additive statistics of the attribution pass (:mod:`emoneuron.attribution`), model-free.
+"""Additive statistics of the attribution pass (:mod:`emoneuron.causal.attribution`), model-free.
 
 Per (emotion, group, layer, neuron): the sum over dialogues of each dialogue's gradient x
 activation attribution; per (emotion, group): the number of dialogues. Groups are the recorder's
-(:func:`emoneuron.record.dialogue_group`), so the bootstrap and the label-shuffle null can
-resample or relabel (emotion, group) cells exactly as they do a recording's moments. Everything
+(:func:`emoneuron.recording.statistics.dialogue_group`), so the bootstrap and the label-shuffle null
+can resample or relabel (emotion, group) cells exactly as they do a recording's moments. Everything
 is a sum: two shards merge exactly (up to float64 rounding of the order of additions).
 
 This module holds only the data (its files are written like a recording's, by
-:func:`emoneuron.record.save_tensors`), so :mod:`emoneuron.scores` and :mod:`emoneuron.identify`
-read attributions without importing the classifier that computes them.
+:func:`emoneuron.recording.statistics.save_tensors`), so :mod:`emoneuron.selection.scores` and
+:mod:`emoneuron.selection.identify` read attributions without importing the classifier that computes
+them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.models.adapters import DEFAULT_SITE
-from emoneuron.record import load_tensors, save_tensors
+from emoneuron.recording.statistics import load_tensors, save_tensors
 
 ATTRIBUTION_FORMAT = "attribution-1"
 

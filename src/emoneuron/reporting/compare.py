@@ -29,11 +29,12 @@ import numpy.typing as npt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from emoneuron.causal.sweep import LAYER_RANGES
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.htmlpage import Section, hover, page, render_figure, table, ul
 from emoneuron.io import atomic_open, write_csv, write_json
-from emoneuron.report import (
+from emoneuron.reporting.html import Section, hover, page, render_figure, table, ul
+from emoneuron.reporting.report import (
     _count,
     _layer_counts,
     _load,
@@ -46,7 +47,6 @@ from emoneuron.report import (
     _sweep_self,
     _with_ci,
 )
-from emoneuron.sweep import LAYER_RANGES
 
 REQUIRED_FILES = ("manifest.json", "neurons.json", "ablation.csv", "effects.csv")
 # Config keys that may differ between compared runs without changing what is measured.

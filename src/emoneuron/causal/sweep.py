@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emoneuron.controls import (
+from emoneuron.causal.classifier import Classifier
+from emoneuron.causal.intervene import Ablation, applied, with_means
+from emoneuron.data.schema import EMOTIONS, Record
+from emoneuron.errors import UserError
+from emoneuron.executors import Executor, LocalExecutor
+from emoneuron.io import atomic_open
+from emoneuron.models.loading import ModelSpec
+from emoneuron.recording.statistics import ActivationStats
+from emoneuron.selection.controls import (
     CONTROLS,
     ShuffledControl,
     check_controls,
@@ -27,15 +35,7 @@ from emoneuron.controls import (
     least_selective,
     random_matched,
 )
-from emoneuron.data.schema import EMOTIONS, Record
-from emoneuron.errors import UserError
-from emoneuron.evaluate import Classifier
-from emoneuron.executors import Executor, LocalExecutor
-from emoneuron.identify import Neuron, NeuronSets
-from emoneuron.intervene import Ablation, applied, with_means
-from emoneuron.io import atomic_open
-from emoneuron.models.loading import ModelSpec
-from emoneuron.record import ActivationStats
+from emoneuron.selection.identify import Neuron, NeuronSets
 
 LAYER_RANGES = ("bottom", "middle", "top", "all")
 DEFAULT_PROPORTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
@@ -60,7 +60,8 @@ class Condition:
     mode: str = "zero"
     strength: float = 0.0
     tokens: str = "all"
-    # The selection method whose sets are masked (emoneuron.methods); "" = the run's own sets.
+    # The selection method whose sets are masked (emoneuron.causal.methods); "" = the run's own
+    # sets.
     method: str = ""
 
     @property
@@ -158,7 +159,8 @@ def _top(neurons: Sequence[Neuron], n_layers: int, layer_range: str,
 
 def ablation_for(condition: Condition, sets: NeuronSets, sources: Sources) -> Ablation:
     """The neurons a condition changes, and how: the emotion's top-ranked share within the
-    layer range, or a control set matched to it layer by layer (see :mod:`emoneuron.controls`)."""
+    layer range, or a control set matched to it layer by layer (see
+    :mod:`emoneuron.selection.controls`)."""
     if condition.kind == "baseline":
         return Ablation.of({})
     emotion = condition.masked_emotion

@@ -31,10 +31,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from emoneuron.causal.intervene import TokenScope
 from emoneuron.data.render import render_dialogue, tokens_in_spans
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.errors import UserError
-from emoneuron.intervene import TokenScope
 from emoneuron.models.loading import LoadedModel
 
 INSTRUCTION = ("Classify the emotion of each dialogue as one of: "
