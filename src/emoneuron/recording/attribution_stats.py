@@ -23,13 +23,13 @@ import torch
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.models.adapters import DEFAULT_SITE
-from emoneuron.recording.statistics import load_tensors, save_tensors
+from emoneuron.recording.statistics import GroupedCells, load_tensors, save_tensors
 
 ATTRIBUTION_FORMAT = "attribution-1"
 
 
 @dataclass
-class AttributionStats:
+class AttributionStats(GroupedCells):
     """E emotions, G groups, L layers, W neurons per layer."""
 
     total: torch.Tensor  # (E, G, L, W) float64: summed per-dialogue attributions
@@ -43,17 +43,8 @@ class AttributionStats:
         return cls(torch.zeros((len(EMOTIONS), groups, n_layers, width), dtype=torch.float64),
                    torch.zeros((len(EMOTIONS), groups), dtype=torch.float64), site, group_seed)
 
-    @property
-    def n_layers(self) -> int:
-        return int(self.total.shape[2])
-
-    @property
-    def width(self) -> int:
-        return int(self.total.shape[3])
-
-    @property
-    def groups(self) -> int:
-        return int(self.total.shape[1])
+    def cells(self) -> torch.Tensor:
+        return self.total
 
     def mean_per_dialogue(self) -> torch.Tensor:
         """Each emotion's mean attribution per dialogue, (E, L, W); 0 for an emotion without

@@ -169,8 +169,28 @@ class ActivationStats:
         return self.active / self.tokens.clamp(min=1).view(-1, 1, 1)
 
 
+class GroupedCells:
+    """Sizes of statistics kept per (emotion, group, layer, neuron) cell: :meth:`cells` is
+    laid out (E, G, L, W)."""
+
+    def cells(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def groups(self) -> int:
+        return int(self.cells().shape[1])
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.cells().shape[2])
+
+    @property
+    def width(self) -> int:
+        return int(self.cells().shape[3])
+
+
 @dataclass
-class Recording:
+class Recording(GroupedCells):
     """What one recording pass keeps (see the module docstring); E emotions, G groups,
     L layers, W neurons per layer, B bins, K top activations per neuron."""
 
@@ -185,17 +205,8 @@ class Recording:
     token_policy: str = "dialogue"
     group_seed: int = 0
 
-    @property
-    def n_layers(self) -> int:
-        return int(self.active.shape[2])
-
-    @property
-    def width(self) -> int:
-        return int(self.active.shape[3])
-
-    @property
-    def groups(self) -> int:
-        return int(self.active.shape[1])
+    def cells(self) -> torch.Tensor:
+        return self.active
 
     @property
     def top_k(self) -> int:
