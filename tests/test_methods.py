@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -167,7 +168,9 @@ def test_run_records_its_prompt_choice_and_preset(run_dir: Path) -> None:
 def test_presets_fill_what_the_command_line_leaves_out(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: list[RunConfig] = []
-    monkeypatch.setattr("emoneuron.run.run", lambda config, *_, **__: seen.append(config))
+    # `emoneuron.run` is the function (see emoneuron/__init__.py): patch it in its module.
+    monkeypatch.setattr(importlib.import_module("emoneuron.run"), "run",
+                        lambda config, *_, **__: seen.append(config))
     assert main(["run", "--preset", "demo", "--max-turns", "3", "--out", str(tmp_path)]) == 0
     assert main(["run", "--out", str(tmp_path)]) == 0
     demo, plain = seen

@@ -313,8 +313,7 @@ def test_nearly_full_disk_refuses_before_writing(tiny_model_dir: Path, tmp_path:
     out.mkdir()
     (out / "ablation.csv").write_text("an earlier result\n")
     real = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr("emoneuron.run.shutil.disk_usage",
-                        lambda _path: real._replace(free=2**20))
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: real._replace(free=2**20))
     assert main(_tiny_run_args(tiny_model_dir, out)) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after transformers' own bars
     assert last.startswith(f"error: {out}: 1 MiB free, a run needs about")

@@ -1,3 +1,71 @@
-"""emoneuron: find the neurons in a language model that carry emotion, and prove what they do."""
+"""emoneuron: find the neurons in a language model that carry emotion, and prove what they do.
+
+The quick-start names are importable from here:
+
+>>> import emoneuron
+>>> records = emoneuron.synthesize(2, seed=0)
+>>> len(records), emoneuron.IdentifyConfig().rule
+(12, 'global')
+
+They are imported on first use (PEP 562), so ``import emoneuron`` stays cheap: the command
+line reads ``__version__`` from here and must not pay for torch and transformers to do so.
+``emoneuron.run`` is the pipeline function; its module is reached with
+``from emoneuron.run import ...`` or ``importlib.import_module("emoneuron.run")``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from emoneuron.causal.intervene import Ablation, applied
+    from emoneuron.data.synth import synthesize
+    from emoneuron.models.loading import load
+    from emoneuron.recording.recorder import record
+    from emoneuron.run import RunConfig, run
+    from emoneuron.selection.identify import IdentifyConfig, identify
+
+# Each quick-start name and the module that defines it.
+_HOMES = {
+    "load": "emoneuron.models.loading",
+    "synthesize": "emoneuron.data.synth",
+    "record": "emoneuron.recording.recorder",
+    "identify": "emoneuron.selection.identify",
+    "IdentifyConfig": "emoneuron.selection.identify",
+    "Ablation": "emoneuron.causal.intervene",
+    "applied": "emoneuron.causal.intervene",
+    "RunConfig": "emoneuron.run",
+}
+
+__all__ = ["Ablation", "IdentifyConfig", "RunConfig", "__version__", "applied", "identify",
+           "load", "record", "run", "synthesize"]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'emoneuron' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    # `run` names both the pipeline function and the submodule defining it; importing the
+    # submodule binds it here, so a property keeps the name on the function.
+    @property
+    def run(self) -> object:
+        return importlib.import_module("emoneuron.run").run
+
+    @run.setter
+    def run(self, _submodule: object) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package

@@ -85,6 +85,12 @@ PACKAGES = ("torch", "transformers", "safetensors", "numpy", "pandas", "matplotl
 
 @dataclass
 class RunConfig:
+    """Every setting of a run (the options of ``emoneuron run``), with its default.
+
+    >>> RunConfig(model="gemma3-270m", per_emotion=60).selection
+    'lape'
+    """
+
     model: str = DEFAULT_MODEL
     data: str | None = None  # JSONL file; None = built-in synthetic dialogues
     per_emotion: int = 40
@@ -338,7 +344,11 @@ def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash:
 
 
 def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
-    """Run every stage into ``out`` and return the report path; re-running resumes."""
+    """Run every stage into ``out`` and return the report path; re-running resumes.
+
+    >>> run(RunConfig(per_emotion=20), "runs/small")  # doctest: +SKIP
+    PosixPath('runs/small/report.html')
+    """
     out_dir = Path(out)
     executor_config_of(config).check()
     _check_previous_run(out_dir)

@@ -58,6 +58,15 @@ def _check(mode: str, strength: float, tokens: str) -> None:
 
 @dataclass(frozen=True)
 class Ablation:
+    """Which neurons to change, at which site, how and on which tokens: a small serialisable
+    spec that :func:`applied` puts into effect.
+
+    >>> Ablation.of({3: [7, 1], 5: []}).neurons
+    ((3, (1, 7)),)
+    >>> Ablation.of({3: [7]}, mode="scale", strength=0.5).size
+    1
+    """
+
     neurons: tuple[tuple[int, tuple[int, ...]], ...]  # (layer, indices), sorted by layer
     mode: str = "zero"
     strength: float = 0.0
@@ -133,7 +142,11 @@ class TokenScope:
 @contextmanager
 def applied(loaded: LoadedModel, ablation: Ablation) -> Iterator[TokenScope]:
     """Apply ``ablation`` to ``loaded`` for the duration of the block; yields the
-    :class:`TokenScope` a caller sets for the ``dialogue`` and ``last`` scopes."""
+    :class:`TokenScope` a caller sets for the ``dialogue`` and ``last`` scopes.
+
+    >>> with applied(loaded, Ablation.of(sets.layer_indices("fear"))):  # doctest: +SKIP
+    ...     logits = loaded.model(**inputs).logits  # without the fear neurons
+    """
     if ablation.mode == "mean" and len(ablation.values) != len(ablation.neurons):
         raise UserError("mode mean needs one reference value per neuron: build the "
                         "intervention with emoneuron.causal.intervene.with_means")

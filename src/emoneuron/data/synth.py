@@ -579,6 +579,10 @@ def synthesize(per_emotion: int, seed: int = 0, max_turns: int = MAX_TURNS,
     the listener reacts; its ids read ``synth-kf-<emotion>-<n>``.
     The same arguments always give the same list, and the first ``k`` dialogues of an emotion
     are the same for any ``per_emotion >= k``.
+
+    >>> records = synthesize(2, seed=0, max_turns=2)
+    >>> len(records), records[0].emotion
+    (12, 'anger')
     """
     if per_emotion < 0:
         raise UserError(f"--per-emotion {per_emotion}: give zero or more dialogues per emotion")

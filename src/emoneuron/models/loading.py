@@ -133,7 +133,12 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
     ``device_map`` (``"auto"``, or a dict of module name to device, ``"cpu"`` or ``"disk"``)
     lets accelerate place the layers, e.g. across all visible GPUs for a model larger than one;
     ``device`` then only picks the default dtype, and ``offload_folder`` is where layers mapped
-    to ``"disk"`` are kept."""
+    to ``"disk"`` are kept.
+
+    >>> loaded = load("smollm2-135m")  # doctest: +SKIP
+    >>> loaded.n_layers, loaded.width  # doctest: +SKIP
+    (30, 1536)
+    """
     directory, instruct = resolve(name_or_path)
     source = str(directory) if directory is not None else name_or_path
     placement: dict[str, object] = {} if device_map is None else {

@@ -219,7 +219,12 @@ def record(loaded: LoadedModel, records: Sequence[Record], token_policy: str = "
            batch_size: int = 16, progress: bool = True, site: str = DEFAULT_SITE,
            groups: int = DEFAULT_GROUPS, top_k: int = DEFAULT_TOP_K,
            group_seed: int = 0) -> Recording:
-    """Run the model once over ``records`` and return the neurons' statistics at ``site``."""
+    """Run the model once over ``records`` and return the neurons' statistics at ``site``.
+
+    >>> recording = record(load("smollm2-135m"), synthesize(2, max_turns=2))  # doctest: +SKIP
+    >>> recording.stats().active.shape  # doctest: +SKIP
+    torch.Size([6, 30, 1536])
+    """
     if groups < 1 or top_k < 1:
         raise UserError(f"groups ({groups}) and top-k ({top_k}) must be at least 1")
     loaded.adapter.site(site)  # an unknown site fails before any work

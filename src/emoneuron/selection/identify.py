@@ -60,6 +60,12 @@ DEPTH_BINS = 10
 
 @dataclass(frozen=True)
 class IdentifyConfig:
+    """How neurons are selected: the statistic, the rule and the assignment (module docs).
+
+    >>> IdentifyConfig(rule="per-emotion", top_n=40).method
+    'lape'
+    """
+
     method: str = "lape"  # the statistic; ``--statistic`` on the command line
     share: float = 0.01
     assignment: str = "argmax"
@@ -308,7 +314,11 @@ def identify(stats: ActivationStats | Recording | AttributionStats, config: Iden
     Emotions left without a neuron are named in a warning unless ``warn_empty`` is false.
 
     From attributions the overlap counts are those of the selected sets (there are no
-    activation probabilities to share a neuron by)."""
+    activation probabilities to share a neuron by).
+
+    >>> sets = identify(recording, IdentifyConfig(), "smollm2-135m")  # doctest: +SKIP
+    >>> by_layer = sets.layer_indices("fear")  # doctest: +SKIP
+    """
     summary = stats.stats() if isinstance(stats, Recording) else stats
     members, score = membership(summary, config)
     emotions: dict[str, list[Neuron]] = {}
