@@ -1,0 +1,135 @@
+"""Bad inputs a careless or hostile user gives: each is one line and exit code 2, before any work.
+
+Output paths are checked before anything is computed, so a wrong ``--out`` costs nothing; caches
+that cannot be written are skipped with a warning; data rows that would silently change meaning
+are refused with file:line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from emoneuron.cli import main
+from emoneuron.data.schema import write_records
+from emoneuron.data.synth import synthesize
+
+ROOT = os.geteuid() == 0
+needs_permissions = pytest.mark.skipif(ROOT, reason="root ignores file permissions")
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> Path:
+    path = tmp_path / "in" / "data.jsonl"
+    write_records(path, synthesize(2, 0, 2))
+    return path
+
+
+def _error(capsys: pytest.CaptureFixture[str]) -> str:
+    """The error line (libraries may print warnings before it) and no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+# -- output paths -----------------------------------------------------------------------------
+
+# Each command with its ``--out`` last; ``DATA`` and ``MODEL`` are replaced by real inputs.
+FILE_OUTPUTS: dict[str, list[str]] = {
+    "record": ["record", "--model", "MODEL", "--data", "DATA", "--out"],
+    "identify": ["identify", "STATS", "--out"],
+    "data load": ["data", "load", "DATA", "--format", "jsonl", "--out"],
+    "data synth": ["data", "synth", "--per-emotion", "2", "--out"],
+    "data keyword-free": ["data", "keyword-free", "DATA", "--out"],
+    "evaluate": ["evaluate", "--model", "MODEL", "--per-emotion", "1", "--out"],
+}
+DIR_OUTPUTS: dict[str, list[str]] = {
+    "run": ["run", "--model", "MODEL", "--per-emotion", "8", "--max-turns", "2", "--quiet",
+            "--out"],
+    "compare": ["compare", "RUN_A", "RUN_B", "--out"],
+}
+
+
+def _argv(template: list[str], out: Path, inputs: dict[str, Path]) -> list[str]:
+    return [str(inputs.get(word, word)) for word in template] + [str(out)]
+
+
+@pytest.fixture
+def inputs(data_file: Path, tiny_model_dir: Path, tmp_path: Path) -> dict[str, Path]:
+    return {"DATA": data_file, "MODEL": tiny_model_dir, "STATS": tmp_path / "stats.safetensors",
+            "RUN_A": tmp_path / "a", "RUN_B": tmp_path / "b"}
+
+
+def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == 2
+    return _error(capsys)
+
+
+@pytest.mark.parametrize("command", FILE_OUTPUTS)
+def test_a_directory_given_for_an_output_file_is_refused_before_any_work(
+        command: str, inputs: dict[str, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "existing-dir"
+    out.mkdir()
+    error = _refused(_argv(FILE_OUTPUTS[command], out, inputs), capsys)
+    assert error == (f"error: --out {out}: is a directory; give a file name, "
+                     f"e.g. {out / 'out.json'}")
+    assert not any(out.iterdir())
+
+
+@pytest.mark.parametrize("command", DIR_OUTPUTS)
+def test_a_file_given_for_an_output_directory_is_refused(
+        command: str, inputs: dict[str, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "existing-file"
+    out.write_text("mine\n")
+    error = _refused(_argv(DIR_OUTPUTS[command], out, inputs), capsys)
+    assert error.startswith(f"error: --out {out}: is a file, not a directory")
+    assert out.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("command", ["data synth", "run"])
+def test_an_output_under_a_regular_file_is_refused(
+        command: str, inputs: dict[str, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine\n")
+    out = blocker / "deeper" / "out.jsonl"
+    template = {**FILE_OUTPUTS, **DIR_OUTPUTS}[command]
+    error = _refused(_argv(template, out, inputs), capsys)
+    assert error == (f"error: --out {out}: {blocker} is a file, so no directory can be made "
+                     "under it; choose another path")
+
+
+@needs_permissions
+@pytest.mark.parametrize("command", ["data load", "data synth", "data keyword-free", "identify",
+                                     "compare", "run"])
+def test_an_output_in_a_read_only_directory_is_refused(
+        command: str, inputs: dict[str, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    out = locked / "out"
+    try:
+        error = _refused(_argv({**FILE_OUTPUTS, **DIR_OUTPUTS}[command], out, inputs), capsys)
+    finally:
+        locked.chmod(0o755)
+    assert error == (f"error: --out {out}: {locked} is not writable; choose a directory you "
+                     "can write to")
+    assert not any(locked.iterdir())
+
+
+def test_output_checks_accept_new_and_existing_paths(tmp_path: Path) -> None:
+    from emoneuron.io import check_output_dir, check_output_file
+
+    (tmp_path / "there.json").write_text("{}")
+    for check, path in ((check_output_file, tmp_path / "new" / "deeper" / "x.json"),
+                        (check_output_file, tmp_path / "there.json"),
+                        (check_output_dir, tmp_path / "new-run"),
+                        (check_output_dir, tmp_path)):
+        check(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["there.json"]  # checks create nothing
+
