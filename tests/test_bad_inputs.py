@@ -8,13 +8,17 @@ are refused with file:line.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from emoneuron.cli import main
-from emoneuron.data.schema import write_records
+from emoneuron.data.schema import Record, write_records
 from emoneuron.data.synth import synthesize
+from emoneuron.models.loading import LoadedModel
+from emoneuron.recording.cache import cached_record
 
 ROOT = os.geteuid() == 0
 needs_permissions = pytest.mark.skipif(ROOT, reason="root ignores file permissions")
@@ -133,3 +137,75 @@ def test_output_checks_accept_new_and_existing_paths(tmp_path: Path) -> None:
         check(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["there.json"]  # checks create nothing
 
+
+
+# -- caches that cannot be written ---------------------------------------------------------------
+
+def _unwritable_cache(tmp_path: Path, kind: str) -> Path:
+    """A cache root nothing can be written under: a regular file (even root cannot make folders
+    under one), or a read-only folder."""
+    root = tmp_path / "cache"
+    if kind == "a file":
+        root.write_text("not a folder\n")
+    else:
+        root.mkdir()
+        root.chmod(0o555)
+    return root
+
+
+CACHE_KINDS = ["a file", pytest.param("read-only", marks=needs_permissions)]
+
+
+@pytest.mark.parametrize("kind", CACHE_KINDS)
+def test_a_recording_the_cache_cannot_hold_is_returned_with_a_warning(
+        kind: str, make_tiny: Callable[[str], LoadedModel], records: list[Record],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from emoneuron.recording.recorder import record
+
+    monkeypatch.setenv("EMONEURON_CACHE", str(_unwritable_cache(tmp_path, kind)))
+    loaded = make_tiny("gpt2")
+    got = cached_record(loaded, records, batch_size=4, progress=False)
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith(f"warning: {tmp_path / 'cache'}/stats/")
+    assert "going on without caching" in warning[0]
+    expected = record(loaded, records, batch_size=4, progress=False)
+    for name in ("tokens", "active", "sum", "sum_sq", "histogram", "top_values"):
+        assert torch.equal(getattr(got, name), getattr(expected, name))
+
+
+@pytest.mark.parametrize("kind", CACHE_KINDS)
+def test_a_conversion_the_cache_cannot_hold_loads_from_a_temporary_folder(
+        kind: str, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from emoneuron.models import loading
+
+    monkeypatch.setenv("EMONEURON_CACHE", str(_unwritable_cache(tmp_path, kind)))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF not really")
+    # The real conversion de-quantises a GGUF file; a copy of the tiny model stands for it.
+    monkeypatch.setattr(loading, "_convert_gguf",
+                        lambda _, out_dir: shutil.copytree(tiny_model_dir, out_dir))
+    loaded = loading.load(str(gguf))
+    assert loaded.directory is not None and (loaded.directory / "config.json").is_file()
+    assert not loaded.directory.is_relative_to(tmp_path)
+    warning = capsys.readouterr().err.strip().splitlines()[0]  # transformers' bars follow it
+    assert warning == (f"warning: {tmp_path / 'cache' / 'models'}: cannot write to the cache "
+                       f"({'Not a directory' if kind == 'a file' else 'Permission denied'}); "
+                       "going on without caching (set EMONEURON_CACHE to a writable directory "
+                       "to keep results)")
+
+
+def test_run_with_an_unwritable_cache_finishes_and_keeps_its_recording(
+        tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("EMONEURON_CACHE", str(_unwritable_cache(tmp_path, "a file")))
+    out = tmp_path / "run"
+    assert main(["run", "--model", str(tiny_model_dir), "--out", str(out), "--per-emotion", "8",
+                 "--max-turns", "2", "--share", "0.05", "--proportions", "1.0", "--quiet",
+                 "--threads", "1", "--control-seeds", "0", "--no-sweep", "--no-steer",
+                 "--compare-methods", "lape", "--prompt-choice", "fixed"]) == 0
+    assert "going on without caching" in capsys.readouterr().err
+    assert (out / "stats.safetensors").is_file() and (out / "report.html").is_file()
