@@ -209,3 +209,49 @@ def test_run_with_an_unwritable_cache_finishes_and_keeps_its_recording(
                  "--compare-methods", "lape", "--prompt-choice", "fixed"]) == 0
     assert "going on without caching" in capsys.readouterr().err
     assert (out / "stats.safetensors").is_file() and (out / "report.html").is_file()
+
+
+# -- data rows that would silently change meaning ------------------------------------------------
+
+TURNS = [{"speaker": "A", "text": "We won the match!"}]
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ({"id": None, "emotion": "anger", "turns": TURNS},
+     "'id' must be a non-empty string or an integer, got null; give every record a unique id"),
+    ({"id": "", "emotion": "anger", "turns": TURNS},
+     "'id' must be a non-empty string or an integer, got \"\"; give every record a unique id"),
+    ({"id": ["a"], "emotion": "anger", "turns": TURNS},
+     "'id' must be a non-empty string or an integer, got [\"a\"]; give every record a unique id"),
+    ({"id": "r1", "emotion": None, "turns": TURNS},
+     "'emotion' must be a label string such as \"anger\", got null; label the record or "
+     "remove it"),
+])
+def test_a_null_id_or_label_is_refused_with_its_line(
+        row: dict[str, object], message: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    path = tmp_path / "records.jsonl"
+    good = {"id": "r0", "emotion": "joy", "turns": TURNS}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
+    assert _refused(["data", "stats", str(path)], capsys) == f"error: {path}:2: {message}"
+
+
+def test_integer_ids_are_still_read_as_strings(tmp_path: Path) -> None:
+    from emoneuron.data.schema import read_records
+
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"id": 7, "emotion": "joy", "turns": [{"text": "hi"}]}\n')
+    assert [r.id for r in read_records(path)] == ["7"]
+
+
+def test_a_csv_row_with_more_fields_than_the_header_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "mine.csv"
+    path.write_text("text,emotion\nWe won!,joy\nI lost my keys, again,sadness\n")
+    out = tmp_path / "records.jsonl"
+    error = _refused(["data", "load", str(path), "--format", "csv", "--out", str(out)], capsys)
+    assert error == (f"error: {path}:3: 3 fields where the header has 2; quote fields that "
+                     "contain commas and close every opened quote")
+    assert not out.exists()
