@@ -2,8 +2,9 @@
 
 Hypothesis sets one option of ``run``, ``identify``, ``data synth`` or ``evaluate`` (every
 option their parsers declare, found from the parser itself) to a hostile value: negative, zero,
-NaN, infinite, huge, empty or an unknown name. Each case must exit 0 or 2 (argparse's own
-refusals included), print no traceback, and on exit 2 leave no output behind.
+NaN, infinite, huge, empty or an unknown name, with ``--out`` new, an existing file or an existing
+directory. Each case must exit 0 or 2 (argparse's own refusals included), print no traceback,
+and on exit 2 leave no output behind (a new ``--out`` absent, an existing one unchanged).
 
 Only ``data synth`` is cheap enough to run for real. ``run``, ``evaluate`` and ``identify`` get
 inputs that fail before any model loads (a model path that does not exist; a statistics file
@@ -56,15 +57,20 @@ CASES = [(command, option) for command in COMMANDS for option in _options(comman
 
 @settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=st.sampled_from(CASES), value=st.sampled_from((*HOSTILE, HUGE)))
+@given(case=st.sampled_from(CASES), value=st.sampled_from((*HOSTILE, HUGE)),
+       existing=st.sampled_from(("new", "file", "directory")))
 def test_any_option_value_exits_0_or_2_without_a_traceback(
-        case: tuple[str, str], value: str, tmp_path_factory: pytest.TempPathFactory,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        case: tuple[str, str], value: str, existing: str,
+        tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
     command, option = case
     if value == HUGE and option in SIZES:
         value = "1"
     base = tmp_path_factory.mktemp("case")
     out = base / ("out.jsonl" if command == "data synth" else "out")
+    if existing == "file":
+        out.write_text("mine\n")
+    elif existing == "directory":
+        (out / "mine").mkdir(parents=True)
     argv = [str(base / "missing") if word == "MISSING" else word for word in COMMANDS[command]]
     argv += [option, value, "--out", str(out)]
     if command == "run":
@@ -77,5 +83,7 @@ def test_any_option_value_exits_0_or_2_without_a_traceback(
     assert "Traceback" not in err
     assert code in (0, 2), (argv, err)
     if code == 2:
-        assert not out.exists(), argv
-        assert err.strip(), argv
+        left = (not out.exists() if existing == "new" else
+                out.read_text() == "mine\n" if existing == "file" else
+                [p.name for p in out.iterdir()] == ["mine"])
+        assert left and err.strip(), argv
