@@ -47,6 +47,7 @@ class Script:
     always_failing: set[str] = field(default_factory=set)  # topics answered 503 forever
     delay_s: float = 0.0
     required_key: str | None = None
+    echo_key: bool = False  # a 401 body repeats the key it was given, as some servers do
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -104,7 +105,9 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
             time.sleep(script.delay_s)
             if script.required_key and \
                     self.headers.get("Authorization") != f"Bearer {script.required_key}":
-                self._send(401, {"error": {"message": "Incorrect API key provided"}})
+                given = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                echoed = f": {given}" if script.echo_key else ""
+                self._send(401, {"error": {"message": f"Incorrect API key provided{echoed}"}})
                 return
             if fault == "429":
                 self._send(429, {"error": {"message": "rate limited"}}, {"Retry-After": "1"})

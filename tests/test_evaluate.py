@@ -214,3 +214,61 @@ def test_zero_and_k_shot_prompts_score_like_a_full_forward(
     np.testing.assert_allclose(classifier.predict(records), expected, atol=1e-4)
     with pytest.raises(UserError, match="3-shot-per-emotion"):
         order_shots(pool, seed=0, per_emotion=3)
+
+
+def _fit_one_turn_at_a_time(classifier: Classifier, record: Record) -> tuple[Turn, ...]:
+    """The rule before the single tokenisation: drop the earliest turn and tokenise again until
+    the query fits, then cut the last turn's words (quadratic in the number of turns)."""
+    loaded = classifier.loaded
+    budget = loaded.context_length - len(classifier.prefix_ids)
+    turns = list(record.turns)
+    while len(loaded.tokenizer.encode(classifier.query(
+            dataclasses.replace(record, turns=tuple(turns))), add_special_tokens=False)) > budget:
+        if len(turns) > 1:
+            turns.pop(0)
+        else:
+            words = turns[0].text.split()
+            turns[0] = Turn(turns[0].speaker, " ".join(words[len(words) // 4 + 1:]) or "...")
+    return tuple(turns)
+
+
+def _long(name: str, lengths: list[int]) -> Record:
+    """A dialogue whose turns have these numbers of words (drawn from the tokenizer's corpus)."""
+    words = ("I", "am", "so", "angry", "right", "now", "we", "won", "the", "match", "today",
+             "what", "a", "wonderful", "day")
+    turns = tuple(Turn("AB"[i % 2], " ".join(words[(i + j) % len(words)] for j in range(n)))
+                  for i, n in enumerate(lengths))
+    return Record(name, "anger", turns, "test")
+
+
+def test_fit_keeps_the_turns_dropping_one_at_a_time_kept(
+        make_word_tiny: Callable[[str], LoadedModel]) -> None:
+    classifier = Classifier(make_word_tiny("llama"), _shots(), batch_size=4)
+    cases = [_long("many short", [7] * 400), _long("few long", [300, 250, 200, 150, 100]),
+             _long("one giant", [3000]), _long("giant last", [5, 5, 2000]),
+             _long("mixed", [1, 900, 3, 40, 600, 2, 2, 80, 300]), _long("fits", [5, 5])]
+    for record in cases:
+        fitted, _ = classifier.fit([record])
+        assert fitted[0].turns == _fit_one_turn_at_a_time(classifier, record), record.id
+
+
+def test_fit_tokenises_a_5000_turn_dialogue_a_few_times_not_once_per_turn(
+        make_word_tiny: Callable[[str], LoadedModel], monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = make_word_tiny("llama")
+    classifier = Classifier(loaded, _shots(), batch_size=4)
+    calls: list[int] = []
+    tokenizer_class = type(loaded.tokenizer)
+    encode = tokenizer_class._encode_plus
+    monkeypatch.setattr(tokenizer_class, "_encode_plus",
+                        lambda *args, **kwargs: calls.append(1) or encode(*args, **kwargs))
+    record = _long("endless", [6] * 5000)
+    fitted, cut = classifier.fit([record])
+    assert cut == 1 and fitted[0].turns == record.turns[-len(fitted[0].turns):]
+    assert 1 <= len(calls) <= 4, len(calls)
+    monkeypatch.undo()
+    budget = loaded.context_length - len(classifier.prefix_ids)
+    kept = fitted[0].turns
+    lengths = [len(loaded.tokenizer.encode(
+        classifier.query(dataclasses.replace(record, turns=record.turns[-n:])),
+        add_special_tokens=False)) for n in (len(kept), len(kept) + 1)]
+    assert lengths[0] <= budget < lengths[1]  # as many turns as fit, not one fewer

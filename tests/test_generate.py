@@ -233,3 +233,39 @@ def test_smollm2_writes_and_judges_a_few_items(tmp_path: Path) -> None:
     assert sidecar["per_judge"]["smollm2-135m"]["judged"] == len(judged) >= 1
     assert sidecar["items"] == 2 and sidecar["kept"] == summary.kept
     assert sidecar["fleiss_kappa"] is None  # one judge: kappa is undefined
+
+
+def test_secrets_are_never_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A password in the endpoint URL and an API key a server echoes in its 401 body are
+    replaced by *** in the error line; nothing of them reaches a file either."""
+    script = Script(required_key="right-key", echo_key=True)
+    monkeypatch.setenv("EMONEURON_TEST_KEY", "wrong-key-1234")
+    out = tmp_path / "gen.jsonl"
+    with serve(script) as url:
+        with_password = url.replace("http://", "http://alice:hunter2pass@")
+        for endpoint in (url, with_password, with_password.removeprefix("http://")):
+            argv = ["data", "generate", "--endpoint", endpoint, "--model", "writer-1",
+                    "--topics", "exams", "--emotions", "fear", "--api-key-env",
+                    "EMONEURON_TEST_KEY", "--max-retries", "0", "--out", str(out), "--quiet"]
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and err.startswith("error: ")
+            for secret in ("wrong-key-1234", "hunter2pass", "alice:"):
+                assert secret not in err
+            assert "***" in err
+    assert script.requests and script.requests[0]["kind"] == "writer"  # the key was sent
+    for path in tmp_path.rglob("*"):
+        assert b"wrong-key-1234" not in path.read_bytes()
+        assert b"hunter2pass" not in path.read_bytes()
+
+
+def test_an_answer_that_echoes_the_key_is_stored_without_it(tmp_path: Path) -> None:
+    from emoneuron.data.chat import HttpChat
+
+    with serve(Script()) as url:
+        chat = HttpChat(url, "writer-1", api_key="Here")  # a key the writer's answer contains
+        answer = chat.complete([{"role": "user", "content": "about exams. Speaker A feels "
+                                 "fear."}], max_tokens=10, temperature=0.0, seed=0)
+    assert answer.startswith("*** is the dialogue:") and "Here" not in answer
+    assert "Here" not in repr(chat)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from emoneuron.errors import UserError
+from emoneuron.io import check_output_dir, check_output_file
 
 
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type[Any],
@@ -57,6 +58,7 @@ def _dataclass_from(cls: type[Any], namespace: argparse.Namespace) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
+    check_output_dir(args.out)
     from emoneuron.run import RunConfig, preset_config, run
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
@@ -81,6 +83,7 @@ def _cmd_ablate(args: argparse.Namespace) -> None:
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
+    check_output_file(args.out)
     from emoneuron.data.schema import write_records
     from emoneuron.data.synth import synthesize
 
@@ -90,6 +93,7 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _cmd_data_load(args: argparse.Namespace) -> None:
+    check_output_file(args.out)
     from emoneuron.data.loaders import LoadOptions, load
     from emoneuron.data.schema import write_records
 
@@ -152,6 +156,7 @@ def _cmd_lexical(args: argparse.Namespace) -> None:
 
 
 def _cmd_keyword_free(args: argparse.Namespace) -> None:
+    check_output_file(args.out)
     from emoneuron.data.confound import keyword_free
     from emoneuron.data.schema import read_records, write_records
 
@@ -165,6 +170,7 @@ def _cmd_keyword_free(args: argparse.Namespace) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
+    check_output_file(args.out)
     from emoneuron.data.generate import GenerateConfig, generate
 
     summary = generate(_dataclass_from(GenerateConfig, args), args.out, progress=not args.quiet)
@@ -190,6 +196,7 @@ def _cmd_models_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_record(args: argparse.Namespace) -> None:
+    check_output_file(args.out)
     from emoneuron.data.schema import read_records, records_hash, select_classes
     from emoneuron.executors import ExecutorConfig, executor_for
     from emoneuron.models.loading import ModelSpec, load
@@ -208,6 +215,7 @@ def _cmd_record(args: argparse.Namespace) -> None:
 
 
 def _cmd_identify(args: argparse.Namespace) -> None:
+    check_output_file(args.out)
     from emoneuron.recording.statistics import Recording
     from emoneuron.selection.identify import IdentifyConfig, identify
     from emoneuron.selection.stability import StabilityConfig, write_stability
@@ -253,6 +261,8 @@ def _cmd_neuron(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
+    if args.out:
+        check_output_file(args.out)
     from emoneuron.causal.prompts import VariantsConfig, prompt_variants
     from emoneuron.data.schema import read_records
     from emoneuron.data.synth import synthesize
@@ -311,6 +321,7 @@ def _add_data_parsers(data: Any) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
+    check_output_dir(args.out)
     from emoneuron.reporting.compare import write_comparison
 
     print(f"comparison: {write_comparison(args.run_dirs, args.out)}")

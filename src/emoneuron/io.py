@@ -1,4 +1,4 @@
-"""Atomic writes and content hashes shared by every stage."""
+"""Atomic writes, output paths checked before any work, and content hashes shared by every stage."""
 
 from __future__ import annotations
 
@@ -11,8 +11,57 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from emoneuron.errors import UserError
+
 if TYPE_CHECKING:
     import pandas as pd
+
+
+def check_output_file(path: str | Path, flag: str = "--out") -> None:
+    """A UserError naming ``path`` unless a file can be written there: it is no directory and
+    its folder exists or can be created, and is writable. Commands call it before their work, so
+    a bad path costs nothing computed.
+
+    >>> check_output_file("/")
+    Traceback (most recent call last):
+    ...
+    emoneuron.errors.UserError: --out /: is a directory; give a file name, e.g. /out.json
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{flag} {target}: is a directory; give a file name, "
+                        f"e.g. {target / 'out.json'}")
+    _check_creatable(target.parent, flag, target)
+
+
+def check_output_dir(path: str | Path, flag: str = "--out") -> None:
+    """A UserError naming ``path`` unless it is, or can be created as, a writable directory.
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile() as handle:
+    ...     check_output_dir(handle.name)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emoneuron.errors.UserError: --out ...: is a file, not a directory; give a directory ...
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{flag} {target}: is a file, not a directory; give a directory that "
+                        "does not exist yet or one to write into")
+    _check_creatable(target, flag, target)
+
+
+def _check_creatable(directory: Path, flag: str, target: Path) -> None:
+    """``directory`` exists and is writable, or its nearest existing ancestor is a writable
+    directory (so ``mkdir(parents=True)`` succeeds)."""
+    existing = next(p for p in (directory, *directory.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{flag} {target}: {existing} is a file, so no directory can be made "
+                        "under it; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == target else f"{existing} "
+        raise UserError(f"{flag} {target}: {where}is not writable; choose a directory you can "
+                        "write to")
 
 
 def write_csv(path: str | Path, frame: pd.DataFrame) -> None:

@@ -18,6 +18,7 @@ Interventions active around :meth:`Classifier.predict` apply to the prefix as we
 
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 import random
@@ -164,26 +165,50 @@ class Classifier:
         if budget < 16:
             raise UserError(f"the few-shot prompt takes {len(self.prefix_ids)} of the model's "
                             f"{self.loaded.context_length} tokens; use shorter dialogues")
-
-        def length(record: Record) -> int:
-            return len(self.loaded.tokenizer.encode(self.query(record), add_special_tokens=False))
-
         fitted, cut = [], 0
         for record in records:
-            turns = list(record.turns)
-            while length(dataclasses.replace(record, turns=tuple(turns))) > budget:
-                if len(turns) > 1:
-                    turns.pop(0)
-                else:
-                    words = turns[0].text.split()
-                    kept = " ".join(words[len(words) // 4 + 1:]) or "..."
-                    turns[0] = Turn(turns[0].speaker, kept)
-            if tuple(turns) != record.turns:
+            turns = self._turns_within(record, budget)
+            if turns != record.turns:
                 cut += 1
-                record = dataclasses.replace(record, turns=tuple(turns),
+                record = dataclasses.replace(record, turns=turns,
                                              meta={**record.meta, "truncated": True})
             fitted.append(record)
         return fitted, cut
+
+    def _turns_within(self, record: Record, budget: int) -> tuple[Turn, ...]:
+        """The fewest earliest turns to drop (then the first kept turn cut from its start) for
+        the query to fit ``budget`` tokens. One tokenisation of the whole dialogue estimates
+        where the kept turns start (linear in its length, however many turns it has); exact
+        tokenisations of the kept turns around that estimate then settle the same turn as
+        dropping one turn at a time would."""
+        text, spans = self._query_parts(record)
+        starts = [start for start, _ in self.loaded.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]]
+        if len(starts) <= budget:
+            return record.turns
+        turn_starts = [span[0] - len(f"{turn.speaker}: ")
+                       for span, turn in zip(spans, record.turns, strict=True)]
+        first_token = bisect.bisect_left(starts, turn_starts[0])
+
+        def estimate(first_turn: int) -> int:  # tokens once the turns before it are dropped
+            return len(starts) - (bisect.bisect_left(starts, turn_starts[first_turn])
+                                  - first_token)
+
+        def fits(turns: tuple[Turn, ...]) -> bool:
+            query = self.query(dataclasses.replace(record, turns=turns))
+            return len(self.loaded.tokenizer.encode(query, add_special_tokens=False)) <= budget
+
+        last = len(record.turns) - 1
+        first = next((k for k in range(last) if estimate(k) <= budget), last)
+        while first < last and not fits(record.turns[first:]):
+            first += 1
+        while first > 1 and fits(record.turns[first - 1:]):  # all of them: too long, known
+            first -= 1
+        turns = record.turns[first:]
+        while first == last and not fits(turns):  # one turn too long alone: cut its words
+            words = turns[0].text.split()
+            turns = (Turn(turns[0].speaker, " ".join(words[len(words) // 4 + 1:]) or "..."),)
+        return turns
 
     def query(self, record: Record) -> str:
         """The per-dialogue text that follows the shared prefix."""

@@ -9,6 +9,10 @@ better by retrying: it raises :class:`UserError` at once.
 Local models are loaded by :func:`emoneuron.models.load` (imported only when one is used, so the
 HTTP path never imports torch) and generate through their chat template; one lock per model
 makes concurrent callers take turns.
+
+Secrets never leave :class:`HttpChat`: the API key and the endpoint's user-info
+(``user:password@``) are cut from every message it raises and every answer it returns, so no
+error line, journal or sidecar file shows them, even when a server echoes the key back.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import email.utils
 import http.client
 import json
 import random
+import re
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,6 +37,31 @@ if TYPE_CHECKING:
 
 Messages = list[dict[str, str]]
 LOCAL_PREFIX = "local:"
+HIDDEN = "***"
+_USER_INFO = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` without URL user-info and without any of ``secrets`` (each becomes ``***``).
+
+    >>> redact("http://me:pw@host/v1: HTTP 401 (bad key sk-123)", ["sk-123"])
+    'http://***@host/v1: HTTP 401 (bad key ***)'
+    """
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, HIDDEN)
+    return _USER_INFO.sub(f"{HIDDEN}@", text)
+
+
+def endpoint_secrets(endpoint: str) -> list[str]:
+    """The parts of an endpoint (a URL, or a mistyped one without its scheme) that must not be
+    shown: its user-info and the password in it.
+
+    >>> endpoint_secrets("https://me:pw@host/v1"), endpoint_secrets("me:pw@host:80")
+    (['me:pw', 'pw'], ['me:pw', 'pw'])
+    """
+    authority = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    user_info = authority.rpartition("@")[0]
+    return [user_info, user_info.partition(":")[2]]
 
 
 class ChatFailure(Exception):
@@ -74,7 +104,7 @@ class HttpChat:
 
     endpoint: str
     name: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = time.sleep
     _jitter: random.Random = field(default_factory=random.Random, repr=False)
@@ -83,6 +113,9 @@ class HttpChat:
     def url(self) -> str:
         base = self.endpoint.rstrip("/")
         return base if base.endswith("/chat/completions") else base + "/chat/completions"
+
+    def _redact(self, text: str) -> str:
+        return redact(text, [self.api_key, *endpoint_secrets(self.endpoint)])
 
     def _backoff(self, attempt: int) -> float:
         # Half fixed, half random ("equal jitter"): waits still grow, but clients that failed
@@ -104,14 +137,14 @@ class HttpChat:
                 request = urllib.request.Request(self.url, data=body, headers=headers,
                                                  method="POST")
                 with urllib.request.urlopen(request, timeout=self.retry.timeout_s) as response:
-                    return _content(json.loads(response.read()))
+                    return self._redact(_content(json.loads(response.read())))
             except urllib.error.HTTPError as error:
                 if error.code != 429 and error.code < 500:
                     detail = error.read().decode("utf-8", "replace").strip().splitlines()
-                    raise UserError(
+                    raise UserError(self._redact(
                         f"{self.url}: HTTP {error.code} for model {self.name!r} "
                         f"({(detail or [''])[0][:200]}); check the endpoint, the model name "
-                        "and the API key variable") from None
+                        "and the API key variable")) from None
                 reason = f"HTTP {error.code}"
                 asked = _retry_after(error.headers.get("Retry-After"))
             except (urllib.error.URLError, http.client.HTTPException, OSError,
@@ -120,8 +153,8 @@ class HttpChat:
                 # are not the JSON an OpenAI-compatible server sends.
                 reason = f"{error.__class__.__name__}: {error}"
             if attempt == self.retry.max_retries:
-                raise ChatFailure(f"{self.url} ({self.name}): {reason}, "
-                                  f"{attempt + 1} attempts")
+                raise ChatFailure(self._redact(f"{self.url} ({self.name}): {reason}, "
+                                               f"{attempt + 1} attempts"))
             wait = asked if asked is not None else self._backoff(attempt)
             self.sleep(min(wait, self.retry.max_wait_s))
         raise AssertionError("unreachable: the loop returns or raises")
@@ -181,7 +214,8 @@ def open_chat_models(specs: list[str], endpoint: str | None, api_key: str | None
         else:
             assert endpoint is not None
             if not endpoint.startswith(("http://", "https://")):
-                raise UserError(f"endpoint {endpoint!r} is not an http(s) URL; pass e.g. "
+                shown = redact(endpoint, endpoint_secrets(endpoint))
+                raise UserError(f"endpoint {shown!r} is not an http(s) URL; pass e.g. "
                                 "--endpoint http://127.0.0.1:8000/v1")
             models[spec] = HttpChat(endpoint, name, api_key, retry)
     return models

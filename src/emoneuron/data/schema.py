@@ -97,12 +97,22 @@ class Record:
                 raise ValueError(f"turn {position} has empty text")
             parsed.append(Turn(speaker=str(turn.get("speaker", "A" if position % 2 == 0 else "B")),
                                text=turn["text"].strip()))
+        identifier = payload["id"]
+        # str() would turn null into the id "None" and a list into its repr, silently.
+        if isinstance(identifier, bool) or not isinstance(identifier, str | int) \
+                or not str(identifier).strip():
+            raise ValueError(f"'id' must be a non-empty string or an integer, got "
+                             f"{_excerpt(identifier)}; give every record a unique id")
+        if not isinstance(payload["emotion"], str):
+            # str(None) is "None", an alias of neutral: a missing label must not become one.
+            raise ValueError(f"'emotion' must be a label string such as \"anger\", got "
+                             f"{_excerpt(payload['emotion'])}; label the record or remove it")
         try:
             emotion = normalize_emotion(payload["emotion"])
         except UserError as error:
             raise ValueError(str(error)) from None
         meta = payload.get("meta", {})
-        record = cls(id=str(payload["id"]), emotion=emotion, turns=tuple(parsed),
+        record = cls(id=str(identifier), emotion=emotion, turns=tuple(parsed),
                      source=str(payload.get("source", "unknown")),
                      meta=meta if isinstance(meta, dict) else {})
         try:  # JSON can spell a lone surrogate ("\ud800"); UTF-8, so every writer, cannot
@@ -112,6 +122,12 @@ class Record:
             raise ValueError(f"invalid Unicode {bad!r} (an unpaired surrogate escape) in a "
                              "string; the text must be valid Unicode") from None
         return record
+
+
+def _excerpt(value: Any) -> str:
+    """A decoded JSON value as the file spells it, cut short enough for one error line."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def read_records(path: str | Path) -> list[Record]:

@@ -4,15 +4,19 @@ GGUF checkpoints are de-quantised by transformers on every load (tens of seconds
 converts one into a standard Hugging Face directory (safetensors + tokenizer) under
 ``$EMONEURON_CACHE`` (default ``~/.cache/emoneuron``); later loads read that directory in about a
 second. transformers refuses ``save_pretrained`` on a GGUF-loaded model, so the conversion builds a
-fresh model from the config, loads the state dict into it and saves that.
+fresh model from the config, loads the state dict into it and saves that. A cache that cannot be
+written is reported in one line and the conversion goes to a temporary folder removed at exit.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import importlib.metadata
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,6 +121,22 @@ def cache_root() -> Path:
     return Path(os.environ.get("EMONEURON_CACHE", Path.home() / ".cache" / "emoneuron"))
 
 
+def warn_uncached(path: Path, error: OSError) -> None:
+    """Say in one line that ``path`` in the cache cannot be written: the work goes on and its
+    result is used, only not kept for the next run."""
+    print(f"warning: {path}: cannot write to the cache ({error.strerror or error}); going on "
+          "without caching (set EMONEURON_CACHE to a writable directory to keep results)",
+          file=sys.stderr, flush=True)
+
+
+@functools.cache
+def _session_dir() -> Path:
+    """A folder for conversions the cache cannot hold, removed when the process exits."""
+    path = Path(tempfile.mkdtemp(prefix="emoneuron-uncached-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def default_dtype(device: str) -> torch.dtype:
     # These CPUs have no bfloat16 units: float32 is the fast path there, bfloat16 on GPUs.
     return torch.float32 if device == "cpu" else torch.bfloat16
@@ -218,9 +238,15 @@ def _cached_conversion(key: str, gguf: Callable[[Path], Path]) -> Path:
     target = cache_root() / "models" / key
     if (target / "config.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{key}.") as scratch:
-        workdir = Path(scratch)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{key}.")
+    except OSError as error:
+        warn_uncached(target.parent, error)
+        target = _session_dir() / key
+        scratch = tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{key}.")
+    with scratch as scratch_name:
+        workdir = Path(scratch_name)
         gguf_file = gguf(workdir)
         _convert_gguf(gguf_file, workdir / "hf")
         try:

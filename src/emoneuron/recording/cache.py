@@ -5,7 +5,8 @@ Key: SHA-256 of the model's weights (every parameter's name, dtype, shape and by
 settings, and the code version (emoneuron's version, the recording format and :func:`code_hash`,
 so a changed recorder never reads an old result). The files live in
 ``$EMONEURON_CACHE/stats/KEY.safetensors`` (see :func:`~emoneuron.models.loading.cache_root`).
-Hashing the weights reads them once per call: about a second for SmolLM2-135M on a CPU.
+Hashing the weights reads them once per call: about a second for SmolLM2-135M on a CPU. A
+cache that cannot be written costs only the reuse: the recording is returned all the same.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from emoneuron import __version__
 from emoneuron.data.schema import Record, records_hash
 from emoneuron.executors import Executor, LocalExecutor
 from emoneuron.models.adapters import DEFAULT_SITE
-from emoneuron.models.loading import LoadedModel, cache_root
+from emoneuron.models.loading import LoadedModel, cache_root, warn_uncached
 from emoneuron.recording import recorder, statistics
 from emoneuron.recording.recorder import record_sharded
 from emoneuron.recording.statistics import (
@@ -82,6 +83,9 @@ def cached_record(loaded: LoadedModel, records: Sequence[Record], token_policy: 
     recording = record_sharded(executor or LocalExecutor(), loaded, records, shards, setup,
                                token_policy, batch_size, progress, site, groups, top_k,
                                group_seed)
-    recording.save(path, {"model": loaded.name, "data_hash": records_hash(list(records)),
-                          "cache_key": key})
+    try:
+        recording.save(path, {"model": loaded.name, "data_hash": records_hash(list(records)),
+                              "cache_key": key})
+    except OSError as error:
+        warn_uncached(path, error)
     return recording

@@ -55,7 +55,7 @@ def csv_rows(path: Path, wanted: Sequence[str], what: str) -> Iterator[tuple[str
             start = reader.line_num + 1
             if not any(field.strip() for field in fields):
                 continue
-            if len(fields) < len(header):
+            if len(fields) != len(header):  # extra fields would be dropped, missing ones empty
                 raise UserError(f"{where}: {len(fields)} fields where the header has "
                                 f"{len(header)}; quote fields that contain commas and close "
                                 "every opened quote")
