@@ -130,6 +130,22 @@ def _excerpt(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def parse_json(text: str, where: str, expected: str) -> Any:
+    """``text`` as JSON; malformed or too deeply nested JSON is one line naming ``where`` (and
+    the error's line where ``text`` has several) and what the input should be (``expected``).
+
+    >>> parse_json('{"a": 1}', "data.jsonl:3", "each line must be one JSON object")
+    {'a': 1}
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        at = f"{where}:{error.lineno}" if "\n" in text.strip() else where
+        raise UserError(f"{at}: malformed JSON ({error.msg}); {expected}") from None
+    except RecursionError:
+        raise UserError(f"{where}: JSON nested too deeply; {expected}") from None
+
+
 def read_records(path: str | Path) -> list[Record]:
     """Read a JSONL file of records; any bad line raises :class:`UserError` with file:line."""
     source = Path(path)
@@ -141,18 +157,14 @@ def read_records(path: str | Path) -> list[Record]:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
+            where = f"{source}:{number}"
             try:
-                record = Record.from_json(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise UserError(f"{source}:{number}: malformed JSON ({error.msg}); "
-                                "each line must be one JSON record") from None
+                record = Record.from_json(
+                    parse_json(line, where, "each line must be one JSON record"))
             except ValueError as error:
-                raise UserError(f"{source}:{number}: {error}") from None
-            except RecursionError:
-                raise UserError(f"{source}:{number}: JSON nested too deeply; "
-                                "each line must be one JSON record") from None
+                raise UserError(f"{where}: {error}") from None
             if record.id in seen:
-                raise UserError(f"{source}:{number}: duplicate id {record.id!r}; "
+                raise UserError(f"{where}: duplicate id {record.id!r}; "
                                 "ids must be unique")
             seen.add(record.id)
             records.append(record)

@@ -13,7 +13,6 @@ The record id is the object's ``id`` if it has one, else ``emoprism-<topic>-<n>`
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from emoneuron.data.loaders.common import (
     unique_ids,
 )
 from emoneuron.data.loaders.tabular import jsonl_rows, turns_of
-from emoneuron.data.schema import Record, Turn
+from emoneuron.data.schema import Record, Turn, parse_json
 from emoneuron.errors import UserError
 
 LABEL_FIELDS = ("emotion", "label")
@@ -44,14 +43,8 @@ def _objects(path: Path) -> Iterator[tuple[str, Any]]:
     if not text.lstrip().startswith("["):
         yield from jsonl_rows(path, (), SHAPE)
         return
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path}:{error.lineno}: malformed JSON ({error.msg}); the file must "
-                        "be a JSON array of dialogue objects or one object per line") from None
-    except RecursionError:
-        raise UserError(f"{path}: JSON nested too deeply; expected an array of dialogue "
-                        "objects") from None
+    items = parse_json(text, str(path), "the file must be a JSON array of dialogue objects or "
+                       "one object per line")
     for position, item in enumerate(items):
         yield f"{path}: item {position}", item
 

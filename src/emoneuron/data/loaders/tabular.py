@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from emoneuron.data.loaders.common import (
     read_text,
     unique_ids,
 )
-from emoneuron.data.schema import Record, Turn
+from emoneuron.data.schema import Record, Turn, parse_json
 from emoneuron.errors import UserError
 
 Row = dict[str, Any]
@@ -71,14 +70,7 @@ def jsonl_rows(path: Path, wanted: Sequence[str], what: str) -> Iterator[tuple[s
         if not line.strip():
             continue
         where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise UserError(f"{where}: malformed JSON ({error.msg}); each line must be one "
-                            "JSON object") from None
-        except RecursionError:
-            raise UserError(f"{where}: JSON nested too deeply; each line must be one JSON "
-                            "object") from None
+        row = parse_json(line, where, "each line must be one JSON object")
         if not isinstance(row, dict):
             raise UserError(f"{where}: expected a JSON object, got {type(row).__name__}")
         _missing(where, wanted, list(row), what)
