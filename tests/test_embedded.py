@@ -10,7 +10,8 @@ import pytest
 from emoneuron.causal.classifier import CHANCE, Classifier, order_shots
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.data.synth import synthesize
-from emoneuron.models.loading import EMBEDDED, LoadedModel, export, load
+from emoneuron.models.embedded import EMBEDDED
+from emoneuron.models.loading import LoadedModel, export, load
 
 
 @pytest.fixture(scope="module")

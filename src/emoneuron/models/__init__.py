@@ -1,6 +1,27 @@
-"""Loading models (embedded GGUF packages, directories, hub ids) and locating their neurons."""
+"""Loading models (embedded GGUF packages, directories, hub ids) and locating their neurons.
 
-from emoneuron.models.adapters import Adapter, adapter_for
-from emoneuron.models.loading import EMBEDDED, LoadedModel, export, load
+The table of embedded models comes without torch; the loaders and adapters are imported on first
+use (PEP 562), so ``emoneuron models list`` does not pay for torch and transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from emoneuron.models.embedded import EMBEDDED
+
+if TYPE_CHECKING:
+    from emoneuron.models.adapters import Adapter, adapter_for
+    from emoneuron.models.loading import LoadedModel, export, load
+
+_HOMES = {"Adapter": "adapters", "adapter_for": "adapters",
+          "LoadedModel": "loading", "export": "loading", "load": "loading"}
 
 __all__ = ["EMBEDDED", "Adapter", "LoadedModel", "adapter_for", "export", "load"]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'emoneuron.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"emoneuron.models.{_HOMES[name]}"), name)

