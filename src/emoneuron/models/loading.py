@@ -29,6 +29,8 @@ from transformers import (
 from emoneuron.errors import UserError
 from emoneuron.io import sha256_bytes
 from emoneuron.models.adapters import Adapter, adapter_for
+from emoneuron.models.config import DEFAULT_MODEL as DEFAULT_MODEL
+from emoneuron.models.config import check_device
 
 
 def _smollm2_gguf(workdir: Path) -> Path:
@@ -63,7 +65,6 @@ EMBEDDED: dict[str, EmbeddedModel] = {
                                  "Gemma-3-270M base (Q4_K_M GGUF, de-quantised)", False,
                                  18, 2048, _gemma3_gguf),
 }
-DEFAULT_MODEL = "smollm2-135m"
 
 
 @dataclass
@@ -134,6 +135,7 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
     lets accelerate place the layers, e.g. across all visible GPUs for a model larger than one;
     ``device`` then only picks the default dtype, and ``offload_folder`` is where layers mapped
     to ``"disk"`` are kept."""
+    check_device(device)
     directory, instruct = resolve(name_or_path)
     source = str(directory) if directory is not None else name_or_path
     placement: dict[str, object] = {} if device_map is None else {
