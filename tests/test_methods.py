@@ -129,7 +129,7 @@ def test_ablate_refuses_neurons_outside_the_model(run_dir: Path, tmp_path: Path,
 
 
 def test_an_unknown_method_to_compare_is_refused() -> None:
-    with pytest.raises(UserError, match="unknown selection method 'nope'"):
+    with pytest.raises(UserError, match="--compare-methods nope: use some of lape"):
         run(preset_config(compare_methods=("nope",)), Path("unused"), progress=False)
 
 
@@ -178,4 +178,4 @@ def test_presets_fill_what_the_command_line_leaves_out(
     counts = split(synthesize(study.per_emotion, 0, study.max_turns), study.eval_fraction,
                    0).counts()
     assert min(counts["eval"].values()) >= 60 and min(counts["identify"].values()) >= 90
-    assert study.control_seeds == (0, 1, 2) and study.compare_methods
+    assert study.design.control_seeds == (0, 1, 2) and study.compare_methods

@@ -136,7 +136,7 @@ def test_cli_identify_reuses_a_runs_statistics(run_dir: Path, tmp_path: Path) ->
                  "--assignment", "lape", "--model-name", "tiny", "--out", str(out)]) == 0
     mine, runs = json.loads(out.read_text()), json.loads((run_dir / "neurons.json").read_text())
     assert mine["emotions"] == runs["emotions"]
-    assert main(["identify", str(run_dir / "stats.safetensors"), "--method", "smd",
+    assert main(["identify", str(run_dir / "stats.safetensors"), "--statistic", "smd",
                  "--assignment", "normalised", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["statistic"] == "smd"
 
@@ -151,7 +151,7 @@ def test_run_config_names_a_selection_method_and_overrides_it() -> None:
     assert RunConfig() == preset_config()
     with pytest.raises(UserError, match="unknown selection method 'tang'"):
         preset_config(selection="tang")
-    with pytest.raises(UserError, match="'multi' was split"):
+    with pytest.raises(UserError, match="multi was split"):
         preset_config(assignment="multi")
     with pytest.raises(UserError, match=r"--site 'mlp\.up': use one of"):
         preset_config(site="mlp.up")

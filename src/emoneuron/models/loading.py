@@ -135,7 +135,8 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
     lets accelerate place the layers, e.g. across all visible GPUs for a model larger than one;
     ``device`` then only picks the default dtype, and ``offload_folder`` is where layers mapped
     to ``"disk"`` are kept."""
-    check_device(device)
+    if device_map is None:  # with a map, ``device`` only picks the dtype
+        check_device(device)
     directory, instruct = resolve(name_or_path)
     source = str(directory) if directory is not None else name_or_path
     placement: dict[str, object] = {} if device_map is None else {
