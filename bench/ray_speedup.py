@@ -59,7 +59,8 @@ def main() -> None:
     sets = identify(recording, IdentifyConfig(), args.model)
     sources = Sources(recording.stats())
     # One mask and one random control per emotion, each on every emotion's dialogues.
-    conditions = [c for c in grid(Design(control_seeds=(0,), controls=("random",)))
+    conditions = [c for c in grid(Design(control_seeds=(0,), controls=("random",),
+                                                 proportions=(), dose_strengths=()))
                   if c.kind in ("mask", "control")][:2 * len(EMOTIONS)]
     conditions = [replace(c, eval_emotions=EMOTIONS) for c in conditions]
     spec = ModelSpec(args.model)

@@ -27,6 +27,7 @@ from emoneuron.causal.sweep import Condition, Sources, ablation_for
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.data.synth import synthesize
 from emoneuron.models.loading import LoadedModel, load
+from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import encode_for_recording, record
 from emoneuron.selection.identify import IdentifyConfig, identify
 
@@ -94,9 +95,10 @@ def recording_peak_mib(model: str, per_emotion: int, batch: int) -> float:
     """Peak resident memory of a fresh process that records ``per_emotion`` x 6 dialogues."""
     code = ("import resource; from emoneuron.models import load; "
             "from emoneuron.data.synth import synthesize; "
+            "from emoneuron.recording.config import RecordConfig; "
             "from emoneuron.recording.recorder import record; "
             f"m = load({model!r}); record(m, synthesize({per_emotion}, seed=3, max_turns=2), "
-            f"'all', {batch}, False); "
+            f"RecordConfig(token_policy='all', batch_size={batch}), progress=False); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
@@ -123,7 +125,8 @@ def main() -> None:
     plain = plain_forward_rate(loaded, evaluation, args.batch)
     tokens = sum(int(b.attention_mask.sum())
                  for b in encode_for_recording(loaded, evaluation, "all", args.batch))
-    recording = tokens / timed(lambda: record(loaded, evaluation, "all", args.batch, False))
+    settings = RecordConfig(token_policy="all", batch_size=args.batch)
+    recording = tokens / timed(lambda: record(loaded, evaluation, settings, progress=False))
     small, large = (recording_peak_mib(args.model, n, args.batch) for n in (16, 64))
     rows += [("plain batched forward, full logits", f"{plain:.0f} tok/s", "baseline"),
              ("1. recording, all statistics", f"{recording:.0f} tok/s",

@@ -161,15 +161,16 @@ def test_a_recording_the_cache_cannot_hold_is_returned_with_a_warning(
         kind: str, make_tiny: Callable[[str], LoadedModel], records: list[Record],
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
+    from emoneuron.recording.config import RecordConfig
     from emoneuron.recording.recorder import record
 
     monkeypatch.setenv("EMONEURON_CACHE", str(_unwritable_cache(tmp_path, kind)))
     loaded = make_tiny("gpt2")
-    got = cached_record(loaded, records, batch_size=4, progress=False)
+    got = cached_record(loaded, records, RecordConfig(batch_size=4), progress=False)
     warning = capsys.readouterr().err.strip().splitlines()
     assert len(warning) == 1 and warning[0].startswith(f"warning: {tmp_path / 'cache'}/stats/")
     assert "going on without caching" in warning[0]
-    expected = record(loaded, records, batch_size=4, progress=False)
+    expected = record(loaded, records, RecordConfig(batch_size=4), progress=False)
     for name in ("tokens", "active", "sum", "sum_sq", "histogram", "top_values"):
         assert torch.equal(getattr(got, name), getattr(expected, name))
 

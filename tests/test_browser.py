@@ -28,7 +28,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from emoneuron.reporting.compare import write_comparison
 from emoneuron.reporting.html import Section, page, table
-from emoneuron.run import RunConfig, run
+from emoneuron.run import preset_config, run
 
 START_TIMEOUT_S = 30
 PAGE_TIMEOUT_S = 30
@@ -178,8 +178,9 @@ def assert_renders_cleanly(result: Rendered) -> None:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """The whole pipeline on a tiny random model, kept small: a report, not a result."""
     out = tmp_path_factory.mktemp("tiny-run")
-    run(RunConfig(model=str(tiny_model_dir), per_emotion=6, max_turns=2, share=0.05,
-                  control_seeds=(0,), proportions=(1.0,), batch_size=8), out, progress=False)
+    run(preset_config(model=str(tiny_model_dir), per_emotion=6, max_turns=2, share=0.05,
+                      control_seeds=(0,), proportions=(1.0,), batch_size=8), out,
+        progress=False)
     return out
 
 

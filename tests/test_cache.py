@@ -12,6 +12,7 @@ from emoneuron.data.schema import Record
 from emoneuron.models.adapters import PRE_ACTIVATION_SITE
 from emoneuron.models.loading import LoadedModel
 from emoneuron.recording.cache import cached_record
+from emoneuron.recording.config import RecordConfig
 
 MakeTiny = Callable[[str], LoadedModel]
 
@@ -25,15 +26,15 @@ def test_second_call_reads_the_cache_and_runs_no_model(
     handle = loaded.model.register_forward_pre_hook(lambda *_: forwards.append(1))
     body = loaded.model.base_model.register_forward_pre_hook(lambda *_: forwards.append(1))
     try:
-        first = cached_record(loaded, records, batch_size=4, progress=False)
+        first = cached_record(loaded, records, RecordConfig(batch_size=4), progress=False)
         ran = len(forwards)
-        second = cached_record(loaded, records, batch_size=4, progress=False)
+        second = cached_record(loaded, records, RecordConfig(batch_size=4), progress=False)
         assert ran > 0 and len(forwards) == ran  # the second call ran nothing
         for name in ("tokens", "active", "sum", "sum_sq", "histogram", "top_values"):
             assert torch.equal(getattr(first, name), getattr(second, name))
         assert len(list((tmp_path / "cache" / "stats").glob("*.safetensors"))) == 1
         # Anything in the key changes the entry: another site, other data, other weights.
-        cached_record(loaded, records, progress=False, site=PRE_ACTIVATION_SITE)
+        cached_record(loaded, records, RecordConfig(site=PRE_ACTIVATION_SITE), progress=False)
         cached_record(loaded, records[:4], progress=False)
         assert len(forwards) > ran
         assert len(list((tmp_path / "cache" / "stats").glob("*.safetensors"))) == 3

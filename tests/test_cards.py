@@ -17,6 +17,7 @@ from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
 from emoneuron.io import write_json
 from emoneuron.models.loading import LoadedModel, load
+from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record
 from emoneuron.reporting.cards import format_card, neuron_card, vocab_projection, write_cards
 from emoneuron.selection.identify import IdentifyConfig, identify
@@ -68,7 +69,7 @@ def _site_values(loaded: LoadedModel, item: Record, layer: int) -> tuple[list[in
 def test_top_examples_name_the_dialogues_and_tokens_that_activate_most(
         make_tiny: MakeTiny, records: list[Record]) -> None:
     loaded = make_tiny("llama")
-    recording = record(loaded, records, token_policy="all", progress=False, top_k=3)
+    recording = record(loaded, records, RecordConfig(token_policy="all", top_k=3), progress=False)
     layer, index = 1, 7
     card = neuron_card(loaded, layer, index, recording, records)
     assert len(card.examples) == 3
@@ -105,7 +106,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> P
     out = tmp_path_factory.mktemp("run")
     loaded = load(str(tiny_model_dir))
     items = synthesize(2, seed=1, max_turns=2)
-    recording = record(loaded, items, progress=False, top_k=4)
+    recording = record(loaded, items, RecordConfig(top_k=4), progress=False)
     recording.save(out / "stats.safetensors", {"model": str(tiny_model_dir)})
     write_records(out / "data" / "identify.jsonl", items)
     identify(recording, IdentifyConfig(share=0.05), str(tiny_model_dir)).save(

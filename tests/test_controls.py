@@ -7,6 +7,7 @@ import torch
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.models.adapters import DEFAULT_SITE
+from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.statistics import ActivationStats
 from emoneuron.selection.controls import (
     frequency,
@@ -105,7 +106,8 @@ def test_shuffled_control_matches_every_sets_layer_counts(make_tiny) -> None:  #
     from emoneuron.selection.identify import identify
 
     loaded = make_tiny("llama")
-    recording = record(loaded, synthesize(8, seed=0, max_turns=2), "dialogue", 8, False)
+    recording = record(loaded, synthesize(8, seed=0, max_turns=2), RecordConfig(batch_size=8),
+                       progress=False)
     for config in (IdentifyConfig(share=0.05),
                    IdentifyConfig(share=0.05, assignment="lape", activity_quantile=0.5)):
         real = identify(recording, config, "tiny")
@@ -122,4 +124,4 @@ def test_shuffled_control_matches_every_sets_layer_counts(make_tiny) -> None:  #
                     assert not set(indices) & set(own[layer])
         assert first[0].neurons != first[1].neurons
     with pytest.raises(UserError, match="AUROC"):
-        shuffled_controls(recording, IdentifyConfig(method="auroc"), real, (0,))
+        shuffled_controls(recording, IdentifyConfig(statistic="auroc"), real, (0,))

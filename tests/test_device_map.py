@@ -22,6 +22,7 @@ from emoneuron.causal.steer import _prompts, continue_dialogues
 from emoneuron.data.schema import Record
 from emoneuron.errors import UserError
 from emoneuron.models.loading import DeviceMap, LoadedModel, load
+from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record
 from emoneuron.recording.statistics import Recording
 from emoneuron.reporting.cards import vocab_projection
@@ -64,8 +65,8 @@ def test_the_map_is_respected_and_the_model_not_moved(
 
 def test_recording_sees_every_layer(whole: LoadedModel, dispatched: LoadedModel,
                                     records: list[Record]) -> None:
-    expected = record(whole, records, batch_size=3, progress=False)
-    got = record(dispatched, records, batch_size=3, progress=False)
+    expected = record(whole, records, RecordConfig(batch_size=3), progress=False)
+    got = record(dispatched, records, RecordConfig(batch_size=3), progress=False)
     assert (expected.sum_sq.sum(dim=(0, 1, 3)) > 0).all()  # every layer has statistics
     for name in ("tokens", "active", "sum", "sum_sq", "top_values"):
         torch.testing.assert_close(getattr(got, name), getattr(expected, name), msg=name)
@@ -130,8 +131,8 @@ def test_layers_on_two_real_devices(tiny_model_dir: Path, whole: LoadedModel,
         "model.embed_tokens": 0, "model.rotary_emb": 0, "model.layers.0": 0,
         "model.layers.1": "cpu", "model.norm": 0, "lm_head": "cpu"})
     assert split.device == torch.device("cuda", 0)
-    got = record(split, records, batch_size=3, progress=False)
-    expected = record(whole, records, batch_size=3, progress=False)
+    got = record(split, records, RecordConfig(batch_size=3), progress=False)
+    expected = record(whole, records, RecordConfig(batch_size=3), progress=False)
     torch.testing.assert_close(got.sum, expected.sum, atol=1e-3, rtol=1e-3)
     assert torch.equal(got.histogram.sum(-1), expected.histogram.sum(-1))
     classifier, reference = Classifier(split, [], batch_size=3), Classifier(whole, [], batch_size=3)

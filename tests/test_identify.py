@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +202,7 @@ def _smd_stats() -> ActivationStats:
 
 
 def test_smd_picks_the_shifted_low_variance_neuron() -> None:
-    sets = identify(_smd_stats(), IdentifyConfig(method="smd", share=0.02), "m")  # 1 neuron
+    sets = identify(_smd_stats(), IdentifyConfig(statistic="smd", share=0.02), "m")  # 1 neuron
     assert _positions(sets.emotions["fear"]) == [(2, 8)]
     # Cohen's d with pooled variance: (1 - 0) / sqrt(0.01).
     assert sets.emotions["fear"][0].score == pytest.approx(10.0, rel=1e-6)
@@ -210,7 +211,7 @@ def test_smd_picks_the_shifted_low_variance_neuron() -> None:
 
 def test_smd_ranks_effect_size_not_raw_shift() -> None:
     # share 1: every neuron is kept and goes to the emotion of its largest d.
-    sets = identify(_smd_stats(), IdentifyConfig(method="smd", share=1.0), "m")
+    sets = identify(_smd_stats(), IdentifyConfig(statistic="smd", share=1.0), "m")
     assert sum(len(ns) for ns in sets.emotions.values()) == N_NEURONS
     fear = sets.emotions["fear"]
     assert _positions(fear)[0] == (2, 8)
@@ -233,13 +234,13 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert loaded == sets
     assert loaded.config == sets.config
     payload = json.loads(path.read_text())
-    assert payload["method"] == "lape"
+    assert payload["statistic"] == "lape" and "method" not in payload
     assert payload["overlap"]["emotions"] == list(EMOTIONS)
 
 
 def test_round_trip_of_hand_built_sets(tmp_path: Path) -> None:
     sets = NeuronSets(model="m", site="mlp.down_proj.input", n_layers=4, width=9,
-                      config=IdentifyConfig(method="smd", share=0.5),
+                      config=IdentifyConfig(statistic="smd", share=0.5),
                       emotions={e: [Neuron(i % 4, i, 1.0 / (i + 1)) for i in range(k)]
                                 for k, e in enumerate(EMOTIONS)},
                       overlap=[[1] * 6 for _ in range(6)])
@@ -278,7 +279,7 @@ def test_missing_neurons_file_is_a_user_error(tmp_path: Path) -> None:
 # -- config ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs", [
-    {"method": "entropy"}, {"method": "LAPE"}, {"assignment": "all"}, {"assignment": ""},
+    {"statistic": "entropy"}, {"statistic": "LAPE"}, {"assignment": "all"}, {"assignment": ""},
     {"share": 0.0}, {"share": -0.01}, {"share": 1.5}, {"share": float("nan")},
 ])
 def test_bad_config_is_a_user_error(kwargs: dict[str, object]) -> None:
@@ -465,16 +466,16 @@ def test_selection_methods_name_their_site_and_rule() -> None:
 
     lape = SELECTION_METHODS["lape"]
     assert (lape.label, lape.site) == ("LAPE (Tang et al. 2024)", "mlp.activation")
-    assert (lape.config.method, lape.config.rule, lape.config.share, lape.config.assignment) == (
+    assert (lape.config.statistic, lape.config.rule, lape.config.share, lape.config.assignment) == (
         "lape", "global", 0.01, "lape")
     assert "LAPE" not in SELECTION_METHODS["entropy-argmax"].label
     assert SELECTION_METHODS["entropy-argmax"].site == "mlp.down_proj.input"
-    assert lape.overridden() is lape
-    changed = lape.overridden("mlp.down_proj.input", method="smd", share=None)
-    assert changed.site == "mlp.down_proj.input" and changed.config.method == "smd"
+    assert lape.overridden(lape.site, lape.config) is lape
+    changed = lape.overridden("mlp.down_proj.input", replace(lape.config, statistic="smd"))
+    assert changed.site == "mlp.down_proj.input" and changed.config.statistic == "smd"
     assert changed.config.share == 0.01
     assert changed.label == "LAPE (Tang et al. 2024), with statistic smd, site mlp.down_proj.input"
     with pytest.raises(UserError, match=r"use one of lape, entropy-argmax, auroc"):
         selection_method("tang")
-    with pytest.raises(UserError, match=r"unknown site 'mlp\.up'"):
-        lape.overridden("mlp.up")
+    with pytest.raises(UserError, match=r"--site 'mlp\.up': use one of"):
+        lape.overridden("mlp.up", lape.config)  # type: ignore[arg-type]

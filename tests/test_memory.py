@@ -14,15 +14,16 @@ MEASURE = """
 import resource, sys
 from emoneuron.data.synth import synthesize
 from emoneuron.models import load
+from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record
 
 def peak_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 model = load(sys.argv[1])
-record(model, synthesize(10, seed=0), "all", 16, False)
+record(model, synthesize(10, seed=0), RecordConfig(token_policy="all"), progress=False)
 small = peak_mib()
-record(model, synthesize(100, seed=0), "all", 16, False)
+record(model, synthesize(100, seed=0), RecordConfig(token_policy="all"), progress=False)
 print(small, peak_mib())
 """
 

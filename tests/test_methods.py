@@ -24,15 +24,15 @@ from emoneuron.models.loading import LoadedModel
 from emoneuron.run import RunConfig, preset_config, run
 from emoneuron.selection.identify import SELECTION_METHODS
 
-CONFIG = RunConfig(per_emotion=10, max_turns=2, eval_fraction=0.4, share=0.05,
-                   controls=("random",), sweep=False, dose_strengths=(), steer=False,
-                   batch_size=8)
+OPTIONS = {"per_emotion": 10, "max_turns": 2, "eval_fraction": 0.4, "share": 0.05,
+           "controls": ("random",), "sweep": False, "dose_strengths": (), "steer": False,
+           "batch_size": 8}
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     out = tmp_path_factory.mktemp("methods-run")
-    run(RunConfig(**{**CONFIG.__dict__, "model": str(tiny_model_dir)}), out, progress=False)
+    run(preset_config(**OPTIONS, model=str(tiny_model_dir)), out, progress=False)
     return out
 
 
@@ -130,8 +130,8 @@ def test_ablate_refuses_neurons_outside_the_model(run_dir: Path, tmp_path: Path,
 
 
 def test_an_unknown_method_to_compare_is_refused() -> None:
-    with pytest.raises(UserError, match="unknown selection method 'nope'"):
-        run(RunConfig(compare_methods=("nope",)), Path("unused"), progress=False)
+    with pytest.raises(UserError, match="--compare-methods nope: use some of lape"):
+        run(preset_config(compare_methods=("nope",)), Path("unused"), progress=False)
 
 
 def test_prompt_choice_maximises_the_worst_emotion_on_identification_only(
@@ -174,11 +174,11 @@ def test_presets_fill_what_the_command_line_leaves_out(
     assert main(["run", "--preset", "demo", "--max-turns", "3", "--out", str(tmp_path)]) == 0
     assert main(["run", "--out", str(tmp_path)]) == 0
     demo, plain = seen
-    assert (demo.preset, demo.per_emotion, demo.max_turns, demo.proportions) == (
+    assert (demo.preset, demo.per_emotion, demo.max_turns, demo.design.proportions) == (
         "demo", 50, 3, (0.5, 1.0))
     assert plain == RunConfig()
     study = preset_config("study")
     counts = split(synthesize(study.per_emotion, 0, study.max_turns), study.eval_fraction,
                    0).counts()
     assert min(counts["eval"].values()) >= 60 and min(counts["identify"].values()) >= 90
-    assert study.control_seeds == (0, 1, 2) and study.compare_methods
+    assert study.design.control_seeds == (0, 1, 2) and study.compare_methods

@@ -12,17 +12,18 @@ import pytest
 from emoneuron.causal.sweep import grid
 from emoneuron.cli import main
 from emoneuron.data.schema import EMOTIONS, read_records
-from emoneuron.run import RunConfig, design_of, run
+from emoneuron.run import RunConfig, design_of, preset_config, run
 from emoneuron.selection.identify import SELECTION_METHODS
 
-CONFIG = RunConfig(per_emotion=8, max_turns=2, eval_fraction=0.4, share=0.05,
-                   proportions=(0.5, 1.0), batch_size=8)
+OPTIONS = {"per_emotion": 8, "max_turns": 2, "eval_fraction": 0.4, "share": 0.05,
+           "proportions": (0.5, 1.0), "batch_size": 8}
+CONFIG = preset_config(**OPTIONS)
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     out = tmp_path_factory.mktemp("run")
-    run(RunConfig(**{**CONFIG.__dict__, "model": str(tiny_model_dir)}), out, progress=False)
+    run(preset_config(**OPTIONS, model=str(tiny_model_dir)), out, progress=False)
     return out
 
 
@@ -85,7 +86,7 @@ def test_rerun_resumes_without_recomputing(run_dir: Path, tiny_model_dir: Path,
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     (resumed / "conditions.jsonl").write_text("\n".join(lines[:10]) + "\n" + lines[10][:40])
-    run(RunConfig(**{**CONFIG.__dict__, "model": str(tiny_model_dir)}), resumed, progress=False)
+    run(preset_config(**OPTIONS, model=str(tiny_model_dir)), resumed, progress=False)
     again = (resumed / "conditions.jsonl").read_text().splitlines()
     assert again[:10] == lines[:10] and len(again) == len(lines)
     for table in ("ablation.csv", "effects.csv", "sweep.csv", "dose.csv", "specificity.csv",
@@ -135,24 +136,25 @@ def test_cli_identify_reuses_a_runs_statistics(run_dir: Path, tmp_path: Path) ->
                  "--assignment", "lape", "--model-name", "tiny", "--out", str(out)]) == 0
     mine, runs = json.loads(out.read_text()), json.loads((run_dir / "neurons.json").read_text())
     assert mine["emotions"] == runs["emotions"]
-    assert main(["identify", str(run_dir / "stats.safetensors"), "--method", "smd",
+    assert main(["identify", str(run_dir / "stats.safetensors"), "--statistic", "smd",
                  "--assignment", "normalised", "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["method"] == "smd"
+    assert json.loads(out.read_text())["statistic"] == "smd"
 
 
 def test_run_config_names_a_selection_method_and_overrides_it() -> None:
     from emoneuron.errors import UserError
 
-    method = RunConfig(selection="entropy-argmax", share=0.05, site=None).selection_method()
+    method = preset_config(selection="entropy-argmax", share=0.05).selection_method()
     assert (method.site, method.config.assignment, method.config.share) == (
         "mlp.down_proj.input", "argmax", 0.05)
     assert RunConfig().selection_method().label == "LAPE (Tang et al. 2024)"
+    assert RunConfig() == preset_config()
     with pytest.raises(UserError, match="unknown selection method 'tang'"):
-        RunConfig(selection="tang")
-    with pytest.raises(UserError, match="'multi' was split"):
-        RunConfig(assignment="multi")
-    with pytest.raises(UserError, match="unknown site"):
-        RunConfig(site="mlp.up")
+        preset_config(selection="tang")
+    with pytest.raises(UserError, match="multi was split"):
+        preset_config(assignment="multi")
+    with pytest.raises(UserError, match=r"--site 'mlp\.up': use one of"):
+        preset_config(site="mlp.up")
 
 
 def test_cli_synth_writes_balanced_jsonl(tmp_path: Path) -> None:
@@ -303,10 +305,10 @@ def test_run_identifies_on_one_file_and_evaluates_on_another(tmp_path: Path,
     write_records(identification, synthesize(6, seed=1, max_turns=2))
     other = synthesize(3, seed=2, max_turns=2, keyword_free=True)
     write_records(evaluation, other)
-    config = RunConfig(**{**CONFIG.__dict__, "model": str(tiny_model_dir),
-                          "data": str(identification), "eval_data": str(evaluation),
-                          "sweep": False, "steer": False, "controls": ("random",),
-                          "dose_strengths": ()})
+    config = preset_config(**{**OPTIONS, "model": str(tiny_model_dir),
+                              "data": str(identification), "eval_data": str(evaluation),
+                              "sweep": False, "steer": False, "controls": ("random",),
+                              "dose_strengths": ()})
     out = tmp_path / "run"
     run(config, out, progress=False)
     assert [r.id for r in read_records(out / "data" / "eval.jsonl")] == [r.id for r in other]

@@ -117,7 +117,8 @@ def test_the_planted_neurons_decide_and_the_tables_see_it(setup: dict[str, Any],
                                                            tmp_path: Path) -> None:
     classifier, evaluation = setup["classifier"], setup["evaluation"]
     sets = _planted_sets()
-    conditions = grid(Design(control_seeds=(0, 1, 2), controls=("random",)))
+    conditions = grid(Design(control_seeds=(0, 1, 2), controls=("random",), proportions=(),
+                             dose_strengths=()))
     store = ConditionStore(tmp_path / "conditions.jsonl", "planted")
     stats = record(classifier.loaded, setup["identification"], progress=False).stats()
     execute(classifier, sets, Sources(stats), evaluation, conditions, store, progress=False)
@@ -149,7 +150,7 @@ def test_the_planted_neurons_decide_and_the_tables_see_it(setup: dict[str, Any],
 def test_attribution_ranks_the_planted_neurons_first(setup: dict[str, Any]) -> None:
     stats = attribute(setup["classifier"], setup["identification"], progress=False)
     for statistic in ("attribution", "attribution-specific"):
-        sets = identify(stats, IdentifyConfig(method=statistic, rule="per-emotion",
+        sets = identify(stats, IdentifyConfig(statistic=statistic, rule="per-emotion",
                                               top_n=PLANTED), "planted-llama")
         for emotion in EMOTIONS:
             assert sorted((n.layer, n.index) for n in sets.emotions[emotion]) == [

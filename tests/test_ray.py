@@ -22,9 +22,10 @@ from emoneuron.errors import UserError
 from emoneuron.executors import ExecutorConfig, LocalExecutor, RayExecutor
 from emoneuron.models.loading import LoadedModel, ModelSpec, load
 from emoneuron.recording.attribution_stats import AttributionStats
+from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record, record_sharded
 from emoneuron.recording.statistics import Recording
-from emoneuron.run import RunConfig, run
+from emoneuron.run import preset_config, run
 from emoneuron.selection.identify import IdentifyConfig, identify
 
 ray = pytest.importorskip("ray")
@@ -93,15 +94,14 @@ def _assert_same_recording(ours: Recording, theirs: Recording) -> None:
 def test_recording_on_ray_equals_one_local_pass_after_a_worker_is_killed(
         executor: KillingRayExecutor, loaded: LoadedModel, tiny_model_dir: Path,
         dialogues: list[Record]) -> None:
-    local = record(loaded, dialogues, batch_size=4, progress=False)
-    on_ray = record_sharded(executor, loaded, dialogues, shards=8,
-                            setup=ModelSpec(str(tiny_model_dir)).load, batch_size=4,
-                            progress=False)
+    local = record(loaded, dialogues, RecordConfig(batch_size=4), progress=False)
+    on_ray = record_sharded(executor, loaded, dialogues, 8, ModelSpec(str(tiny_model_dir)).load,
+                            RecordConfig(batch_size=4), progress=False)
     assert executor.killed, "no worker was killed: the test did not test recovery"
     assert executor.delivered == list(range(8))  # every shard merged exactly once, in order
     _assert_same_recording(on_ray, local)
-    same_shards_here = record_sharded(LocalExecutor(), loaded, dialogues, shards=8,
-                                      batch_size=4, progress=False)
+    same_shards_here = record_sharded(LocalExecutor(), loaded, dialogues, 8,
+                                      config=RecordConfig(batch_size=4), progress=False)
     for name in ("tokens", "active", "sum", "sum_sq", "histogram", "top_values", "top_dialogue"):
         assert torch.equal(getattr(on_ray, name), getattr(same_shards_here, name)), name
 
@@ -115,7 +115,8 @@ def test_sweep_on_ray_stores_what_the_local_sweep_stores_after_a_worker_is_kille
     recording = record(loaded, evaluation, progress=False)
     sets = identify(recording, IdentifyConfig(share=0.05), "tiny")
     sources = Sources(recording.stats())
-    conditions = grid(Design(control_seeds=(0,), proportions=(0.5, 1.0)))
+    conditions = grid(Design(control_seeds=(0,), controls=("random",), proportions=(0.5, 1.0),
+                             dose_strengths=()))
     stores = {name: ConditionStore(tmp_path / f"{name}.jsonl", "context")
               for name in ("local", "ray")}
     execute(classifier, sets, sources, evaluation, conditions, stores["local"], progress=False)
@@ -158,15 +159,15 @@ def _outputs(run_dir: Path) -> dict[str, Path]:
 def test_a_ray_run_writes_the_files_of_a_local_run(executor: KillingRayExecutor,
                                                    tiny_model_dir: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    config = RunConfig(model=str(tiny_model_dir), per_emotion=6, max_turns=2, share=0.05,
-                       proportions=(0.5, 1.0), control_seeds=(0,), dose_strengths=(0.0,),
-                       batch_size=8, steer=False, threads=1)
+    options = {"model": str(tiny_model_dir), "per_emotion": 6, "max_turns": 2, "share": 0.05,
+               "proportions": (0.5, 1.0), "control_seeds": (0,), "dose_strengths": (0.0,),
+               "batch_size": 8, "steer": False, "threads": 1}
     executor.release()  # the run starts its own workers on the same two CPUs
     runs = {}
     for name, changes in (("local", {}), ("ray", {"executor": "ray", "workers": WORKERS})):
         monkeypatch.setenv("EMONEURON_CACHE", str(tmp_path / f"cache-{name}"))  # record anew
         runs[name] = tmp_path / name
-        run(RunConfig(**{**config.__dict__, **changes}), runs[name], progress=False)
+        run(preset_config(**options, **changes), runs[name], progress=False)
     local, on_ray = _outputs(runs["local"]), _outputs(runs["ray"])
     assert sorted(local) == sorted(on_ray)
     for name, path in local.items():

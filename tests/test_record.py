@@ -21,6 +21,7 @@ from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel
+from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import encode_for_recording, record
 from emoneuron.recording.statistics import ActivationStats, Recording
 
@@ -103,7 +104,8 @@ def test_statistics_equal_brute_force(make_tiny: MakeTiny, records: list[Record]
     batches = list(encode_for_recording(loaded, records, policy, batch_size=3))
     assert any(bool((batch.attention_mask == 0).any()) for batch in batches)
 
-    stats = record(loaded, records, token_policy=policy, batch_size=3, progress=False).stats()
+    stats = record(loaded, records, RecordConfig(token_policy=policy, batch_size=3),
+                   progress=False).stats()
     expected = _brute_force(loaded, records, policy)
 
     assert stats.token_policy == policy
@@ -121,7 +123,7 @@ def test_statistics_equal_brute_force(make_tiny: MakeTiny, records: list[Record]
 
 def test_policies_count_different_positions(make_tiny: MakeTiny, records: list[Record]) -> None:
     loaded = make_tiny("llama")
-    tokens = {policy: record(loaded, records, token_policy=policy, batch_size=3,
+    tokens = {policy: record(loaded, records, RecordConfig(token_policy=policy, batch_size=3),
                              progress=False).stats().tokens for policy in POLICIES}
     assert tokens["last"].sum() == len(records)
     assert tokens["last"].sum() < tokens["dialogue"].sum() < tokens["all"].sum()
@@ -129,8 +131,8 @@ def test_policies_count_different_positions(make_tiny: MakeTiny, records: list[R
 
 def test_batch_size_does_not_matter(make_tiny: MakeTiny, records: list[Record]) -> None:
     loaded = make_tiny("gpt2")
-    one = record(loaded, records, token_policy="dialogue", batch_size=1, progress=False)
-    many = record(loaded, records, token_policy="dialogue", batch_size=8, progress=False)
+    one = record(loaded, records, RecordConfig(batch_size=1), progress=False)
+    many = record(loaded, records, RecordConfig(batch_size=8), progress=False)
     _assert_stats_equal(many.stats(), one.stats())
     torch.testing.assert_close(many.histogram, one.histogram, rtol=0, atol=0)
 
@@ -139,9 +141,9 @@ def test_batch_size_does_not_matter(make_tiny: MakeTiny, records: list[Record]) 
 def test_merge_is_additive(make_tiny: MakeTiny, records: list[Record], family: str) -> None:
     loaded = make_tiny(family)
     first, second = records[:5], records[5:]
-    merged = (record(loaded, first, batch_size=2, progress=False)
-              .merge(record(loaded, second, batch_size=3, progress=False)))
-    whole = record(loaded, records, batch_size=4, progress=False)
+    merged = (record(loaded, first, RecordConfig(batch_size=2), progress=False)
+              .merge(record(loaded, second, RecordConfig(batch_size=3), progress=False)))
+    whole = record(loaded, records, RecordConfig(batch_size=4), progress=False)
     _assert_stats_equal(merged.stats(), whole.stats())
     assert (merged.site, merged.token_policy) == (whole.site, whole.token_policy)
     # And the halves are not each equal to the whole (the merge did add something).
@@ -150,15 +152,16 @@ def test_merge_is_additive(make_tiny: MakeTiny, records: list[Record], family: s
 
 def test_merge_refuses_different_policy(make_tiny: MakeTiny, records: list[Record]) -> None:
     loaded = make_tiny("llama")
-    last = record(loaded, records[:2], token_policy="last", progress=False)
-    every = record(loaded, records[:2], token_policy="all", progress=False)
+    last = record(loaded, records[:2], RecordConfig(token_policy="last"), progress=False)
+    every = record(loaded, records[:2], RecordConfig(token_policy="all"), progress=False)
     with pytest.raises(UserError, match="token"):
         last.merge(every)
 
 
 @pytest.fixture(scope="module")
 def llama_stats(make_tiny: MakeTiny, records: list[Record]) -> Recording:
-    return record(make_tiny("llama"), records, token_policy="last", batch_size=3, progress=False)
+    return record(make_tiny("llama"), records, RecordConfig(token_policy="last", batch_size=3),
+                  progress=False)
 
 
 def test_save_load_round_trip(llama_stats: Recording, tmp_path: Path) -> None:
@@ -212,4 +215,4 @@ def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
 
 def test_unknown_token_policy_raises(make_tiny: MakeTiny, records: list[Record]) -> None:
     with pytest.raises(UserError, match="first_token"):
-        record(make_tiny("llama"), records, token_policy="first_token", progress=False)
+        RecordConfig(token_policy="first_token")  # type: ignore[arg-type]

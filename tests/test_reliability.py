@@ -30,7 +30,7 @@ from emoneuron.data.schema import (
     write_records,
 )
 from emoneuron.errors import UserError
-from emoneuron.run import RunConfig, design_of
+from emoneuron.run import design_of, preset_config
 from emoneuron.selection.identify import SELECTION_METHODS
 
 # -- kill and resume, determinism --------------------------------------------------------------
@@ -40,7 +40,7 @@ TABLES = ("ablation.csv", "effects.csv", "sweep.csv", "dose.csv", "specificity.c
           "confusion.csv", "methods.csv", "neurons.json", "steering.json")
 # The conditions of the runs below: RunConfig's defaults with these proportions, then every
 # registered selection method's comparison (none equals the run's own: it selects 5%).
-_DESIGN = design_of(RunConfig(proportions=PROPORTIONS))
+_DESIGN = design_of(preset_config(proportions=PROPORTIONS))
 CONDITIONS = [*grid(_DESIGN), *(c for name in SELECTION_METHODS
                                 for c in method_conditions(_DESIGN, name, (0,)))]
 KILL_AFTER = 8  # finished conditions in conditions.jsonl before the SIGKILL

@@ -14,6 +14,7 @@ from emoneuron.data.schema import Record
 from emoneuron.errors import UserError
 from emoneuron.models.adapters import PRE_ACTIVATION_SITE
 from emoneuron.models.loading import LoadedModel
+from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record
 from emoneuron.recording.statistics import Recording
 from emoneuron.selection.scores import STATISTICS, compute_scores
@@ -23,8 +24,8 @@ MakeTiny = Callable[[str], LoadedModel]
 
 def _record(loaded: LoadedModel, items: list[Record], batch_size: int,
             site: str = "mlp.down_proj.input") -> Recording:
-    return record(loaded, items, token_policy="dialogue", batch_size=batch_size,
-                  progress=False, site=site, groups=4, top_k=3)
+    return record(loaded, items, RecordConfig(token_policy="dialogue", batch_size=batch_size,
+                                              site=site, groups=4, top_k=3), progress=False)
 
 
 @pytest.mark.parametrize(("family", "site"), [("llama", "mlp.down_proj.input"),
@@ -57,7 +58,7 @@ def test_merged_shards_equal_the_union(make_tiny: MakeTiny, records: list[Record
 def test_merge_refuses_other_groups_or_site(make_tiny: MakeTiny, records: list[Record]) -> None:
     loaded = make_tiny("llama")
     base = _record(loaded, records[:2], 2)
-    other_groups = record(loaded, records[2:4], progress=False, groups=5, top_k=3)
+    other_groups = record(loaded, records[2:4], RecordConfig(groups=5, top_k=3), progress=False)
     other_site = _record(loaded, records[2:4], 2, PRE_ACTIVATION_SITE)
     for other in (other_groups, other_site):
         with pytest.raises(UserError, match="cannot merge"):
@@ -68,7 +69,7 @@ def test_merge_refuses_other_groups_or_site(make_tiny: MakeTiny, records: list[R
 def test_no_groups_or_top_k_is_a_user_error(make_tiny: MakeTiny, records: list[Record],
                                             kwargs: dict[str, int]) -> None:
     with pytest.raises(UserError, match="at least 1"):
-        record(make_tiny("llama"), records, progress=False, **kwargs)
+        record(make_tiny("llama"), records, RecordConfig(**kwargs), progress=False)
 
 
 def test_statistics_of_the_previous_format_are_refused(tmp_path: Path) -> None:

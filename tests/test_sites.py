@@ -25,6 +25,7 @@ from emoneuron.models.adapters import (
     PRE_ACTIVATION_SITE,
 )
 from emoneuron.models.loading import LoadedModel
+from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record
 from emoneuron.selection.identify import IdentifyConfig, identify
 
@@ -78,8 +79,8 @@ def test_each_site_records_the_hand_computed_tensor(make_tiny: MakeTiny, records
     items = records[:3]
     hand = [_hand_values(loaded, item) for item in items]
     for site in SITES:
-        recording = record(loaded, items, token_policy="all", batch_size=2, progress=False,
-                           site=site)
+        recording = record(loaded, items, RecordConfig(token_policy="all", batch_size=2,
+                                                       site=site), progress=False)
         stats = recording.stats()
         for layer in range(loaded.n_layers):
             for emotion in {item.emotion for item in items}:
@@ -104,7 +105,7 @@ def test_unknown_site_names_the_family_and_its_sites(make_tiny: MakeTiny, record
     loaded = make_tiny(family)
     assert loaded.adapter.gated == (kind == "gated")
     with pytest.raises(UserError) as caught:
-        record(loaded, records, progress=False, site="mlp.up_proj.output")
+        loaded.adapter.site("mlp.up_proj.output")
     message = str(caught.value)
     assert f"the {family} family" in message and "mlp.up_proj.output" in message
     for site in SITES:
@@ -113,9 +114,10 @@ def test_unknown_site_names_the_family_and_its_sites(make_tiny: MakeTiny, record
 
 def test_site_is_in_every_artefact(make_tiny: MakeTiny, records: list[Record],
                                    tmp_path: Path) -> None:
-    recording = record(make_tiny("llama"), records, progress=False, site=PRE_ACTIVATION_SITE)
+    recording = record(make_tiny("llama"), records, RecordConfig(site=PRE_ACTIVATION_SITE),
+                       progress=False)
     recording.save(tmp_path / "stats.safetensors", {"model": "tiny"})
     assert json.loads((tmp_path / "stats.json").read_text())["site"] == PRE_ACTIVATION_SITE
-    sets = identify(recording, IdentifyConfig(method="smd", share=0.05), "tiny")
+    sets = identify(recording, IdentifyConfig(statistic="smd", share=0.05), "tiny")
     sets.save(tmp_path / "neurons.json")
     assert json.loads((tmp_path / "neurons.json").read_text())["site"] == PRE_ACTIVATION_SITE

@@ -114,7 +114,7 @@ def test_identity_weights_give_the_totals() -> None:
 
 def test_agreement_matrix_and_auroc_without_resampling(tmp_path: Path) -> None:
     recording = _recording(True)
-    report = write_stability(recording, IdentifyConfig(method="auroc", share=0.1),
+    report = write_stability(recording, IdentifyConfig(statistic="auroc", share=0.1),
                              tmp_path / "stability.json", StabilityConfig(5, 2), False)
     assert report["resamples"] == 0 and "null_count" not in report["emotions"]["anger"]
     saved = json.loads((tmp_path / "stability.json").read_text())

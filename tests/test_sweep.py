@@ -66,7 +66,8 @@ def test_every_layer_is_in_exactly_one_third() -> None:
 def test_grid_composition(seeds: tuple[int, ...], sweep_eval: str) -> None:
     proportions = DEFAULT_PROPORTIONS
     assert 1.0 in proportions
-    conditions = grid(Design(seeds, proportions=proportions, sweep_eval=sweep_eval))
+    conditions = grid(Design(seeds, ("random",), proportions=proportions, sweep_eval=sweep_eval,
+                             dose_strengths=()))
     n_sweep = len(EMOTIONS) * (len(LAYER_RANGES) * len(proportions) - 1)
     n_proportion_controls = 6 * (len(proportions) - 1)
     assert len(conditions) == 1 + 6 + 6 * len(seeds) + n_proportion_controls + n_sweep
@@ -97,12 +98,12 @@ def test_grid_composition(seeds: tuple[int, ...], sweep_eval: str) -> None:
 
 
 def test_grid_without_sweep_or_controls() -> None:
-    conditions = grid(Design((), controls=()))
+    conditions = grid(Design((), controls=(), proportions=(), dose_strengths=()))
     assert [c.kind for c in conditions] == ["baseline"] + ["mask"] * 6
 
 
 def test_grid_without_full_proportion_keeps_every_cell() -> None:
-    conditions = grid(Design((0,), proportions=(0.5,)))
+    conditions = grid(Design((0,), ("random",), proportions=(0.5,), dose_strengths=()))
     sweep = [c for c in conditions if c.kind == "mask" and c.proportion == 0.5]
     assert len(sweep) == len(EMOTIONS) * len(LAYER_RANGES)
 
@@ -176,7 +177,7 @@ def test_pinned_proportion_examples(sets: NeuronSets) -> None:
 
 
 def test_every_grid_condition_removes_the_expected_count(sets: NeuronSets) -> None:
-    for condition in grid(Design((0, 1), proportions=DEFAULT_PROPORTIONS)):
+    for condition in grid(Design((0, 1), ("random",), dose_strengths=())):
         if condition.kind == "baseline":
             continue
         ranked = [n for n in sets.emotions[condition.masked_emotion]

@@ -40,7 +40,8 @@ def _predictions(condition: Condition) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
-    conditions = grid(Design(control_seeds=(0, 1, 2), controls=("random", "least")))
+    conditions = grid(Design(control_seeds=(0, 1, 2), controls=("random", "least"),
+                             proportions=(), dose_strengths=()))
     store = ConditionStore(Path(tmp_path_factory.mktemp("tables")) / "conditions.jsonl", "t")
     for condition in conditions:
         ablation = (SET if condition.kind == "mask" else UNMATCHED if condition.control == "least"

@@ -24,10 +24,11 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from emoneuron.causal.intervene import Ablation, applied
+    from emoneuron.config import RunConfig
     from emoneuron.data.synth import synthesize
     from emoneuron.models.loading import load
     from emoneuron.recording.recorder import record
-    from emoneuron.run import RunConfig, run
+    from emoneuron.run import run
     from emoneuron.selection.identify import IdentifyConfig, identify
 
 # Each quick-start name and the module that defines it.
@@ -39,7 +40,7 @@ _HOMES = {
     "IdentifyConfig": "emoneuron.selection.identify",
     "Ablation": "emoneuron.causal.intervene",
     "applied": "emoneuron.causal.intervene",
-    "RunConfig": "emoneuron.run",
+    "RunConfig": "emoneuron.config",
 }
 
 __all__ = ["Ablation", "IdentifyConfig", "RunConfig", "__version__", "applied", "identify",

@@ -12,58 +12,75 @@ import dataclasses
 import json
 import signal
 import sys
-import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from emoneuron.errors import UserError
 from emoneuron.io import check_output_dir, check_output_file
+from emoneuron.options import choices, field_docs, flag, flat_settings, leaf_fields, nested
 
 
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type[Any],
-                           skip: Sequence[str] = (), only_given: bool = False) -> None:
-    """One ``--option`` per dataclass field, so configs and the CLI cannot drift apart.
-    ``only_given``: an option not on the command line leaves no attribute (a preset fills it)."""
-    hints = typing.get_type_hints(cls)
-    for spec in dataclasses.fields(cls):
+                           skip: Sequence[str] = (), only_given: bool = False,
+                           defaults: Mapping[str, Any] | None = None,
+                           from_selection: Sequence[str] = ()) -> None:
+    """One ``--option`` per field of the dataclass ``cls`` and of the configs nested in it, so
+    configs and the CLI cannot drift apart; the help is the field's ``Args:`` line, its choices
+    and its default (from ``defaults`` by field name where given). ``only_given``: an option not
+    on the command line leaves no attribute (a preset or the selection method fills it);
+    ``from_selection`` names the options whose default the ``--selection`` method sets."""
+    for owner, spec in leaf_fields(cls):
         if spec.name in skip:
             continue
-        flag = "--" + spec.name.replace("_", "-")
-        hint = hints[spec.name]
-        default = spec.default
-        help_text = f"default: {default}"
-        if only_given:
-            default = argparse.SUPPRESS
+        hint = typing.get_type_hints(owner)[spec.name]
+        default = (defaults[spec.name] if defaults is not None else
+                   spec.default_factory() if spec.default_factory is not dataclasses.MISSING
+                   else spec.default)
+        allowed = choices(hint)
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        origin = (f" (from --selection {defaults.get('selection')})"
+                  if defaults is not None and spec.name in from_selection else "")
+        help_text = (f"{field_docs(owner)[spec.name]} (default: "
+                     f"{'unset' if default is None else shown}{origin})").replace("%", "%%")
+        options: dict[str, Any] = {
+            "default": argparse.SUPPRESS if only_given else default, "help": help_text}
+        if allowed:
+            options["metavar"] = "{" + ",".join(allowed) + "}"
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                                help=help_text)
+            options["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(hint) is tuple:
-            parser.add_argument(flag, nargs="+", type=args[0], default=default, help=help_text)
-        elif typing.get_origin(hint) in (typing.Union, types.UnionType):
-            parser.add_argument(flag, type=args[0], default=default, help=help_text)
+            options.update(nargs="+", type=str if allowed else args[0])
+        elif allowed:
+            options["type"] = str
         else:
-            parser.add_argument(flag, type=hint, default=default, help=help_text)
+            options["type"] = args[0] if args else hint
+        parser.add_argument(flag(spec.name), **options)
 
 
 def _dataclass_from(cls: type[Any], namespace: argparse.Namespace) -> Any:
-    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)
-              if hasattr(namespace, f.name)}
-    for f in dataclasses.fields(cls):
-        if isinstance(values.get(f.name), list):
-            values[f.name] = tuple(values[f.name])
-    return cls(**values)
+    return nested(cls, _given(cls, namespace))
+
+
+def _given(cls: type[Any], namespace: argparse.Namespace) -> dict[str, Any]:
+    """The options of ``cls`` (and the configs nested in it) present in ``namespace``."""
+    return {spec.name: tuple(value) if isinstance(value, list) else value
+            for _, spec in leaf_fields(cls)
+            if (value := getattr(namespace, spec.name, _ABSENT)) is not _ABSENT}
+
+
+_ABSENT = object()
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
-    from emoneuron.run import RunConfig, preset_config, run
+    from emoneuron.config import RunConfig, preset_config
+    from emoneuron.run import run
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
-             if hasattr(args, f.name) and f.name != "preset"}
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    options = _given(RunConfig, args)
+    options.pop("preset", None)
     report = run(preset_config(getattr(args, "preset", ""), **options), args.out,
                  progress=not args.quiet)
     print(f"report: {report}")
@@ -179,7 +196,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 
 def _cmd_models_list(_: argparse.Namespace) -> None:
-    from emoneuron.models.embedded import DEFAULT_MODEL, EMBEDDED, cached_directory
+    from emoneuron.models.config import DEFAULT_MODEL
+    from emoneuron.models.embedded import EMBEDDED, cached_directory
 
     print(f"{'name':<19} {'params':>6} {'layers':>6} {'width':>5} {'neurons':>7}  {'family':<21} "
           f"{'licence':<18} {'download':>8}  {'status':<13} description")
@@ -208,16 +226,18 @@ def _cmd_record(args: argparse.Namespace) -> None:
     from emoneuron.data.schema import read_records, records_hash, select_classes
     from emoneuron.executors import ExecutorConfig, executor_for
     from emoneuron.models.loading import ModelSpec, load
+    from emoneuron.recording.config import RecordConfig
     from emoneuron.recording.recorder import record_sharded, shard_count
 
+    config = _dataclass_from(RecordConfig, args)
+    execution = _dataclass_from(ExecutorConfig, args)
     records, _ = select_classes(read_records(args.data), include_neutral=False)
     loaded = load(args.model, device=args.device)
-    with executor_for(_dataclass_from(ExecutorConfig, args)) as executor:
+    with executor_for(execution) as executor:
         worker_model = ModelSpec.on_gpus(args.model, executor.gpus_per_worker)
-        stats = record_sharded(executor, loaded, records, shard_count(executor, args.shards),
-                               worker_model.load,
-                               args.token_policy, args.batch_size, site=args.site,
-                               groups=args.groups)
+        stats = record_sharded(executor, loaded, records,
+                               shard_count(executor, execution.shards), worker_model.load,
+                               config)
     stats.save(args.out, {"model": args.model, "data_hash": records_hash(records)})
     print(f"wrote statistics of {int(stats.tokens.sum())} tokens at {stats.site} to {args.out}")
 
@@ -228,14 +248,14 @@ def _cmd_identify(args: argparse.Namespace) -> None:
     from emoneuron.selection.identify import IdentifyConfig, identify
     from emoneuron.selection.stability import StabilityConfig, write_stability
 
-    recording = Recording.load(args.stats)
     config = _dataclass_from(IdentifyConfig, args)
+    settings = _dataclass_from(StabilityConfig, args)
+    recording = Recording.load(args.stats)
     sets = identify(recording, config, args.model_name)
     sets.save(args.out)
     print(", ".join(f"{e} {len(n)}" for e, n in sets.emotions.items()) + f" -> {args.out}")
     stability_out = args.stability_out or args.out.with_name("stability.json")
-    report = write_stability(recording, config, stability_out,
-                             _dataclass_from(StabilityConfig, args), progress=False)
+    report = write_stability(recording, config, stability_out, settings, progress=False)
     for emotion, row in report["emotions"].items():
         boot = row.get("bootstrap_jaccard_to_full", {}).get("mean", "n/a")
         null = row.get("null_count", {}).get("mean", "n/a")
@@ -276,10 +296,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from emoneuron.data.synth import synthesize
     from emoneuron.models.loading import load
 
+    config = _dataclass_from(VariantsConfig, args)
     records = (read_records(args.data) if args.data
                else synthesize(args.per_emotion, args.seed, args.max_turns))
-    table = prompt_variants(load(args.model, device=args.device), records,
-                            _dataclass_from(VariantsConfig, args),
+    table = prompt_variants(load(args.model, device=args.device), records, config,
                             source=str(args.data or "synthetic data"))
     print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     if args.out:
@@ -335,23 +355,48 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     print(f"comparison: {write_comparison(args.run_dirs, args.out)}")
 
 
+# The commands in pipeline order, each with its one line in ``emoneuron --help``.
+COMMANDS = {
+    "data": "data sets: load a corpus, synthesise, generate, inspect",
+    "models": "embedded models: list, export",
+    "record": "per-emotion neuron statistics of a data set",
+    "identify": "select emotion neurons from statistics",
+    "evaluate": "baseline accuracy under each prompt variant (shots, plain/chat, calibration)",
+    "run": "the whole pipeline into one run directory (record, identify, ablate, report)",
+    "ablate": "evaluate a neurons.json in a finished run's context and add it to its method "
+              "comparison",
+    "report": "(re)write report.html of a run directory",
+    "compare": "compare runs of different models side by side",
+    "neuron": "one neuron's card: top activations, vocabulary projection",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from emoneuron.causal.prompts import VariantsConfig
+    """The ``emoneuron`` parser; it imports only the light config modules (no torch)."""
+    from dataclasses import asdict
+
+    from emoneuron.causal.config import VariantsConfig
+    from emoneuron.config import PRESETS, RunConfig, selection_settings
     from emoneuron.data.generate import GenerateConfig
     from emoneuron.executors import ExecutorConfig
-    from emoneuron.models.adapters import DEFAULT_SITE
-    from emoneuron.recording.statistics import DEFAULT_GROUPS, TOKEN_POLICIES
-    from emoneuron.run import PRESETS, RunConfig
-    from emoneuron.selection.identify import IdentifyConfig
-    from emoneuron.selection.scores import STATISTICS
-    from emoneuron.selection.stability import StabilityConfig
+    from emoneuron.recording.config import RecordConfig
+    from emoneuron.selection.config import IdentifyConfig, StabilityConfig
 
-    parser = argparse.ArgumentParser(prog="emoneuron", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="emoneuron", description=__doc__.splitlines()[0],
+        epilog="pipeline: data -> models -> record -> identify -> evaluate -> run / ablate -> "
+               "report -> compare; `emoneuron COMMAND --help` explains every option")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     title="commands, in pipeline order")
+    sub = {name: commands.add_parser(name, help=text, description=text)
+           for name, text in COMMANDS.items()}
 
-    run = commands.add_parser("run", help="the whole pipeline into one run directory")
-    _add_dataclass_options(run, RunConfig, skip=("preset",), only_given=True)
+    run = sub["run"]
+    run_defaults = RunConfig()
+    _add_dataclass_options(run, RunConfig, skip=("preset",), only_given=True,
+                           defaults=flat_settings(asdict(run_defaults)),
+                           from_selection=tuple(selection_settings(run_defaults.selection)))
     run.add_argument("--preset", choices=list(PRESETS), default=argparse.SUPPRESS,
                      help="demo (about 15 min on 2 CPU cores) or study (at least 60 held-out "
                           "dialogues per emotion); options given explicitly override it")
@@ -359,8 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
 
-    ablate = commands.add_parser("ablate", help="evaluate a neurons.json in a finished run's "
-                                                "context and add it to its method comparison")
+    ablate = sub["ablate"]
     ablate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     ablate.add_argument("--neurons", type=Path, required=True, help="neurons.json to evaluate")
     ablate.add_argument("--name", help="method name (default: the file's name without .json); "
@@ -368,8 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--quiet", action="store_true", help="no progress bars")
     ablate.set_defaults(func=_cmd_ablate)
 
-    data = commands.add_parser("data", help="data sets").add_subparsers(dest="data_command",
-                                                                        required=True)
+    data = sub["data"].add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", help="built-in synthetic dialogues, balanced and seeded")
     synth.add_argument("--per-emotion", type=int, default=40)
     synth.add_argument("--seed", type=int, default=0)
@@ -396,8 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--quiet", action="store_true", help="no progress bars")
     gen.set_defaults(func=_cmd_generate)
 
-    models = commands.add_parser("models", help="embedded models").add_subparsers(
-        dest="models_command", required=True)
+    models = sub["models"].add_subparsers(dest="models_command", required=True)
     models.add_parser("list", help="embedded models: size, shape, licence, cached").set_defaults(
         func=_cmd_models_list)
     export = models.add_parser("export", help="write a plain Hugging Face model directory")
@@ -405,28 +447,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("dir", type=Path)
     export.set_defaults(func=_cmd_models_export)
 
-    rec = commands.add_parser("record", help="per-emotion neuron statistics of a data set")
-    rec.add_argument("--model", default="smollm2-135m")
-    rec.add_argument("--data", required=True, type=Path)
-    rec.add_argument("--token-policy", choices=TOKEN_POLICIES, default="dialogue")
-    rec.add_argument("--batch-size", type=int, default=16)
-    rec.add_argument("--site", default=DEFAULT_SITE,
-                     help=f"neuron tensor to record (default {DEFAULT_SITE}; also "
-                          "mlp.activation, mlp.pre_activation)")
-    rec.add_argument("--groups", type=int, default=DEFAULT_GROUPS,
-                     help="dialogue groups per emotion, for the bootstrap and the null")
-    rec.add_argument("--device", default="cpu")
+    rec = sub["record"]
+    rec.add_argument("--model", default="smollm2-135m", help="model to record")
+    rec.add_argument("--data", required=True, type=Path, help="dialogues (JSONL)")
+    rec.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     rec.add_argument("--out", type=Path, required=True, help="statistics .safetensors file")
+    _add_dataclass_options(rec, RecordConfig)
     _add_dataclass_options(rec, ExecutorConfig)
-    rec.add_argument("--shards", type=int, default=0,
-                     help="dialogue shards, each a task (default: 4 per Ray worker)")
     rec.set_defaults(func=_cmd_record)
 
-    ident = commands.add_parser("identify", help="select emotion neurons from statistics")
+    ident = sub["identify"]
     ident.add_argument("stats", type=Path)
-    ident.add_argument("--statistic", "--method", dest="method", choices=STATISTICS,
-                       default="lape", help="default: lape")
-    _add_dataclass_options(ident, IdentifyConfig, skip=("method",))
+    _add_dataclass_options(ident, IdentifyConfig)
     _add_dataclass_options(ident, StabilityConfig)
     ident.add_argument("--model-name", default="unknown", help="model name for neurons.json")
     ident.add_argument("--out", type=Path, required=True, help="neurons.json to write")
@@ -435,9 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "default: beside --out")
     ident.set_defaults(func=_cmd_identify)
 
-    evaluate = commands.add_parser(
-        "evaluate", help="baseline accuracy under each prompt variant (shots, plain/chat, "
-        "calibration)")
+    evaluate = sub["evaluate"]
     evaluate.add_argument("--model", default="smollm2-135m")
     evaluate.add_argument("--data", type=Path, help="JSONL data (default: synthetic)")
     evaluate.add_argument("--per-emotion", type=int, default=40, help="synthetic data size")
@@ -447,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, help="also write the table as CSV")
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    neuron = commands.add_parser("neuron", help="one neuron's card: top activations, vocab")
+    neuron = sub["neuron"]
     neuron.add_argument("target", help="run directory, or a model (vocabulary projection only "
                                        "unless --stats and --data are given)")
     neuron.add_argument("layer", type=int)
@@ -460,11 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
     neuron.add_argument("--json", action="store_true", help="print the card as JSON")
     neuron.set_defaults(func=_cmd_neuron)
 
-    report = commands.add_parser("report", help="(re)write report.html of a run directory")
+    report = sub["report"]
     report.add_argument("run_dir", type=Path)
     report.set_defaults(func=_cmd_report)
 
-    compare = commands.add_parser("compare", help="compare runs of different models side by side")
+    compare = sub["compare"]
     compare.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     compare.add_argument("--out", type=Path, required=True, help="directory for compare.html")
     compare.set_defaults(func=_cmd_compare)

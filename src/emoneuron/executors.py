@@ -20,17 +20,18 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from tqdm.auto import tqdm
 
 from emoneuron.errors import UserError
+from emoneuron.options import at_least, check_choices
 
 State = TypeVar("State")
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-EXECUTORS = ("local", "ray")
+ExecutorName = Literal["local", "ray"]
 RESTARTS = 3  # times Ray restarts a dead worker, and retries the task it lost, before failing
 QUEUED_PER_WORKER = 2  # tasks handed to a worker ahead of time, so it never waits for the next
 
@@ -71,24 +72,37 @@ class LocalExecutor:
 
 @dataclass(frozen=True)
 class ExecutorConfig:
-    """How to run: ``local``, or ``ray`` at ``ray_address`` (``local`` starts a private Ray
-    cluster on this machine, ``auto`` joins the one this machine belongs to, ``HOST:PORT`` a
-    remote head). ``workers`` 0 means as many as the cluster's GPUs (or CPUs) hold."""
+    """Where recording and the conditions run (:func:`executor_for`).
 
-    executor: str = "local"
+    >>> ExecutorConfig("ray", workers=2).cpus_per_worker
+    1
+
+    Args:
+        executor: this process (local), or the workers of a Ray cluster (ray)
+        ray_address: the Ray cluster: local starts a private one on this machine, auto joins
+            the one this machine belongs to, HOST:PORT a remote head
+        workers: Ray workers (model replicas); 0 = one per GPU, or per cpus_per_worker CPUs
+        cpus_per_worker: CPU cores each Ray worker holds
+        gpus_per_worker: GPUs each Ray worker holds (a model larger than one GPU spreads over
+            them); unset: 1 on a cluster with GPUs, else 0
+        shards: dialogue shards of a recording, each a task; 0 = 4 per Ray worker (always 1
+            locally)
+    """
+
+    executor: ExecutorName = "local"
     ray_address: str = "local"
     workers: int = 0
     cpus_per_worker: int = 1
-    gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    gpus_per_worker: float | None = None
+    shards: int = 0
 
-    def check(self) -> None:
-        if self.executor not in EXECUTORS:
-            raise UserError(f"unknown executor {self.executor!r}: use one of "
-                            f"{', '.join(EXECUTORS)}")
-        if self.workers < 0 or self.cpus_per_worker < 1 or (self.gpus_per_worker or 0) < 0:
-            raise UserError(f"workers ({self.workers}) must be >= 0, cpus per worker "
-                            f"({self.cpus_per_worker}) >= 1 and gpus per worker "
-                            f"({self.gpus_per_worker}) >= 0")
+    def __post_init__(self) -> None:
+        check_choices(self)
+        at_least("workers", self.workers, 0)
+        at_least("cpus_per_worker", self.cpus_per_worker, 1)
+        at_least("gpus_per_worker", 0 if self.gpus_per_worker is None else self.gpus_per_worker,
+                 0)
+        at_least("shards", self.shards, 0)
 
 
 class _Worker:
@@ -130,7 +144,6 @@ class RayExecutor:
     """Tasks on a pool of Ray actors, each holding the state built by ``setup``."""
 
     def __init__(self, config: ExecutorConfig) -> None:
-        config.check()
         self.config = config
         self._ray = _ray()
         self._started_here = False
@@ -259,7 +272,6 @@ class RayExecutor:
 @contextmanager
 def executor_for(config: ExecutorConfig) -> Iterator[LocalExecutor | RayExecutor]:
     """The executor ``config`` names; a Ray cluster started for it is stopped on exit."""
-    config.check()
     if config.executor == "local":
         yield LocalExecutor()
         return

@@ -5,9 +5,8 @@ split) -> identify -> baseline, masked and control evaluation (held-out split) -
 comparison -> tables -> report. Each stage's wall time lands in ``manifest.json``; finished
 conditions are kept in ``conditions.jsonl`` so an interrupted run resumes.
 
-Presets (:data:`PRESETS`, ``--preset``) set the size of a run; options given explicitly
-override them. ``demo`` fits about 15 minutes on 2 CPU cores with SmolLM2 and is too small to
-detect modest effects; ``study`` evaluates at least 60 dialogues per emotion.
+Its configuration is :class:`emoneuron.config.RunConfig`, with presets and selection methods
+resolved by :func:`emoneuron.config.preset_config`.
 """
 
 from __future__ import annotations
@@ -15,13 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import json
-import math
 import platform
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +28,10 @@ import torch
 from emoneuron import __version__
 from emoneuron.causal.attribution import attribute
 from emoneuron.causal.classifier import CHANCE, Classifier, order_shots
-from emoneuron.causal.intervene import Ablation
 from emoneuron.causal.methods import Compared, compare_in_run, selection_methods, write_comparison
 from emoneuron.causal.prompts import PromptChoice, choose_prompt
 from emoneuron.causal.steer import steer
 from emoneuron.causal.sweep import (
-    DEFAULT_PROPORTIONS,
     Condition,
     ConditionStore,
     Design,
@@ -46,6 +42,9 @@ from emoneuron.causal.sweep import (
     is_sweep,
 )
 from emoneuron.causal.tables import ablation_tables, dose_table, sweep_table
+from emoneuron.config import PRESETS as PRESETS
+from emoneuron.config import RunConfig as RunConfig
+from emoneuron.config import preset_config as preset_config
 from emoneuron.data.dedup import check_leaks
 from emoneuron.data.schema import (
     EMOTIONS,
@@ -58,189 +57,28 @@ from emoneuron.data.schema import (
 from emoneuron.data.split import Splits, split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
-from emoneuron.executors import ExecutorConfig, LocalExecutor, RayExecutor, executor_for
+from emoneuron.executors import LocalExecutor, RayExecutor, executor_for
 from emoneuron.io import read_json, sha256_bytes, write_csv, write_json
-from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, load
+from emoneuron.models.config import Site
+from emoneuron.models.loading import LoadedModel, ModelSpec, load
 from emoneuron.recording.attribution_stats import AttributionStats
 from emoneuron.recording.cache import cached_record
+from emoneuron.recording.config import DEFAULT_GROUPS
 from emoneuron.recording.recorder import shard_count
-from emoneuron.recording.statistics import DEFAULT_GROUPS, N_BINS, Recording
+from emoneuron.recording.statistics import N_BINS, Recording
 from emoneuron.reporting.cards import write_cards
 from emoneuron.reporting.report import write_report
-from emoneuron.selection.controls import CONTROLS, ShuffledControl, shuffled_controls
+from emoneuron.selection.controls import ShuffledControl, shuffled_controls
 from emoneuron.selection.identify import (
-    SELECTION_METHODS,
     IdentifyConfig,
     NeuronSets,
-    SelectionMethod,
     identify,
-    selection_method,
 )
 from emoneuron.selection.scores import ATTRIBUTION_STATISTICS
 from emoneuron.selection.stability import write_stability
 
 CARDS_PER_EMOTION = 5  # neuron cards written for each emotion's top neurons, linked in the report
 PACKAGES = ("torch", "transformers", "safetensors", "numpy", "pandas", "matplotlib", "tqdm")
-
-
-@dataclass
-class RunConfig:
-    """Every setting of a run (the options of ``emoneuron run``), with its default.
-
-    >>> RunConfig(model="gemma3-270m", per_emotion=60).selection
-    'lape'
-    """
-
-    model: str = DEFAULT_MODEL
-    data: str | None = None  # JSONL file; None = built-in synthetic dialogues
-    per_emotion: int = 40
-    max_turns: int = 5
-    seed: int = 0
-    eval_fraction: float = 0.4
-    token_policy: str = "dialogue"
-    selection: str = "lape"  # a method of emoneuron.selection.identify.SELECTION_METHODS
-    # Overrides of the selection method's own settings; None keeps the method's.
-    site: str | None = None
-    statistic: str | None = None
-    rule: str | None = None
-    assignment: str | None = None
-    share: float | None = None
-    top_n: int | None = None
-    activity_quantile: float | None = None
-    control_seeds: tuple[int, ...] = (0, 1, 2)
-    controls: tuple[str, ...] = CONTROLS
-    other_control_seeds: int = 3  # the first N control seeds also drive frequency and shuffled
-    mode: str = "zero"  # how the neurons are removed; see emoneuron.causal.intervene
-    strength: float = 0.0
-    tokens: str = "all"  # all | dialogue | last
-    dose_strengths: tuple[float, ...] = (0.0, 0.5, 2.0)
-    proportions: tuple[float, ...] = DEFAULT_PROPORTIONS
-    sweep: bool = True
-    sweep_eval: str = "self"
-    shots: int = 1  # few-shot examples per emotion; 0 = zero-shot
-    # best: the prompt style and calibration with the highest worst-emotion accuracy on the
-    # identification split (emoneuron.causal.prompts.choose_prompt); fixed: prompt and calibrate.
-    prompt_choice: str = "best"
-    calibrate: bool = True
-    prompt: str = "auto"  # auto = chat template for instruct models, plain text otherwise
-    eval_data: str | None = None  # evaluate on this JSONL file instead of a held-out split
-    # Selection methods (emoneuron.selection.identify.SELECTION_METHODS) compared by their causal
-    # effect (emoneuron.causal.methods); their random controls use the first method_control_seeds
-    # seeds.
-    compare_methods: tuple[str, ...] = tuple(SELECTION_METHODS)
-    method_control_seeds: int = 1
-    steer: bool = True
-    steer_strength: float = 4.0
-    batch_size: int = 16
-    device: str = "cpu"
-    threads: int | None = None
-    # Where recording and the conditions run; see emoneuron.executors.
-    executor: str = "local"  # local | ray
-    ray_address: str = "local"  # local (a private cluster here) | auto | HOST:PORT
-    workers: int = 0  # Ray workers; 0 = one per GPU (or per cpus_per_worker CPUs)
-    cpus_per_worker: int = 1
-    gpus_per_worker: float | None = None  # None: 1 on a cluster with GPUs, else 0
-    shards: int = 0  # recording shards; 0 = 4 per Ray worker (1 locally)
-    preset: str = ""  # the PRESETS entry this config started from ("" = none)
-
-    def __post_init__(self) -> None:
-        # An unknown name or a bad override fails before any work.
-        if self.selection_method().config.method in ATTRIBUTION_STATISTICS:
-            raise UserError(f"--selection {self.selection}: attribution needs the run's "
-                            "classifier, so it is compared beside the run's own selection; use "
-                            "--compare-methods attribution (its sets land in "
-                            "methods/attribution/neurons.json)")
-        selection_methods(self.compare_methods)
-        self._check_options()
-
-    def _check_options(self) -> None:
-        """Every numeric and choice option, before any model is loaded or file written."""
-        counts = {"per_emotion": (self.per_emotion, 1), "max_turns": (self.max_turns, 2),
-                  "shots": (self.shots, 0), "batch_size": (self.batch_size, 1),
-                  "other_control_seeds": (self.other_control_seeds, 0),
-                  "method_control_seeds": (self.method_control_seeds, 1),
-                  "threads": (1 if self.threads is None else self.threads, 1),
-                  "shards": (self.shards, 0)}
-        for name, (value, smallest) in counts.items():
-            if value < smallest:
-                raise UserError(f"{_flag(name)} {value}: must be at least {smallest}")
-        if not 0 < self.eval_fraction < 1:
-            raise UserError(f"--eval-fraction {self.eval_fraction}: must be between 0 and 1, "
-                            "e.g. 0.4")
-        if not self.control_seeds or len(set(self.control_seeds)) != len(self.control_seeds):
-            raise UserError(f"--control-seeds {' '.join(map(str, self.control_seeds))}: give "
-                            "one or more distinct seeds, e.g. 0 1 2")
-        for name, values in (("proportions", self.proportions),
-                             ("dose_strengths", self.dose_strengths),
-                             ("strength", (self.strength,)),
-                             ("steer_strength", (self.steer_strength,))):
-            bad = [v for v in values if not math.isfinite(v)]
-            if bad:
-                raise UserError(f"{_flag(name)} {bad[0]}: not a finite number")
-        if any(not 0 < p <= 1 for p in self.proportions):
-            raise UserError(f"--proportions {' '.join(map(str, self.proportions))}: each share "
-                            "of a set must be in (0, 1], e.g. 0.5 1.0")
-        if any(s < 0 for s in self.dose_strengths):
-            raise UserError(f"--dose-strengths {' '.join(map(str, self.dose_strengths))}: "
-                            "strengths are 0 or more (0 removes, 1 leaves untouched)")
-        if self.steer_strength <= 1:
-            raise UserError(f"--steer-strength {self.steer_strength}: steering amplifies, give "
-                            "a value above 1, e.g. 4")
-        if self.prompt_choice not in PROMPT_CHOICES:
-            raise UserError(f"--prompt-choice {self.prompt_choice!r}: use one of "
-                            f"{', '.join(PROMPT_CHOICES)}")
-        if self.preset and self.preset not in PRESETS:
-            raise UserError(f"unknown preset {self.preset!r}: use one of {', '.join(PRESETS)}")
-        if self.sweep_eval not in SWEEP_EVALS:
-            raise UserError(f"--sweep-eval {self.sweep_eval!r}: use one of "
-                            f"{', '.join(SWEEP_EVALS)}")
-        Ablation.of({}, self.mode, self.strength, tokens=self.tokens)  # mode, scope, strength
-        check_device(self.device)
-
-    def selection_method(self) -> SelectionMethod:
-        """The named selection method with this config's overrides applied."""
-        return selection_method(self.selection).overridden(
-            self.site, method=self.statistic, rule=self.rule, assignment=self.assignment,
-            share=self.share, top_n=self.top_n, activity_quantile=self.activity_quantile)
-
-
-# Sizes of a run, measured with SmolLM2 on 2 CPU cores (README): demo (`make demo`), 15 held-out
-# dialogues per emotion, 10 min; study, 64 held-out and 95 identification dialogues per emotion,
-# random controls only, no dose, sweep or steering, 26 min.
-PRESETS: dict[str, dict[str, Any]] = {
-    "demo": {"per_emotion": 50, "eval_fraction": 0.3, "max_turns": 2, "proportions": (0.5, 1.0),
-             "control_seeds": (0, 1), "other_control_seeds": 1, "dose_strengths": (0.5,)},
-    "study": {"per_emotion": 160, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
-              "control_seeds": (0, 1, 2), "sweep": False, "dose_strengths": (), "steer": False},
-}
-PROMPT_CHOICES = ("best", "fixed")
-SWEEP_EVALS = ("self", "all")
-
-
-def _flag(field_name: str) -> str:
-    return "--" + field_name.replace("_", "-")
-
-
-def check_device(device: str) -> None:
-    """A UserError unless ``device`` is a torch device that exists here."""
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"--device {device!r}: use cpu, cuda, cuda:N or mps") from None
-    if parsed.type == "cuda" and (not torch.cuda.is_available()
-                                  or (parsed.index or 0) >= torch.cuda.device_count()):
-        raise UserError(f"--device {device}: no such CUDA device here "
-                        f"({torch.cuda.device_count()} found); use cpu")
-    if parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"--device {device}: MPS is not available here; use cpu")
-    if parsed.type not in ("cpu", "cuda", "mps"):
-        raise UserError(f"--device {device}: use cpu, cuda, cuda:N or mps")
-
-
-def preset_config(preset: str, **options: Any) -> RunConfig:
-    """The preset's settings (none for ""), with ``options`` overriding them; an unknown
-    preset is refused by the config itself."""
-    return RunConfig(**{**PRESETS.get(preset, {}), **options, "preset": preset})
 
 
 @dataclass
@@ -285,22 +123,14 @@ def _splits(config: RunConfig, records: list[Record]) -> Splits:
 
 
 def design_of(config: RunConfig) -> Design:
-    return Design(control_seeds=config.control_seeds, controls=config.controls,
-                  other_control_seeds=config.other_control_seeds,
-                  proportions=config.proportions if config.sweep else (),
-                  sweep_eval=config.sweep_eval, mode=config.mode, strength=config.strength,
-                  tokens=config.tokens, dose_strengths=config.dose_strengths)
-
-
-def executor_config_of(config: RunConfig) -> ExecutorConfig:
-    return ExecutorConfig(config.executor, config.ray_address, config.workers,
-                          config.cpus_per_worker, config.gpus_per_worker)
+    """The conditions' design: without the sweep, no proportions."""
+    return config.design if config.sweep else replace(config.design, proportions=())
 
 
 def _shuffled_controls(config: RunConfig, recording: Recording, identify_config: IdentifyConfig,
                        sets: NeuronSets, out_dir: Path) -> dict[int, ShuffledControl]:
     """The shuffled-label control's sets, also written to ``shuffled/`` for inspection."""
-    seeds = config.control_seeds[:config.other_control_seeds]
+    seeds = config.design.control_seeds[:config.design.other_control_seeds]
     controls = shuffled_controls(recording, identify_config, sets, seeds)
     for seed, control in controls.items():
         control.save(out_dir / "shuffled" / f"neurons-seed{seed}.json")
@@ -350,7 +180,6 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     PosixPath('runs/small/report.html')
     """
     out_dir = Path(out)
-    executor_config_of(config).check()
     _check_previous_run(out_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -366,8 +195,8 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     choice = None
     if config.prompt_choice == "best":
         with timer.stage("prompt_choice"):
-            choice = choose_prompt(loaded, shots, splits.identify, config.batch_size)
-    classifier = Classifier(loaded, shots, config.batch_size,
+            choice = choose_prompt(loaded, shots, splits.identify, config.record.batch_size)
+    classifier = Classifier(loaded, shots, config.record.batch_size,
                             choice.calibrate if choice else config.calibrate,
                             choice.style if choice else config.prompt)
     splits, truncated = _fit_to_context(splits, classifier)
@@ -376,11 +205,12 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     for name, part in (("fewshot", splits.fewshot), ("identify", splits.identify),
                        ("eval", splits.evaluate)):
         write_records(out_dir / "data" / f"{name}.jsonl", part)
-    with executor_for(executor_config_of(config)) as executor:
-        execution = {"executor": config.executor, "workers": executor.workers,
-                     "gpus_per_worker": executor.gpus_per_worker,
-                     "recording_shards": shard_count(executor, config.shards)}
-        if config.executor == "ray":
+    with executor_for(config.execution) as executor:
+        execution: dict[str, Any] = {
+            "executor": config.execution.executor, "workers": executor.workers,
+            "gpus_per_worker": executor.gpus_per_worker,
+            "recording_shards": shard_count(executor, config.execution.shards)}
+        if config.execution.executor == "ray":
             execution["ray_version"] = importlib.metadata.version("ray")
         sets, store = _record_identify_evaluate(
             config, loaded, splits, classifier, conditions, data_hash, executor, out_dir, timer,
@@ -393,7 +223,7 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
             write_csv(out_dir / "sweep.csv", sweep_table(store, splits.evaluate, conditions))
     if config.steer:
         with timer.stage("steering"):
-            steer(classifier, sets, config.steer_strength, config.control_seeds[0],
+            steer(classifier, sets, config.steer_strength, config.design.control_seeds[0],
                   out_dir / "steering.json", progress)
 
     def write_manifest() -> None:
@@ -421,10 +251,11 @@ def _record_identify_evaluate(
     model = ModelSpec.on_gpus(config.model, executor.gpus_per_worker)
     selection = config.selection_method()
 
-    def record_at(site: str) -> Recording:
-        return cached_record(loaded, splits.identify, config.token_policy, config.batch_size,
-                             progress, site, executor=executor,
-                             shards=shard_count(executor, config.shards), setup=model.load)
+    def record_at(site: Site) -> Recording:
+        return cached_record(loaded, splits.identify, replace(config.record, site=site),
+                             progress, executor=executor,
+                             shards=shard_count(executor, config.execution.shards),
+                             setup=model.load)
 
     with timer.stage("record"):
         stats = record_at(selection.site)
@@ -442,7 +273,7 @@ def _record_identify_evaluate(
         write_cards(loaded, stats, splits.identify, sets, out_dir / "cards",
                     per_emotion=CARDS_PER_EMOTION)
     shuffled = {}
-    if "shuffled" in config.controls:
+    if "shuffled" in config.design.controls:
         with timer.stage("shuffled_labels"):
             shuffled = _shuffled_controls(config, stats, identify_config, sets, out_dir)
     sources = Sources(stats.stats(), shuffled)
@@ -461,14 +292,15 @@ def _record_identify_evaluate(
                                  out_dir, progress)
             rows = compare_in_run(classifier, splits.evaluate, store, compared,
                                   conditions, design_of(config),
-                                  config.control_seeds[:config.method_control_seeds], progress,
+                                  config.design.control_seeds[:config.method_control_seeds],
+                                  progress,
                                   executor, setup)
             write_comparison(out_dir, rows)
     return sets, store
 
 
 def _compared(config: RunConfig, classifier: Classifier, splits: Splits, recording: Recording,
-              sources: Sources, sets: NeuronSets, record_at: Callable[[str], Recording],
+              sources: Sources, sets: NeuronSets, record_at: Callable[[Site], Recording],
               out_dir: Path, progress: bool) -> list[Compared]:
     """Each compared method's sets, identified from the run's identification split (recorded
     once more per other site by ``record_at``; attributed once with the run's classifier for
@@ -485,7 +317,7 @@ def _compared(config: RunConfig, classifier: Classifier, splits: Splits, recordi
             compared.append(Compared(method.name, method.label, sets, "", sources))
             continue
         statistics: Recording | AttributionStats = recordings[method.site]
-        if method.config.method in ATTRIBUTION_STATISTICS:
+        if method.config.statistic in ATTRIBUTION_STATISTICS:
             if method.site not in attributions:
                 attributions[method.site] = attribute(classifier, splits.identify, method.site,
                                                       progress=progress)

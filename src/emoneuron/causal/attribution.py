@@ -42,8 +42,9 @@ from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.recording.attribution_stats import AttributionStats
+from emoneuron.recording.config import DEFAULT_GROUPS
 from emoneuron.recording.recorder import site_hooks
-from emoneuron.recording.statistics import DEFAULT_GROUPS, dialogue_group
+from emoneuron.recording.statistics import dialogue_group
 
 
 @contextmanager

@@ -24,7 +24,6 @@ multiplies ``up``: zeroing or scaling it equals zeroing or scaling the default s
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -32,28 +31,28 @@ from typing import Any
 
 import torch
 
+from emoneuron.causal.config import check_intervention
 from emoneuron.errors import UserError
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
 from emoneuron.recording.statistics import ActivationStats
 
-MODES = ("zero", "mean", "scale", "amplify", "clamp")
-TOKEN_SCOPES = ("all", "dialogue", "last")
+# What each mode puts in place of the chosen neurons' activations, from those activations,
+# the strength and (mode mean) the reference values; keyed by emoneuron.causal.config.Mode.
+Replacement = Callable[[torch.Tensor, float, torch.Tensor | None], torch.Tensor]
+REPLACEMENTS: dict[str, Replacement] = {
+    "zero": lambda chosen, _strength, _values: torch.zeros_like(chosen),
+    "mean": lambda chosen, _strength, values: _as_values(values).to(chosen.dtype).expand_as(
+        chosen),
+    "scale": lambda chosen, strength, _values: chosen * strength,
+    "amplify": lambda chosen, strength, _values: chosen * strength,
+    "clamp": lambda chosen, strength, _values: torch.full_like(chosen, strength),
+}
 
 
-def _check(mode: str, strength: float, tokens: str) -> None:
-    if mode not in MODES:
-        raise UserError(f"unknown intervention mode {mode!r}: use one of {', '.join(MODES)}")
-    if tokens not in TOKEN_SCOPES:
-        raise UserError(f"unknown token scope {tokens!r}: use one of {', '.join(TOKEN_SCOPES)}")
-    if not math.isfinite(strength):
-        raise UserError(f"intervention strength {strength} is not a finite number")
-    if mode == "scale" and not 0 <= strength < 1:
-        raise UserError(f"mode scale attenuates: strength {strength} must be in [0, 1); "
-                        "use mode amplify for strengths above 1")
-    if mode == "amplify" and strength <= 1:
-        raise UserError(f"mode amplify needs a strength above 1, got {strength}; "
-                        "use mode scale to attenuate")
+def _as_values(values: torch.Tensor | None) -> torch.Tensor:
+    assert values is not None  # Ablation checks mode mean has its values before hooking
+    return values
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ class Ablation:
     @classmethod
     def of(cls, by_layer: Mapping[int, Sequence[int]], mode: str = "zero", strength: float = 0.0,
            site: str = DEFAULT_SITE, tokens: str = "all") -> Ablation:
-        _check(mode, strength, tokens)
+        check_intervention(mode, strength, tokens)
         neurons = tuple((int(layer), tuple(sorted(int(i) for i in indices)))
                         for layer, indices in sorted(by_layer.items()) if indices)
         return cls(neurons=neurons, mode=mode, strength=float(strength), site=site,
@@ -193,7 +192,7 @@ def _positions(tokens: str, scope: TokenScope, shape: torch.Size) -> torch.Tenso
 
 def _change(ablation: Ablation, index: torch.Tensor, values: torch.Tensor | None,
             scope: TokenScope) -> Callable[[torch.Tensor], torch.Tensor]:
-    mode, strength = ablation.mode, ablation.strength
+    replacement, strength = REPLACEMENTS[ablation.mode], ablation.strength
 
     def change(hidden: torch.Tensor) -> torch.Tensor:
         nonlocal index, values
@@ -203,15 +202,7 @@ def _change(ablation: Ablation, index: torch.Tensor, values: torch.Tensor | None
             index = index.to(hidden.device)
             values = None if values is None else values.to(hidden.device)
         chosen = hidden[..., index]
-        if mode == "zero":
-            changed = torch.zeros_like(chosen)
-        elif mode == "mean":
-            assert values is not None
-            changed = values.to(chosen.dtype).expand_as(chosen)
-        elif mode == "clamp":
-            changed = torch.full_like(chosen, strength)
-        else:
-            changed = chosen * strength
+        changed = replacement(chosen, strength, values)
         where = _positions(ablation.tokens, scope, hidden.shape)
         if where is not None:
             changed = torch.where(where.to(hidden.device), changed, chosen)

@@ -58,6 +58,7 @@ from emoneuron.errors import UserError
 from emoneuron.executors import Executor
 from emoneuron.io import read_json, sha256_bytes, write_csv
 from emoneuron.models.loading import LoadedModel, load
+from emoneuron.options import flat_settings
 from emoneuron.recording.statistics import Recording
 from emoneuron.selection.identify import NeuronSets, SelectionMethod, selection_method
 
@@ -149,7 +150,7 @@ def _row(compared: Compared, emotion: str, excess: Interval, is_near_chance: boo
          control: float, cross: float, size: float, n_seeds: int) -> dict[str, Any]:
     config = compared.sets.config
     return {"method": compared.name, "label": compared.label, "site": compared.sets.site,
-            "statistic": config.method, "rule": config.rule, "run_method": compared.tag == "",
+            "statistic": config.statistic, "rule": config.rule, "run_method": compared.tag == "",
             "masked_emotion": emotion, "n_neurons": size, "own_drop": own,
             "control_drop": control, "cross_drop": cross, "specific_excess_drop": excess.estimate,
             "ci_low": excess.low, "ci_high": excess.high, "n_control_seeds": n_seeds,
@@ -232,7 +233,7 @@ def evaluate_sets(run_dir: str | Path, sets: NeuronSets, name: str,
     if not (run_dir / "manifest.json").is_file():
         raise UserError(f"{run_dir}: no manifest.json; give a finished `emoneuron run` directory")
     manifest = read_json(run_dir / "manifest.json")
-    config, evaluation_setup = manifest["config"], manifest["evaluation"]
+    config, evaluation_setup = flat_settings(manifest["config"]), manifest["evaluation"]
     name = _checked_name(name)
     loaded = load(config["model"], device=config["device"])
     _check_fits(loaded, sets)
@@ -243,7 +244,8 @@ def evaluate_sets(run_dir: str | Path, sets: NeuronSets, name: str,
                             evaluation_setup.get("calibrate", config["calibrate"]),
                             evaluation_setup.get("style", config["prompt"]))
     seeds = tuple(config["control_seeds"])
-    design = Design(control_seeds=seeds, controls=("random",), mode=config["mode"],
+    design = Design(control_seeds=seeds, controls=("random",), proportions=(), dose_strengths=(),
+                    mode=config["mode"],
                     strength=config["strength"], tokens=config["tokens"])
     conditions = [c if c.kind == "baseline" else replace(c, method=name) for c in grid(design)]
     out = run_dir / "methods" / name
@@ -259,7 +261,7 @@ def evaluate_sets(run_dir: str | Path, sets: NeuronSets, name: str,
     execute(classifier, sets, sources, evaluation, conditions, store, progress)
     for table_name, table in ablation_tables(store, evaluation, conditions).items():
         write_csv(out / f"{table_name}.csv", table)
-    label = f"{name} ({sets.config.method}, {sets.config.rule})"
+    label = f"{name} ({sets.config.statistic}, {sets.config.rule})"
     compared = Compared(name, label, sets, name, sources)
     comparison_seeds = seeds[:config.get("method_control_seeds", 1)]
     return write_comparison(run_dir, comparison_rows(store, evaluation, conditions, compared,

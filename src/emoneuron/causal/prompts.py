@@ -28,27 +28,15 @@ from emoneuron.causal.classifier import (
     order_shots,
     resolved_style,
 )
+from emoneuron.causal.config import VariantsConfig as VariantsConfig
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.data.split import split
-from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel
-
-
-@dataclass
-class VariantsConfig:
-    shots: tuple[int, ...] = (0, 1)  # examples per emotion
-    prompts: tuple[str, ...] = ("plain", "chat")
-    eval_fraction: float = 0.5
-    seed: int = 0
-    batch_size: int = 16
 
 
 def prompt_variants(loaded: LoadedModel, records: Sequence[Record], config: VariantsConfig,
                     source: str = "data") -> pd.DataFrame:
     """One row per (shots, prompt, calibrated): accuracy per emotion and their mean."""
-    if not config.shots or min(config.shots) < 0:
-        raise UserError(f"shots {config.shots}: give one or more counts of examples per emotion "
-                        "(0 for zero-shot)")
     splits = split(list(records), config.eval_fraction, config.seed, max(config.shots),
                    source=source)
     evaluation = splits.evaluate

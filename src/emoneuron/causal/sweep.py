@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from emoneuron.causal.classifier import Classifier
+from emoneuron.causal.config import DEFAULT_PROPORTIONS as DEFAULT_PROPORTIONS
+from emoneuron.causal.config import Design as Design
 from emoneuron.causal.intervene import Ablation, applied, with_means
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
@@ -30,7 +32,6 @@ from emoneuron.recording.statistics import ActivationStats
 from emoneuron.selection.controls import (
     CONTROLS,
     ShuffledControl,
-    check_controls,
     frequency_matched,
     least_selective,
     random_matched,
@@ -38,7 +39,6 @@ from emoneuron.selection.controls import (
 from emoneuron.selection.identify import Neuron, NeuronSets
 
 LAYER_RANGES = ("bottom", "middle", "top", "all")
-DEFAULT_PROPORTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 def in_range(layer: int, n_layers: int, layer_range: str) -> bool:
@@ -73,21 +73,6 @@ class Condition:
                 f"{','.join(self.eval_emotions)}{method}")
 
 
-@dataclass(frozen=True)
-class Design:
-    """What a run evaluates besides the baseline; every field is a RunConfig option."""
-
-    control_seeds: tuple[int, ...] = (0, 1, 2)
-    controls: tuple[str, ...] = ("random",)
-    other_control_seeds: int = 3  # seeds of the frequency and shuffled controls: the first N
-    proportions: tuple[float, ...] = ()
-    sweep_eval: str = "self"
-    mode: str = "zero"
-    strength: float = 0.0
-    tokens: str = "all"
-    dose_strengths: tuple[float, ...] = ()
-
-
 def _dose_mode(strength: float) -> str:
     return "zero" if strength == 0 else "scale" if strength < 1 else "amplify"
 
@@ -97,7 +82,6 @@ def grid(design: Design) -> list[Condition]:
     ones evaluated on every emotion, the others on the masked emotion); the dose-response
     conditions (strength and proportion, each beside a random control, on the masked emotion);
     then the sweep: each emotion x layer range x proportion."""
-    check_controls(design.controls)
     conditions = [Condition("baseline")]
     # Dose-response controls use one seed: the curves are many points, each its own test.
     first_seeds = design.control_seeds[:1]

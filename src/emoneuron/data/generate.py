@@ -44,25 +44,49 @@ NAMING_POLICIES = ("discard", "flag")
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    model: str = "smollm2-135m"  # the writer
-    judges: tuple[str, ...] = ()  # judge models; none given: the writer judges alone
-    endpoint: str | None = None  # an OpenAI-compatible URL; none: every model is local
+    """What ``emoneuron data generate`` writes and with which models.
+
+    Args:
+        model: the writer model (local name, or a model at the endpoint)
+        judges: judge models; none given: the writer judges alone
+        endpoint: an OpenAI-compatible URL; unset: every model is local
+        api_key_env: the environment variable holding the endpoint's API key
+        topics: topics to write about
+        emotions: emotions to write
+        per_pair: dialogues per topic x emotion
+        min_turns: turns per dialogue, at least
+        max_turns: turns per dialogue, at most
+        writer_max_tokens: tokens the writer may answer with
+        judge_max_tokens: tokens a judge may answer with
+        temperature: the writer's sampling temperature (judges answer greedily)
+        seed: seed of the writer's sampling and the items' order
+        concurrency: requests in flight at once
+        timeout: seconds before a request is given up
+        max_retries: retries of a failed request
+        backoff: seconds before the first retry; doubles each time (plus jitter)
+        on_naming: a dialogue naming its emotion: discard it, or keep it flagged
+        device: cpu, cuda, cuda:N or mps, for local models
+    """
+
+    model: str = "smollm2-135m"
+    judges: tuple[str, ...] = ()
+    endpoint: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     topics: tuple[str, ...] = tuple(topic.name for topic in TOPICS)
     emotions: tuple[str, ...] = EMOTIONS
-    per_pair: int = 1  # dialogues per topic x emotion
+    per_pair: int = 1
     min_turns: int = 4
     max_turns: int = 8
     writer_max_tokens: int = 400
     judge_max_tokens: int = 10
-    temperature: float = 0.9  # the writer's; judges answer greedily
+    temperature: float = 0.9
     seed: int = 0
     concurrency: int = 4
     timeout: float = 60.0
     max_retries: int = 5
-    backoff: float = 1.0  # seconds before the first retry; doubles each time (plus jitter)
-    on_naming: str = "discard"  # a dialogue naming its emotion: discard, or keep it flagged
-    device: str = "cpu"  # for local models
+    backoff: float = 1.0
+    on_naming: str = "discard"
+    device: str = "cpu"
 
     def check(self) -> None:
         if not self.topics or not self.emotions:

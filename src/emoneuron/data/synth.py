@@ -569,6 +569,16 @@ def _dialogue(emotion: str, rng: random.Random, max_turns: int,
     return turns, {"topic": topic.name, "template": template_name}
 
 
+def check_size(per_emotion: int, max_turns: int) -> None:
+    """A UserError naming the option unless :func:`synthesize` can make this many dialogues
+    of at most this many turns."""
+    if per_emotion < 0:
+        raise UserError(f"--per-emotion {per_emotion}: give zero or more dialogues per emotion")
+    if not MIN_TURNS <= max_turns <= MAX_TURNS:
+        raise UserError(f"--max-turns {max_turns}: give a number of turns from {MIN_TURNS} to "
+                        f"{MAX_TURNS}")
+
+
 def synthesize(per_emotion: int, seed: int = 0, max_turns: int = MAX_TURNS,
                keyword_free: bool = False) -> list[Record]:
     """``per_emotion`` dialogues for each of :data:`EMOTIONS`, in a seeded shuffled order.
@@ -584,11 +594,7 @@ def synthesize(per_emotion: int, seed: int = 0, max_turns: int = MAX_TURNS,
     >>> len(records), records[0].emotion
     (12, 'anger')
     """
-    if per_emotion < 0:
-        raise UserError(f"--per-emotion {per_emotion}: give zero or more dialogues per emotion")
-    if not MIN_TURNS <= max_turns <= MAX_TURNS:
-        raise UserError(f"--max-turns {max_turns}: give a number of turns from {MIN_TURNS} to "
-                        f"{MAX_TURNS}")
+    check_size(per_emotion, max_turns)
     mode = "kf-" if keyword_free else ""
     records: list[Record] = []
     for emotion in EMOTIONS:

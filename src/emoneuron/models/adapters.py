@@ -34,14 +34,14 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from emoneuron.errors import UserError
+from emoneuron.models.config import ACTIVATION_SITE as ACTIVATION_SITE
+from emoneuron.models.config import DEFAULT_SITE as DEFAULT_SITE
+from emoneuron.models.config import PRE_ACTIVATION_SITE as PRE_ACTIVATION_SITE
+from emoneuron.models.config import SITES as SITES
 
 if TYPE_CHECKING:  # transformers is heavy to import; the adapters need only its types
     from transformers import PretrainedConfig, PreTrainedModel
 
-DEFAULT_SITE = "mlp.down_proj.input"
-ACTIVATION_SITE = "mlp.activation"
-PRE_ACTIVATION_SITE = "mlp.pre_activation"
-SITES = (DEFAULT_SITE, ACTIVATION_SITE, PRE_ACTIVATION_SITE)  # every family offers these
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 

@@ -238,7 +238,6 @@ EMBEDDED: dict[str, EmbeddedModel] = {model.name: model for model in (
                    "27f8af79348266bb154db225605212fa9ba3093ee3e2c9fce55eb3659163f344",
                    "7e190c024384a6fbfb8d467d1e79042c9b60de050520f6661eaf283ab9a26b7a"))),
 )}
-DEFAULT_MODEL = "smollm2-135m"
 
 
 def cached_directory(name: str) -> Path:

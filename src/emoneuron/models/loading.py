@@ -31,9 +31,10 @@ from transformers import (
 from emoneuron.errors import UserError
 from emoneuron.io import sha256_bytes
 from emoneuron.models.adapters import Adapter, adapter_for
+from emoneuron.models.config import DEFAULT_MODEL as DEFAULT_MODEL
+from emoneuron.models.config import check_device
 
 # DEFAULT_MODEL and cache_root are re-exported: the loaders' callers have always found them here.
-from emoneuron.models.embedded import DEFAULT_MODEL as DEFAULT_MODEL
 from emoneuron.models.embedded import EMBEDDED, cached_directory
 from emoneuron.models.embedded import cache_root as cache_root
 
@@ -117,6 +118,8 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
     >>> loaded.n_layers, loaded.width  # doctest: +SKIP
     (30, 1536)
     """
+    if device_map is None:  # with a map, ``device`` only picks the dtype
+        check_device(device)
     directory, instruct = resolve(name_or_path)
     source = str(directory) if directory is not None else name_or_path
     placement: dict[str, object] = {} if device_map is None else {

@@ -1,10 +1,11 @@
 """Recordings cached under everything they depend on, so a second identical request is free.
 
 Key: SHA-256 of the model's weights (every parameter's name, dtype, shape and bytes), the data
-(:func:`~emoneuron.data.schema.records_hash`), the site, the token policy, the grouping and top-k
-settings, and the code version (emoneuron's version, the recording format and :func:`code_hash`,
-so a changed recorder never reads an old result). The files live in
-``$EMONEURON_CACHE/stats/KEY.safetensors`` (see :func:`~emoneuron.models.loading.cache_root`).
+(:func:`~emoneuron.data.schema.records_hash`), the :class:`RecordConfig` but its batch size
+(site, token policy, grouping and top-k settings), and the code version (emoneuron's version,
+the recording format and :func:`code_hash`, so a changed recorder never reads an old result).
+The files live in ``$EMONEURON_CACHE/stats/KEY.safetensors`` (see
+:func:`~emoneuron.models.loading.cache_root`).
 Hashing the weights reads them once per call: about a second for SmolLM2-135M on a CPU. A
 cache that cannot be written costs only the reuse: the recording is returned all the same.
 """
@@ -22,16 +23,11 @@ import torch
 from emoneuron import __version__
 from emoneuron.data.schema import Record, records_hash
 from emoneuron.executors import Executor, LocalExecutor
-from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel, cache_root, warn_uncached
 from emoneuron.recording import recorder, statistics
+from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record_sharded
-from emoneuron.recording.statistics import (
-    DEFAULT_GROUPS,
-    DEFAULT_TOP_K,
-    RECORDING_FORMAT,
-    Recording,
-)
+from emoneuron.recording.statistics import RECORDING_FORMAT, Recording
 
 
 def weights_hash(model: torch.nn.Module) -> str:
@@ -58,31 +54,28 @@ def code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def recording_key(loaded: LoadedModel, records: Sequence[Record], site: str, token_policy: str,
-                  groups: int, top_k: int, group_seed: int) -> str:
+def recording_key(loaded: LoadedModel, records: Sequence[Record], config: RecordConfig) -> str:
     parts = {"weights": weights_hash(loaded.model), "data": records_hash(list(records)),
-             "site": site, "token_policy": token_policy, "groups": groups, "top_k": top_k,
-             "group_seed": group_seed,
+             "site": config.site, "token_policy": config.token_policy, "groups": config.groups,
+             "top_k": config.top_k, "group_seed": config.group_seed,
              "code": f"{__version__}/{RECORDING_FORMAT}/{code_hash()}"}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def cached_record(loaded: LoadedModel, records: Sequence[Record], token_policy: str = "dialogue",
-                  batch_size: int = 16, progress: bool = True, site: str = DEFAULT_SITE,
-                  groups: int = DEFAULT_GROUPS, top_k: int = DEFAULT_TOP_K, group_seed: int = 0,
+def cached_record(loaded: LoadedModel, records: Sequence[Record],
+                  config: RecordConfig = RecordConfig(), progress: bool = True,
                   cache_dir: str | Path | None = None, executor: Executor | None = None,
                   shards: int = 1, setup: Callable[[], LoadedModel] | None = None) -> Recording:
     """:func:`~emoneuron.recording.recorder.record_sharded` (by default one pass in this process),
     or its cached result for the same inputs. Shards and executors change only float rounding, so
     they share the cache entry."""
-    key = recording_key(loaded, records, site, token_policy, groups, top_k, group_seed)
+    key = recording_key(loaded, records, config)
     path = Path(cache_dir) if cache_dir is not None else cache_root() / "stats"
     path = path / f"{key}.safetensors"
     if path.is_file():
         return Recording.load(path)
     recording = record_sharded(executor or LocalExecutor(), loaded, records, shards, setup,
-                               token_policy, batch_size, progress, site, groups, top_k,
-                               group_seed)
+                               config, progress)
     try:
         recording.save(path, {"model": loaded.name, "data_hash": records_hash(list(records)),
                               "cache_key": key})

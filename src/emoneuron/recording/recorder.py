@@ -23,14 +23,11 @@ from emoneuron.data.render import render_dialogue, tokens_in_spans
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.executors import Executor, LocalExecutor
-from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
+from emoneuron.recording.config import RecordConfig, TokenPolicy
 from emoneuron.recording.statistics import (
     BIN_OF_TOP_BITS,
-    DEFAULT_GROUPS,
-    DEFAULT_TOP_K,
     N_BINS,
-    TOKEN_POLICIES,
     Recording,
     best_indices,
     dialogue_group,
@@ -48,13 +45,10 @@ class EncodedBatch:
     record_index: torch.Tensor  # (B,) position of each row's record in the input sequence
 
 
-def encode_for_recording(loaded: LoadedModel, records: Sequence[Record], token_policy: str,
-                         batch_size: int) -> Iterator[EncodedBatch]:
+def encode_for_recording(loaded: LoadedModel, records: Sequence[Record],
+                         token_policy: TokenPolicy, batch_size: int) -> Iterator[EncodedBatch]:
     """Length-bucketed, right-padded batches with the token policy's position mask; each batch
     holds one emotion's dialogues, so the recorder adds its histograms in one piece."""
-    if token_policy not in TOKEN_POLICIES:
-        raise UserError(f"unknown token policy {token_policy!r}: "
-                        f"use one of {', '.join(TOKEN_POLICIES)}")
     encoded = []
     for record in records:
         rendered = render_dialogue(record)
@@ -172,7 +166,7 @@ class _Accumulator:
         statistics.top_dialogue = dialogues.gather(0, order)
         statistics.top_values = candidates.gather(0, order)
 
-    def recording(self, site: str, token_policy: str, group_seed: int) -> Recording:
+    def recording(self, site: str, token_policy: TokenPolicy, group_seed: int) -> Recording:
         layers = [statistics or _LayerStatistics(self.cells, self.width, self.top_k,
                                                  torch.device("cpu"))
                   for statistics in self.layers]
@@ -215,21 +209,20 @@ def site_hooks(loaded: LoadedModel, site: str,
             handle.remove()
 
 
-def record(loaded: LoadedModel, records: Sequence[Record], token_policy: str = "dialogue",
-           batch_size: int = 16, progress: bool = True, site: str = DEFAULT_SITE,
-           groups: int = DEFAULT_GROUPS, top_k: int = DEFAULT_TOP_K,
-           group_seed: int = 0) -> Recording:
-    """Run the model once over ``records`` and return the neurons' statistics at ``site``.
+def record(loaded: LoadedModel, records: Sequence[Record],
+           config: RecordConfig = RecordConfig(), progress: bool = True) -> Recording:
+    """Run the model once over ``records`` and return the neurons' statistics at the config's
+    site.
 
-    >>> recording = record(load("smollm2-135m"), synthesize(2, max_turns=2))  # doctest: +SKIP
+    >>> recording = record(load("smollm2-135m"), synthesize(2, max_turns=2),  # doctest: +SKIP
+    ...                    RecordConfig(token_policy="last"))
     >>> recording.stats().active.shape  # doctest: +SKIP
     torch.Size([6, 30, 1536])
     """
-    if groups < 1 or top_k < 1:
-        raise UserError(f"groups ({groups}) and top-k ({top_k}) must be at least 1")
-    loaded.adapter.site(site)  # an unknown site fails before any work
+    site, groups, group_seed = config.site, config.groups, config.group_seed
+    loaded.adapter.site(site)  # a site this family lacks fails before any work
     device = loaded.device
-    accumulator = _Accumulator(loaded.n_layers, loaded.width, groups, top_k, device)
+    accumulator = _Accumulator(loaded.n_layers, loaded.width, groups, config.top_k, device)
     # The current batch's context on each device its layers' activations arrive on.
     context: dict[torch.device, _BatchContext] = {}
 
@@ -243,7 +236,8 @@ def record(loaded: LoadedModel, records: Sequence[Record], token_policy: str = "
     hashes = torch.tensor([dialogue_hash(r.id) for r in records], dtype=torch.int64)
     # Recording needs no logits: the decoder body alone skips the unembedding.
     body = loaded.model.base_model
-    batches = list(encode_for_recording(loaded, records, token_policy, batch_size))
+    batches = list(encode_for_recording(loaded, records, config.token_policy,
+                                        config.batch_size))
     bar = tqdm(total=sum(int(b.attention_mask.sum()) for b in batches), unit="tok",
                desc="record", disable=not progress)
     with torch.inference_mode(), site_hooks(loaded, site, reduce):
@@ -263,7 +257,7 @@ def record(loaded: LoadedModel, records: Sequence[Record], token_policy: str = "
                  attention_mask=batch.attention_mask.to(device))
             bar.update(int(batch.attention_mask.sum()))
     bar.close()
-    return accumulator.recording(site, token_policy, group_seed)
+    return accumulator.recording(site, config.token_policy, group_seed)
 
 
 SHARDS_PER_WORKER = 4  # a lost worker costs a quarter of its share, and loads stay balanced
@@ -279,25 +273,17 @@ def shard_count(executor: Executor, requested: int = 0) -> int:
 
 @dataclass(frozen=True)
 class _RecordShard:
-    """The task that records one shard on a worker; holds :func:`record`'s settings."""
+    """The task that records one shard on a worker."""
 
-    token_policy: str
-    batch_size: int
-    site: str
-    groups: int
-    top_k: int
-    group_seed: int
+    config: RecordConfig
 
     def __call__(self, loaded: LoadedModel, shard: Sequence[Record]) -> Recording:
-        return record(loaded, shard, self.token_policy, self.batch_size, False, self.site,
-                      self.groups, self.top_k, self.group_seed)
+        return record(loaded, shard, self.config, progress=False)
 
 
 def record_sharded(executor: Executor, loaded: LoadedModel, records: Sequence[Record],
                    shards: int, setup: Callable[[], LoadedModel] | None = None,
-                   token_policy: str = "dialogue", batch_size: int = 16, progress: bool = True,
-                   site: str = DEFAULT_SITE, groups: int = DEFAULT_GROUPS,
-                   top_k: int = DEFAULT_TOP_K, group_seed: int = 0) -> Recording:
+                   config: RecordConfig = RecordConfig(), progress: bool = True) -> Recording:
     """:func:`record` over ``shards`` contiguous slices of ``records``, each recorded by a worker
     of ``executor`` (which loads the model with ``setup``; a local executor uses ``loaded``)
     and merged in slice order. Equal to one pass up to float rounding: shards batch the
@@ -306,11 +292,10 @@ def record_sharded(executor: Executor, loaded: LoadedModel, records: Sequence[Re
     if shards < 1:
         raise UserError(f"shards ({shards}) must be at least 1")
     if shards == 1 and isinstance(executor, LocalExecutor):
-        return record(loaded, records, token_policy, batch_size, progress, site, groups, top_k,
-                      group_seed)
+        return record(loaded, records, config, progress)
     bounds = [len(records) * i // shards for i in range(shards + 1)]
     parts = [list(records[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
-    task = _RecordShard(token_policy, batch_size, site, groups, top_k, group_seed)
+    task = _RecordShard(config)
     if not parts:
         return task(loaded, [])
     merged: list[Recording] = []

@@ -36,11 +36,9 @@ from safetensors.torch import load_file, save
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import atomic_open, write_json
-from emoneuron.models.adapters import DEFAULT_SITE
+from emoneuron.models.config import DEFAULT_SITE
+from emoneuron.recording.config import TOKEN_POLICIES, TokenPolicy
 
-TOKEN_POLICIES = ("dialogue", "last", "all")
-DEFAULT_GROUPS = 16
-DEFAULT_TOP_K = 8
 RECORDING_FORMAT = "2"  # grouped moments, histograms and top-k; format 1 had moments only
 
 
@@ -143,11 +141,11 @@ class ActivationStats:
     sum: torch.Tensor
     sum_sq: torch.Tensor
     site: str = DEFAULT_SITE
-    token_policy: str = "dialogue"
+    token_policy: TokenPolicy = "dialogue"
     histogram: torch.Tensor | None = None
 
     @classmethod
-    def zeros(cls, n_layers: int, width: int, site: str, token_policy: str,
+    def zeros(cls, n_layers: int, width: int, site: str, token_policy: TokenPolicy,
               device: torch.device | str = "cpu") -> ActivationStats:
         shape = (len(EMOTIONS), n_layers, width)
         return cls(tokens=torch.zeros(len(EMOTIONS), dtype=torch.float64, device=device),
@@ -202,7 +200,7 @@ class Recording(GroupedCells):
     top_values: torch.Tensor  # (L, K, W) float32, -inf where fewer than K dialogues were seen
     top_dialogue: torch.Tensor  # (L, K, W) int64 dialogue_hash
     site: str = DEFAULT_SITE
-    token_policy: str = "dialogue"
+    token_policy: TokenPolicy = "dialogue"
     group_seed: int = 0
 
     def cells(self) -> torch.Tensor:
@@ -280,5 +278,9 @@ class Recording(GroupedCells):
         if not torch.equal(tensors.get("bin_edges", torch.zeros(0)), bin_edges()):
             raise UserError(f"{path}: histogram bin edges differ from this emoneuron's; "
                             "record again")
+        policy = next((p for p in TOKEN_POLICIES if p == header["token_policy"]), None)
+        if policy is None:
+            raise UserError(f"{path}: unknown token policy {header['token_policy']!r}; "
+                            "record again")
         return cls(**{name: tensors[name] for name in names}, site=header["site"],
-                   token_policy=header["token_policy"], group_seed=int(header["group_seed"]))
+                   token_policy=policy, group_seed=int(header["group_seed"]))

@@ -28,6 +28,7 @@ from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.io import atomic_open, write_json
 from emoneuron.models.loading import LoadedModel, compute_device
+from emoneuron.recording.config import TokenPolicy
 from emoneuron.recording.recorder import encode_for_recording, site_hooks
 from emoneuron.recording.statistics import Recording, dialogue_hash
 from emoneuron.selection.identify import NeuronSets
@@ -112,7 +113,7 @@ def vocab_projection(loaded: LoadedModel, layer: int, index: int,
 class _DialogueActivations:
     """One layer's site tensor for one dialogue, computed once per (dialogue, layer)."""
 
-    def __init__(self, loaded: LoadedModel, site: str, token_policy: str) -> None:
+    def __init__(self, loaded: LoadedModel, site: str, token_policy: TokenPolicy) -> None:
         self.loaded, self.site, self.token_policy = loaded, site, token_policy
         self.cache: dict[tuple[str, int], tuple[list[int], torch.Tensor, torch.Tensor]] = {}
 
@@ -257,7 +258,7 @@ def write_cards(loaded: LoadedModel, recording: Recording, records: Sequence[Rec
             index[emotion].append({"layer": neuron.layer, "index": neuron.index,
                                    "score": neuron.score, "json": f"{name}.json",
                                    "html": f"{name}.html"})
-    payload = {"model": sets.model, "site": sets.site, "statistic": sets.config.method,
+    payload = {"model": sets.model, "site": sets.site, "statistic": sets.config.statistic,
                "rule": sets.config.rule, "emotions": index}
     write_json(out / "index.json", payload)
     return payload

@@ -33,6 +33,7 @@ from emoneuron.causal.sweep import LAYER_RANGES
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import atomic_open, write_csv, write_json
+from emoneuron.options import flat_settings
 from emoneuron.reporting.html import Section, hover, page, render_figure, table, ul
 from emoneuron.reporting.report import (
     _count,
@@ -135,10 +136,9 @@ def differences(runs: Sequence[ComparedRun]) -> dict[str, list[str]]:
         "data hash": [str(r.run.manifest["data"]["hash"]) for r in runs],
         "emoneuron version": [str(r.run.manifest["emoneuron_version"]) for r in runs],
     }
-    keys = sorted({k for r in runs for k in r.run.manifest["config"]} - NOT_SETTINGS)
-    for key in keys:
-        values[f"setting {key}"] = [_as_text(r.run.manifest["config"].get(key, "(absent)"))
-                                    for r in runs]
+    settings = [flat_settings(r.run.manifest["config"]) for r in runs]
+    for key in sorted({k for s in settings for k in s} - NOT_SETTINGS):
+        values[f"setting {key}"] = [_as_text(s.get(key, "(absent)")) for s in settings]
     return {key: v for key, v in values.items() if len(set(v)) > 1}
 
 

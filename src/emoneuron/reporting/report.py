@@ -30,6 +30,7 @@ from emoneuron.causal.sweep import LAYER_RANGES, in_range
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import atomic_open, read_json
+from emoneuron.options import flat_settings
 from emoneuron.reporting.causal import (
     confusion_figure,
     controls_table,
@@ -198,7 +199,7 @@ def _summary_exist(run: _Run, counts: npt.NDArray[np.int_]) -> str:
     per = ", ".join(f"{e} {int(c)}" for e, c in zip(EMOTIONS, counts.sum(axis=1), strict=True))
     uses = Counter((n["layer"], n["index"]) for ns in run.neurons["emotions"].values() for n in ns)
     total = int(model["n_neurons"])
-    method = run.manifest.get("selection", {}).get("label", run.neurons["method"])
+    method = run.manifest.get("selection", {}).get("label", run.neurons["statistic"])
     text = (f"Selected by {method} at site {run.neurons['site']}: {per}. In total "
             f"{len(uses)} distinct neurons, "
             f"{_pct(len(uses) / total, 2)} of the {total:,} neurons "
@@ -547,7 +548,8 @@ def _details_html(manifest: dict[str, Any]) -> str:
             ["description", evaluation["description"]], ["shots", evaluation["n_shot"]],
             ["chance", _pct(float(evaluation["chance"]))]])),
         ("Configuration", table(["key", "value"],
-                                 [[k, _value(v)] for k, v in manifest["config"].items()])),
+                                 [[k, _value(v)]
+                                  for k, v in flat_settings(manifest["config"]).items()])),
         ("Timings", table(["stage", "seconds"], timings)),
         ("Versions", table(["package", "version"], [[k, _value(v)] for k, v in versions.items()])),
     ]

@@ -39,13 +39,6 @@ FREQUENCY_NEIGHBOURS = 10
 ByLayer = Mapping[int, Sequence[int]]
 
 
-def check_controls(names: Sequence[str]) -> None:
-    unknown = [name for name in names if name not in CONTROLS]
-    if unknown or (names and "random" not in names):
-        raise UserError(f"controls {', '.join(names)}: use some of {', '.join(CONTROLS)}, "
-                        "always including random (the reference control)")
-
-
 def _pool(sets: NeuronSets, emotion: str, layer: int, needed: int) -> np.ndarray:
     own = sets.layer_indices(emotion).get(layer, [])
     pool = np.setdiff1d(np.arange(sets.width), own)
@@ -148,7 +141,7 @@ def shuffled_controls(recording: Recording, config: IdentifyConfig, sets: Neuron
     recording), ``config``'s rule scores the neurons without its share or top-n cap
     (:func:`emoneuron.selection.identify.membership`), and :func:`null_matched` matches each set
     layer by layer."""
-    if config.method == "auroc":
+    if config.statistic == "auroc":
         raise UserError("the shuffled-label control needs per-group statistics, which AUROC's "
                         "histograms do not keep; use another statistic or leave shuffled out of "
                         "--controls")

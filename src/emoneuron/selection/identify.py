@@ -25,14 +25,14 @@ Assignment of the kept neurons (``global`` and ``per-layer``):
 Under ``per-emotion``, ``argmax`` lets a neuron compete only for its strongest emotion's list and
 ``normalised`` ranks each emotion independently (lists may share neurons); ``lape`` is refused.
 
-:data:`SELECTION_METHODS` names complete selections (site, statistic, rule, assignment); a new
-method is one more entry there.
+:data:`~emoneuron.selection.config.SELECTION_METHODS` names complete selections (site, statistic,
+rule, assignment); a new method is one more entry there.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,128 +41,15 @@ import torch
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import read_json, write_json
-from emoneuron.models.adapters import ACTIVATION_SITE, DEFAULT_SITE, SITES
 from emoneuron.recording.attribution_stats import AttributionStats
 from emoneuron.recording.statistics import ActivationStats, Recording
-from emoneuron.selection.scores import (
-    ATTRIBUTION_STATISTICS,
-    STATISTICS,
-    activity_bar,
-    compute_scores,
-    entropy_selectivity,
-)
+from emoneuron.selection.config import SELECTION_METHODS as SELECTION_METHODS
+from emoneuron.selection.config import IdentifyConfig as IdentifyConfig
+from emoneuron.selection.config import SelectionMethod as SelectionMethod
+from emoneuron.selection.config import selection_method as selection_method
+from emoneuron.selection.scores import activity_bar, compute_scores, entropy_selectivity
 
-METHODS = (*STATISTICS, *ATTRIBUTION_STATISTICS)
-ASSIGNMENTS = ("argmax", "lape", "normalised")
-RULES = ("global", "per-layer", "per-emotion")
 DEPTH_BINS = 10
-
-
-@dataclass(frozen=True)
-class IdentifyConfig:
-    """How neurons are selected: the statistic, the rule and the assignment (module docs).
-
-    >>> IdentifyConfig(rule="per-emotion", top_n=40).method
-    'lape'
-    """
-
-    method: str = "lape"  # the statistic; ``--statistic`` on the command line
-    share: float = 0.01
-    assignment: str = "argmax"
-    activity_quantile: float = 0.95
-    normalised_threshold: float = 0.25
-    rule: str = "global"
-    top_n: int = 50
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise UserError(f"unknown statistic {self.method!r}: use one of {', '.join(METHODS)}")
-        if self.assignment == "multi":
-            raise UserError("assignment 'multi' was split in two: use 'lape' (Tang et al.: raw "
-                            "activation probability above the activity bar) or 'normalised' "
-                            "(normalised probability >= --normalised-threshold)")
-        if self.assignment not in ASSIGNMENTS:
-            raise UserError(f"unknown assignment {self.assignment!r}: use {', '.join(ASSIGNMENTS)}")
-        if self.assignment == "lape" and self.rule == "per-emotion":
-            raise UserError("assignment lape assigns the neurons a global or per-layer rule "
-                            "keeps; with --rule per-emotion use argmax or normalised")
-        if self.rule not in RULES:
-            raise UserError(f"unknown rule {self.rule!r}: use one of {', '.join(RULES)}")
-        if not 0 < self.share <= 1:
-            raise UserError(f"share {self.share} must be in (0, 1], e.g. 0.01 for 1%")
-        if self.top_n < 1:
-            raise UserError(f"top-n {self.top_n} must be at least 1, e.g. 50")
-        if not 0 <= self.activity_quantile < 1:
-            raise UserError(f"activity quantile {self.activity_quantile} must be in [0, 1), "
-                            "e.g. 0.95")
-        if not 0 < self.normalised_threshold <= 1:
-            raise UserError(f"normalised threshold {self.normalised_threshold} must be in "
-                            "(0, 1], e.g. 0.25")
-
-
-@dataclass(frozen=True)
-class SelectionMethod:
-    """A complete, named way to select emotion neurons: where to record and how to select."""
-
-    name: str
-    label: str  # shown in reports
-    site: str
-    config: IdentifyConfig
-    description: str
-
-    def __post_init__(self) -> None:
-        if self.site not in SITES:
-            raise UserError(f"unknown site {self.site!r}: use one of {', '.join(SITES)}")
-
-    def overridden(self, site: str | None = None, **settings: Any) -> SelectionMethod:
-        """This method with its site and the given IdentifyConfig fields replaced (``None``
-        keeps the method's own); the label says what was changed."""
-        changed = {name: value for name, value in {**settings, "site": site}.items()
-                   if value is not None}
-        if not changed:
-            return self
-        label = f"{self.label}, with " + ", ".join(
-            f"{'statistic' if name == 'method' else name} {value}"
-            for name, value in changed.items())
-        changed.pop("site", None)
-        return replace(self, label=label, site=site or self.site,
-                       config=replace(self.config, **changed))
-
-
-SELECTION_METHODS: dict[str, SelectionMethod] = {method.name: method for method in (
-    SelectionMethod(
-        "lape", "LAPE (Tang et al. 2024)", ACTIVATION_SITE,
-        IdentifyConfig(method="lape", rule="global", share=0.01, activity_quantile=0.95,
-                       assignment="lape"),
-        "Tang et al.'s LAPE: P(act(gate) > 0 | emotion), lowest-entropy 1% of neurons active "
-        "above the 95th-percentile bar, each assigned to every emotion above that bar"),
-    SelectionMethod(
-        "entropy-argmax", "entropy selectivity at act(gate)*up, argmax (former default)",
-        DEFAULT_SITE, IdentifyConfig(method="lape", rule="global", share=0.01,
-                                     assignment="argmax"),
-        "LAPE's entropy filter and 1% cut on the sign of the down projection's input, each "
-        "neuron assigned to its strongest emotion"),
-    SelectionMethod(
-        "auroc", "one-vs-rest AUROC at act(gate), global 1%, argmax", ACTIVATION_SITE,
-        IdentifyConfig(method="auroc", rule="global", share=0.01, assignment="argmax"),
-        "the 1% of neurons whose activation best separates one emotion's tokens from the "
-        "rest, each assigned to that emotion"),
-    SelectionMethod(
-        "attribution", "gradient x activation attribution, global 1%, argmax (positive "
-        "control)", DEFAULT_SITE,
-        IdentifyConfig(method="attribution-specific", rule="global", share=0.01,
-                       assignment="argmax"),
-        "the 1% of neurons whose zeroing most lowers the gold label's log-probability for one "
-        "emotion beyond the others (first-order estimate on the identification split, "
-        "emoneuron.causal.attribution), each assigned to that emotion"),
-)}
-
-
-def selection_method(name: str) -> SelectionMethod:
-    if name not in SELECTION_METHODS:
-        raise UserError(f"unknown selection method {name!r}: use one of "
-                        f"{', '.join(SELECTION_METHODS)}")
-    return SELECTION_METHODS[name]
 
 
 @dataclass(frozen=True)
@@ -190,9 +77,9 @@ class NeuronSets:
 
     def to_json(self) -> dict[str, Any]:
         config = asdict(self.config)
-        method = config.pop("method")
+        statistic = config.pop("statistic")
         return {
-            "model": self.model, "site": self.site, "method": method, "statistic": method,
+            "model": self.model, "site": self.site, "statistic": statistic,
             "rule": self.config.rule, "parameters": config, "n_layers": self.n_layers,
             "width": self.width,
             "emotions": {e: [asdict(n) for n in ns] for e, ns in self.emotions.items()},
@@ -225,7 +112,7 @@ class NeuronSets:
     def load(cls, path: str | Path) -> NeuronSets:
         try:
             payload = read_json(path)
-            config = IdentifyConfig(method=payload["method"], **_current(payload["parameters"]))
+            config = IdentifyConfig(**_current(payload))
             emotions = {e: [Neuron(int(n["layer"]), int(n["index"]), float(n["score"]))
                             for n in payload["emotions"][e]] for e in EMOTIONS}
             return cls(model=payload["model"], site=payload["site"],
@@ -237,8 +124,11 @@ class NeuronSets:
                             "write one with `emoneuron identify`") from None
 
 
-def _current(parameters: dict[str, Any]) -> dict[str, Any]:
-    """Parameters of a neurons.json written before ``multi`` became ``normalised``."""
+def _current(payload: dict[str, Any]) -> dict[str, Any]:
+    """The IdentifyConfig fields of a neurons.json, also of one written before ``multi``
+    became ``normalised`` or that names its statistic ``method``."""
+    name = "statistic" if "statistic" in payload else "method"
+    parameters = {"statistic": payload[name], **payload["parameters"]}
     if "multi_threshold" not in parameters:
         return parameters
     renamed = {**parameters, "normalised_threshold": parameters["multi_threshold"]}
@@ -263,7 +153,7 @@ def membership(stats: ActivationStats | AttributionStats, config: IdentifyConfig
 
     ``capped=False`` drops the share / top-n limit and keeps every eligible neuron the rule
     would assign: what the shuffled-label null compares against the real score cut-off."""
-    scores = compute_scores(stats, config.method, config.activity_quantile)
+    scores = compute_scores(stats, config.statistic, config.activity_quantile)
     n_emotions, n_layers, width = scores.per_emotion.shape
     strongest = torch.nn.functional.one_hot(scores.per_emotion.argmax(0), n_emotions)
     strongest = strongest.permute(2, 0, 1).bool()  # (E, L, W)

@@ -46,9 +46,11 @@ from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.recording.attribution_stats import AttributionStats
 from emoneuron.recording.statistics import ActivationStats
+from emoneuron.selection.config import ActivationStatistic, AttributionStatistic
 
-STATISTICS = ("lape", "frequency", "smd", "welch", "auroc")  # of a recording
-ATTRIBUTION_STATISTICS = ("attribution", "attribution-specific")  # of an attribution pass
+# Keyed by emoneuron.selection.config.ActivationStatistic and AttributionStatistic.
+STATISTICS: tuple[ActivationStatistic, ...] = ("lape", "frequency", "smd", "welch", "auroc")
+ATTRIBUTION_STATISTICS: tuple[AttributionStatistic, ...] = ("attribution", "attribution-specific")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ the memory), so AUROC has agreement but no bootstrap or null.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +34,11 @@ import torch
 from tqdm.auto import tqdm
 
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.errors import UserError
 from emoneuron.io import write_json
 from emoneuron.recording.statistics import Recording
+from emoneuron.selection.config import StabilityConfig as StabilityConfig
 from emoneuron.selection.identify import IdentifyConfig, identify, membership
 from emoneuron.selection.scores import STATISTICS
-
-
-@dataclass(frozen=True)
-class StabilityConfig:
-    resamples: int = 50
-    permutations: int = 20
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.resamples < 2 or self.permutations < 1:
-            raise UserError(f"need at least 2 resamples and 1 permutation (got "
-                            f"{self.resamples}, {self.permutations})")
 
 
 def _bootstrap_weights(recording: Recording, generator: torch.Generator) -> torch.Tensor:
@@ -113,7 +100,7 @@ def stability(recording: Recording, config: IdentifyConfig,
         e: {"count": int(real[i].sum()),
             "score_cutoff": cutoff[i] if cutoff[i] != float("inf") else None}
         for i, e in enumerate(EMOTIONS)}
-    resampled = config.method != "auroc"
+    resampled = config.statistic != "auroc"
     if resampled:
         boot = []
         for _ in tqdm(range(settings.resamples), desc="bootstrap", disable=not progress):
@@ -136,7 +123,7 @@ def stability(recording: Recording, config: IdentifyConfig,
                                "max": max(counts),
                                "p95": round(float(torch.tensor(counts, dtype=torch.float64)
                                                   .quantile(0.95)), 2)}})
-    return {"site": recording.site, "statistic": config.method, "rule": config.rule,
+    return {"site": recording.site, "statistic": config.statistic, "rule": config.rule,
             "parameters": dataclasses.asdict(config), "groups": recording.groups,
             "non_empty_groups": {e: int((recording.tokens[i] > 0).sum())
                                  for i, e in enumerate(EMOTIONS)},
@@ -149,7 +136,7 @@ def stability(recording: Recording, config: IdentifyConfig,
 def agreement(recording: Recording, config: IdentifyConfig) -> dict[str, Any]:
     """Jaccard between the sets each statistic selects under the same rule, per emotion."""
     # The other statistics' empty sets are part of the comparison, not news for the user.
-    sets = {statistic: identify(recording, dataclasses.replace(config, method=statistic), "",
+    sets = {statistic: identify(recording, dataclasses.replace(config, statistic=statistic), "",
                                 warn_empty=False)
             for statistic in STATISTICS}
     positions = {s: {e: {(n.layer, n.index) for n in ns.emotions[e]} for e in EMOTIONS}

@@ -1,0 +1,123 @@
+"""What a run evaluates and how, importable without torch: the interventions' modes and token
+scopes, the condition :class:`Design`, and the prompt settings of ``emoneuron evaluate``
+(:class:`VariantsConfig`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from emoneuron.errors import UserError
+from emoneuron.options import at_least, check_choices, check_fraction, distinct, finite
+from emoneuron.selection.config import Control
+
+Mode = Literal["zero", "mean", "scale", "amplify", "clamp"]  # emoneuron.causal.intervene
+Scope = Literal["all", "dialogue", "last"]
+SweepEval = Literal["self", "all"]
+PromptChoice = Literal["best", "fixed"]
+FixedStyle = Literal["plain", "chat"]
+PromptStyle = Literal["auto", FixedStyle]  # emoneuron.causal.classifier
+DEFAULT_PROPORTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def check_intervention(mode: str, strength: float, tokens: str) -> None:
+    """A UserError unless ``mode`` acts with ``strength`` on the ``tokens`` scope.
+
+    >>> check_intervention("scale", 0.5, "all")
+    """
+    if mode not in get_args(Mode):
+        raise UserError(f"unknown intervention mode {mode!r}: use one of "
+                        f"{', '.join(get_args(Mode))}")
+    if tokens not in get_args(Scope):
+        raise UserError(f"unknown token scope {tokens!r}: use one of "
+                        f"{', '.join(get_args(Scope))}")
+    finite("strength", (strength,))
+    if mode == "scale" and not 0 <= strength < 1:
+        raise UserError(f"mode scale attenuates: strength {strength} must be in [0, 1); "
+                        "use mode amplify for strengths above 1")
+    if mode == "amplify" and strength <= 1:
+        raise UserError(f"mode amplify needs a strength above 1, got {strength}; "
+                        "use mode scale to attenuate")
+
+
+@dataclass(frozen=True)
+class Design:
+    """What a run evaluates besides the baseline (:func:`emoneuron.causal.sweep.grid`).
+
+    >>> len(Design(controls=("random",), control_seeds=(0,)).control_seeds)
+    1
+
+    Args:
+        control_seeds: seeds of the random control sets matched to each emotion's set
+        controls: control sets beside each masked emotion: random neurons, frequency-matched,
+            the least selective, and sets selected with shuffled labels (random always)
+        other_control_seeds: the first N control seeds also drive the frequency and shuffled
+            controls
+        proportions: shares of each emotion's set masked by layer range (the sweep) and the
+            dose-response proportion controls
+        sweep_eval: evaluate a sweep condition on the masked emotion only (self) or on all
+        mode: how the neurons are changed: set to zero or their mean, scaled by the strength
+            (below 1), amplified (above 1), or clamped to the strength
+        strength: the factor of scale and amplify, the value of clamp
+        tokens: where the intervention acts: all positions, the dialogue's, or the last
+        dose_strengths: extra strengths of the dose-response curve (0 removes, below 1
+            attenuates, above 1 amplifies)
+    """
+
+    control_seeds: tuple[int, ...] = (0, 1, 2)
+    controls: tuple[Control, ...] = get_args(Control)
+    other_control_seeds: int = 3
+    proportions: tuple[float, ...] = DEFAULT_PROPORTIONS
+    sweep_eval: SweepEval = "self"
+    mode: Mode = "zero"
+    strength: float = 0.0
+    tokens: Scope = "all"
+    dose_strengths: tuple[float, ...] = (0.0, 0.5, 2.0)
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.controls and "random" not in self.controls:
+            raise UserError(f"--controls {' '.join(self.controls)}: always include random (the "
+                            "reference control)")
+        if self.controls and not self.control_seeds:
+            raise UserError("--control-seeds: give one or more seeds, e.g. 0 1 2")
+        distinct("control_seeds", self.control_seeds)
+        distinct("controls", self.controls)
+        at_least("other_control_seeds", self.other_control_seeds, 0)
+        finite("proportions", self.proportions)
+        if any(not 0 < p <= 1 for p in self.proportions):
+            raise UserError(f"--proportions {' '.join(map(str, self.proportions))}: each share "
+                            "of a set must be in (0, 1], e.g. 0.5 1.0")
+        finite("dose_strengths", self.dose_strengths)
+        if any(s < 0 for s in self.dose_strengths):
+            raise UserError(f"--dose-strengths {' '.join(map(str, self.dose_strengths))}: "
+                            "strengths are 0 or more (0 removes, 1 leaves untouched)")
+        check_intervention(self.mode, self.strength, self.tokens)
+
+
+@dataclass(frozen=True)
+class VariantsConfig:
+    """The prompt variants ``emoneuron evaluate`` compares
+    (:func:`emoneuron.causal.prompts.prompt_variants`).
+
+    Args:
+        shots: few-shot examples per emotion to try (0 = zero-shot)
+        prompts: prompt styles to try: plain text, or the model's chat template
+        eval_fraction: share of the dialogues evaluated (the rest give the examples)
+        seed: seed of the split and the examples' order
+        batch_size: dialogues per forward pass (speed and memory only)
+    """
+
+    shots: tuple[int, ...] = (0, 1)
+    prompts: tuple[FixedStyle, ...] = ("plain", "chat")
+    eval_fraction: float = 0.5
+    seed: int = 0
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if not self.shots or min(self.shots) < 0:
+            raise UserError(f"--shots {' '.join(map(str, self.shots))}: give one or more "
+                            "counts of examples per emotion (0 for zero-shot)")
+        check_fraction("eval_fraction", self.eval_fraction)
+        at_least("batch_size", self.batch_size, 1)

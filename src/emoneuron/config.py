@@ -1,0 +1,163 @@
+"""The configuration of ``emoneuron run`` (:class:`RunConfig`), importable without torch: the
+run's own settings and one config per stage (recording, identification, the condition design,
+the executor). Every field is one command-line option of the same name (``top_n`` is
+``--top-n``), on ``run`` and on the stage's own command.
+
+Presets (:data:`PRESETS`, ``--preset``) set the size of a run and a selection method
+(``--selection``, :data:`~emoneuron.selection.config.SELECTION_METHODS`) sets the site and the
+identification fields; options given explicitly override both (:func:`preset_config`).
+``demo`` fits about 15 minutes on 2 CPU cores with SmolLM2 and is too small to detect modest
+effects; ``study`` evaluates at least 60 dialogues per emotion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
+
+from emoneuron.causal.config import Design, PromptChoice, PromptStyle
+from emoneuron.data.synth import check_size
+from emoneuron.errors import UserError
+from emoneuron.executors import ExecutorConfig
+from emoneuron.models.config import DEFAULT_MODEL, check_device
+from emoneuron.options import at_least, check_choices, check_fraction, distinct, finite, nested
+from emoneuron.recording.config import RecordConfig
+from emoneuron.selection.config import (
+    SELECTION_METHODS,
+    AttributionStatistic,
+    IdentifyConfig,
+    SelectionMethod,
+    SelectionName,
+    selection_method,
+)
+
+PresetName = Literal["", "demo", "study"]
+DEFAULT_SELECTION: SelectionName = "lape"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``emoneuron run`` does, e.g. ``run(RunConfig(per_emotion=60), "runs/a")``;
+    :func:`preset_config` builds one from a preset, a selection method and options by name.
+
+    >>> config = RunConfig(per_emotion=60)
+    >>> config.selection, config.identify.statistic, config.identify.assignment
+    ('lape', 'lape', 'lape')
+
+    Args:
+        model: an embedded model name, a Hugging Face id or a model directory
+        data: dialogues to analyse (JSONL); unset: the built-in synthetic dialogues
+        per_emotion: synthetic dialogues per emotion
+        max_turns: turns per synthetic dialogue, at most
+        seed: seed of the synthetic data, the split and the few-shot examples
+        eval_fraction: share of the dialogues held out for evaluation
+        selection: the named selection method; sets the site and the identification fields
+            (options given explicitly override it)
+        record: how the identification split is recorded (RecordConfig)
+        identify: how neurons are selected (IdentifyConfig)
+        design: what is evaluated besides the baseline (Design)
+        sweep: evaluate the layer-range x proportion sweep and the proportion controls
+        shots: few-shot examples per emotion in the prompt (0 = zero-shot)
+        prompt_choice: best picks the prompt style and calibration with the highest
+            worst-emotion accuracy on the identification split; fixed uses prompt and calibrate
+        calibrate: contextual calibration of the label probabilities (prompt choice fixed)
+        prompt: prompt style with prompt choice fixed: the chat template for instruct models
+            and plain text otherwise (auto), plain, or chat
+        eval_data: evaluate on this JSONL file instead of a held-out split
+        compare_methods: selection methods compared by their causal effect
+        method_control_seeds: random control seeds of each compared method (the first N)
+        steer: also amplify each emotion's neurons and measure the shift toward it
+        steer_strength: the steering factor (above 1)
+        device: cpu, cuda, cuda:N or mps
+        threads: torch CPU threads; unset: torch's default
+        execution: where recording and the conditions run (ExecutorConfig)
+        preset: the PRESETS entry this config started from ("" = none)
+    """
+
+    model: str = DEFAULT_MODEL
+    data: str | None = None
+    per_emotion: int = 40
+    max_turns: int = 5
+    seed: int = 0
+    eval_fraction: float = 0.4
+    selection: SelectionName = DEFAULT_SELECTION
+    record: RecordConfig = field(
+        default_factory=lambda: RecordConfig(site=SELECTION_METHODS[DEFAULT_SELECTION].site))
+    identify: IdentifyConfig = field(
+        default_factory=lambda: SELECTION_METHODS[DEFAULT_SELECTION].config)
+    design: Design = field(default_factory=Design)
+    sweep: bool = True
+    shots: int = 1
+    prompt_choice: PromptChoice = "best"
+    calibrate: bool = True
+    prompt: PromptStyle = "auto"
+    eval_data: str | None = None
+    compare_methods: tuple[SelectionName, ...] = get_args(SelectionName)
+    method_control_seeds: int = 1
+    steer: bool = True
+    steer_strength: float = 4.0
+    device: str = "cpu"
+    threads: int | None = None
+    execution: ExecutorConfig = field(default_factory=ExecutorConfig)
+    preset: PresetName = ""
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        at_least("per_emotion", self.per_emotion, 1)
+        check_size(self.per_emotion, self.max_turns)
+        check_fraction("eval_fraction", self.eval_fraction)
+        at_least("shots", self.shots, 0)
+        at_least("method_control_seeds", self.method_control_seeds, 1)
+        if self.threads is not None:
+            at_least("threads", self.threads, 1)
+        distinct("compare_methods", self.compare_methods)
+        finite("steer_strength", (self.steer_strength,))
+        if self.steer_strength <= 1:
+            raise UserError(f"--steer-strength {self.steer_strength}: steering amplifies, give "
+                            "a value above 1, e.g. 4")
+        if self.identify.statistic in get_args(AttributionStatistic):
+            raise UserError(f"--statistic {self.identify.statistic}: attribution needs the "
+                            "run's classifier, so it is compared beside the run's own selection; "
+                            "use --compare-methods attribution (its sets land in "
+                            "methods/attribution/neurons.json)")
+        check_device(self.device)
+
+    def selection_method(self) -> SelectionMethod:
+        """The named selection method at this config's site and identification settings."""
+        return selection_method(self.selection).overridden(self.record.site, self.identify)
+
+
+# Sizes of a run, measured with SmolLM2 on 2 CPU cores (README): demo (`make demo`), 15 held-out
+# dialogues per emotion, 10 min; study, 64 held-out and 95 identification dialogues per emotion,
+# random controls only, no dose, sweep or steering, 26 min.
+PRESETS: dict[str, dict[str, Any]] = {
+    "demo": {"per_emotion": 50, "eval_fraction": 0.3, "max_turns": 2, "proportions": (0.5, 1.0),
+             "control_seeds": (0, 1), "other_control_seeds": 1, "dose_strengths": (0.5,)},
+    "study": {"per_emotion": 160, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
+              "control_seeds": (0, 1, 2), "sweep": False, "dose_strengths": (), "steer": False},
+}
+
+
+def selection_settings(name: str) -> dict[str, Any]:
+    """The options a named selection method sets: its site and identification fields.
+
+    >>> selection_settings("auroc")["statistic"]
+    'auroc'
+    """
+    method = selection_method(name)
+    return {"site": method.site, **asdict(method.config)}
+
+
+def preset_config(preset: str = "", **options: Any) -> RunConfig:
+    """A RunConfig from options by field name (``top_n=40``, ``mode="scale"``): each option
+    given wins over the preset's (none for ""), which wins over the selection method's site
+    and identification fields, which win over the defaults.
+
+    >>> preset_config("demo", rule="per-emotion", assignment="argmax").identify.rule
+    'per-emotion'
+    """
+    chosen = {**PRESETS.get(preset, {}), **options}
+    flat = {**selection_settings(chosen.get("selection", DEFAULT_SELECTION)), **chosen,
+            "preset": preset}
+    config: RunConfig = nested(RunConfig, flat)
+    return config

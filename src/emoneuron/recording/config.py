@@ -1,0 +1,46 @@
+"""What a recording depends on besides the model and the data: :class:`RecordConfig`,
+importable without torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from emoneuron.models.config import DEFAULT_SITE, Site
+from emoneuron.options import at_least, check_choices
+
+TokenPolicy = Literal["dialogue", "last", "all"]
+TOKEN_POLICIES: tuple[TokenPolicy, ...] = get_args(TokenPolicy)
+DEFAULT_GROUPS = 16
+DEFAULT_TOP_K = 8
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """How to record neuron statistics (:func:`emoneuron.recording.recorder.record`).
+
+    >>> RecordConfig(token_policy="last").batch_size
+    16
+
+    Args:
+        site: the neuron tensor to record: the down projection's input (act(gate) * up),
+            act(gate) alone, or the gate before its activation
+        token_policy: which positions count: the turns' own words, each dialogue's last
+            token, or every token
+        batch_size: dialogues per forward pass (speed and memory only)
+        groups: dialogue groups per emotion, resampled by the bootstrap and the null
+        top_k: strongest dialogues kept per neuron, for its card
+        group_seed: seed of the dialogues' assignment to groups
+    """
+
+    site: Site = DEFAULT_SITE
+    token_policy: TokenPolicy = "dialogue"
+    batch_size: int = 16
+    groups: int = DEFAULT_GROUPS
+    top_k: int = DEFAULT_TOP_K
+    group_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        for name in ("batch_size", "groups", "top_k"):
+            at_least(name, getattr(self, name), 1)

@@ -1,0 +1,166 @@
+"""How neurons are selected, importable without torch: the statistics, rules and assignments
+(:mod:`emoneuron.selection.identify` explains them), :class:`IdentifyConfig`,
+:class:`StabilityConfig` and the named selection methods (:data:`SELECTION_METHODS`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, replace
+from typing import Literal, get_args
+
+from emoneuron.errors import UserError
+from emoneuron.models.config import ACTIVATION_SITE, DEFAULT_SITE, Site
+from emoneuron.options import at_least, check_choices, flag
+
+ActivationStatistic = Literal["lape", "frequency", "smd", "welch", "auroc"]  # of a recording
+AttributionStatistic = Literal["attribution", "attribution-specific"]  # of an attribution pass
+Statistic = Literal[ActivationStatistic, AttributionStatistic]
+Rule = Literal["global", "per-layer", "per-emotion"]
+Assignment = Literal["argmax", "lape", "normalised"]
+Control = Literal["random", "frequency", "least", "shuffled"]  # emoneuron.selection.controls
+SelectionName = Literal["lape", "entropy-argmax", "auroc", "attribution"]
+STATISTICS: tuple[Statistic, ...] = get_args(Statistic)
+
+
+@dataclass(frozen=True)
+class IdentifyConfig:
+    """How :func:`emoneuron.selection.identify.identify` scores and keeps neurons.
+
+    >>> IdentifyConfig(statistic="auroc", rule="per-emotion", top_n=40).share
+    0.01
+
+    Args:
+        statistic: what scores a neuron: LAPE's entropy of P(active | emotion), the activation
+            frequency difference, standardised mean difference, Welch's t, one-vs-rest AUROC,
+            or a gradient x activation attribution (also emotion-specific)
+        share: fraction of neurons the global and per-layer rules keep, e.g. 0.01 for 1%
+        assignment: which emotions a kept neuron belongs to: its strongest (argmax), every
+            emotion above the activity bar (lape, Tang et al.), or every emotion whose
+            normalised probability reaches the normalised threshold
+        activity_quantile: a neuron is active for an emotion above this quantile of all
+            activation probabilities (LAPE's eligibility bar)
+        normalised_threshold: normalised activation probability that assigns a neuron to an
+            emotion under assignment normalised
+        rule: keep the top share of all neurons (global), of each layer (per-layer), or each
+            emotion's top n (per-emotion)
+        top_n: neurons per emotion under rule per-emotion
+    """
+
+    statistic: Statistic = "lape"
+    share: float = 0.01
+    assignment: Assignment = "argmax"
+    activity_quantile: float = 0.95
+    normalised_threshold: float = 0.25
+    rule: Rule = "global"
+    top_n: int = 50
+
+    def __post_init__(self) -> None:
+        if self.assignment == "multi":  # type: ignore[comparison-overlap]
+            raise UserError("--assignment multi was split in two: use 'lape' (Tang et al.: raw "
+                            "activation probability above the activity bar) or 'normalised' "
+                            "(normalised probability >= --normalised-threshold)")
+        check_choices(self)
+        if self.assignment == "lape" and self.rule == "per-emotion":
+            raise UserError("--rule per-emotion with --assignment lape: lape assigns the "
+                            "neurons a global or per-layer rule keeps; add --assignment argmax "
+                            "(or normalised)")
+        _in_range("share", self.share, "(0, 1]", 0 < self.share <= 1, "0.01 for 1%")
+        at_least("top_n", self.top_n, 1)
+        _in_range("activity_quantile", self.activity_quantile, "[0, 1)",
+                  0 <= self.activity_quantile < 1, "0.95")
+        _in_range("normalised_threshold", self.normalised_threshold, "(0, 1]",
+                  0 < self.normalised_threshold <= 1, "0.25")
+
+
+def _in_range(name: str, value: float, interval: str, inside: bool, example: str) -> None:
+    if not inside:
+        raise UserError(f"{flag(name)} {value}: must be in {interval}, e.g. {example}")
+
+
+@dataclass(frozen=True)
+class StabilityConfig:
+    """How stable the selected sets are (:mod:`emoneuron.selection.stability`).
+
+    Args:
+        resamples: bootstrap resamples of the dialogue groups
+        permutations: shuffled-label selections for the null count
+        seed: seed of the resamples and permutations
+    """
+
+    resamples: int = 50
+    permutations: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        at_least("resamples", self.resamples, 2)
+        at_least("permutations", self.permutations, 1)
+
+
+@dataclass(frozen=True)
+class SelectionMethod:
+    """A complete, named way to select emotion neurons: where to record and how to select."""
+
+    name: str
+    label: str  # shown in reports
+    site: Site
+    config: IdentifyConfig
+    description: str
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
+    def overridden(self, site: Site, config: IdentifyConfig) -> SelectionMethod:
+        """This method recorded at ``site`` and selected by ``config``; the label says what
+        differs from the method's own settings.
+
+        >>> SELECTION_METHODS["auroc"].overridden("mlp.activation",
+        ...     IdentifyConfig(statistic="auroc", rule="per-emotion")).label
+        'one-vs-rest AUROC at act(gate), global 1%, argmax, with rule per-emotion'
+        """
+        new = replace(self, site=site, config=config)
+        changed = [(f.name, getattr(config, f.name)) for f in dataclasses.fields(config)
+                   if getattr(config, f.name) != getattr(self.config, f.name)]
+        changed += [("site", site)] if site != self.site else []
+        if not changed:
+            return self
+        return replace(new, label=f"{self.label}, with " + ", ".join(
+            f"{name} {value}" for name, value in changed))
+
+
+SELECTION_METHODS: dict[str, SelectionMethod] = {method.name: method for method in (
+    SelectionMethod(
+        "lape", "LAPE (Tang et al. 2024)", ACTIVATION_SITE,
+        IdentifyConfig(statistic="lape", rule="global", share=0.01, activity_quantile=0.95,
+                       assignment="lape"),
+        "Tang et al.'s LAPE: P(act(gate) > 0 | emotion), lowest-entropy 1% of neurons active "
+        "above the 95th-percentile bar, each assigned to every emotion above that bar"),
+    SelectionMethod(
+        "entropy-argmax", "entropy selectivity at act(gate)*up, argmax (former default)",
+        DEFAULT_SITE, IdentifyConfig(statistic="lape", rule="global", share=0.01,
+                                     assignment="argmax"),
+        "LAPE's entropy filter and 1% cut on the sign of the down projection's input, each "
+        "neuron assigned to its strongest emotion"),
+    SelectionMethod(
+        "auroc", "one-vs-rest AUROC at act(gate), global 1%, argmax", ACTIVATION_SITE,
+        IdentifyConfig(statistic="auroc", rule="global", share=0.01, assignment="argmax"),
+        "the 1% of neurons whose activation best separates one emotion's tokens from the "
+        "rest, each assigned to that emotion"),
+    SelectionMethod(
+        "attribution", "gradient x activation attribution, global 1%, argmax (positive "
+        "control)", DEFAULT_SITE,
+        IdentifyConfig(statistic="attribution-specific", rule="global", share=0.01,
+                       assignment="argmax"),
+        "the 1% of neurons whose zeroing most lowers the gold label's log-probability for one "
+        "emotion beyond the others (first-order estimate on the identification split, "
+        "emoneuron.causal.attribution), each assigned to that emotion"),
+)}
+
+
+def selection_method(name: str) -> SelectionMethod:
+    """>>> selection_method("auroc").site
+    'mlp.activation'
+    """
+    if name not in SELECTION_METHODS:
+        raise UserError(f"unknown selection method {name!r}: use one of "
+                        f"{', '.join(SELECTION_METHODS)}")
+    return SELECTION_METHODS[name]

@@ -1,0 +1,157 @@
+"""The nested configuration: every option documented, one flag per field, choices equal to
+their registries, presets and selection methods overridden by explicit options."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, get_args
+
+import pytest
+
+from emoneuron.causal.config import Design, FixedStyle, Mode, PromptStyle, Scope, VariantsConfig
+from emoneuron.cli import main
+from emoneuron.config import PRESETS, PresetName, RunConfig, preset_config
+from emoneuron.data.generate import GenerateConfig
+from emoneuron.executors import ExecutorConfig, ExecutorName
+from emoneuron.models.config import SITES
+from emoneuron.options import field_docs, flag, leaf_fields
+from emoneuron.recording.config import RecordConfig, TokenPolicy
+from emoneuron.selection.config import (
+    SELECTION_METHODS,
+    ActivationStatistic,
+    AttributionStatistic,
+    Control,
+    IdentifyConfig,
+    SelectionName,
+    StabilityConfig,
+)
+
+CONFIGS = (RunConfig, RecordConfig, IdentifyConfig, StabilityConfig, Design, VariantsConfig,
+           ExecutorConfig, GenerateConfig)
+
+
+@pytest.mark.parametrize("cls", CONFIGS, ids=[c.__name__ for c in CONFIGS])
+def test_every_field_has_its_args_line(cls: type[Any]) -> None:
+    import dataclasses
+
+    docs = field_docs(cls)
+    assert [f.name for f in dataclasses.fields(cls)] == list(docs)
+    assert all(len(text) > 10 for text in docs.values()), docs
+
+
+def test_no_two_fields_of_a_run_map_to_one_flag() -> None:
+    flags = Counter(flag(spec.name) for _, spec in leaf_fields(RunConfig))
+    assert [f for f, n in flags.items() if n > 1] == []
+    assert {"--rule", "--top-n", "--site", "--token-policy", "--mode", "--shards"} <= set(flags)
+
+
+def test_each_registry_is_keyed_by_its_literal() -> None:
+    from emoneuron.causal.classifier import PROMPT_STYLES
+    from emoneuron.causal.intervene import REPLACEMENTS
+    from emoneuron.models.adapters import ADAPTERS
+    from emoneuron.recording.statistics import TOKEN_POLICIES
+    from emoneuron.selection.controls import CONTROLS
+    from emoneuron.selection.scores import ATTRIBUTION_STATISTICS, STATISTICS
+
+    assert tuple(REPLACEMENTS) == get_args(Mode)
+    assert PROMPT_STYLES == get_args(PromptStyle) == ("auto", *get_args(FixedStyle))
+    assert get_args(TokenPolicy) == TOKEN_POLICIES
+    assert get_args(Control) == CONTROLS
+    assert get_args(ActivationStatistic) == STATISTICS
+    assert get_args(AttributionStatistic) == ATTRIBUTION_STATISTICS
+    assert tuple(SELECTION_METHODS) == get_args(SelectionName)
+    assert ("", *PRESETS) == get_args(PresetName)
+    assert get_args(Scope) == ("all", "dialogue", "last")
+    assert get_args(ExecutorName) == ("local", "ray")
+    for adapter in ADAPTERS:
+        assert tuple(adapter.sites) == SITES, adapter.family
+
+
+def _parsed_run(*options: str) -> RunConfig:
+    seen: list[RunConfig] = []
+    import emoneuron.run
+
+    original = emoneuron.run.run
+    emoneuron.run.run = lambda config, *_, **__: seen.append(config)  # type: ignore[assignment,misc,return-value]
+    try:
+        assert main(["run", "--out", "unused", *options]) == 0
+    finally:
+        emoneuron.run.run = original
+    return seen[0]
+
+
+def test_every_stage_option_reaches_the_run_config() -> None:
+    config = _parsed_run("--rule", "per-emotion", "--top-n", "40", "--site", "mlp.activation",
+                         "--assignment", "argmax", "--token-policy", "last", "--mode", "scale",
+                         "--strength", "0.5", "--shards", "3", "--preset", "demo")
+    assert (config.identify.rule, config.identify.top_n, config.identify.assignment,
+            config.identify.statistic) == ("per-emotion", 40, "argmax", "lape")
+    assert (config.record.site, config.record.token_policy) == ("mlp.activation", "last")
+    assert (config.design.mode, config.design.strength, config.design.proportions) == (
+        "scale", 0.5, (0.5, 1.0))
+    assert (config.execution.shards, config.preset, config.per_emotion) == (3, "demo", 50)
+    assert config.selection_method().label == (
+        "LAPE (Tang et al. 2024), with assignment argmax, rule per-emotion, top_n 40")
+
+
+def test_a_selection_method_fills_what_is_not_given() -> None:
+    config = preset_config(selection="entropy-argmax", statistic="auroc")
+    assert (config.record.site, config.identify.statistic, config.identify.assignment) == (
+        "mlp.down_proj.input", "auroc", "argmax")
+    assert RunConfig() == preset_config()
+
+
+def test_per_emotion_rule_with_the_lape_assignment_names_the_fix(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--out", "unused", "--rule", "per-emotion"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "add --assignment argmax" in error, error
+
+
+@pytest.mark.parametrize(("command", "named"), [
+    (["record", "--data", "x.jsonl", "--out", "s.safetensors", "--batch-size", "0"],
+     "--batch-size 0"),
+    (["record", "--data", "x.jsonl", "--out", "s.safetensors", "--token-policy", "first"],
+     "--token-policy 'first'"),
+    (["identify", "s.safetensors", "--out", "n.json", "--top-n", "0"], "--top-n 0"),
+    (["identify", "s.safetensors", "--out", "n.json", "--resamples", "1"], "--resamples 1"),
+    (["evaluate", "--shots", "-1"], "--shots -1"),
+    (["evaluate", "--prompts", "fancy"], "--prompts fancy"),
+    (["run", "--out", "r", "--controls", "frequency"], "always include random"),
+    (["run", "--out", "r", "--compare-methods", "auroc", "auroc"], "--compare-methods"),
+    (["run", "--out", "r", "--selection", "attribution"], "--compare-methods attribution"),
+    (["run", "--out", "r", "--workers", "-1"], "--workers -1"),
+])
+def test_stage_options_are_checked_before_any_work(
+        command: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(command) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and named in error, error
+
+
+def test_help_shows_what_an_option_does_its_choices_and_default(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--mode {zero,mean,scale,amplify,clamp} how the neurons are changed" in text
+    assert "(default: zero)" in text and "(default: lape (from --selection lape))" in text
+
+
+def _imports(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).parent).stdout.strip()
+
+
+def test_the_parser_and_the_data_commands_import_no_torch(tmp_path: Path) -> None:
+    assert _imports("import sys; from emoneuron.cli import build_parser; build_parser(); "
+                    "print('torch' in sys.modules, 'transformers' in sys.modules)") == (
+        "False False")
+    data = tmp_path / "d.jsonl"
+    main(["data", "synth", "--per-emotion", "2", "--out", str(data)])
+    assert _imports(f"import sys; from emoneuron.cli import main; main(['data', 'stats', "
+                    f"{str(data)!r}]); print('torch' in sys.modules, "
+                    "'transformers' in sys.modules)").splitlines()[-1] == "False False"
