@@ -26,9 +26,10 @@ import pytest
 from test_report import make_run
 from websockets.sync.client import ClientConnection, connect
 
+from emoneuron.config import preset_config
+from emoneuron.pipeline import run
 from emoneuron.reporting.compare import write_comparison
 from emoneuron.reporting.html import Section, page, table
-from emoneuron.run import preset_config, run
 
 START_TIMEOUT_S = 30
 PAGE_TIMEOUT_S = 30

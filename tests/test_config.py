@@ -72,14 +72,14 @@ def test_each_registry_is_keyed_by_its_literal() -> None:
 
 def _parsed_run(*options: str) -> RunConfig:
     seen: list[RunConfig] = []
-    import emoneuron.run
+    import emoneuron.pipeline
 
-    original = emoneuron.run.run
-    emoneuron.run.run = lambda config, *_, **__: seen.append(config)  # type: ignore[assignment,misc,return-value]
+    original = emoneuron.pipeline.run
+    emoneuron.pipeline.run = lambda config, *_, **__: seen.append(config)  # type: ignore[assignment,misc,return-value]
     try:
         assert main(["run", "--out", "unused", *options]) == 0
     finally:
-        emoneuron.run.run = original
+        emoneuron.pipeline.run = original
     return seen[0]
 
 

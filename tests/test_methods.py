@@ -16,12 +16,13 @@ from emoneuron.causal.classifier import Classifier, order_shots
 from emoneuron.causal.prompts import choose_prompt
 from emoneuron.causal.significance import stratified_interval
 from emoneuron.cli import main
+from emoneuron.config import RunConfig, preset_config
 from emoneuron.data.schema import EMOTIONS, Record, read_records
 from emoneuron.data.split import split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel
-from emoneuron.run import RunConfig, preset_config, run
+from emoneuron.pipeline import run
 from emoneuron.selection.identify import SELECTION_METHODS
 
 OPTIONS = {"per_emotion": 10, "max_turns": 2, "eval_fraction": 0.4, "share": 0.05,
@@ -168,8 +169,7 @@ def test_run_records_its_prompt_choice_and_preset(run_dir: Path) -> None:
 def test_presets_fill_what_the_command_line_leaves_out(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: list[RunConfig] = []
-    # `emoneuron.run` is the function (see emoneuron/__init__.py): patch it in its module.
-    monkeypatch.setattr(importlib.import_module("emoneuron.run"), "run",
+    monkeypatch.setattr(importlib.import_module("emoneuron.pipeline"), "run",
                         lambda config, *_, **__: seen.append(config))
     assert main(["run", "--preset", "demo", "--max-turns", "3", "--out", str(tmp_path)]) == 0
     assert main(["run", "--out", str(tmp_path)]) == 0

@@ -11,8 +11,9 @@ import pytest
 
 from emoneuron.causal.sweep import grid
 from emoneuron.cli import main
+from emoneuron.config import RunConfig, preset_config
 from emoneuron.data.schema import EMOTIONS, read_records
-from emoneuron.run import RunConfig, design_of, preset_config, run
+from emoneuron.pipeline import design_of, run
 from emoneuron.selection.identify import SELECTION_METHODS
 
 OPTIONS = {"per_emotion": 8, "max_turns": 2, "eval_fraction": 0.4, "share": 0.05,

@@ -16,16 +16,17 @@ import torch
 
 from emoneuron.causal.classifier import Classifier, order_shots
 from emoneuron.causal.sweep import ConditionStore, Design, EvaluationSetup, Sources, execute, grid
+from emoneuron.config import preset_config
 from emoneuron.data.schema import Record
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
 from emoneuron.executors import ExecutorConfig, LocalExecutor, RayExecutor
 from emoneuron.models.loading import LoadedModel, ModelSpec, load
+from emoneuron.pipeline import run
 from emoneuron.recording.attribution_stats import AttributionStats
 from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record, record_sharded
 from emoneuron.recording.statistics import Recording
-from emoneuron.run import preset_config, run
 from emoneuron.selection.identify import IdentifyConfig, identify
 
 ray = pytest.importorskip("ray")

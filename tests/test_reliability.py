@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from emoneuron.causal.methods import method_conditions
 from emoneuron.causal.sweep import grid
 from emoneuron.cli import main
+from emoneuron.config import preset_config
 from emoneuron.data.schema import (
     ALIASES,
     EMOTIONS,
@@ -30,7 +31,7 @@ from emoneuron.data.schema import (
     write_records,
 )
 from emoneuron.errors import UserError
-from emoneuron.run import design_of, preset_config
+from emoneuron.pipeline import design_of
 from emoneuron.selection.identify import SELECTION_METHODS
 
 # -- kill and resume, determinism --------------------------------------------------------------

@@ -9,15 +9,12 @@ The quick-start names are importable from here:
 
 They are imported on first use (PEP 562), so ``import emoneuron`` stays cheap: the command
 line reads ``__version__`` from here and must not pay for torch and transformers to do so.
-``emoneuron.run`` is the pipeline function; its module is reached with
-``from emoneuron.run import ...`` or ``importlib.import_module("emoneuron.run")``.
+``emoneuron.run`` is the pipeline function of :mod:`emoneuron.pipeline`.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -27,8 +24,8 @@ if TYPE_CHECKING:
     from emoneuron.config import RunConfig
     from emoneuron.data.synth import synthesize
     from emoneuron.models.loading import load
+    from emoneuron.pipeline import run
     from emoneuron.recording.recorder import record
-    from emoneuron.run import run
     from emoneuron.selection.identify import IdentifyConfig, identify
 
 # Each quick-start name and the module that defines it.
@@ -37,10 +34,11 @@ _HOMES = {
     "synthesize": "emoneuron.data.synth",
     "record": "emoneuron.recording.recorder",
     "identify": "emoneuron.selection.identify",
-    "IdentifyConfig": "emoneuron.selection.identify",
+    "IdentifyConfig": "emoneuron.selection.config",
     "Ablation": "emoneuron.causal.intervene",
     "applied": "emoneuron.causal.intervene",
     "RunConfig": "emoneuron.config",
+    "run": "emoneuron.pipeline",
 }
 
 __all__ = ["Ablation", "IdentifyConfig", "RunConfig", "__version__", "applied", "identify",
@@ -55,18 +53,3 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-
-
-class _Package(types.ModuleType):
-    # `run` names both the pipeline function and the submodule defining it; importing the
-    # submodule binds it here, so a property keeps the name on the function.
-    @property
-    def run(self) -> object:
-        return importlib.import_module("emoneuron.run").run
-
-    @run.setter
-    def run(self, _submodule: object) -> None:
-        pass
-
-
-sys.modules[__name__].__class__ = _Package

@@ -77,7 +77,7 @@ _ABSENT = object()
 def _cmd_run(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
     from emoneuron.config import RunConfig, preset_config
-    from emoneuron.run import run
+    from emoneuron.pipeline import run
 
     options = _given(RunConfig, args)
     options.pop("preset", None)

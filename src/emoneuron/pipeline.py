@@ -42,9 +42,7 @@ from emoneuron.causal.sweep import (
     is_sweep,
 )
 from emoneuron.causal.tables import ablation_tables, dose_table, sweep_table
-from emoneuron.config import PRESETS as PRESETS
-from emoneuron.config import RunConfig as RunConfig
-from emoneuron.config import preset_config as preset_config
+from emoneuron.config import RunConfig
 from emoneuron.data.dedup import check_leaks
 from emoneuron.data.schema import (
     EMOTIONS,
