@@ -84,7 +84,8 @@ class AttributionStats:
 
     @classmethod
     def load(cls, path: str | Path) -> AttributionStats:
-        header, tensors = load_tensors(path, "attribution", "compute the attributions again")
+        header, tensors = load_tensors(path, "attribution",
+                                      "a run writes as methods/attribution-SITE.safetensors")
         if header.get("format") != ATTRIBUTION_FORMAT or not {"total", "dialogues"} <= set(
                 tensors):
             raise UserError(f"{path}: not an attribution file of format {ATTRIBUTION_FORMAT} "

@@ -37,6 +37,7 @@ from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import atomic_open, write_json
 from emoneuron.models.adapters import DEFAULT_SITE
+from emoneuron.rundir import STATS
 
 TOKEN_POLICIES = ("dialogue", "last", "all")
 DEFAULT_GROUPS = 16
@@ -109,16 +110,19 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
 
 
 def load_tensors(path: str | Path, kind: str,
-                 remedy: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+                 source: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """The header and tensors of a safetensors file; a :class:`UserError` naming the ``kind``
-    of file and the ``remedy`` where it cannot be read."""
+    of file and its ``source`` (what writes one) where it cannot be read."""
+    if Path(path).is_dir():
+        raise UserError(f"{path}: a directory, not a {kind} file; give the .safetensors file "
+                        f"{source}")
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
         return header, load_file(str(path))
     except Exception as error:  # safetensors raises several unrelated types
-        raise UserError(f"{path}: not a readable {kind} file ({error}); "
-                        f"delete it and {remedy}") from None
+        raise UserError(f"{path}: not a {kind} file (safetensors) or a damaged one ({error}); "
+                        f"give the .safetensors file {source}") from None
 
 
 def best_indices(values: torch.Tensor, dialogues: torch.Tensor, k: int, dim: int) -> torch.Tensor:
@@ -257,7 +261,8 @@ class Recording:
 
     @classmethod
     def load(cls, path: str | Path) -> Recording:
-        header, tensors = load_tensors(path, "statistics", "record again")
+        header, tensors = load_tensors(
+            path, "statistics", f"`emoneuron record --out` writes (a run's: DIR/{STATS})")
         if header.get("format") != RECORDING_FORMAT:
             raise UserError(f"{path}: statistics format {header.get('format', '1')}, this "
                             f"emoneuron reads format {RECORDING_FORMAT}; record again")
