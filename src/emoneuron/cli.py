@@ -235,7 +235,7 @@ def _cmd_neuron(args: argparse.Namespace) -> None:
     from emoneuron.models.loading import load
     from emoneuron.recording.statistics import Recording
     from emoneuron.reporting.cards import format_card, neuron_card
-    from emoneuron.rundir import MANIFEST, RunDir, check_neurons
+    from emoneuron.rundir import MANIFEST, NEURONS, RunDir, check_neurons
     from emoneuron.selection.identify import NeuronSets
 
     run_dir = RunDir(args.target)
@@ -249,6 +249,8 @@ def _cmd_neuron(args: argparse.Namespace) -> None:
     records = (read_records(args.data) if args.data
                else run_dir.records("identify") if in_run else [])
     sets = NeuronSets.load(args.neurons) if args.neurons else None
+    if in_run:
+        run_dir.read_json(NEURONS)  # verified before the model loads; its shape after
     loaded = load(run_dir.manifest()["config"]["model"] if in_run else args.target,
                   device=args.device)
     shape = (loaded.n_layers, loaded.width)

@@ -59,7 +59,7 @@ from emoneuron.data.split import Splits, split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
 from emoneuron.executors import ExecutorConfig, LocalExecutor, RayExecutor, executor_for
-from emoneuron.io import sha256_bytes, sha256_file, write_csv
+from emoneuron.io import sha256_bytes, write_csv
 from emoneuron.models.loading import DEFAULT_MODEL, LoadedModel, ModelSpec, load
 from emoneuron.recording.attribution_stats import AttributionStats
 from emoneuron.recording.cache import cached_record
@@ -464,8 +464,7 @@ def _record_identify_evaluate(
         stats.save(run_dir.file(STATS), {"model": config.model, "data_hash": data_hash})
     identify_config = selection.config
     # What identification, stability, cards and the shuffled control are computed from.
-    inputs = _inputs_hash(__version__, sha256_file(run_dir.file(STATS)), asdict(identify_config),
-                          config.model)
+    inputs = _inputs_hash(__version__, stats.digest(), asdict(identify_config), config.model)
     with timer.stage("identify"):
         sets = _identified(stats, identify_config, config.model, run_dir, inputs, progress)
         if not any(sets.emotions.values()):

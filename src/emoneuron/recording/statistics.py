@@ -193,6 +193,17 @@ class Recording:
     def n_layers(self) -> int:
         return int(self.active.shape[2])
 
+    def digest(self) -> str:
+        """A hash of the statistics themselves; a saved file's bytes vary from save to save
+        (safetensors orders its header at random)."""
+        digest = hashlib.sha256()
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            digest.update(spec.name.encode())
+            digest.update(value.contiguous().cpu().numpy().tobytes()
+                          if isinstance(value, torch.Tensor) else repr(value).encode())
+        return digest.hexdigest()
+
     @property
     def width(self) -> int:
         return int(self.active.shape[3])
