@@ -34,8 +34,7 @@ if TYPE_CHECKING:
     from emoneuron.selection.identify import NeuronSets
 
 MANIFEST = "manifest.json"
-STATS = "stats.safetensors"
-STATS_DESCRIPTION = "stats.json"  # the recording's header as readable JSON, beside it
+STATS = "stats.safetensors"  # with its header as readable JSON beside it (stats.json)
 NEURONS = "neurons.json"
 STABILITY = "stability.json"
 CONDITIONS = "conditions.jsonl"
@@ -83,9 +82,10 @@ def attribution_file(site: str) -> str:
     return f"{METHODS}/attribution-{site}.safetensors"
 
 
-def _is_output(name: str) -> bool:
+def _unlisted(name: str) -> bool:
+    """Not in the manifest's list: the manifest itself, outputs and temporary files."""
     first = name.split("/", 1)[0]
-    return first in OUTPUTS or Path(name).name.startswith(".")  # atomic writes' temporaries
+    return first in (MANIFEST, *OUTPUTS) or Path(name).name.startswith(".")
 
 
 class RunDir:
@@ -226,7 +226,7 @@ class RunDir:
     def files(self) -> list[str]:
         """Every input file now in the directory (not the report's outputs), sorted."""
         return sorted(path.relative_to(self.path).as_posix() for path in self.path.rglob("*")
-                      if path.is_file() and not _is_output(path.relative_to(self.path).as_posix()))
+                      if path.is_file() and not _unlisted(path.relative_to(self.path).as_posix()))
 
     def hashes(self, names: Iterable[str] | None = None) -> dict[str, str]:
         return {name: sha256_file(self.file(name))

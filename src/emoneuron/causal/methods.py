@@ -227,7 +227,7 @@ def evaluate_sets(directory: str | Path, sets: NeuronSets, name: str,
     split, few-shot examples, classifier, intervention and random control seeds. Writes
     ``methods/NAME/`` there (neurons.json, a resumable conditions.jsonl, ablation.csv,
     effects.csv, specificity.csv, confusion.csv), updates methods.csv, lists them in the
-    manifest and returns methods.csv's path."""
+    manifest and returns methods.csv's path. Every file it reads is verified first."""
     run_dir = RunDir(directory)
     manifest = run_dir.manifest()
     config, evaluation_setup = manifest["config"], manifest["evaluation"]
@@ -245,20 +245,23 @@ def evaluate_sets(directory: str | Path, sets: NeuronSets, name: str,
     conditions = [c if c.kind == "baseline" else replace(c, method=name) for c in grid(design)]
     sources = Sources(run_dir.recording().stats())
     baseline = _stored_baseline(run_dir)
-    sets.save(run_dir.file(method_file(name, NEURONS)))
-    context = {"eval": records_hash(evaluation), "neurons": sets.to_json(),
-               "model": config["model"], "prompt": classifier.description}
-    store = ConditionStore(run_dir.file(method_file(name, CONDITIONS)),
-                           sha256_bytes(json.dumps(context, sort_keys=True).encode()))
-    if baseline is not None and Condition("baseline").key not in store.done:
-        store.add(Condition("baseline"), Ablation.of({}), np.array(baseline["predictions"]))
-    execute(classifier, sets, sources, evaluation, conditions, store, progress)
-    for table_name, table in ablation_tables(store, evaluation, conditions).items():
-        write_csv(run_dir.file(method_file(name, f"{table_name}.csv")), table)
-    label = f"{name} ({sets.config.method}, {sets.config.rule})"
-    compared = Compared(name, label, sets, name, sources)
-    comparison_seeds = seeds[:config.get("method_control_seeds", 1)]
-    path = write_comparison(run_dir, comparison_rows(store, evaluation, conditions, compared,
-                                                     comparison_seeds))
-    run_dir.add_files([METHODS_TABLE, *run_dir.under(method_dir(name))])
+    if run_dir.exists(METHODS_TABLE):
+        run_dir.check(METHODS_TABLE)  # refused before anything is written
+    with run_dir.locked():  # not while a run (or another ablate) writes the directory
+        sets.save(run_dir.file(method_file(name, NEURONS)))
+        context = {"eval": records_hash(evaluation), "neurons": sets.to_json(),
+                   "model": config["model"], "prompt": classifier.description}
+        store = ConditionStore(run_dir.file(method_file(name, CONDITIONS)),
+                               sha256_bytes(json.dumps(context, sort_keys=True).encode()))
+        if baseline is not None and Condition("baseline").key not in store.done:
+            store.add(Condition("baseline"), Ablation.of({}), np.array(baseline["predictions"]))
+        execute(classifier, sets, sources, evaluation, conditions, store, progress)
+        for table_name, table in ablation_tables(store, evaluation, conditions).items():
+            write_csv(run_dir.file(method_file(name, f"{table_name}.csv")), table)
+        label = f"{name} ({sets.config.method}, {sets.config.rule})"
+        compared = Compared(name, label, sets, name, sources)
+        comparison_seeds = seeds[:config.get("method_control_seeds", 1)]
+        path = write_comparison(run_dir, comparison_rows(store, evaluation, conditions, compared,
+                                                         comparison_seeds))
+        run_dir.add_files([METHODS_TABLE, *run_dir.under(method_dir(name))])
     return path

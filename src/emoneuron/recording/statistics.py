@@ -112,16 +112,16 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
 def load_tensors(path: str | Path, kind: str,
                  source: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """The header and tensors of a safetensors file; a :class:`UserError` naming the ``kind``
-    of file and its ``source`` (what writes one) where it cannot be read."""
+    of file ("a statistics file") and its ``source`` (what writes one) where it cannot be
+    read."""
     if Path(path).is_dir():
-        raise UserError(f"{path}: a directory, not a {kind} file; give the .safetensors file "
-                        f"{source}")
+        raise UserError(f"{path}: a directory, not {kind}; give the .safetensors file {source}")
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
         return header, load_file(str(path))
     except Exception as error:  # safetensors raises several unrelated types
-        raise UserError(f"{path}: not a {kind} file (safetensors) or a damaged one ({error}); "
+        raise UserError(f"{path}: not {kind} (safetensors) or a damaged one ({error}); "
                         f"give the .safetensors file {source}") from None
 
 
@@ -273,7 +273,7 @@ class Recording:
     @classmethod
     def load(cls, path: str | Path) -> Recording:
         header, tensors = load_tensors(
-            path, "statistics", f"`emoneuron record --out` writes (a run's: DIR/{STATS})")
+            path, "a statistics file", f"`emoneuron record --out` writes (a run's: DIR/{STATS})")
         if header.get("format") != RECORDING_FORMAT:
             raise UserError(f"{path}: statistics format {header.get('format', '1')}, this "
                             f"emoneuron reads format {RECORDING_FORMAT}; record again")
