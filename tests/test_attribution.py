@@ -105,7 +105,7 @@ def test_shards_merge_into_the_whole_and_survive_a_round_trip(
     with pytest.raises(UserError, match="group seed"):
         whole.merge(attribute(classifier, records, groups=4, group_seed=1, progress=False))
     (tmp_path / "bad.safetensors").write_bytes(b"not safetensors")
-    with pytest.raises(UserError, match="not a readable attribution file"):
+    with pytest.raises(UserError, match="not an attribution file"):
         AttributionStats.load(tmp_path / "bad.safetensors")
 
 

@@ -160,7 +160,7 @@ def _neurons_without_layers(run: Path) -> None:
 
 
 @pytest.mark.parametrize(("damage", "message"), [
-    (_missing_effects, "{run}: no effects.csv, so not a finished run directory"),
+    (_missing_effects, "{run}/effects.csv: missing; not a finished `emoneuron run` directory"),
     (_broken_neurons, "{run}/neurons.json: unreadable (Expecting value"),
     (_neurons_without_layers, "{run}: unreadable run directory (KeyError"),
 ])

@@ -89,13 +89,14 @@ def _cmd_run(args: argparse.Namespace) -> None:
 def _cmd_ablate(args: argparse.Namespace) -> None:
     from emoneuron.causal.methods import evaluate_sets
     from emoneuron.reporting.report import write_report
+    from emoneuron.rundir import REPORT, RunDir
     from emoneuron.selection.identify import NeuronSets
 
     sets = NeuronSets.load(args.neurons)
     table = evaluate_sets(args.run_dir, sets, args.name or args.neurons.stem,
                           progress=not args.quiet)
     print(f"method comparison: {table}")
-    if (args.run_dir / "report.html").exists():
+    if RunDir(args.run_dir).exists(REPORT):
         print(f"report: {write_report(args.run_dir)}")
 
 
@@ -270,21 +271,30 @@ def _cmd_neuron(args: argparse.Namespace) -> None:
     from emoneuron.models.loading import load
     from emoneuron.recording.statistics import Recording
     from emoneuron.reporting.cards import format_card, neuron_card
+    from emoneuron.rundir import MANIFEST, NEURONS, RunDir, check_neurons
     from emoneuron.selection.identify import NeuronSets
 
-    target = Path(args.target)
-    stats, data, neurons = args.stats, args.data, args.neurons
-    model = args.target
-    if (target / "manifest.json").is_file():  # a run directory: its model, recording and data
-        model = read_json(target / "manifest.json")["config"]["model"]
-        stats = stats or target / "stats.safetensors"
-        data = data or target / "data" / "identify.jsonl"
-        neurons = neurons or target / "neurons.json"
-    loaded = load(model, device=args.device)
-    card = neuron_card(loaded, args.layer, args.index,
-                       Recording.load(stats) if stats else None,
-                       read_records(data) if data else (),
-                       NeuronSets.load(neurons) if neurons else None, args.top)
+    run_dir = RunDir(args.target)
+    in_run = run_dir.exists(MANIFEST)
+    if run_dir.path.is_dir() and not in_run and not run_dir.exists("config.json"):
+        raise UserError(f"{run_dir.path}: neither a run directory (no manifest.json) nor a model "
+                        "directory (no config.json); give one of them or a model name")
+    # In a run directory: its model, and its verified recording, data and neurons by default.
+    recording = (Recording.load(args.stats) if args.stats
+                 else run_dir.recording() if in_run else None)
+    records = (read_records(args.data) if args.data
+               else run_dir.records("identify") if in_run else [])
+    sets = NeuronSets.load(args.neurons) if args.neurons else None
+    if in_run:
+        run_dir.read_json(NEURONS)  # verified before the model loads; its shape after
+    loaded = load(run_dir.manifest()["config"]["model"] if in_run else args.target,
+                  device=args.device)
+    shape = (loaded.n_layers, loaded.width)
+    if args.neurons:
+        check_neurons(read_json(args.neurons), args.neurons, *shape)
+    elif in_run:
+        sets = run_dir.neurons(shape=shape)
+    card = neuron_card(loaded, args.layer, args.index, recording, records, sets, args.top)
     print(json.dumps(card.to_json(), indent=2) if args.json else format_card(card))
 
 
@@ -511,7 +521,9 @@ def _terminate(_signal: int, _frame: object) -> None:
 
 def _resume_hint(args: argparse.Namespace) -> str:
     """How to go on after an interruption: a run resumes from its finished conditions."""
-    store = Path(getattr(args, "out", None) or ".") / "conditions.jsonl"
+    from emoneuron.rundir import CONDITIONS
+
+    store = Path(getattr(args, "out", None) or ".") / CONDITIONS
     if args.command == "run" and store.is_file():
         finished = store.read_bytes().count(b"\n")
         return f"; rerun the same command to resume from {finished} finished conditions"

@@ -56,7 +56,7 @@ from emoneuron.data.split import Splits, split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
 from emoneuron.executors import LocalExecutor, RayExecutor, executor_for
-from emoneuron.io import read_json, sha256_bytes, write_csv, write_json
+from emoneuron.io import sha256_bytes, write_csv
 from emoneuron.models.config import Site
 from emoneuron.models.loading import LoadedModel, ModelSpec, load
 from emoneuron.recording.attribution_stats import AttributionStats
@@ -66,6 +66,23 @@ from emoneuron.recording.recorder import shard_count
 from emoneuron.recording.statistics import N_BINS, Recording
 from emoneuron.reporting.cards import write_cards
 from emoneuron.reporting.report import write_report
+from emoneuron.rundir import (
+    CARDS,
+    CONDITIONS,
+    DOSE,
+    MANIFEST,
+    NEURONS,
+    SPLITS,
+    STABILITY,
+    STATS,
+    STEERING,
+    SWEEP,
+    RunDir,
+    attribution_file,
+    data_file,
+    method_file,
+    shuffled_file,
+)
 from emoneuron.selection.controls import ShuffledControl, shuffled_controls
 from emoneuron.selection.identify import (
     IdentifyConfig,
@@ -126,13 +143,26 @@ def design_of(config: RunConfig) -> Design:
 
 
 def _shuffled_controls(config: RunConfig, recording: Recording, identify_config: IdentifyConfig,
-                       sets: NeuronSets, out_dir: Path) -> dict[int, ShuffledControl]:
-    """The shuffled-label control's sets, also written to ``shuffled/`` for inspection."""
+                       sets: NeuronSets, run_dir: RunDir, inputs: str
+                       ) -> dict[int, ShuffledControl]:
+    """The shuffled-label control's sets, also written to ``shuffled/`` for inspection;
+    read back from there when they were found from the same ``inputs``."""
     seeds = config.design.control_seeds[:config.design.other_control_seeds]
+    inputs = _inputs_hash(inputs, list(seeds))
+    names = [shuffled_file(seed) for seed in seeds]
+    if run_dir.stage_done("shuffled", inputs):
+        return {seed: ShuffledControl.load(run_dir.file(name))
+                for seed, name in zip(seeds, names, strict=True)}
     controls = shuffled_controls(recording, identify_config, sets, seeds)
     for seed, control in controls.items():
-        control.save(out_dir / "shuffled" / f"neurons-seed{seed}.json")
+        control.save(run_dir.file(shuffled_file(seed)))
+    run_dir.stage_finished("shuffled", inputs, names)
     return controls
+
+
+def _inputs_hash(*parts: Any) -> str:
+    """What a reusable stage's files were computed from, as one hash."""
+    return sha256_bytes(json.dumps(parts, sort_keys=True, default=str).encode())
 
 
 def _versions() -> dict[str, str]:
@@ -172,13 +202,20 @@ def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash:
 
 
 def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
-    """Run every stage into ``out`` and return the report path; re-running resumes.
+    """Run every stage into ``out`` and return the report path; re-running resumes, reusing
+    what is done. Every check on ``out`` passes before anything in it changes.
 
     >>> run(RunConfig(per_emotion=20), "runs/small")  # doctest: +SKIP
     PosixPath('runs/small/report.html')
     """
-    out_dir = Path(out)
-    _check_previous_run(out_dir)
+    run_dir = RunDir(out, verify=False)
+    with run_dir.locked():
+        previous = _previous_run(run_dir, config)
+        return _run(config, run_dir, previous, progress)
+
+
+def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
+         progress: bool) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
     timer = Timer()
@@ -187,6 +224,10 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
         records = _records(config)
         splits = _splits(config, records)
         data_hash = records_hash([*records, *splits.evaluate])
+        if previous and previous.get("data", {}).get("hash") != data_hash:
+            raise UserError(f"{run_dir.path}: holds a run on other data (hash "
+                            f"{str(previous.get('data', {}).get('hash'))[:12]}, this data's "
+                            f"{data_hash[:12]}); use a new --out directory")
     with timer.stage("load_model"):
         loaded = load(config.model, device=config.device)
     shots = order_shots(splits.fewshot, config.seed, config.shots)
@@ -199,10 +240,17 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
                             choice.style if choice else config.prompt)
     splits, truncated = _fit_to_context(splits, classifier)
     conditions = grid(design_of(config))
-    _check_disk(out_dir, _output_bytes(loaded, len(conditions), len(splits.evaluate)))
-    for name, part in (("fewshot", splits.fewshot), ("identify", splits.identify),
-                       ("eval", splits.evaluate)):
-        write_records(out_dir / "data" / f"{name}.jsonl", part)
+    _check_disk(run_dir.path, _output_bytes(loaded, len(conditions), len(splits.evaluate)))
+
+    def write_manifest(execution: dict[str, Any], files: dict[str, str]) -> None:
+        run_dir.write_manifest({**_manifest(config, loaded, splits, data_hash, truncated,
+                                            classifier, choice, execution, timer.seconds),
+                                "files": files})
+
+    write_manifest({}, {})  # first: the run this directory holds; no file verified yet
+    for name, part in zip(SPLITS, (splits.fewshot, splits.identify, splits.evaluate),
+                          strict=True):
+        write_records(run_dir.file(data_file(name)), part)
     with executor_for(config.execution) as executor:
         execution: dict[str, Any] = {
             "executor": config.execution.executor, "workers": executor.workers,
@@ -211,30 +259,25 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
         if config.execution.executor == "ray":
             execution["ray_version"] = importlib.metadata.version("ray")
         sets, store = _record_identify_evaluate(
-            config, loaded, splits, classifier, conditions, data_hash, executor, out_dir, timer,
+            config, loaded, splits, classifier, conditions, data_hash, executor, run_dir, timer,
             progress)
     with timer.stage("tables"):
         for name, table in ablation_tables(store, splits.evaluate, conditions).items():
-            write_csv(out_dir / f"{name}.csv", table)
-        write_csv(out_dir / "dose.csv", dose_table(store, splits.evaluate, conditions))
+            write_csv(run_dir.file(f"{name}.csv"), table)
+        write_csv(run_dir.file(DOSE), dose_table(store, splits.evaluate, conditions))
         if config.sweep:
-            write_csv(out_dir / "sweep.csv", sweep_table(store, splits.evaluate, conditions))
+            write_csv(run_dir.file(SWEEP), sweep_table(store, splits.evaluate, conditions))
     if config.steer:
         with timer.stage("steering"):
             steer(classifier, sets, config.steer_strength, config.design.control_seeds[0],
-                  out_dir / "steering.json", progress)
-
-    def write_manifest() -> None:
-        write_json(out_dir / "manifest.json",
-                   _manifest(config, loaded, splits, data_hash, truncated, classifier,
-                             choice, execution, timer.seconds))
-
+                  run_dir.file(STEERING), progress)
     timer.seconds["total_before_report"] = round(time.perf_counter() - total_start, 2)
-    write_manifest()  # the report reads it
+    files = run_dir.hashes()  # the finished set, which readers verify
+    write_manifest(execution, files)
     with timer.stage("report"):
-        report = write_report(out_dir)
+        report = write_report(run_dir.path)
     timer.seconds["total"] = round(time.perf_counter() - total_start, 2)
-    write_manifest()
+    write_manifest(execution, files)
     print("time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in timer.seconds.items()))
     return report
 
@@ -242,7 +285,7 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
 def _record_identify_evaluate(
         config: RunConfig, loaded: LoadedModel, splits: Splits, classifier: Classifier,
         conditions: list[Condition], data_hash: str, executor: LocalExecutor | RayExecutor,
-        out_dir: Path, timer: Timer, progress: bool,
+        run_dir: RunDir, timer: Timer, progress: bool,
 ) -> tuple[NeuronSets, ConditionStore]:
     """The stages that run on the executor's workers (recording, conditions) and those
     between them. Workers load the model from ``model``; a local executor uses ``loaded``."""
@@ -257,25 +300,28 @@ def _record_identify_evaluate(
 
     with timer.stage("record"):
         stats = record_at(selection.site)
-        stats.save(out_dir / "stats.safetensors", {"model": config.model, "data_hash": data_hash})
+        stats.save(run_dir.file(STATS), {"model": config.model, "data_hash": data_hash})
     identify_config = selection.config
+    # What identification, stability, cards and the shuffled control are computed from.
+    inputs = _inputs_hash(__version__, stats.digest(), asdict(identify_config), config.model)
     with timer.stage("identify"):
-        sets = identify(stats, identify_config, config.model)
+        sets = _identified(stats, identify_config, config.model, run_dir, inputs, progress)
         if not any(sets.emotions.values()):
             raise UserError(f"{selection.label} selected no neuron for any emotion on "
                             f"{len(splits.identify)} identification dialogues; use more data "
                             "or another --selection")
-        sets.save(out_dir / "neurons.json")
-        write_stability(stats, identify_config, out_dir / "stability.json", progress=progress)
     with timer.stage("cards"):
-        write_cards(loaded, stats, splits.identify, sets, out_dir / "cards",
-                    per_emotion=CARDS_PER_EMOTION)
+        cards_inputs = _inputs_hash(inputs, CARDS_PER_EMOTION)
+        if not run_dir.stage_done("cards", cards_inputs):
+            write_cards(loaded, stats, splits.identify, sets, run_dir.file(CARDS),
+                        per_emotion=CARDS_PER_EMOTION)
+            run_dir.stage_finished("cards", cards_inputs, run_dir.under(CARDS))
     shuffled = {}
     if "shuffled" in config.design.controls:
         with timer.stage("shuffled_labels"):
-            shuffled = _shuffled_controls(config, stats, identify_config, sets, out_dir)
+            shuffled = _shuffled_controls(config, stats, identify_config, sets, run_dir, inputs)
     sources = Sources(stats.stats(), shuffled)
-    store = ConditionStore(out_dir / "conditions.jsonl",
+    store = ConditionStore(run_dir.file(CONDITIONS),
                            _store_context(config, splits, sets, classifier))
     setup = EvaluationSetup.of(classifier, model, splits.evaluate)
     with timer.stage("ablation"):
@@ -287,19 +333,32 @@ def _record_identify_evaluate(
     if config.compare_methods:
         with timer.stage("methods"):
             compared = _compared(config, classifier, splits, stats, sources, sets, record_at,
-                                 out_dir, progress)
+                                 run_dir, progress)
             rows = compare_in_run(classifier, splits.evaluate, store, compared,
                                   conditions, design_of(config),
                                   config.design.control_seeds[:config.method_control_seeds],
                                   progress,
                                   executor, setup)
-            write_comparison(out_dir, rows)
+            write_comparison(run_dir, rows)
     return sets, store
+
+
+def _identified(stats: Recording, config: IdentifyConfig, model: str, run_dir: RunDir,
+                inputs: str, progress: bool) -> NeuronSets:
+    """The emotion neurons and their stability, read back when found from these ``inputs``."""
+    if run_dir.stage_done("identify", inputs):
+        return run_dir.neurons()
+    sets = identify(stats, config, model)
+    if any(sets.emotions.values()):
+        sets.save(run_dir.file(NEURONS))
+        write_stability(stats, config, run_dir.file(STABILITY), progress=progress)
+        run_dir.stage_finished("identify", inputs, [NEURONS, STABILITY])
+    return sets
 
 
 def _compared(config: RunConfig, classifier: Classifier, splits: Splits, recording: Recording,
               sources: Sources, sets: NeuronSets, record_at: Callable[[Site], Recording],
-              out_dir: Path, progress: bool) -> list[Compared]:
+              run_dir: RunDir, progress: bool) -> list[Compared]:
     """Each compared method's sets, identified from the run's identification split (recorded
     once more per other site by ``record_at``; attributed once with the run's classifier for
     an attribution statistic); a method equal to the run's own is the run's own sets, which
@@ -319,12 +378,11 @@ def _compared(config: RunConfig, classifier: Classifier, splits: Splits, recordi
             if method.site not in attributions:
                 attributions[method.site] = attribute(classifier, splits.identify, method.site,
                                                       progress=progress)
-                attributions[method.site].save(
-                    out_dir / "methods" / f"attribution-{method.site}.safetensors",
-                    {"model": config.model})
+                attributions[method.site].save(run_dir.file(attribution_file(method.site)),
+                                               {"model": config.model})
             statistics = attributions[method.site]
         found = identify(statistics, method.config, config.model)
-        found.save(out_dir / "methods" / method.name / "neurons.json")
+        found.save(run_dir.file(method_file(method.name, NEURONS)))
         compared.append(Compared(method.name, method.label, found, method.name,
                                  Sources(recordings[method.site].stats())))
     if all(c.tag for c in compared):
@@ -366,12 +424,39 @@ def _fit_to_context(splits: Splits, classifier: Classifier) -> tuple[Splits, int
     return Splits(splits.fewshot, identify_part, evaluate_part), truncated
 
 
-def _check_previous_run(out_dir: Path) -> None:
-    if (out_dir / "manifest.json").exists():
-        previous = read_json(out_dir / "manifest.json")
-        if previous.get("emoneuron_version") != __version__:
-            raise UserError(f"{out_dir}: written by emoneuron {previous.get('emoneuron_version')}"
-                            f", this is {__version__}; use a new --out directory")
+# Settings that change how fast a run goes, not what it finds: a run may resume with others.
+RESUMABLE_WITH_OTHER = frozenset({"device", "threads", "batch_size", "executor", "ray_address",
+                                  "workers", "cpus_per_worker", "gpus_per_worker", "shards",
+                                  "preset"})
+
+
+def _previous_run(run_dir: RunDir, config: RunConfig) -> dict[str, Any] | None:
+    """The manifest of the run ``run_dir`` already holds (None when it holds none); refused
+    when written by another version or with other settings."""
+    if not run_dir.exists(MANIFEST):
+        return None
+    previous = run_dir.manifest()
+    if previous.get("emoneuron_version") != __version__:
+        raise UserError(f"{run_dir.path}: written by emoneuron "
+                        f"{previous.get('emoneuron_version')}, this is {__version__}; use a new "
+                        "--out directory")
+    ours = json.loads(json.dumps(asdict(config)))  # tuples as lists, as the manifest holds them
+    for key, (theirs, mine) in _differences(previous.get("config", {}), ours).items():
+        raise UserError(f"{run_dir.path}: holds a run with {key} = {json.dumps(theirs)}, this "
+                        f"command has {json.dumps(mine)}; rerun with the same options to "
+                        "resume, or use a new --out directory")
+    return previous
+
+
+def _differences(theirs: Any, mine: Any, at: str = "") -> dict[str, tuple[Any, Any]]:
+    """Settings (dotted names) that differ, apart from RESUMABLE_WITH_OTHER."""
+    if not (isinstance(theirs, dict) and isinstance(mine, dict)):
+        return {} if theirs == mine else {at: (theirs, mine)}
+    found: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(theirs) | set(mine), key=str):
+        if key not in RESUMABLE_WITH_OTHER:
+            found |= _differences(theirs.get(key), mine.get(key), f"{at}.{key}" if at else key)
+    return found
 
 
 def _store_context(config: RunConfig, splits: Splits, sets: NeuronSets,

@@ -53,16 +53,22 @@ from emoneuron.causal.sweep import (
     grid,
 )
 from emoneuron.causal.tables import ablation_tables
-from emoneuron.data.schema import EMOTIONS, Record, read_records, records_hash
+from emoneuron.data.schema import EMOTIONS, Record, records_hash
 from emoneuron.errors import UserError
 from emoneuron.executors import Executor
-from emoneuron.io import read_json, sha256_bytes, write_csv
+from emoneuron.io import sha256_bytes, write_csv
 from emoneuron.models.loading import LoadedModel, load
 from emoneuron.options import flat_settings
-from emoneuron.recording.statistics import Recording
+from emoneuron.rundir import (
+    CONDITIONS,
+    METHODS_TABLE,
+    NEURONS,
+    RunDir,
+    method_dir,
+    method_file,
+)
 from emoneuron.selection.identify import NeuronSets, SelectionMethod, selection_method
 
-METHODS_TABLE = "methods.csv"
 MEAN_ROW = "mean"
 
 
@@ -157,13 +163,14 @@ def _row(compared: Compared, emotion: str, excess: Interval, is_near_chance: boo
             "near_chance": is_near_chance}
 
 
-def write_comparison(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
-    """Put ``rows`` into ``run_dir/methods.csv`` in place of their methods' earlier rows, and
+def write_comparison(run_dir: RunDir, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Put ``rows`` into the run's methods.csv in place of their methods' earlier rows, and
     rank every method there by its mean specific excess drop (1 = largest)."""
-    path = run_dir / METHODS_TABLE
+    path = run_dir.file(METHODS_TABLE)
     table = pd.DataFrame(list(rows))
-    if path.exists():
-        earlier = pd.read_csv(path).drop(columns="rank")
+    earlier = run_dir.read_csv(METHODS_TABLE, optional=True)
+    if earlier is not None:
+        earlier = earlier.drop(columns="rank")
         table = pd.concat([earlier[~earlier.method.isin(table.method)], table],
                           ignore_index=True)
     means = table[table.masked_emotion == MEAN_ROW].set_index("method").specific_excess_drop
@@ -207,39 +214,29 @@ def _check_fits(loaded: LoadedModel, sets: NeuronSets) -> None:
             pass
 
 
-def _stored_baseline(run_dir: Path) -> dict[str, Any] | None:
+def _stored_baseline(run_dir: RunDir) -> dict[str, Any] | None:
     """The main run's stored baseline entry, to be reused rather than evaluated again."""
-    path = run_dir / "conditions.jsonl"
-    if not path.exists():
+    if not run_dir.exists(CONDITIONS):
         return None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if entry.get("key") == Condition("baseline").key:
-            return dict(entry)
-    return None
+    run_dir.check(CONDITIONS)
+    return ConditionStore.entries(run_dir.file(CONDITIONS)).get(Condition("baseline").key)
 
 
-def evaluate_sets(run_dir: str | Path, sets: NeuronSets, name: str,
+def evaluate_sets(directory: str | Path, sets: NeuronSets, name: str,
                   progress: bool = True) -> Path:
-    """Evaluate ``sets`` in the context of the finished run ``run_dir``: its evaluation split,
-    few-shot examples, classifier, intervention and random control seeds. Writes
-    ``run_dir/methods/NAME/`` (neurons.json, a resumable conditions.jsonl, ablation.csv,
-    effects.csv, specificity.csv, confusion.csv), updates ``run_dir/methods.csv`` and returns
-    the latter."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "manifest.json").is_file():
-        raise UserError(f"{run_dir}: no manifest.json; give a finished `emoneuron run` directory")
-    manifest = read_json(run_dir / "manifest.json")
+    """Evaluate ``sets`` in the context of the finished run in ``directory``: its evaluation
+    split, few-shot examples, classifier, intervention and random control seeds. Writes
+    ``methods/NAME/`` there (neurons.json, a resumable conditions.jsonl, ablation.csv,
+    effects.csv, specificity.csv, confusion.csv), updates methods.csv, lists them in the
+    manifest and returns methods.csv's path. Every file it reads is verified first."""
+    run_dir = RunDir(directory)
+    manifest = run_dir.manifest()
     config, evaluation_setup = flat_settings(manifest["config"]), manifest["evaluation"]
     name = _checked_name(name)
     loaded = load(config["model"], device=config["device"])
     _check_fits(loaded, sets)
-    evaluation = read_records(run_dir / "data" / "eval.jsonl")
-    shots = order_shots(read_records(run_dir / "data" / "fewshot.jsonl"), config["seed"],
-                        config["shots"])
+    evaluation = run_dir.records("eval")
+    shots = order_shots(run_dir.records("fewshot"), config["seed"], config["shots"])
     classifier = Classifier(loaded, shots, config["batch_size"],
                             evaluation_setup.get("calibrate", config["calibrate"]),
                             evaluation_setup.get("style", config["prompt"]))
@@ -248,21 +245,25 @@ def evaluate_sets(run_dir: str | Path, sets: NeuronSets, name: str,
                     mode=config["mode"],
                     strength=config["strength"], tokens=config["tokens"])
     conditions = [c if c.kind == "baseline" else replace(c, method=name) for c in grid(design)]
-    out = run_dir / "methods" / name
-    sets.save(out / "neurons.json")
-    context = {"eval": records_hash(evaluation), "neurons": sets.to_json(),
-               "model": config["model"], "prompt": classifier.description}
-    store = ConditionStore(out / "conditions.jsonl",
-                           sha256_bytes(json.dumps(context, sort_keys=True).encode()))
+    sources = Sources(run_dir.recording().stats())
     baseline = _stored_baseline(run_dir)
-    if baseline is not None and Condition("baseline").key not in store.done:
-        store.add(Condition("baseline"), Ablation.of({}), np.array(baseline["predictions"]))
-    sources = Sources(Recording.load(run_dir / "stats.safetensors").stats())
-    execute(classifier, sets, sources, evaluation, conditions, store, progress)
-    for table_name, table in ablation_tables(store, evaluation, conditions).items():
-        write_csv(out / f"{table_name}.csv", table)
-    label = f"{name} ({sets.config.statistic}, {sets.config.rule})"
-    compared = Compared(name, label, sets, name, sources)
-    comparison_seeds = seeds[:config.get("method_control_seeds", 1)]
-    return write_comparison(run_dir, comparison_rows(store, evaluation, conditions, compared,
-                                                     comparison_seeds))
+    if run_dir.exists(METHODS_TABLE):
+        run_dir.check(METHODS_TABLE)  # refused before anything is written
+    with run_dir.locked():  # not while a run (or another ablate) writes the directory
+        sets.save(run_dir.file(method_file(name, NEURONS)))
+        context = {"eval": records_hash(evaluation), "neurons": sets.to_json(),
+                   "model": config["model"], "prompt": classifier.description}
+        store = ConditionStore(run_dir.file(method_file(name, CONDITIONS)),
+                               sha256_bytes(json.dumps(context, sort_keys=True).encode()))
+        if baseline is not None and Condition("baseline").key not in store.done:
+            store.add(Condition("baseline"), Ablation.of({}), np.array(baseline["predictions"]))
+        execute(classifier, sets, sources, evaluation, conditions, store, progress)
+        for table_name, table in ablation_tables(store, evaluation, conditions).items():
+            write_csv(run_dir.file(method_file(name, f"{table_name}.csv")), table)
+        label = f"{name} ({sets.config.statistic}, {sets.config.rule})"
+        compared = Compared(name, label, sets, name, sources)
+        comparison_seeds = seeds[:config.get("method_control_seeds", 1)]
+        path = write_comparison(run_dir, comparison_rows(store, evaluation, conditions, compared,
+                                                         comparison_seeds))
+        run_dir.add_files([METHODS_TABLE, *run_dir.under(method_dir(name))])
+    return path

@@ -183,24 +183,35 @@ class ConditionStore:
         if path.exists():
             self._read()
 
-    def _read(self) -> None:
-        with self.path.open(encoding="utf-8") as handle:
+    @staticmethod
+    def entries(path: Path) -> dict[str, dict[str, Any]]:
+        """The finished conditions stored in ``path`` by key, whatever their context; a torn
+        final line (a killed run's) is left out, that condition reruns."""
+        with path.open(encoding="utf-8") as handle:
             lines = handle.read().split("\n")
         last = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=0)
+        done = {}
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 entry = json.loads(line)
+                done[entry["key"]] = entry
             except json.JSONDecodeError:
                 if number == last:
-                    continue  # torn final line of a killed run: that condition reruns
-                raise UserError(f"{self.path}:{number}: corrupted condition record; "
+                    continue
+                raise UserError(f"{path}:{number}: corrupted condition record; "
                                 "delete the file to recompute all conditions") from None
-            if entry.get("context") != self.context:
-                raise UserError(f"{self.path}: written for different evaluation data, neurons, "
-                                "model or prompt; use a new --out directory or delete the file")
-            self.done[entry["key"]] = entry
+            except (KeyError, TypeError):
+                raise UserError(f"{path}:{number}: not a condition record; "
+                                "delete the file to recompute all conditions") from None
+        return done
+
+    def _read(self) -> None:
+        self.done = self.entries(self.path)
+        if any(entry.get("context") != self.context for entry in self.done.values()):
+            raise UserError(f"{self.path}: written for different evaluation data, neurons, "
+                            "model or prompt; use a new --out directory or delete the file")
         self._rewrite_clean()
 
     def _rewrite_clean(self) -> None:

@@ -24,6 +24,7 @@ from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.recording.statistics import GroupedCells, load_tensors, save_tensors
+from emoneuron.rundir import attribution_file
 
 ATTRIBUTION_FORMAT = "attribution-1"
 
@@ -75,7 +76,8 @@ class AttributionStats(GroupedCells):
 
     @classmethod
     def load(cls, path: str | Path) -> AttributionStats:
-        header, tensors = load_tensors(path, "attribution", "compute the attributions again")
+        header, tensors = load_tensors(path, "an attribution file",
+                                      f"a run writes as {attribution_file('SITE')}")
         if header.get("format") != ATTRIBUTION_FORMAT or not {"total", "dialogues"} <= set(
                 tensors):
             raise UserError(f"{path}: not an attribution file of format {ATTRIBUTION_FORMAT} "

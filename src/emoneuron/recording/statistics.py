@@ -38,6 +38,7 @@ from emoneuron.errors import UserError
 from emoneuron.io import atomic_open, write_json
 from emoneuron.models.config import DEFAULT_SITE
 from emoneuron.recording.config import TOKEN_POLICIES, TokenPolicy
+from emoneuron.rundir import STATS
 
 RECORDING_FORMAT = "2"  # grouped moments, histograms and top-k; format 1 had moments only
 
@@ -107,16 +108,19 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
 
 
 def load_tensors(path: str | Path, kind: str,
-                 remedy: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+                 source: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """The header and tensors of a safetensors file; a :class:`UserError` naming the ``kind``
-    of file and the ``remedy`` where it cannot be read."""
+    of file ("a statistics file") and its ``source`` (what writes one) where it cannot be
+    read."""
+    if Path(path).is_dir():
+        raise UserError(f"{path}: a directory, not {kind}; give the .safetensors file {source}")
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
         return header, load_file(str(path))
     except Exception as error:  # safetensors raises several unrelated types
-        raise UserError(f"{path}: not a readable {kind} file ({error}); "
-                        f"delete it and {remedy}") from None
+        raise UserError(f"{path}: not {kind} (safetensors) or a damaged one ({error}); "
+                        f"give the .safetensors file {source}") from None
 
 
 def best_indices(values: torch.Tensor, dialogues: torch.Tensor, k: int, dim: int) -> torch.Tensor:
@@ -206,6 +210,17 @@ class Recording(GroupedCells):
     def cells(self) -> torch.Tensor:
         return self.active
 
+    def digest(self) -> str:
+        """A hash of the statistics themselves; a saved file's bytes vary from save to save
+        (safetensors orders its header at random)."""
+        digest = hashlib.sha256()
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            digest.update(spec.name.encode())
+            digest.update(value.contiguous().cpu().numpy().tobytes()
+                          if isinstance(value, torch.Tensor) else repr(value).encode())
+        return digest.hexdigest()
+
     @property
     def top_k(self) -> int:
         return int(self.top_values.shape[1])
@@ -266,7 +281,8 @@ class Recording(GroupedCells):
 
     @classmethod
     def load(cls, path: str | Path) -> Recording:
-        header, tensors = load_tensors(path, "statistics", "record again")
+        header, tensors = load_tensors(
+            path, "a statistics file", f"`emoneuron record --out` writes (a run's: DIR/{STATS})")
         if header.get("format") != RECORDING_FORMAT:
             raise UserError(f"{path}: statistics format {header.get('format', '1')}, this "
                             f"emoneuron reads format {RECORDING_FORMAT}; record again")

@@ -31,6 +31,7 @@ from emoneuron.models.loading import LoadedModel, compute_device
 from emoneuron.recording.config import TokenPolicy
 from emoneuron.recording.recorder import encode_for_recording, site_hooks
 from emoneuron.recording.statistics import Recording, dialogue_hash
+from emoneuron.rundir import CARD_INDEX
 from emoneuron.selection.identify import NeuronSets
 
 CONTEXT_BEFORE = 8
@@ -260,5 +261,5 @@ def write_cards(loaded: LoadedModel, recording: Recording, records: Sequence[Rec
                                    "html": f"{name}.html"})
     payload = {"model": sets.model, "site": sets.site, "statistic": sets.config.statistic,
                "rule": sets.config.rule, "emotions": index}
-    write_json(out / "index.json", payload)
+    write_json(out / CARD_INDEX, payload)
     return payload

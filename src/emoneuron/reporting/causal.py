@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from html import escape
-from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -18,8 +17,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.io import read_json
 from emoneuron.reporting.html import table
+from emoneuron.reporting.results import RunResults
 
 Render = Callable[[str, str, str, Callable[[], Figure]], str]
 CONTROL_NAMES = {"random": "random, layer-matched", "frequency": "random, frequency-matched",
@@ -48,15 +47,13 @@ def titled(emotion: str, near_chance: set[str]) -> str:
     return f"{emotion} (near chance)" if emotion in near_chance else emotion
 
 
-def controls_table(run_dir: Path) -> str:
+def controls_table(run: RunResults, specificity: pd.DataFrame, near: set[str]) -> str:
     """Per emotion: masked and control accuracy with intervals, Holm-corrected exact tests,
     the specificity index, a flag where masking raised accuracy, and what a null result on
     the emotion can mean (its minimum detectable drop, or that its baseline is near chance)."""
-    effects = pd.read_csv(run_dir / "effects.csv")
-    near = near_chance_emotions(effects)
+    effects, ablation = run.every_control, run.ablation
     own = effects[effects.masked_emotion == effects.eval_emotion]
-    specificity = pd.read_csv(run_dir / "specificity.csv").set_index("masked_emotion")
-    ablation = pd.read_csv(run_dir / "ablation.csv")
+    by_emotion = specificity.set_index("masked_emotion")
     masks = ablation[ablation.condition == "mask"].set_index(["masked_emotion", "eval_emotion"])
     sets = [c for c in CONTROL_NAMES if c in set(own.control_set)]
     rows, flagged = [], []
@@ -66,7 +63,7 @@ def controls_table(run_dir: Path) -> str:
             continue
         first = by_set.iloc[0]
         mask = masks.loc[(emotion, emotion)]
-        spec = specificity.loc[emotion]
+        spec = by_emotion.loc[emotion]
         if bool(first["improves"]):
             flagged.append(f"{emotion} ({_pct(first['baseline'])} -> {_pct(first['masked'])})")
         rows.append([
@@ -141,24 +138,20 @@ def _fig_confusion(confusion: pd.DataFrame) -> Figure:
     return fig
 
 
-def confusion_figure(run_dir: Path, render: Render) -> str:
-    path = run_dir / "confusion.csv"
-    if not path.exists():
+def confusion_figure(confusion: pd.DataFrame | None, render: Render) -> str:
+    if confusion is None:
         return ""
     return render("confusion", "Confusion matrices before and after masking",
                   "Rows: true emotion; columns: predicted emotion; each row sums to 1. The "
                   "first panel is the untouched model, each other panel the model with one "
                   "emotion's neurons removed. Where accuracy rises under masking, this shows "
                   "which label the model stopped over-predicting.",
-                  partial(_fig_confusion, pd.read_csv(path)))
+                  partial(_fig_confusion, confusion))
 
 
-def dose_figures(run_dir: Path, render: Render) -> str:
-    path = run_dir / "dose.csv"
-    if not path.exists():
+def dose_figures(dose: pd.DataFrame | None, near: set[str], render: Render) -> str:
+    if dose is None:
         return ""
-    dose = pd.read_csv(path)
-    near = near_chance_emotions(pd.read_csv(run_dir / "effects.csv"))
     html = ""
     if (dose.variable == "strength").any():
         html += render("dose_strength", "Dose-response: accuracy against activation strength",
@@ -177,11 +170,9 @@ def dose_figures(run_dir: Path, render: Render) -> str:
     return html
 
 
-def steering_html(run_dir: Path) -> str:
-    path = run_dir / "steering.json"
-    if not path.exists():
+def steering_html(steering: dict[str, Any] | None) -> str:
+    if steering is None:
         return "<p>No steering in this run (run with --steer).</p>"
-    steering: dict[str, Any] = read_json(path)
     rows, samples = [], []
     for emotion, result in steering["emotions"].items():
         rows.append([emotion, str(result["n_neurons"]),

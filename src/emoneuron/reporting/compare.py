@@ -34,22 +34,30 @@ from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import atomic_open, write_csv, write_json
 from emoneuron.options import flat_settings
-from emoneuron.reporting.html import Section, hover, page, render_figure, table, ul
-from emoneuron.reporting.report import (
-    _count,
-    _layer_counts,
-    _load,
-    _panels,
-    _pct,
-    _pp,
-    _Run,
-    _self_effects,
-    _SelfEffect,
-    _sweep_self,
-    _with_ci,
+from emoneuron.reporting.html import (
+    Section,
+    count,
+    hover,
+    page,
+    panels,
+    pct,
+    pp,
+    render_figure,
+    table,
+    ul,
+    with_ci,
 )
+from emoneuron.reporting.results import (
+    SPECIFIC,
+    RunResults,
+    SelfEffect,
+    layer_counts,
+    load_results,
+    self_effects,
+    sweep_self,
+)
+from emoneuron.rundir import FIGURES, RunDir
 
-REQUIRED_FILES = ("manifest.json", "neurons.json", "ablation.csv", "effects.csv")
 # Config keys that may differ between compared runs without changing what is measured.
 NOT_SETTINGS = frozenset({"model", "device", "threads", "batch_size"})
 RANGE_DEPTH = {"bottom": (0.0, 1 / 3), "middle": (1 / 3, 2 / 3), "top": (2 / 3, 1.0),
@@ -64,9 +72,9 @@ class ComparedRun:
 
     label: str
     directory: Path
-    run: _Run
+    run: RunResults
     counts: npt.NDArray[np.int_]  # selected neurons per (emotion, layer)
-    effects: list[_SelfEffect]
+    effects: list[SelfEffect]
     sweep: pd.DataFrame | None  # self-evaluated sweep rows with their drop
 
     @property
@@ -83,18 +91,11 @@ class ComparedRun:
         return np.arange(self.n_layers) / self.n_layers, row.astype(float)
 
 
-def _load_one(directory: Path) -> tuple[_Run, npt.NDArray[np.int_], list[_SelfEffect],
+def _load_one(directory: Path) -> tuple[RunResults, npt.NDArray[np.int_], list[SelfEffect],
                                          pd.DataFrame | None]:
-    if not directory.is_dir():
-        raise UserError(f"{directory}: not a directory; pass run directories written by "
-                        "`emoneuron run --out DIR`")
-    for name in REQUIRED_FILES:
-        if not (directory / name).is_file():
-            raise UserError(f"{directory}: no {name}, so not a finished run directory; finish "
-                            f"it with `emoneuron run --out {directory}` (it resumes)")
+    run = load_results(RunDir(directory))
     try:
-        run = _load(directory)
-        return run, _layer_counts(run.neurons), _self_effects(run), _sweep_self(run)
+        return run, layer_counts(run.neurons), self_effects(run), sweep_self(run)
     except (ValueError, KeyError, IndexError, TypeError) as error:
         raise UserError(f"{directory}: unreadable run directory ({type(error).__name__}: "
                         f"{error}); re-run `emoneuron run --out {directory}` or remove it "
@@ -250,7 +251,7 @@ def _fig_share(runs: Sequence[ComparedRun], frame: pd.DataFrame) -> Figure:
 
 
 def _fig_depth(runs: Sequence[ComparedRun], distances: pd.DataFrame) -> Figure:
-    fig, axes = _panels(len(EMOTIONS))
+    fig, axes = panels(len(EMOTIONS))
     for ax, emotion in zip(axes, EMOTIONS, strict=True):
         for k, run in enumerate(runs):
             positions, weights = run.depths(emotion)
@@ -265,7 +266,7 @@ def _fig_depth(runs: Sequence[ComparedRun], distances: pd.DataFrame) -> Figure:
             for layer, (left, value) in enumerate(zip(positions, density, strict=True)):
                 hover(ax, (left, 0, left + 1 / run.n_layers, max(value, 1.0)),
                       f"{run.label}, {emotion}, layer {layer} (depth {left:.2f}): "
-                      f"{_pct(shares[layer], 0)} of its neurons")
+                      f"{pct(shares[layer], 0)} of its neurons")
         pairs = distances[distances["emotion"] == emotion]
         if len(runs) == 2:
             ax.set_title(f"{emotion} (W1 = {float(pairs['wasserstein'].iloc[0]):.2f})")
@@ -307,7 +308,7 @@ def _fig_drops(runs: Sequence[ComparedRun], frame: pd.DataFrame) -> Figure:
 
 def _fig_sweep(runs: Sequence[ComparedRun], sweep: pd.DataFrame) -> Figure:
     emotions = [e for e in EMOTIONS if e in set(sweep["masked_emotion"])]
-    fig, axes = _panels(len(emotions))
+    fig, axes = panels(len(emotions))
     for ax, emotion in zip(axes, emotions, strict=True):
         for k, run in enumerate(runs):
             rows = sweep[(sweep["run"] == run.label) & (sweep["masked_emotion"] == emotion)
@@ -347,18 +348,18 @@ def _summary(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Dat
         rows = [[key, *values] for key, values in diffs.items()]
         parts.append('<div class="warn"><b>Warning: these runs differ in more than the model'
                      "</b>, so differences below may come from the data or settings, not the "
-                     f"model alone. {_count(len(diffs), 'difference')}:"
+                     f"model alone. {count(len(diffs), 'difference')}:"
                      + table(["what", *(r.label for r in runs)], rows, table_id="differences")
                      + "</div>")
     shares = []
     for run in runs:
         rows = frame[frame["run"] == run.label]
-        per = ", ".join(f"{e} {_pct(s, 2)}" for e, s in zip(rows["emotion"],
+        per = ", ".join(f"{e} {pct(s, 2)}" for e, s in zip(rows["emotion"],
                                                              rows["share_of_neurons"],
                                                              strict=True))
         total = int(rows["n_neurons"].sum())
-        shares.append(f"{run.label}: {_count(total, 'neuron')} selected "
-                      f"({_pct(total / run.n_neurons, 2)} of its neurons; {per}).")
+        shares.append(f"{run.label}: {count(total, 'neuron')} selected "
+                      f"({pct(total / run.n_neurons, 2)} of its neurons; {per}).")
     parts.append(f"<h3>(a) How many emotion neurons?</h3>{ul(shares)}")
     depth = []
     for run in runs:
@@ -382,10 +383,10 @@ def _summary(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Dat
     for run in runs:
         rows = frame[frame["run"] == run.label].dropna(subset=["excess_drop"])
         specific = [str(e) for e, v in zip(rows["emotion"], rows["verdict"], strict=True)
-                    if v == "specific effect"]
+                    if v == SPECIFIC]
         removal.append(f"{run.label}: specific effect (excess drop over random neurons, CI "
                        f"above 0) for {', '.join(specific) or 'no emotion'}; excess drop "
-                       + ", ".join(f"{e} {_fmt(v, _pp)}" for e, v in
+                       + ", ".join(f"{e} {_fmt(v, pp)}" for e, v in
                                    zip(rows["emotion"], rows["excess_drop"], strict=True))
                        + " points.")
     parts.append(f"<h3>(c) What does removing them do?</h3>{ul(removal)}")
@@ -410,7 +411,7 @@ def _summary_sweep(runs: Sequence[ComparedRun], sweep: pd.DataFrame) -> str:
                 outcome.append(str(largest["layer_range"].iloc[0]) if len(largest) == 1
                                else "tie")
         counts = {k: outcome.count(k) for k in (*LAYER_RANGES[:3], "tie", "none")}
-        ranking = [f"the {r} third for {_count(counts[r], 'emotion')}"
+        ranking = [f"the {r} third for {count(counts[r], 'emotion')}"
                    for r in LAYER_RANGES[:3] if counts[r]]
         rest = [f"{counts['tie']} tied between thirds"] if counts["tie"] else []
         rest += [f"{counts['none']} lost no accuracy in any third"] if counts["none"] else []
@@ -433,11 +434,11 @@ def _tables(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Data
                  str(r.run.manifest["data"]["hash"])[:12], r.run.manifest["created"]]
                 for r in runs]
     emotion_rows = [
-        [row.emotion, row.run, row.n_neurons, _pct(row.share_of_neurons, 3),
+        [row.emotion, row.run, row.n_neurons, pct(row.share_of_neurons, 3),
          _number(row.mean_relative_depth, 2),
-         *(_fmt(getattr(row, f"share_{t}"), _pct) for t in LAYER_RANGES[:3]),
-         *((_fmt(row.mask_drop, _pp), _fmt(row.control_drop, _pp),
-            _with_ci((row.excess_drop, row.excess_ci_low, row.excess_ci_high), _pp),
+         *(_fmt(getattr(row, f"share_{t}"), pct) for t in LAYER_RANGES[:3]),
+         *((_fmt(row.mask_drop, pp), _fmt(row.control_drop, pp),
+            with_ci((row.excess_drop, row.excess_ci_low, row.excess_ci_high), pp),
             _number(row.p_value), row.verdict) if hasattr(row, "verdict")
            and isinstance(row.verdict, str) else ("n/a",) * 5)]
         for row in frame.itertuples()]
@@ -446,7 +447,7 @@ def _tables(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Data
                      for row in distances.itertuples()]
     sweep_rows = [[row.run, row.masked_emotion, row.layer_range,
                    f"{row.depth_from:.2f}-{row.depth_to:.2f}", f"{100 * row.proportion:g}%",
-                   row.n_masked, _pct(row.accuracy), _pp(row.drop)]
+                   row.n_masked, pct(row.accuracy), pp(row.drop)]
                   for row in sweep.itertuples()]
     return (
         "<h3>Runs</h3>" + table(["run", "directory", "model", "layers", "neurons per layer",
@@ -493,10 +494,10 @@ def _figures(runs: Sequence[ComparedRun], out: Path, frame: pd.DataFrame,
             "(in the legend) of its neurons is removed within the bottom, middle or top third of "
             "the layers, drawn over the third's span of relative depth; one line per run.",
             partial(_fig_sweep, runs, sweep)))
-    html = "".join(render_figure(out / "figures", *spec) for spec in specs)
+    html = "".join(render_figure(out / FIGURES, *spec) for spec in specs)
     if sweep.empty:
         for suffix in (".png", ".svg"):  # no stale figure of an earlier comparison
-            (out / "figures" / f"sweep{suffix}").unlink(missing_ok=True)
+            (out / FIGURES / f"sweep{suffix}").unlink(missing_ok=True)
         html += '<p class="note">No run has a sweep, so its figure is omitted.</p>'
     return html
 

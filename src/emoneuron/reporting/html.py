@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -108,6 +109,38 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], caption: str
 
 def ul(items: Sequence[str]) -> str:
     return "<ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>"
+
+
+def pct(x: float, digits: int = 1) -> str:
+    """A share as a percentage: ``pct(0.25)`` is ``'25.0%'``."""
+    return f"{100 * x:.{digits}f}%"
+
+
+def pp(x: float) -> str:
+    """A difference of shares in signed points: ``pp(-0.05)`` is ``'-5.0'``."""
+    return f"{100 * x:+.1f}"
+
+
+def count(k: int, one: str, many: str = "") -> str:
+    """``count(2, 'neuron')`` is ``'2 neurons'``."""
+    return f"{k} {one if k == 1 else many or one + 's'}"
+
+
+def with_ci(t: tuple[float, float, float], fmt: Callable[[float], str]) -> str:
+    """A value and its interval: ``with_ci((0.5, 0.4, 0.6), pct)`` is ``'50.0% [40.0%, 60.0%]'``."""
+    return f"{fmt(t[0])} [{fmt(t[1])}, {fmt(t[2])}]"
+
+
+def panels(n: int) -> tuple[Figure, list[Axes]]:
+    """A figure of ``n`` panels, up to three per row; the unused cells hidden."""
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 2.9 * nrows + 0.6),
+                             layout="constrained", squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
 
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in the axes' data coordinates

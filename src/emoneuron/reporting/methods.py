@@ -11,7 +11,6 @@ import math
 from collections.abc import Callable
 from functools import partial
 from html import escape
-from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from emoneuron.causal.methods import MEAN_ROW, METHODS_TABLE
+from emoneuron.causal.methods import MEAN_ROW
 from emoneuron.causal.significance import min_detectable_drop
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.reporting.causal import titled
@@ -93,26 +92,22 @@ def _ranking_sentence(means: pd.DataFrame) -> str:
     return sentence
 
 
-def methods_summary(run_dir: Path) -> str:
+def methods_summary(methods: pd.DataFrame | None) -> str:
     """The summary's line on the method comparison (empty when the run compared none)."""
-    path = run_dir / METHODS_TABLE
-    if not path.exists():
+    if methods is None:
         return ""
-    methods = pd.read_csv(path)
     means = methods[methods.masked_emotion == MEAN_ROW].sort_values("rank")
     return (f"<p>Selection methods compared by what their neurons cause: "
             f"{escape(_ranking_sentence(means))} (see "
             '<a href="#methods">which selection finds neurons that matter</a>).</p>')
 
 
-def methods_html(run_dir: Path, render: Render) -> str:
+def methods_html(methods: pd.DataFrame | None, render: Render) -> str:
     """The ranked method table, the sentence naming the winner, and the per-emotion figure;
     a note when the run compared no methods."""
-    path = run_dir / METHODS_TABLE
-    if not path.exists():
+    if methods is None:
         return ('<p class="note">No method comparison in this run (--compare-methods was '
                 "empty).</p>")
-    methods = pd.read_csv(path)
     means = methods[methods.masked_emotion == MEAN_ROW].sort_values("rank")
     rows = [[int(r["rank"]), r["method"], r["label"] + (" (this run's)" if r["run_method"] else ""),
              f"{float(r['n_neurons']):.0f}", _points(r, "own_drop"), _points(r, "control_drop"),

@@ -8,14 +8,12 @@ every figure as ``figures/<name>.png`` and ``figures/<name>.svg``.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from html import escape
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -28,8 +26,7 @@ from matplotlib.ticker import MaxNLocator
 
 from emoneuron.causal.sweep import LAYER_RANGES, in_range
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.errors import UserError
-from emoneuron.io import atomic_open, read_json
+from emoneuron.io import atomic_open
 from emoneuron.options import flat_settings
 from emoneuron.reporting.causal import (
     confusion_figure,
@@ -39,149 +36,55 @@ from emoneuron.reporting.causal import (
     steering_html,
     titled,
 )
-from emoneuron.reporting.html import Section, hover, page, render_figure, table, ul
+from emoneuron.reporting.html import (
+    Section,
+    count,
+    hover,
+    page,
+    panels,
+    pct,
+    pp,
+    render_figure,
+    table,
+    ul,
+    with_ci,
+)
 from emoneuron.reporting.methods import methods_html, methods_summary, run_statement
+from emoneuron.reporting.results import (
+    IMPROVES,
+    NO_EFFECT,
+    SPECIFIC,
+    WEAKER,
+    RunResults,
+    SelfEffect,
+    baselines,
+    layer_counts,
+    load_results,
+    self_effects,
+    sweep_self,
+)
+from emoneuron.rundir import (
+    CARDS_INDEX,
+    CONFUSION,
+    DOSE,
+    FIGURES,
+    METHODS_TABLE,
+    REPORT,
+    SPECIFICITY,
+    STABILITY,
+    STEERING,
+    RunDir,
+)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 NEAR_CHANCE = 0.10  # baseline closer than this to chance leaves too little accuracy to lose
-SPECIFIC = "specific effect"
-NO_EFFECT = "no effect distinguishable from random neurons"
-IMPROVES = "improves when its neurons are removed"
-WEAKER = "smaller drop than random neurons"
 SWEEP_FIGURES = ("sweep_heatmaps", "sweep_dose_response")
-Triple = tuple[float, float, float]  # value, 95% CI low, 95% CI high
-
-
-@dataclass(frozen=True)
-class _Run:
-    manifest: dict[str, Any]
-    neurons: dict[str, Any]
-    ablation: pd.DataFrame
-    effects: pd.DataFrame  # against the random layer-matched control
-    every_control: pd.DataFrame  # against each control set
-    sweep: pd.DataFrame | None
-
-
-@dataclass(frozen=True)
-class _SelfEffect:
-    """Removing one emotion's neurons, evaluated on that same emotion."""
-
-    emotion: str
-    n: int
-    baseline: Triple
-    masked: Triple
-    control: Triple  # mean over seeds, lowest and highest CI bound over the seeds
-    n_seeds: int
-    excess: Triple
-    p_value: float
-    rises: bool  # masked accuracy above baseline with the paired drop CI entirely below 0
-
-    @property
-    def verdict(self) -> str:
-        if self.rises:
-            return IMPROVES
-        if self.excess[1] > 0:
-            return SPECIFIC
-        return WEAKER if self.excess[2] < 0 else NO_EFFECT
-
-
-T = TypeVar("T")
-
-
-def _read(path: Path, reader: Callable[[Path], T]) -> T:
-    """``reader(path)``, or one UserError naming the file when it is missing or unreadable."""
-    try:
-        return reader(path)
-    except (OSError, ValueError) as error:  # JSON and CSV parse errors are ValueErrors
-        reason = "missing" if isinstance(error, FileNotFoundError) else f"unreadable ({error})"
-        raise UserError(f"{path}: {reason}; not a finished `emoneuron run` directory, or a "
-                        "damaged one: rerun the `emoneuron run` command that wrote it") from None
-
-
-def _load(run_dir: Path) -> _Run:
-    manifest = _read(run_dir / "manifest.json", read_json)
-    sweep_path = run_dir / "sweep.csv"
-    effects = _read(run_dir / "effects.csv", pd.read_csv)
-    return _Run(
-        manifest=manifest,
-        neurons=_read(run_dir / "neurons.json", read_json),
-        ablation=_read(run_dir / "ablation.csv", pd.read_csv),
-        effects=effects[effects.control_set == "random"],
-        every_control=effects,
-        sweep=_read(sweep_path, pd.read_csv) if sweep_path.exists() else None,
-    )
-
-
-def _pct(x: float, digits: int = 1) -> str:
-    return f"{100 * x:.{digits}f}%"
-
-
-def _pp(x: float) -> str:
-    return f"{100 * x:+.1f}"
-
-
-def _count(k: int, one: str, many: str = "") -> str:
-    return f"{k} {one if k == 1 else many or one + 's'}"
-
-
-def _with_ci(t: Triple, fmt: Callable[[float], str]) -> str:
-    return f"{fmt(t[0])} [{fmt(t[1])}, {fmt(t[2])}]"
 
 
 def _pval(x: float) -> str:
     return "< 0.001" if x < 0.001 else f"{x:.3f}"
-
-
-def _triple(row: Any, value: str, low: str, high: str) -> Triple:
-    return float(row[value]), float(row[low]), float(row[high])
-
-
-def _baselines(ablation: pd.DataFrame) -> dict[str, float]:
-    rows = ablation[ablation["condition"] == "baseline"]
-    return {str(e): float(a) for e, a in zip(rows["eval_emotion"], rows["accuracy"], strict=True)}
-
-
-def _self_effects(run: _Run) -> list[_SelfEffect]:
-    out = []
-    eff, ab = run.effects, run.ablation
-    for emotion in EMOTIONS:
-        row = eff[(eff["masked_emotion"] == emotion) & (eff["eval_emotion"] == emotion)]
-        if row.empty:
-            continue
-        on_eval = ab[ab["eval_emotion"] == emotion]
-        base = on_eval[on_eval["condition"] == "baseline"].iloc[0]
-        own = on_eval[on_eval["masked_emotion"] == emotion]
-        masked = own[own["condition"] == "mask"].iloc[0]
-        ctrl = own[(own["condition"] == "control") & (own["control_set"] == "random")]
-        r = row.iloc[0]
-        out.append(_SelfEffect(
-            emotion=emotion, n=int(r["n"]),
-            baseline=_triple(base, "accuracy", "ci_low", "ci_high"),
-            masked=_triple(masked, "accuracy", "ci_low", "ci_high"),
-            control=(float(ctrl["accuracy"].mean()), float(ctrl["ci_low"].min()),
-                     float(ctrl["ci_high"].max())),
-            n_seeds=len(ctrl),
-            excess=_triple(r, "excess_drop", "excess_ci_low", "excess_ci_high"),
-            p_value=float(r["p_exact_control"]),
-            rises=float(masked["drop_ci_high"]) < 0,
-        ))
-    return out
-
-
-def _layer_counts(neurons: dict[str, Any]) -> npt.NDArray[np.int_]:
-    """Selected neurons per (emotion, layer), emotions in :data:`EMOTIONS` order."""
-    n_layers = int(neurons["n_layers"])
-    counts = np.zeros((len(EMOTIONS), n_layers), dtype=int)
-    for row, emotion in enumerate(EMOTIONS):
-        for neuron in neurons["emotions"].get(emotion, []):
-            layer = int(neuron["layer"])
-            if not 0 <= layer < n_layers:
-                raise ValueError(f"neurons.json: {emotion} neuron in layer {layer}, "
-                                 f"outside 0..{n_layers - 1}")
-            counts[row, layer] += 1
-    return counts
 
 
 def _thirds(n_layers: int) -> list[list[int]]:
@@ -194,7 +97,7 @@ def _span(layers: list[int]) -> str:
     return f"{layers[0]}-{layers[-1]}" if layers else "none"
 
 
-def _summary_exist(run: _Run, counts: npt.NDArray[np.int_]) -> str:
+def _summary_exist(run: RunResults, counts: npt.NDArray[np.int_]) -> str:
     model = run.manifest["model"]
     per = ", ".join(f"{e} {int(c)}" for e, c in zip(EMOTIONS, counts.sum(axis=1), strict=True))
     uses = Counter((n["layer"], n["index"]) for ns in run.neurons["emotions"].values() for n in ns)
@@ -202,11 +105,11 @@ def _summary_exist(run: _Run, counts: npt.NDArray[np.int_]) -> str:
     method = run.manifest.get("selection", {}).get("label", run.neurons["statistic"])
     text = (f"Selected by {method} at site {run.neurons['site']}: {per}. In total "
             f"{len(uses)} distinct neurons, "
-            f"{_pct(len(uses) / total, 2)} of the {total:,} neurons "
+            f"{pct(len(uses) / total, 2)} of the {total:,} neurons "
             f"({model['n_layers']} layers x {model['width']}).")
     shared = sum(1 for k in uses.values() if k > 1)
     if shared:
-        text += f" {_count(shared, 'of them is', 'of them are')} selected for several emotions."
+        text += f" {count(shared, 'of them is', 'of them are')} selected for several emotions."
     return f"<h3>(a) Do emotion neurons exist?</h3><p>{escape(text)}</p>"
 
 
@@ -221,34 +124,34 @@ def _summary_where(counts: npt.NDArray[np.int_]) -> str:
         if row.sum() == 0:
             items.append(f"{emotion}: no neurons selected.")
             continue
-        shares = " / ".join(_pct(row[third == t].sum() / row.sum(), 0) for t in range(3))
+        shares = " / ".join(pct(row[third == t].sum() / row.sum(), 0) for t in range(3))
         peak = int(np.argmax(row))
-        items.append(f"{emotion}: peak at layer {peak} ({_count(row[peak], 'neuron')}); "
+        items.append(f"{emotion}: peak at layer {peak} ({count(row[peak], 'neuron')}); "
                      f"bottom / middle / top third: {shares}.")
     return f"<h3>(b) Where are they?</h3><p>{escape(intro)}</p>{ul(items)}"
 
 
-def _summary_effects(effects: list[_SelfEffect], chance: float, description: str) -> str:
+def _summary_effects(effects: list[SelfEffect], chance: float, description: str) -> str:
     if not effects:
         return '<h3>(c) What happens when they are removed?</h3><p class="note">No results.</p>'
     n_total = sum(e.n for e in effects)
     mean = sum(e.baseline[0] * e.n for e in effects) / n_total
     low, high = min(effects, key=lambda e: e.baseline[0]), max(effects, key=lambda e: e.baseline[0])
-    text = (f"Baseline accuracy ({description}) ranges from {_pct(low.baseline[0])} "
-            f"({low.emotion}) to {_pct(high.baseline[0])} ({high.emotion}), {_pct(mean)} "
-            f"weighted by n, against chance {_pct(chance)}.")
+    text = (f"Baseline accuracy ({description}) ranges from {pct(low.baseline[0])} "
+            f"({low.emotion}) to {pct(high.baseline[0])} ({high.emotion}), {pct(mean)} "
+            f"weighted by n, against chance {pct(chance)}.")
     parts = [f"<p>{escape(text)}</p>"]
     near = [e for e in effects if e.baseline[0] < chance + NEAR_CHANCE]
     if near:
-        names = ", ".join(f"{e.emotion} ({_pct(e.baseline[0])})" for e in near)
+        names = ", ".join(f"{e.emotion} ({pct(e.baseline[0])})" for e in near)
         text = (f"Warning: baseline accuracy is within {100 * NEAR_CHANCE:.0f} points of chance "
                 f"for {names}; drops for these emotions cannot be interpreted, the model barely "
                 "recognises them to begin with.")
         parts.append(f'<p class="warn">{escape(text)}</p>')
     parts.append(ul([
-        f"{e.emotion}: {_pct(e.baseline[0])} → {_pct(e.masked[0])} with its neurons removed; "
-        f"random neurons {_pct(e.control[0])} (mean of {e.n_seeds} seeds); excess drop "
-        f"{_with_ci(e.excess, _pp)} points (95% CI), p {_pval(e.p_value)} — {e.verdict}."
+        f"{e.emotion}: {pct(e.baseline[0])} → {pct(e.masked[0])} with its neurons removed; "
+        f"random neurons {pct(e.control[0])} (mean of {e.n_seeds} seeds); excess drop "
+        f"{with_ci(e.excess, pp)} points (95% CI), p {_pval(e.p_value)} — {e.verdict}."
         for e in effects]))
     groups = {v: ", ".join(e.emotion for e in effects if e.verdict == v) for v in
               (SPECIFIC, NO_EFFECT, IMPROVES, WEAKER)}
@@ -291,10 +194,10 @@ def _fig_neurons_per_layer(counts: npt.NDArray[np.int_]) -> Figure:
     image = ax.imshow(counts, aspect="auto", cmap="Blues", interpolation="nearest",
                       vmin=0, vmax=max(1, int(counts.max())))
     ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
-    for (row, layer), count in np.ndenumerate(counts):
-        if count:
+    for (row, layer), selected in np.ndenumerate(counts):
+        if selected:
             hover(ax, (layer - 0.5, row - 0.5, layer + 0.5, row + 0.5),
-                  f"{EMOTIONS[row]}, layer {layer}: {_count(int(count), 'neuron')}")
+                  f"{EMOTIONS[row]}, layer {layer}: {count(int(selected), 'neuron')}")
     for layers in _thirds(counts.shape[1])[:2]:
         if not layers:
             continue
@@ -317,7 +220,7 @@ def _fig_overlap(neurons: dict[str, Any]) -> Figure:
     return fig
 
 
-def _fig_self_effect(effects: list[_SelfEffect], chance: float) -> Figure:
+def _fig_self_effect(effects: list[SelfEffect], chance: float) -> Figure:
     fig, ax = plt.subplots(figsize=(10, 4), layout="constrained")
     x = np.arange(len(effects))
     bars = (("baseline", "baseline"), ("neurons removed", "masked"),
@@ -353,23 +256,12 @@ def _fig_matrix(effects: pd.DataFrame, column: str, label: str, mark_ci: bool) -
     return fig
 
 
-def _panels(n: int) -> tuple[Figure, list[Axes]]:
-    ncols = min(3, n)
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 2.9 * nrows + 0.6),
-                             layout="constrained", squeeze=False)
-    flat = list(axes.flat)
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    return fig, flat[:n]
-
-
 def _fig_sweep_heatmaps(sweep: pd.DataFrame, near: set[str]) -> Figure:
     emotions = [e for e in EMOTIONS if e in set(sweep["masked_emotion"])]
     ranges = [r for r in LAYER_RANGES if r in set(sweep["layer_range"])]
     proportions = sorted(float(p) for p in sweep["proportion"].unique())
     limits = _symmetric(sweep["drop"].to_numpy(dtype=float) * 100)
-    fig, axes = _panels(len(emotions))
+    fig, axes = panels(len(emotions))
     for ax, emotion in zip(axes, emotions, strict=True):
         pivot = sweep[sweep["masked_emotion"] == emotion].pivot_table(
             index="layer_range", columns="proportion", values="drop")
@@ -387,7 +279,7 @@ def _fig_sweep_heatmaps(sweep: pd.DataFrame, near: set[str]) -> Figure:
 def _fig_dose_response(sweep: pd.DataFrame, baselines: dict[str, float], chance: float,
                        near: set[str]) -> Figure:
     emotions = [e for e in EMOTIONS if e in set(sweep["masked_emotion"])]
-    fig, axes = _panels(len(emotions))
+    fig, axes = panels(len(emotions))
     for ax, emotion in zip(axes, emotions, strict=True):
         own = sweep[sweep["masked_emotion"] == emotion]
         for layer_range in [r for r in LAYER_RANGES if r in set(own["layer_range"])]:
@@ -404,8 +296,8 @@ def _fig_dose_response(sweep: pd.DataFrame, baselines: dict[str, float], chance:
     return fig
 
 
-def _figures_html(run: _Run, run_dir: Path, effects: list[_SelfEffect],
-                  counts: npt.NDArray[np.int_]) -> str:
+def _figures_html(run: RunResults, run_dir: RunDir, effects: list[SelfEffect],
+                  counts: npt.NDArray[np.int_], near: set[str]) -> str:
     chance = float(run.manifest["evaluation"]["chance"])
     seeds = max((e.n_seeds for e in effects), default=0)
     specs: list[tuple[str, str, str, Callable[[], Figure]]] = [
@@ -424,7 +316,7 @@ def _figures_html(run: _Run, run_dir: Path, effects: list[_SelfEffect],
          f"zeroed, and with random layer-matched neurons zeroed (mean over {seeds} seeds). Error "
          "bars: 95% Wilson interval; for random neurons the bar spans the lowest to the highest CI "
          "bound over the seeds. A specific effect shows as a middle bar well below both others. "
-         f"Dotted line: chance ({_pct(chance)}).", partial(_fig_self_effect, effects, chance)),
+         f"Dotted line: chance ({pct(chance)}).", partial(_fig_self_effect, effects, chance)),
         ("drop_matrix", "Accuracy drop by masked and evaluated emotion",
          "Baseline minus masked accuracy, in points, on each evaluated emotion (columns) when the "
          "neurons of the masked emotion (rows) are zeroed. Red: accuracy fell; blue: it rose; "
@@ -438,8 +330,7 @@ def _figures_html(run: _Run, run_dir: Path, effects: list[_SelfEffect],
          "Red: the emotion neurons matter more than random neurons.",
          partial(_fig_matrix, run.effects, "excess_drop", "excess drop (points)", True)),
     ]
-    sweep = _sweep_self(run)
-    near = near_chance_emotions(run.effects)
+    sweep = sweep_self(run)
     if sweep is not None:
         specs += [
             ("sweep_heatmaps", "Sweep: self accuracy drop by layer range and proportion",
@@ -451,46 +342,35 @@ def _figures_html(run: _Run, run_dir: Path, effects: list[_SelfEffect],
              "Accuracy on each emotion against the proportion removed, one line per layer range. "
              "Dashed: baseline; dotted: chance. The layer range whose line falls fastest holds the "
              "neurons that matter most.",
-             partial(_fig_dose_response, sweep, _baselines(run.ablation), chance, near)),
+             partial(_fig_dose_response, sweep, baselines(run.ablation), chance, near)),
         ]
-    render = partial(render_figure, run_dir / "figures")
-    html = ("".join(render(*spec) for spec in specs) + dose_figures(run_dir, render)
-            + confusion_figure(run_dir, render))
+    render = partial(render_figure, run_dir.file(FIGURES))
+    html = ("".join(render(*spec) for spec in specs)
+            + dose_figures(run_dir.read_csv(DOSE, optional=True), near, render)
+            + confusion_figure(run_dir.read_csv(CONFUSION, optional=True), render))
     if sweep is None:
         for name in SWEEP_FIGURES:  # do not leave figures of an earlier sweep beside this report
             for suffix in (".png", ".svg"):
-                (run_dir / "figures" / f"{name}{suffix}").unlink(missing_ok=True)
+                (run_dir.file(FIGURES) / f"{name}{suffix}").unlink(missing_ok=True)
         html += ('<p class="note">No layer-range x proportion sweep in this run (sweep.csv '
                  "missing or without self-effect rows), so its figures are omitted.</p>")
     return html
 
 
-def _sweep_self(run: _Run) -> pd.DataFrame | None:
-    """Sweep rows evaluated on the masked emotion itself, with their drop vs baseline."""
-    if run.sweep is None:
-        return None
-    own = run.sweep[run.sweep["masked_emotion"] == run.sweep["eval_emotion"]].copy()
-    own["drop"] = own["masked_emotion"].map(_baselines(run.ablation)) - own["accuracy"]
-    return None if own.empty else own
-
-
-def _cards_line(run_dir: Path, emotion: str) -> str:
+def _cards_line(index: dict[str, Any] | None, emotion: str) -> str:
     """Links to the neuron cards of ``emotion``'s top neurons, when the run wrote them."""
-    index = run_dir / "cards" / "index.json"
-    if not index.exists():
+    if index is None:
         return ""
-    cards = read_json(index)["emotions"].get(emotion, [])
+    cards = index["emotions"].get(emotion, [])
     links = " · ".join(f'<a href="cards/{escape(c["html"])}">L{c["layer"]}-N{c["index"]}</a>'
                        for c in cards)
     return f'<p class="note">Cards: {links}</p>' if links else ""
 
 
-def _stability_html(run_dir: Path) -> str:
+def _stability_html(report: dict[str, Any] | None) -> str:
     """Bootstrap and shuffled-label numbers beside each emotion's set (stability.json)."""
-    path = run_dir / "stability.json"
-    if not path.exists():
+    if report is None:
         return ""
-    report = read_json(path)
     rows = []
     for emotion in EMOTIONS:
         entry = report["emotions"].get(emotion, {})
@@ -510,21 +390,23 @@ def _stability_html(run_dir: Path) -> str:
             "not find that many neurons in noise.</p>")
 
 
-def _tables_html(effects: list[_SelfEffect], neurons: dict[str, Any], run_dir: Path) -> str:
+def _tables_html(effects: list[SelfEffect], neurons: dict[str, Any], run_dir: RunDir) -> str:
+    cards = run_dir.read_json(CARDS_INDEX, optional=True)
+    stability = _stability_html(run_dir.read_json(STABILITY, optional=True))
     self_table = table(
         ["emotion", "n", "baseline [95% CI]", "masked [95% CI]", "control (mean of seeds)",
          "excess drop, points [95% CI]", "p", "verdict"],
-        [[e.emotion, e.n, _with_ci(e.baseline, _pct), _with_ci(e.masked, _pct),
-          _pct(e.control[0]), _with_ci(e.excess, _pp), _pval(e.p_value), e.verdict]
+        [[e.emotion, e.n, with_ci(e.baseline, pct), with_ci(e.masked, pct),
+          pct(e.control[0]), with_ci(e.excess, pp), _pval(e.p_value), e.verdict]
          for e in effects])
     tops = "".join("<div>" + table(["layer", "index", "score"],
                                    [[n["layer"], n["index"], f"{float(n['score']):.3f}"]
                                     for n in neurons["emotions"].get(emotion, [])[:10]], emotion,
                                    table_id=f"top-{emotion}")
-                   + _cards_line(run_dir, emotion) + "</div>"
+                   + _cards_line(cards, emotion) + "</div>"
                    for emotion in EMOTIONS)
     links = " · ".join(f'<a href="#top-{e}">{e}</a>' for e in EMOTIONS)
-    return (f"<h3>Self effect per emotion</h3>{self_table}{_stability_html(run_dir)}"
+    return (f"<h3>Self effect per emotion</h3>{self_table}{stability}"
             f"<p>Top neurons of each emotion: {links}</p>"
             f'<h3>Top 10 neurons per emotion</h3><div class="tables">{tops}</div>')
 
@@ -546,7 +428,7 @@ def _details_html(manifest: dict[str, Any]) -> str:
         (f"Data (hash {data['hash']})", table(["emotion", *splits], counts)),
         ("Evaluation", table(["field", "value"], [
             ["description", evaluation["description"]], ["shots", evaluation["n_shot"]],
-            ["chance", _pct(float(evaluation["chance"]))]])),
+            ["chance", pct(float(evaluation["chance"]))]])),
         ("Configuration", table(["key", "value"],
                                  [[k, _value(v)]
                                   for k, v in flat_settings(manifest["config"]).items()])),
@@ -556,32 +438,36 @@ def _details_html(manifest: dict[str, Any]) -> str:
     return "".join(f"<h3>{escape(heading)}</h3>{html}" for heading, html in sections)
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write ``run_dir/report.html`` and ``run_dir/figures/*.png|svg``; return the report path."""
-    run_dir = Path(run_dir)
-    run = _load(run_dir)
-    effects = _self_effects(run)
-    counts = _layer_counts(run.neurons)
+def write_report(directory: str | Path) -> Path:
+    """Write ``report.html`` and ``figures/*.png|svg`` into the run directory ``directory``
+    from its verified files; return the report path."""
+    run_dir = RunDir(directory)
+    run = load_results(run_dir)
+    near = near_chance_emotions(run.every_control)
+    effects = self_effects(run)
+    counts = layer_counts(run.neurons)
     model, evaluation = run.manifest["model"], run.manifest["evaluation"]
     title = f"Emotion neurons in {model['name']}"
     subtitle = (f"{model['n_layers']} layers x {model['width']} neurons · site {model['site']} · "
                 f"run created {run.manifest['created']}")
-    baseline = float(np.mean(list(_baselines(run.ablation).values())))
+    methods = run_dir.read_csv(METHODS_TABLE, optional=True)
+    baseline = float(np.mean(list(baselines(run.ablation).values())))
     summary = (run_statement(run.manifest, baseline)
                + _summary_exist(run, counts) + _summary_where(counts)
                + _summary_effects(effects, float(evaluation["chance"]), evaluation["description"])
-               + methods_summary(run_dir))
+               + methods_summary(methods))
     html = page(title, subtitle, [
         Section("summary", "Summary", summary),
-        Section("figures", "Figures", _figures_html(run, run_dir, effects, counts)),
-        Section("controls", "Emotion neurons against every control", controls_table(run_dir)),
+        Section("figures", "Figures", _figures_html(run, run_dir, effects, counts, near)),
+        Section("controls", "Emotion neurons against every control",
+                controls_table(run, run_dir.table(SPECIFICITY), near)),
         Section("methods", "Which selection finds neurons that matter",
-                methods_html(run_dir, partial(render_figure, run_dir / "figures"))),
-        Section("steering", "Steering", steering_html(run_dir)),
+                methods_html(methods, partial(render_figure, run_dir.file(FIGURES)))),
+        Section("steering", "Steering", steering_html(run_dir.read_json(STEERING, optional=True))),
         Section("tables", "Tables", _tables_html(effects, run.neurons, run_dir)),
         Section("details", "Run details", _details_html(run.manifest)),
     ])
-    path = run_dir / "report.html"
+    path = run_dir.file(REPORT)
     with atomic_open(path) as handle:
         handle.write(html)
     return path

@@ -27,7 +27,7 @@ import torch
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.io import write_json
+from emoneuron.io import read_json, write_json
 from emoneuron.recording.statistics import ActivationStats, Recording
 from emoneuron.selection.identify import IdentifyConfig, NeuronSets, membership
 from emoneuron.selection.scores import entropy_selectivity
@@ -123,6 +123,16 @@ class ShuffledControl:
         many, i.e. the null's best."""
         return {layer: list(self.neurons[emotion][layer][:len(indices)])
                 for layer, indices in sorted(by_layer.items())}
+
+    @classmethod
+    def load(cls, path: str | Path) -> ShuffledControl:
+        """The control :meth:`save` wrote."""
+        payload = read_json(path)
+        return cls(int(payload["seed"]),
+                   {e: {int(layer): list(indices) for layer, indices in by_layer.items()}
+                    for e, by_layer in payload["emotions"].items()},
+                   {e: {int(layer): int(n) for layer, n in counts.items()}
+                    for e, counts in payload["filled_at_random"].items()})
 
     def save(self, path: str | Path) -> None:
         write_json(path, {"seed": self.seed,

@@ -1,0 +1,134 @@
+"""What a finished run found, read from its run directory: the tables the report and the
+comparison of runs are drawn from, and the numbers derived from them (each emotion's self
+effect and verdict, selected neurons per layer, the sweep's self rows).
+
+>>> results = load_results(RunDir("runs/smollm2"))  # doctest: +SKIP
+>>> [effect.verdict for effect in self_effects(results)]  # doctest: +SKIP
+['specific effect', ...]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from emoneuron.data.schema import EMOTIONS
+from emoneuron.rundir import ABLATION, EFFECTS, SWEEP, RunDir
+
+SPECIFIC = "specific effect"
+NO_EFFECT = "no effect distinguishable from random neurons"
+IMPROVES = "improves when its neurons are removed"
+WEAKER = "smaller drop than random neurons"
+Triple = tuple[float, float, float]  # value, 95% CI low, 95% CI high
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """The tables every view of a run needs, each read (and verified) once."""
+
+    manifest: dict[str, Any]
+    neurons: dict[str, Any]  # neurons.json, every neuron inside the run's model
+    ablation: pd.DataFrame
+    effects: pd.DataFrame  # against the random layer-matched control
+    every_control: pd.DataFrame  # against each control set
+    sweep: pd.DataFrame | None
+
+
+def load_results(run_dir: RunDir) -> RunResults:
+    """The run's manifest, neurons, ablation, effects and (when it swept) sweep tables."""
+    manifest = run_dir.manifest()
+    effects = run_dir.table(EFFECTS)
+    if "control_set" not in effects:
+        raise run_dir.refused(EFFECTS, "unreadable (no control_set column)")
+    return RunResults(manifest=manifest, neurons=run_dir.neurons_json(),
+                      ablation=run_dir.table(ABLATION),
+                      effects=effects[effects.control_set == "random"], every_control=effects,
+                      sweep=run_dir.read_csv(SWEEP, optional=True))
+
+
+@dataclass(frozen=True)
+class SelfEffect:
+    """Removing one emotion's neurons, evaluated on that same emotion."""
+
+    emotion: str
+    n: int
+    baseline: Triple
+    masked: Triple
+    control: Triple  # mean over seeds, lowest and highest CI bound over the seeds
+    n_seeds: int
+    excess: Triple
+    p_value: float
+    rises: bool  # masked accuracy above baseline with the paired drop CI entirely below 0
+
+    @property
+    def verdict(self) -> str:
+        if self.rises:
+            return IMPROVES
+        if self.excess[1] > 0:
+            return SPECIFIC
+        return WEAKER if self.excess[2] < 0 else NO_EFFECT
+
+
+def _triple(row: Any, value: str, low: str, high: str) -> Triple:
+    return float(row[value]), float(row[low]), float(row[high])
+
+
+def baselines(ablation: pd.DataFrame) -> dict[str, float]:
+    """Baseline accuracy per evaluated emotion."""
+    rows = ablation[ablation["condition"] == "baseline"]
+    return {str(e): float(a) for e, a in zip(rows["eval_emotion"], rows["accuracy"], strict=True)}
+
+
+def self_effects(run: RunResults) -> list[SelfEffect]:
+    """Each emotion's own neurons removed, evaluated on itself, against random neurons."""
+    out = []
+    eff, ab = run.effects, run.ablation
+    for emotion in EMOTIONS:
+        row = eff[(eff["masked_emotion"] == emotion) & (eff["eval_emotion"] == emotion)]
+        if row.empty:
+            continue
+        on_eval = ab[ab["eval_emotion"] == emotion]
+        base = on_eval[on_eval["condition"] == "baseline"].iloc[0]
+        own = on_eval[on_eval["masked_emotion"] == emotion]
+        masked = own[own["condition"] == "mask"].iloc[0]
+        ctrl = own[(own["condition"] == "control") & (own["control_set"] == "random")]
+        r = row.iloc[0]
+        out.append(SelfEffect(
+            emotion=emotion, n=int(r["n"]),
+            baseline=_triple(base, "accuracy", "ci_low", "ci_high"),
+            masked=_triple(masked, "accuracy", "ci_low", "ci_high"),
+            control=(float(ctrl["accuracy"].mean()), float(ctrl["ci_low"].min()),
+                     float(ctrl["ci_high"].max())),
+            n_seeds=len(ctrl),
+            excess=_triple(r, "excess_drop", "excess_ci_low", "excess_ci_high"),
+            p_value=float(r["p_exact_control"]),
+            rises=float(masked["drop_ci_high"]) < 0,
+        ))
+    return out
+
+
+def layer_counts(neurons: dict[str, Any]) -> npt.NDArray[np.int_]:
+    """Selected neurons per (emotion, layer), emotions in :data:`EMOTIONS` order."""
+    n_layers = int(neurons["n_layers"])
+    counts = np.zeros((len(EMOTIONS), n_layers), dtype=int)
+    for row, emotion in enumerate(EMOTIONS):
+        for neuron in neurons["emotions"].get(emotion, []):
+            layer = int(neuron["layer"])
+            if not 0 <= layer < n_layers:
+                raise ValueError(f"neurons.json: {emotion} neuron in layer {layer}, "
+                                 f"outside 0..{n_layers - 1}")
+            counts[row, layer] += 1
+    return counts
+
+
+def sweep_self(run: RunResults) -> pd.DataFrame | None:
+    """Sweep rows evaluated on the masked emotion itself, with their drop vs baseline."""
+    if run.sweep is None:
+        return None
+    own = run.sweep[run.sweep["masked_emotion"] == run.sweep["eval_emotion"]].copy()
+    own["drop"] = own["masked_emotion"].map(baselines(run.ablation)) - own["accuracy"]
+    return None if own.empty else own

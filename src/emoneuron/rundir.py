@@ -1,0 +1,356 @@
+"""A run directory: every file ``emoneuron run`` writes, named once, with readers that verify.
+
+``manifest.json`` lists each input file of the finished run with its sha256 (``files``); a
+reader refuses a file that is missing, unlisted or changed since, naming it and the fix, so a
+report never mixes two runs or reads a cut table. What a report writes (``report.html``,
+``figures/``) is output, not listed. A run directory is owned by one ``run`` at a time
+(:meth:`RunDir.locked`).
+
+>>> run = RunDir("runs/smollm2")
+>>> run.file(EFFECTS).name
+'effects.csv'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import socket
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from emoneuron.errors import UserError
+from emoneuron.io import read_json, sha256_bytes, sha256_file, write_json
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from emoneuron.data.schema import Record
+    from emoneuron.recording.statistics import Recording
+    from emoneuron.selection.identify import NeuronSets
+
+MANIFEST = "manifest.json"
+STATS = "stats.safetensors"  # with its header as readable JSON beside it (stats.json)
+NEURONS = "neurons.json"
+STABILITY = "stability.json"
+CONDITIONS = "conditions.jsonl"
+STEERING = "steering.json"
+STAGES = "stages.json"  # per reusable stage: the hash of its inputs and its files' hashes
+ABLATION = "ablation.csv"
+EFFECTS = "effects.csv"
+SPECIFICITY = "specificity.csv"
+CONFUSION = "confusion.csv"
+DOSE = "dose.csv"
+SWEEP = "sweep.csv"
+METHODS_TABLE = "methods.csv"
+DATA = "data"  # data/{fewshot,identify,eval}.jsonl: the run's splits
+CARDS = "cards"
+CARD_INDEX = "index.json"  # in a folder of neuron cards: each emotion's cards, best first
+CARDS_INDEX = f"{CARDS}/{CARD_INDEX}"
+SHUFFLED = "shuffled"
+METHODS = "methods"
+REPORT = "report.html"
+FIGURES = "figures"
+LOCK = "run.lock"
+SPLITS = ("fewshot", "identify", "eval")
+# Written from the files above and rewritten by `report`, so not part of the verified set.
+OUTPUTS = (REPORT, FIGURES, LOCK)
+
+
+def data_file(split: str) -> str:
+    return f"{DATA}/{split}.jsonl"
+
+
+def shuffled_file(seed: int) -> str:
+    return f"{SHUFFLED}/neurons-seed{seed}.json"
+
+
+def method_dir(method: str) -> str:
+    """The folder of one compared method's files."""
+    return f"{METHODS}/{method}"
+
+
+def method_file(method: str, name: str) -> str:
+    return f"{method_dir(method)}/{name}"
+
+
+def attribution_file(site: str) -> str:
+    return f"{METHODS}/attribution-{site}.safetensors"
+
+
+def _unlisted(name: str) -> bool:
+    """Not in the manifest's list: the manifest itself, outputs and temporary files."""
+    first = name.split("/", 1)[0]
+    return first in (MANIFEST, *OUTPUTS) or Path(name).name.startswith(".")
+
+
+class RunDir:
+    """The files of one run directory. Reads verify each file against the manifest's list
+    unless ``verify`` is False (the run writing the directory reads its own files)."""
+
+    def __init__(self, path: str | Path, verify: bool = True) -> None:
+        self.path = Path(path)
+        self.verify = verify
+        self._manifest: dict[str, Any] | None = None
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def refused(self, name: str, reason: str) -> UserError:
+        return UserError(f"{self.file(name)}: {reason}; not a finished `emoneuron run` "
+                         "directory, or a damaged one: rerun the `emoneuron run` command that "
+                         "wrote it (it resumes)")
+
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is None:
+            if not self.path.is_dir():
+                raise UserError(f"{self.path}: not a directory; give a run directory written "
+                                "by `emoneuron run --out DIR`")
+            try:
+                payload = read_json(self.file(MANIFEST))
+            except FileNotFoundError:
+                raise self.refused(MANIFEST, "missing") from None
+            except (OSError, ValueError) as error:
+                raise self.refused(MANIFEST, f"unreadable ({error})") from None
+            if not isinstance(payload, dict):
+                raise self.refused(MANIFEST, "unreadable (not a JSON object)")
+            self._manifest = payload
+        return self._manifest
+
+    def listed(self) -> dict[str, str] | None:
+        """The manifest's file -> sha256 list; None for a run written before there was one."""
+        files = self.manifest().get("files")
+        return files if isinstance(files, dict) else None
+
+    def exists(self, name: str) -> bool:
+        return self.file(name).exists()
+
+    def check(self, name: str, digest: str | None = None) -> None:
+        """Refuse ``name`` unless the manifest lists it with this content (``digest``, or the
+        file's own hash)."""
+        listed = self.listed() if self.verify else None
+        if listed is None:
+            return
+        if name not in listed:
+            raise self.refused(name, "not among the files manifest.json lists (the run that "
+                                     "wrote it did not finish, or it was added later)")
+        if (digest or sha256_file(self.file(name))) != listed[name]:
+            raise self.refused(name, "changed since the run wrote it (its sha256 differs from "
+                                     "the one manifest.json lists)")
+
+    def _bytes(self, name: str, optional: bool) -> bytes | None:
+        listed = self.listed() if self.verify else None
+        try:
+            data = self.file(name).read_bytes()
+        except FileNotFoundError:
+            if optional and (listed is None or name not in listed):
+                return None
+            raise self.refused(name, "missing") from None
+        except OSError as error:
+            raise self.refused(name, f"unreadable ({error})") from None
+        self.check(name, sha256_bytes(data))
+        return data
+
+    def read_json(self, name: str, optional: bool = False) -> Any:
+        data = self._bytes(name, optional)
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError as error:
+            raise self.refused(name, f"unreadable ({error})") from None
+
+    def read_csv(self, name: str, optional: bool = False) -> pd.DataFrame | None:
+        import pandas as pd
+
+        data = self._bytes(name, optional)
+        if data is None:
+            return None
+        try:
+            return pd.read_csv(io.BytesIO(data))
+        except ValueError as error:  # pandas' parse errors are ValueErrors
+            raise self.refused(name, f"unreadable ({error})") from None
+
+    def table(self, name: str) -> pd.DataFrame:
+        frame = self.read_csv(name)
+        assert frame is not None  # not optional
+        return frame
+
+    def model_shape(self) -> tuple[int, int]:
+        """Layers and neurons per layer of the run's model, from the manifest."""
+        try:
+            model = self.manifest()["model"]
+            return int(model["n_layers"]), int(model["width"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise self.refused(MANIFEST, f"no model shape ({error!r})") from None
+
+    def neurons_json(self, name: str = NEURONS,
+                     shape: tuple[int, int] | None = None) -> dict[str, Any]:
+        """A neurons.json as read, every neuron checked to lie inside the model: of ``shape``
+        (layers, neurons per layer), by default the run's model's."""
+        payload = self.read_json(name)
+        check_neurons(payload, self.file(name), *(shape or self.model_shape()))
+        return dict(payload)
+
+    def neurons(self, name: str = NEURONS, shape: tuple[int, int] | None = None) -> NeuronSets:
+        from emoneuron.selection.identify import NeuronSets
+
+        self.neurons_json(name, shape)
+        return NeuronSets.load(self.file(name))
+
+    def recording(self) -> Recording:
+        from emoneuron.recording.statistics import Recording
+
+        if not self.exists(STATS):
+            raise self.refused(STATS, "missing")
+        self.check(STATS)
+        return Recording.load(self.file(STATS))
+
+    def records(self, split: str) -> list[Record]:
+        from emoneuron.data.schema import read_records
+
+        name = data_file(split)
+        if not self.exists(name):
+            raise self.refused(name, "missing")
+        self.check(name)
+        return read_records(self.file(name))
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def files(self) -> list[str]:
+        """Every input file now in the directory (not the report's outputs), sorted."""
+        return sorted(path.relative_to(self.path).as_posix() for path in self.path.rglob("*")
+                      if path.is_file() and not _unlisted(path.relative_to(self.path).as_posix()))
+
+    def hashes(self, names: Iterable[str] | None = None) -> dict[str, str]:
+        return {name: sha256_file(self.file(name))
+                for name in (self.files() if names is None else names)}
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_json(self.file(MANIFEST), manifest)
+        self._manifest = manifest
+
+    def add_files(self, names: Iterable[str]) -> None:
+        """List (or update) ``names`` in the manifest, e.g. after ``ablate`` wrote them."""
+        manifest = dict(self.manifest())
+        manifest["files"] = {**(self.listed() or {}), **self.hashes(names)}
+        self.write_manifest(manifest)
+
+    def under(self, folder: str) -> list[str]:
+        return [name for name in self.files() if name.startswith(folder + "/")]
+
+    # -- reusing a stage's files ---------------------------------------------------------------
+
+    def stage_done(self, stage: str, inputs: str) -> bool:
+        """Whether ``stage`` ran here on these ``inputs`` (a hash) and its files are unchanged."""
+        path = self.file(STAGES)
+        try:
+            entry = read_json(path).get(stage) if path.exists() else None
+        except (OSError, ValueError, AttributeError):
+            return False
+        if not isinstance(entry, dict) or entry.get("inputs") != inputs:
+            return False
+        files = entry.get("files", {})
+        return bool(files) and all(self.exists(name) and sha256_file(self.file(name)) == digest
+                                   for name, digest in files.items())
+
+    def stage_finished(self, stage: str, inputs: str, names: Iterable[str]) -> None:
+        """Remember that ``stage`` wrote ``names`` from ``inputs``."""
+        path = self.file(STAGES)
+        try:
+            stages = read_json(path) if path.exists() else {}
+        except (OSError, ValueError):
+            stages = {}
+        stages[stage] = {"inputs": inputs, "files": self.hashes(names)}
+        write_json(path, stages)
+
+    # -- ownership -----------------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Own the directory for the block: a lock file with pid, host and start time. Another
+        live owner is refused; a dead one's lock (same host) is taken over. A directory this
+        created is removed again if nothing was written into it."""
+        created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise UserError(f"{self.path}: not a directory; choose another --out") from None
+        try:
+            self._take_lock()
+            try:
+                yield
+            finally:
+                self.file(LOCK).unlink(missing_ok=True)
+        finally:
+            if created and not any(self.path.iterdir()):
+                self.path.rmdir()
+
+    def _take_lock(self) -> None:
+        lock = self.file(LOCK)
+        owner = {"pid": os.getpid(), "host": socket.gethostname(),
+                 "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        staged = self.file(f".{LOCK}.{os.getpid()}")
+        staged.write_text(json.dumps(owner) + "\n", encoding="utf-8")
+        try:
+            for _ in range(2):
+                try:
+                    os.link(staged, lock)  # fails when a lock exists: no two owners
+                    return
+                except FileExistsError:
+                    self._clear_stale(lock)
+            raise UserError(f"{self.path}: another `emoneuron run` took it over just now; "
+                            "use another --out")
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def _clear_stale(self, lock: Path) -> None:
+        """Remove ``lock`` if its owner is dead (on this host) or it is unreadable; else refuse."""
+        try:
+            owner = json.loads(lock.read_text(encoding="utf-8"))
+            pid, host, started = int(owner["pid"]), str(owner["host"]), str(owner["started"])
+        except FileNotFoundError:
+            return  # released in the meantime
+        except (OSError, ValueError, KeyError, TypeError):
+            print(f"{lock}: unreadable lock file; taking the directory over")
+            lock.unlink(missing_ok=True)
+            return
+        if host != socket.gethostname() or _alive(pid):
+            raise UserError(f"{self.path}: in use by another `emoneuron run` (pid {pid}@{host} "
+                            f"since {started}); wait for it to finish or use another --out "
+                            f"(delete {lock} only if that process is gone)")
+        print(f"{self.path}: taking over from pid {pid}@{host} (since {started}), which is no "
+              "longer running")
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True
+
+
+def check_neurons(payload: Any, path: Path, n_layers: int, width: int) -> None:
+    """Refuse a neurons.json payload holding a neuron outside a model of this shape."""
+    try:
+        emotions = payload["emotions"]
+        neurons = [(emotion, int(n["layer"]), int(n["index"]))
+                   for emotion, listed in emotions.items() for n in listed]
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise UserError(f"{path}: not a valid neurons.json ({error!r}); write one with "
+                        "`emoneuron identify`") from None
+    for emotion, layer, index in neurons:
+        if not (0 <= layer < n_layers and 0 <= index < width):
+            raise UserError(f"{path}: {emotion} neuron layer {layer} index {index} is outside "
+                            f"the model ({n_layers} layers x {width} neurons); use the "
+                            "neurons.json identified for this model")

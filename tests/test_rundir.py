@@ -1,0 +1,217 @@
+"""The run directory: file names in one place, verified reads, one owner at a time, and no
+module reaching into another's private names."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emoneuron.cli import main
+from emoneuron.data.schema import write_records
+from emoneuron.data.synth import synthesize
+from emoneuron.errors import UserError
+from emoneuron.io import sha256_file
+from emoneuron.rundir import LOCK, RunDir
+
+SRC = Path(__file__).parents[1] / "src" / "emoneuron"
+
+
+def test_no_module_imports_a_private_name_of_another() -> None:
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("emoneuron"):
+                found += [f"{path.relative_to(SRC)}: {node.module}.{alias.name}"
+                          for alias in node.names
+                          if alias.name.startswith("_") and not alias.name.endswith("__")]
+    assert not found, found
+
+
+# -- a finished tiny run, and what may and may not be done to it ---------------------------------
+
+def _args(model_dir: Path, out: Path, data: Path, *more: str) -> list[str]:
+    return ["run", "--model", str(model_dir), "--out", str(out), "--data", str(data),
+            "--max-turns", "2", "--share", "0.05", "--proportions", "1.0", "--no-sweep",
+            "--no-steer", "--compare-methods", "lape", "--control-seeds", "0", "--controls",
+            "random", "shuffled", "--dose-strengths", "0.5", "--quiet", "--threads", "1", *more]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
+             ) -> tuple[Path, Path]:
+    """A finished run directory and the data file it ran on."""
+    base = tmp_path_factory.mktemp("finished")
+    data = base / "data.jsonl"
+    write_records(data, synthesize(8, seed=0, max_turns=2))
+    out = base / "run"
+    assert main(_args(tiny_model_dir, out, data)) == 0
+    return out, data
+
+
+def _tree(directory: Path) -> dict[str, str]:
+    return {path.relative_to(directory).as_posix(): sha256_file(path)
+            for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    return copy
+
+
+def _error(capsys: pytest.CaptureFixture[str]) -> str:
+    """The one error line (after transformers' weight-loading bars where a model loaded)."""
+    lines = [line for line in capsys.readouterr().err.strip().splitlines()
+             if not line.startswith("Loading weights")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    (["--seed", "1"], "holds a run with seed = 0, this command has 1"),
+    (["--per-emotion", "9"], "holds a run with per_emotion = 40, this command has 9"),
+    (["--model", "tiny-other"], "holds a run with model = "),
+    (["--data", "OTHER"], "holds a run with data = "),
+    (["--data", "EDITED"], "holds a run on other data (hash "),
+])
+def test_another_run_into_a_finished_directory_changes_nothing(
+        finished: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path, change: list[str],
+        named: str, capsys: pytest.CaptureFixture[str]) -> None:
+    run, data = finished
+    copy = _copy(run, tmp_path)
+    other = tmp_path / "other.jsonl"
+    write_records(other, synthesize(8, seed=5, max_turns=2))
+    if change[-1] == "EDITED":  # the same file, other dialogues in it
+        data = tmp_path / "data.jsonl"
+        write_records(data, synthesize(8, seed=6, max_turns=2))
+        manifest = json.loads((copy / "manifest.json").read_text())
+        manifest["config"]["data"] = str(data)
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+        change = []
+    change = [str(other) if value == "OTHER" else value for value in change]
+    before = _tree(copy)
+    capsys.readouterr()
+    assert main([*_args(tiny_model_dir, copy, data), *change]) == 2
+    assert named in _error(capsys)
+    assert _tree(copy) == before
+
+
+def test_report_refuses_a_cut_table_naming_it(finished: tuple[Path, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    copy = _copy(finished[0], tmp_path)
+    effects = (copy / "effects.csv").read_bytes()
+    (copy / "effects.csv").write_bytes(effects[:len(effects) // 2])
+    assert main(["report", str(copy)]) == 2
+    error = _error(capsys)
+    assert f"{copy / 'effects.csv'}: changed since the run wrote it" in error
+    assert "rerun the `emoneuron run` command" in error
+
+
+def test_edited_neurons_are_refused_by_report_compare_and_neuron(
+        finished: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    copy = _copy(finished[0], tmp_path)
+    neurons = json.loads((copy / "neurons.json").read_text())
+    neurons["emotions"]["anger"] = neurons["emotions"]["anger"][1:]
+    (copy / "neurons.json").write_text(json.dumps(neurons))
+    for command in (["report", str(copy)], ["neuron", str(copy), "0", "1"],
+                    ["compare", str(finished[0]), str(copy), "--out", str(tmp_path / "c")]):
+        assert main(command) == 2
+        assert f"{copy / 'neurons.json'}: changed since the run wrote it" in _error(capsys)
+
+
+def test_neurons_outside_the_model_are_refused_where_read(
+        finished: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    copy = _copy(finished[0], tmp_path)
+    neurons = json.loads((copy / "neurons.json").read_text())
+    neurons["emotions"]["anger"].append({"layer": 99, "index": 99999, "score": 1.0})
+    (copy / "neurons.json").write_text(json.dumps(neurons))
+    RunDir(copy).add_files(["neurons.json"])  # listed, so only the shape can refuse it
+    outside = "anger neuron layer 99 index 99999 is outside the model (2 layers x 80 neurons)"
+    for command in (["report", str(copy)], ["neuron", str(copy), "0", "1"],
+                    ["neuron", str(finished[0]), "0", "1", "--neurons",
+                     str(copy / "neurons.json")]):
+        assert main(command) == 2
+        assert f"{copy / 'neurons.json'}: {outside}" in _error(capsys)
+
+
+@pytest.mark.parametrize(("command", "named"), [
+    (["report"], "manifest.json: missing"),
+    (["neuron", "DIR", "0", "1"], "neither a run directory (no manifest.json) nor a model"),
+    (["identify", "DIR", "--out", "OUT"], "a directory, not a statistics file"),
+    (["identify", "JSONL", "--out", "OUT"], "not a statistics file (safetensors)"),
+])
+def test_not_a_run_directory_or_statistics_file_is_named(
+        tmp_path: Path, command: list[str], named: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    jsonl = tmp_path / "data.jsonl"
+    write_records(jsonl, synthesize(1, seed=0, max_turns=2))
+    values = {"DIR": str(tmp_path), "JSONL": str(jsonl), "OUT": str(tmp_path / "n.json")}
+    args = [values.get(a, a) for a in command] + ([str(tmp_path)] if len(command) == 1 else [])
+    before = _tree(tmp_path)
+    assert main(args) == 2
+    error = _error(capsys)
+    assert named in error and "delete" not in error
+    assert _tree(tmp_path) == before
+
+
+# -- one owner at a time ------------------------------------------------------------------------
+
+def test_a_live_owner_is_refused_and_a_dead_one_taken_over(
+        finished: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    copy = _copy(finished[0], tmp_path)
+    before = _tree(copy)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = {"pid": sleeper.pid, "host": socket.gethostname(), "started": "2024-01-01T00:00"}
+        (copy / LOCK).write_text(json.dumps(lock))
+        assert main(_args(tiny_model_dir, copy, finished[1])) == 2
+        assert (f"{copy}: in use by another `emoneuron run` (pid {sleeper.pid}@"
+                f"{socket.gethostname()} since 2024-01-01T00:00)") in _error(capsys)
+        assert json.loads((copy / LOCK).read_text()) == lock  # still the owner's
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # The owner is gone: its lock is stale and taken over, then released.
+    with RunDir(copy).locked():
+        assert json.loads((copy / LOCK).read_text())["pid"] == os.getpid()
+    assert f"taking over from pid {sleeper.pid}@" in capsys.readouterr().out
+    assert _tree(copy) == before
+
+
+def test_the_lock_is_released_on_an_error_and_an_interrupt(tmp_path: Path) -> None:
+    for stop in (UserError("refused"), KeyboardInterrupt()):
+        with pytest.raises(type(stop)), RunDir(tmp_path / "run").locked():
+            assert (tmp_path / "run" / LOCK).is_file()
+            raise stop
+        assert not (tmp_path / "run").exists()  # created for the run, left empty: removed
+
+
+# -- resume reuses what is done -------------------------------------------------------------------
+
+def test_rerun_reuses_identification_stability_and_cards(
+        finished: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = _copy(finished[0], tmp_path)
+    reused = ("neurons.json", "stability.json", "cards/index.json", "shuffled/neurons-seed0.json")
+    mtimes = {name: (copy / name).stat().st_mtime_ns for name in reused}
+
+    def recomputed(*_: object, **__: object) -> None:
+        raise AssertionError("recomputed although its inputs are unchanged")
+
+    for name in ("write_stability", "write_cards", "shuffled_controls"):
+        monkeypatch.setattr(f"emoneuron.run.{name}", recomputed)
+    assert main(_args(tiny_model_dir, copy, finished[1])) == 0
+    assert {name: (copy / name).stat().st_mtime_ns for name in reused} == mtimes
+    for name in ("effects.csv", "ablation.csv", "methods.csv", "neurons.json"):
+        assert (copy / name).read_bytes() == (finished[0] / name).read_bytes(), name
