@@ -50,7 +50,7 @@ def _module_of(dotted: str) -> tuple[str, list[str]] | None:
         try:
             if importlib.util.find_spec(".".join(parts[:end])) is not None:
                 return ".".join(parts[:end]), parts[end:]
-        except ModuleNotFoundError:  # a prefix that is not a package, e.g. emoneuron.run.run
+        except ModuleNotFoundError:  # a prefix that is not a package, e.g. emoneuron.pipeline.run
             continue
     return None
 

@@ -210,7 +210,7 @@ def test_rerun_reuses_identification_stability_and_cards(
         raise AssertionError("recomputed although its inputs are unchanged")
 
     for name in ("write_stability", "write_cards", "shuffled_controls"):
-        monkeypatch.setattr(f"emoneuron.run.{name}", recomputed)
+        monkeypatch.setattr(f"emoneuron.pipeline.{name}", recomputed)
     assert main(_args(tiny_model_dir, copy, finished[1])) == 0
     assert {name: (copy / name).stat().st_mtime_ns for name in reused} == mtimes
     for name in ("effects.csv", "ablation.csv", "methods.csv", "neurons.json"):
