@@ -13,7 +13,7 @@ import json
 import signal
 import sys
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -325,6 +325,15 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"report: {write_report(args.run_dir)}")
 
 
+def _add_file_report(data: Any, name: str, text: str,
+                     func: Callable[[argparse.Namespace], None]) -> None:
+    """A data command that reads one records file and prints a table (JSON with --json)."""
+    command = data.add_parser(name, help=text)
+    command.add_argument("file", type=Path, help="records .jsonl")
+    command.add_argument("--json", action="store_true", help="machine-readable output")
+    command.set_defaults(func=func)
+
+
 def _add_data_parsers(data: Any) -> None:
     from emoneuron.data.dedup import NEAR_THRESHOLD
     from emoneuron.data.loaders import DEFAULT_CONTEXT, FORMATS
@@ -344,10 +353,8 @@ def _add_data_parsers(data: Any) -> None:
     load.add_argument("--out", type=Path, required=True, help="records .jsonl to write")
     load.set_defaults(func=_cmd_data_load)
 
-    stats = data.add_parser("stats", help="records per emotion and source, and their lengths")
-    stats.add_argument("file", type=Path)
-    stats.add_argument("--json", action="store_true", help="machine-readable output")
-    stats.set_defaults(func=_cmd_data_stats)
+    _add_file_report(data, "stats", "records per emotion and source, and their lengths",
+                     _cmd_data_stats)
 
     both = data.add_parser("overlap", help="exact and near-duplicate records in two files")
     both.add_argument("first", type=Path)
@@ -424,22 +431,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub["data"].add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", help="built-in synthetic dialogues, balanced and seeded")
-    synth.add_argument("--per-emotion", type=int, default=40)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--max-turns", type=int, default=5)
+    synth.add_argument("--per-emotion", type=int, default=40,
+                       help="dialogues per emotion (default: 40)")
+    synth.add_argument("--seed", type=int, default=0, help="seed of the dialogues (default: 0)")
+    synth.add_argument("--max-turns", type=int, default=5,
+                       help="turns per dialogue, at most (default: 5)")
     synth.add_argument("--keyword-free", action="store_true",
                        help="no emotion word of the lexicon in any dialogue")
-    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--out", type=Path, required=True, help="records .jsonl to write")
     synth.set_defaults(func=_cmd_synth)
     _add_data_parsers(data)
 
-    lexical = data.add_parser("lexical", help="share of dialogues that name their emotion")
-    lexical.add_argument("file", type=Path)
-    lexical.add_argument("--json", action="store_true", help="machine-readable output")
-    lexical.set_defaults(func=_cmd_lexical)
+    _add_file_report(data, "lexical", "share of dialogues that name their emotion", _cmd_lexical)
     kw_free = data.add_parser("keyword-free", help="a variant without emotion words")
-    kw_free.add_argument("file", type=Path)
-    kw_free.add_argument("--out", type=Path, required=True)
+    kw_free.add_argument("file", type=Path, help="records .jsonl")
+    kw_free.add_argument("--out", type=Path, required=True, help="records .jsonl to write")
     kw_free.add_argument("--mode", choices=("drop", "rewrite"), default="drop",
                          help="drop dialogues with emotion words, or remove those sentences")
     kw_free.set_defaults(func=_cmd_keyword_free)

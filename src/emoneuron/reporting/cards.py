@@ -40,6 +40,8 @@ CONTEXT_AFTER = 3
 
 @dataclass(frozen=True)
 class Example:
+    """One of a neuron's strongest activations: the value, its dialogue and token in context."""
+
     value: float
     position: int | None  # None when the dialogue's records are not at hand
     dialogue: str  # the record id, or the hash in hex when the records are not at hand
@@ -53,12 +55,18 @@ class Example:
 
 @dataclass(frozen=True)
 class VocabEffect:
+    """A token the neuron's output direction promotes (positive logit) or suppresses."""
+
     token: str
     logit: float
 
 
 @dataclass(frozen=True)
 class NeuronCard:
+    """What ``emoneuron neuron`` shows of one neuron (:func:`neuron_card`): the tokens its
+    output direction promotes and suppresses, its strongest dialogues, how often and how strongly
+    it fires per emotion, and the emotion sets that hold it."""
+
     model: str
     site: str
     layer: int
