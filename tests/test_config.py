@@ -104,11 +104,15 @@ def test_a_selection_method_fills_what_is_not_given() -> None:
     assert RunConfig() == preset_config()
 
 
-def test_per_emotion_rule_with_the_lape_assignment_names_the_fix(
+def test_per_emotion_rule_alone_assigns_by_argmax_and_lape_given_names_the_fix(
         capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--out", "unused", "--rule", "per-emotion"]) == 2
+    config = _parsed_run("--rule", "per-emotion", "--top-n", "40", "--site", "mlp.activation")
+    assert (config.identify.rule, config.identify.assignment) == ("per-emotion", "argmax")
+    assert config.selection_method().label.endswith("with assignment argmax, rule per-emotion, "
+                                                    "top_n 40")
+    assert main(["run", "--out", "unused", "--rule", "per-emotion", "--assignment", "lape"]) == 2
     error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and "add --assignment argmax" in error, error
+    assert len(error.splitlines()) == 1 and "use --assignment argmax" in error, error
 
 
 @pytest.mark.parametrize(("command", "named"), [

@@ -151,13 +151,18 @@ def selection_settings(name: str) -> dict[str, Any]:
 def preset_config(preset: str = "", **options: Any) -> RunConfig:
     """A RunConfig from options by field name (``top_n=40``, ``mode="scale"``): each option
     given wins over the preset's (none for ""), which wins over the selection method's site
-    and identification fields, which win over the defaults.
+    and identification fields, which win over the defaults. A per-emotion rule given without an
+    assignment takes argmax where the method's is LAPE's (which the per-emotion rule refuses).
 
-    >>> preset_config("demo", rule="per-emotion", assignment="argmax").identify.rule
-    'per-emotion'
+    >>> preset_config("demo", rule="per-emotion", top_n=40).identify.assignment
+    'argmax'
     """
     chosen = {**PRESETS.get(preset, {}), **options}
-    flat = {**selection_settings(chosen.get("selection", DEFAULT_SELECTION)), **chosen,
-            "preset": preset}
+    method = selection_settings(chosen.get("selection", DEFAULT_SELECTION))
+    if chosen.get("rule") == "per-emotion" and method["assignment"] == "lape":
+        # LAPE assigns what a global or per-layer cut keeps; each emotion's own top n are
+        # assigned exclusively, as an explicit --assignment lape is told (IdentifyConfig).
+        method["assignment"] = "argmax"
+    flat = {**method, **chosen, "preset": preset}
     config: RunConfig = nested(RunConfig, flat)
     return config

@@ -62,7 +62,7 @@ class IdentifyConfig:
         check_choices(self)
         if self.assignment == "lape" and self.rule == "per-emotion":
             raise UserError("--rule per-emotion with --assignment lape: lape assigns the "
-                            "neurons a global or per-layer rule keeps; add --assignment argmax "
+                            "neurons a global or per-layer rule keeps; use --assignment argmax "
                             "(or normalised)")
         _in_range("share", self.share, "(0, 1]", 0 < self.share <= 1, "0.01 for 1%")
         at_least("top_n", self.top_n, 1)
