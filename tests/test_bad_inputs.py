@@ -256,3 +256,16 @@ def test_a_csv_row_with_more_fields_than_the_header_is_refused(
     assert error == (f"error: {path}:3: 3 fields where the header has 2; quote fields that "
                      "contain commas and close every opened quote")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_a_quiet_load_shows_no_loading_bar_and_leaves_the_bars_as_they_were(
+        progress: bool, tiny_model_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from transformers.utils import logging as hf_logging
+
+    from emoneuron.models.loading import load
+
+    assert hf_logging.is_progress_bar_enabled()
+    load(str(tiny_model_dir), progress=progress)
+    assert ("Loading weights" in capfd.readouterr().err) is progress
+    assert hf_logging.is_progress_bar_enabled()

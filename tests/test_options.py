@@ -25,6 +25,7 @@ BAD_RUN_OPTIONS = (
     (["--device", "bogus"], "--device 'bogus'"),
     (["--device", "cuda:7"], "--device cuda:7"),
     (["--threads", "0"], "--threads 0"),
+    (["--threads", "99999999999"], "--threads 99999999999"),
 )
 
 

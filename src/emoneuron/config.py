@@ -12,6 +12,7 @@ effects; ``study`` evaluates at least 60 dialogues per emotion.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
@@ -110,6 +111,10 @@ class RunConfig:
         at_least("method_control_seeds", self.method_control_seeds, 1)
         if self.threads is not None:
             at_least("threads", self.threads, 1)
+            cpus = os.cpu_count() or 1
+            if self.threads > 4 * cpus:
+                raise UserError(f"--threads {self.threads}: this machine has {cpus} CPUs; give "
+                                f"at most {4 * cpus}, or leave it unset for torch's default")
         distinct("compare_methods", self.compare_methods)
         finite("steer_strength", (self.steer_strength,))
         if self.steer_strength <= 1:

@@ -229,7 +229,7 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
                             f"{str(previous.get('data', {}).get('hash'))[:12]}, this data's "
                             f"{data_hash[:12]}); use a new --out directory")
     with timer.stage("load_model"):
-        loaded = load(config.model, device=config.device)
+        loaded = load(config.model, device=config.device, progress=progress)
     shots = order_shots(splits.fewshot, config.seed, config.shots)
     choice = None
     if config.prompt_choice == "best":

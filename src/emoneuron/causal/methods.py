@@ -233,7 +233,7 @@ def evaluate_sets(directory: str | Path, sets: NeuronSets, name: str,
     manifest = run_dir.manifest()
     config, evaluation_setup = flat_settings(manifest["config"]), manifest["evaluation"]
     name = _checked_name(name)
-    loaded = load(config["model"], device=config["device"])
+    loaded = load(config["model"], device=config["device"], progress=progress)
     _check_fits(loaded, sets)
     evaluation = run_dir.records("eval")
     shots = order_shots(run_dir.records("fewshot"), config["seed"], config["shots"])

@@ -16,7 +16,8 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as hf_logging
 
 from emoneuron.errors import UserError
 from emoneuron.io import sha256_bytes
@@ -104,10 +106,25 @@ def default_dtype(device: str) -> torch.dtype:
 DeviceMap = str | dict[str, int | str | torch.device]
 
 
+@contextmanager
+def _loading_bars(shown: bool) -> Iterator[None]:
+    """transformers' own progress bars while loading: left as they are, or off (a quiet
+    command) and switched back on afterwards, so nothing outside this load changes."""
+    if shown or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+
+
 def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
          dtype: torch.dtype | None = None, device_map: DeviceMap | None = None,
-         offload_folder: str | Path | None = None) -> LoadedModel:
-    """Load a model and its tokenizer, ready for recording and evaluation (eval mode).
+         offload_folder: str | Path | None = None, progress: bool = True) -> LoadedModel:
+    """Load a model and its tokenizer, ready for recording and evaluation (eval mode); with
+    ``progress`` false, transformers' loading bars stay off (restored afterwards).
 
     ``device_map`` (``"auto"``, or a dict of module name to device, ``"cpu"`` or ``"disk"``)
     lets accelerate place the layers, e.g. across all visible GPUs for a model larger than one;
@@ -125,9 +142,10 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
     placement: dict[str, object] = {} if device_map is None else {
         "device_map": device_map, "offload_folder": offload_folder}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or default_dtype(device),
-                                                     **placement)
+        with _loading_bars(progress):
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=dtype or default_dtype(device), **placement)
     except Exception as error:
         reason = f"{error.__class__.__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
         if directory is not None and _is_cached_conversion(directory):
