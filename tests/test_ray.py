@@ -181,7 +181,7 @@ def test_a_ray_run_writes_the_files_of_a_local_run(executor: KillingRayExecutor,
                                        AttributionStats.load(path).total, rtol=1e-5, atol=1e-8)
         elif path.suffix == ".safetensors":
             _assert_same_recording(Recording.load(on_ray[name]), Recording.load(path))
-        elif name not in ("stats.json",):
+        elif name not in ("stats.json", "stages.json"):  # the recording's hash: float rounding
             assert on_ray[name].read_bytes() == path.read_bytes(), name
     manifest = json.loads((runs["ray"] / "manifest.json").read_text())
     assert manifest["execution"] == {"executor": "ray", "workers": WORKERS,
@@ -219,4 +219,4 @@ def test_cli_unknown_executor_is_exit_2(tiny_model_dir: Path, tmp_path: Path,
     code = main(["run", "--model", str(tiny_model_dir), "--out", str(tmp_path / "run"),
                  "--executor", "dask"])
     assert code == 2
-    assert "unknown executor 'dask': use one of local, ray" in capsys.readouterr().err
+    assert "--executor 'dask': use one of local, ray" in capsys.readouterr().err
