@@ -475,11 +475,21 @@ def _previous_run(run_dir: RunDir, config: RunConfig) -> dict[str, Any] | None:
                         f"{previous.get('emoneuron_version')}, this is {__version__}; use a new "
                         "--out directory")
     ours = json.loads(json.dumps(asdict(config)))  # tuples as lists, as the manifest holds them
-    for key, (theirs, mine) in _differences(previous.get("config", {}), ours).items():
+    # A setting added since the run was written ran as its default did.
+    defaults = json.loads(json.dumps(asdict(RunConfig())))
+    for key, (theirs, mine) in _differences(_over(defaults, previous.get("config", {})),
+                                            ours).items():
         raise UserError(f"{run_dir.path}: holds a run with {key} = {json.dumps(theirs)}, this "
                         f"command has {json.dumps(mine)}; rerun with the same options to "
                         "resume, or use a new --out directory")
     return previous
+
+
+def _over(defaults: Any, given: Any) -> Any:
+    """``given`` with every key it lacks taken from ``defaults``, in nested dicts too."""
+    if not (isinstance(defaults, dict) and isinstance(given, dict)):
+        return given
+    return {**defaults, **{key: _over(defaults.get(key), value) for key, value in given.items()}}
 
 
 def _differences(theirs: Any, mine: Any, at: str = "") -> dict[str, tuple[Any, Any]]:
