@@ -95,8 +95,8 @@ def _depth_interval(full: float | None, resampled: list[float | None]) -> dict[s
     """The full set's mean relative depth, and the 95% percentile interval over the resamples
     whose set is not empty (each resample's value kept, for differences between models)."""
     found = [d for d in resampled if d is not None]
-    interval = (torch.tensor(found, dtype=torch.float64).quantile(
-        torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist() if found else [None, None])
+    interval = ([round(q, 6) for q in torch.tensor(found, dtype=torch.float64).quantile(
+        torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()] if found else [None, None])
     return {"estimate": full, "ci_low": interval[0], "ci_high": interval[1],
             "empty_resamples": len(resampled) - len(found), "resamples": resampled}
 
