@@ -5,7 +5,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 DEMO_ARGS ?= --preset demo
 
-.PHONY: setup demo test lint clean chromium compare-demo docs models-extra
+.PHONY: setup demo test lint clean chromium compare-demo docs models-extra size-series
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -56,6 +56,27 @@ runs/demo-gemma/report.html: | setup
 compare-demo: runs/demo/report.html runs/demo-gemma/report.html
 	$(VENV)/bin/emoneuron compare runs/demo runs/demo-gemma --out runs/compare
 	@echo "open runs/compare/compare.html"
+
+# The four embedded models on the same data, settings and seed (the `size` preset), compared
+# into runs/size-series/compare.html; each model's timings are printed at the end and kept in
+# runs/size-series/timings.csv. The full causal grid runs on a GPU or with SIZE_SERIES_FULL=1.
+# DailyDialog's test split (not part of the project: CC BY-NC-SA) gives a real-corpus baseline
+# when its directory exists. The Qwen models come from `make models-extra` (the series says so).
+DAILYDIALOG ?= ../shared/data/dailydialog
+SIZE_SERIES := runs/size-series
+SIZE_SERIES_DEVICE ?= $(shell $(PY) -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
+SIZE_SERIES_FULL ?= $(if $(filter cuda,$(SIZE_SERIES_DEVICE)),1,)
+
+size-series: setup
+	@mkdir -p $(SIZE_SERIES)
+	@if [ -d "$(DAILYDIALOG)" ]; then \
+		$(VENV)/bin/emoneuron data load --format dailydialog "$(DAILYDIALOG)" --split test --out $(SIZE_SERIES)/dailydialog-test.jsonl; \
+	else echo "$(DAILYDIALOG): not found; the DailyDialog baseline is skipped (set DAILYDIALOG=DIR)"; \
+		rm -f $(SIZE_SERIES)/dailydialog-test.jsonl; fi
+	$(VENV)/bin/emoneuron series --out $(SIZE_SERIES) --device $(SIZE_SERIES_DEVICE) \
+		$(if $(SIZE_SERIES_FULL),--full) \
+		$$(test -f $(SIZE_SERIES)/dailydialog-test.jsonl && echo --baseline-data $(SIZE_SERIES)/dailydialog-test.jsonl)
+	@echo "open $(SIZE_SERIES)/compare.html"
 
 DOCS_STAMP := $(VENV)/.docs-installed
 

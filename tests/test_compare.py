@@ -68,8 +68,11 @@ def _quantile_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _depths(run_dir: Path, emotion: str) -> np.ndarray:
+    """Each selected neuron's relative depth; emotion "all": every emotion's, pooled."""
     neurons = json.loads((run_dir / "neurons.json").read_text())
-    return np.array([n["layer"] / neurons["n_layers"] for n in neurons["emotions"][emotion]])
+    emotions = EMOTIONS if emotion == "all" else (emotion,)
+    return np.array([n["layer"] / neurons["n_layers"] for e in emotions
+                     for n in neurons["emotions"][e]])
 
 
 def test_wasserstein_hand_computed_cases() -> None:

@@ -104,6 +104,22 @@ def test_another_run_into_a_finished_directory_changes_nothing(
     assert _tree(copy) == before
 
 
+def test_a_run_from_before_a_setting_existed_resumes_as_its_default(
+        finished: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run, data = finished
+    copy = _copy(run, tmp_path)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for added in ("baseline_data", "baseline_per_emotion"):  # settings newer than the run
+        del manifest["config"][added]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main([*_args(tiny_model_dir, copy, data), "--baseline-per-emotion", "5"]) == 2
+    assert "holds a run with baseline_per_emotion = 30, this command has 5" in _error(capsys)
+    assert main(_args(tiny_model_dir, copy, data)) == 0
+    assert (copy / "effects.csv").read_bytes() == (run / "effects.csv").read_bytes()
+
+
 def test_report_refuses_a_cut_table_naming_it(finished: tuple[Path, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     copy = _copy(finished[0], tmp_path)

@@ -144,3 +144,18 @@ def test_cli_identify_writes_neurons_and_stability(tmp_path: Path) -> None:
     assert all(len(neurons["emotions"][e]) == 3 for e in EMOTIONS)
     stability_report = json.loads((tmp_path / "stability.json").read_text())
     assert stability_report["statistic"] == "welch" and stability_report["resamples"] == 4
+
+
+def test_bootstrap_gives_each_sets_mean_relative_depth_with_an_interval() -> None:
+    planted = stability(_recording(planted=True), CONFIG, StabilityConfig(20, 2), False)
+    anger = planted["emotions"]["anger"]["mean_relative_depth"]
+    # Two of anger's five planted neurons in layer 0 of 2, three in layer 1: (3 * 1/2) / 5.
+    assert anger["estimate"] == pytest.approx(0.3)
+    assert anger["ci_low"] == anger["ci_high"] == pytest.approx(0.3)  # found every time
+    assert len(anger["resamples"]) == 20 and anger["empty_resamples"] == 0
+    assert planted["emotions"]["sadness"]["mean_relative_depth"]["estimate"] is None
+    noise = stability(_recording(planted=False), CONFIG, StabilityConfig(40, 2), False)
+    spread = [row["mean_relative_depth"] for row in noise["emotions"].values()
+              if row["mean_relative_depth"]["estimate"] is not None]
+    assert spread and all(d["ci_low"] <= d["estimate"] <= d["ci_high"] for d in spread)
+    assert any(d["ci_high"] - d["ci_low"] > 0.1 for d in spread)  # unstable sets move

@@ -365,6 +365,14 @@ def _add_data_parsers(data: Any) -> None:
     both.set_defaults(func=_cmd_data_overlap)
 
 
+def _cmd_series(args: argparse.Namespace) -> None:
+    check_output_dir(args.out)
+    from emoneuron.series import SeriesConfig, run_series
+
+    options = _given(SeriesConfig, args)
+    print(f"comparison: {run_series(SeriesConfig(**options), args.out)}")
+
+
 def _cmd_compare(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
     from emoneuron.reporting.compare import write_comparison
@@ -384,6 +392,8 @@ COMMANDS = {
               "comparison",
     "report": "(re)write report.html of a run directory",
     "compare": "compare runs of different models side by side",
+    "series": "the same run on several embedded models, then their comparison (make "
+              "size-series)",
     "neuron": "one neuron's card: top activations, vocabulary projection",
 }
 
@@ -398,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     from emoneuron.executors import ExecutorConfig
     from emoneuron.recording.config import RecordConfig
     from emoneuron.selection.config import IdentifyConfig, StabilityConfig
+    from emoneuron.series import SeriesConfig
 
     parser = argparse.ArgumentParser(
         prog="emoneuron", description=__doc__.splitlines()[0],
@@ -415,8 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
                            defaults=flat_settings(asdict(run_defaults)),
                            from_selection=tuple(selection_settings(run_defaults.selection)))
     run.add_argument("--preset", choices=list(PRESETS), default=argparse.SUPPRESS,
-                     help="demo (about 15 min on 2 CPU cores) or study (at least 60 held-out "
-                          "dialogues per emotion); options given explicitly override it")
+                     help="demo (about 15 min on 2 CPU cores), study (at least 60 held-out "
+                          "dialogues per emotion) or size (each model of a size series: own "
+                          "neurons and one random control masked, no sweep); options given "
+                          "explicitly override it")
     run.add_argument("--out", type=Path, required=True, help="run directory")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
@@ -514,6 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     compare.add_argument("--out", type=Path, required=True, help="directory for compare.html")
     compare.set_defaults(func=_cmd_compare)
+
+    series = sub["series"]
+    _add_dataclass_options(series, SeriesConfig)
+    series.add_argument("--out", type=Path, required=True,
+                        help="directory for each model's run and compare.html")
+    series.set_defaults(func=_cmd_series)
     return parser
 
 

@@ -32,7 +32,7 @@ from emoneuron.selection.config import (
     selection_method,
 )
 
-PresetName = Literal["", "demo", "study"]
+PresetName = Literal["", "demo", "study", "size"]
 DEFAULT_SELECTION: SelectionName = "lape"
 
 
@@ -65,6 +65,10 @@ class RunConfig:
         prompt: prompt style with prompt choice fixed: the chat template for instruct models
             and plain text otherwise (auto), plain, or chat
         eval_data: evaluate on this JSONL file instead of a held-out split
+        baseline_data: also evaluate the unchanged model on this JSONL file (e.g. a real
+            corpus from `emoneuron data load`), apart from identification and the conditions
+        baseline_per_emotion: records of each emotion evaluated from baseline data, at most
+            (a seeded sample; the real counts are reported beside it)
         compare_methods: selection methods compared by their causal effect
         method_control_seeds: random control seeds of each compared method (the first N)
         steer: also amplify each emotion's neurons and measure the shift toward it
@@ -93,6 +97,8 @@ class RunConfig:
     calibrate: bool = True
     prompt: PromptStyle = "auto"
     eval_data: str | None = None
+    baseline_data: str | None = None
+    baseline_per_emotion: int = 30
     compare_methods: tuple[SelectionName, ...] = get_args(SelectionName)
     method_control_seeds: int = 1
     steer: bool = True
@@ -108,6 +114,7 @@ class RunConfig:
         check_size(self.per_emotion, self.max_turns)
         check_fraction("eval_fraction", self.eval_fraction)
         at_least("shots", self.shots, 0)
+        at_least("baseline_per_emotion", self.baseline_per_emotion, 1)
         at_least("method_control_seeds", self.method_control_seeds, 1)
         if self.threads is not None:
             at_least("threads", self.threads, 1)
@@ -140,6 +147,10 @@ PRESETS: dict[str, dict[str, Any]] = {
              "control_seeds": (0, 1), "other_control_seeds": 1, "dose_strengths": (0.5,)},
     "study": {"per_emotion": 160, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
               "control_seeds": (0, 1, 2), "sweep": False, "dose_strengths": (), "steer": False},
+    "size": {"per_emotion": 30, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
+             "control_seeds": (0,), "other_control_seeds": 0, "sweep": False,
+             "dose_strengths": (), "steer": False, "prompt_choice": "fixed",
+             "compare_methods": ()},
 }
 
 

@@ -27,6 +27,7 @@ import torch
 
 from emoneuron import __version__
 from emoneuron.causal.attribution import attribute
+from emoneuron.causal.baseline import baseline_table
 from emoneuron.causal.classifier import CHANCE, Classifier, order_shots
 from emoneuron.causal.methods import Compared, compare_in_run, selection_methods, write_comparison
 from emoneuron.causal.prompts import PromptChoice, choose_prompt
@@ -67,6 +68,7 @@ from emoneuron.recording.statistics import N_BINS, Recording
 from emoneuron.reporting.cards import write_cards
 from emoneuron.reporting.report import write_report
 from emoneuron.rundir import (
+    BASELINE_EXTRA,
     CARDS,
     CONDITIONS,
     DOSE,
@@ -186,7 +188,9 @@ def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash:
         "model": {"name": config.model, "architecture": type(loaded.model).__name__,
                   "family": loaded.adapter.family, "n_layers": loaded.n_layers,
                   "width": loaded.width, "n_neurons": loaded.n_layers * loaded.width,
-                  "site": selection.site, "dtype": str(loaded.model.dtype)},
+                  "site": selection.site, "dtype": str(loaded.model.dtype),
+                  # Counted once where shared (a tied embedding), as models list counts them.
+                  "parameters": sum(p.numel() for p in loaded.model.parameters())},
         "data": {"hash": data_hash, "source": config.data or "synthetic (emoneuron data synth)",
                  "counts": splits.counts(), "truncated_to_context": truncated},
         "evaluation": {"description": classifier.description, "n_shot": len(classifier.shots),
@@ -224,6 +228,7 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
         records = _records(config)
         splits = _splits(config, records)
         data_hash = records_hash([*records, *splits.evaluate])
+        extra = _baseline_records(config.baseline_data)
         if previous and previous.get("data", {}).get("hash") != data_hash:
             raise UserError(f"{run_dir.path}: holds a run on other data (hash "
                             f"{str(previous.get('data', {}).get('hash'))[:12]}, this data's "
@@ -261,6 +266,9 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
         sets, store = _record_identify_evaluate(
             config, loaded, splits, classifier, conditions, data_hash, executor, run_dir, timer,
             progress)
+    if extra is not None:
+        with timer.stage("baseline_extra"):
+            _baseline_extra(config, extra, classifier, run_dir, progress)
     with timer.stage("tables"):
         for name, table in ablation_tables(store, splits.evaluate, conditions).items():
             write_csv(run_dir.file(f"{name}.csv"), table)
@@ -341,6 +349,32 @@ def _record_identify_evaluate(
                                   executor, setup)
             write_comparison(run_dir, rows)
     return sets, store
+
+
+def _baseline_records(path: str | None) -> list[Record] | None:
+    """The records of ``--baseline-data``, read before anything is written."""
+    if path is None:
+        return None
+    records = read_records(path)
+    if not any(r.emotion in EMOTIONS for r in records):
+        raise UserError(f"{path}: no record of the six emotions ({', '.join(EMOTIONS)}); give "
+                        "a corpus with emotion labels, e.g. from `emoneuron data load --format "
+                        "dailydialog DIR --split test --out FILE`")
+    return records
+
+
+def _baseline_extra(config: RunConfig, records: list[Record], classifier: Classifier,
+                    run_dir: RunDir, progress: bool) -> None:
+    """The unchanged classifier on ``--baseline-data`` (no part of identification), kept when
+    computed from the same records, prompt and sample size."""
+    inputs = _inputs_hash(records_hash(records), classifier.description, config.model,
+                          [shot.id for shot in classifier.shots], config.baseline_per_emotion,
+                          config.seed)
+    if not run_dir.stage_done("baseline_extra", inputs):
+        table = baseline_table(classifier, records, config.baseline_per_emotion, config.seed,
+                               progress)
+        write_csv(run_dir.file(BASELINE_EXTRA), table)
+        run_dir.stage_finished("baseline_extra", inputs, [BASELINE_EXTRA])
 
 
 def _identified(stats: Recording, config: IdentifyConfig, model: str, run_dir: RunDir,
@@ -441,11 +475,21 @@ def _previous_run(run_dir: RunDir, config: RunConfig) -> dict[str, Any] | None:
                         f"{previous.get('emoneuron_version')}, this is {__version__}; use a new "
                         "--out directory")
     ours = json.loads(json.dumps(asdict(config)))  # tuples as lists, as the manifest holds them
-    for key, (theirs, mine) in _differences(previous.get("config", {}), ours).items():
+    # A setting added since the run was written ran as its default did.
+    defaults = json.loads(json.dumps(asdict(RunConfig())))
+    for key, (theirs, mine) in _differences(_over(defaults, previous.get("config", {})),
+                                            ours).items():
         raise UserError(f"{run_dir.path}: holds a run with {key} = {json.dumps(theirs)}, this "
                         f"command has {json.dumps(mine)}; rerun with the same options to "
                         "resume, or use a new --out directory")
     return previous
+
+
+def _over(defaults: Any, given: Any) -> Any:
+    """``given`` with every key it lacks taken from ``defaults``, in nested dicts too."""
+    if not (isinstance(defaults, dict) and isinstance(given, dict)):
+        return given
+    return {**defaults, **{key: _over(defaults.get(key), value) for key, value in given.items()}}
 
 
 def _differences(theirs: Any, mine: Any, at: str = "") -> dict[str, tuple[Any, Any]]:

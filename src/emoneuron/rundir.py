@@ -47,6 +47,7 @@ CONFUSION = "confusion.csv"
 DOSE = "dose.csv"
 SWEEP = "sweep.csv"
 METHODS_TABLE = "methods.csv"
+BASELINE_EXTRA = "baseline_extra.csv"  # the unchanged classifier on --baseline-data
 DATA = "data"  # data/{fewshot,identify,eval}.jsonl: the run's splits
 CARDS = "cards"
 CARD_INDEX = "index.json"  # in a folder of neuron cards: each emotion's cards, best first

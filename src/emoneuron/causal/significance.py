@@ -14,6 +14,8 @@ evaluation dialogues, chosen so that none collapses at 0% or 100% accuracy.
   differences are 0.
 - The test of masked against k control seeds permutes, per dialogue, which of the k+1 outcomes
   is the masked one (see :func:`slot_permutation_test`); with k = 1 it is McNemar's exact test.
+- Two independent accuracies (two models on their own data) differ by Newcombe's hybrid score
+  interval, built from their Wilson intervals (:func:`newcombe_interval`).
 - :func:`min_detectable_drop` states the power of McNemar's test against the baseline.
 """
 
@@ -116,6 +118,21 @@ def stratified_interval(strata: Sequence[np.ndarray], level: float = 0.95) -> In
                    for values in strata)
     half = _z(level) * math.sqrt(variance)
     return Interval(estimate, estimate - half, estimate + half)
+
+
+def newcombe_interval(first: Interval, second: Interval) -> Interval:
+    """``second - first`` of two independent shares from their Wilson intervals (Newcombe 1998,
+    Statistics in Medicine 17:873, method 10): each bound moves by the two relevant half-widths
+    combined in quadrature.
+
+    >>> d = newcombe_interval(Interval(0.5, 0.3, 0.7), Interval(0.8, 0.6, 0.9))
+    >>> round(d.estimate, 2), round(d.low, 3), round(d.high, 3)
+    (0.3, 0.017, 0.524)
+    """
+    estimate = second.estimate - first.estimate
+    low = estimate - math.hypot(second.estimate - second.low, first.high - first.estimate)
+    high = estimate + math.hypot(second.high - second.estimate, first.estimate - first.low)
+    return Interval(estimate, max(-1.0, low), min(1.0, high))
 
 
 def mcnemar_exact(first: np.ndarray, second: np.ndarray) -> float:

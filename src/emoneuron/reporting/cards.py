@@ -16,7 +16,7 @@ varies; read the projection as the default site's.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -120,29 +120,41 @@ def vocab_projection(loaded: LoadedModel, layer: int, index: int,
 
 
 class _DialogueActivations:
-    """One layer's site tensor for one dialogue, computed once per (dialogue, layer)."""
+    """Neurons' site values over one dialogue's tokens. The ``neurons`` named up front (the
+    cards to be written) are all captured by one forward pass per dialogue; any other neuron
+    by one pass per (dialogue, layer)."""
 
-    def __init__(self, loaded: LoadedModel, site: str, token_policy: TokenPolicy) -> None:
+    def __init__(self, loaded: LoadedModel, site: str, token_policy: TokenPolicy,
+                 neurons: Collection[tuple[int, int]] = ()) -> None:
         self.loaded, self.site, self.token_policy = loaded, site, token_policy
-        self.cache: dict[tuple[str, int], tuple[list[int], torch.Tensor, torch.Tensor]] = {}
+        self.neurons = frozenset(neurons)
+        self.tokens: dict[str, tuple[list[int], torch.Tensor]] = {}
+        self.columns: dict[tuple[str, int, int], torch.Tensor] = {}
 
-    def get(self, item: Record, layer: int) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-        """Token ids, counted mask (T,) and site values (T, W) of ``item`` at ``layer``."""
-        key = (item.id, layer)
-        if key not in self.cache:
-            batch = next(encode_for_recording(self.loaded, [item], self.token_policy, 1))
-            captured: dict[int, torch.Tensor] = {}
+    def get(self, item: Record, layer: int, index: int
+            ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """Token ids, counted mask (T,) and the neuron's site values (T,) over ``item``."""
+        key = (item.id, layer, index)
+        if key not in self.columns:
+            wanted = self.neurons if (layer, index) in self.neurons else {(layer, index)}
+            self._capture(item, wanted)
+        return (*self.tokens[item.id], self.columns[key])
 
-            def receive(at: int, tensor: torch.Tensor) -> None:
-                if at == layer:
-                    captured[at] = tensor[0].float().cpu()
+    def _capture(self, item: Record, wanted: Collection[tuple[int, int]]) -> None:
+        batch = next(encode_for_recording(self.loaded, [item], self.token_policy, 1))
+        by_layer: dict[int, list[int]] = {}
+        for layer, index in wanted:
+            by_layer.setdefault(layer, []).append(index)
 
-            device = self.loaded.device
-            with torch.inference_mode(), site_hooks(self.loaded, self.site, receive):
-                self.loaded.model.base_model(input_ids=batch.input_ids.to(device),
-                                             attention_mask=batch.attention_mask.to(device))
-            self.cache[key] = (batch.input_ids[0].tolist(), batch.counted[0], captured[layer])
-        return self.cache[key]
+        def receive(at: int, tensor: torch.Tensor) -> None:
+            for index in by_layer.get(at, ()):
+                self.columns[(item.id, at, index)] = tensor[0, :, index].float().cpu()
+
+        device = self.loaded.device
+        with torch.inference_mode(), site_hooks(self.loaded, self.site, receive):
+            self.loaded.model.base_model(input_ids=batch.input_ids.to(device),
+                                         attention_mask=batch.attention_mask.to(device))
+        self.tokens[item.id] = (batch.input_ids[0].tolist(), batch.counted[0])
 
 
 def top_examples(loaded: LoadedModel, recording: Recording, layer: int, index: int,
@@ -164,8 +176,8 @@ def top_examples(loaded: LoadedModel, recording: Recording, layer: int, index: i
             examples.append(Example(round(value, 4), None, f"{hashed & (2**64 - 1):016x}", None,
                                     None, None))
             continue
-        ids, counted, values = activations.get(found, layer)
-        position = int(values[:, index].masked_fill(~counted, -torch.inf).argmax())
+        ids, counted, values = activations.get(found, layer, index)
+        position = int(values.masked_fill(~counted, -torch.inf).argmax())
         token = _decode(loaded, [ids[position]])
         context = (_decode(loaded, ids[max(0, position - CONTEXT_BEFORE):position])
                    + f"[[{token}]]"
@@ -250,7 +262,8 @@ def write_cards(loaded: LoadedModel, recording: Recording, records: Sequence[Rec
     """Cards (``L{layer}-N{index}.json`` and ``.html``) for each emotion's top ``per_emotion``
     neurons, and ``index.json`` mapping each emotion to its cards, best first."""
     out = Path(out_dir)
-    activations = _DialogueActivations(loaded, recording.site, recording.token_policy)
+    carded = {(n.layer, n.index) for ns in sets.emotions.values() for n in ns[:per_emotion]}
+    activations = _DialogueActivations(loaded, recording.site, recording.token_policy, carded)
     index: dict[str, list[dict[str, Any]]] = {}
     written: set[tuple[int, int]] = set()
     for emotion, neurons in sets.emotions.items():

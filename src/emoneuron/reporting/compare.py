@@ -8,8 +8,16 @@ one emotion are compared with the 1-D Wasserstein distance between their neurons
 depths (each neuron one unit of mass): the area between the two cumulative distributions, in
 units of relative depth, 0 for the same placement and at most 1.
 
+How each statistic changes with model size (:func:`size_trend`): within a family run at two
+sizes (the two Qwen2.5-Coder models), the difference from the smaller to the larger model with
+a 95% interval where one exists (the mean relative depth: percentile interval of the difference
+of the two runs' independent bootstrap replicates; an accuracy: Newcombe's interval); across all
+runs, Spearman's rank correlation with log parameter count and the least-squares slope per
+tenfold more parameters. With four models these are descriptions, not tests: no p-value.
+
 Only run directories are read (``manifest.json``, ``neurons.json``, ``ablation.csv``,
-``effects.csv`` and, when present, ``sweep.csv``); nothing is recomputed.
+``effects.csv`` and, when present, ``sweep.csv``, ``stability.json`` and
+``baseline_extra.csv``); nothing is recomputed.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ import numpy.typing as npt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from emoneuron.causal.baseline import BALANCED, CORPUS_WEIGHTED, OVERALL
+from emoneuron.causal.significance import Interval, newcombe_interval, wilson_interval
 from emoneuron.causal.sweep import LAYER_RANGES
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
@@ -64,6 +74,13 @@ RANGE_DEPTH = {"bottom": (0.0, 1 / 3), "middle": (1 / 3, 2 / 3), "top": (2 / 3, 
                "all": (0.0, 1.0)}
 DEPTH_TENTH = 0.1
 DISTANCE = "1-D Wasserstein distance between relative depths (layer / n_layers)"
+POOLED = "all"  # the six emotions' neurons together
+# The per-emotion statistics followed across model sizes, with the columns of their interval.
+TREND_STATISTICS = {"n_neurons": None, "share_of_neurons": None,
+                    "mean_relative_depth": ("mean_relative_depth_ci_low",
+                                            "mean_relative_depth_ci_high"),
+                    "baseline": ("baseline_ci_low", "baseline_ci_high"),
+                    "baseline_extra": ("baseline_extra_ci_low", "baseline_extra_ci_high")}
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,23 @@ class ComparedRun:
     @property
     def n_neurons(self) -> int:
         return int(self.run.manifest["model"]["n_neurons"])
+
+    @property
+    def parameters(self) -> float:
+        """The model's parameter count from the manifest (NaN for a run written before it was
+        recorded)."""
+        return float(self.run.manifest["model"].get("parameters", float("nan")))
+
+    @property
+    def family(self) -> str:
+        return str(self.run.manifest["model"].get("family", ""))
+
+    def depth_bootstrap(self, emotion: str) -> dict[str, Any]:
+        """The emotion's mean relative depth with its bootstrap interval and replicates, from
+        stability.json ({} when the run has none, e.g. an AUROC selection)."""
+        if self.run.stability is None:
+            return {}
+        return dict(self.run.stability["emotions"][emotion].get("mean_relative_depth", {}))
 
     def depths(self, emotion: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Relative depth of each layer and the emotion's neuron count there."""
@@ -167,10 +201,44 @@ def _mean_depth(positions: npt.NDArray[np.float64], weights: npt.NDArray[np.floa
     return float(positions @ weights / weights.sum()) if weights.sum() else float("nan")
 
 
+def _nan_if_none(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def synthetic_baselines(run: ComparedRun) -> pd.DataFrame:
+    """The run's baseline on its own evaluation split: per emotion (from ablation.csv) and all
+    six together (overall, with its Wilson interval, and balanced: the mean of the six)."""
+    rows = run.run.ablation[run.run.ablation["condition"] == "baseline"]
+    per = pd.DataFrame({"emotion": rows["eval_emotion"], "n": rows["n"],
+                        "correct": np.round(rows["accuracy"] * rows["n"]).astype(int),
+                        "accuracy": rows["accuracy"], "ci_low": rows["ci_low"],
+                        "ci_high": rows["ci_high"]})
+    n, correct = int(per["n"].sum()), int(per["correct"].sum())
+    overall = wilson_interval(np.repeat([1.0, 0.0], [correct, n - correct]))
+    summary = pd.DataFrame([
+        {"emotion": OVERALL, "n": n, "correct": correct, "accuracy": overall.estimate,
+         "ci_low": overall.low, "ci_high": overall.high},
+        {"emotion": BALANCED, "n": n, "correct": correct, "accuracy": per["accuracy"].mean(),
+         "ci_low": np.nan, "ci_high": np.nan}])
+    return pd.concat([per, summary], ignore_index=True)
+
+
+def _baseline_columns(table: pd.DataFrame | None, emotion: str, prefix: str,
+                      extra: tuple[str, ...] = ()) -> dict[str, float]:
+    """One emotion's accuracy, interval and n from a baseline table, as ``prefix_*`` columns."""
+    columns = ("accuracy", "ci_low", "ci_high", "n", *extra)
+    names = [prefix if c == "accuracy" else f"{prefix}_{c}" for c in columns]
+    found = None if table is None else table[table["emotion"] == emotion]
+    if found is None or found.empty:
+        return dict.fromkeys(names, float("nan"))
+    return {name: float(found[c].iloc[0]) for name, c in zip(names, columns, strict=True)}
+
+
 def per_emotion_table(runs: Sequence[ComparedRun]) -> pd.DataFrame:
     """``compare.csv``: one row per run x emotion."""
     rows: list[dict[str, Any]] = []
     for run in runs:
+        synthetic = synthetic_baselines(run)
         effects = {e.emotion: e for e in run.effects}
         diagonal = run.run.effects[run.run.effects["masked_emotion"]
                                    == run.run.effects["eval_emotion"]].set_index("masked_emotion")
@@ -178,16 +246,22 @@ def per_emotion_table(runs: Sequence[ComparedRun]) -> pd.DataFrame:
             positions, weights = run.depths(emotion)
             third = np.floor(positions * 3)
             n = int(weights.sum())
+            depth = run.depth_bootstrap(emotion)
             row: dict[str, Any] = {
                 "run": run.label, "model": run.run.manifest["model"]["name"],
-                "n_layers": run.n_layers, "emotion": emotion, "n_neurons": n,
-                "share_of_neurons": n / run.n_neurons,
-                "mean_relative_depth": _mean_depth(positions, weights)}
+                "parameters": run.parameters, "n_layers": run.n_layers, "emotion": emotion,
+                "n_neurons": n, "share_of_neurons": n / run.n_neurons,
+                "mean_relative_depth": _mean_depth(positions, weights),
+                "mean_relative_depth_ci_low": _nan_if_none(depth.get("ci_low")),
+                "mean_relative_depth_ci_high": _nan_if_none(depth.get("ci_high")),
+                **_baseline_columns(synthetic, emotion, "baseline"),
+                **_baseline_columns(run.run.baseline_extra, emotion, "baseline_extra",
+                                    ("available",))}
             for t, name in enumerate(LAYER_RANGES[:3]):
                 row[f"share_{name}"] = weights[third == t].sum() / n if n else float("nan")
             if emotion in effects:
                 effect, d = effects[emotion], diagonal.loc[emotion]
-                row |= {"baseline": effect.baseline[0], "masked": effect.masked[0],
+                row |= {"masked": effect.masked[0],
                         "control": effect.control[0], "mask_drop": float(d["mask_drop"]),
                         "control_drop": float(d["control_drop"]),
                         "excess_drop": effect.excess[0], "excess_ci_low": effect.excess[1],
@@ -197,15 +271,119 @@ def per_emotion_table(runs: Sequence[ComparedRun]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _pooled_depths(run: ComparedRun) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Relative depth of each layer and the six emotions' neurons there together."""
+    return np.arange(run.n_layers) / run.n_layers, run.counts.sum(axis=0).astype(float)
+
+
 def distance_table(runs: Sequence[ComparedRun]) -> pd.DataFrame:
-    """Per emotion and pair of runs, the Wasserstein distance between relative depths."""
+    """Per emotion (and all six pooled, emotion ``all``) and every pair of runs, the
+    Wasserstein distance between relative depths."""
     rows = []
     for a, b in itertools.combinations(runs, 2):
-        for emotion in EMOTIONS:
+        for emotion in (*EMOTIONS, POOLED):
+            depths_a = a.depths(emotion) if emotion != POOLED else _pooled_depths(a)
+            depths_b = b.depths(emotion) if emotion != POOLED else _pooled_depths(b)
             rows.append({"emotion": emotion, "run_a": a.label, "run_b": b.label,
-                         "wasserstein": wasserstein_1d(*a.depths(emotion), *b.depths(emotion)),
-                         "mean_depth_a": _mean_depth(*a.depths(emotion)),
-                         "mean_depth_b": _mean_depth(*b.depths(emotion))})
+                         "wasserstein": wasserstein_1d(*depths_a, *depths_b),
+                         "mean_depth_a": _mean_depth(*depths_a),
+                         "mean_depth_b": _mean_depth(*depths_b)})
+    return pd.DataFrame(rows)
+
+
+def spearman(x: npt.ArrayLike, y: npt.ArrayLike) -> float:
+    """Spearman's rank correlation (average ranks for ties); NaN below three finite pairs or
+    when either side is constant.
+
+    >>> spearman([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.9])
+    0.8
+    """
+    frame = pd.DataFrame({"x": np.asarray(x, float), "y": np.asarray(y, float)}).dropna()
+    ranks = frame.rank()
+    if len(frame) < 3 or ranks["x"].nunique() < 2 or ranks["y"].nunique() < 2:
+        return float("nan")
+    return round(float(np.corrcoef(ranks["x"], ranks["y"])[0, 1]), 6)
+
+
+def _slope(log_parameters: npt.NDArray[np.float64], values: npt.NDArray[np.float64]) -> float:
+    """Least-squares change of ``values`` per tenfold more parameters."""
+    finite = np.isfinite(log_parameters) & np.isfinite(values)
+    if len(np.unique(log_parameters[finite])) < 2:
+        return float("nan")
+    return float(np.polyfit(log_parameters[finite], values[finite], 1)[0])
+
+
+def family_pairs(runs: Sequence[ComparedRun]) -> list[tuple[ComparedRun, ComparedRun]]:
+    """Per model family with runs of different sizes, its smallest and largest run."""
+    pairs = []
+    for family in dict.fromkeys(r.family for r in runs):
+        sized = sorted((r for r in runs if r.family == family and np.isfinite(r.parameters)),
+                       key=lambda r: r.parameters)
+        if len(sized) >= 2 and sized[0].parameters < sized[-1].parameters:
+            pairs.append((sized[0], sized[-1]))
+    return pairs
+
+
+def _depth_difference(small: ComparedRun, large: ComparedRun, emotion: str) -> Interval:
+    """Large minus small mean relative depth, with the percentile interval of the differences
+    of the two runs' independent bootstrap replicates, taken in order."""
+    estimate = (_nan_if_none(large.depth_bootstrap(emotion).get("estimate"))
+                - _nan_if_none(small.depth_bootstrap(emotion).get("estimate")))
+    differences = [b - a for a, b in zip(small.depth_bootstrap(emotion).get("resamples", []),
+                                         large.depth_bootstrap(emotion).get("resamples", []),
+                                         strict=False)
+                   if a is not None and b is not None]
+    if not differences:
+        return Interval(estimate, float("nan"), float("nan"))
+    low, high = np.quantile(differences, [0.025, 0.975])
+    return Interval(estimate, float(low), float(high))
+
+
+def _pair_difference(frame: pd.DataFrame, small: ComparedRun, large: ComparedRun,
+                     emotion: str, statistic: str) -> Interval:
+    if statistic == "mean_relative_depth":
+        return _depth_difference(small, large, emotion)
+
+    def value(run: ComparedRun) -> Interval:
+        row = frame[(frame["run"] == run.label) & (frame["emotion"] == emotion)].iloc[0]
+        bounds = TREND_STATISTICS[statistic]
+        return Interval(float(row[statistic]), *((float(row[bounds[0]]), float(row[bounds[1]]))
+                                                 if bounds else (np.nan, np.nan)))
+
+    first, second = value(small), value(large)
+    if TREND_STATISTICS[statistic] and np.isfinite([first.low, second.low]).all():
+        return newcombe_interval(first, second)
+    return Interval(second.estimate - first.estimate, float("nan"), float("nan"))
+
+
+def size_trend(runs: Sequence[ComparedRun], frame: pd.DataFrame) -> pd.DataFrame:
+    """Per emotion and statistic of ``frame``: each run's value in parameter order, the change
+    within each family pair (larger minus smaller, with its interval), and across all runs the
+    Spearman correlation with log parameter count and the slope per tenfold parameters."""
+    by_size = sorted(runs, key=lambda r: r.parameters)
+    log_parameters = np.log10([r.parameters for r in by_size])
+    rows = []
+    for emotion in EMOTIONS:
+        for statistic in TREND_STATISTICS:
+            values = np.array([float(frame[(frame["run"] == r.label)
+                                           & (frame["emotion"] == emotion)][statistic].iloc[0])
+                               for r in by_size])
+            row: dict[str, Any] = {
+                "emotion": emotion, "statistic": statistic,
+                "values_by_size": "; ".join(f"{r.label} {_number(v, 4)}"
+                                            for r, v in zip(by_size, values, strict=True)),
+                "n_models": int(np.isfinite(values).sum()),
+                "spearman_log_parameters": spearman(log_parameters, values),
+                "slope_per_tenfold_parameters": _slope(log_parameters, values)}
+            pairs = family_pairs(runs)
+            if not pairs:
+                rows.append(row | {"pair": "", "pair_change": np.nan, "pair_ci_low": np.nan,
+                                   "pair_ci_high": np.nan})
+            for small, large in pairs:
+                change = _pair_difference(frame, small, large, emotion, statistic)
+                rows.append(row | {"pair": f"{small.label} -> {large.label}",
+                                   "pair_change": change.estimate, "pair_ci_low": change.low,
+                                   "pair_ci_high": change.high})
     return pd.DataFrame(rows)
 
 
@@ -341,7 +519,7 @@ def _fmt(value: float, fmt: Callable[[float], str]) -> str:
 
 
 def _summary(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.DataFrame,
-             sweep: pd.DataFrame, diffs: dict[str, list[str]]) -> str:
+             sweep: pd.DataFrame, diffs: dict[str, list[str]], trend: pd.DataFrame) -> str:
     shapes = "; ".join(f"{r.label}: {r.n_layers} layers, {r.n_neurons:,} neurons" for r in runs)
     parts = [f"<p>{escape(f'Compared {len(runs)} runs. {shapes}.')}</p>"]
     if diffs:
@@ -368,7 +546,7 @@ def _summary(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Dat
         depth.append(f"{run.label}: mean relative depth of all selected neurons "
                      f"{_fmt(_mean_depth(positions, weights), lambda v: f'{v:.2f}')}.")
     for (a, b), pairs in distances.groupby(["run_a", "run_b"], sort=False):
-        finite = pairs.dropna(subset=["wasserstein"])
+        finite = pairs[pairs["emotion"] != POOLED].dropna(subset=["wasserstein"])
         listed = ", ".join(f"{e} {_number(w, 2)}" for e, w in
                            zip(pairs["emotion"], pairs["wasserstein"], strict=True))
         text = f"{a} vs {b}, Wasserstein distance over relative depth per emotion: {listed}"
@@ -391,7 +569,35 @@ def _summary(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Dat
                        + " points.")
     parts.append(f"<h3>(c) What does removing them do?</h3>{ul(removal)}")
     parts.append(f"<h3>(d) Which depth matters in the sweep?</h3>{_summary_sweep(runs, sweep)}")
+    parts.append(f"<h3>(e) How does it change with model size?</h3>{_summary_size(runs, trend)}")
     return "".join(parts)
+
+
+def _summary_size(runs: Sequence[ComparedRun], trend: pd.DataFrame) -> str:
+    if not np.isfinite([r.parameters for r in runs]).all():
+        return ('<p class="note">A run without its parameter count in manifest.json (written '
+                "before it was recorded): no trend by size.</p>")
+    sizes = ", ".join(f"{r.label} {r.parameters / 1e6:,.0f}M" for r in
+                      sorted(runs, key=lambda r: r.parameters))
+    items = []
+    for statistic, name, fmt in (("share_of_neurons", "share of neurons", "{:+.2f}"),
+                                 ("mean_relative_depth", "mean relative depth", "{:+.2f}"),
+                                 ("baseline", "synthetic baseline", "{:+.2f}")):
+        rows = trend[trend["statistic"] == statistic].drop_duplicates("emotion")
+        listed = ", ".join(f"{e} {_fmt(v, fmt.format)}"
+                           for e, v in zip(rows["emotion"], rows["spearman_log_parameters"],
+                                           strict=True))
+        items.append(f"{name}: Spearman correlation with log parameter count per emotion: "
+                     f"{listed}.")
+    for pair, rows in trend[trend["pair"] != ""].groupby("pair", sort=False):
+        depth = rows[rows["statistic"] == "mean_relative_depth"]
+        items.append(f"{pair}, change of mean relative depth [95% CI]: " + ", ".join(
+            f"{row.emotion} {_fmt(row.pair_change, '{:+.2f}'.format)} "
+            f"[{_fmt(row.pair_ci_low, '{:+.2f}'.format)}, "
+            f"{_fmt(row.pair_ci_high, '{:+.2f}'.format)}]" for row in depth.itertuples()) + ".")
+    note = (f"Parameters: {sizes}. With {len(runs)} models a correlation is a description, "
+            "not a test: no significance is claimed from it.")
+    return f"<p>{escape(note)}</p>" + ul(items)
 
 
 def _summary_sweep(runs: Sequence[ComparedRun], sweep: pd.DataFrame) -> str:
@@ -427,15 +633,59 @@ def _number(value: object, digits: int = 3) -> str:
         "n/a" if isinstance(value, float) else str(value))
 
 
+def _depth_with_ci(row: Any) -> str:
+    value = _number(row.mean_relative_depth, 2)
+    if not np.isfinite(row.mean_relative_depth_ci_low):
+        return value
+    return f"{value} [{row.mean_relative_depth_ci_low:.2f}, {row.mean_relative_depth_ci_high:.2f}]"
+
+
+def _accuracy(row: pd.Series) -> str:
+    if not np.isfinite(row["ci_low"]):
+        return _fmt(float(row["accuracy"]), pct)
+    return with_ci((float(row["accuracy"]), float(row["ci_low"]), float(row["ci_high"])), pct)
+
+
+def _baseline_rows(runs: Sequence[ComparedRun]) -> list[list[object]]:
+    """Per run and label, the synthetic and the extra corpus baseline side by side."""
+    rows: list[list[object]] = []
+    for run in runs:
+        synthetic = synthetic_baselines(run).set_index("emotion")
+        extra = run.run.baseline_extra
+        extra = extra.set_index("emotion") if extra is not None else None
+        labels = [*EMOTIONS, OVERALL, BALANCED] + ([] if extra is None else [
+            label for label in extra.index if label not in (*EMOTIONS, OVERALL, BALANCED)])
+        for label in labels:
+            own = [int(synthetic.loc[label, "n"]), _accuracy(synthetic.loc[label])] \
+                if label in synthetic.index else ["", ""]
+            other = ["", "", "no extra corpus" if label == EMOTIONS[0] else ""] \
+                if extra is None or label not in extra.index else [
+                f"{int(extra.loc[label, 'available']):,}", int(extra.loc[label, "n"]),
+                _accuracy(extra.loc[label]) if int(extra.loc[label, "n"]) else "not evaluated"]
+            rows.append([run.label, label, *own, *other])
+    return rows
+
+
+def _trend_rows(trend: pd.DataFrame) -> list[list[object]]:
+    return [[row.emotion, row.statistic, row.values_by_size, row.n_models,
+             _number(row.spearman_log_parameters, 2), _number(row.slope_per_tenfold_parameters,
+                                                              4),
+             row.pair or "no family at two sizes",
+             _number(row.pair_change, 4) + ("" if not np.isfinite(row.pair_ci_low) else
+                                            f" [{row.pair_ci_low:.4f}, {row.pair_ci_high:.4f}]")]
+            for row in trend.itertuples()]
+
+
 def _tables(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.DataFrame,
-            sweep: pd.DataFrame) -> str:
-    run_rows = [[r.label, str(r.directory), r.run.manifest["model"]["name"], r.n_layers,
+            sweep: pd.DataFrame, trend: pd.DataFrame) -> str:
+    run_rows = [[r.label, str(r.directory), r.run.manifest["model"]["name"],
+                 _fmt(r.parameters, "{:,.0f}".format), r.n_layers,
                  r.run.manifest["model"]["width"], r.n_neurons,
                  str(r.run.manifest["data"]["hash"])[:12], r.run.manifest["created"]]
                 for r in runs]
     emotion_rows = [
         [row.emotion, row.run, row.n_neurons, pct(row.share_of_neurons, 3),
-         _number(row.mean_relative_depth, 2),
+         _depth_with_ci(row),
          *(_fmt(getattr(row, f"share_{t}"), pct) for t in LAYER_RANGES[:3]),
          *((_fmt(row.mask_drop, pp), _fmt(row.control_drop, pp),
             with_ci((row.excess_drop, row.excess_ci_low, row.excess_ci_high), pp),
@@ -450,16 +700,33 @@ def _tables(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Data
                    row.n_masked, pct(row.accuracy), pp(row.drop)]
                   for row in sweep.itertuples()]
     return (
-        "<h3>Runs</h3>" + table(["run", "directory", "model", "layers", "neurons per layer",
+        "<h3>Runs</h3>" + table(["run", "directory", "model", "parameters", "layers",
+                                 "neurons per layer",
                                  "neurons", "data hash", "created"], run_rows, table_id="runs")
         + "<h3>Per emotion and run</h3>" + table(
-            ["emotion", "run", "neurons", "share of all", "mean relative depth", "bottom third",
+            ["emotion", "run", "neurons", "share of all",
+             "mean relative depth [95% bootstrap CI]", "bottom third",
              "middle third", "top third", "masked drop, points", "random drop, points",
              "excess drop, points [95% CI]", "p", "verdict"], emotion_rows,
             table_id="per-emotion")
         + f"<h3>Distance between placements ({escape(DISTANCE)})</h3>" + table(
             ["emotion", "run A", "run B", "distance", "mean depth A", "mean depth B"],
             distance_rows, table_id="distances")
+        + "<h3>Baselines: the unchanged model, synthetic evaluation split and extra corpus</h3>"
+        + '<p class="note">Accuracy [Wilson 95% CI]. Extra corpus: at most --baseline-per-emotion '
+        "records of each emotion drawn with the run's seed; <i>available</i> is the corpus's "
+        f"real count of each label. {BALANCED}: mean of the six; {CORPUS_WEIGHTED}: weighted by "
+        "the real counts.</p>" + table(
+            ["run", "label", "synthetic n", "synthetic accuracy", "extra available",
+             "extra n", "extra accuracy"], _baseline_rows(runs), table_id="baselines")
+        + "<h3>Change with model size</h3>"
+        + '<p class="note">Values in order of parameter count; Spearman correlation and slope '
+        "(per tenfold parameters) across all runs, descriptive only; the family pair's change "
+        "is larger minus smaller with a 95% interval where one exists (mean relative depth: "
+        "bootstrap over dialogues; accuracies: Newcombe).</p>" + table(
+            ["emotion", "statistic", "values by size", "models", "Spearman (log parameters)",
+             "slope per 10x parameters", "family pair", "pair change [95% CI]"],
+            _trend_rows(trend), table_id="size-trend")
         + "<h3>Sweep by relative depth (self-evaluated)</h3>" + (table(
             ["run", "emotion", "layer range", "relative depth", "removed", "neurons removed",
              "accuracy", "drop, points"], sweep_rows, table_id="sweep-by-depth") if sweep_rows
@@ -504,15 +771,20 @@ def _figures(runs: Sequence[ComparedRun], out: Path, frame: pd.DataFrame,
 
 def write_comparison(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     """Compare run directories into ``out``: ``compare.html``, ``compare.csv`` (one row per run
-    x emotion), ``compare.json`` (runs, differences, distances, sweep by relative depth) and
-    ``figures/*.png|svg``. Return the HTML path."""
+    x emotion), ``distances.csv`` (every pair of runs, per emotion and pooled),
+    ``size_trend.csv`` (:func:`size_trend`), ``compare.json`` (runs, differences, distances,
+    sweep by relative depth, size trend, baselines) and ``figures/*.png|svg``. Return the HTML
+    path."""
     out_dir = Path(out)
     runs = load_runs(run_dirs)
     diffs = differences(runs)
     frame = per_emotion_table(runs)
     distances = distance_table(runs)
     sweep = sweep_by_depth(runs)
+    trend = size_trend(runs, frame)
     write_csv(out_dir / "compare.csv", frame)
+    write_csv(out_dir / "distances.csv", distances)
+    write_csv(out_dir / "size_trend.csv", trend)
     write_json(out_dir / "compare.json", {
         "runs": [{"label": r.label, "directory": str(r.directory),
                   "model": r.run.manifest["model"], "data_hash": r.run.manifest["data"]["hash"]}
@@ -521,13 +793,18 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
         "distance": DISTANCE,
         "distances": json.loads(distances.to_json(orient="records")),
         "sweep": json.loads(sweep.to_json(orient="records")),
+        "size_trend": json.loads(trend.to_json(orient="records")),
+        "baselines": {r.label: {
+            "synthetic": json.loads(synthetic_baselines(r).to_json(orient="records")),
+            "extra": None if r.run.baseline_extra is None
+            else json.loads(r.run.baseline_extra.to_json(orient="records"))} for r in runs},
     })
     title = "Emotion neurons across models: " + " vs ".join(r.label for r in runs)
     subtitle = f"{len(runs)} runs · relative depth = layer / layers · distance: {DISTANCE}"
     html = page(title, subtitle, [
-        Section("summary", "Summary", _summary(runs, frame, distances, sweep, diffs)),
+        Section("summary", "Summary", _summary(runs, frame, distances, sweep, diffs, trend)),
         Section("figures", "Figures", _figures(runs, out_dir, frame, distances, sweep)),
-        Section("tables", "Tables", _tables(runs, frame, distances, sweep)),
+        Section("tables", "Tables", _tables(runs, frame, distances, sweep, trend)),
     ])
     path = out_dir / "compare.html"
     with atomic_open(path) as handle:

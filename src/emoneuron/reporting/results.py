@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.rundir import ABLATION, EFFECTS, SWEEP, RunDir
+from emoneuron.rundir import ABLATION, BASELINE_EXTRA, EFFECTS, STABILITY, SWEEP, RunDir
 
 SPECIFIC = "specific effect"
 NO_EFFECT = "no effect distinguishable from random neurons"
@@ -36,10 +36,13 @@ class RunResults:
     effects: pd.DataFrame  # against the random layer-matched control
     every_control: pd.DataFrame  # against each control set
     sweep: pd.DataFrame | None
+    stability: dict[str, Any] | None  # stability.json (bootstrap of each emotion's set)
+    baseline_extra: pd.DataFrame | None  # the unchanged model on --baseline-data
 
 
 def load_results(run_dir: RunDir) -> RunResults:
-    """The run's manifest, neurons, ablation, effects and (when it swept) sweep tables."""
+    """The run's manifest, neurons, ablation, effects and, where the run wrote them, its sweep,
+    stability and extra baseline."""
     manifest = run_dir.manifest()
     effects = run_dir.table(EFFECTS)
     if "control_set" not in effects:
@@ -47,7 +50,9 @@ def load_results(run_dir: RunDir) -> RunResults:
     return RunResults(manifest=manifest, neurons=run_dir.neurons_json(),
                       ablation=run_dir.table(ABLATION),
                       effects=effects[effects.control_set == "random"], every_control=effects,
-                      sweep=run_dir.read_csv(SWEEP, optional=True))
+                      sweep=run_dir.read_csv(SWEEP, optional=True),
+                      stability=run_dir.read_json(STABILITY, optional=True),
+                      baseline_extra=run_dir.read_csv(BASELINE_EXTRA, optional=True))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ bootstrap
     select with the same statistic and rule; compare each emotion's set with the set on all the
     data (Jaccard) and between resamples. Resampling whole groups resamples whole dialogues, the
     unit that is independent; with 1-2 dialogues per group it is close to a dialogue bootstrap.
+    Each resample's set also gives its mean relative depth (layer / layers, as the comparison
+    of models measures it): the percentile interval over resamples is that of the set's depth.
 null
     shuffle the emotion labels of the non-empty group cells (a group-level permutation: groups
     are emotion-pure, so this permutes dialogues in blocks of a group), select again without the
@@ -75,6 +77,30 @@ def _summary(values: list[float]) -> dict[str, float]:
             "p95": round(float(tensor.quantile(0.95)), 4)}
 
 
+def relative_depths(sets: torch.Tensor, n_layers: int) -> list[float | None]:
+    """Mean relative depth (layer / ``n_layers``) of each row of a (B, layers * width) bool
+    tensor of flattened neuron sets; None for an empty set.
+
+    >>> relative_depths(torch.tensor([[True, False, False, True], [False] * 4]), 2)
+    [0.25, None]
+    """
+    width = sets.shape[1] // n_layers
+    depth = (torch.arange(sets.shape[1]) // width).double() / n_layers
+    sizes = sets.sum(1)
+    means = (sets.double() @ depth) / sizes.clamp(min=1)
+    return [round(float(m), 6) if int(n) else None for m, n in zip(means, sizes, strict=True)]
+
+
+def _depth_interval(full: float | None, resampled: list[float | None]) -> dict[str, Any]:
+    """The full set's mean relative depth, and the 95% percentile interval over the resamples
+    whose set is not empty (each resample's value kept, for differences between models)."""
+    found = [d for d in resampled if d is not None]
+    interval = ([round(q, 6) for q in torch.tensor(found, dtype=torch.float64).quantile(
+        torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()] if found else [None, None])
+    return {"estimate": full, "ci_low": interval[0], "ci_high": interval[1],
+            "empty_resamples": len(resampled) - len(found), "resamples": resampled}
+
+
 def _pairwise_mean_jaccard(sets: torch.Tensor) -> float:
     """Mean Jaccard over all pairs of rows of a (B, N) bool tensor."""
     x = sets.double()
@@ -96,9 +122,12 @@ def stability(recording: Recording, config: IdentifyConfig,
     real = members.flatten(1)
     cutoff = [float(score[e][members[e]].min()) if bool(members[e].any()) else float("inf")
               for e in range(len(EMOTIONS))]
+    n_layers = members.shape[1]
+    full_depth = relative_depths(real, n_layers)
     per_emotion: dict[str, dict[str, Any]] = {
         e: {"count": int(real[i].sum()),
-            "score_cutoff": cutoff[i] if cutoff[i] != float("inf") else None}
+            "score_cutoff": cutoff[i] if cutoff[i] != float("inf") else None,
+            "mean_relative_depth": _depth_interval(full_depth[i], [])}
         for i, e in enumerate(EMOTIONS)}
     resampled = config.statistic != "auroc"
     if resampled:
@@ -119,6 +148,8 @@ def stability(recording: Recording, config: IdentifyConfig,
                 "bootstrap_jaccard_to_full": _summary(
                     [_jaccard(b[i], real[i]) for b in boots]),
                 "bootstrap_jaccard_pairwise_mean": round(_pairwise_mean_jaccard(boots[:, i]), 4),
+                "mean_relative_depth": _depth_interval(full_depth[i], relative_depths(
+                    boots[:, i], n_layers)),
                 "null_count": {"mean": round(sum(counts) / len(counts), 2),
                                "max": max(counts),
                                "p95": round(float(torch.tensor(counts, dtype=torch.float64)
