@@ -36,8 +36,12 @@ from emoneuron.models.loading import load
 from emoneuron.pipeline import design_of, run
 from emoneuron.reporting.compare import write_comparison
 
-SMOKE_OPTIONS: dict[str, Any] = {"per_emotion": 6, "max_turns": 2, "share": 0.05,
-                                 "control_seeds": (0,), "proportions": (1.0,), "batch_size": 8}
+# Smoke: the causal grid at its smallest, on one thread (OpenMP hand-offs dominate tiny models);
+# no prompt search, sweep, method comparison, dose or steering (the same code on every device).
+SMOKE_OPTIONS: dict[str, Any] = {
+    "per_emotion": 6, "max_turns": 2, "share": 0.05, "control_seeds": (0,),
+    "controls": ("random",), "batch_size": 8, "prompt_choice": "fixed", "sweep": False,
+    "compare_methods": (), "dose_strengths": (), "steer": False, "threads": 1}
 COLUMNS = ("model", "parameters", "layers x width", "recording tok/s", "full forward tok/s",
            "recording / full (>= 0.9x)", "recording / body", "run wall s", "conditions",
            "conditions/s")
@@ -49,7 +53,7 @@ def speed_row(name: str, device: str, dialogues: int, batch: int, repeats: int) 
     records = synthesize(max(1, dialogues // len(EMOTIONS)), seed=11, max_turns=2)
     speeds = measure(loaded, records, batch, repeats)
     parameters = sum(p.numel() for p in loaded.model.parameters())
-    row = [name, f"{parameters / 1e6:.0f}M", f"{loaded.n_layers} x {loaded.width}",
+    row = [Path(name).name, f"{parameters / 1e6:.3g}M", f"{loaded.n_layers} x {loaded.width}",
            f"{speeds.rate('record'):.0f}", f"{speeds.rate('full forward'):.0f}",
            f"{speeds.ratio('full forward'):.2f}x", f"{speeds.ratio('decoder body'):.2f}x"]
     del loaded
@@ -87,6 +91,8 @@ def main() -> None:
         parser.error("no CUDA device: run with --smoke to check the script on the CPU")
     models = args.models or (["smollm2-135m"] if args.smoke else list(EMBEDDED))
     options = SMOKE_OPTIONS if args.smoke else {}
+    if args.smoke:
+        torch.set_num_threads(1)
     dialogues, repeats = (12, 1) if args.smoke else (384, 3)
 
     start = time.perf_counter()

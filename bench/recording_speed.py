@@ -67,9 +67,10 @@ def measure(loaded: LoadedModel, records: list[Record], batch_size: int,
     batches = list(encode_for_recording(loaded, records, "all", batch_size))
     config = RecordConfig(token_policy="all", batch_size=batch_size)
     device = loaded.device
-    work: dict[str, Callable[[], object]] = {"full forward": _forward(loaded.model, batches, device),
-            "decoder body": _forward(loaded.model.base_model, batches, device),
-            "record": lambda: record(loaded, records, config, progress=False)}
+    work: dict[str, Callable[[], object]] = {
+        "full forward": _forward(loaded.model, batches, device),
+        "decoder body": _forward(loaded.model.base_model, batches, device),
+        "record": lambda: record(loaded, records, config, progress=False)}
     _forward(loaded.model, batches[:1], device)()
     seconds: dict[str, list[float]] = {name: [] for name in PASSES}
     for repeat in range(repeats):
