@@ -5,7 +5,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 DEMO_ARGS ?= --preset demo
 
-.PHONY: setup demo test lint clean chromium compare-demo docs models-extra size-series
+.PHONY: setup demo test lint clean chromium compare-demo docs models-extra size-series gpu-size-series
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,6 +29,11 @@ $(EXTRA_STAMP): $(STAMP)
 	touch $(EXTRA_STAMP)
 
 models-extra: $(EXTRA_STAMP)
+
+# On one CUDA GPU only: the four-model size series in bfloat16 with its speed figures, about
+# 10 minutes; the table lands in runs/gpu-size-series/gpu-size-series.md (see BENCHMARKS.md).
+gpu-size-series: $(EXTRA_STAMP)
+	$(PY) bench/gpu_size_series.py --out runs/gpu-size-series
 
 demo: setup
 	$(VENV)/bin/emoneuron run --model smollm2-135m --out runs/demo $(DEMO_ARGS)

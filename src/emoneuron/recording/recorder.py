@@ -88,17 +88,28 @@ def encode_for_recording(loaded: LoadedModel, records: Sequence[Record],
 class _BatchContext:
     """What every layer's hook needs to know about the current batch."""
 
-    counted: torch.Tensor  # (B*T,) bool
+    positions: torch.Tensor  # (N,) long: the counted positions in the flattened (B*T) batch
+    sequence: torch.Tensor  # (N,) long: the sequence (0 .. B-1) of each counted position
     per_sequence: torch.Tensor  # (B, B*T) float32: row b sums the counted tokens of sequence b
     cell: torch.Tensor  # (B,) long: emotion * groups + group of each sequence
     emotion: int  # batches are emotion-pure
     dialogue: torch.Tensor  # (B,) int64 dialogue_hash
-    rows: int  # B
+
+    @classmethod
+    def of(cls, counted: torch.Tensor, cell: torch.Tensor, emotion: int,
+           dialogue: torch.Tensor) -> _BatchContext:
+        """The context of a batch whose (B, T) ``counted`` mask is on the batch's device."""
+        rows = counted.shape[0]
+        per_sequence = (torch.eye(rows, device=counted.device)[:, :, None]
+                        * counted[None, :, :]).reshape(rows, -1)
+        sequence, position = counted.nonzero(as_tuple=True)
+        return cls(sequence * counted.shape[1] + position, sequence, per_sequence, cell,
+                   emotion, dialogue)
 
     def to(self, device: torch.device) -> _BatchContext:
-        return _BatchContext(self.counted.to(device), self.per_sequence.to(device),
-                             self.cell.to(device), self.emotion, self.dialogue.to(device),
-                             self.rows)
+        return _BatchContext(self.positions.to(device), self.sequence.to(device),
+                             self.per_sequence.to(device), self.cell.to(device), self.emotion,
+                             self.dialogue.to(device))
 
 
 class _LayerStatistics:
@@ -142,24 +153,36 @@ class _Accumulator:
         return statistics
 
     def add(self, layer: int, activation: torch.Tensor, batch: _BatchContext) -> None:
-        """Add one layer's activation; ``batch`` must be on the activation's device."""
+        """Add one layer's activation; ``batch`` must be on the activation's device.
+
+        The hook's cost is its passes over the (B*T, W) activation, so it makes few: one copy
+        of the counted tokens, which the positive counts, the histogram and the per-sequence
+        maxima share (each one vectorised op: a loop over sequences costs more in OpenMP
+        hand-offs than it saves), and the two matmuls of the sums."""
         width = activation.shape[-1]
         flat = activation.reshape(-1, width).float()
         statistics = self._layer(layer, flat.device)
-        # Moments: reduce each sequence's counted tokens first (a (B, B*T) matmul), then add
-        # the B rows into their (emotion, group) cells in float64.
-        positive = (flat > 0).float()
-        for target, values in ((statistics.active, positive), (statistics.sum, flat),
-                               (statistics.sum_sq, flat.square())):
-            target.index_add_(0, batch.cell, (batch.per_sequence @ values).double())
+        counted = flat.index_select(0, batch.positions)
+        sequence = batch.sequence[:, None].expand(-1, width)
+        rows = (len(batch.cell), width)
+        # Moments: reduce each sequence's counted tokens first, then add the B rows into their
+        # (emotion, group) cells in float64. Positive counts are whole numbers, exact in any
+        # summation order; sums of values keep the (B, B*T) matmul whose rounding the
+        # statistics have always had.
+        positive = torch.gt(counted, 0, out=torch.empty_like(counted))
+        for target, values in (
+                (statistics.active, flat.new_zeros(rows).index_add_(0, batch.sequence, positive)),
+                (statistics.sum, batch.per_sequence @ flat),
+                (statistics.sum_sq, batch.per_sequence @ flat.square())):
+            target.index_add_(0, batch.cell, values.double())
         # Histogram: one bincount over (neuron, bin) of the batch's counted tokens.
-        index = octave_bins(flat[batch.counted], statistics.bin_table).add_(statistics.bin_offset)
+        index = octave_bins(counted, statistics.bin_table).add_(statistics.bin_offset)
         statistics.histogram[batch.emotion] += torch.bincount(
             index.flatten(), minlength=statistics.histogram.shape[1]).to(torch.int32)
         # Top-k: each sequence's strongest counted token per neuron (so a neuron's top k come
         # from k different dialogues), merged with the running best.
-        masked = flat.masked_fill(~batch.counted[:, None], -torch.inf).view(batch.rows, -1, width)
-        candidates = torch.cat([statistics.top_values, masked.amax(dim=1)])
+        strongest = flat.new_full(rows, -torch.inf).scatter_reduce_(0, sequence, counted, "amax")
+        candidates = torch.cat([statistics.top_values, strongest])
         dialogues = torch.cat([statistics.top_dialogue,
                                batch.dialogue[:, None].expand(-1, width)])
         order = best_indices(candidates, dialogues, self.top_k, dim=0)
@@ -243,15 +266,10 @@ def record(loaded: LoadedModel, records: Sequence[Record],
     with torch.inference_mode(), site_hooks(loaded, site, reduce):
         for batch in batches:
             counted = batch.counted.to(device)
-            rows = counted.shape[0]
-            per_sequence = (torch.eye(rows, device=device)[:, :, None]
-                            * counted[None, :, :]).reshape(rows, -1)
             cell = cells[batch.record_index].to(device)
             context.clear()
-            context[device] = _BatchContext(
-                counted=counted.flatten(), per_sequence=per_sequence, cell=cell,
-                emotion=int(batch.emotion_index[0]),
-                dialogue=hashes[batch.record_index].to(device), rows=rows)
+            context[device] = _BatchContext.of(counted, cell, int(batch.emotion_index[0]),
+                                               hashes[batch.record_index].to(device))
             accumulator.tokens.index_add_(0, cell, counted.sum(1).double())
             body(input_ids=batch.input_ids.to(device),
                  attention_mask=batch.attention_mask.to(device))
