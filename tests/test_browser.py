@@ -204,7 +204,7 @@ def test_comparison_renders_in_chromium(browser: DevTools, tiny_run: Path,
     result = render(browser, page, tmp_path / "compare.png")
     assert_renders_cleanly(result)
     assert len(result.figures) == 4
-    layers = browser.evaluate(SORT_JS + '("#runs", 3)')["up"]  # column layers
+    layers = browser.evaluate(SORT_JS + '("#runs", 4)')["up"]  # column layers
     assert [int(v) for v in layers] == sorted(int(v) for v in layers)
 
 
