@@ -246,6 +246,7 @@ def _cmd_record(args: argparse.Namespace) -> None:
 def _cmd_identify(args: argparse.Namespace) -> None:
     check_output_file(args.out)
     from emoneuron.recording.statistics import Recording
+    from emoneuron.rundir import STABILITY
     from emoneuron.selection.identify import IdentifyConfig, identify
     from emoneuron.selection.stability import StabilityConfig, write_stability
 
@@ -255,7 +256,7 @@ def _cmd_identify(args: argparse.Namespace) -> None:
     sets = identify(recording, config, args.model_name)
     sets.save(args.out)
     print(", ".join(f"{e} {len(n)}" for e, n in sets.emotions.items()) + f" -> {args.out}")
-    stability_out = args.stability_out or args.out.with_name("stability.json")
+    stability_out = args.stability_out or args.out.with_name(STABILITY)
     report = write_stability(recording, config, stability_out, settings, progress=False)
     for emotion, row in report["emotions"].items():
         boot = row.get("bootstrap_jaccard_to_full", {}).get("mean", "n/a")
