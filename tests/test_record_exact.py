@@ -2,9 +2,9 @@
 layer's whole activation and reduces it the obvious way (masked copies, a comparison per value,
 a one-hot histogram), so speeding up the hook never changes a recorded value.
 
-The one rounding that is part of the definition, not of the implementation: a sequence's sums
-of values and of squares are the float32 product of a (B, B*T) block-diagonal selector with
-the batch's activations, then added into the cells in float64.
+The roundings that are part of the definition, not of the implementation: a sequence's sums
+of values and of squares are float32 sums in token order, then added into the cells in
+float64; a value's histogram bin is read from its float16 rounding.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from emoneuron.recording.recorder import encode_for_recording, record, site_hook
 from emoneuron.recording.statistics import (
     N_BINS,
     best_indices,
+    bin_edges,
     dialogue_group,
     dialogue_hash,
     octave_bins,
@@ -53,21 +54,19 @@ def _reference(loaded: LoadedModel, records: list[Record],
             group = [dialogue_group(r.id, groups, config.group_seed) for r in members]
             hashes = torch.tensor([dialogue_hash(r.id) for r in members])
             mask = batch.counted
-            rows, length = mask.shape
-            selector = torch.zeros((rows, rows * length))
-            for row in range(rows):
-                selector[row, row * length:(row + 1) * length] = mask[row].float()
             for row, cell in enumerate(group):
                 out["tokens"][emotion, cell] += int(mask[row].sum())
             for layer, activation in captured.items():
                 values = activation.float()
-                flat = values.reshape(rows * length, width)
                 active = ((values > 0) & mask[:, :, None]).sum(dim=1).double()
-                sums, squares = selector @ flat, selector @ flat.square()
                 for row, cell in enumerate(group):
+                    sums, squares = torch.zeros(width), torch.zeros(width)
+                    for token in values[row][mask[row]]:
+                        sums += token
+                        squares += token * token
                     out["active"][emotion, cell, layer] += active[row]
-                    out["sum"][emotion, cell, layer] += sums[row].double()
-                    out["sum_sq"][emotion, cell, layer] += squares[row].double()
+                    out["sum"][emotion, cell, layer] += sums.double()
+                    out["sum_sq"][emotion, cell, layer] += squares.double()
                 bins = octave_bins(values[mask]).long()
                 out["histogram"][emotion, layer] += torch.nn.functional.one_hot(
                     bins, N_BINS).sum(dim=0).int()
@@ -99,3 +98,20 @@ def test_recording_is_bit_identical_to_the_reference(make_tiny: MakeTiny, family
     assert 0 < recording.active.sum() < recording.tokens.sum() * loaded.n_layers * loaded.width
     assert recording.sum_sq.sum() > 0 and recording.histogram.sum() > 0
     assert torch.isfinite(recording.top_values).all()
+
+
+def test_octave_bins_agree_with_the_bin_edges() -> None:
+    """A bin is the number of edges at or below the value, for values of every octave and sign
+    away from an edge (within 2^-11 of one, relatively, float16 rounding may move them up)."""
+    generator = torch.Generator().manual_seed(0)
+    exponents = torch.empty(20_000).uniform_(-16.0, 8.0, generator=generator)
+    signs = torch.randint(0, 2, (20_000,), generator=generator) * 2 - 1
+    values = (signs * 2.0 ** exponents).float()
+    values = torch.cat([values, torch.tensor([0.0, 1e30, -1e30, 2.0 ** -20, -(2.0 ** -20)])])
+    edges = bin_edges().float()
+    distance = (values[:, None].abs() / edges[edges != 0].abs()[None, :]).log2().abs()
+    away = distance.min(dim=1).values > 2.0 ** -10
+    expected = torch.searchsorted(edges, values[away], right=True)
+    assert away.sum() > 19_000
+    assert torch.equal(octave_bins(values[away]), expected)
+    assert set(expected.tolist()) == set(range(N_BINS))

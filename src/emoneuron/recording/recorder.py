@@ -26,13 +26,14 @@ from emoneuron.executors import Executor, LocalExecutor
 from emoneuron.models.loading import LoadedModel
 from emoneuron.recording.config import RecordConfig, TokenPolicy
 from emoneuron.recording.statistics import (
-    BIN_OF_TOP_BITS,
+    BIN_OF_HALF_KEY,
+    HALF_KEYS,
     N_BINS,
     Recording,
     best_indices,
     dialogue_group,
     dialogue_hash,
-    octave_bins,
+    half_keys,
 )
 
 
@@ -90,7 +91,6 @@ class _BatchContext:
 
     positions: torch.Tensor  # (N,) long: the counted positions in the flattened (B*T) batch
     sequence: torch.Tensor  # (N,) long: the sequence (0 .. B-1) of each counted position
-    per_sequence: torch.Tensor  # (B, B*T) float32: row b sums the counted tokens of sequence b
     cell: torch.Tensor  # (B,) long: emotion * groups + group of each sequence
     emotion: int  # batches are emotion-pure
     dialogue: torch.Tensor  # (B,) int64 dialogue_hash
@@ -99,17 +99,12 @@ class _BatchContext:
     def of(cls, counted: torch.Tensor, cell: torch.Tensor, emotion: int,
            dialogue: torch.Tensor) -> _BatchContext:
         """The context of a batch whose (B, T) ``counted`` mask is on the batch's device."""
-        rows = counted.shape[0]
-        per_sequence = (torch.eye(rows, device=counted.device)[:, :, None]
-                        * counted[None, :, :]).reshape(rows, -1)
         sequence, position = counted.nonzero(as_tuple=True)
-        return cls(sequence * counted.shape[1] + position, sequence, per_sequence, cell,
-                   emotion, dialogue)
+        return cls(sequence * counted.shape[1] + position, sequence, cell, emotion, dialogue)
 
     def to(self, device: torch.device) -> _BatchContext:
         return _BatchContext(self.positions.to(device), self.sequence.to(device),
-                             self.per_sequence.to(device), self.cell.to(device), self.emotion,
-                             self.dialogue.to(device))
+                             self.cell.to(device), self.emotion, self.dialogue.to(device))
 
 
 class _LayerStatistics:
@@ -119,13 +114,36 @@ class _LayerStatistics:
         self.active = torch.zeros((cells, width), dtype=torch.float64, device=device)
         self.sum = torch.zeros_like(self.active)
         self.sum_sq = torch.zeros_like(self.active)
-        self.histogram = torch.zeros((len(EMOTIONS), width * N_BINS), dtype=torch.int32,
+        self.histogram = torch.zeros((len(EMOTIONS), width, N_BINS), dtype=torch.int32,
                                      device=device)
-        self.bin_offset = torch.arange(width, dtype=torch.int32, device=device) * N_BINS
-        self.bin_table = BIN_OF_TOP_BITS.to(device)
         self.top_values = torch.full((top_k, width), -torch.inf, dtype=torch.float32,
                                      device=device)
         self.top_dialogue = torch.zeros((top_k, width), dtype=torch.int64, device=device)
+
+
+class _Workspace:
+    """What every layer's hook on one device shares: constants, and work buffers kept from call
+    to call. A fresh (B*T, W) tensor per step would touch every page of it anew, and on a CPU
+    that first touch costs more than the step itself."""
+
+    def __init__(self, width: int, device: torch.device) -> None:
+        self.device = device
+        # Where each neuron's 64 float16 keys start in one bincount (the keys run from -32).
+        self.key_offset = (torch.arange(width, dtype=torch.int32, device=device) * HALF_KEYS
+                           + HALF_KEYS // 2)
+        self.bin_of_key = BIN_OF_HALF_KEY.to(device)
+        # On a GPU, picking the neurons whose top-k can change would wait for the device.
+        self.all_columns = torch.arange(width, device=device)
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def buffer(self, name: str, shape: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
+        """The work buffer ``name`` as a ``shape`` tensor of ``dtype``; its contents are
+        whatever was last written."""
+        size = shape[0] * shape[1] * dtype.itemsize
+        kept = self._buffers.get(name)
+        if kept is None or kept.numel() < size:
+            kept = self._buffers[name] = torch.empty(size, dtype=torch.uint8, device=self.device)
+        return kept[:size].view(dtype).view(shape)
 
 
 class _Accumulator:
@@ -144,6 +162,7 @@ class _Accumulator:
         self.groups, self.top_k = groups, top_k
         self.tokens = torch.zeros(self.cells, dtype=torch.float64, device=device)
         self.layers: list[_LayerStatistics | None] = [None] * n_layers
+        self.workspaces: dict[torch.device, _Workspace] = {}
 
     def _layer(self, layer: int, device: torch.device) -> _LayerStatistics:
         statistics = self.layers[layer]
@@ -155,39 +174,50 @@ class _Accumulator:
     def add(self, layer: int, activation: torch.Tensor, batch: _BatchContext) -> None:
         """Add one layer's activation; ``batch`` must be on the activation's device.
 
-        The hook's cost is its passes over the (B*T, W) activation, so it makes few: one copy
-        of the counted tokens, which the positive counts, the histogram and the per-sequence
-        maxima share (each one vectorised op: a loop over sequences costs more in OpenMP
-        hand-offs than it saves), and the two matmuls of the sums."""
+        The hook's cost is its passes over the (B*T, W) activation, so it makes few, each one
+        vectorised op (a loop over sequences costs more in OpenMP hand-offs than it saves) on
+        one copy of the counted tokens: three per-sequence sums, the histogram's keys and one
+        bincount, and the per-sequence maxima."""
         width = activation.shape[-1]
-        flat = activation.reshape(-1, width).float()
-        statistics = self._layer(layer, flat.device)
-        counted = flat.index_select(0, batch.positions)
-        sequence = batch.sequence[:, None].expand(-1, width)
+        statistics = self._layer(layer, activation.device)
+        space = self.workspaces.get(activation.device)
+        if space is None:
+            space = self.workspaces[activation.device] = _Workspace(width, activation.device)
+        shape = (len(batch.positions), width)
+        counted = torch.index_select(activation.reshape(-1, width), 0, batch.positions,
+                                     out=space.buffer("counted", shape, activation.dtype)).float()
+        work = space.buffer("work", shape, torch.float32)
         rows = (len(batch.cell), width)
-        # Moments: reduce each sequence's counted tokens first, then add the B rows into their
-        # (emotion, group) cells in float64. Positive counts are whole numbers, exact in any
-        # summation order; sums of values keep the (B, B*T) matmul whose rounding the
-        # statistics have always had.
-        positive = torch.gt(counted, 0, out=torch.empty_like(counted))
-        for target, values in (
-                (statistics.active, flat.new_zeros(rows).index_add_(0, batch.sequence, positive)),
-                (statistics.sum, batch.per_sequence @ flat),
-                (statistics.sum_sq, batch.per_sequence @ flat.square())):
-            target.index_add_(0, batch.cell, values.double())
-        # Histogram: one bincount over (neuron, bin) of the batch's counted tokens.
-        index = octave_bins(counted, statistics.bin_table).add_(statistics.bin_offset)
-        statistics.histogram[batch.emotion] += torch.bincount(
-            index.flatten(), minlength=statistics.histogram.shape[1]).to(torch.int32)
+        # Moments: each sequence's counted tokens summed in float32 in token order, then the B
+        # rows added into their (emotion, group) cells in float64.
+        def add_moment(target: torch.Tensor, values: torch.Tensor) -> None:
+            per_sequence = counted.new_zeros(rows).index_add_(0, batch.sequence, values)
+            target.index_add_(0, batch.cell, per_sequence.double())
+
+        add_moment(statistics.active, torch.gt(counted, 0, out=work))
+        add_moment(statistics.sum, counted)
+        add_moment(statistics.sum_sq, torch.square(counted, out=work))
+        # Histogram: one bincount over (neuron, float16 key), folded into the 32 bins.
+        keys = half_keys(counted, space.buffer("halves", shape, torch.float16),
+                         out=work.view(torch.int32)).add_(space.key_offset)
+        counts = torch.bincount(keys.view(-1), minlength=width * HALF_KEYS)
+        statistics.histogram[batch.emotion].index_add_(
+            1, space.bin_of_key, counts.view(width, HALF_KEYS).to(torch.int32))
         # Top-k: each sequence's strongest counted token per neuron (so a neuron's top k come
-        # from k different dialogues), merged with the running best.
-        strongest = flat.new_full(rows, -torch.inf).scatter_reduce_(0, sequence, counted, "amax")
-        candidates = torch.cat([statistics.top_values, strongest])
-        dialogues = torch.cat([statistics.top_dialogue,
-                               batch.dialogue[:, None].expand(-1, width)])
+        # from k different dialogues), merged with the running best. Only neurons where a
+        # sequence reaches the running k-th value can change: late in a recording a minority,
+        # and the merge is the hook's dearest step.
+        strongest = counted.new_full(rows, -torch.inf).scatter_reduce_(
+            0, batch.sequence[:, None].expand(-1, width), counted, "amax")
+        columns = (space.all_columns if counted.device.type != "cpu" else
+                   (strongest >= statistics.top_values[-1]).any(0).nonzero().squeeze(1))
+        candidates = torch.cat([statistics.top_values.index_select(1, columns),
+                                strongest.index_select(1, columns)])
+        dialogues = torch.cat([statistics.top_dialogue.index_select(1, columns),
+                               batch.dialogue[:, None].expand(-1, len(columns))])
         order = best_indices(candidates, dialogues, self.top_k, dim=0)
-        statistics.top_dialogue = dialogues.gather(0, order)
-        statistics.top_values = candidates.gather(0, order)
+        statistics.top_values[:, columns] = candidates.gather(0, order)
+        statistics.top_dialogue[:, columns] = dialogues.gather(0, order)
 
     def recording(self, site: str, token_policy: TokenPolicy, group_seed: int) -> Recording:
         layers = [statistics or _LayerStatistics(self.cells, self.width, self.top_k,
@@ -202,7 +232,7 @@ class _Accumulator:
         def moments(name: str) -> torch.Tensor:
             return stacked(name).reshape(grouped).permute(1, 2, 0, 3).contiguous()
 
-        histogram = stacked("histogram").view(len(layers), len(EMOTIONS), self.width, N_BINS)
+        histogram = stacked("histogram")
         return Recording(tokens=self.tokens.reshape(len(EMOTIONS), self.groups).cpu(),
                          active=moments("active"), sum=moments("sum"),
                          sum_sq=moments("sum_sq"),

@@ -54,8 +54,8 @@ def bin_edges() -> torch.Tensor:
     Activations of FFN sites are concentrated near 0 with long tails, and their scale differs
     between sites and models; octave bins resolve every scale alike without a calibration pass,
     and the open outer bins hold everything beyond +-16. The recorder finds a value's octave
-    from its float32 exponent bits (:func:`octave_bins`); a value exactly on a negative edge
-    falls into the bin above it. The edges are a
+    from the exponent bits of its float16 rounding (:func:`octave_bins`); a value exactly on a
+    negative edge falls into the bin above it. The edges are a
     constant, never fitted to data, so histograms of any two shards add exactly."""
     positive = 2.0 ** torch.arange(SMALLEST_EXPONENT, SMALLEST_EXPONENT + OCTAVES,
                                    dtype=torch.float64)
@@ -65,25 +65,39 @@ def bin_edges() -> torch.Tensor:
 N_BINS = 2 * (OCTAVES + 1)
 
 
-def _bin_of_top_bits() -> torch.Tensor:
-    """Bin of each value of a float32's top 9 bits (sign and exponent) plus 256: keys below 256
-    are negative values with exponent ``key``, the others non-negative with ``key - 256``."""
-    key = torch.arange(512, dtype=torch.int32)
-    exponent = key % 256  # floor(log2 |x|) + 127; 0 for zero and subnormals
-    octave = (exponent - (127 + SMALLEST_EXPONENT - 1)).clamp(0, OCTAVES)
-    return torch.where(key >= 256, N_BINS // 2 + octave, N_BINS // 2 - 1 - octave)
+HALF_KEYS = 64  # sign and exponent of a float16: the top 6 of its 16 bits
 
 
-BIN_OF_TOP_BITS = _bin_of_top_bits()
+def _bin_of_half_key() -> torch.Tensor:
+    """Bin of each float16 sign-and-exponent key plus 32 (:func:`half_keys`): keys below 32 are
+    negative values with exponent field ``key``, the others non-negative with ``key - 32``."""
+    key = torch.arange(HALF_KEYS)
+    exponent = key % 32  # floor(log2 |x|) + 15; 0 for zero and subnormals (|x| < 2^-14)
+    octave = (exponent - (15 + SMALLEST_EXPONENT - 1)).clamp(0, OCTAVES)
+    return torch.where(key >= 32, N_BINS // 2 + octave, N_BINS // 2 - 1 - octave)
 
 
-def octave_bins(values: torch.Tensor, table: torch.Tensor = BIN_OF_TOP_BITS) -> torch.Tensor:
-    """The histogram bin (int32, 0 .. N_BINS - 1, increasing with the value) of each float32
-    value: N_BINS/2 + m for x >= 0, N_BINS/2 - 1 - m for x < 0 (-0.0 included), where m is the
-    octave of |x| above 2^-10, clamped to 0 .. OCTAVES. A table lookup on the top 9 bits:
-    the cheapest way found on a CPU (a search over the edges was five times slower)."""
-    key = (values.view(torch.int32) >> 23).add_(256)
-    return table.index_select(0, key.view(-1)).view_as(key)
+BIN_OF_HALF_KEY = _bin_of_half_key()
+
+
+def half_keys(values: torch.Tensor, halves: torch.Tensor | None = None,
+              out: torch.Tensor | None = None) -> torch.Tensor:
+    """The sign and exponent of each value rounded to float16, as an int32 from -32 to 31:
+    the key a histogram counts before :data:`BIN_OF_HALF_KEY` folds it into its bin. float16
+    covers every edge (2^-10 .. 2^4) and anything larger still lands in the open top bin; a
+    conversion and a shift replace a table lookup per value. ``halves`` (float16) and ``out``
+    (int32), shaped like ``values``, are work buffers to use instead of new tensors."""
+    halves = values.half() if halves is None else halves.copy_(values)
+    shifted = halves.view(torch.int16).bitwise_right_shift_(10)
+    return shifted.int() if out is None else out.copy_(shifted)
+
+
+def octave_bins(values: torch.Tensor) -> torch.Tensor:
+    """The histogram bin (0 .. N_BINS - 1, increasing with the value) of each value: N_BINS/2
+    + m for x >= 0, N_BINS/2 - 1 - m for x < 0 (-0.0 included), where m is the octave of |x|
+    above 2^-10, clamped to 0 .. OCTAVES, read from the value rounded to float16 (so a value
+    within 2^-11 of an edge, relatively, may count in the bin above it)."""
+    return BIN_OF_HALF_KEY.to(values.device)[half_keys(values) + HALF_KEYS // 2]
 
 
 def dialogue_hash(record_id: str) -> int:
@@ -124,14 +138,14 @@ def load_tensors(path: str | Path, kind: str,
 
 
 def best_indices(values: torch.Tensor, dialogues: torch.Tensor, k: int, dim: int) -> torch.Tensor:
-    """Indices of the ``k`` largest values along ``dim``. Equal values (dialogues with the same
-    opening tokens) are ordered by their dialogue hash, so any order of shards and batches keeps
-    the same ones: the key adds a hash-derived fraction of the float32 step above each value,
-    which orders ties and nothing else, and one top-k on it is far cheaper than two sorts."""
-    step = (torch.nextafter(values, torch.full_like(values, torch.inf)) - values).double()
-    fraction = (dialogues & 0xFFFFF).double() / 2**20
-    key = torch.where(torch.isfinite(values), values.double() + fraction * step,
-                      values.double())
+    """Indices of the ``k`` largest float32 ``values`` along ``dim``. Equal values (dialogues
+    with the same opening tokens) are ordered by their dialogue hash, so any order of shards
+    and batches keeps the same ones: one int64 key per value, the value's bits made
+    order-preserving above the hash's low 20 bits, and one top-k on it (far cheaper than two
+    sorts, or a float64 key)."""
+    bits = values.view(torch.int32)
+    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # ascending with the value; -0.0 below +0.0
+    key = (ordered.long() << 20) | (dialogues & 0xFFFFF)
     return key.topk(k, dim=dim).indices
 
 
