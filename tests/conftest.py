@@ -5,7 +5,7 @@ float32, and is small enough that a forward pass takes milliseconds. Models are 
 session; tests must not modify them (patches go through ``monkeypatch`` and are undone).
 
 torch and transformers are imported inside the fixtures: importing them takes seconds, which a
-session that runs no model test (say ``pytest tests/test_synth.py``) should not pay.
+session that runs no model test (say ``pytest tests/data/test_synth.py``) should not pay.
 """
 
 from __future__ import annotations

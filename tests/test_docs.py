@@ -17,6 +17,7 @@ from emoneuron.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOTTED = re.compile(r"\bemoneuron(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+TEST_PATH = re.compile(r"\btests/[\w/]*?\w+\.py")
 
 
 def _commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
@@ -86,6 +87,23 @@ def test_module_path_check_catches_a_stale_name() -> None:
     assert _module_of("emoneuron.htmlpage") == ("emoneuron", ["htmlpage"])
     assert "htmlpage" not in _top_level_names("emoneuron")
     assert "record" in _top_level_names("emoneuron.recording.recorder")
+
+
+def test_every_test_file_named_in_the_docs_and_code_exists() -> None:
+    texts = [*_pages(), ROOT / "BENCHMARKS.md", *sorted((ROOT / "src").rglob("*.py"))]
+    missing = [f"{text.relative_to(ROOT)}: {path}" for text in texts
+               for path in sorted(set(TEST_PATH.findall(text.read_text(encoding="utf-8"))))
+               if not (ROOT / path).is_file()]
+    assert not missing, "named but not in tests/:\n" + "\n".join(missing)
+
+
+def test_tests_are_laid_out_like_the_package() -> None:
+    """Each folder of tests/ is a subpackage of emoneuron, so a stage's tests sit in its name."""
+    subpackages = {p.name for p in (ROOT / "src" / "emoneuron").iterdir()
+                   if (p / "__init__.py").is_file()}
+    folders = {p.name for p in (ROOT / "tests").iterdir()
+               if p.is_dir() and not p.name.startswith((".", "__"))}
+    assert folders == subpackages
 
 
 def test_architecture_names_every_module() -> None:

@@ -8,7 +8,7 @@ optional intros, discourse markers, questions and afterthoughts around them.
 The keyword-free mode uses only the phrasing without any word of the emotion lexicon
 (:mod:`emoneuron.data.lexicon`). Variety, as distinct word 4-grams in 1,000 dialogues
 (seed 0): 7,845 before the keyword-free mode and the added phrasing, 17,594 after (keyword-free
-mode: 17,130); see tests/test_synth.py.
+mode: 17,130); see tests/data/test_synth.py.
 
 Dialogue ``i`` of an emotion is drawn from its own ``random.Random(f"{seed}-{emotion}-{i}")``,
 so asking for more dialogues never changes the first ones; only the interleaved order of the

@@ -19,8 +19,8 @@ final norm and the unembedding, so each adapter also names those two modules.
 Adding a family: append an :class:`Adapter` to :data:`ADAPTERS` naming the model classes, the
 path to the decoder layer list, its sites (:func:`_gated_sites` / :func:`_plain_sites`), the
 final norm and unembedding, and how the config spells the intermediate size. The tests in
-``tests/test_adapters.py`` build a tiny random model of each family from its config; add one for
-the new family.
+``tests/models/test_adapters.py`` build a tiny random model of each family from its config; add
+one for the new family.
 """
 
 from __future__ import annotations
