@@ -1,8 +1,8 @@
 """Recording speed against the model's own forward passes, measured in one process on the same
 batches (issue 15, item 5).
 
-    .venv/bin/python bench/recording_speed.py [--model smollm2-135m] [--batch 16]
-        [--dialogues 96] [--repeats 3] [--out BENCHMARKS.md]
+    .venv/bin/python bench/recording_speed.py [--models smollm2-135m ...] [--batch 16]
+        [--dialogues 210] [--token-policy all] [--repeats 3] [--out BENCHMARKS.md]
 
 Each repeat times, over the recording's batches: the plain forward with full logits
 (``model(input_ids, attention_mask)``), the decoder body without the unembedding
@@ -10,6 +10,10 @@ Each repeat times, over the recording's batches: the plain forward with full log
 The ratios are taken within a repeat (the three passes run back to back, in a rotating order,
 so a busy neighbour slows all three alike) and the median over repeats is reported, with the
 load average. Targets: >= 1.0x the full forward, >= 0.95x the decoder body.
+
+The default data is the size of the demo's recording (its 210 training dialogues, two turns
+each), and the default token policy ``all`` counts every token, the recorder's dearest case
+(``dialogue``, the default of a run, leaves out speaker tags and line breaks).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import torch
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.data.synth import synthesize
 from emoneuron.models.loading import LoadedModel, load
-from emoneuron.recording.config import RecordConfig
+from emoneuron.recording.config import TOKEN_POLICIES, RecordConfig, TokenPolicy
 from emoneuron.recording.recorder import EncodedBatch, encode_for_recording, record
 
 PASSES = ("full forward", "decoder body", "record")
@@ -61,11 +65,11 @@ def _forward(module: Callable[..., object], batches: list[EncodedBatch],
     return run
 
 
-def measure(loaded: LoadedModel, records: list[Record], batch_size: int,
-            repeats: int) -> Speeds:
+def measure(loaded: LoadedModel, records: list[Record], batch_size: int, repeats: int,
+            token_policy: TokenPolicy = "all") -> Speeds:
     """Time the three passes ``repeats`` times over the same batches (after one warm-up)."""
-    batches = list(encode_for_recording(loaded, records, "all", batch_size))
-    config = RecordConfig(token_policy="all", batch_size=batch_size)
+    batches = list(encode_for_recording(loaded, records, token_policy, batch_size))
+    config = RecordConfig(token_policy=token_policy, batch_size=batch_size)
     device = loaded.device
     work: dict[str, Callable[[], object]] = {
         "full forward": _forward(loaded.model, batches, device),
@@ -85,39 +89,50 @@ def measure(loaded: LoadedModel, records: list[Record], batch_size: int,
     return Speeds(sum(int(b.attention_mask.sum()) for b in batches), seconds)
 
 
-def table(speeds: Speeds) -> str:
-    """The Markdown rows of one measurement: each pass's rate, and the two targets."""
-    rows = [f"| {name} | {speeds.rate(name):.0f} tok/s | "
-            + ", ".join(f"{s:.2f}" for s in speeds.seconds[name]) + " |" for name in PASSES]
-    return ("| pass | median rate | seconds per repeat |\n|---|---|---|\n" + "\n".join(rows)
-            + f"\n\nRecording: **{speeds.ratio('full forward'):.2f}x** the full forward "
-            f"(target >= 1.0x), **{speeds.ratio('decoder body'):.2f}x** the decoder body "
-            "(target >= 0.95x), medians of the per-repeat ratios.\n")
+def table(rows: dict[str, Speeds]) -> str:
+    """The Markdown table of one run: each model's rates, ratios and seconds per repeat."""
+    lines = ["| model | tokens | full forward | decoder body | record | record / full forward "
+             "(target >= 1.0) | record / decoder body (target >= 0.95) | seconds per repeat "
+             "(full, body, record) |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for model, speeds in rows.items():
+        seconds = "; ".join(", ".join(f"{s:.2f}" for s in speeds.seconds[name])
+                            for name in PASSES)
+        lines.append(f"| {model} | {speeds.tokens} | "
+                     + " | ".join(f"{speeds.rate(name):.0f} tok/s" for name in PASSES)
+                     + f" | **{speeds.ratio('full forward'):.2f}x** | "
+                     f"**{speeds.ratio('decoder body'):.2f}x** | {seconds} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--models", nargs="+", default=["smollm2-135m"])
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--dialogues", type=int, default=96)
+    parser.add_argument("--dialogues", type=int, default=210)
+    parser.add_argument("--token-policy", choices=TOKEN_POLICIES, default="all")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="append the table to this Markdown file")
     args = parser.parse_args()
 
-    loaded = load(args.model)
     records = synthesize(args.dialogues // len(EMOTIONS), seed=11, max_turns=2)
     load_before = os.getloadavg()[0]
-    speeds = measure(loaded, records, args.batch, args.repeats)
+    rows: dict[str, Speeds] = {}
+    dtypes = set()
+    for model in args.models:
+        loaded = load(model)
+        dtypes.add(str(loaded.model.dtype))
+        rows[model] = measure(loaded, records, args.batch, args.repeats, args.token_policy)
+        del loaded
     load_after = os.getloadavg()[0]
-    text = (f"\n## Recording speed, {args.model}, {dt.date.today()}\n\n"
+    text = (f"\n## Recording speed, {dt.date.today()}\n\n"
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
             f"{torch.get_num_threads()} torch threads, load average {load_before:.1f} before "
-            f"and {load_after:.1f} after; torch {torch.__version__}, {loaded.model.dtype}, "
-            f"batch {args.batch}, {len(records)} dialogues = {speeds.tokens} tokens, "
-            f"{args.repeats} repeats.\n"
-            f"Command: `.venv/bin/python bench/recording_speed.py --model {args.model} "
-            f"--batch {args.batch} --dialogues {args.dialogues} --repeats {args.repeats}`\n\n"
-            + table(speeds))
+            f"and {load_after:.1f} after; torch {torch.__version__}, {', '.join(sorted(dtypes))}, "
+            f"batch {args.batch}, {len(records)} dialogues, token policy {args.token_policy}, "
+            f"{args.repeats} repeats; medians of the per-repeat ratios.\n"
+            f"Command: `.venv/bin/python bench/recording_speed.py --models "
+            f"{' '.join(args.models)} --batch {args.batch} --dialogues {args.dialogues} "
+            f"--token-policy {args.token_policy} --repeats {args.repeats}`\n\n" + table(rows))
     print(text)
     if args.out:
         with args.out.open("a") as handle:

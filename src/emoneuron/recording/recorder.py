@@ -107,6 +107,16 @@ class _BatchContext:
                              self.cell.to(device), self.emotion, self.dialogue.to(device))
 
 
+def _add_rows(target: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``target[index[i]] += values[i]`` for every row i, in the same order on every run: on a
+    CPU index_add_ adds the rows one after another; on a GPU its atomic adds would round in
+    whatever order the threads arrive, so a one-hot product adds them instead."""
+    if target.device.type == "cpu":
+        return target.index_add_(0, index, values)
+    one_hot = torch.nn.functional.one_hot(index, len(target)).to(values.dtype)
+    return target.add_(one_hot.T @ values)
+
+
 class _LayerStatistics:
     """One layer's running statistics in the layout its hook updates cheaply."""
 
@@ -188,11 +198,11 @@ class _Accumulator:
                                      out=space.buffer("counted", shape, activation.dtype)).float()
         work = space.buffer("work", shape, torch.float32)
         rows = (len(batch.cell), width)
-        # Moments: each sequence's counted tokens summed in float32 in token order, then the B
-        # rows added into their (emotion, group) cells in float64.
+        # Moments: each sequence's counted tokens summed in float32 (on a CPU in token order),
+        # then the B rows added into their (emotion, group) cells in float64.
         def add_moment(target: torch.Tensor, values: torch.Tensor) -> None:
-            per_sequence = counted.new_zeros(rows).index_add_(0, batch.sequence, values)
-            target.index_add_(0, batch.cell, per_sequence.double())
+            per_sequence = _add_rows(counted.new_zeros(rows), batch.sequence, values)
+            _add_rows(target, batch.cell, per_sequence.double())
 
         add_moment(statistics.active, torch.gt(counted, 0, out=work))
         add_moment(statistics.sum, counted)
