@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,18 +60,28 @@ def baseline_table(classifier: Classifier, records: Sequence[Record], per_emotio
                      "correct": int(outcomes.sum()), "accuracy": interval.estimate,
                      "ci_low": interval.low, "ci_high": interval.high})
     per_label = pd.DataFrame(rows)
-    six = per_label[per_label["emotion"].isin(EMOTIONS) & (per_label["n"] > 0)]
-    overall = wilson_interval(correct)
-    weights = six["available"] / six["available"].sum() if len(six) else six["available"]
-    summary = [
-        {"emotion": OVERALL, "available": int(six["available"].sum()), "n": len(correct),
-         "correct": int(correct.sum()), "accuracy": overall.estimate, "ci_low": overall.low,
-         "ci_high": overall.high},
-        {"emotion": BALANCED, "available": int(six["available"].sum()), "n": len(correct),
-         "correct": int(correct.sum()), "accuracy": float(six["accuracy"].mean()),
-         "ci_low": np.nan, "ci_high": np.nan},
-        {"emotion": CORPUS_WEIGHTED, "available": int(six["available"].sum()), "n": len(correct),
-         "correct": int(correct.sum()), "accuracy": float((six["accuracy"] * weights).sum()),
-         "ci_low": np.nan, "ci_high": np.nan},
-    ]
-    return pd.concat([per_label, pd.DataFrame(summary)], ignore_index=True)
+    six = per_label[per_label["emotion"].isin(EMOTIONS)]
+    return pd.concat([per_label, pd.DataFrame(summary_rows(six))], ignore_index=True)
+
+
+def summary_rows(six: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows that sum up a baseline table's six emotion rows (columns n, correct, accuracy
+    and, for a corpus, its real counts ``available``): overall (every evaluated record alike,
+    with its Wilson interval), balanced (the mean over the emotions evaluated) and, where the
+    real counts are known, corpus-weighted, each with the totals of the emotions evaluated."""
+    evaluated = six[six["n"] > 0]
+    n, correct = int(evaluated["n"].sum()), int(evaluated["correct"].sum())
+    overall = wilson_interval(np.repeat([1.0, 0.0], [correct, n - correct]))
+    totals: dict[str, Any] = {"n": n, "correct": correct}
+    rows = [{"emotion": OVERALL, **totals, "accuracy": overall.estimate, "ci_low": overall.low,
+             "ci_high": overall.high},
+            {"emotion": BALANCED, **totals, "accuracy": float(evaluated["accuracy"].mean()),
+             "ci_low": np.nan, "ci_high": np.nan}]
+    if "available" in evaluated:
+        available = evaluated["available"]
+        weights = available / available.sum() if len(evaluated) else available
+        rows.append({"emotion": CORPUS_WEIGHTED, **totals,
+                     "accuracy": float((evaluated["accuracy"] * weights).sum()),
+                     "ci_low": np.nan, "ci_high": np.nan})
+        rows = [{**row, "available": int(available.sum())} for row in rows]
+    return rows

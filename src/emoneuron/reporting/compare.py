@@ -37,8 +37,8 @@ import numpy.typing as npt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from emoneuron.causal.baseline import BALANCED, CORPUS_WEIGHTED, OVERALL
-from emoneuron.causal.significance import Interval, newcombe_interval, wilson_interval
+from emoneuron.causal.baseline import BALANCED, CORPUS_WEIGHTED, OVERALL, summary_rows
+from emoneuron.causal.significance import Interval, newcombe_interval
 from emoneuron.causal.sweep import LAYER_RANGES
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
@@ -120,8 +120,10 @@ class ComparedRun:
         return dict(self.run.stability["emotions"][emotion].get("mean_relative_depth", {}))
 
     def depths(self, emotion: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """Relative depth of each layer and the emotion's neuron count there."""
-        row = self.counts[EMOTIONS.index(emotion)]
+        """Relative depth of each layer and the emotion's neuron count there (for POOLED, the
+        six emotions' neurons together)."""
+        row = (self.counts.sum(axis=0) if emotion == POOLED
+               else self.counts[EMOTIONS.index(emotion)])
         return np.arange(self.n_layers) / self.n_layers, row.astype(float)
 
 
@@ -213,14 +215,7 @@ def synthetic_baselines(run: ComparedRun) -> pd.DataFrame:
                         "correct": np.round(rows["accuracy"] * rows["n"]).astype(int),
                         "accuracy": rows["accuracy"], "ci_low": rows["ci_low"],
                         "ci_high": rows["ci_high"]})
-    n, correct = int(per["n"].sum()), int(per["correct"].sum())
-    overall = wilson_interval(np.repeat([1.0, 0.0], [correct, n - correct]))
-    summary = pd.DataFrame([
-        {"emotion": OVERALL, "n": n, "correct": correct, "accuracy": overall.estimate,
-         "ci_low": overall.low, "ci_high": overall.high},
-        {"emotion": BALANCED, "n": n, "correct": correct, "accuracy": per["accuracy"].mean(),
-         "ci_low": np.nan, "ci_high": np.nan}])
-    return pd.concat([per, summary], ignore_index=True)
+    return pd.concat([per, pd.DataFrame(summary_rows(per))], ignore_index=True)
 
 
 def _baseline_columns(table: pd.DataFrame | None, emotion: str, prefix: str,
@@ -271,19 +266,13 @@ def per_emotion_table(runs: Sequence[ComparedRun]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _pooled_depths(run: ComparedRun) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Relative depth of each layer and the six emotions' neurons there together."""
-    return np.arange(run.n_layers) / run.n_layers, run.counts.sum(axis=0).astype(float)
-
-
 def distance_table(runs: Sequence[ComparedRun]) -> pd.DataFrame:
     """Per emotion (and all six pooled, emotion ``all``) and every pair of runs, the
     Wasserstein distance between relative depths."""
     rows = []
     for a, b in itertools.combinations(runs, 2):
         for emotion in (*EMOTIONS, POOLED):
-            depths_a = a.depths(emotion) if emotion != POOLED else _pooled_depths(a)
-            depths_b = b.depths(emotion) if emotion != POOLED else _pooled_depths(b)
+            depths_a, depths_b = a.depths(emotion), b.depths(emotion)
             rows.append({"emotion": emotion, "run_a": a.label, "run_b": b.label,
                          "wasserstein": wasserstein_1d(*depths_a, *depths_b),
                          "mean_depth_a": _mean_depth(*depths_a),
@@ -327,11 +316,10 @@ def family_pairs(runs: Sequence[ComparedRun]) -> list[tuple[ComparedRun, Compare
 def _depth_difference(small: ComparedRun, large: ComparedRun, emotion: str) -> Interval:
     """Large minus small mean relative depth, with the percentile interval of the differences
     of the two runs' independent bootstrap replicates, taken in order."""
-    estimate = (_nan_if_none(large.depth_bootstrap(emotion).get("estimate"))
-                - _nan_if_none(small.depth_bootstrap(emotion).get("estimate")))
-    differences = [b - a for a, b in zip(small.depth_bootstrap(emotion).get("resamples", []),
-                                         large.depth_bootstrap(emotion).get("resamples", []),
-                                         strict=False)
+    before, after = small.depth_bootstrap(emotion), large.depth_bootstrap(emotion)
+    estimate = _nan_if_none(after.get("estimate")) - _nan_if_none(before.get("estimate"))
+    differences = [b - a for a, b in zip(before.get("resamples", []),
+                                         after.get("resamples", []), strict=False)
                    if a is not None and b is not None]
     if not differences:
         return Interval(estimate, float("nan"), float("nan"))
@@ -362,6 +350,7 @@ def size_trend(runs: Sequence[ComparedRun], frame: pd.DataFrame) -> pd.DataFrame
     Spearman correlation with log parameter count and the slope per tenfold parameters."""
     by_size = sorted(runs, key=lambda r: r.parameters)
     log_parameters = np.log10([r.parameters for r in by_size])
+    pairs = family_pairs(runs)
     rows = []
     for emotion in EMOTIONS:
         for statistic in TREND_STATISTICS:
@@ -375,7 +364,6 @@ def size_trend(runs: Sequence[ComparedRun], frame: pd.DataFrame) -> pd.DataFrame
                 "n_models": int(np.isfinite(values).sum()),
                 "spearman_log_parameters": spearman(log_parameters, values),
                 "slope_per_tenfold_parameters": _slope(log_parameters, values)}
-            pairs = family_pairs(runs)
             if not pairs:
                 rows.append(row | {"pair": "", "pair_change": np.nan, "pair_ci_low": np.nan,
                                    "pair_ci_high": np.nan})
