@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_report import N_LAYERS, make_run
+from run_fixtures import N_LAYERS, make_run
 
 from emoneuron.causal.baseline import (
     BALANCED,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report import make_run
+from run_fixtures import make_run
 from websockets.sync.client import ClientConnection, connect
 
 from emoneuron.config import preset_config

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_report import N_LAYERS, WIDTH, make_run
+from run_fixtures import N_LAYERS, WIDTH, make_run
 
 from emoneuron.cli import main
 from emoneuron.data.schema import EMOTIONS
