@@ -6,10 +6,12 @@ batches (issue 15, item 5).
 
 Each repeat times, over the recording's batches: the plain forward with full logits
 (``model(input_ids, attention_mask)``), the decoder body without the unembedding
-(``model.base_model(...)``, what the recorder runs), and :func:`record` with all its statistics.
-The ratios are taken within a repeat (the three passes run back to back, in a rotating order,
-so a busy neighbour slows all three alike) and the median over repeats is reported, with the
-load average. Targets: >= 1.0x the full forward, >= 0.95x the decoder body.
+(``model.base_model(...)``, what the recorder runs), :func:`record` with all its statistics
+(``--kernel auto``: the compiled C pass, :mod:`emoneuron.recording.kernel`), and :func:`record`
+with torch operators (``--kernel torch``, the fallback and the baseline of the kernel). The
+ratios are taken within a repeat (the passes run back to back, in a rotating order, so a busy
+neighbour slows all alike) and the median over repeats is reported, with the load average.
+Targets: >= 1.0x the full forward, >= 0.95x the decoder body.
 
 The default data is the size of the demo's recording (its 210 training dialogues, two turns
 each), and the default token policy ``all`` counts every token, the recorder's dearest case
@@ -25,7 +27,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -34,9 +36,10 @@ from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.data.synth import synthesize
 from emoneuron.models.loading import LoadedModel, load
 from emoneuron.recording.config import TOKEN_POLICIES, RecordConfig, TokenPolicy
+from emoneuron.recording.kernel import statistics_kernel
 from emoneuron.recording.recorder import EncodedBatch, encode_for_recording, record
 
-PASSES = ("full forward", "decoder body", "record")
+PASSES = ("full forward", "decoder body", "record", "record, torch operators")
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,10 @@ class Speeds:
     tokens: int
     seconds: dict[str, list[float]]
 
-    def ratio(self, baseline: str) -> float:
-        """Median over repeats of the recording's speed relative to ``baseline``."""
+    def ratio(self, baseline: str, recording: str = "record") -> float:
+        """Median over repeats of ``recording``'s speed relative to ``baseline``."""
         return statistics.median(b / r for b, r in zip(self.seconds[baseline],
-                                                       self.seconds["record"], strict=True))
+                                                       self.seconds[recording], strict=True))
 
     def rate(self, name: str) -> float:
         return self.tokens / statistics.median(self.seconds[name])
@@ -67,18 +70,21 @@ def _forward(module: Callable[..., object], batches: list[EncodedBatch],
 
 def measure(loaded: LoadedModel, records: list[Record], batch_size: int, repeats: int,
             token_policy: TokenPolicy = "all") -> Speeds:
-    """Time the three passes ``repeats`` times over the same batches (after one warm-up)."""
+    """Time the passes ``repeats`` times over the same batches (after one warm-up)."""
     batches = list(encode_for_recording(loaded, records, token_policy, batch_size))
     config = RecordConfig(token_policy=token_policy, batch_size=batch_size)
+    with_torch = replace(config, kernel="torch")
     device = loaded.device
     work: dict[str, Callable[[], object]] = {
         "full forward": _forward(loaded.model, batches, device),
         "decoder body": _forward(loaded.model.base_model, batches, device),
-        "record": lambda: record(loaded, records, config, progress=False)}
+        "record": lambda: record(loaded, records, config, progress=False),
+        "record, torch operators": lambda: record(loaded, records, with_torch, progress=False)}
     _forward(loaded.model, batches[:1], device)()
+    statistics_kernel(config.kernel)  # built before the clock starts (about 0.1 s)
     seconds: dict[str, list[float]] = {name: [] for name in PASSES}
     for repeat in range(repeats):
-        for name in PASSES[repeat % 3:] + PASSES[:repeat % 3]:
+        for name in PASSES[repeat % len(PASSES):] + PASSES[:repeat % len(PASSES)]:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
@@ -91,16 +97,19 @@ def measure(loaded: LoadedModel, records: list[Record], batch_size: int, repeats
 
 def table(rows: dict[str, Speeds]) -> str:
     """The Markdown table of one run: each model's rates, ratios and seconds per repeat."""
-    lines = ["| model | tokens | full forward | decoder body | record | record / full forward "
-             "(target >= 1.0) | record / decoder body (target >= 0.95) | seconds per repeat "
-             "(full, body, record) |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| model | tokens | full forward | decoder body | record | record, torch operators "
+             "| record / full forward (target >= 1.0) | record / decoder body (target >= 0.95) "
+             "| torch operators / decoder body | seconds per repeat (full, body, record, torch "
+             "operators) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for model, speeds in rows.items():
         seconds = "; ".join(", ".join(f"{s:.2f}" for s in speeds.seconds[name])
                             for name in PASSES)
         lines.append(f"| {model} | {speeds.tokens} | "
                      + " | ".join(f"{speeds.rate(name):.0f} tok/s" for name in PASSES)
                      + f" | **{speeds.ratio('full forward'):.2f}x** | "
-                     f"**{speeds.ratio('decoder body'):.2f}x** | {seconds} |")
+                     f"**{speeds.ratio('decoder body'):.2f}x** | "
+                     f"{speeds.ratio('decoder body', 'record, torch operators'):.2f}x | "
+                     f"{seconds} |")
     return "\n".join(lines) + "\n"
 
 
@@ -122,14 +131,18 @@ def main() -> None:
         loaded = load(model)
         dtypes.add(str(loaded.model.dtype))
         rows[model] = measure(loaded, records, args.batch, args.repeats, args.token_policy)
+        print(table({model: rows[model]}).splitlines()[-1], flush=True)  # kept if stopped
         del loaded
     load_after = os.getloadavg()[0]
+    kernel = statistics_kernel("auto")
+    built = f"`{' '.join(kernel.command)}`" if kernel else "none (no C compiler)"
     text = (f"\n## Recording speed, {dt.date.today()}\n\n"
             f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
             f"{torch.get_num_threads()} torch threads, load average {load_before:.1f} before "
             f"and {load_after:.1f} after; torch {torch.__version__}, {', '.join(sorted(dtypes))}, "
             f"batch {args.batch}, {len(records)} dialogues, token policy {args.token_policy}, "
-            f"{args.repeats} repeats; medians of the per-repeat ratios.\n"
+            f"{args.repeats} repeats; medians of the per-repeat ratios; kernel built with "
+            f"{built}.\n"
             f"Command: `.venv/bin/python bench/recording_speed.py --models "
             f"{' '.join(args.models)} --batch {args.batch} --dialogues {args.dialogues} "
             f"--token-policy {args.token_policy} --repeats {args.repeats}`\n\n" + table(rows))

@@ -1,6 +1,7 @@
 """The recorder's fast hook gives bit for bit the statistics of a plain reference that keeps each
 layer's whole activation and reduces it the obvious way (masked copies, a comparison per value,
-a one-hot histogram), so speeding up the hook never changes a recorded value.
+a one-hot histogram), so speeding up the hook never changes a recorded value: with the compiled
+kernel and with torch operators alike.
 
 The roundings that are part of the definition, not of the implementation: a sequence's sums
 of values and of squares are float32 sums in token order, then added into the cells in
@@ -17,7 +18,8 @@ import torch
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.data.synth import synthesize
 from emoneuron.models.loading import LoadedModel
-from emoneuron.recording.config import RecordConfig
+from emoneuron.recording.config import Kernel, RecordConfig
+from emoneuron.recording.kernel import compiled_kernel
 from emoneuron.recording.recorder import encode_for_recording, record, site_hooks
 from emoneuron.recording.statistics import (
     N_BINS,
@@ -80,15 +82,18 @@ def _reference(loaded: LoadedModel, records: list[Record],
     return out
 
 
+@pytest.mark.parametrize("kernel", ("c", "torch"))
 @pytest.mark.parametrize("family", ("llama", "gpt2"))
 @pytest.mark.parametrize("policy", ("all", "dialogue", "last"))
 def test_recording_is_bit_identical_to_the_reference(make_tiny: MakeTiny, family: str,
-                                                     policy: str) -> None:
+                                                     policy: str, kernel: Kernel) -> None:
+    if kernel == "c" and compiled_kernel() is None:
+        pytest.skip("no C compiler on this machine")
     loaded = make_tiny(family)
     # Long dialogues: over short ones most summation orders round alike, and the comparison
     # would not notice a changed one.
     records = synthesize(2, seed=5, max_turns=5)
-    config = RecordConfig(token_policy=policy, batch_size=3, groups=4, top_k=3)
+    config = RecordConfig(token_policy=policy, batch_size=3, groups=4, top_k=3, kernel=kernel)
     recording = record(loaded, records, config, progress=False)
     expected = _reference(loaded, records, config)
     for name, tensor in expected.items():

@@ -24,7 +24,7 @@ from emoneuron import __version__
 from emoneuron.data.schema import Record, records_hash
 from emoneuron.executors import Executor, LocalExecutor
 from emoneuron.models.loading import LoadedModel, cache_root, warn_uncached
-from emoneuron.recording import recorder, statistics
+from emoneuron.recording import kernel, recorder, statistics
 from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record_sharded
 from emoneuron.recording.statistics import RECORDING_FORMAT, Recording
@@ -39,10 +39,11 @@ def weights_hash(model: torch.nn.Module) -> str:
 
 
 def code_hash() -> str:
-    """A hash of the recorder's and the statistics' code as parsed, without docstrings or
-    comments: an edit of their prose keeps the cache, any change of what they compute drops it."""
-    digest = hashlib.sha256()
-    for module in (recorder, statistics):
+    """A hash of the recorder's, the kernel's and the statistics' code as parsed, without
+    docstrings or comments (the C source as it is): an edit of their prose keeps the cache, any
+    change of what they compute drops it."""
+    digest = hashlib.sha256(kernel.SOURCE.read_bytes())
+    for module in (recorder, kernel, statistics):
         tree = ast.parse(Path(module.__file__ or "").read_text())
         for node in ast.walk(tree):
             body = getattr(node, "body", None)

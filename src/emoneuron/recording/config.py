@@ -11,6 +11,7 @@ from emoneuron.options import at_least, check_choices
 
 TokenPolicy = Literal["dialogue", "last", "all"]
 TOKEN_POLICIES: tuple[TokenPolicy, ...] = get_args(TokenPolicy)
+Kernel = Literal["auto", "c", "torch"]
 DEFAULT_GROUPS = 16
 DEFAULT_TOP_K = 8
 
@@ -31,6 +32,8 @@ class RecordConfig:
         groups: dialogue groups per emotion, resampled by the bootstrap and the null
         top_k: strongest dialogues kept per neuron, for its card
         group_seed: seed of the dialogues' assignment to groups
+        kernel: how the hooks compute the statistics on a CPU: a C pass compiled at first use,
+            torch operators, or auto (C where a compiler builds it); results are bit-identical
     """
 
     site: Site = DEFAULT_SITE
@@ -39,6 +42,7 @@ class RecordConfig:
     groups: int = DEFAULT_GROUPS
     top_k: int = DEFAULT_TOP_K
     group_seed: int = 0
+    kernel: Kernel = "auto"
 
     def __post_init__(self) -> None:
         check_choices(self)

@@ -25,6 +25,7 @@ from emoneuron.errors import UserError
 from emoneuron.executors import Executor, LocalExecutor
 from emoneuron.models.loading import LoadedModel
 from emoneuron.recording.config import RecordConfig, TokenPolicy
+from emoneuron.recording.kernel import CompiledKernel, statistics_kernel
 from emoneuron.recording.statistics import (
     BIN_OF_HALF_KEY,
     HALF_KEYS,
@@ -156,6 +157,50 @@ class _Workspace:
         return kept[:size].view(dtype).view(shape)
 
 
+def _update_with_torch(activation: torch.Tensor, batch: _BatchContext,
+                       statistics: _LayerStatistics, space: _Workspace) -> None:
+    """Add the counted rows of one layer's (B*T, W) ``activation`` to its statistics with
+    torch operators: what the compiled kernel does in one pass, on any device and dtype. Few
+    passes, each one vectorised operator on one copy of the counted rows (a loop over sequences
+    costs more in OpenMP hand-offs than it saves)."""
+    width = activation.shape[-1]
+    shape = (len(batch.positions), width)
+    counted = torch.index_select(activation, 0, batch.positions,
+                                 out=space.buffer("counted", shape, activation.dtype)).float()
+    work = space.buffer("work", shape, torch.float32)
+    rows = (len(batch.cell), width)
+    # Moments: each sequence's counted tokens summed in float32 (on a CPU in token order),
+    # then the B rows added into their (emotion, group) cells in float64.
+    def add_moment(target: torch.Tensor, values: torch.Tensor) -> None:
+        per_sequence = _add_rows(counted.new_zeros(rows), batch.sequence, values)
+        _add_rows(target, batch.cell, per_sequence.double())
+
+    add_moment(statistics.active, torch.gt(counted, 0, out=work))
+    add_moment(statistics.sum, counted)
+    add_moment(statistics.sum_sq, torch.square(counted, out=work))
+    # Histogram: one bincount over (neuron, float16 key), folded into the 32 bins.
+    keys = half_keys(counted, space.buffer("halves", shape, torch.float16),
+                     out=work.view(torch.int32)).add_(space.key_offset)
+    counts = torch.bincount(keys.view(-1), minlength=width * HALF_KEYS)
+    statistics.histogram[batch.emotion].index_add_(
+        1, space.bin_of_key, counts.view(width, HALF_KEYS).to(torch.int32))
+    # Top-k: each sequence's strongest counted token per neuron (so a neuron's top k come
+    # from k different dialogues), merged with the running best. Only neurons where a
+    # sequence reaches the running k-th value can change: late in a recording a minority,
+    # and the merge is the dearest step.
+    strongest = counted.new_full(rows, -torch.inf).scatter_reduce_(
+        0, batch.sequence[:, None].expand(-1, width), counted, "amax")
+    columns = (space.all_columns if counted.device.type != "cpu" else
+               (strongest >= statistics.top_values[-1]).any(0).nonzero().squeeze(1))
+    candidates = torch.cat([statistics.top_values.index_select(1, columns),
+                            strongest.index_select(1, columns)])
+    dialogues = torch.cat([statistics.top_dialogue.index_select(1, columns),
+                           batch.dialogue[:, None].expand(-1, len(columns))])
+    order = best_indices(candidates, dialogues, len(statistics.top_values), dim=0)
+    statistics.top_values[:, columns] = candidates.gather(0, order)
+    statistics.top_dialogue[:, columns] = dialogues.gather(0, order)
+
+
 class _Accumulator:
     """Running statistics: per-cell token counts, and each layer's :class:`_LayerStatistics`.
 
@@ -167,8 +212,9 @@ class _Accumulator:
     instead of piling onto the first."""
 
     def __init__(self, n_layers: int, width: int, groups: int, top_k: int,
-                 device: torch.device) -> None:
+                 device: torch.device, kernel: CompiledKernel | None = None) -> None:
         self.cells, self.width = len(EMOTIONS) * groups, width
+        self.kernel = kernel
         self.groups, self.top_k = groups, top_k
         self.tokens = torch.zeros(self.cells, dtype=torch.float64, device=device)
         self.layers: list[_LayerStatistics | None] = [None] * n_layers
@@ -182,52 +228,25 @@ class _Accumulator:
         return statistics
 
     def add(self, layer: int, activation: torch.Tensor, batch: _BatchContext) -> None:
-        """Add one layer's activation; ``batch`` must be on the activation's device.
-
-        The hook's cost is its passes over the (B*T, W) activation, so it makes few, each one
-        vectorised op (a loop over sequences costs more in OpenMP hand-offs than it saves) on
-        one copy of the counted tokens: three per-sequence sums, the histogram's keys and one
-        bincount, and the per-sequence maxima."""
+        """Add one layer's activation; ``batch`` must be on the activation's device. The
+        hook's cost is its passes over the (B*T, W) activation: one compiled pass
+        (:mod:`emoneuron.recording.kernel`) where it applies, else a few torch operators."""
         width = activation.shape[-1]
         statistics = self._layer(layer, activation.device)
         space = self.workspaces.get(activation.device)
         if space is None:
             space = self.workspaces[activation.device] = _Workspace(width, activation.device)
-        shape = (len(batch.positions), width)
-        counted = torch.index_select(activation.reshape(-1, width), 0, batch.positions,
-                                     out=space.buffer("counted", shape, activation.dtype)).float()
-        work = space.buffer("work", shape, torch.float32)
-        rows = (len(batch.cell), width)
-        # Moments: each sequence's counted tokens summed in float32 (on a CPU in token order),
-        # then the B rows added into their (emotion, group) cells in float64.
-        def add_moment(target: torch.Tensor, values: torch.Tensor) -> None:
-            per_sequence = _add_rows(counted.new_zeros(rows), batch.sequence, values)
-            _add_rows(target, batch.cell, per_sequence.double())
-
-        add_moment(statistics.active, torch.gt(counted, 0, out=work))
-        add_moment(statistics.sum, counted)
-        add_moment(statistics.sum_sq, torch.square(counted, out=work))
-        # Histogram: one bincount over (neuron, float16 key), folded into the 32 bins.
-        keys = half_keys(counted, space.buffer("halves", shape, torch.float16),
-                         out=work.view(torch.int32)).add_(space.key_offset)
-        counts = torch.bincount(keys.view(-1), minlength=width * HALF_KEYS)
-        statistics.histogram[batch.emotion].index_add_(
-            1, space.bin_of_key, counts.view(width, HALF_KEYS).to(torch.int32))
-        # Top-k: each sequence's strongest counted token per neuron (so a neuron's top k come
-        # from k different dialogues), merged with the running best. Only neurons where a
-        # sequence reaches the running k-th value can change: late in a recording a minority,
-        # and the merge is the hook's dearest step.
-        strongest = counted.new_full(rows, -torch.inf).scatter_reduce_(
-            0, batch.sequence[:, None].expand(-1, width), counted, "amax")
-        columns = (space.all_columns if counted.device.type != "cpu" else
-                   (strongest >= statistics.top_values[-1]).any(0).nonzero().squeeze(1))
-        candidates = torch.cat([statistics.top_values.index_select(1, columns),
-                                strongest.index_select(1, columns)])
-        dialogues = torch.cat([statistics.top_dialogue.index_select(1, columns),
-                               batch.dialogue[:, None].expand(-1, len(columns))])
-        order = best_indices(candidates, dialogues, self.top_k, dim=0)
-        statistics.top_values[:, columns] = candidates.gather(0, order)
-        statistics.top_dialogue[:, columns] = dialogues.gather(0, order)
+        flat = activation.reshape(-1, width)
+        if self.kernel is None or not self.kernel.accepts(flat):
+            _update_with_torch(flat, batch, statistics, space)
+            return
+        self.kernel.update_layer(
+            activation=flat, positions=batch.positions, sequence=batch.sequence,
+            cell=batch.cell, dialogue=batch.dialogue,
+            scratch=space.buffer("scratch", (4 * len(batch.cell), width), torch.float32),
+            histogram=statistics.histogram[batch.emotion], active=statistics.active,
+            sum=statistics.sum, sum_sq=statistics.sum_sq, top_values=statistics.top_values,
+            top_dialogue=statistics.top_dialogue)
 
     def recording(self, site: str, token_policy: TokenPolicy, group_seed: int) -> Recording:
         layers = [statistics or _LayerStatistics(self.cells, self.width, self.top_k,
@@ -285,7 +304,8 @@ def record(loaded: LoadedModel, records: Sequence[Record],
     site, groups, group_seed = config.site, config.groups, config.group_seed
     loaded.adapter.site(site)  # a site this family lacks fails before any work
     device = loaded.device
-    accumulator = _Accumulator(loaded.n_layers, loaded.width, groups, config.top_k, device)
+    accumulator = _Accumulator(loaded.n_layers, loaded.width, groups, config.top_k, device,
+                               statistics_kernel(config.kernel))
     # The current batch's context on each device its layers' activations arrive on.
     context: dict[torch.device, _BatchContext] = {}
 
