@@ -69,8 +69,8 @@ def _forward(module: Callable[..., object], batches: list[EncodedBatch],
 
 
 def measure(loaded: LoadedModel, records: list[Record], batch_size: int, repeats: int,
-            token_policy: TokenPolicy = "all") -> Speeds:
-    """Time the passes ``repeats`` times over the same batches (after one warm-up)."""
+            token_policy: TokenPolicy = "all", passes: tuple[str, ...] = PASSES) -> Speeds:
+    """Time ``passes`` ``repeats`` times over the same batches (after one warm-up)."""
     batches = list(encode_for_recording(loaded, records, token_policy, batch_size))
     config = RecordConfig(token_policy=token_policy, batch_size=batch_size)
     with_torch = replace(config, kernel="torch")
@@ -82,9 +82,9 @@ def measure(loaded: LoadedModel, records: list[Record], batch_size: int, repeats
         "record, torch operators": lambda: record(loaded, records, with_torch, progress=False)}
     _forward(loaded.model, batches[:1], device)()
     statistics_kernel(config.kernel)  # built before the clock starts (about 0.1 s)
-    seconds: dict[str, list[float]] = {name: [] for name in PASSES}
+    seconds: dict[str, list[float]] = {name: [] for name in passes}
     for repeat in range(repeats):
-        for name in PASSES[repeat % len(PASSES):] + PASSES[:repeat % len(PASSES)]:
+        for name in passes[repeat % len(passes):] + passes[:repeat % len(passes)]:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
