@@ -43,7 +43,8 @@ typedef struct {
     int64_t n_sequences;
     float *scratch;            /* (4, n_sequences, width): > 0, sum, square, maximum */
     int32_t *histogram;        /* (width, 32), this batch's emotion */
-    double *active, *sum, *sum_sq;  /* (cells, width) */
+    double *active, *sum, *sum_sq;  /* (cells, width) rows, cell_stride apart */
+    int64_t cell_stride;
     float *top_values;         /* (top_k, width), sorted down */
     int64_t *top_dialogue;     /* (top_k, width) */
     int64_t top_k;
@@ -81,7 +82,7 @@ static void update_tile(const Layer *layer, int64_t first, int64_t last) {
         for (int64_t w = 0; w < columns; ++w) tile_histogram[slot[w]] += 1;
     }
     for (int64_t b = 0; b < layer->n_sequences; ++b) {
-        int64_t row = layer->cell[b] * width;
+        int64_t row = layer->cell[b] * layer->cell_stride;
         for (int64_t w = first; w < last; ++w) {
             layer->active[row + w] += (double)positive[b * width + w];
             layer->sum[row + w] += (double)sum[b * width + w];

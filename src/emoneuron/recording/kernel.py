@@ -48,8 +48,8 @@ class _Layer(ctypes.Structure):
                 ("sequence", _POINTER), ("n_counted", _SIZE), ("cell", _POINTER),
                 ("dialogue", _POINTER), ("n_sequences", _SIZE), ("scratch", _POINTER),
                 ("histogram", _POINTER), ("active", _POINTER), ("sum", _POINTER),
-                ("sum_sq", _POINTER), ("top_values", _POINTER), ("top_dialogue", _POINTER),
-                ("top_k", _SIZE)]
+                ("sum_sq", _POINTER), ("cell_stride", _SIZE), ("top_values", _POINTER),
+                ("top_dialogue", _POINTER), ("top_k", _SIZE)]
 
 
 _DTYPES = {"activation": torch.float32, "positions": torch.int64, "sequence": torch.int64,
@@ -74,15 +74,20 @@ class CompiledKernel:
         """One layer's update, as the torch operators of the recorder make it: ``activation``
         (rows, W), its counted ``positions`` and their ``sequence``, each sequence's ``cell``
         and ``dialogue`` hash; ``scratch`` (4, B, W) is work space; ``histogram`` (W, 32) of
-        the batch's emotion, the moments ``active``, ``sum``, ``sum_sq`` (cells, W), and
-        ``top_values``, ``top_dialogue`` (k, W) are added to in place."""
+        the batch's emotion, the moments ``active``, ``sum``, ``sum_sq`` (cells, W; rows
+        contiguous and equally spaced), and ``top_values``, ``top_dialogue`` (k, W) are added
+        to in place."""
+        stride = tensors["active"].stride()
         for name, dtype in _DTYPES.items():
             tensor = tensors[name]
-            if tensor.dtype != dtype or not tensor.is_contiguous() or tensor.is_cuda:
-                raise ValueError(f"{name}: the kernel needs a contiguous {dtype} CPU tensor")
+            laid_out = (tensor.stride() == stride if name in ("active", "sum", "sum_sq")
+                        else tensor.is_contiguous())
+            if tensor.dtype != dtype or not laid_out or stride[1] != 1 or tensor.is_cuda:
+                raise ValueError(f"{name}: the kernel needs a contiguous {dtype} CPU tensor "
+                                 "(the moments: contiguous rows, equally spaced)")
         top_k, width = tensors["top_values"].shape
         layer = _Layer(width=width, n_counted=len(tensors["positions"]),
-                       n_sequences=len(tensors["cell"]), top_k=top_k,
+                       n_sequences=len(tensors["cell"]), top_k=top_k, cell_stride=stride[0],
                        **{name: tensor.data_ptr() for name, tensor in tensors.items()})
         self.library.update_layer(ctypes.byref(layer))
 
