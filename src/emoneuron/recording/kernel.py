@@ -11,6 +11,10 @@ time on a CPU, which is what keeps the hooks' cost within a few percent of the f
    clang, ``-march=native``) are dropped one by one.
 3. :meth:`CompiledKernel.accepts` takes float32 activations on a CPU; anything else (bfloat16,
    a GPU) goes through the torch operators.
+4. The pass runs on the process's OpenMP threads. With the pip wheels of torch on Linux that is
+   torch's own ``libgomp.so.1``, which the library binds to; a torch built against another
+   runtime (e.g. conda's llvm-openmp) would give it a second set of threads competing for the
+   cores: use ``--kernel torch`` there, or build with ``CC`` pointing at a matching compiler.
 
 >>> kernel = statistics_kernel("auto")  # doctest: +SKIP
 >>> kernel.command  # doctest: +SKIP
