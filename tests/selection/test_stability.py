@@ -153,6 +153,7 @@ def test_bootstrap_gives_each_sets_mean_relative_depth_with_an_interval() -> Non
     assert anger["estimate"] == pytest.approx(0.3)
     assert anger["ci_low"] == anger["ci_high"] == pytest.approx(0.3)  # found every time
     assert len(anger["resamples"]) == 20 and anger["empty_resamples"] == 0
+    assert anger["interval"] == "percentile"  # what bench/depth_coverage.py measured
     assert planted["emotions"]["sadness"]["mean_relative_depth"]["estimate"] is None
     noise = stability(_recording(planted=False), CONFIG, StabilityConfig(40, 2), False)
     spread = [row["mean_relative_depth"] for row in noise["emotions"].values()
