@@ -10,10 +10,10 @@ units of relative depth, 0 for the same placement and at most 1.
 
 How each statistic changes with model size (:func:`size_trend`): within a family run at two
 sizes (the two Qwen2.5-Coder models), the difference from the smaller to the larger model with
-a 95% interval where one exists (the mean relative depth: percentile interval of the difference
-of the two runs' independent bootstrap replicates; an accuracy: Newcombe's interval); across all
-runs, Spearman's rank correlation with log parameter count and the least-squares slope per
-tenfold more parameters. With four models these are descriptions, not tests: no p-value.
+a nominal 95% interval where one exists (the mean relative depth: percentile interval of the
+difference of the two runs' independent bootstrap replicates; an accuracy: Newcombe's interval);
+across all runs, Spearman's rank correlation with log parameter count and the least-squares
+slope per tenfold more parameters. With four models these are descriptions, not tests: no p-value.
 
 Only run directories are read (``manifest.json``, ``neurons.json``, ``ablation.csv``,
 ``effects.csv`` and, when present, ``sweep.csv``, ``stability.json`` and
@@ -579,7 +579,8 @@ def _summary_size(runs: Sequence[ComparedRun], trend: pd.DataFrame) -> str:
                      f"{listed}.")
     for pair, rows in trend[trend["pair"] != ""].groupby("pair", sort=False):
         depth = rows[rows["statistic"] == "mean_relative_depth"]
-        items.append(f"{pair}, change of mean relative depth [95% CI]: " + ", ".join(
+        items.append(f"{pair}, change of mean relative depth [bootstrap percentile "
+                     "interval]: " + ", ".join(
             f"{row.emotion} {_fmt(row.pair_change, '{:+.2f}'.format)} "
             f"[{_fmt(row.pair_ci_low, '{:+.2f}'.format)}, "
             f"{_fmt(row.pair_ci_high, '{:+.2f}'.format)}]" for row in depth.itertuples()) + ".")
@@ -691,9 +692,14 @@ def _tables(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Data
         "<h3>Runs</h3>" + table(["run", "directory", "model", "parameters", "layers",
                                  "neurons per layer",
                                  "neurons", "data hash", "created"], run_rows, table_id="runs")
-        + "<h3>Per emotion and run</h3>" + table(
+        + "<h3>Per emotion and run</h3>"
+        + '<p class="note">Mean relative depth: on all dialogues, with the 2.5th and 97.5th '
+        "percentiles over the bootstrap resamples of dialogue groups. In a simulation with known "
+        "answers (docs/methods.md, bench/depth_coverage.py) this interval covered the true depth "
+        "in 69-94% of cases, not 95%, and the truth lay above it far more often than below: read "
+        "it as the spread of the set's placement over samples of dialogues.</p>" + table(
             ["emotion", "run", "neurons", "share of all",
-             "mean relative depth [95% bootstrap CI]", "bottom third",
+             "mean relative depth [bootstrap percentile interval]", "bottom third",
              "middle third", "top third", "masked drop, points", "random drop, points",
              "excess drop, points [95% CI]", "p", "verdict"], emotion_rows,
             table_id="per-emotion")
@@ -710,10 +716,11 @@ def _tables(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Data
         + "<h3>Change with model size</h3>"
         + '<p class="note">Values in order of parameter count; Spearman correlation and slope '
         "(per tenfold parameters) across all runs, descriptive only; the family pair's change "
-        "is larger minus smaller with a 95% interval where one exists (mean relative depth: "
-        "bootstrap over dialogues; accuracies: Newcombe).</p>" + table(
+        "is larger minus smaller with an interval where one exists (mean relative depth: "
+        "percentile interval of the two runs' bootstrap differences, coverage not simulated; "
+        "accuracies: Newcombe 95%).</p>" + table(
             ["emotion", "statistic", "values by size", "models", "Spearman (log parameters)",
-             "slope per 10x parameters", "family pair", "pair change [95% CI]"],
+             "slope per 10x parameters", "family pair", "pair change [interval]"],
             _trend_rows(trend), table_id="size-trend")
         + "<h3>Sweep by relative depth (self-evaluated)</h3>" + (table(
             ["run", "emotion", "layer range", "relative depth", "removed", "neurons removed",
