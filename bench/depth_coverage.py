@@ -26,7 +26,6 @@ One replication of ``weak-20`` takes about 0.3 s on one core, of a ``-b200`` set
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from emoneuron.causal.significance import wilson_bounds
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.recording.statistics import N_BINS, ActivationStats, Recording, dialogue_group
 from emoneuron.selection.config import SELECTION_METHODS, IdentifyConfig, StabilityConfig
@@ -227,15 +227,6 @@ def design_effect(hits: Sequence[bool], clusters: Sequence[int]) -> float:
     return spread / binomial if binomial > 0 else 1.0
 
 
-def wilson(share: float, trials: float) -> tuple[float, float]:
-    """Wilson score 95% interval of a share over (possibly effective, fractional) trials."""
-    z = NormalDist().inv_cdf((1 + LEVEL) / 2)
-    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials**2)) / (
-        1 + z * z / trials)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def covered(trials: Sequence[Trial], pick: Callable[[Trial], Interval | None]) -> list[bool]:
     return [covers(pick(t), t.truth) for t in trials]
 
@@ -246,7 +237,7 @@ def coverage(trials: Sequence[Trial], pick: Callable[[Trial], Interval | None]) 
     hits = covered(trials, pick)
     effect = design_effect(hits, [t.replication for t in trials])
     share = float(np.mean(hits))
-    low, high = wilson(share, len(hits) / max(1.0, effect))
+    low, high = wilson_bounds(share, len(hits) / max(1.0, effect), LEVEL)
     widths = [i[1] - i[0] for t in trials if (i := pick(t)) is not None]
     return f"{100 * share:.1f} [{100 * low:.1f}, {100 * high:.1f}] ({np.mean(widths):.3f})"
 

@@ -44,16 +44,22 @@ def _z(level: float) -> float:
     return NormalDist().inv_cdf(1 - (1 - level) / 2)
 
 
+def wilson_bounds(share: float, n: float, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a ``share`` over ``n`` trials (n may be an effective,
+    fractional count, e.g. trials over a design effect)."""
+    z = _z(level)
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def wilson_interval(outcomes: np.ndarray, level: float = 0.95) -> Interval:
     """Share of 1s in ``outcomes`` with its Wilson score interval (NaN when empty)."""
     outcomes = np.asarray(outcomes, dtype=np.float64)
-    n = len(outcomes)
-    if n == 0:
+    if len(outcomes) == 0:
         return Interval(math.nan, math.nan, math.nan)
-    share, z = float(outcomes.mean()), _z(level)
-    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Interval(share, max(0.0, centre - half), min(1.0, centre + half))
+    share = float(outcomes.mean())
+    return Interval(share, *wilson_bounds(share, len(outcomes), level))
 
 
 def tango_interval(first: np.ndarray, second: np.ndarray, level: float = 0.95) -> Interval:
