@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from emoneuron.causal.setlevel import set_level_conditions
 from emoneuron.causal.sweep import grid
 from emoneuron.cli import main
 from emoneuron.config import RunConfig, preset_config
@@ -17,7 +18,7 @@ from emoneuron.pipeline import design_of, run
 from emoneuron.selection.identify import SELECTION_METHODS
 
 OPTIONS = {"per_emotion": 8, "max_turns": 2, "eval_fraction": 0.4, "share": 0.05,
-           "proportions": (0.5, 1.0), "batch_size": 8}
+           "proportions": (0.5, 1.0), "batch_size": 8, "null_sets": 3, "cross_per_emotion": 1}
 CONFIG = preset_config(**OPTIONS)
 
 
@@ -81,8 +82,12 @@ def test_rerun_resumes_without_recomputing(run_dir: Path, tiny_model_dir: Path,
     store = run_dir / "conditions.jsonl"
     lines = store.read_text().splitlines()
     # The grid, then each compared method other than the run's own (the run selects 5%, every
-    # registered method 1%): six masks and six random controls each.
-    assert len(lines) == len(grid(design_of(CONFIG))) + len(SELECTION_METHODS) * 12
+    # registered method 1%): six masks and six random controls each; then the set-level
+    # conditions of the run's own sets and of each method.
+    set_level = len(set_level_conditions(CONFIG.design, ""))
+    assert set_level == 3 * 6 * (1 + 3)  # scopes x emotions x (the set and 3 random sets)
+    assert len(lines) == (len(grid(design_of(CONFIG))) + len(SELECTION_METHODS) * 12
+                          + (1 + len(SELECTION_METHODS)) * set_level)
     # A run killed mid-way: 10 conditions finished, the 11th torn while being written.
     resumed = tmp_path / "resumed"
     resumed.mkdir()
@@ -91,7 +96,8 @@ def test_rerun_resumes_without_recomputing(run_dir: Path, tiny_model_dir: Path,
     again = (resumed / "conditions.jsonl").read_text().splitlines()
     assert again[:10] == lines[:10] and len(again) == len(lines)
     for table in ("ablation.csv", "effects.csv", "sweep.csv", "dose.csv", "specificity.csv",
-                  "confusion.csv", "neurons.json", "steering.json", "methods.csv"):
+                  "confusion.csv", "neurons.json", "steering.json", "methods.csv",
+                  "setlevel.csv"):
         assert (resumed / table).read_bytes() == (run_dir / table).read_bytes(), table
 
 

@@ -144,13 +144,17 @@ class RunConfig:
 # random controls only, no dose, sweep or steering, 26 min.
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {"per_emotion": 50, "eval_fraction": 0.3, "max_turns": 2, "proportions": (0.5, 1.0),
-             "control_seeds": (0, 1), "other_control_seeds": 1, "dose_strengths": (0.5,)},
+             "control_seeds": (0, 1), "other_control_seeds": 1, "dose_strengths": (0.5,),
+             "compare_methods": ("lape", "attribution"), "null_sets": 6,
+             "cross_per_emotion": 0},
     "study": {"per_emotion": 160, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
-              "control_seeds": (0, 1, 2), "sweep": False, "dose_strengths": (), "steer": False},
+              "control_seeds": (0, 1, 2), "sweep": False, "dose_strengths": (), "steer": False,
+              "compare_methods": ("lape", "attribution"), "null_sets": 20,
+              "cross_per_emotion": 4},
     "size": {"per_emotion": 30, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
              "control_seeds": (0,), "other_control_seeds": 0, "sweep": False,
              "dose_strengths": (), "steer": False, "prompt_choice": "fixed",
-             "compare_methods": ()},
+             "compare_methods": (), "null_sets": 4, "scopes": ("all",), "cross_per_emotion": 0},
 }
 
 

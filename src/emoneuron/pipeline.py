@@ -31,6 +31,7 @@ from emoneuron.causal.baseline import baseline_table
 from emoneuron.causal.classifier import CHANCE, Classifier, order_shots
 from emoneuron.causal.methods import Compared, compare_in_run, selection_methods, write_comparison
 from emoneuron.causal.prompts import PromptChoice, choose_prompt
+from emoneuron.causal.setlevel import set_level_conditions, set_level_table
 from emoneuron.causal.steer import steer
 from emoneuron.causal.sweep import (
     Condition,
@@ -74,6 +75,7 @@ from emoneuron.rundir import (
     DOSE,
     MANIFEST,
     NEURONS,
+    SET_LEVEL,
     SPLITS,
     STABILITY,
     STATS,
@@ -338,16 +340,25 @@ def _record_identify_evaluate(
     with timer.stage("sweep"):
         execute(classifier, sets, sources, splits.evaluate, conditions, store, progress,
                 executor, setup)
+    tested = [Compared(selection.name, selection.label, sets, "", sources)]
     if config.compare_methods:
         with timer.stage("methods"):
-            compared = _compared(config, classifier, splits, stats, sources, sets, record_at,
-                                 run_dir, progress)
-            rows = compare_in_run(classifier, splits.evaluate, store, compared,
+            tested = _compared(config, classifier, splits, stats, sources, sets, record_at,
+                               run_dir, progress)
+            rows = compare_in_run(classifier, splits.evaluate, store, tested,
                                   conditions, design_of(config),
                                   config.design.control_seeds[:config.method_control_seeds],
                                   progress,
                                   executor, setup)
             write_comparison(run_dir, rows)
+    with timer.stage("set_level"):
+        for method in tested:
+            execute(classifier, method.sets, method.sources, splits.evaluate,
+                    set_level_conditions(config.design, method.tag), store, progress, executor,
+                    setup)
+        write_csv(run_dir.file(SET_LEVEL),
+                  set_level_table(store, splits.evaluate, config.design,
+                                  [(method.name, method.tag) for method in tested]))
     return sets, store
 
 

@@ -47,6 +47,7 @@ CONFUSION = "confusion.csv"
 DOSE = "dose.csv"
 SWEEP = "sweep.csv"
 METHODS_TABLE = "methods.csv"
+SET_LEVEL = "setlevel.csv"  # each method's sets against many random sets (causal.setlevel)
 BASELINE_EXTRA = "baseline_extra.csv"  # the unchanged classifier on --baseline-data
 DATA = "data"  # data/{fewshot,identify,eval}.jsonl: the run's splits
 CARDS = "cards"

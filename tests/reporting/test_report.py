@@ -59,17 +59,26 @@ def test_summary_states_the_real_numbers(run_dir: Path) -> None:
     assert "bottom 0-9, middle 10-19, top 20-29" in summary
 
 
-def test_verdicts_flag_specific_null_and_rising_emotions(run_dir: Path) -> None:
+def test_verdicts_come_from_the_set_level_table_only(run_dir: Path) -> None:
     page = write_report(run_dir).read_text(encoding="utf-8")
     summary = _section(page, "summary")
-    assert "Specific effect (excess drop CI above 0): anger, fear, happiness." in summary
-    assert "No effect distinguishable from random neurons: disgust, sadness." in summary
-    assert re.search(r"Improves when its neurons are removed[^<]*: surprise\.", summary)
+    assert ("lape: own-emotion drop beyond random sets for anger (+43.0 [+31.0, +55.0] "
+            "points), fear (+22.0 [+10.0, +34.0] points); acts while reading the dialogue for "
+            "anger." in summary)
+    assert "Holm-corrected across the six emotions" in summary
     assert "surprise: 58.0% → 71.0%" in summary
     tables = _section(page, "tables")
-    assert re.search(r"<td>surprise</td>(<td>[^<]*</td>)*<td>improves when its neurons are "
-                     r"removed</td>", tables)
-    assert re.search(r"<td>anger</td>(<td>[^<]*</td>)*<td>specific effect</td>", tables)
+    assert re.search(r"<td>anger</td>(<td>[^<]*</td>)*<td>beyond random sets</td>", tables)
+    assert re.search(r"<td>surprise</td>(<td>[^<]*</td>)*<td>not distinguishable from random "
+                     r"sets</td>", tables)
+    set_level = _section(page, "set-level")
+    assert re.search(r"<td>fear</td>(<td>[^<]*</td>)*<td>acts at the answer</td>", set_level)
+    assert "p(Holm) 0.001: beyond random sets" in set_level
+    # Without the set-level table there is no verdict at all, whatever effects.csv says.
+    (run_dir / "setlevel.csv").unlink()
+    page = write_report(run_dir).read_text(encoding="utf-8")
+    assert "no verdict is given" in _section(page, "summary")
+    assert "beyond random sets" not in page and "specific effect" not in page
 
 
 def test_warns_when_baseline_is_near_chance(run_dir: Path) -> None:

@@ -62,6 +62,13 @@ class Design:
         tokens: where the intervention acts: all positions, the dialogue's, or the last
         dose_strengths: extra strengths of the dose-response curve (0 removes, below 1
             attenuates, above 1 amplifies)
+        null_sets: random sets (matched layer by layer and by activation frequency) each
+            emotion's set is tested against, per method and scope (the set-level test; at
+            least 2)
+        scopes: token scopes of the set-level test: all positions, the dialogue's only (does
+            the set act while the dialogue is read?), the scored position only (at the answer?)
+        cross_per_emotion: dialogues of each other emotion in the set-level test's cross
+            sample (0: own-emotion statistic only)
     """
 
     control_seeds: tuple[int, ...] = (0, 1, 2)
@@ -73,6 +80,9 @@ class Design:
     strength: float = 0.0
     tokens: Scope = "all"
     dose_strengths: tuple[float, ...] = (0.0, 0.5, 2.0)
+    null_sets: int = 20
+    scopes: tuple[Scope, ...] = ("all", "dialogue", "last")
+    cross_per_emotion: int = 8
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -93,6 +103,11 @@ class Design:
             raise UserError(f"--dose-strengths {' '.join(map(str, self.dose_strengths))}: "
                             "strengths are 0 or more (0 removes, 1 leaves untouched)")
         check_intervention(self.mode, self.strength, self.tokens)
+        at_least("null_sets", self.null_sets, 2)
+        at_least("cross_per_emotion", self.cross_per_emotion, 0)
+        if not self.scopes:
+            raise UserError("--scopes: give one or more of all, dialogue, last")
+        distinct("scopes", self.scopes)
 
 
 @dataclass(frozen=True)

@@ -63,14 +63,36 @@ class Condition:
     # The selection method whose sets are masked (emoneuron.causal.methods); "" = the run's own
     # sets.
     method: str = ""
+    # Besides every dialogue of eval_emotions, the first N of each other emotion (the cross
+    # sample of emoneuron.causal.setlevel).
+    cross_sample: int = 0
 
     @property
     def key(self) -> str:
-        # A method is appended only when set, so the run's own keys are those of older stores.
+        # Parts are appended only when set, so the keys of older stores stay valid.
         method = f"/{self.method}" if self.method else ""
+        cross = f"/cross{self.cross_sample}" if self.cross_sample else ""
         return (f"{self.kind}/{self.control}/{self.masked_emotion}/{self.layer_range}/"
                 f"{self.proportion:g}/{self.seed}/{self.mode}/{self.strength:g}/{self.tokens}/"
-                f"{','.join(self.eval_emotions)}{method}")
+                f"{','.join(self.eval_emotions)}{method}{cross}")
+
+
+def evaluated(evaluation: Sequence[Record], eval_emotions: Sequence[str],
+              cross_sample: int = 0) -> list[Record]:
+    """The dialogues a condition is evaluated on, in evaluation order: every one of
+    ``eval_emotions`` and the first ``cross_sample`` of each other emotion.
+
+    >>> from emoneuron.data.synth import synthesize
+    >>> [r.emotion for r in evaluated(synthesize(2, max_turns=2), ("fear",), 1)].count("fear")
+    2
+    """
+    seen = dict.fromkeys(EMOTIONS, 0)
+    chosen = []
+    for record in evaluation:
+        seen[record.emotion] += 1
+        if record.emotion in eval_emotions or seen[record.emotion] <= cross_sample:
+            chosen.append(record)
+    return chosen
 
 
 def _dose_mode(strength: float) -> str:
@@ -258,12 +280,12 @@ class EvaluationSetup:
 
 
 def _evaluate(state: tuple[Classifier, Sequence[Record]],
-              item: tuple[tuple[str, ...], Ablation]) -> np.ndarray:
-    """One condition's predictions: ``item`` is (the emotions it is evaluated on, its
-    intervention)."""
+              item: tuple[tuple[tuple[str, ...], int], Ablation]) -> np.ndarray:
+    """One condition's predictions: ``item`` is ((the emotions it is evaluated on, its cross
+    sample), its intervention)."""
     classifier, evaluation = state
-    eval_emotions, ablation = item
-    subset = [r for r in evaluation if r.emotion in eval_emotions]
+    (eval_emotions, cross_sample), ablation = item
+    subset = evaluated(evaluation, eval_emotions, cross_sample)
     with applied(classifier.loaded, ablation) as scope:
         scores = classifier.predict(subset, unchanged_below=ablation.first_layer, scope=scope)
     predicted: np.ndarray = scores.argmax(axis=1)
@@ -280,7 +302,7 @@ def execute(classifier: Classifier, sets: NeuronSets, sources: Sources,
     todo = [c for c in conditions if c.key not in store.done]
     # Interventions are small specs, built here: workers need neither the sets nor the
     # statistics the controls are drawn from.
-    items = [(c.eval_emotions, ablation_for(c, sets, sources)) for c in todo]
+    items = [((c.eval_emotions, c.cross_sample), ablation_for(c, sets, sources)) for c in todo]
 
     def deliver(index: int, predicted: np.ndarray) -> None:
         store.add(todo[index], items[index][1], predicted)
@@ -298,8 +320,10 @@ def layer_counts(entry: Mapping[str, Any]) -> dict[int, int] | None:
 
 
 def correctness(entry: dict[str, Any], evaluation: Sequence[Record]) -> pd.DataFrame:
-    """Per-dialogue rows (eval_emotion, correct) of one stored condition, in evaluation order."""
-    subset = [r for r in evaluation if r.emotion in entry["eval_emotions"]]
+    """Per-dialogue rows (record, eval_emotion, correct) of one stored condition, in evaluation
+    order."""
+    subset = evaluated(evaluation, entry["eval_emotions"], entry.get("cross_sample", 0))
     truth = np.array([EMOTIONS.index(r.emotion) for r in subset])
-    return pd.DataFrame({"eval_emotion": [r.emotion for r in subset],
+    return pd.DataFrame({"record": [r.id for r in subset],
+                         "eval_emotion": [r.emotion for r in subset],
                          "correct": (np.array(entry["predictions"]) == truth).astype(float)})

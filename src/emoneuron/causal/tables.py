@@ -27,7 +27,14 @@ from emoneuron.causal.significance import (
     tango_interval,
     wilson_interval,
 )
-from emoneuron.causal.sweep import Condition, ConditionStore, correctness, is_sweep, layer_counts
+from emoneuron.causal.sweep import (
+    Condition,
+    ConditionStore,
+    correctness,
+    evaluated,
+    is_sweep,
+    layer_counts,
+)
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.selection.controls import CONTROLS
 
@@ -214,7 +221,8 @@ def _confusion(store: ConditionStore, evaluation: Sequence[Record],
     rows = []
     for condition in chosen:
         entry = store.done[condition.key]
-        subset = [r.emotion for r in evaluation if r.emotion in entry["eval_emotions"]]
+        subset = [r.emotion for r in evaluated(evaluation, entry["eval_emotions"],
+                                               entry.get("cross_sample", 0))]
         counts = pd.crosstab(pd.Categorical(subset, EMOTIONS),
                              pd.Categorical([EMOTIONS[p] for p in entry["predictions"]],
                                             EMOTIONS), dropna=False)

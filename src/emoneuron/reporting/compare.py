@@ -58,7 +58,6 @@ from emoneuron.reporting.html import (
     with_ci,
 )
 from emoneuron.reporting.results import (
-    SPECIFIC,
     RunResults,
     SelfEffect,
     layer_counts,
@@ -261,7 +260,7 @@ def per_emotion_table(runs: Sequence[ComparedRun]) -> pd.DataFrame:
                         "control_drop": float(d["control_drop"]),
                         "excess_drop": effect.excess[0], "excess_ci_low": effect.excess[1],
                         "excess_ci_high": effect.excess[2], "p_value": effect.p_value,
-                        "verdict": effect.verdict}
+                        "verdict": effect.verdict, "beyond": effect.beyond}
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -548,10 +547,9 @@ def _summary(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Dat
     removal = []
     for run in runs:
         rows = frame[frame["run"] == run.label].dropna(subset=["excess_drop"])
-        specific = [str(e) for e, v in zip(rows["emotion"], rows["verdict"], strict=True)
-                    if v == SPECIFIC]
-        removal.append(f"{run.label}: specific effect (excess drop over random neurons, CI "
-                       f"above 0) for {', '.join(specific) or 'no emotion'}; excess drop "
+        beyond = [str(e) for e, v in zip(rows["emotion"], rows["beyond"], strict=True) if v]
+        removal.append(f"{run.label}: own drop beyond random sets (set-level test, Holm) for "
+                       f"{', '.join(beyond) or 'no emotion'}; excess over random sets "
                        + ", ".join(f"{e} {_fmt(v, pp)}" for e, v in
                                    zip(rows["emotion"], rows["excess_drop"], strict=True))
                        + " points.")
@@ -701,7 +699,8 @@ def _tables(runs: Sequence[ComparedRun], frame: pd.DataFrame, distances: pd.Data
             ["emotion", "run", "neurons", "share of all",
              "mean relative depth [bootstrap percentile interval]", "bottom third",
              "middle third", "top third", "masked drop, points", "random drop, points",
-             "excess drop, points [95% CI]", "p", "verdict"], emotion_rows,
+             "excess over random sets, points [95% interval]", "p (Holm)", "verdict"],
+            emotion_rows,
             table_id="per-emotion")
         + f"<h3>Distance between placements ({escape(DISTANCE)})</h3>" + table(
             ["emotion", "run A", "run B", "distance", "mean depth A", "mean depth B"],

@@ -51,10 +51,6 @@ from emoneuron.reporting.html import (
 )
 from emoneuron.reporting.methods import methods_html, methods_summary, run_statement
 from emoneuron.reporting.results import (
-    IMPROVES,
-    NO_EFFECT,
-    SPECIFIC,
-    WEAKER,
     RunResults,
     SelfEffect,
     baselines,
@@ -63,6 +59,7 @@ from emoneuron.reporting.results import (
     self_effects,
     sweep_self,
 )
+from emoneuron.reporting.setlevel import set_level_html, set_level_summary
 from emoneuron.rundir import (
     CARDS_INDEX,
     CONFUSION,
@@ -70,6 +67,7 @@ from emoneuron.rundir import (
     FIGURES,
     METHODS_TABLE,
     REPORT,
+    SET_LEVEL,
     SPECIFICITY,
     STABILITY,
     STEERING,
@@ -81,10 +79,6 @@ import matplotlib.pyplot as plt
 
 NEAR_CHANCE = 0.10  # baseline closer than this to chance leaves too little accuracy to lose
 SWEEP_FIGURES = ("sweep_heatmaps", "sweep_dose_response")
-
-
-def _pval(x: float) -> str:
-    return "< 0.001" if x < 0.001 else f"{x:.3f}"
 
 
 def _thirds(n_layers: int) -> list[list[int]]:
@@ -131,7 +125,8 @@ def _summary_where(counts: npt.NDArray[np.int_]) -> str:
     return f"<h3>(b) Where are they?</h3><p>{escape(intro)}</p>{ul(items)}"
 
 
-def _summary_effects(effects: list[SelfEffect], chance: float, description: str) -> str:
+def _summary_effects(effects: list[SelfEffect], chance: float, description: str,
+                     set_level: str) -> str:
     if not effects:
         return '<h3>(c) What happens when they are removed?</h3><p class="note">No results.</p>'
     n_total = sum(e.n for e in effects)
@@ -150,20 +145,8 @@ def _summary_effects(effects: list[SelfEffect], chance: float, description: str)
         parts.append(f'<p class="warn">{escape(text)}</p>')
     parts.append(ul([
         f"{e.emotion}: {pct(e.baseline[0])} → {pct(e.masked[0])} with its neurons removed; "
-        f"random neurons {pct(e.control[0])} (mean of {e.n_seeds} seeds); excess drop "
-        f"{with_ci(e.excess, pp)} points (95% CI), p {_pval(e.p_value)} — {e.verdict}."
-        for e in effects]))
-    groups = {v: ", ".join(e.emotion for e in effects if e.verdict == v) for v in
-              (SPECIFIC, NO_EFFECT, IMPROVES, WEAKER)}
-    lines = [f"Specific effect (excess drop CI above 0): {groups[SPECIFIC] or 'none'}.",
-             f"No effect distinguishable from random neurons: {groups[NO_EFFECT] or 'none'}."]
-    if groups[IMPROVES]:
-        lines.append(f"Improves when its neurons are removed (masked accuracy above baseline, "
-                     f"drop CI below 0): {groups[IMPROVES]}.")
-    if groups[WEAKER]:
-        lines.append(f"Smaller drop than with random neurons (excess CI below 0): "
-                     f"{groups[WEAKER]}.")
-    parts.append(ul(lines))
+        f"random neurons {pct(e.control[0])} (mean of {e.n_seeds} seeds)." for e in effects]))
+    parts.append(set_level)
     return "<h3>(c) What happens when they are removed?</h3>" + "".join(parts)
 
 
@@ -238,16 +221,13 @@ def _fig_self_effect(effects: list[SelfEffect], chance: float) -> Figure:
     return fig
 
 
-def _fig_matrix(effects: pd.DataFrame, column: str, label: str, mark_ci: bool) -> Figure:
+def _fig_matrix(effects: pd.DataFrame, column: str, label: str) -> Figure:
     def grid(col: str) -> npt.NDArray[np.float64]:
         pivot = effects.pivot_table(index="masked_emotion", columns="eval_emotion", values=col)
         return np.asarray(pivot.reindex(index=EMOTIONS, columns=EMOTIONS), dtype=float) * 100
 
     values = grid(column)
-    ci_excludes_0 = (grid("excess_ci_low") > 0) | (grid("excess_ci_high") < 0)
-    labels = [[("" if np.isnan(v) else f"{v:+.1f}") + ("*" if mark_ci and s else "")
-               for v, s in zip(row, srow, strict=True)]
-              for row, srow in zip(values, ci_excludes_0, strict=True)]
+    labels = [["" if np.isnan(v) else f"{v:+.1f}" for v in row] for row in values]
     fig, ax = plt.subplots(figsize=(7, 5.5), layout="constrained")
     image = _heatmap(ax, values, EMOTIONS, EMOTIONS, labels, "RdBu_r", _symmetric(values))
     ax.set_xlabel("evaluated emotion")
@@ -315,20 +295,22 @@ def _figures_html(run: RunResults, run_dir: RunDir, effects: list[SelfEffect],
          f"Bars: accuracy with no neurons removed (baseline), with the emotion's selected neurons "
          f"zeroed, and with random layer-matched neurons zeroed (mean over {seeds} seeds). Error "
          "bars: 95% Wilson interval; for random neurons the bar spans the lowest to the highest CI "
-         "bound over the seeds. A specific effect shows as a middle bar well below both others. "
+         "bound over the seeds. A set that matters more than random neurons shows as a middle bar "
+         "well below both others (the verdicts are the set-level tests'). "
          f"Dotted line: chance ({pct(chance)}).", partial(_fig_self_effect, effects, chance)),
         ("drop_matrix", "Accuracy drop by masked and evaluated emotion",
          "Baseline minus masked accuracy, in points, on each evaluated emotion (columns) when the "
          "neurons of the masked emotion (rows) are zeroed. Red: accuracy fell; blue: it rose; "
          "white: no change. A red diagonal with pale off-diagonal cells means each emotion's "
          "neurons matter for that emotion only.",
-         partial(_fig_matrix, run.effects, "mask_drop", "accuracy drop (points)", False)),
+         partial(_fig_matrix, run.effects, "mask_drop", "accuracy drop (points)")),
         ("excess_matrix", "Excess drop over random neurons",
          f"Drop from removing the emotion neurons minus the mean drop from random layer-matched "
-         f"neurons ({seeds} seeds), in points; rows masked emotion, columns evaluated emotion. * "
-         "marks cells whose 95% interval (Tango's, or the adjusted one over seeds) excludes 0. "
-         "Red: the emotion neurons matter more than random neurons.",
-         partial(_fig_matrix, run.effects, "excess_drop", "excess drop (points)", True)),
+         f"neurons ({seeds} seeds), in points; rows masked emotion, columns evaluated emotion. "
+         "Red: the emotion neurons matter more than these random neurons. A description, not a "
+         "test: a few random sets vary too much to judge a set by (the verdicts are the "
+         "set-level tests').",
+         partial(_fig_matrix, run.effects, "excess_drop", "excess drop (points)")),
     ]
     sweep = sweep_self(run)
     if sweep is not None:
@@ -394,10 +376,10 @@ def _tables_html(effects: list[SelfEffect], neurons: dict[str, Any], run_dir: Ru
     cards = run_dir.read_json(CARDS_INDEX, optional=True)
     stability = _stability_html(run_dir.read_json(STABILITY, optional=True))
     self_table = table(
-        ["emotion", "n", "baseline [95% CI]", "masked [95% CI]", "control (mean of seeds)",
-         "excess drop, points [95% CI]", "p", "verdict"],
+        ["emotion", "n", "baseline [95% CI]", "masked [95% CI]", "random control (mean of seeds)",
+         "excess over random sets (set-level), points [95% interval]", "p (Holm)", "verdict"],
         [[e.emotion, e.n, with_ci(e.baseline, pct), with_ci(e.masked, pct),
-          pct(e.control[0]), with_ci(e.excess, pp), _pval(e.p_value), e.verdict]
+          pct(e.control[0]), with_ci(e.excess, pp), f"{e.p_value:.3f}", e.verdict]
          for e in effects])
     tops = "".join("<div>" + table(["layer", "index", "score"],
                                    [[n["layer"], n["index"], f"{float(n['score']):.3f}"]
@@ -451,14 +433,18 @@ def write_report(directory: str | Path) -> Path:
     subtitle = (f"{model['n_layers']} layers x {model['width']} neurons · site {model['site']} · "
                 f"run created {run.manifest['created']}")
     methods = run_dir.read_csv(METHODS_TABLE, optional=True)
+    set_level = run_dir.read_csv(SET_LEVEL, optional=True)
     baseline = float(np.mean(list(baselines(run.ablation).values())))
     summary = (run_statement(run.manifest, baseline)
                + _summary_exist(run, counts) + _summary_where(counts)
-               + _summary_effects(effects, float(evaluation["chance"]), evaluation["description"])
+               + _summary_effects(effects, float(evaluation["chance"]), evaluation["description"],
+                                  set_level_summary(set_level))
                + methods_summary(methods))
     html = page(title, subtitle, [
         Section("summary", "Summary", summary),
         Section("figures", "Figures", _figures_html(run, run_dir, effects, counts, near)),
+        Section("set-level", "Emotion sets against many random sets (the verdicts)",
+                set_level_html(set_level)),
         Section("controls", "Emotion neurons against every control",
                 controls_table(run, run_dir.table(SPECIFICITY), near)),
         Section("methods", "Which selection finds neurons that matter",

@@ -4,7 +4,7 @@ effect and verdict, selected neurons per layer, the sweep's self rows).
 
 >>> results = load_results(RunDir("runs/smollm2"))  # doctest: +SKIP
 >>> [effect.verdict for effect in self_effects(results)]  # doctest: +SKIP
-['specific effect', ...]
+['beyond random sets', 'not distinguishable from random sets', ...]
 """
 
 from __future__ import annotations
@@ -17,12 +17,9 @@ import numpy.typing as npt
 import pandas as pd
 
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.rundir import ABLATION, BASELINE_EXTRA, EFFECTS, STABILITY, SWEEP, RunDir
+from emoneuron.rundir import ABLATION, BASELINE_EXTRA, EFFECTS, SET_LEVEL, STABILITY, SWEEP, RunDir
 
-SPECIFIC = "specific effect"
-NO_EFFECT = "no effect distinguishable from random neurons"
-IMPROVES = "improves when its neurons are removed"
-WEAKER = "smaller drop than random neurons"
+UNTESTED = "no set-level test in this run"
 Triple = tuple[float, float, float]  # value, 95% CI low, 95% CI high
 
 
@@ -38,6 +35,7 @@ class RunResults:
     sweep: pd.DataFrame | None
     stability: dict[str, Any] | None  # stability.json (bootstrap of each emotion's set)
     baseline_extra: pd.DataFrame | None  # the unchanged model on --baseline-data
+    set_level: pd.DataFrame | None  # each method's sets against many random sets: the verdicts
 
 
 def load_results(run_dir: RunDir) -> RunResults:
@@ -52,12 +50,15 @@ def load_results(run_dir: RunDir) -> RunResults:
                       effects=effects[effects.control_set == "random"], every_control=effects,
                       sweep=run_dir.read_csv(SWEEP, optional=True),
                       stability=run_dir.read_json(STABILITY, optional=True),
-                      baseline_extra=run_dir.read_csv(BASELINE_EXTRA, optional=True))
+                      baseline_extra=run_dir.read_csv(BASELINE_EXTRA, optional=True),
+                      set_level=run_dir.read_csv(SET_LEVEL, optional=True))
 
 
 @dataclass(frozen=True)
 class SelfEffect:
-    """Removing one emotion's neurons, evaluated on that same emotion."""
+    """Removing one emotion's neurons, evaluated on that same emotion: accuracies against the
+    random control seeds, and the set-level test's excess over many random sets with its
+    Holm-adjusted p-value and verdict (NaN and :data:`UNTESTED` for a run without one)."""
 
     emotion: str
     n: int
@@ -67,15 +68,8 @@ class SelfEffect:
     n_seeds: int
     excess: Triple
     p_value: float
-    rises: bool  # masked accuracy above baseline with the paired drop CI entirely below 0
-
-    @property
-    def verdict(self) -> str:
-        if self.rises:
-            return IMPROVES
-        if self.excess[1] > 0:
-            return SPECIFIC
-        return WEAKER if self.excess[2] < 0 else NO_EFFECT
+    verdict: str
+    beyond: bool  # the set's own drop is beyond random sets (Holm)
 
 
 def _triple(row: Any, value: str, low: str, high: str) -> Triple:
@@ -89,31 +83,44 @@ def baselines(ablation: pd.DataFrame) -> dict[str, float]:
 
 
 def self_effects(run: RunResults) -> list[SelfEffect]:
-    """Each emotion's own neurons removed, evaluated on itself, against random neurons."""
+    """Each emotion's own neurons removed, evaluated on itself, against random neurons; the
+    verdict from the set-level test of the run's own sets at every position."""
     out = []
-    eff, ab = run.effects, run.ablation
+    ab = run.ablation
+    tested = _own_set_level(run.set_level)
     for emotion in EMOTIONS:
-        row = eff[(eff["masked_emotion"] == emotion) & (eff["eval_emotion"] == emotion)]
-        if row.empty:
-            continue
         on_eval = ab[ab["eval_emotion"] == emotion]
-        base = on_eval[on_eval["condition"] == "baseline"].iloc[0]
         own = on_eval[on_eval["masked_emotion"] == emotion]
-        masked = own[own["condition"] == "mask"].iloc[0]
+        masked_rows = own[own["condition"] == "mask"]
+        if masked_rows.empty:
+            continue
+        base = on_eval[on_eval["condition"] == "baseline"].iloc[0]
         ctrl = own[(own["condition"] == "control") & (own["control_set"] == "random")]
-        r = row.iloc[0]
+        nan = float("nan")
+        row = tested.loc[emotion] if emotion in tested.index else None
         out.append(SelfEffect(
-            emotion=emotion, n=int(r["n"]),
+            emotion=emotion, n=int(base["n"]),
             baseline=_triple(base, "accuracy", "ci_low", "ci_high"),
-            masked=_triple(masked, "accuracy", "ci_low", "ci_high"),
+            masked=_triple(masked_rows.iloc[0], "accuracy", "ci_low", "ci_high"),
             control=(float(ctrl["accuracy"].mean()), float(ctrl["ci_low"].min()),
                      float(ctrl["ci_high"].max())),
             n_seeds=len(ctrl),
-            excess=_triple(r, "excess_drop", "excess_ci_low", "excess_ci_high"),
-            p_value=float(r["p_exact_control"]),
-            rises=float(masked["drop_ci_high"]) < 0,
-        ))
+            excess=(nan, nan, nan) if row is None else _triple(row, "excess", "ci_low",
+                                                                "ci_high"),
+            p_value=nan if row is None else float(row["p_holm"]),
+            verdict=UNTESTED if row is None else str(row["verdict"]),
+            beyond=row is not None and str(row["beyond"]) == "True"))
     return out
+
+
+def _own_set_level(set_level: pd.DataFrame | None) -> pd.DataFrame:
+    """The set-level rows of the run's own sets, own-emotion statistic, removed at every
+    position, by emotion (empty without a set-level table)."""
+    if set_level is None:
+        return pd.DataFrame()
+    rows = set_level[(set_level.run_method.astype(str) == "True") & (set_level.scope == "all")
+                     & (set_level.statistic == "own")]
+    return rows.set_index("masked_emotion")
 
 
 def layer_counts(neurons: dict[str, Any]) -> npt.NDArray[np.int_]:

@@ -1,0 +1,227 @@
+"""The neuron set as the unit of inference: each emotion's set judged against many random sets.
+
+One set fills its slot for every evaluation dialogue, and random sets differ from one another
+(two random sets of the same size and layers can leave an emotion 20 points apart), so a test
+that treats only the dialogues as random (McNemar's, the slot permutation test) rejects far too
+often. Here the set is the unit:
+
+1. :func:`set_level_conditions`: each emotion's set, and ``Design.null_sets`` = K random sets
+   matched to it layer by layer and by activation frequency
+   (:func:`emoneuron.selection.controls.frequency_matched`), each removed at every token scope
+   of ``Design.scopes`` and evaluated on the same dialogues: all of the emotion's own and the
+   first ``Design.cross_per_emotion`` of each other emotion.
+2. Per set, three statistics (:data:`STATISTICS`): ``own``, the accuracy drop on its emotion;
+   ``cross``, the mean drop on the other emotions' sample; ``specific``, own minus cross.
+3. :func:`set_level_test`: under the null the emotion's set is one more draw from the random
+   sets' distribution. Its statistic minus the random sets' mean gets the variance
+   ``sd^2 (1 + 1/K) + v / n``: ``sd`` is the random sets' spread (a prediction interval for one
+   more set, floored at one dialogue's worth, so that random sets that all change nothing do
+   not make a one-dialogue change significant); ``v / n`` is the variance over dialogues of the
+   per-dialogue difference between the set and the random sets' mean, which the estimate also
+   carries when it is read as the set's effect on new dialogues. The studentised difference is
+   referred to Student's t with K - 1 degrees of freedom.
+4. :func:`set_level_table` (``setlevel.csv``): Holm across the six emotions of each method,
+   scope and statistic; the verdicts (:func:`verdict`, :func:`reading_verdict`) come from the
+   adjusted p-values only.
+
+``tests/causal/test_setlevel.py`` simulates per-set effects (SD tau 0, 0.5 and 1 on the logit
+scale) with dialogue noise through :func:`set_level_test` and checks its type-I error and
+coverage; the same simulation shows the dialogue-level slot test and excess interval failing.
+
+>>> own = Stratum(1.0, np.r_[np.ones(6), np.zeros(9)], np.zeros((8, 15)))
+>>> result = set_level_test([own])
+>>> round(result.excess.estimate, 2), result.p_value < 0.05
+(0.4, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from emoneuron.causal.significance import Interval, holm
+from emoneuron.causal.sweep import Condition, ConditionStore, Design, correctness
+from emoneuron.data.schema import EMOTIONS, Record
+
+STATISTICS = ("own", "cross", "specific")
+NULL_CONTROL = "frequency"  # random sets matched layer by layer and by activation frequency
+ALPHA = 0.05
+POWER = 0.8
+BEYOND = "beyond random sets"
+BELOW = "below random sets"
+UNDISTINGUISHED = "not distinguishable from random sets"
+# What a set does, from its own-emotion test at the dialogue-only and answer-only scopes.
+READS = "acts while reading the dialogue"
+ANSWERS = "acts at the answer"
+BOTH = "acts while reading and at the answer"
+NEITHER = "neither"
+
+
+@dataclass(frozen=True)
+class Stratum:
+    """Dialogues that enter a statistic with one ``weight``: per dialogue, the value (an
+    accuracy drop: baseline minus masked correctness) with the set removed (``observed``, (n,))
+    and with each of K random sets removed (``null``, (K, n))."""
+
+    weight: float
+    observed: np.ndarray
+    null: np.ndarray
+
+
+@dataclass(frozen=True)
+class SetLevel:
+    """The set's statistic against K random sets: ``excess`` is the set's statistic minus
+    the random sets' mean with its interval, ``p_value`` two-sided; ``rank_p`` the exact
+    one-sided rank p-value (1 + random sets at least as large) / (K + 1), for reference;
+    ``min_detectable`` the excess a test at the Holm family's first level finds with 80%
+    power."""
+
+    observed: float
+    null_mean: float
+    null_sd: float
+    k: int
+    n: int
+    excess: Interval
+    p_value: float
+    rank_p: float
+    min_detectable: float
+
+
+def set_level_test(strata: Sequence[Stratum], level: float = 0.95,
+                   family: int = len(EMOTIONS)) -> SetLevel:
+    """The statistic sum over ``strata`` of weight x mean value, for the set and each of
+    K >= 2 random sets, tested as the module docstring describes."""
+    null = sum(s.weight * np.asarray(s.null, dtype=np.float64).mean(axis=1) for s in strata)
+    k = len(null)
+    if k < 2:
+        raise ValueError("a set-level test needs at least two random sets")
+    observed = sum(s.weight * float(np.mean(s.observed)) for s in strata)
+    resolution = math.sqrt(sum((s.weight / len(s.observed)) ** 2 for s in strata))
+    dialogue_variance = sum(
+        s.weight ** 2 * float(np.var(s.observed - np.mean(s.null, axis=0), ddof=1))
+        / len(s.observed) for s in strata if len(s.observed) > 1)
+    mean, sd = float(np.mean(null)), float(np.std(null, ddof=1))
+    scale = math.sqrt(max(sd, resolution) ** 2 * (1 + 1 / k) + dialogue_variance)
+    difference = observed - mean
+    t = stats.t(k - 1)
+    half = float(t.ppf(1 - (1 - level) / 2)) * scale
+    detectable = (float(t.ppf(1 - ALPHA / family / 2)) + float(t.ppf(POWER))) * scale
+    return SetLevel(observed, mean, sd, k, sum(len(s.observed) for s in strata),
+                    Interval(difference, difference - half, difference + half),
+                    float(min(1.0, 2 * t.sf(abs(difference) / scale))),
+                    (1 + int(np.sum(null >= observed))) / (k + 1), detectable)
+
+
+def set_level_conditions(design: Design, tag: str) -> list[Condition]:
+    """Each emotion's set and its K random sets at each scope, on the emotion's dialogues and
+    the cross sample (``tag``: the compared method, "" for the run's own sets)."""
+    conditions = []
+    for scope in design.scopes:
+        for emotion in EMOTIONS:
+            mask = Condition("mask", emotion, mode=design.mode, strength=design.strength,
+                             tokens=scope, method=tag, eval_emotions=(emotion,),
+                             cross_sample=design.cross_per_emotion)
+            conditions += [mask, *(replace(mask, kind="control", control=NULL_CONTROL, seed=seed)
+                                   for seed in range(design.null_sets))]
+    return conditions
+
+
+def _values(store: ConditionStore, condition: Condition, evaluation: Sequence[Record],
+            baseline: pd.DataFrame) -> pd.DataFrame:
+    """Per evaluated dialogue: its emotion and its drop (baseline minus masked correctness)."""
+    frame = correctness(store.done[condition.key], evaluation)
+    base = baseline.set_index("record").correct
+    return frame.assign(drop=base.loc[frame.record].to_numpy() - frame.correct.to_numpy())
+
+
+def _strata(set_values: pd.DataFrame, null_values: Sequence[pd.DataFrame], emotion: str,
+            statistic: str) -> list[Stratum]:
+    def stratum(weight: float, own: bool) -> Stratum:
+        pick = (set_values.eval_emotion == emotion) == own
+        return Stratum(weight, set_values["drop"][pick].to_numpy(),
+                       np.array([v["drop"][pick].to_numpy() for v in null_values]))
+
+    return {"own": [stratum(1.0, True)], "cross": [stratum(1.0, False)],
+            "specific": [stratum(1.0, True), stratum(-1.0, False)]}[statistic]
+
+
+def set_level_table(store: ConditionStore, evaluation: Sequence[Record], design: Design,
+                    methods: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """``setlevel.csv``: one row per method (name, tag), scope, statistic and emotion, with
+    Holm across the six emotions of each (method, scope, statistic). Cross and specific rows
+    need a cross sample (``Design.cross_per_emotion`` > 0)."""
+    baseline = correctness(store.done[Condition("baseline").key], evaluation)
+    statistics = STATISTICS if design.cross_per_emotion else STATISTICS[:1]
+    rows: list[dict[str, Any]] = []
+    for name, tag in methods:
+        conditions = set_level_conditions(design, tag)
+        for scope in design.scopes:
+            for statistic in statistics:
+                family = []
+                for emotion in EMOTIONS:
+                    mask, *nulls = [c for c in conditions
+                                    if c.tokens == scope and c.masked_emotion == emotion]
+                    set_values = _values(store, mask, evaluation, baseline)
+                    null_values = [_values(store, c, evaluation, baseline) for c in nulls]
+                    result = set_level_test(_strata(set_values, null_values, emotion, statistic))
+                    family.append({"run_method": tag == "", **_row(
+                        name, scope, statistic, emotion, result,
+                        store.done[mask.key]["n_masked"])})
+                for row, adjusted in zip(family, holm([r["p"] for r in family]), strict=True):
+                    row["p_holm"] = adjusted
+                    row["verdict"] = verdict(row["excess"], adjusted)
+                    row["beyond"] = row["verdict"] == BEYOND
+                rows += family
+    return _with_reading(pd.DataFrame(rows))
+
+
+def _with_reading(results: pd.DataFrame) -> pd.DataFrame:
+    """``reading`` on each own-statistic row: what the set does (:func:`reading_verdict`),
+    where both restricted scopes were tested ("" elsewhere)."""
+    own = results[results.statistic == "own"].set_index(["method", "scope", "masked_emotion"])
+    reading = []
+    for row in results.itertuples():
+        keys = [(row.method, scope, row.masked_emotion) for scope in ("dialogue", "last")]
+        tested = row.statistic == "own" and all(key in own.index for key in keys)
+        reading.append(reading_verdict(*(str(own.loc[key, "verdict"]) for key in keys))
+                       if tested else "")
+    return results.assign(reading=reading)
+
+
+def _row(method: str, scope: str, statistic: str, emotion: str, result: SetLevel,
+         n_masked: int) -> dict[str, Any]:
+    return {"method": method, "scope": scope, "statistic": statistic,
+            "masked_emotion": emotion, "n_neurons": n_masked, "n_dialogues": result.n,
+            "k_random_sets": result.k, "set_drop": result.observed,
+            "random_mean_drop": result.null_mean, "random_sd": result.null_sd,
+            "excess": result.excess.estimate, "ci_low": result.excess.low,
+            "ci_high": result.excess.high, "p": result.p_value, "rank_p": result.rank_p,
+            "min_detectable_excess": result.min_detectable}
+
+
+def verdict(excess: float, p_holm: float) -> str:
+    """A set-level result in words, from its Holm-adjusted p-value.
+
+    >>> verdict(0.3, 0.01), verdict(0.3, 0.2)
+    ('beyond random sets', 'not distinguishable from random sets')
+    """
+    if p_holm > ALPHA:
+        return UNDISTINGUISHED
+    return BEYOND if excess > 0 else BELOW
+
+
+def reading_verdict(at_dialogue: str, at_answer: str) -> str:
+    """What a set does, from its own-emotion verdicts with the set removed on the dialogue's
+    tokens only and at the scored position only.
+
+    >>> reading_verdict(BEYOND, UNDISTINGUISHED)
+    'acts while reading the dialogue'
+    """
+    reads, answers = at_dialogue == BEYOND, at_answer == BEYOND
+    return BOTH if reads and answers else READS if reads else ANSWERS if answers else NEITHER

@@ -1,0 +1,109 @@
+"""The report's verdicts: each method's emotion sets against many random sets
+(``setlevel.csv``, :mod:`emoneuron.causal.setlevel`), Holm-corrected across the six emotions.
+
+:func:`set_level_summary` is the summary's answer to "what happens when they are removed";
+:func:`set_level_html` the section with every method, scope and statistic, and the read-versus-
+answer verdict of each set. Nothing here computes a test: it reads the table.
+
+>>> set_level_summary(None)
+'<p class="note">No set-level test in this run: no verdict is given.</p>'
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import pandas as pd
+
+from emoneuron.data.schema import EMOTIONS
+from emoneuron.reporting.html import pp, table, ul
+
+SCOPE_NAMES = {"all": "every position", "dialogue": "the dialogue's tokens only",
+               "last": "the scored position only"}
+NONE_NOTE = '<p class="note">No set-level test in this run: no verdict is given.</p>'
+
+
+def _excess(row: pd.Series) -> str:
+    return f"{pp(row['excess'])} [{pp(row['ci_low'])}, {pp(row['ci_high'])}]"
+
+
+def _p(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _own(table_: pd.DataFrame, method: str, scope: str) -> pd.DataFrame:
+    rows = table_[(table_.method == method) & (table_.scope == scope)
+                  & (table_.statistic == "own")]
+    return rows.set_index("masked_emotion")
+
+
+def _beyond(rows: pd.DataFrame) -> pd.Series:
+    return rows.beyond.astype(str) == "True"
+
+
+def set_level_summary(table_: pd.DataFrame | None) -> str:
+    """Per method, the emotions whose set's own drop is beyond random sets (every position,
+    Holm) and the read-versus-answer verdicts."""
+    if table_ is None or table_.empty:
+        return NONE_NOTE
+    first = table_.iloc[0]
+    lines = []
+    for method in dict.fromkeys(table_.method):
+        own = _own(table_, method, "all")
+        if own.empty:
+            continue
+        found = [f"{e} ({_excess(own.loc[e])} points)" for e in own.index[_beyond(own)]]
+        reading = own.reading.astype(object).fillna("").astype(str)
+        text = (f"{method}: own-emotion drop beyond random sets for "
+                f"{', '.join(found) if found else 'no emotion'}")
+        if reading.any():
+            readers = [e for e, kind in reading.items() if "reading" in kind]
+            text += (f"; acts while reading the dialogue for "
+                     f"{', '.join(readers) if readers else 'no emotion'}")
+        lines.append(text + ".")
+    intro = (f"Each emotion's neuron set against {int(first['k_random_sets'])} random sets "
+             "matched to it layer by layer and by activation frequency, on the same held-out "
+             "dialogues; the set is the unit (a prediction interval from the random sets' "
+             "spread plus the dialogues' variance, Student's t), Holm-corrected across the six "
+             "emotions. These are the report's only verdicts.")
+    return f"<p>{escape(intro)}</p>" + ul([escape(line) for line in lines])
+
+
+def set_level_html(table_: pd.DataFrame | None) -> str:
+    """Every method's set-level results: one table per method and statistic, a column per
+    scope, and the read-versus-answer verdict."""
+    if table_ is None or table_.empty:
+        return NONE_NOTE
+    parts = []
+    scopes = list(dict.fromkeys(table_.scope))
+    for method in dict.fromkeys(table_.method):
+        for statistic in dict.fromkeys(table_.statistic):
+            rows = table_[(table_.method == method) & (table_.statistic == statistic)]
+            body = []
+            for emotion in EMOTIONS:
+                cells: list[object] = [emotion]
+                for scope in scopes:
+                    found = rows[(rows.scope == scope) & (rows.masked_emotion == emotion)]
+                    if found.empty:
+                        cells.append("")
+                        continue
+                    row = found.iloc[0]
+                    detectable = pp(row["min_detectable_excess"])
+                    cells.append(f"{_excess(row)}, p(Holm) {_p(row['p_holm'])}: "
+                                 f"{row['verdict']} (detectable {detectable})")
+                if statistic == "own":
+                    own = rows[rows.masked_emotion == emotion].reading.astype(object).fillna("")
+                    cells.append(str(own.iloc[0]) if len(own) else "")
+                body.append(cells)
+            headers = ["emotion", *(f"set removed at {SCOPE_NAMES[s]}" for s in scopes)]
+            if statistic == "own":
+                headers.append("reads or answers")
+            parts.append(table(headers, body, f"{method}: {statistic} drop, excess over random "
+                                              "sets, points [95% interval]"))
+    note = ("Own: accuracy drop on the set's emotion; cross: mean drop on the other emotions' "
+            "sample; specific: own minus cross. Excess: the set's statistic minus the random "
+            "sets' mean. Detectable: the excess the test finds with 80% power at the Holm "
+            "family's first level, given the random sets' spread. A set acts while reading "
+            "when removing it on the dialogue's tokens only drops its emotion beyond random "
+            "sets; at the answer when removing it at the scored position only does.")
+    return "".join(parts) + f'<p class="note">{escape(note)}</p>'
