@@ -3,6 +3,8 @@ with every template on one side."""
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections import Counter
 from itertools import pairwise
 
@@ -166,19 +168,26 @@ def test_which_templates_are_held_out_depends_on_the_seed() -> None:
 
 def test_a_template_shared_across_emotions_and_repeats_join_one_group() -> None:
     records = _templated(dict.fromkeys(EMOTIONS, (4,) * 5))
-    # One template used for anger and fear alike, and a disgust dialogue repeating a sadness
-    # one word for word: each pair must land on one side.
+    # One template used for anger and fear alike; and a dialogue of template disgust-0 that
+    # repeats one of sadness-0 word for word, which binds both templates into one group.
     shared = [Record(f"shared-{e}-{i}", e, (Turn("A", f"shared {e} {i}"),),
                      meta={"template": "shared"}) for e in ("anger", "fear") for i in range(2)]
-    original = next(r for r in records if r.emotion == "sadness")
-    repeat = Record("repeat", "disgust", original.turns)
+    original = next(r for r in records if r.meta["template"] == "sadness-0")
+    repeat = Record("repeat", "disgust", original.turns, meta={"template": "disgust-0"})
+    bound = {"shared"}, {"disgust-0", "sadness-0"}
+
+    def sides_of(parts: Splits) -> list[set[bool]]:
+        evaluated = {r.id for r in parts.evaluate}
+        return [{r.id in evaluated for r in [*records, *shared, repeat]
+                 if r.meta["template"] in templates} for templates in bound]
+
     for seed in range(6):
         parts = split([*records, *shared, repeat], 0.4, seed=seed)
-        sides = {r.id: name for name, part in (("eval", parts.evaluate),
-                                               ("rest", parts.fewshot + parts.identify))
-                 for r in part}
-        assert len({sides[r.id] for r in shared}) == 1
-        assert sides["repeat"] == sides[original.id]
+        assert [len(sides) for sides in sides_of(parts)] == [1, 1]
+    # Record by record, the same data straddles the split.
+    plain = [sides_of(split([*records, *shared, repeat], 0.4, seed=seed, allow_leaks=True))
+             for seed in range(6)]
+    assert any(len(sides) == 2 for per_seed in plain for sides in per_seed)
 
 
 def test_too_few_templates_names_the_emotion_and_the_fix() -> None:
@@ -217,3 +226,20 @@ def test_synthetic_follow_ups_are_held_out_too() -> None:
     found = template_overlap(parts.fewshot + parts.identify, parts.evaluate)
     assert found["follow_ups"]["values"] > 0
     assert found["follow_ups"]["shared"] == 0
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_evaluation_size_is_the_best_any_choice_of_whole_templates_gives(case: int) -> None:
+    rng = random.Random(case)
+    sizes = {e: tuple(rng.randint(1, 9) for _ in range(rng.randint(3, 7))) for e in EMOTIONS}
+    eval_fraction = rng.choice((0.2, 0.3, 0.4, 0.5))
+    parts = split(_templated(sizes), eval_fraction, seed=case)
+    for emotion, counts in sizes.items():
+        total = sum(counts)
+        # Every sum of whole templates, by brute force, that leaves 2 + 2 and the few-shot.
+        sums = {sum(chosen) for k in range(len(counts) + 1)
+                for chosen in itertools.combinations(counts, k)}
+        feasible = [s for s in sums if 2 <= s <= total - 1 - 2]
+        target = round(total * eval_fraction)
+        best = min(feasible, key=lambda s: (abs(s - target), s))
+        assert parts.counts()["eval"][emotion] == best, (emotion, counts)
