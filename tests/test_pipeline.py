@@ -52,6 +52,11 @@ def test_splits_are_disjoint(run_dir: Path) -> None:
            for part in ("fewshot", "identify", "eval")]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
     assert sum(map(len, ids)) == 8 * len(EMOTIONS)
+    # Nor does evaluation share a template or phrasing, as the manifest reports.
+    shared = json.loads((run_dir / "manifest.json").read_text())["data"]["template_overlap"]
+    assert set(shared) == {"template", "opener", "reactions"}
+    assert [counts["shared"] for counts in shared.values()] == [0, 0, 0]
+    assert all(counts["values"] > 0 for counts in shared.values())
 
 
 def test_tables_have_every_condition(run_dir: Path) -> None:

@@ -139,11 +139,13 @@ def _cmd_data_overlap(args: argparse.Namespace) -> None:
 
     from emoneuron.data.dedup import overlap
     from emoneuron.data.schema import read_records
+    from emoneuron.data.templates import template_overlap
 
     first, second = read_records(args.first), read_records(args.second)
     found = overlap(first, second, args.threshold)
+    templates = template_overlap(first, second)
     if args.json:
-        print(json.dumps(found.as_dict(), indent=2))
+        print(json.dumps({**found.as_dict(), "templates": templates}, indent=2))
         return
     print(f"{args.first}: {len(first)} records, {args.second}: {len(second)} records")
     print(f"exact duplicates (normalised text): {found.exact_first} / {found.exact_second} "
@@ -155,6 +157,9 @@ def _cmd_data_overlap(args: argparse.Namespace) -> None:
               f"{found.dialogues_normalised} after normalising")
     for pair in found.examples:
         print(f"  e.g. {pair[0]} ~ {pair[1]}")
+    for key, counts in templates.items():
+        print(f"meta.{key}: {counts['shared']} of {counts['values']} distinct values also in "
+              f"{args.first} ({counts['records']} records of {args.second})")
 
 def _cmd_lexical(args: argparse.Namespace) -> None:
     import json
@@ -357,7 +362,8 @@ def _add_data_parsers(data: Any) -> None:
     _add_file_report(data, "stats", "records per emotion and source, and their lengths",
                      _cmd_data_stats)
 
-    both = data.add_parser("overlap", help="exact and near-duplicate records in two files")
+    both = data.add_parser("overlap", help="exact and near-duplicate records, and shared "
+                           "templates, in two files")
     both.add_argument("first", type=Path)
     both.add_argument("second", type=Path)
     both.add_argument("--threshold", type=float, default=NEAR_THRESHOLD,

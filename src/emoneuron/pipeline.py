@@ -56,6 +56,7 @@ from emoneuron.data.schema import (
 )
 from emoneuron.data.split import Splits, split
 from emoneuron.data.synth import synthesize
+from emoneuron.data.templates import template_overlap
 from emoneuron.errors import UserError
 from emoneuron.executors import LocalExecutor, RayExecutor, executor_for
 from emoneuron.io import sha256_bytes, write_csv
@@ -194,7 +195,9 @@ def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash:
                   # Counted once where shared (a tied embedding), as models list counts them.
                   "parameters": sum(p.numel() for p in loaded.model.parameters())},
         "data": {"hash": data_hash, "source": config.data or "synthetic (emoneuron data synth)",
-                 "counts": splits.counts(), "truncated_to_context": truncated},
+                 "counts": splits.counts(), "truncated_to_context": truncated,
+                 "template_overlap": template_overlap([*splits.fewshot, *splits.identify],
+                                                      splits.evaluate)},
         "evaluation": {"description": classifier.description, "n_shot": len(classifier.shots),
                        "chance": CHANCE, "style": classifier.style,
                        "calibrate": classifier.calibrate,

@@ -144,7 +144,8 @@ def test_split_says_when_repeats_leave_too_few_for_evaluation() -> None:
     # Every fear dialogue is a copy of one text: it cannot be split without a leak.
     records = [r if r.emotion != "fear" else _record(r.id, "The very same fear line.",
                                                      emotion="fear") for r in records]
-    with pytest.raises(UserError, match=r"'fear'.* once repeated dialogues are kept on one side"):
+    with pytest.raises(UserError,
+                       match=r"'fear' has 6 dialogues in 1 group\(s\) that each stay on one side"):
         split(records, 0.4, seed=0, source="copies.jsonl")
 
 
@@ -163,8 +164,10 @@ def test_describe_counts_and_lengths() -> None:
 def test_cli_stats_and_overlap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     write_records(first, [_record("a1", "Shared line.", dialogue="d", utterance=0),
-                          _record("a2", "Only here.", emotion="fear")])
-    write_records(second, [_record("b1", "shared line", dialogue="e", utterance=0)])
+                          _record("a2", "Only here.", emotion="fear", template="t")])
+    write_records(second, [_record("b1", "shared line", dialogue="e", utterance=0,
+                                   template="t"),
+                           _record("b2", "Elsewhere.", template="u")])
     assert main(["data", "stats", str(first)]) == 0
     table = capsys.readouterr().out
     assert "2 records" in table and "fear                1   50.0%" in table
@@ -174,7 +177,10 @@ def test_cli_stats_and_overlap(tmp_path: Path, capsys: pytest.CaptureFixture[str
     text = capsys.readouterr().out
     assert "exact duplicates (normalised text): 1 / 1 records" in text
     assert "dialogues in both: 0 verbatim, 1 after normalising" in text
+    assert f"meta.template: 1 of 2 distinct values also in {first} (1 records of" in text
     assert main(["data", "overlap", str(first), str(second), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["examples"] == [["a1", "b1"]]
+    found = json.loads(capsys.readouterr().out)
+    assert found["examples"] == [["a1", "b1"]]
+    assert found["templates"] == {"template": {"values": 2, "shared": 1, "records": 1}}
     assert main(["data", "overlap", str(first), str(second), "--threshold", "0"]) == 2
     assert "threshold 0.0 must be in (0, 1]" in capsys.readouterr().err

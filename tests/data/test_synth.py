@@ -18,8 +18,8 @@ from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
 
 # Measured on synthesize(60, seed=0): 12.4 distinct word 4-grams per dialogue (12.2 to 12.5
-# over seeds 0..4) before the added phrasing, about 23 after; a collapse of the templates or
-# topics would fall well below this.
+# over seeds 0..4) before the added phrasing, about 23 after, 23.2 to 24.1 with the template
+# families; a collapse of the templates or topics would fall well below this.
 MIN_DISTINCT_4GRAMS_PER_DIALOGUE = 10.0
 
 
@@ -47,8 +47,9 @@ def test_exact_balance_ids_and_fields() -> None:
     assert len({record.id for record in records}) == 42
     for record in records:
         assert record.source == "synth"
-        assert set(record.meta) == {"topic", "template"}
-        assert all(isinstance(value, str) and value for value in record.meta.values())
+        assert set(record.meta) == {"topic", "template", "opener", "reactions", "follow_ups"}
+        assert all(isinstance(record.meta[key], str) and record.meta[key]
+                   for key in ("topic", "template", "opener"))
     for emotion in EMOTIONS:
         ids = sorted(record.id for record in _by_emotion(records, emotion))
         assert ids == [f"synth-{emotion}-{index:05d}" for index in range(7)]
@@ -210,10 +211,54 @@ def test_slot_values_hold_no_emotion_word() -> None:
               *synth.AFTERTHOUGHTS, *synth.KEYWORD_FREE_PREFIXES,
               *(" ".join(topic) for topic in synth.TOPICS)]
     assert [value for value in values if find_emotion_words(value)] == []
-    for emotion in EMOTIONS:  # enough keyword-free phrasing to draw from
-        assert len(synth.KEYWORD_FREE_OPENERS[emotion]) >= 12
-        assert len(synth.KEYWORD_FREE_REACTIONS[emotion]) >= 8
-        assert len(synth.KEYWORD_FREE_FOLLOW_UPS[emotion]) >= 8
+    for emotion in EMOTIONS:  # enough keyword-free phrasing in every family to draw from
+        for family in synth.KEYWORD_FREE_FAMILIES[emotion]:
+            assert len(family.openers) >= 1, family.name
+            assert len(family.reactions) >= 2, family.name
+            assert len(family.follow_ups) >= 2, family.name
+            assert not any(find_emotion_words(text) for text in (
+                *(opener for _, opener in family.openers), *family.reactions,
+                *family.follow_ups)), family.name
+
+
+def test_families_deal_every_template_to_exactly_one_family() -> None:
+    from emoneuron.data import synth
+
+    for emotion in EMOTIONS:
+        families = synth.FAMILIES[emotion]
+        assert len(families) == synth.FAMILIES_PER_EMOTION
+        assert len({family.name for family in families}) == len(families)
+        for pool, kind in ((synth.OPENERS, "openers"), (synth.REACTIONS, "reactions"),
+                           (synth.FOLLOW_UPS, "follow_ups")):
+            dealt = [item for family in families for item in getattr(family, kind)]
+            assert sorted(dealt) == sorted(pool[emotion]), (emotion, kind)
+
+
+def _shows(text: str, template: str) -> bool:
+    """Whether ``text`` holds every literal part of ``template`` (its first letter may be
+    lowered after a discourse marker)."""
+    parts = [part for part in re.split(r"\{[^}]*\}", template) if part.strip()]
+    return all(part in text or part[:1].lower() + part[1:] in text for part in parts)
+
+
+def test_meta_names_the_family_and_the_phrasing_the_turns_show() -> None:
+    from emoneuron.data import synth
+
+    for keyword_free in (False, True):
+        for record in synthesize(30, seed=4, keyword_free=keyword_free):
+            family = next(f for f in synth.FAMILIES[record.emotion]
+                          if f.name == record.meta["template"])
+            opener = dict(family.openers)[record.meta["opener"]]
+            reactions, follow_ups = record.meta["reactions"], record.meta["follow_ups"]
+            assert set(reactions) <= set(family.reactions)
+            assert set(follow_ups) <= set(family.follow_ups)
+            # Opener, reaction, follow-up, reaction, follow-up: as many as the turns show.
+            assert (len(reactions), len(follow_ups)) == (len(record.turns) // 2,
+                                                         (len(record.turns) - 1) // 2)
+            shown = [opener] + [(follow_ups if reply % 2 else reactions)[reply // 2]
+                                for reply in range(len(record.turns) - 1)]
+            for turn, template in zip(record.turns, shown, strict=True):
+                assert _shows(turn.text, template), (turn.text, template)
 
 
 def test_cli_keyword_free(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def near_pairs(sets: Sequence[frozenset[Shingle]], threshold: float = NEAR_THRES
     return [(j, i) for i, j in pairs] if others is None else pairs
 
 
-class _Groups:
+class UnionFind:
     """Union-find over record positions."""
 
     def __init__(self, size: int) -> None:
@@ -108,7 +108,7 @@ def duplicate_groups(records: Sequence[Record],
                      threshold: float = NEAR_THRESHOLD) -> list[int]:
     """A group number per record: exact and near duplicates, and windows of one dialogue
     (``meta["dialogue"]``), share a group; everything else is a group of its own."""
-    groups = _Groups(len(records))
+    groups = UnionFind(len(records))
     first: dict[tuple[str, str], int] = {}
     for position, record in enumerate(records):
         keys = [("text", normalise(record_text(record)))]

@@ -5,10 +5,28 @@ when), two speaker names and phrasing templates for its emotion: an opener, then
 reactions from the listener and follow-ups from the first speaker, 2 to 5 turns in all, with
 optional intros, discourse markers, questions and afterthoughts around them.
 
+Template families. Each emotion's openers, reactions and follow-ups are dealt into
+:data:`FAMILIES_PER_EMOTION` (8) fixed families, by their place in the pools alone (the
+keyword-free ones first, so that each family has its share of them), the same for every seed;
+a dialogue draws all of its emotion phrasing from one family, which ``meta["template"]``
+names (``anger-3``; the opener's own name is ``meta["opener"]``, the reaction and follow-up
+templates the turns show are ``meta["reactions"]`` and ``meta["follow_ups"]``). A split that
+keeps each ``meta["template"]`` on one side (:func:`emoneuron.data.split.split`) thereby
+holds out every phrasing template of its evaluation dialogues, not only their opener's name,
+and needs no knowledge of this generator. Families rather than one group per opener: a
+dialogue combines an opener with reactions and follow-ups, so groups by opener alone would
+share reactions across the split, and grouping by every template a dialogue touches would
+chain almost all dialogues of an emotion into one group. Eight families leave each at least
+2 reactions and 2 follow-ups per emotion in the keyword-free mode (tested), and enough groups
+for a split to reach 30 or 40% held out to within a dialogue at the demo and study sizes.
+Intros, discourse markers, questions, afterthoughts, topics, names and times carry no emotion
+and are shared by every family and both sides of a split.
+
 The keyword-free mode uses only the phrasing without any word of the emotion lexicon
 (:mod:`emoneuron.data.lexicon`). Variety, as distinct word 4-grams in 1,000 dialogues
 (seed 0): 7,845 before the keyword-free mode and the added phrasing, 17,594 after (keyword-free
-mode: 17,130); see tests/data/test_synth.py.
+mode: 17,130), 17,689 with the template families (keyword-free mode: 16,755); see
+tests/data/test_synth.py.
 
 Dialogue ``i`` of an emotion is drawn from its own ``random.Random(f"{seed}-{emotion}-{i}")``,
 so asking for more dialogues never changes the first ones; only the interleaved order of the
@@ -22,6 +40,7 @@ from typing import NamedTuple
 
 from emoneuron.data.lexicon import find_emotion_words
 from emoneuron.data.schema import EMOTIONS, Record, Turn
+from emoneuron.data.templates import TEMPLATE
 from emoneuron.errors import UserError
 
 MIN_TURNS = 2
@@ -295,6 +314,11 @@ REACTIONS: dict[str, tuple[str, ...]] = {
         "Unacceptable, {partner}. Did anyone back you up?",
         "My jaw is clenched just listening to this.",
         "That is so rude. I would have walked out on the spot.",
+        "That is out of order, {partner}. Who do they think they are?",
+        "I would have given them a piece of my mind right there.",
+        "They owe you a proper apology, and in writing.",
+        "No, that is not acceptable. Put it in writing tomorrow.",
+        "Right, I am ringing them myself. That is totally out of line.",
     ),
     "disgust": (
         "Ugh, that is disgusting. I think I am going to be sick.",
@@ -312,6 +336,15 @@ REACTIONS: dict[str, tuple[str, ...]] = {
         "I can feel my lunch coming back up.",
         "Oh, that is foul. Who does that?",
         "My skin is crawling just hearing about it.",
+        "Stop, stop. I can practically taste it, {partner}.",
+        "That is grim. Please tell me you burned it.",
+        "Oh, nasty. I just lost my appetite completely.",
+        "No, no, no. I am going to need a shower after hearing that.",
+        "Tell me you at least wore gloves, {partner}.",
+        "Blegh. My throat just closed up.",
+        "Ugh, that makes my skin itch. Bin the lot.",
+        "That is rank. I would have run out of there.",
+        "Please, no more details. I am eating.",
     ),
     "fear": (
         "Oh no, that sounds terrifying. Are you safe right now?",
@@ -329,6 +362,12 @@ REACTIONS: dict[str, tuple[str, ...]] = {
         "Have you told anyone else? You should not be on your own.",
         "Keep the lights on and call me every hour, okay?",
         "That gives me chills. What are you going to do?",
+        "Are the doors locked? Tell me you are somewhere safe.",
+        "Do not open the door to anyone tonight, {partner}.",
+        "Text me the second you get home, please.",
+        "I am coming to pick you up. Stay somewhere with people.",
+        "Call the emergency number if you hear anything again.",
+        "My hands went cold just reading your message.",
     ),
     "happiness": (
         "That is wonderful news, {partner}! I am so happy for you.",
@@ -346,6 +385,11 @@ REACTIONS: dict[str, tuple[str, ...]] = {
         "Brilliant! Tell me everything, right from the start.",
         "What a day! Come here, give me a high five.",
         "You did it! I am going to tell everyone I know.",
+        "Woohoo! I am buying the cake, {partner}.",
+        "Yes, yes, yes! Tell me absolutely everything.",
+        "That is the best news all year. Come here!",
+        "Incredible! We are celebrating this weekend, no excuses.",
+        "Oh, {partner}, I could hug you right now!",
     ),
     "sadness": (
         "Oh, {partner}, I am so sorry. That is heartbreaking.",
@@ -363,6 +407,10 @@ REACTIONS: dict[str, tuple[str, ...]] = {
         "Let me make you a cup of tea and we can just sit.",
         "That is a lot to carry on your own, {partner}.",
         "I remember how much that meant to you.",
+        "I am here, {partner}. Take as long as you need.",
+        "Come and stay with me this weekend. You should not be alone.",
+        "Oh, love. I will bring soup round tonight.",
+        "That is such a loss. I am thinking of you.",
     ),
     "surprise": (
         "No way! Are you serious, {partner}?",
@@ -380,6 +428,11 @@ REACTIONS: dict[str, tuple[str, ...]] = {
         "Hold on, are you being serious right now, {partner}?",
         "Well, I never! How on earth did that happen?",
         "Back up a second. That actually happened?",
+        "Hang on, since when? Nobody told me anything!",
+        "Seriously? I need to sit down for this one, {partner}.",
+        "What on earth? That is the last thing I would have guessed.",
+        "Shut up! You are making this up, {partner}.",
+        "Wait, really? How did that even happen?",
     ),
 }
 
@@ -400,6 +453,11 @@ FOLLOW_UPS: dict[str, tuple[str, ...]] = {
         "I banged my fist on the counter and left.",
         "I demanded to see the manager, and I am still waiting.",
         "They will hear from my lawyer if this happens again.",
+        "I told them I would be taking it further, and I meant it.",
+        "I marched straight back in and demanded my money back.",
+        "I was shaking the whole drive home, I was that wound up.",
+        "I refuse to let them treat me like that ever again.",
+        "I wrote them a very long email and copied in their boss.",
     ),
     "disgust": (
         "I scrubbed my hands three times and still felt dirty.",
@@ -417,6 +475,8 @@ FOLLOW_UPS: dict[str, tuple[str, ...]] = {
         "I washed my hands until they were raw.",
         "Even the dog would not go near it.",
         "I still get a sour taste in my mouth thinking about it.",
+        "I threw the whole thing in the outside bin and ran.",
+        "I sprayed half a can of disinfectant and still gagged.",
     ),
     "fear": (
         "I locked myself in and I keep checking the windows.",
@@ -434,6 +494,11 @@ FOLLOW_UPS: dict[str, tuple[str, ...]] = {
         "I slept with every light on last night.",
         "What if they come back? I cannot stop thinking it.",
         "I have not closed my eyes since it happened.",
+        "I sat in the car with the doors locked for an hour.",
+        "I keep checking the locks every ten minutes.",
+        "I have not been able to stop shaking since.",
+        "I asked my neighbour to walk me to the door.",
+        "I lay awake listening to every creak in the house.",
     ),
     "happiness": (
         "I keep smiling like an idiot, I am just so happy.",
@@ -451,6 +516,10 @@ FOLLOW_UPS: dict[str, tuple[str, ...]] = {
         "I feel like I could run a marathon right now.",
         "Everything just clicked into place at last.",
         "I keep laughing for no reason at all.",
+        "I have been grinning all day and I cannot stop.",
+        "I bought a bottle of fizz on the way home.",
+        "I rang my gran and she cheered down the phone.",
+        "Everyone at work clapped when I told them.",
     ),
     "sadness": (
         "I just miss how things used to be.",
@@ -468,6 +537,9 @@ FOLLOW_UPS: dict[str, tuple[str, ...]] = {
         "I keep thinking I will hear the door and it will be them.",
         "I do not really see the point of anything right now.",
         "Thank you for listening. It helps a little.",
+        "I sat in the car and could not make myself go inside.",
+        "The house feels so quiet without them.",
+        "I keep picking up my phone to call, then remembering.",
     ),
     "surprise": (
         "I know! I had to read it twice to believe it.",
@@ -485,6 +557,9 @@ FOLLOW_UPS: dict[str, tuple[str, ...]] = {
         "I laughed out loud because it made no sense.",
         "Apparently it had been planned for months.",
         "Out of nowhere, just like that, {place}.",
+        "I had to read the message three times.",
+        "My mouth was hanging open for a good minute.",
+        "Nobody saw it coming, not even the people closest to it.",
     ),
 }
 
@@ -506,30 +581,64 @@ def _lexicon_free(texts: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(text for text in texts if not find_emotion_words(text))
 
 
+KEYWORD_FREE_PREFIXES = _lexicon_free(PREFIXES)
+
+FAMILIES_PER_EMOTION = 8
+
+
+class Family(NamedTuple):
+    """Phrasing templates of one emotion that a dialogue draws all of its phrasing from."""
+
+    name: str
+    openers: tuple[tuple[str, str], ...]
+    reactions: tuple[str, ...]
+    follow_ups: tuple[str, ...]
+
+
+def _deal(texts: tuple[str, ...]) -> list[list[int]]:
+    """Pool indices per family: the keyword-free texts dealt round-robin first, then the rest,
+    so that every family holds its share of both (the keyword-free mode sees only the first)."""
+    order = sorted(range(len(texts)), key=lambda index: bool(find_emotion_words(texts[index])))
+    return [sorted(order[family::FAMILIES_PER_EMOTION])
+            for family in range(FAMILIES_PER_EMOTION)]
+
+
+def _families(emotion: str) -> tuple[Family, ...]:
+    openers, reactions, follow_ups = OPENERS[emotion], REACTIONS[emotion], FOLLOW_UPS[emotion]
+    dealt = zip(_deal(tuple(text for _, text in openers)), _deal(reactions), _deal(follow_ups),
+                strict=True)
+    return tuple(Family(f"{emotion}-{number}", tuple(openers[i] for i in opener_indices),
+                        tuple(reactions[i] for i in reaction_indices),
+                        tuple(follow_ups[i] for i in follow_up_indices))
+                 for number, (opener_indices, reaction_indices, follow_up_indices)
+                 in enumerate(dealt))
+
+
+def _keyword_free(family: Family) -> Family:
+    return family._replace(
+        openers=tuple(opener for opener in family.openers if not find_emotion_words(opener[1])),
+        reactions=_lexicon_free(family.reactions), follow_ups=_lexicon_free(family.follow_ups))
+
+
 # The keyword-free mode draws only from phrasing without any lexicon word of any emotion; the
 # slot values (topics, names, times, prefixes) contain none either (tested).
-KEYWORD_FREE_OPENERS = {emotion: tuple(opener for opener in openers
-                                       if not find_emotion_words(opener[1]))
-                        for emotion, openers in OPENERS.items()}
-KEYWORD_FREE_REACTIONS = {emotion: _lexicon_free(texts) for emotion, texts in REACTIONS.items()}
-KEYWORD_FREE_FOLLOW_UPS = {emotion: _lexicon_free(texts)
-                           for emotion, texts in FOLLOW_UPS.items()}
-KEYWORD_FREE_PREFIXES = _lexicon_free(PREFIXES)
+FAMILIES = {emotion: _families(emotion) for emotion in EMOTIONS}
+KEYWORD_FREE_FAMILIES = {emotion: tuple(map(_keyword_free, families))
+                         for emotion, families in FAMILIES.items()}
 
 
 def _dialogue(emotion: str, rng: random.Random, max_turns: int,
-              keyword_free: bool) -> tuple[tuple[Turn, ...], dict[str, str]]:
+              keyword_free: bool
+              ) -> tuple[tuple[Turn, ...], dict[str, str | list[str]]]:
     """Draw one dialogue for ``emotion``; returns its turns and its meta."""
-    openers = (KEYWORD_FREE_OPENERS if keyword_free else OPENERS)[emotion]
-    reaction_pool = (KEYWORD_FREE_REACTIONS if keyword_free else REACTIONS)[emotion]
-    follow_up_pool = (KEYWORD_FREE_FOLLOW_UPS if keyword_free else FOLLOW_UPS)[emotion]
+    family = rng.choice((KEYWORD_FREE_FAMILIES if keyword_free else FAMILIES)[emotion])
     prefixes = KEYWORD_FREE_PREFIXES if keyword_free else PREFIXES
     topic = rng.choice(TOPICS)
     person = rng.choice(PEOPLE) if rng.random() < 0.5 else topic.person
     speakers = rng.sample(NAMES, 2)
-    template_name, opener = rng.choice(openers)
-    reactions = rng.sample(reaction_pool, 2)
-    follow_ups = rng.sample(follow_up_pool, 2)
+    opener_name, opener = rng.choice(family.openers)
+    reactions = rng.sample(family.reactions, 2)
+    follow_ups = rng.sample(family.follow_ups, 2)
     # Drawn over the full range even when capped, so a cap changes lengths, not content.
     count = min(rng.randint(MIN_TURNS, MAX_TURNS), max_turns)
     # Opener, reaction, follow-up, reaction, follow-up: the first `count` of them. Most replies
@@ -566,7 +675,9 @@ def _dialogue(emotion: str, rng: random.Random, max_turns: int,
     texts[0] = f"{intro} {texts[0]}" if extended(intro, texts[0], 0.5) != intro else texts[0]
     turns = tuple(Turn(speaker=speakers[position % 2], text=text)
                   for position, text in enumerate(texts[:count]))
-    return turns, {"topic": topic.name, "template": template_name}
+    # The phrasing templates the turns show, so that overlap between splits can be measured.
+    return turns, {"topic": topic.name, TEMPLATE: family.name, "opener": opener_name,
+                   "reactions": reactions[:count // 2], "follow_ups": follow_ups[:(count - 1) // 2]}
 
 
 def check_size(per_emotion: int, max_turns: int) -> None:
