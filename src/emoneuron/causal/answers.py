@@ -19,9 +19,8 @@ subtracts a per-letter bias: the mean letter log-probability of the content-free
 the six cyclic orders of the emotions, in which every emotion stands at every letter once, so
 the bias is the letters' own and no emotion's (six extra queries per call, not one per dialogue).
 
->>> LetterFormat(seed=0).questions(CONTENT_FREE)[0].options == LetterFormat(0).questions(
-...     CONTENT_FREE)[0].options
-True
+>>> answer_format("letters", seed=0).questions(CONTENT_FREE)[0].options
+('fear', 'happiness', 'surprise', 'anger', 'sadness', 'disgust')
 """
 
 from __future__ import annotations
@@ -37,7 +36,9 @@ from emoneuron.data.schema import EMOTIONS, Record, Turn
 
 LETTERS = "ABCDEF"
 
-# The content-free dialogue whose prediction measures a prompt's own bias.
+# Contextual calibration (Zhao et al. 2021): the prediction on a content-free dialogue measures
+# the prompt's own bias towards each answer; subtracting it corrects that bias. On SmolLM2 it
+# lifts mean accuracy on the synthetic dialogues from about 0.5 to about 0.7 (label format).
 CONTENT_FREE = Record(id="content-free", emotion=EMOTIONS[0],
                       turns=(Turn("A", "N/A"), Turn("B", "N/A")), source="calibration")
 
@@ -52,7 +53,14 @@ class Question:
 
 
 class AnswerFormat(Protocol):
+    """What the classifier needs of a format: the questions asked about a record (and about the
+    content-free dialogue when calibrating), a worked example for a few-shot ``shot`` at
+    ``position`` in the prompt, the calibration bias from the content-free queries' answer
+    scores, and the six emotion scores from a record's (bias-corrected) answer scores, one row
+    per question."""
+
     name: str
+    rule: str  # how the prediction is made, for the classifier's description
     instruction: str
     cue: str  # ends every query; the next token is scored
     answers: tuple[str, ...]  # the scored answer words, each a single token after a space
@@ -72,6 +80,7 @@ class LabelFormat:
     """The emotion word itself is the answer."""
 
     name = "label"
+    rule = "label word with the highest next-token log-probability after 'Emotion:'"
     instruction = ("Classify the emotion of each dialogue as one of: "
                    + ", ".join(EMOTIONS) + ".\n\n")
     cue = "Emotion:"
@@ -97,6 +106,8 @@ class LetterFormat:
     """Options A-F in a per-dialogue order; the answer is a letter."""
 
     name = "letters"
+    rule = ("emotion whose option letter (A-F, options in a seeded order per dialogue) has the "
+            "highest next-token log-probability after 'Answer:'")
     instruction = ("Classify the emotion of each dialogue: answer with the letter of the "
                    "option that names it.\n\n")
     cue = "Answer:"
@@ -129,6 +140,8 @@ class YesNoFormat:
     """One yes/no question per emotion; the emotion's score is log P(Yes) - log P(No)."""
 
     name = "yesno"
+    rule = ("emotion with the highest log P(Yes) - log P(No) after its own question "
+            "'Is the emotion of this dialogue ...? Answer:' (six queries per dialogue)")
     instruction = ("Say whether each dialogue conveys the emotion asked about: answer Yes or "
                    "No.\n\n")
     cue = "Answer:"

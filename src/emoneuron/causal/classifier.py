@@ -19,8 +19,13 @@ batch, so each query costs only its own tokens; logits are computed at one posit
 A dialogue is one query (``yesno``: six). Interventions active around
 :meth:`Classifier.predict` apply to the prefix as well.
 
-Measured on SmolLM2-135M (10 synthetic dialogues per emotion, ``synthesize(10, seed=7,
-max_turns=2)``, 1-shot plain prompt, calibrated, 2 CPU cores): MEASURED_TABLE
+Measured on SmolLM2-135M (``bench/answer_formats.py``: 10 synthetic dialogues per emotion,
+``synthesize(10, seed=7, max_turns=2)``, 1-shot plain prompt), accuracy calibrated / raw and
+seconds per dialogue: label 0.47 / 0.27, 1.8 s; letters 0.22 / 0.22, 4.9 s (2.7x: the options
+and a longer prefix); yesno 0.13 / 0.17, 16.7 s (9.4x: six queries). The 2 CPU cores were
+shared with other jobs (load average 7-9): the seconds are several times a quiet machine's,
+their ratios hold. The 135M model answers neither alternative format above chance (yesno:
+nearly always surprise), so the format-invariance check needs a larger model.
 """
 
 from __future__ import annotations
@@ -49,13 +54,6 @@ from emoneuron.models.loading import LoadedModel
 
 INSTRUCTION = answer_format("label").instruction
 CHANCE = 1 / len(EMOTIONS)
-ANSWER_RULES = {
-    "label": "label word with the highest next-token log-probability after 'Emotion:'",
-    "letters": "emotion whose option letter (A-F, options in a seeded order per dialogue) has "
-               "the highest next-token log-probability after 'Answer:'",
-    "yesno": "emotion with the highest log P(Yes) - log P(No) after its own question "
-             "'Is the emotion of this dialogue ...? Answer:' (six queries per dialogue)",
-}
 
 
 PLAIN_BEFORE = "Dialogue:\n"
@@ -281,7 +279,7 @@ class Classifier:
         examples = (f"{per_emotion} example(s) per emotion" if self.shots
                     else "no examples: zero-shot")
         return (f"{len(self.shots)}-shot {self.style} prompt ({examples}), "
-                f"prediction = {ANSWER_RULES[self.answer_format]}{calibration}")
+                f"prediction = {self.answers.rule}{calibration}")
 
     def predict(self, records: Sequence[Record], progress: bool = False,
                 unchanged_below: int = 0, scope: TokenScope | None = None) -> np.ndarray:
