@@ -18,10 +18,11 @@ from transformers import PreTrainedTokenizerFast
 from emoneuron.causal.answers import CONTENT_FREE, LETTERS, answer_format
 from emoneuron.causal.classifier import Classifier, prompt_prefix, query_text
 from emoneuron.causal.intervene import Ablation, applied
+from emoneuron.causal.sweep import EvaluationSetup
 from emoneuron.config import RunConfig
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.errors import UserError
-from emoneuron.models.loading import LoadedModel
+from emoneuron.models.loading import LoadedModel, ModelSpec
 
 FORMAT_WORDS = (answer_format("letters").instruction, answer_format("yesno").instruction,
                 "Options: A) B) C) D) E) F) Answer: Yes No Is the emotion of this dialogue ?")
@@ -270,3 +271,18 @@ def test_formats_whose_answers_are_not_single_tokens_are_refused(
         Classifier(loaded, _shots(), answer_format="words")
     with pytest.raises(UserError, match="--answer-format"):
         RunConfig(answer_format="words")  # type: ignore[arg-type]
+
+
+def test_evaluation_setup_rebuilds_the_classifier_in_its_format(
+        formats_tiny: LoadedModel, records: list[Record]) -> None:
+    class Loaded(ModelSpec):
+        def load(self) -> LoadedModel:
+            return formats_tiny
+
+    classifier = Classifier(formats_tiny, _shots(), batch_size=3, answer_format="letters",
+                            seed=5)
+    rebuilt, evaluation = EvaluationSetup.of(classifier, Loaded("tiny"), records)()
+    assert (rebuilt.answer_format, rebuilt.seed) == ("letters", 5)
+    np.testing.assert_array_equal(rebuilt.predict(evaluation), classifier.predict(records))
+    other_seed = dataclasses.replace(classifier, seed=6)
+    assert not np.array_equal(other_seed.predict(records), classifier.predict(records))
