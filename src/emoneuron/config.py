@@ -16,7 +16,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
-from emoneuron.causal.config import Design, PromptChoice, PromptStyle
+from emoneuron.causal.config import AnswerFormatName, Design, PromptChoice, PromptStyle
 from emoneuron.data.synth import check_size
 from emoneuron.errors import UserError
 from emoneuron.executors import ExecutorConfig
@@ -64,6 +64,9 @@ class RunConfig:
         calibrate: contextual calibration of the label probabilities (prompt choice fixed)
         prompt: prompt style with prompt choice fixed: the chat template for instruct models
             and plain text otherwise (auto), plain, or chat
+        answer_format: what the model answers: the emotion word (label), the letter of a
+            per-dialogue shuffled option list (letters), or yes/no per emotion (yesno, six
+            queries per dialogue)
         eval_data: evaluate on this JSONL file instead of a held-out split
         baseline_data: also evaluate the unchanged model on this JSONL file (e.g. a real
             corpus from `emoneuron data load`), apart from identification and the conditions
@@ -96,6 +99,7 @@ class RunConfig:
     prompt_choice: PromptChoice = "best"
     calibrate: bool = True
     prompt: PromptStyle = "auto"
+    answer_format: AnswerFormatName = "label"
     eval_data: str | None = None
     baseline_data: str | None = None
     baseline_per_emotion: int = 30

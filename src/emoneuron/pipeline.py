@@ -201,6 +201,7 @@ def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash:
         "evaluation": {"description": classifier.description, "n_shot": len(classifier.shots),
                        "chance": CHANCE, "style": classifier.style,
                        "calibrate": classifier.calibrate,
+                       "answer_format": classifier.answer_format,
                        "prompt_choice": choice.to_json() if choice else {"rule": "fixed"}},
         "versions": _versions(),
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
@@ -244,10 +245,12 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
     choice = None
     if config.prompt_choice == "best":
         with timer.stage("prompt_choice"):
-            choice = choose_prompt(loaded, shots, splits.identify, config.record.batch_size)
+            choice = choose_prompt(loaded, shots, splits.identify, config.record.batch_size,
+                                   answer_format=config.answer_format, seed=config.seed)
     classifier = Classifier(loaded, shots, config.record.batch_size,
                             choice.calibrate if choice else config.calibrate,
-                            choice.style if choice else config.prompt)
+                            choice.style if choice else config.prompt, config.answer_format,
+                            config.seed)
     splits, truncated = _fit_to_context(splits, classifier)
     conditions = grid(design_of(config))
     _check_disk(run_dir.path, _output_bytes(loaded, len(conditions), len(splits.evaluate)))
@@ -424,7 +427,10 @@ def _compared(config: RunConfig, classifier: Classifier, splits: Splits, recordi
         statistics: Recording | AttributionStats = recordings[method.site]
         if method.config.statistic in ATTRIBUTION_STATISTICS:
             if method.site not in attributions:
-                attributions[method.site] = attribute(classifier, splits.identify, method.site,
+                # Selected by the label word whatever the run's format: a run in another
+                # format then tests them where the answer is not that word.
+                labelled = replace(classifier, answer_format="label")
+                attributions[method.site] = attribute(labelled, splits.identify, method.site,
                                                       progress=progress)
                 attributions[method.site].save(run_dir.file(attribution_file(method.site)),
                                                {"model": config.model})

@@ -40,7 +40,7 @@ def _reference(classifier: Classifier, record: Record, site: str) -> torch.Tenso
 
     with site_hooks(loaded, site, keep):
         logits = loaded.model(input_ids=ids).logits[0, -1]
-    torch.log_softmax(logits[classifier.label_ids], -1)[EMOTIONS.index(record.emotion)].backward()
+    torch.log_softmax(logits[classifier.answer_ids], -1)[EMOTIONS.index(record.emotion)].backward()
     loaded.model.zero_grad(set_to_none=True)
     return torch.stack([(kept[layer] * kept[layer].grad)[0, -len(query):].sum(0).detach()
                         for layer in sorted(kept)]).double()

@@ -29,7 +29,7 @@ def _reference(classifier: Classifier, record: Record) -> np.ndarray:
                                                           add_special_tokens=False)
     with torch.inference_mode():
         logits = loaded.model(input_ids=torch.tensor([ids])).logits[0, -1]
-    return torch.log_softmax(logits, -1)[classifier.label_ids].numpy()
+    return torch.log_softmax(logits, -1)[classifier.answer_ids].numpy()
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma3", "gpt2", "gpt-neox"])

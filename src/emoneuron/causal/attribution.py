@@ -68,6 +68,9 @@ def attribute(classifier: Classifier, records: Sequence[Record], site: str = DEF
     neuron), batched like :meth:`Classifier.predict`."""
     if groups < 1:
         raise UserError(f"groups ({groups}) must be at least 1")
+    if classifier.answer_format != "label":
+        raise UserError(f"attribution scores the label word, not the {classifier.answer_format} "
+                        "format's answers: attribute with a label-format classifier")
     loaded = classifier.loaded
     loaded.adapter.site(site)  # an unknown site fails before any work
     stats = AttributionStats.zeros(loaded.n_layers, loaded.width, groups, site, group_seed)
@@ -104,7 +107,7 @@ def _batch_attribution(classifier: Classifier, suffixes: list[list[int]], gold: 
     with (torch.enable_grad(), _embeddings_require_grad(classifier),
           site_hooks(classifier.loaded, site, keep)):
         log_probabilities = classifier.run_batch(batch, prefix_cache)
-        labels = torch.log_softmax(log_probabilities[:, classifier.label_ids.to(
+        labels = torch.log_softmax(log_probabilities[:, classifier.answer_ids.to(
             log_probabilities.device)], dim=-1)
         objective = labels[torch.arange(len(gold)), gold.to(labels.device)].sum()
         layers = sorted(activations)

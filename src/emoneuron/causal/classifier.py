@@ -1,19 +1,31 @@
-"""Emotion classification by label log-probability: no generation, no parsing.
+"""Emotion classification by answer log-probability: no generation, no parsing.
 
 The prompt is a few-shot instruction: one worked example per emotion, then the dialogue to
-classify, ending in ``Emotion:``. The model's prediction is the emotion whose label word (with a
-leading space, e.g. `` anger``) gets the highest log-probability as the next token. Every label
-must be a single token of the tokenizer (checked at start); all are for the embedded models.
+classify, then the answer format's question (:mod:`emoneuron.causal.answers`) ending in its cue.
+In the default ``label`` format the cue is ``Emotion:`` and the prediction is the emotion whose
+label word (with a leading space, e.g. `` anger``) gets the highest log-probability as the next
+token; ``letters`` scores option letters A-F listed in a per-dialogue order, ``yesno`` asks one
+question per emotion and scores `` Yes`` against `` No``. Every answer word must be a single
+token of the tokenizer (checked at start); all are for the embedded models.
 
 Two prompt styles: ``plain`` text, and ``chat``, the same instruction and examples laid out as
-system / user / assistant turns with the tokenizer's chat template, the answer starting with
-``Emotion:`` in the assistant turn. ``auto`` (the default) picks chat for instruct models whose
+system / user / assistant turns with the tokenizer's chat template, the answer starting with the
+cue in the assistant turn. ``auto`` (the default) picks chat for instruct models whose
 tokenizer has a chat template, plain otherwise. On SmolLM2 both score alike (calibrated, 90
 held-out synthetic dialogues: plain 0.92, chat 0.92).
 
 Cost: the shared few-shot prefix is run once per call and its key/value cache is reused by every
-batch, so each example costs only its own tokens; logits are computed at one position per row.
-Interventions active around :meth:`Classifier.predict` apply to the prefix as well.
+batch, so each query costs only its own tokens; logits are computed at one position per row.
+A dialogue is one query (``yesno``: six). Interventions active around
+:meth:`Classifier.predict` apply to the prefix as well.
+
+Measured on SmolLM2-135M (``bench/answer_formats.py``: 10 synthetic dialogues per emotion,
+``synthesize(10, seed=7, max_turns=2)``, 1-shot plain prompt), accuracy calibrated / raw and
+seconds per dialogue: label 0.47 / 0.27, 1.8 s; letters 0.22 / 0.22, 4.9 s (2.7x: the options
+and a longer prefix); yesno 0.13 / 0.17, 16.7 s (9.4x: six queries). The 2 CPU cores were
+shared with other jobs (load average 7-9): the seconds are several times a quiet machine's,
+their ratios hold. The 135M model answers neither alternative format above chance (yesno:
+nearly always surprise), so the format-invariance check needs a larger model.
 """
 
 from __future__ import annotations
@@ -25,46 +37,58 @@ import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from emoneuron.causal.answers import CONTENT_FREE, AnswerFormat, Question, answer_format
+from emoneuron.causal.config import AnswerFormatName
 from emoneuron.causal.intervene import TokenScope
 from emoneuron.data.render import render_dialogue, tokens_in_spans
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel
 
-INSTRUCTION = ("Classify the emotion of each dialogue as one of: "
-               + ", ".join(EMOTIONS) + ".\n\n")
+INSTRUCTION = answer_format("label").instruction
 CHANCE = 1 / len(EMOTIONS)
 
 
-PLAIN_BEFORE, PLAIN_AFTER = "Dialogue:\n", "\nEmotion:"
+PLAIN_BEFORE = "Dialogue:\n"
 
 
-def query_text(record: Record) -> str:
-    return PLAIN_BEFORE + render_dialogue(record).text + PLAIN_AFTER
+def query_text(record: Record, answers: AnswerFormat | None = None,
+               question: Question | None = None) -> str:
+    """The plain query: the dialogue, the format's question (default: label) and its cue."""
+    answers = answers or answer_format("label")
+    question = question or answers.questions(record)[0]
+    return f"{PLAIN_BEFORE}{render_dialogue(record).text}{question.text}\n{answers.cue}"
 
 
-def prompt_prefix(shots: Sequence[Record]) -> str:
-    return INSTRUCTION + "".join(f"{query_text(shot)} {shot.emotion}\n\n" for shot in shots)
+def prompt_prefix(shots: Sequence[Record], answers: AnswerFormat | None = None) -> str:
+    """The plain few-shot prefix: the instruction and each shot answered."""
+    answers = answers or answer_format("label")
+    examples = [(shot, *answers.example(shot, k)) for k, shot in enumerate(shots)]
+    return answers.instruction + "".join(f"{query_text(shot, answers, question)} {answer}\n\n"
+                                         for shot, question, answer in examples)
 
 
 PROMPT_STYLES = ("auto", "plain", "chat")
 _QUERY_SLOT = "\x00dialogue\x00"
 
 
-def _chat(shots: Sequence[Record], query: str | None = None) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": INSTRUCTION.strip()}]
-    for shot in shots:
-        messages += [{"role": "user", "content": f"Dialogue:\n{render_dialogue(shot).text}"},
-                     {"role": "assistant", "content": f"Emotion: {shot.emotion}"}]
+def _chat(shots: Sequence[Record], answers: AnswerFormat,
+          query: str | None = None) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": answers.instruction.strip()}]
+    for position, shot in enumerate(shots):
+        question, answer = answers.example(shot, position)
+        messages += [{"role": "user",
+                      "content": f"{PLAIN_BEFORE}{render_dialogue(shot).text}{question.text}"},
+                     {"role": "assistant", "content": f"{answers.cue} {answer}"}]
     if query is not None:
-        messages.append({"role": "user", "content": f"Dialogue:\n{query}"})
+        messages.append({"role": "user", "content": f"{PLAIN_BEFORE}{query}"})
     return messages
 
 
@@ -72,14 +96,16 @@ def has_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def chat_prompt_parts(tokenizer: PreTrainedTokenizerBase,
-                      shots: Sequence[Record]) -> tuple[str, str, str]:
-    """The chat prompt as (shared prefix, text before the dialogue, text after it)."""
+def chat_prompt_parts(tokenizer: PreTrainedTokenizerBase, shots: Sequence[Record],
+                      answers: AnswerFormat | None = None) -> tuple[str, str, str]:
+    """The chat prompt as (shared prefix, text before the dialogue, text after the dialogue
+    and its question); ``answers`` defaults to the label format."""
+    answers = answers or answer_format("label")
     if not has_chat_template(tokenizer):
         raise UserError("this tokenizer has no chat template; use --prompt plain")
-    prefix = str(tokenizer.apply_chat_template(_chat(shots), tokenize=False))
-    full = str(tokenizer.apply_chat_template(_chat(shots, _QUERY_SLOT), tokenize=False,
-                                             add_generation_prompt=True)) + "Emotion:"
+    prefix = str(tokenizer.apply_chat_template(_chat(shots, answers), tokenize=False))
+    full = str(tokenizer.apply_chat_template(_chat(shots, answers, _QUERY_SLOT), tokenize=False,
+                                             add_generation_prompt=True)) + answers.cue
     if not full.startswith(prefix) or full.count(_QUERY_SLOT) != 1:
         raise UserError("this chat template does not extend a conversation by appending; "
                         "use --prompt plain")
@@ -108,13 +134,6 @@ def resolved_style(loaded: LoadedModel, style: str) -> str:
     return "chat" if loaded.instruct and has_chat_template(loaded.tokenizer) else "plain"
 
 
-# Contextual calibration (Zhao et al. 2021): the prediction on a content-free dialogue measures
-# the prompt's own bias towards each label; subtracting it corrects that bias. On SmolLM2 it
-# lifts mean accuracy on the synthetic dialogues from about 0.5 to about 0.7.
-CONTENT_FREE = Record(id="content-free", emotion=EMOTIONS[0],
-                      turns=(Turn("A", "N/A"), Turn("B", "N/A")), source="calibration")
-
-
 @dataclass(frozen=True)
 class QueryBatch:
     """Right-padded queries that continue the shared prefix's cache."""
@@ -126,11 +145,22 @@ class QueryBatch:
 
 @dataclass
 class Classifier:
+    """Scores the six emotions for dialogues (:meth:`predict`) under a prompt ``style`` and an
+    ``answer_format`` (``seed`` draws the letters' per-dialogue option orders).
+
+    >>> classifier = Classifier(emoneuron.load("smollm2-135m"), shots,  # doctest: +SKIP
+    ...                         answer_format="letters", seed=0)
+    >>> classifier.predict(records).argmax(axis=1)  # doctest: +SKIP
+    array([0, 3, ...])
+    """
+
     loaded: LoadedModel
     shots: list[Record]
     batch_size: int = 16
     calibrate: bool = True
     style: str = "auto"
+    answer_format: str = "label"
+    seed: int = 0
     _before: str = field(init=False, default="")
     _after: str = field(init=False, default="")
     # Input of layer L for each batch of query tokens, kept for `unchanged_below=L`.
@@ -141,22 +171,37 @@ class Classifier:
         tokenizer = self.loaded.tokenizer
         if self.style not in PROMPT_STYLES:
             raise UserError(f"unknown prompt style {self.style!r}: use auto, plain or chat")
+        if self.answer_format not in get_args(AnswerFormatName):
+            raise UserError(f"unknown answer format {self.answer_format!r}: use one of "
+                            f"{', '.join(get_args(AnswerFormatName))}")
         self.style = resolved_style(self.loaded, self.style)
-        ids = [tokenizer.encode(f" {emotion}", add_special_tokens=False) for emotion in EMOTIONS]
-        # Round trip too: a word missing from the vocabulary is one token, but <unk>.
-        decoded = [str(tokenizer.decode(i)).strip() for i in ids]
-        if (any(len(i) != 1 for i in ids) or len({i[0] for i in ids}) != len(EMOTIONS)
-                or decoded != list(EMOTIONS)):
-            raise UserError(f"{self.loaded.name}: label words are not single distinct tokens "
-                            f"({dict(zip(EMOTIONS, ids, strict=True))}); "
-                            "this tokenizer is not supported yet")
-        self.label_ids = torch.tensor([i[0] for i in ids])
+        self.answers = answer_format(self.answer_format, self.seed)
+        self.answer_ids = self._answer_ids()
         if self.style == "chat":
-            prefix, self._before, self._after = chat_prompt_parts(tokenizer, self.shots)
+            prefix, self._before, self._after = chat_prompt_parts(tokenizer, self.shots,
+                                                                  self.answers)
             # The template writes any special tokens (BOS, turn markers) itself.
             self.prefix_ids = tokenizer.encode(prefix, add_special_tokens=False)
         else:
-            self.prefix_ids = tokenizer.encode(prompt_prefix(self.shots), add_special_tokens=True)
+            self._before, self._after = PLAIN_BEFORE, "\n" + self.answers.cue
+            self.prefix_ids = tokenizer.encode(prompt_prefix(self.shots, self.answers),
+                                               add_special_tokens=True)
+
+    def _answer_ids(self) -> torch.Tensor:
+        """The token of each answer word after a space, checked to be single and distinct."""
+        tokenizer, words = self.loaded.tokenizer, self.answers.answers
+        ids = [tokenizer.encode(f" {word}", add_special_tokens=False) for word in words]
+        # Round trip too: a word missing from the vocabulary is one token, but <unk>.
+        decoded = [str(tokenizer.decode(i)).strip() for i in ids]
+        if (any(len(i) != 1 for i in ids) or len({i[0] for i in ids}) != len(words)
+                or decoded != list(words)):
+            name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+            fix = ("this tokenizer is not supported yet" if self.answer_format == "label"
+                   else "use --answer-format label")
+            raise UserError(f"{self.loaded.name} (tokenizer {name}): the {self.answer_format} "
+                            f"format's answer words are not single distinct tokens "
+                            f"({dict(zip(words, ids, strict=True))}); {fix}")
+        return torch.tensor([i[0] for i in ids])
 
     def fit(self, records: Sequence[Record]) -> tuple[list[Record], int]:
         """The records with their earliest turns dropped, and then the first turn left cut from
@@ -181,7 +226,8 @@ class Classifier:
         where the kept turns start (linear in its length, however many turns it has); exact
         tokenisations of the kept turns around that estimate then settle the same turn as
         dropping one turn at a time would."""
-        text, spans = self._query_parts(record)
+        longest = max(self.answers.questions(record), key=lambda q: len(q.text))
+        text, spans = self._query_parts(record, longest)
         starts = [start for start, _ in self.loaded.tokenizer(
             text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]]
         if len(starts) <= budget:
@@ -195,8 +241,10 @@ class Classifier:
                                   - first_token)
 
         def fits(turns: tuple[Turn, ...]) -> bool:
-            query = self.query(dataclasses.replace(record, turns=turns))
-            return len(self.loaded.tokenizer.encode(query, add_special_tokens=False)) <= budget
+            kept = dataclasses.replace(record, turns=turns)
+            return all(len(self.loaded.tokenizer.encode(self.query(kept, question),
+                                                        add_special_tokens=False)) <= budget
+                       for question in self.answers.questions(kept))
 
         last = len(record.turns) - 1
         first = next((k for k in range(last) if estimate(k) <= budget), last)
@@ -210,17 +258,19 @@ class Classifier:
             turns = (Turn(turns[0].speaker, " ".join(words[len(words) // 4 + 1:]) or "..."),)
         return turns
 
-    def query(self, record: Record) -> str:
-        """The per-dialogue text that follows the shared prefix."""
-        return self._query_parts(record)[0]
+    def query(self, record: Record, question: Question | None = None) -> str:
+        """The text that follows the shared prefix for ``question`` about ``record`` (default:
+        its first, the only one except in the yesno format)."""
+        return self._query_parts(record, question)[0]
 
-    def _query_parts(self, record: Record) -> tuple[str, tuple[tuple[int, int], ...]]:
+    def _query_parts(self, record: Record, question: Question | None = None
+                     ) -> tuple[str, tuple[tuple[int, int], ...]]:
         """The query text and the character spans of the dialogue's own words in it."""
+        question = question or self.answers.questions(record)[0]
         rendered = render_dialogue(record)
-        before = self._before if self.style == "chat" else PLAIN_BEFORE
-        after = self._after if self.style == "chat" else PLAIN_AFTER
-        spans = tuple((start + len(before), end + len(before)) for start, end in rendered.spans)
-        return before + rendered.text + after, spans
+        spans = tuple((start + len(self._before), end + len(self._before))
+                      for start, end in rendered.spans)
+        return self._before + rendered.text + question.text + self._after, spans
 
     @property
     def description(self) -> str:
@@ -229,14 +279,13 @@ class Classifier:
         examples = (f"{per_emotion} example(s) per emotion" if self.shots
                     else "no examples: zero-shot")
         return (f"{len(self.shots)}-shot {self.style} prompt ({examples}), "
-                "prediction = "
-                "label word with the highest next-token log-probability after 'Emotion:'"
-                f"{calibration}")
+                f"prediction = {self.answers.rule}{calibration}")
 
     def predict(self, records: Sequence[Record], progress: bool = False,
                 unchanged_below: int = 0, scope: TokenScope | None = None) -> np.ndarray:
-        """Label log-probabilities for each record, shape (N, 6), minus the content-free
-        dialogue's when calibrating; the argmax of a row is the prediction.
+        """Emotion scores for each record, shape (N, 6) aligned with EMOTIONS, calibrated when
+        ``calibrate`` is on; the argmax of a row is the prediction. In the label format a
+        score is the label word's log-probability (minus the content-free dialogue's).
 
         ``unchanged_below``: the caller promises that no active intervention touches the layers
         below this one (a sweep condition masking only the top third, say). Their output is
@@ -245,12 +294,31 @@ class Classifier:
 
         ``scope``: the token scope of an active intervention restricted to the ``dialogue`` or
         the ``last`` position; it is told those positions for every pass (none of the shared
-        prefix's)."""
-        queries = [*records, CONTENT_FREE] if self.calibrate else list(records)
-        encoded = [self.encode(r) for r in queries]
+        prefix's, nor of the format's question: only the dialogue's words, or the scored
+        position)."""
+        rows, bias = self._answer_scores(records, self.calibrate, progress, unchanged_below,
+                                         scope)
+        return self._emotion_scores(records, rows, bias if self.calibrate else None)
+
+    def predict_calibrated_and_not(self, records: Sequence[Record],
+                                   progress: bool = False) -> dict[bool, np.ndarray]:
+        """:meth:`predict`'s scores without (False) and with (True) calibration, from one pass."""
+        rows, bias = self._answer_scores(records, True, progress)
+        return {False: self._emotion_scores(records, rows, None),
+                True: self._emotion_scores(records, rows, bias)}
+
+    def _answer_scores(self, records: Sequence[Record], calibrating: bool, progress: bool,
+                       unchanged_below: int = 0, scope: TokenScope | None = None
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Answer-token log-probabilities of every query of ``records`` in order, (Q, K); and,
+        when ``calibrating``, the format's bias from the content-free queries."""
+        queries = [(r, q) for r in records for q in self.answers.questions(r)]
+        calibration = self.answers.calibration() if calibrating else []
+        queries += [(CONTENT_FREE, q) for q in calibration]
+        encoded = [self.encode(record, question) for record, question in queries]
         suffixes = [ids for ids, _ in encoded]
         order = sorted(range(len(queries)), key=lambda i: len(suffixes[i]))
-        scores = np.zeros((len(queries), len(EMOTIONS)), dtype=np.float64)
+        scores = np.zeros((len(queries), len(self.answer_ids)), dtype=np.float64)
         with torch.inference_mode():
             if scope is not None:
                 scope.mask = torch.zeros((1, len(self.prefix_ids)), dtype=torch.bool)
@@ -265,12 +333,27 @@ class Classifier:
                                                  unchanged_below)
         if scope is not None:
             scope.mask = None
-        return scores[:-1] - scores[-1] if self.calibrate else scores
+        if not calibration:
+            return scores, None
+        return scores[:-len(calibration)], self.answers.bias(scores[-len(calibration):])
 
-    def encode(self, record: Record) -> tuple[list[int], list[bool]]:
-        """Query token ids (what follows the shared prefix), and which of them carry the
-        dialogue's own words."""
-        text, spans = self._query_parts(record)
+    def _emotion_scores(self, records: Sequence[Record], rows: np.ndarray,
+                        bias: np.ndarray | None) -> np.ndarray:
+        """(N, 6): each record's rows (minus the bias) combined by the format."""
+        table = np.zeros((len(records), len(EMOTIONS)), dtype=np.float64)
+        first = 0
+        for n, record in enumerate(records):
+            questions = self.answers.questions(record)
+            own = rows[first:first + len(questions)]
+            table[n] = self.answers.emotion_scores(questions, own if bias is None else own - bias)
+            first += len(questions)
+        return table
+
+    def encode(self, record: Record, question: Question | None = None
+               ) -> tuple[list[int], list[bool]]:
+        """Query token ids (what follows the shared prefix) for ``question`` about ``record``
+        (default: its first), and which of them carry the dialogue's own words."""
+        text, spans = self._query_parts(record, question)
         encoded = self.loaded.tokenizer(text, add_special_tokens=False,
                                         return_offsets_mapping=True)
         return list(encoded["input_ids"]), tokens_in_spans(encoded["offset_mapping"], spans)
@@ -313,7 +396,7 @@ class Classifier:
         batch = self.query_batch(suffixes)
         with self._lower_layers_reused(unchanged_below, batch.input_ids):
             log_probabilities = self.run_batch(batch, prefix_cache)
-        return log_probabilities[:, self.label_ids].cpu().numpy()
+        return log_probabilities[:, self.answer_ids].cpu().numpy()
 
     @contextmanager
     def _lower_layers_reused(self, first: int, input_ids: torch.Tensor) -> Iterator[None]:

@@ -17,6 +17,7 @@ SweepEval = Literal["self", "all"]
 PromptChoice = Literal["best", "fixed"]
 FixedStyle = Literal["plain", "chat"]
 PromptStyle = Literal["auto", FixedStyle]  # emoneuron.causal.classifier
+AnswerFormatName = Literal["label", "letters", "yesno"]  # emoneuron.causal.answers
 DEFAULT_PROPORTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
 
 
@@ -118,6 +119,8 @@ class VariantsConfig:
     Args:
         shots: few-shot examples per emotion to try (0 = zero-shot)
         prompts: prompt styles to try: plain text, or the model's chat template
+        answer_formats: answer formats to try: the emotion word (label), the letter of a
+            shuffled option list (letters), yes/no per emotion (yesno)
         eval_fraction: share of the dialogues evaluated (the rest give the examples)
         seed: seed of the split and the examples' order
         batch_size: dialogues per forward pass (speed and memory only)
@@ -125,6 +128,7 @@ class VariantsConfig:
 
     shots: tuple[int, ...] = (0, 1)
     prompts: tuple[FixedStyle, ...] = ("plain", "chat")
+    answer_formats: tuple[AnswerFormatName, ...] = ("label",)
     eval_fraction: float = 0.5
     seed: int = 0
     batch_size: int = 16

@@ -239,7 +239,8 @@ def evaluate_sets(directory: str | Path, sets: NeuronSets, name: str,
     shots = order_shots(run_dir.records("fewshot"), config["seed"], config["shots"])
     classifier = Classifier(loaded, shots, config["batch_size"],
                             evaluation_setup.get("calibrate", config["calibrate"]),
-                            evaluation_setup.get("style", config["prompt"]))
+                            evaluation_setup.get("style", config["prompt"]),
+                            evaluation_setup.get("answer_format", "label"), config["seed"])
     seeds = tuple(config["control_seeds"])
     design = Design(control_seeds=seeds, controls=("random",), proportions=(), dose_strengths=(),
                     mode=config["mode"],

@@ -15,14 +15,14 @@ with. Calibration subtracts the content-free dialogue's scores, so each style co
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from itertools import product
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from emoneuron.causal.classifier import (
-    CONTENT_FREE,
     Classifier,
     has_chat_template,
     order_shots,
@@ -36,7 +36,8 @@ from emoneuron.models.loading import LoadedModel
 
 def prompt_variants(loaded: LoadedModel, records: Sequence[Record], config: VariantsConfig,
                     source: str = "data") -> pd.DataFrame:
-    """One row per (shots, prompt, calibrated): accuracy per emotion and their mean."""
+    """One row per (answer format, shots, prompt, calibrated): accuracy per emotion and their
+    mean."""
     splits = split(list(records), config.eval_fraction, config.seed, max(config.shots),
                    source=source)
     evaluation = splits.evaluate
@@ -45,12 +46,14 @@ def prompt_variants(loaded: LoadedModel, records: Sequence[Record], config: Vari
         if prompt == "chat" and not has_chat_template(loaded.tokenizer):
             print(f"{loaded.name}: no chat template, chat prompt skipped")
             continue
-        for shots in config.shots:
+        for answers, shots in product(config.answer_formats, config.shots):
             classifier = Classifier(loaded, order_shots(splits.fewshot, config.seed, shots),
-                                    config.batch_size, calibrate=False, style=prompt)
+                                    config.batch_size, calibrate=False, style=prompt,
+                                    answer_format=answers, seed=config.seed)
             for calibrated, per_emotion in calibration_variants(classifier, evaluation,
                                                                 progress=True).items():
-                rows.append({"model": loaded.name, "shots_per_emotion": shots, "prompt": prompt,
+                rows.append({"model": loaded.name, "answer_format": answers,
+                             "shots_per_emotion": shots, "prompt": prompt,
                              "calibrated": calibrated, "n": len(evaluation), **per_emotion,
                              "mean": float(np.mean(list(per_emotion.values())))})
     return pd.DataFrame(rows)
@@ -59,12 +62,10 @@ def prompt_variants(loaded: LoadedModel, records: Sequence[Record], config: Vari
 def calibration_variants(classifier: Classifier, records: Sequence[Record],
                          progress: bool = False) -> dict[bool, dict[str, float]]:
     """Accuracy per emotion without (False) and with (True) contextual calibration, from one
-    uncalibrated pass over ``records`` and the content-free dialogue."""
+    pass over ``records`` and the content-free queries."""
     truth = np.array([EMOTIONS.index(r.emotion) for r in records])
-    scores = replace(classifier, calibrate=False).predict([*records, CONTENT_FREE],
-                                                          progress=progress)
     accuracies = {}
-    for calibrated, table in ((False, scores[:-1]), (True, scores[:-1] - scores[-1])):
+    for calibrated, table in classifier.predict_calibrated_and_not(records, progress).items():
         correct = table.argmax(axis=1) == truth
         accuracies[calibrated] = {e: float(correct[truth == k].mean())
                                   for k, e in enumerate(EMOTIONS)}
@@ -89,7 +90,8 @@ class PromptChoice:
 
 def choose_prompt(loaded: LoadedModel, shots: Sequence[Record],
                   identification: Sequence[Record], batch_size: int = 16,
-                  per_emotion: int = PROMPT_CHOICE_PER_EMOTION) -> PromptChoice:
+                  per_emotion: int = PROMPT_CHOICE_PER_EMOTION, answer_format: str = "label",
+                  seed: int = 0) -> PromptChoice:
     """The prompt style and calibration that maximise the worst emotion's accuracy on the
     first ``per_emotion`` identification dialogues of each emotion (see the module doc)."""
     subset = [r for e in EMOTIONS for r in [r for r in identification
@@ -99,7 +101,8 @@ def choose_prompt(loaded: LoadedModel, shots: Sequence[Record],
                        and (s == "plain" or has_chat_template(loaded.tokenizer)))]
     variants: list[dict[str, Any]] = []
     for style in styles:
-        classifier = Classifier(loaded, list(shots), batch_size, calibrate=False, style=style)
+        classifier = Classifier(loaded, list(shots), batch_size, calibrate=False, style=style,
+                                answer_format=answer_format, seed=seed)
         fitted, _ = classifier.fit(subset)
         accuracies = calibration_variants(classifier, fitted)
         for calibrate in (True, False):

@@ -266,16 +266,19 @@ class EvaluationSetup:
     calibrate: bool
     style: str
     evaluation: tuple[Record, ...]
+    answer_format: str = "label"
+    seed: int = 0
 
     @classmethod
     def of(cls, classifier: Classifier, model: ModelSpec,
            evaluation: Sequence[Record]) -> EvaluationSetup:
         return cls(model, tuple(classifier.shots), classifier.batch_size, classifier.calibrate,
-                   classifier.style, tuple(evaluation))
+                   classifier.style, tuple(evaluation), classifier.answer_format,
+                   classifier.seed)
 
     def __call__(self) -> tuple[Classifier, Sequence[Record]]:
         classifier = Classifier(self.model.load(), list(self.shots), self.batch_size,
-                                self.calibrate, self.style)
+                                self.calibrate, self.style, self.answer_format, self.seed)
         return classifier, self.evaluation
 
 
