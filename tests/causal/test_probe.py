@@ -236,10 +236,10 @@ def test_smollm2_represents_the_emotion_while_reading() -> None:
     """20 synthetic dialogues per emotion, 10 to train and 10 held out: the best layer's
     held-out accuracy is far above chance.
 
-    Measured at seed 0 (60 held out, chance 0.17): 0.78 at layer 0 (the embeddings), 0.85-0.93
-    at layers 1-30, best 0.93 (layers 15, 16, 23, 24); cross-validated on the training half
-    0.72-0.97. On 2 shared, busy CPU cores (load 7-8): load 9 s, features 240-335 s (5,074
-    tokens; about 25 s at the 200 tokens/s of free cores, estimated), fit 32 s. Layer 0 is
+    Measured at seed 0 (60 held out, chance 0.17): 0.78 at layer 0 (the embeddings), 0.80-0.93
+    at layers 1-30, best 0.93 (layers 15, 16, 23); cross-validated on the training half
+    0.72-0.97. On 2 shared, busy CPU cores (load 7-8): load 9 s, features 160 s (5,074
+    tokens; about 25 s at the 200 tokens/s of free cores, estimated), fit 86 s. Layer 0 is
     high: the synthetic dialogues' words carry the emotion (docs/methods.md, the probe)."""
     smollm2 = load("smollm2-135m")
     records = synthesize(20, seed=0, max_turns=2)

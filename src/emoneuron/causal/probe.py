@@ -151,7 +151,7 @@ class Probe:
     >>> generator = torch.Generator().manual_seed(0)
     >>> labels = torch.arange(60) % 6
     >>> features = torch.randn(60, 2, 6, generator=generator)
-    >>> features[:, 1] += 3 * torch.eye(6)[labels]  # layer 1 carries the label, layer 0 not
+    >>> features[:, 1] += 5 * torch.eye(6)[labels]  # layer 1 carries the label, layer 0 not
     >>> probe = Probe.fit(features, labels, folds=3)
     >>> probe.cross_validated_accuracy[0] < 0.4, probe.cross_validated_accuracy[1] > 0.9
     (True, True)
