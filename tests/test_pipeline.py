@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from emoneuron.causal.setlevel import set_level_conditions
+from emoneuron.causal.significance import holm
 from emoneuron.causal.sweep import grid
 from emoneuron.cli import main
 from emoneuron.config import RunConfig, preset_config
@@ -366,3 +367,20 @@ def test_report_on_a_damaged_run_directory_is_one_line(
     assert main(["report", str(damaged)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], lines
+
+
+def test_set_level_table_tests_every_method_scope_and_statistic(run_dir: Path) -> None:
+    table = pd.read_csv(run_dir / "setlevel.csv")
+    assert set(table.statistic) == {"own", "cross", "specific", "probe"}
+    assert set(table.scope) == {"all", "dialogue", "last"}
+    assert (table.k_random_sets == 3).all()
+    for _, family in table.groupby(["method", "scope", "statistic"]):
+        assert len(family) <= len(EMOTIONS)
+        assert family.p_holm.tolist() == pytest.approx(holm(family.p.tolist()))
+        beyond = (family.p_holm <= 0.05) & (family.excess > 0)
+        assert (family.beyond == beyond).all()
+        assert ((family.ci_low <= family.excess) & (family.excess <= family.ci_high)).all()
+    own = table[table.statistic == "own"]
+    assert own.reading.notna().all() and table[table.statistic != "own"].reading.isna().all()
+    probe = json.loads((run_dir / "probe.json").read_text())
+    assert len(probe["held_out_accuracy"]) == 2 + 1  # the tiny model's layers and embeddings

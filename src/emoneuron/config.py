@@ -74,6 +74,8 @@ class RunConfig:
             (a seeded sample; the real counts are reported beside it)
         compare_methods: selection methods compared by their causal effect
         method_control_seeds: random control seeds of each compared method (the first N)
+        probe: fit the label-free probe (residual stream, dialogue read alone) and test
+            whether removing each set lowers its emotion's information beyond random sets
         steer: also amplify each emotion's neurons and measure the shift toward it
         steer_strength: the steering factor (above 1)
         device: cpu, cuda, cuda:N or mps
@@ -105,6 +107,7 @@ class RunConfig:
     baseline_per_emotion: int = 30
     compare_methods: tuple[SelectionName, ...] = get_args(SelectionName)
     method_control_seeds: int = 1
+    probe: bool = True
     steer: bool = True
     steer_strength: float = 4.0
     device: str = "cpu"
@@ -158,7 +161,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "size": {"per_emotion": 30, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
              "control_seeds": (0,), "other_control_seeds": 0, "sweep": False,
              "dose_strengths": (), "steer": False, "prompt_choice": "fixed",
-             "compare_methods": (), "null_sets": 4, "scopes": ("all",), "cross_per_emotion": 0},
+             "compare_methods": (), "null_sets": 4, "scopes": ("all",), "cross_per_emotion": 0,
+             "probe": False},
 }
 
 

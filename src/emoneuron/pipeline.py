@@ -30,7 +30,9 @@ from emoneuron.causal.attribution import attribute
 from emoneuron.causal.baseline import baseline_table
 from emoneuron.causal.classifier import CHANCE, Classifier, order_shots
 from emoneuron.causal.methods import Compared, compare_in_run, selection_methods, write_comparison
+from emoneuron.causal.probe import Probe
 from emoneuron.causal.prompts import PromptChoice, choose_prompt
+from emoneuron.causal.readout import fit_probe, readout_rows
 from emoneuron.causal.setlevel import set_level_conditions, set_level_table
 from emoneuron.causal.steer import steer
 from emoneuron.causal.sweep import (
@@ -76,6 +78,9 @@ from emoneuron.rundir import (
     DOSE,
     MANIFEST,
     NEURONS,
+    PROBE,
+    PROBE_CONDITIONS,
+    PROBE_DESCRIPTION,
     SET_LEVEL,
     SPLITS,
     STABILITY,
@@ -362,10 +367,35 @@ def _record_identify_evaluate(
             execute(classifier, method.sets, method.sources, splits.evaluate,
                     set_level_conditions(config.design, method.tag), store, progress, executor,
                     setup)
-        write_csv(run_dir.file(SET_LEVEL),
-                  set_level_table(store, splits.evaluate, config.design,
-                                  [(method.name, method.tag) for method in tested]))
+    probe_rows = []
+    if config.probe:
+        with timer.stage("probe"):
+            probe_rows = _probe_rows(config, loaded, splits, tested, run_dir, progress)
+    write_csv(run_dir.file(SET_LEVEL),
+              set_level_table(store, splits.evaluate, config.design,
+                              [(method.name, method.tag) for method in tested], probe_rows))
     return sets, store
+
+
+def _probe_rows(config: RunConfig, loaded: LoadedModel, splits: Splits,
+                tested: list[Compared], run_dir: RunDir, progress: bool) -> list[dict[str, Any]]:
+    """The label-free probe (fitted once per data and model, read back after) and its
+    set-level rows for every tested method."""
+    inputs = _inputs_hash(__version__, records_hash(splits.identify),
+                          records_hash(splits.evaluate), config.model)
+    if run_dir.stage_done("probe", inputs):
+        probe = Probe.load(run_dir.file(PROBE))
+    else:
+        probe = fit_probe(loaded, splits.identify, splits.evaluate, config.record.batch_size,
+                          progress)
+        probe.save(run_dir.file(PROBE), {"model": config.model})
+        run_dir.stage_finished("probe", inputs, [PROBE, PROBE_DESCRIPTION])
+    # Stored shares depend on the probe and on every tested method's sets.
+    store = ConditionStore(run_dir.file(PROBE_CONDITIONS), _inputs_hash(
+        inputs, run_dir.hashes([PROBE]), [m.sets.to_json() for m in tested]))
+    return readout_rows(loaded, probe, splits.evaluate,
+                        [(m.name, m.tag, m.sets, m.sources) for m in tested], config.design,
+                        store, config.record.batch_size, progress)
 
 
 def _baseline_records(path: str | None) -> list[Record] | None:

@@ -37,7 +37,7 @@ coverage; the same simulation shows the dialogue-level slot test and excess inte
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -49,7 +49,7 @@ from emoneuron.causal.significance import Interval, holm
 from emoneuron.causal.sweep import Condition, ConditionStore, Design, correctness
 from emoneuron.data.schema import EMOTIONS, Record
 
-STATISTICS = ("own", "cross", "specific")
+STATISTICS = ("own", "cross", "specific")  # of the classifier; "probe" in causal.readout
 NULL_CONTROL = "frequency"  # random sets matched layer by layer and by activation frequency
 ALPHA = 0.05
 POWER = 0.8
@@ -152,10 +152,12 @@ def _strata(set_values: pd.DataFrame, null_values: Sequence[pd.DataFrame], emoti
 
 
 def set_level_table(store: ConditionStore, evaluation: Sequence[Record], design: Design,
-                    methods: Sequence[tuple[str, str]]) -> pd.DataFrame:
+                    methods: Sequence[tuple[str, str]],
+                    extra: Sequence[Mapping[str, Any]] = ()) -> pd.DataFrame:
     """``setlevel.csv``: one row per method (name, tag), scope, statistic and emotion, with
-    Holm across the six emotions of each (method, scope, statistic). Cross and specific rows
-    need a cross sample (``Design.cross_per_emotion`` > 0)."""
+    Holm across the six emotions of each (method, scope, statistic), then the ``extra`` rows
+    (the probe's, :mod:`emoneuron.causal.readout`). Cross and specific rows need a cross sample
+    (``Design.cross_per_emotion`` > 0)."""
     baseline = correctness(store.done[Condition("baseline").key], evaluation)
     statistics = STATISTICS if design.cross_per_emotion else STATISTICS[:1]
     rows: list[dict[str, Any]] = []
@@ -163,25 +165,33 @@ def set_level_table(store: ConditionStore, evaluation: Sequence[Record], design:
         conditions = set_level_conditions(design, tag)
         for scope in design.scopes:
             for statistic in statistics:
-                family = []
+                results = {}
                 for emotion in EMOTIONS:
                     mask, *nulls = [c for c in conditions
                                     if c.tokens == scope and c.masked_emotion == emotion]
                     set_values = _values(store, mask, evaluation, baseline)
                     null_values = [_values(store, c, evaluation, baseline) for c in nulls]
-                    result = set_level_test(_strata(set_values, null_values, emotion, statistic))
-                    family.append({"run_method": tag == "", **_row(
-                        name, scope, statistic, emotion, result,
-                        store.done[mask.key]["n_masked"])})
-                for row, adjusted in zip(family, holm([r["p"] for r in family]), strict=True):
-                    row["p_holm"] = adjusted
-                    row["verdict"] = verdict(row["excess"], adjusted)
-                    row["beyond"] = row["verdict"] == BEYOND
-                rows += family
-    return _with_reading(pd.DataFrame(rows))
+                    results[emotion] = (set_level_test(_strata(set_values, null_values, emotion,
+                                                               statistic)),
+                                        store.done[mask.key]["n_masked"])
+                rows += family_rows(name, tag, scope, statistic, results)
+    return with_reading(pd.DataFrame([*rows, *extra]))
 
 
-def _with_reading(results: pd.DataFrame) -> pd.DataFrame:
+def family_rows(method: str, tag: str, scope: str, statistic: str,
+                results: Mapping[str, tuple[SetLevel, int]]) -> list[dict[str, Any]]:
+    """The ``setlevel.csv`` rows of one Holm family: a method's sets at one scope and
+    statistic, ``results`` by emotion as (test, set size)."""
+    family = [{"run_method": tag == "", **_row(method, scope, statistic, emotion, result, size)}
+              for emotion, (result, size) in results.items()]
+    for row, adjusted in zip(family, holm([r["p"] for r in family]), strict=True):
+        row["p_holm"] = adjusted
+        row["verdict"] = verdict(row["excess"], adjusted)
+        row["beyond"] = row["verdict"] == BEYOND
+    return family
+
+
+def with_reading(results: pd.DataFrame) -> pd.DataFrame:
     """``reading`` on each own-statistic row: what the set does (:func:`reading_verdict`),
     where both restricted scopes were tested ("" elsewhere)."""
     own = results[results.statistic == "own"].set_index(["method", "scope", "masked_emotion"])

@@ -1,0 +1,97 @@
+"""Does removing a set remove the emotion information itself, or only the answer? The
+label-free probe (:mod:`emoneuron.causal.probe`) after each set, against random sets.
+
+1. :func:`fit_probe`: residual-stream features of the identification dialogues read alone
+   (no prompt, no label word), a probe per layer fitted on them, its accuracy on the held-out
+   dialogues recorded.
+2. :func:`readout_rows`: for each method's set of each emotion and its ``Design.null_sets``
+   random sets (the same frequency-matched sets as :mod:`emoneuron.causal.setlevel`), the
+   probe's correctness on that emotion's held-out dialogues while the set is removed, averaged
+   per dialogue over the residual layers after the set's first layer (the only ones it can
+   change; the random sets share that layer). The statistic ``probe`` is the drop of that share
+   against the unablated model, judged by :func:`emoneuron.causal.setlevel.set_level_test` with
+   Holm across the six emotions; the rows join ``setlevel.csv``.
+
+Each evaluated set is stored in its own resumable :class:`emoneuron.causal.sweep.ConditionStore`
+(``probe_conditions.jsonl``), one per-dialogue share per condition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from emoneuron.causal.config import Design
+from emoneuron.causal.probe import (
+    FOLDS,
+    L2_CANDIDATES,
+    Probe,
+    emotion_labels,
+    layers_after,
+    probe_outcomes,
+    residual_features,
+)
+from emoneuron.causal.setlevel import NULL_CONTROL, SetLevel, Stratum, family_rows, set_level_test
+from emoneuron.causal.sweep import Condition, ConditionStore, Sources, ablation_for
+from emoneuron.data.schema import EMOTIONS, Record
+from emoneuron.models.loading import LoadedModel
+from emoneuron.selection.identify import NeuronSets
+
+STATISTIC = "probe"
+SCOPE = "all"  # the set is removed at every position of the dialogue read alone
+FALLBACK_L2 = 0.1  # the middle of the cross-validated candidates
+
+
+def fit_probe(loaded: LoadedModel, identify: Sequence[Record], evaluation: Sequence[Record],
+              batch_size: int = 16, progress: bool = False) -> Probe:
+    """The probe fitted on ``identify`` with its held-out accuracy on ``evaluation``; with
+    fewer than ``FOLDS`` identification dialogues of some emotion, no cross-validation is
+    possible and the fixed penalty ``FALLBACK_L2`` is used (``probe.json`` names it)."""
+    train = residual_features(loaded, identify, batch_size=batch_size, progress=progress)
+    labels = emotion_labels(identify)
+    smallest = int(torch.bincount(labels, minlength=len(EMOTIONS)).min())
+    probe = Probe.fit(train, labels, L2_CANDIDATES if smallest >= FOLDS else FALLBACK_L2)
+    held_out = residual_features(loaded, evaluation, batch_size=batch_size, progress=progress)
+    return probe.with_held_out(held_out, emotion_labels(evaluation))
+
+
+def readout_rows(loaded: LoadedModel, probe: Probe, evaluation: Sequence[Record],
+                 tested: Sequence[tuple[str, str, NeuronSets, Sources]], design: Design,
+                 store: ConditionStore, batch_size: int = 16,
+                 progress: bool = False) -> list[dict[str, Any]]:
+    """``setlevel.csv`` rows of the statistic ``probe`` for each tested method (name, tag,
+    sets, sources); an emotion with an empty set has no row."""
+    by_emotion = {e: [r for r in evaluation if r.emotion == e] for e in EMOTIONS}
+    unablated = {e: probe_outcomes(loaded, probe, records, batch_size=batch_size)
+                 for e, records in by_emotion.items()}
+    rows = []
+    for name, tag, sets, sources in tested:
+        results: dict[str, tuple[SetLevel, int]] = {}
+        for emotion in EMOTIONS:
+            mask = Condition("mask", emotion, mode=design.mode, strength=design.strength,
+                             method=tag, eval_emotions=(emotion,))
+            conditions = [mask, *(replace(mask, kind="control", control=NULL_CONTROL, seed=seed)
+                                  for seed in range(design.null_sets))]
+            ablations = [ablation_for(c, sets, sources) for c in conditions]
+            if not ablations[0].size:
+                continue
+            layers = list(layers_after(ablations[0], probe.n_layers - 1))
+            for condition, ablation in tqdm(list(zip(conditions, ablations, strict=True)),
+                                            desc=f"probe {name} {emotion}", leave=False,
+                                            disable=not progress):
+                if condition.key not in store.done:
+                    correct = probe_outcomes(loaded, probe, by_emotion[emotion], ablation,
+                                             batch_size)
+                    store.add(condition, ablation, correct[:, layers].mean(axis=1))
+            shares = [np.array(store.done[c.key]["predictions"]) for c in conditions]
+            base = unablated[emotion][:, layers].mean(axis=1)
+            test = set_level_test([Stratum(1.0, base - shares[0],
+                                           base[None] - np.array(shares[1:]))])
+            results[emotion] = (test, ablations[0].size)
+        rows += family_rows(name, tag, SCOPE, STATISTIC, results)
+    return rows
