@@ -180,6 +180,46 @@ def test_not_a_run_directory_or_statistics_file_is_named(
     assert _tree(tmp_path) == before
 
 
+@pytest.mark.parametrize("contents", [
+    ("report.html", "data/eval.jsonl", "figures/methods.png", "effects.csv"),  # a look-alike
+    ("notes.txt",),
+    ("empty-folder/",),
+    (".hidden",),
+])
+def test_run_refuses_a_directory_of_other_files_before_writing(
+        tiny_model_dir: Path, tmp_path: Path, contents: tuple[str, ...],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mine"
+    for name in contents:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith("/"):
+            (out / name).mkdir()
+        else:
+            (out / name).write_text("the user's own\n")
+    data = tmp_path / "data.jsonl"
+    write_records(data, synthesize(2, seed=0, max_turns=2))
+    before = _tree(out)
+    assert main(_args(tiny_model_dir, out, data)) == 2
+    error = _error(capsys)
+    assert error.startswith(f"error: --out {out}: not empty (") and "holds no run" in error
+    assert error.endswith(f"give a new or empty directory, e.g. {out / 'run'}")
+    assert _tree(out) == before and sorted(p.name for p in out.iterdir()) == sorted(
+        {name.split("/")[0] for name in contents})
+
+
+def test_a_new_an_empty_or_a_stopped_run_directory_may_be_run_into(tmp_path: Path) -> None:
+    RunDir(tmp_path / "new").check_new_or_own()
+    RunDir(tmp_path).check_new_or_own()
+    (tmp_path / LOCK).write_text("{}")  # a run killed before its manifest
+    (tmp_path / ".manifest.json.x1y2.tmp").write_text("{")
+    RunDir(tmp_path).check_new_or_own()
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds no run"):
+        RunDir(tmp_path).check_new_or_own()
+    (tmp_path / "manifest.json").write_text("{}")  # a run: resuming it is checked by run
+    RunDir(tmp_path).check_new_or_own()
+
+
 # -- one owner at a time ------------------------------------------------------------------------
 
 def test_a_live_owner_is_refused_and_a_dead_one_taken_over(

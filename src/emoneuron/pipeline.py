@@ -213,6 +213,7 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     PosixPath('runs/small/report.html')
     """
     run_dir = RunDir(out, verify=False)
+    run_dir.check_new_or_own()
     with run_dir.locked():
         previous = _previous_run(run_dir, config)
         return _run(config, run_dir, previous, progress)

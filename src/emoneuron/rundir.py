@@ -89,6 +89,12 @@ def _unlisted(name: str) -> bool:
     return first in (MANIFEST, *OUTPUTS) or Path(name).name.startswith(".")
 
 
+def _left_by_a_run(name: str) -> bool:
+    """The lock, its staged copy, or an atomic write's temporary file (io.atomic_open)."""
+    return name == LOCK or name.startswith(f".{LOCK}.") or (
+        name.startswith(".") and name.endswith(".tmp"))
+
+
 class RunDir:
     """The files of one run directory. Reads verify each file against the manifest's list
     unless ``verify`` is False (the run writing the directory reads its own files)."""
@@ -272,6 +278,20 @@ class RunDir:
         write_json(path, stages)
 
     # -- ownership -----------------------------------------------------------------------------
+
+    def check_new_or_own(self) -> None:
+        """Refuse a directory ``run`` must not write into: one that is not empty and holds no
+        run (no manifest.json), so a mistyped --out never overwrites or lists the user's files.
+        A run stopped before its manifest leaves only its lock and temporary files."""
+        if not self.path.is_dir() or self.exists(MANIFEST):
+            return
+        foreign = sorted(entry.name for entry in self.path.iterdir()
+                         if not _left_by_a_run(entry.name))
+        if foreign:
+            raise UserError(f"--out {self.path}: not empty ({', '.join(foreign[:3])}"
+                            f"{', ...' if len(foreign) > 3 else ''}) and holds no run (no "
+                            f"{MANIFEST}); give a new or empty directory, e.g. "
+                            f"{self.path / 'run'}")
 
     @contextmanager
     def locked(self) -> Iterator[None]:
