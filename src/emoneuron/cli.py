@@ -94,7 +94,7 @@ def _cmd_ablate(args: argparse.Namespace) -> None:
 
     sets = NeuronSets.load(args.neurons)
     table = evaluate_sets(args.run_dir, sets, args.name or args.neurons.stem,
-                          progress=not args.quiet)
+                          progress=not args.quiet, source=args.neurons)
     print(f"method comparison: {table}")
     if RunDir(args.run_dir).exists(REPORT):
         print(f"report: {write_report(args.run_dir)}")
@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     from emoneuron.data.generate import GenerateConfig
     from emoneuron.executors import ExecutorConfig
     from emoneuron.recording.config import RecordConfig
-    from emoneuron.selection.config import IdentifyConfig, StabilityConfig
+    from emoneuron.selection.config import UNKNOWN_MODEL, IdentifyConfig, StabilityConfig
     from emoneuron.series import SeriesConfig
 
     parser = argparse.ArgumentParser(
@@ -490,7 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     ident.add_argument("stats", type=Path)
     _add_dataclass_options(ident, IdentifyConfig)
     _add_dataclass_options(ident, StabilityConfig)
-    ident.add_argument("--model-name", default="unknown", help="model name for neurons.json")
+    ident.add_argument("--model-name", default=UNKNOWN_MODEL,
+                       help="model name for neurons.json")
     ident.add_argument("--out", type=Path, required=True, help="neurons.json to write")
     ident.add_argument("--stability-out", type=Path, default=None,
                        help="stability.json to write (bootstrap, null, agreement); "

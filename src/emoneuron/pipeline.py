@@ -29,7 +29,13 @@ from emoneuron import __version__
 from emoneuron.causal.attribution import attribute
 from emoneuron.causal.baseline import baseline_table
 from emoneuron.causal.classifier import CHANCE, Classifier, order_shots
-from emoneuron.causal.methods import Compared, compare_in_run, selection_methods, write_comparison
+from emoneuron.causal.methods import (
+    RUN_METHOD,
+    Compared,
+    compare_in_run,
+    selection_methods,
+    write_comparison,
+)
 from emoneuron.causal.prompts import PromptChoice, choose_prompt
 from emoneuron.causal.steer import steer
 from emoneuron.causal.sweep import (
@@ -421,8 +427,8 @@ def _compared(config: RunConfig, classifier: Classifier, splits: Splits, recordi
         compared.append(Compared(method.name, method.label, found, method.name,
                                  Sources(recordings[method.site].stats())))
     if all(c.tag for c in compared):
-        compared.insert(0, Compared("run", f"this run's selection: {selection.label}", sets, "",
-                                    sources))
+        compared.insert(0, Compared(RUN_METHOD, f"this run's selection: {selection.label}",
+                                    sets, "", sources))
     return compared
 
 

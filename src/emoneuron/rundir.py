@@ -151,6 +151,14 @@ class RunDir:
             raise self.refused(name, "changed since the run wrote it (its sha256 differs from "
                                      "the one manifest.json lists)")
 
+    def check_listed(self) -> None:
+        """Refuse the run unless every file manifest.json lists is there, unchanged: what
+        speaks for the whole run (its report) must not stand for files changed since."""
+        for name in self.listed() or {}:
+            if not self.exists(name):
+                raise self.refused(name, "missing")
+            self.check(name)
+
     def _bytes(self, name: str, optional: bool) -> bytes | None:
         listed = self.listed() if self.verify else None
         try:
@@ -196,6 +204,37 @@ class RunDir:
             return int(model["n_layers"]), int(model["width"])
         except (KeyError, TypeError, ValueError) as error:
             raise self.refused(MANIFEST, f"no model shape ({error!r})") from None
+
+    def check_fits(self, sets: NeuronSets, source: str | Path) -> None:
+        """Refuse neurons (from the file ``source``) this run cannot evaluate: declared for
+        another model, number of layers or width (their controls would be drawn from the
+        wrong shape), or found at a site its intervention cannot act on. Removable are the
+        default site, and ``mlp.activation`` with mode zero (which equals zeroing the
+        default site's neuron); mode mean also needs the run's recording at the sets' site."""
+        from emoneuron.models.config import ACTIVATION_SITE, DEFAULT_SITE
+        from emoneuron.options import flat_settings
+        from emoneuron.selection.config import UNKNOWN_MODEL
+
+        manifest = self.manifest()
+        model, mode = (flat_settings(manifest.get("config", {})).get(key)
+                       for key in ("model", "mode"))
+        n_layers, width = self.model_shape()
+        if (sets.n_layers, sets.width) != (n_layers, width):
+            raise UserError(f"{source}: declares {sets.n_layers} layers x {sets.width} neurons, "
+                            f"this run's model has {n_layers} x {width}; use neurons identified "
+                            f"on this run's model, e.g. `emoneuron identify {self.file(STATS)}`")
+        if sets.model not in (model, UNKNOWN_MODEL):
+            raise UserError(f"{source}: declares model {sets.model!r}, this run's is {model!r}; "
+                            f"use neurons identified on {model!r} (set \"model\" to it only if "
+                            "they were)")
+        recorded = manifest.get("model", {}).get("site")
+        if not (sets.site == DEFAULT_SITE or (sets.site == ACTIVATION_SITE and mode == "zero")):
+            raise UserError(f"{source}: site {sets.site!r} cannot be removed with this run's "
+                            f"mode {mode!r}; give neurons found at {DEFAULT_SITE!r} (or at "
+                            f"{ACTIVATION_SITE!r} in a run with mode zero)")
+        if mode == "mean" and sets.site != recorded:
+            raise UserError(f"{source}: site {sets.site!r}, but this run's mean values are "
+                            f"recorded at {recorded!r}; give neurons found at {recorded!r}")
 
     def neurons_json(self, name: str = NEURONS,
                      shape: tuple[int, int] | None = None) -> dict[str, Any]:
@@ -362,16 +401,13 @@ def _alive(pid: int) -> bool:
 
 
 def check_neurons(payload: Any, path: Path, n_layers: int, width: int) -> None:
-    """Refuse a neurons.json payload holding a neuron outside a model of this shape."""
+    """Refuse a neurons.json payload that does not parse or holds a neuron outside a model of
+    this shape."""
+    from emoneuron.selection.identify import check_inside, parse_neurons
+
     try:
-        emotions = payload["emotions"]
-        neurons = [(emotion, int(n["layer"]), int(n["index"]))
-                   for emotion, listed in emotions.items() for n in listed]
+        emotions = parse_neurons(payload["emotions"], path)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise UserError(f"{path}: not a valid neurons.json ({error!r}); write one with "
                         "`emoneuron identify`") from None
-    for emotion, layer, index in neurons:
-        if not (0 <= layer < n_layers and 0 <= index < width):
-            raise UserError(f"{path}: {emotion} neuron layer {layer} index {index} is outside "
-                            f"the model ({n_layers} layers x {width} neurons); use the "
-                            "neurons.json identified for this model")
+    check_inside(emotions, path, n_layers, width)
