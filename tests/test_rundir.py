@@ -220,6 +220,38 @@ def test_a_new_an_empty_or_a_stopped_run_directory_may_be_run_into(tmp_path: Pat
     RunDir(tmp_path).check_new_or_own()
 
 
+def test_identify_writes_only_the_files_it_is_given_or_derives_from_them(
+        finished: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    copy = _copy(finished[0], tmp_path)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "stability.json").write_text("the user's own")
+    before = {**_tree(copy), **_tree(tmp_path / "mine")}
+    stats = str(copy / "stats.safetensors")
+    for out in (copy / "alt.json", tmp_path / "mine" / "alt.json"):
+        assert main(["identify", stats, "--out", str(out), "--share", "0.05"]) == 0
+        assert (out.parent / "alt.stability.json").is_file()
+    after = {**_tree(copy), **_tree(tmp_path / "mine")}
+    assert {k: v for k, v in after.items() if not k.startswith("alt.")} == before
+    assert main(["report", str(copy)]) == 0
+    capsys.readouterr()
+    before = _tree(copy)
+    for args, named in (
+            (["--out", str(copy / "neurons.json")], f"--out {copy / 'neurons.json'}: a file of "
+             f"the run in {copy} (its manifest.json lists it), which only `emoneuron run` "
+             f"writes; choose another name, e.g. {copy / 'alt.json'}"),
+            (["--out", str(copy / "b.json"), "--stability-out", str(copy / "stability.json")],
+             f"--stability-out {copy / 'stability.json'}: a file of the run in {copy}"),
+            (["--out", str(copy / "methods" / "lape" / "neurons.json")],
+             f"--out {copy / 'methods' / 'lape' / 'neurons.json'}: a file of the run in {copy}"),
+            (["--out", str(copy / "b.json"), "--stability-out", str(copy / "b.json")],
+             f"--stability-out {copy / 'b.json'}: the same file as --out; give another, e.g. "
+             f"{copy / 'b.stability.json'}")):
+        assert main(["identify", stats, *args]) == 2
+        assert _error(capsys).startswith(f"error: {named}")
+        assert _tree(copy) == before
+
+
 # -- one owner at a time ------------------------------------------------------------------------
 
 def test_a_live_owner_is_refused_and_a_dead_one_taken_over(

@@ -83,6 +83,29 @@ def attribution_file(site: str) -> str:
     return f"{METHODS}/attribution-{site}.safetensors"
 
 
+def stability_beside(neurons: Path) -> Path:
+    """Where ``identify`` writes the stability of the sets it writes to ``neurons``, unless
+    told: stability.json beside a neurons.json (a run's layout), NAME.stability.json beside any
+    other NAME.json, so a second set never replaces another's stability file."""
+    return neurons.with_name(STABILITY if neurons.name == NEURONS
+                             else f"{neurons.stem}.{STABILITY}")
+
+
+def check_not_a_run_file(path: str | Path, flag: str = "--out") -> None:
+    """Refuse an output ``path`` that a run directory above it lists in its manifest: only
+    ``run`` (and ``ablate``, for methods/) writes a run's files."""
+    target = Path(path).absolute()
+    for folder in target.parents:
+        try:
+            listed = read_json(folder / MANIFEST).get("files") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if target.relative_to(folder).as_posix() in listed:
+            raise UserError(f"{flag} {path}: a file of the run in {folder} (its {MANIFEST} "
+                            f"lists it), which only `emoneuron run` writes; choose another "
+                            f"name, e.g. {Path(path).with_name('alt' + Path(path).suffix)}")
+
+
 def _unlisted(name: str) -> bool:
     """Not in the manifest's list: the manifest itself, outputs and temporary files."""
     first = name.split("/", 1)[0]
