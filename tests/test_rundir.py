@@ -120,6 +120,16 @@ def test_a_run_from_before_a_setting_existed_resumes_as_its_default(
     assert (copy / "effects.csv").read_bytes() == (run / "effects.csv").read_bytes()
 
 
+def test_a_run_resumes_with_settings_that_do_not_change_its_results(
+        finished: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path) -> None:
+    run, data = finished
+    copy = _copy(run, tmp_path)
+    assert main([*_args(tiny_model_dir, copy, data), "--kernel", "torch", "--batch-size",
+                 "3"]) == 0
+    for name in ("effects.csv", "neurons.json", "methods.csv"):
+        assert (copy / name).read_bytes() == (run / name).read_bytes(), name
+
+
 def test_report_refuses_a_cut_table_naming_it(finished: tuple[Path, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     copy = _copy(finished[0], tmp_path)

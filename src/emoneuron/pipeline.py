@@ -468,7 +468,7 @@ def _fit_to_context(splits: Splits, classifier: Classifier) -> tuple[Splits, int
 # Settings that change how fast a run goes, not what it finds: a run may resume with others.
 RESUMABLE_WITH_OTHER = frozenset({"device", "threads", "batch_size", "executor", "ray_address",
                                   "workers", "cpus_per_worker", "gpus_per_worker", "shards",
-                                  "preset"})
+                                  "preset", "kernel"})  # kernel: bit-identical statistics
 
 
 def _previous_run(run_dir: RunDir, config: RunConfig) -> dict[str, Any] | None:
