@@ -212,6 +212,57 @@ def test_run_with_an_unwritable_cache_finishes_and_keeps_its_recording(
     assert (out / "stats.safetensors").is_file() and (out / "report.html").is_file()
 
 
+# -- strengths that make activations infinite ----------------------------------------------------
+
+TINY_RUN = ["--per-emotion", "8", "--max-turns", "2", "--share", "0.05", "--quiet", "--threads",
+            "1", "--control-seeds", "0", "--controls", "random", "--no-sweep", "--no-steer",
+            "--compare-methods", "lape", "--prompt-choice", "fixed", "--dose-strengths", "0"]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--mode", "amplify", "--strength", "1e308"], "--strength 1e+308: above the largest "
+     "float32 value (3.403e+38), so the changed activations would be infinite; give a smaller "
+     "strength"),
+    (["--mode", "clamp", "--strength=-1e39"], "--strength -1e+39: above the largest float32"),
+    (["--dose-strengths", "0", "4e38"], "--dose-strengths 4e+38: above the largest float32"),
+])
+def test_a_strength_no_activation_can_hold_is_refused_before_any_work(
+        options: list[str], message: str, tiny_model_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    argv = ["run", "--model", str(tiny_model_dir), "--out", str(out), *TINY_RUN, *options]
+    assert _refused(argv, capsys).startswith(f"error: {message}")
+    assert not out.exists()
+
+
+def test_non_finite_scores_stop_the_run_before_any_table(
+        tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A finite strength that still overflows inside the model (its down projections scaled by
+    1e30: the unchanged model stays finite, amplified neurons reach infinity and the next norm
+    makes NaN of it). NaN scores would make every prediction one label, every table
+    meaningless."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.mlp.down_proj.weight *= 1e30
+    loud = tmp_path / "loud-llama"
+    model.save_pretrained(loud)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(loud)
+    out = tmp_path / "run"
+    assert main(["run", "--model", str(loud), "--out", str(out), *TINY_RUN,
+                 "--mode", "amplify", "--strength", "1e20"]) == 2
+    error = _error(capsys)
+    assert error.startswith("error: the model's scores are not finite (NaN or infinite) with "
+                            "mode amplify, strength 1e+20 on "), error
+    assert error.endswith("; use a smaller --strength in a new --out directory")
+    assert not any((out / name).exists() for name in ("effects.csv", "ablation.csv",
+                                                      "report.html", "methods.csv"))
+    stored = (out / "conditions.jsonl").read_text().splitlines()
+    assert stored and all('"mode": "amplify"' not in line for line in stored)
+
+
 # -- data rows that would silently change meaning ------------------------------------------------
 
 TURNS = [{"speaker": "A", "text": "We won the match!"}]

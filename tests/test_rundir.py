@@ -120,6 +120,16 @@ def test_a_run_from_before_a_setting_existed_resumes_as_its_default(
     assert (copy / "effects.csv").read_bytes() == (run / "effects.csv").read_bytes()
 
 
+def test_a_run_resumes_with_settings_that_do_not_change_its_results(
+        finished: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path) -> None:
+    run, data = finished
+    copy = _copy(run, tmp_path)
+    assert main([*_args(tiny_model_dir, copy, data), "--kernel", "torch", "--batch-size",
+                 "3"]) == 0
+    for name in ("effects.csv", "neurons.json", "methods.csv"):
+        assert (copy / name).read_bytes() == (run / name).read_bytes(), name
+
+
 def test_report_refuses_a_cut_table_naming_it(finished: tuple[Path, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     copy = _copy(finished[0], tmp_path)
@@ -178,6 +188,78 @@ def test_not_a_run_directory_or_statistics_file_is_named(
     error = _error(capsys)
     assert named in error and "delete" not in error
     assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("contents", [
+    ("report.html", "data/eval.jsonl", "figures/methods.png", "effects.csv"),  # a look-alike
+    ("notes.txt",),
+    ("empty-folder/",),
+    (".hidden",),
+])
+def test_run_refuses_a_directory_of_other_files_before_writing(
+        tiny_model_dir: Path, tmp_path: Path, contents: tuple[str, ...],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mine"
+    for name in contents:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith("/"):
+            (out / name).mkdir()
+        else:
+            (out / name).write_text("the user's own\n")
+    data = tmp_path / "data.jsonl"
+    write_records(data, synthesize(2, seed=0, max_turns=2))
+    before = _tree(out)
+    assert main(_args(tiny_model_dir, out, data)) == 2
+    error = _error(capsys)
+    assert error.startswith(f"error: --out {out}: not empty (") and "holds no run" in error
+    assert error.endswith(f"give a new or empty directory, e.g. {out / 'run'}")
+    assert _tree(out) == before and sorted(p.name for p in out.iterdir()) == sorted(
+        {name.split("/")[0] for name in contents})
+
+
+def test_a_new_an_empty_or_a_stopped_run_directory_may_be_run_into(tmp_path: Path) -> None:
+    RunDir(tmp_path / "new").check_new_or_own()
+    RunDir(tmp_path).check_new_or_own()
+    (tmp_path / LOCK).write_text("{}")  # a run killed before its manifest
+    (tmp_path / ".manifest.json.x1y2.tmp").write_text("{")
+    RunDir(tmp_path).check_new_or_own()
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds no run"):
+        RunDir(tmp_path).check_new_or_own()
+    (tmp_path / "manifest.json").write_text("{}")  # a run: resuming it is checked by run
+    RunDir(tmp_path).check_new_or_own()
+
+
+def test_identify_writes_only_the_files_it_is_given_or_derives_from_them(
+        finished: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    copy = _copy(finished[0], tmp_path)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "stability.json").write_text("the user's own")
+    before = {**_tree(copy), **_tree(tmp_path / "mine")}
+    stats = str(copy / "stats.safetensors")
+    for out in (copy / "alt.json", tmp_path / "mine" / "alt.json"):
+        assert main(["identify", stats, "--out", str(out), "--share", "0.05"]) == 0
+        assert (out.parent / "alt.stability.json").is_file()
+    after = {**_tree(copy), **_tree(tmp_path / "mine")}
+    assert {k: v for k, v in after.items() if not k.startswith("alt.")} == before
+    assert main(["report", str(copy)]) == 0
+    capsys.readouterr()
+    before = _tree(copy)
+    for args, named in (
+            (["--out", str(copy / "neurons.json")], f"--out {copy / 'neurons.json'}: a file of "
+             f"the run in {copy} (its manifest.json lists it), which only `emoneuron run` "
+             f"writes; choose another name, e.g. {copy / 'alt.json'}"),
+            (["--out", str(copy / "b.json"), "--stability-out", str(copy / "stability.json")],
+             f"--stability-out {copy / 'stability.json'}: a file of the run in {copy}"),
+            (["--out", str(copy / "methods" / "lape" / "neurons.json")],
+             f"--out {copy / 'methods' / 'lape' / 'neurons.json'}: a file of the run in {copy}"),
+            (["--out", str(copy / "b.json"), "--stability-out", str(copy / "b.json")],
+             f"--stability-out {copy / 'b.json'}: the same file as --out; give another, e.g. "
+             f"{copy / 'b.stability.json'}")):
+        assert main(["identify", stats, *args]) == 2
+        assert _error(capsys).startswith(f"error: {named}")
+        assert _tree(copy) == before
 
 
 # -- one owner at a time ------------------------------------------------------------------------

@@ -74,6 +74,14 @@ def _given(cls: type[Any], namespace: argparse.Namespace) -> dict[str, Any]:
 _ABSENT = object()
 
 
+def _check_output_file(path: Path, flag: str = "--out") -> None:
+    """An output file a command may write: a writable place, and no run's file."""
+    from emoneuron.rundir import check_not_a_run_file
+
+    check_output_file(path, flag)
+    check_not_a_run_file(path, flag)
+
+
 def _cmd_run(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
     from emoneuron.config import RunConfig, preset_config
@@ -94,14 +102,14 @@ def _cmd_ablate(args: argparse.Namespace) -> None:
 
     sets = NeuronSets.load(args.neurons)
     table = evaluate_sets(args.run_dir, sets, args.name or args.neurons.stem,
-                          progress=not args.quiet)
+                          progress=not args.quiet, source=args.neurons)
     print(f"method comparison: {table}")
     if RunDir(args.run_dir).exists(REPORT):
         print(f"report: {write_report(args.run_dir)}")
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
-    check_output_file(args.out)
+    _check_output_file(args.out)
     from emoneuron.data.schema import write_records
     from emoneuron.data.synth import synthesize
 
@@ -111,7 +119,7 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _cmd_data_load(args: argparse.Namespace) -> None:
-    check_output_file(args.out)
+    _check_output_file(args.out)
     from emoneuron.data.loaders import LoadOptions, load
     from emoneuron.data.schema import write_records
 
@@ -179,7 +187,7 @@ def _cmd_lexical(args: argparse.Namespace) -> None:
 
 
 def _cmd_keyword_free(args: argparse.Namespace) -> None:
-    check_output_file(args.out)
+    _check_output_file(args.out)
     from emoneuron.data.confound import keyword_free
     from emoneuron.data.schema import read_records, write_records
 
@@ -193,7 +201,7 @@ def _cmd_keyword_free(args: argparse.Namespace) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
-    check_output_file(args.out)
+    _check_output_file(args.out)
     from emoneuron.data.generate import GenerateConfig, generate
 
     summary = generate(_dataclass_from(GenerateConfig, args), args.out, progress=not args.quiet)
@@ -228,7 +236,7 @@ def _cmd_models_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_record(args: argparse.Namespace) -> None:
-    check_output_file(args.out)
+    _check_output_file(args.out)
     from emoneuron.data.schema import read_records, records_hash, select_classes
     from emoneuron.executors import ExecutorConfig, executor_for
     from emoneuron.models.loading import ModelSpec, load
@@ -249,9 +257,15 @@ def _cmd_record(args: argparse.Namespace) -> None:
 
 
 def _cmd_identify(args: argparse.Namespace) -> None:
-    check_output_file(args.out)
+    from emoneuron.rundir import stability_beside
+
+    stability_out = args.stability_out or stability_beside(args.out)
+    if stability_out.absolute() == args.out.absolute():
+        raise UserError(f"--stability-out {stability_out}: the same file as --out; give "
+                        f"another, e.g. {stability_beside(args.out)}")
+    _check_output_file(args.out)
+    _check_output_file(stability_out, "--stability-out")
     from emoneuron.recording.statistics import Recording
-    from emoneuron.rundir import STABILITY
     from emoneuron.selection.identify import IdentifyConfig, identify
     from emoneuron.selection.stability import StabilityConfig, write_stability
 
@@ -261,7 +275,6 @@ def _cmd_identify(args: argparse.Namespace) -> None:
     sets = identify(recording, config, args.model_name)
     sets.save(args.out)
     print(", ".join(f"{e} {len(n)}" for e, n in sets.emotions.items()) + f" -> {args.out}")
-    stability_out = args.stability_out or args.out.with_name(STABILITY)
     report = write_stability(recording, config, stability_out, settings, progress=False)
     for emotion, row in report["emotions"].items():
         boot = row.get("bootstrap_jaccard_to_full", {}).get("mean", "n/a")
@@ -306,7 +319,7 @@ def _cmd_neuron(args: argparse.Namespace) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.out:
-        check_output_file(args.out)
+        _check_output_file(args.out)
     from emoneuron.causal.prompts import VariantsConfig, prompt_variants
     from emoneuron.data.schema import read_records
     from emoneuron.data.synth import synthesize
@@ -414,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     from emoneuron.data.generate import GenerateConfig
     from emoneuron.executors import ExecutorConfig
     from emoneuron.recording.config import RecordConfig
-    from emoneuron.selection.config import IdentifyConfig, StabilityConfig
+    from emoneuron.selection.config import UNKNOWN_MODEL, IdentifyConfig, StabilityConfig
     from emoneuron.series import SeriesConfig
 
     parser = argparse.ArgumentParser(
@@ -496,11 +509,13 @@ def build_parser() -> argparse.ArgumentParser:
     ident.add_argument("stats", type=Path)
     _add_dataclass_options(ident, IdentifyConfig)
     _add_dataclass_options(ident, StabilityConfig)
-    ident.add_argument("--model-name", default="unknown", help="model name for neurons.json")
+    ident.add_argument("--model-name", default=UNKNOWN_MODEL,
+                       help="model name for neurons.json")
     ident.add_argument("--out", type=Path, required=True, help="neurons.json to write")
     ident.add_argument("--stability-out", type=Path, default=None,
                        help="stability.json to write (bootstrap, null, agreement); "
-                            "default: beside --out")
+                            "default: beside --out, stability.json for a neurons.json, "
+                            "NAME.stability.json for any other NAME.json")
     ident.set_defaults(func=_cmd_identify)
 
     evaluate = sub["evaluate"]

@@ -29,7 +29,13 @@ from emoneuron import __version__
 from emoneuron.causal.attribution import attribute
 from emoneuron.causal.baseline import baseline_table
 from emoneuron.causal.classifier import CHANCE, Classifier, order_shots
-from emoneuron.causal.methods import Compared, compare_in_run, selection_methods, write_comparison
+from emoneuron.causal.methods import (
+    RUN_METHOD,
+    Compared,
+    compare_in_run,
+    selection_methods,
+    write_comparison,
+)
 from emoneuron.causal.probe import Probe
 from emoneuron.causal.prompts import PromptChoice, choose_prompt
 from emoneuron.causal.readout import fit_probe, readout_rows
@@ -224,6 +230,7 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     PosixPath('runs/small/report.html')
     """
     run_dir = RunDir(out, verify=False)
+    run_dir.check_new_or_own()
     with run_dir.locked():
         previous = _previous_run(run_dir, config)
         return _run(config, run_dir, previous, progress)
@@ -470,8 +477,8 @@ def _compared(config: RunConfig, classifier: Classifier, splits: Splits, recordi
         compared.append(Compared(method.name, method.label, found, method.name,
                                  Sources(recordings[method.site].stats())))
     if all(c.tag for c in compared):
-        compared.insert(0, Compared("run", f"this run's selection: {selection.label}", sets, "",
-                                    sources))
+        compared.insert(0, Compared(RUN_METHOD, f"this run's selection: {selection.label}",
+                                    sets, "", sources))
     return compared
 
 
@@ -511,7 +518,7 @@ def _fit_to_context(splits: Splits, classifier: Classifier) -> tuple[Splits, int
 # Settings that change how fast a run goes, not what it finds: a run may resume with others.
 RESUMABLE_WITH_OTHER = frozenset({"device", "threads", "batch_size", "executor", "ray_address",
                                   "workers", "cpus_per_worker", "gpus_per_worker", "shards",
-                                  "preset"})
+                                  "preset", "kernel"})  # kernel: bit-identical statistics
 
 
 def _previous_run(run_dir: RunDir, config: RunConfig) -> dict[str, Any] | None:

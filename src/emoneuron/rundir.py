@@ -87,10 +87,39 @@ def attribution_file(site: str) -> str:
     return f"{METHODS}/attribution-{site}.safetensors"
 
 
+def stability_beside(neurons: Path) -> Path:
+    """Where ``identify`` writes the stability of the sets it writes to ``neurons``, unless
+    told: stability.json beside a neurons.json (a run's layout), NAME.stability.json beside any
+    other NAME.json, so a second set never replaces another's stability file."""
+    return neurons.with_name(STABILITY if neurons.name == NEURONS
+                             else f"{neurons.stem}.{STABILITY}")
+
+
+def check_not_a_run_file(path: str | Path, flag: str = "--out") -> None:
+    """Refuse an output ``path`` that a run directory above it lists in its manifest: only
+    ``run`` (and ``ablate``, for methods/) writes a run's files."""
+    target = Path(path).absolute()
+    for folder in target.parents:
+        try:
+            listed = read_json(folder / MANIFEST).get("files") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if target.relative_to(folder).as_posix() in listed:
+            raise UserError(f"{flag} {path}: a file of the run in {folder} (its {MANIFEST} "
+                            f"lists it), which only `emoneuron run` writes; choose another "
+                            f"name, e.g. {Path(path).with_name('alt' + Path(path).suffix)}")
+
+
 def _unlisted(name: str) -> bool:
     """Not in the manifest's list: the manifest itself, outputs and temporary files."""
     first = name.split("/", 1)[0]
     return first in (MANIFEST, *OUTPUTS) or Path(name).name.startswith(".")
+
+
+def _left_by_a_run(name: str) -> bool:
+    """The lock, its staged copy, or an atomic write's temporary file (io.atomic_open)."""
+    return name == LOCK or name.startswith(f".{LOCK}.") or (
+        name.startswith(".") and name.endswith(".tmp"))
 
 
 class RunDir:
@@ -149,6 +178,14 @@ class RunDir:
             raise self.refused(name, "changed since the run wrote it (its sha256 differs from "
                                      "the one manifest.json lists)")
 
+    def check_listed(self) -> None:
+        """Refuse the run unless every file manifest.json lists is there, unchanged: what
+        speaks for the whole run (its report) must not stand for files changed since."""
+        for name in self.listed() or {}:
+            if not self.exists(name):
+                raise self.refused(name, "missing")
+            self.check(name)
+
     def _bytes(self, name: str, optional: bool) -> bytes | None:
         listed = self.listed() if self.verify else None
         try:
@@ -194,6 +231,37 @@ class RunDir:
             return int(model["n_layers"]), int(model["width"])
         except (KeyError, TypeError, ValueError) as error:
             raise self.refused(MANIFEST, f"no model shape ({error!r})") from None
+
+    def check_fits(self, sets: NeuronSets, source: str | Path) -> None:
+        """Refuse neurons (from the file ``source``) this run cannot evaluate: declared for
+        another model, number of layers or width (their controls would be drawn from the
+        wrong shape), or found at a site its intervention cannot act on. Removable are the
+        default site, and ``mlp.activation`` with mode zero (which equals zeroing the
+        default site's neuron); mode mean also needs the run's recording at the sets' site."""
+        from emoneuron.models.config import ACTIVATION_SITE, DEFAULT_SITE
+        from emoneuron.options import flat_settings
+        from emoneuron.selection.config import UNKNOWN_MODEL
+
+        manifest = self.manifest()
+        model, mode = (flat_settings(manifest.get("config", {})).get(key)
+                       for key in ("model", "mode"))
+        n_layers, width = self.model_shape()
+        if (sets.n_layers, sets.width) != (n_layers, width):
+            raise UserError(f"{source}: declares {sets.n_layers} layers x {sets.width} neurons, "
+                            f"this run's model has {n_layers} x {width}; use neurons identified "
+                            f"on this run's model, e.g. `emoneuron identify {self.file(STATS)}`")
+        if sets.model not in (model, UNKNOWN_MODEL):
+            raise UserError(f"{source}: declares model {sets.model!r}, this run's is {model!r}; "
+                            f"use neurons identified on {model!r} (set \"model\" to it only if "
+                            "they were)")
+        recorded = manifest.get("model", {}).get("site")
+        if not (sets.site == DEFAULT_SITE or (sets.site == ACTIVATION_SITE and mode == "zero")):
+            raise UserError(f"{source}: site {sets.site!r} cannot be removed with this run's "
+                            f"mode {mode!r}; give neurons found at {DEFAULT_SITE!r} (or at "
+                            f"{ACTIVATION_SITE!r} in a run with mode zero)")
+        if mode == "mean" and sets.site != recorded:
+            raise UserError(f"{source}: site {sets.site!r}, but this run's mean values are "
+                            f"recorded at {recorded!r}; give neurons found at {recorded!r}")
 
     def neurons_json(self, name: str = NEURONS,
                      shape: tuple[int, int] | None = None) -> dict[str, Any]:
@@ -277,6 +345,20 @@ class RunDir:
 
     # -- ownership -----------------------------------------------------------------------------
 
+    def check_new_or_own(self) -> None:
+        """Refuse a directory ``run`` must not write into: one that is not empty and holds no
+        run (no manifest.json), so a mistyped --out never overwrites or lists the user's files.
+        A run stopped before its manifest leaves only its lock and temporary files."""
+        if not self.path.is_dir() or self.exists(MANIFEST):
+            return
+        foreign = sorted(entry.name for entry in self.path.iterdir()
+                         if not _left_by_a_run(entry.name))
+        if foreign:
+            raise UserError(f"--out {self.path}: not empty ({', '.join(foreign[:3])}"
+                            f"{', ...' if len(foreign) > 3 else ''}) and holds no run (no "
+                            f"{MANIFEST}); give a new or empty directory, e.g. "
+                            f"{self.path / 'run'}")
+
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Own the directory for the block: a lock file with pid, host and start time. Another
@@ -346,16 +428,13 @@ def _alive(pid: int) -> bool:
 
 
 def check_neurons(payload: Any, path: Path, n_layers: int, width: int) -> None:
-    """Refuse a neurons.json payload holding a neuron outside a model of this shape."""
+    """Refuse a neurons.json payload that does not parse or holds a neuron outside a model of
+    this shape."""
+    from emoneuron.selection.identify import check_inside, parse_neurons
+
     try:
-        emotions = payload["emotions"]
-        neurons = [(emotion, int(n["layer"]), int(n["index"]))
-                   for emotion, listed in emotions.items() for n in listed]
+        emotions = parse_neurons(payload["emotions"], path)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise UserError(f"{path}: not a valid neurons.json ({error!r}); write one with "
                         "`emoneuron identify`") from None
-    for emotion, layer, index in neurons:
-        if not (0 <= layer < n_layers and 0 <= index < width):
-            raise UserError(f"{path}: {emotion} neuron layer {layer} index {index} is outside "
-                            f"the model ({n_layers} layers x {width} neurons); use the "
-                            "neurons.json identified for this model")
+    check_inside(emotions, path, n_layers, width)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from emoneuron.causal import methods
 from emoneuron.causal.classifier import Classifier, order_shots
 from emoneuron.causal.prompts import choose_prompt
 from emoneuron.causal.significance import stratified_interval
@@ -21,6 +23,7 @@ from emoneuron.data.schema import EMOTIONS, Record, read_records
 from emoneuron.data.split import split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
+from emoneuron.io import sha256_file
 from emoneuron.models.loading import LoadedModel
 from emoneuron.pipeline import run
 from emoneuron.selection.identify import SELECTION_METHODS
@@ -126,8 +129,141 @@ def test_ablate_refuses_neurons_outside_the_model(run_dir: Path, tmp_path: Path,
     neurons.write_text(json.dumps(payload))
     assert main(["ablate", str(run_dir), "--neurons", str(neurons)]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.startswith("error: neuron (layer 7, index 3) is outside this model")
-    assert not (run_dir / "methods" / "far" / "conditions.jsonl").exists()
+    assert error == (f"error: {neurons}: fear neuron layer 7 index 3 is outside the model "
+                     "(2 layers x 80 neurons); use the neurons.json identified for this model")
+    assert not (run_dir / "methods" / "far").exists()
+
+
+def _tree(directory: Path) -> dict[str, str]:
+    return {path.relative_to(directory).as_posix(): sha256_file(path)
+            for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+def _one_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if not line.startswith("Loading weights")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.fixture
+def run_copy(run_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def _no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal must come before the model loads (and so before any write)."""
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("the model was loaded before the refusal")
+
+    monkeypatch.setattr(methods, "load", refuse)
+
+
+@pytest.mark.parametrize("name", ["run", "lape", "auroc", "attribution"])
+def test_ablate_refuses_the_name_of_a_method_of_the_run(
+        name: str, run_copy: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The run's selection (lape, or "run" when no compared method equals it) and the methods it
+    compared: their rows in methods.csv and their folders stay the run's."""
+    neurons = run_copy / "methods" / "auroc" / "neurons.json"
+    before = _tree(run_copy)
+    _no_model(monkeypatch)
+    assert main(["ablate", str(run_copy), "--neurons", str(neurons), "--name", name]) == 2
+    assert _one_error(capsys) == (
+        f"error: --name {name}: a method of the run in {run_copy} (its results in methods.csv "
+        "would be replaced); choose another --name")
+    assert _tree(run_copy) == before
+
+
+def test_ablate_refuses_other_neurons_under_an_earlier_ablates_name(
+        run_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    first = run_copy / "methods" / "auroc" / "neurons.json"
+    assert main(["ablate", str(run_copy), "--neurons", str(first), "--name", "mine",
+                 "--quiet"]) == 0
+    assert main(["report", str(run_copy)]) == 0
+    payload = json.loads(first.read_text())
+    fullest = max(payload["emotions"].values(), key=len)
+    del fullest[0]
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(payload))
+    (run_copy / "methods" / "notes").write_text("a file of mine")
+    before = _tree(run_copy)
+    capsys.readouterr()
+    _no_model(monkeypatch)
+    for name, neurons in (("mine", other), ("notes", first)):
+        assert main(["ablate", str(run_copy), "--neurons", str(neurons), "--name", name]) == 2
+        assert _one_error(capsys) == (
+            f"error: --name {name}: {run_copy / 'methods' / name} holds other results (an "
+            "earlier ablate's, or a file); choose another --name, or give the same neurons "
+            "file to resume that ablate")
+        assert _tree(run_copy) == before
+    assert main(["report", str(run_copy)]) == 0
+
+
+def test_report_refuses_a_run_whose_listed_files_changed(
+        run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Also a file the report does not read: the report stands for the whole run."""
+    neurons = run_copy / "methods" / "auroc" / "neurons.json"
+    neurons.write_text(neurons.read_text().replace('"layer": 0', '"layer": 1', 1))
+    assert main(["report", str(run_copy)]) == 2
+    assert _one_error(capsys).startswith(f"error: {neurons}: changed since the run wrote it")
+    neurons.unlink()
+    assert main(["report", str(run_copy)]) == 2
+    assert _one_error(capsys).startswith(f"error: {neurons}: missing")
+
+
+def _edited(payload: dict[str, Any], emotion: str, change: str) -> dict[str, Any]:
+    first = payload["emotions"][emotion][0]
+    if change == "duplicate":
+        payload["emotions"][emotion].append(dict(first))
+    elif change.startswith(("layer=", "index=")):
+        key, value = change.split("=")
+        first[key] = json.loads(value)
+    else:
+        key, value = change.split(":")
+        payload[key] = json.loads(value)
+    return payload
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("duplicate", "EMOTION lists neuron layer LAYER index INDEX twice; list each neuron once per "
+                  "emotion"),
+    ("layer=1.7", "EMOTION neuron layer 1.7 is not a whole number; give each layer and index as "
+                  "an integer, as `emoneuron identify` writes them"),
+    ("index=3.9", "EMOTION neuron index 3.9 is not a whole number"),
+    ("index=true", "EMOTION neuron index true is not a whole number"),
+    ("layer=Infinity", "EMOTION neuron layer Infinity is not a whole number"),
+    ("layer=\"1\"", "EMOTION neuron layer \"1\" is not a whole number"),
+    ("width:999", "declares 2 layers x 999 neurons, this run's model has 2 x 80; use neurons "
+                  "identified on this run's model, e.g. `emoneuron identify "),
+    ("n_layers:5", "declares 5 layers x 80 neurons, this run's model has 2 x 80"),
+    ("width:80.5", "not a valid neurons.json (TypeError('expected a whole number, got 80.5'))"),
+    ("model:\"smollm2-135m\"", "declares model 'smollm2-135m', this run's is "),
+    ("site:\"mlp.pre_activation\"", "site 'mlp.pre_activation' cannot be removed with this "
+                                     "run's mode 'zero'; give neurons found at "
+                                     "'mlp.down_proj.input'"),
+])
+def test_ablate_refuses_a_neurons_file_that_does_not_fit_the_run(
+        change: str, message: str, run_copy: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    payload = json.loads((run_copy / "methods" / "auroc" / "neurons.json").read_text())
+    emotion = max(EMOTIONS, key=lambda e: len(payload["emotions"][e]))
+    first = dict(payload["emotions"][emotion][0])
+    payload = _edited(payload, emotion, change)
+    neurons = tmp_path / "edited.json"
+    neurons.write_text(json.dumps(payload))
+    before = _tree(run_copy)
+    _no_model(monkeypatch)
+    assert main(["ablate", str(run_copy), "--neurons", str(neurons)]) == 2
+    error = _one_error(capsys)
+    assert error.startswith(f"error: {neurons}: "), error
+    assert message.replace("LAYER", str(first["layer"])).replace(
+        "INDEX", str(first["index"])).replace("EMOTION", emotion) in error, error
+    assert _tree(run_copy) == before
 
 
 def test_an_unknown_method_to_compare_is_refused() -> None:

@@ -47,3 +47,45 @@ def test_second_call_reads_the_cache_and_runs_no_model(
     finally:
         handle.remove()
         body.remove()
+
+
+def _changed_inside(path: Path) -> None:
+    """2,000 bytes of the tensors changed, the safetensors header intact."""
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    middle = (start + len(data)) // 2
+    data[middle:middle + 2000] = bytes(255 - b for b in data[middle:middle + 2000])
+    path.write_bytes(bytes(data))
+
+
+def _cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", [_changed_inside, _cut])
+def test_a_damaged_entry_is_recorded_again_with_one_warning(
+        damage: Callable[[Path], None], make_tiny: MakeTiny, records: list[Record],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("EMONEURON_CACHE", str(tmp_path / "cache"))
+    loaded = make_tiny("llama")
+    forwards: list[int] = []
+    handle = loaded.model.base_model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    try:
+        clean = cached_record(loaded, records, progress=False)
+        (entry,) = (tmp_path / "cache" / "stats").glob("*.safetensors")
+        damage(entry)
+        capsys.readouterr()
+        ran = len(forwards)
+        again = cached_record(loaded, records, progress=False)
+        assert len(forwards) > ran  # recorded again, not read
+        assert again.digest() == clean.digest()
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"warning: {entry}: damaged cache entry (")
+        assert lines[0].endswith("); recording again")
+        # The entry was replaced: the next call reads it, silently.
+        ran = len(forwards)
+        assert cached_record(loaded, records, progress=False).digest() == clean.digest()
+        assert len(forwards) == ran and capsys.readouterr().err == ""
+    finally:
+        handle.remove()

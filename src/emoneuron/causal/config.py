@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from emoneuron.errors import UserError
-from emoneuron.options import at_least, check_choices, check_fraction, distinct, finite
+from emoneuron.options import at_least, check_choices, check_fraction, distinct, finite, flag
 from emoneuron.selection.config import Control
 
 Mode = Literal["zero", "mean", "scale", "amplify", "clamp"]  # emoneuron.causal.intervene
@@ -19,6 +19,21 @@ FixedStyle = Literal["plain", "chat"]
 PromptStyle = Literal["auto", FixedStyle]  # emoneuron.causal.classifier
 AnswerFormatName = Literal["label", "letters", "yesno"]  # emoneuron.causal.answers
 DEFAULT_PROPORTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+# The largest float32 (and, within rounding, bfloat16) value: a strength above it is infinite
+# once it multiplies or replaces a model's activations, so every prediction would be NaN.
+LARGEST_STRENGTH = 3.4028234663852886e38
+
+
+def check_strengths(name: str, strengths: tuple[float, ...]) -> None:
+    """A UserError naming the option unless every strength is finite and representable."""
+    finite(name, strengths)
+    too_large = [s for s in strengths if abs(s) > LARGEST_STRENGTH]
+    if too_large:
+        raise UserError(f"{flag(name)} {too_large[0]:g}: above the largest float32 value "
+                        f"({LARGEST_STRENGTH:.4g}), so the changed activations would be "
+                        "infinite; give a smaller strength")
 
 
 def check_intervention(mode: str, strength: float, tokens: str) -> None:
@@ -32,7 +47,7 @@ def check_intervention(mode: str, strength: float, tokens: str) -> None:
     if tokens not in get_args(Scope):
         raise UserError(f"unknown token scope {tokens!r}: use one of "
                         f"{', '.join(get_args(Scope))}")
-    finite("strength", (strength,))
+    check_strengths("strength", (strength,))
     if mode == "scale" and not 0 <= strength < 1:
         raise UserError(f"mode scale attenuates: strength {strength} must be in [0, 1); "
                         "use mode amplify for strengths above 1")
@@ -99,7 +114,7 @@ class Design:
         if any(not 0 < p <= 1 for p in self.proportions):
             raise UserError(f"--proportions {' '.join(map(str, self.proportions))}: each share "
                             "of a set must be in (0, 1], e.g. 0.5 1.0")
-        finite("dose_strengths", self.dose_strengths)
+        check_strengths("dose_strengths", self.dose_strengths)
         if any(s < 0 for s in self.dose_strengths):
             raise UserError(f"--dose-strengths {' '.join(map(str, self.dose_strengths))}: "
                             "strengths are 0 or more (0 removes, 1 leaves untouched)")

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from emoneuron.causal.classifier import Classifier, order_shots
-from emoneuron.causal.intervene import Ablation, applied
+from emoneuron.causal.intervene import Ablation
 from emoneuron.causal.significance import Interval, near_chance, stratified_interval
 from emoneuron.causal.sweep import (
     Condition,
@@ -56,8 +56,8 @@ from emoneuron.causal.tables import ablation_tables
 from emoneuron.data.schema import EMOTIONS, Record, records_hash
 from emoneuron.errors import UserError
 from emoneuron.executors import Executor
-from emoneuron.io import sha256_bytes, write_csv
-from emoneuron.models.loading import LoadedModel, load
+from emoneuron.io import read_json, sha256_bytes, write_csv
+from emoneuron.models.loading import load
 from emoneuron.options import flat_settings
 from emoneuron.rundir import (
     CONDITIONS,
@@ -70,6 +70,7 @@ from emoneuron.rundir import (
 from emoneuron.selection.identify import NeuronSets, SelectionMethod, selection_method
 
 MEAN_ROW = "mean"
+RUN_METHOD = "run"  # the run's own sets, when no compared method equals them
 
 
 def selection_methods(names: Sequence[str]) -> list[SelectionMethod]:
@@ -207,11 +208,27 @@ def _checked_name(name: str) -> str:
     return name
 
 
-def _check_fits(loaded: LoadedModel, sets: NeuronSets) -> None:
-    """Refuse, before evaluating anything, neurons the model does not have."""
-    for emotion in EMOTIONS:
-        with applied(loaded, Ablation.of(sets.layer_indices(emotion), site=sets.site)):
-            pass
+def _check_free(run_dir: RunDir, name: str, sets: NeuronSets) -> None:
+    """Refuse a method name whose results ablate would replace: the run's own selection
+    (``run`` or its name), a method the run compared, or an earlier ablate's other neurons (or a
+    file) under ``methods/``. The same neurons under their earlier name resume that ablate."""
+    manifest = run_dir.manifest()
+    own = {RUN_METHOD, manifest.get("selection", {}).get("name"),
+           *flat_settings(manifest.get("config", {})).get("compare_methods", ())}
+    if name in own:
+        raise UserError(f"--name {name}: a method of the run in {run_dir.path} (its results in "
+                        f"{METHODS_TABLE} would be replaced); choose another --name")
+    folder = run_dir.file(method_dir(name))
+    if not folder.exists():
+        return
+    try:
+        earlier = read_json(run_dir.file(method_file(name, NEURONS)))
+    except (OSError, ValueError):
+        earlier = None
+    if earlier != json.loads(json.dumps(sets.to_json())):
+        raise UserError(f"--name {name}: {folder} holds other results (an earlier ablate's, or "
+                        "a file); choose another --name, or give the same neurons file to "
+                        "resume that ablate")
 
 
 def _stored_baseline(run_dir: RunDir) -> dict[str, Any] | None:
@@ -223,20 +240,28 @@ def _stored_baseline(run_dir: RunDir) -> dict[str, Any] | None:
 
 
 def evaluate_sets(directory: str | Path, sets: NeuronSets, name: str,
-                  progress: bool = True) -> Path:
-    """Evaluate ``sets`` in the context of the finished run in ``directory``: its evaluation
-    split, few-shot examples, classifier, intervention and random control seeds. Writes
-    ``methods/NAME/`` there (neurons.json, a resumable conditions.jsonl, ablation.csv,
-    effects.csv, specificity.csv, confusion.csv), updates methods.csv, lists them in the
-    manifest and returns methods.csv's path. Every file it reads is verified first."""
+                  progress: bool = True, source: str | Path = "the neurons") -> Path:
+    """Evaluate ``sets`` (read from the file ``source``, named in errors) in the context of the
+    finished run in ``directory``: its evaluation split, few-shot examples, classifier,
+    intervention and random control seeds. Writes ``methods/NAME/`` there (neurons.json, a
+    resumable conditions.jsonl, ablation.csv, effects.csv, specificity.csv, confusion.csv),
+    updates methods.csv, lists them in the manifest and returns methods.csv's path. The name,
+    the sets and every file it reads are checked before the model loads or anything is
+    written."""
     run_dir = RunDir(directory)
     manifest = run_dir.manifest()
     config, evaluation_setup = flat_settings(manifest["config"]), manifest["evaluation"]
     name = _checked_name(name)
-    loaded = load(config["model"], device=config["device"], progress=progress)
-    _check_fits(loaded, sets)
+    run_dir.check_fits(sets, source)
+    _check_free(run_dir, name, sets)
     evaluation = run_dir.records("eval")
-    shots = order_shots(run_dir.records("fewshot"), config["seed"], config["shots"])
+    fewshot = run_dir.records("fewshot")
+    sources = Sources(run_dir.recording().stats())
+    baseline = _stored_baseline(run_dir)
+    if run_dir.exists(METHODS_TABLE):
+        run_dir.check(METHODS_TABLE)
+    loaded = load(config["model"], device=config["device"], progress=progress)
+    shots = order_shots(fewshot, config["seed"], config["shots"])
     classifier = Classifier(loaded, shots, config["batch_size"],
                             evaluation_setup.get("calibrate", config["calibrate"]),
                             evaluation_setup.get("style", config["prompt"]),
@@ -246,10 +271,6 @@ def evaluate_sets(directory: str | Path, sets: NeuronSets, name: str,
                     mode=config["mode"],
                     strength=config["strength"], tokens=config["tokens"])
     conditions = [c if c.kind == "baseline" else replace(c, method=name) for c in grid(design)]
-    sources = Sources(run_dir.recording().stats())
-    baseline = _stored_baseline(run_dir)
-    if run_dir.exists(METHODS_TABLE):
-        run_dir.check(METHODS_TABLE)  # refused before anything is written
     with run_dir.locked():  # not while a run (or another ablate) writes the directory
         sets.save(run_dir.file(method_file(name, NEURONS)))
         context = {"eval": records_hash(evaluation), "neurons": sets.to_json(),

@@ -291,6 +291,15 @@ def _evaluate(state: tuple[Classifier, Sequence[Record]],
     subset = evaluated(evaluation, eval_emotions, cross_sample)
     with applied(classifier.loaded, ablation) as scope:
         scores = classifier.predict(subset, unchanged_below=ablation.first_layer, scope=scope)
+    if not np.isfinite(scores).all():
+        # argmax of NaN scores is a valid-looking label: every table would be meaningless.
+        if not ablation.size:
+            raise UserError("the unchanged model's scores are not finite (NaN or infinite); "
+                            "check the model's weights")
+        raise UserError(f"the model's scores are not finite (NaN or infinite) with mode "
+                        f"{ablation.mode}, strength {ablation.strength:g} on {ablation.size} "
+                        f"neurons at {ablation.site}, evaluated on {', '.join(eval_emotions)}; "
+                        "use a smaller --strength in a new --out directory")
     predicted: np.ndarray = scores.argmax(axis=1)
     return predicted
 

@@ -5,7 +5,8 @@ Key: SHA-256 of the model's weights (every parameter's name, dtype, shape and by
 (site, token policy, grouping and top-k settings), and the code version (emoneuron's version,
 the recording format and :func:`code_hash`, so a changed recorder never reads an old result).
 The files live in ``$EMONEURON_CACHE/stats/KEY.safetensors`` (see
-:func:`~emoneuron.models.loading.cache_root`).
+:func:`~emoneuron.models.loading.cache_root`). Each entry carries the hash of its statistics,
+checked on every read: a cut or changed entry is recorded again, with one warning line.
 Hashing the weights reads them once per call: about a second for SmolLM2-135M on a CPU. A
 cache that cannot be written costs only the reuse: the recording is returned all the same.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import torch
 
 from emoneuron import __version__
 from emoneuron.data.schema import Record, records_hash
+from emoneuron.errors import UserError
 from emoneuron.executors import Executor, LocalExecutor
 from emoneuron.models.loading import LoadedModel, cache_root, warn_uncached
 from emoneuron.recording import kernel, recorder, statistics
@@ -73,8 +76,9 @@ def cached_record(loaded: LoadedModel, records: Sequence[Record],
     key = recording_key(loaded, records, config)
     path = Path(cache_dir) if cache_dir is not None else cache_root() / "stats"
     path = path / f"{key}.safetensors"
-    if path.is_file():
-        return Recording.load(path)
+    cached = _cached(path)
+    if cached is not None:
+        return cached
     recording = record_sharded(executor or LocalExecutor(), loaded, records, shards, setup,
                                config, progress)
     try:
@@ -83,3 +87,18 @@ def cached_record(loaded: LoadedModel, records: Sequence[Record],
     except OSError as error:
         warn_uncached(path, error)
     return recording
+
+
+def _cached(path: Path) -> Recording | None:
+    """The recording cached at ``path``; None when there is none or it is damaged (cut, or
+    its statistics differing from the hash saved with them), which is said in one line: the
+    caller records again and replaces the entry."""
+    if not path.is_file():
+        return None
+    try:
+        return Recording.load(path, require_digest=True)
+    except UserError as error:
+        reason = str(error).removeprefix(f"{path}: ").split(";")[0]
+        print(f"warning: {path}: damaged cache entry ({reason}); recording again",
+              file=sys.stderr, flush=True)
+        return None

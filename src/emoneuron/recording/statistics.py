@@ -290,11 +290,15 @@ class Recording(GroupedCells):
                        "emotions": list(EMOTIONS), "n_layers": self.n_layers,
                        "width": self.width,
                        "tokens": dict(zip(EMOTIONS, self.tokens.sum(1).tolist(), strict=True)),
-                       **metadata}
+                       "digest": self.digest(), **metadata}
         save_tensors(path, tensors, description)
 
     @classmethod
-    def load(cls, path: str | Path) -> Recording:
+    def load(cls, path: str | Path, require_digest: bool = False) -> Recording:
+        """The recording saved in ``path``, refused (a UserError) when its statistics differ
+        from the content hash saved with them (a file changed or damaged inside, its header
+        intact); ``require_digest`` also refuses a file saved without one (written before
+        recordings carried it)."""
         header, tensors = load_tensors(
             path, "a statistics file", f"`emoneuron record --out` writes (a run's: DIR/{STATS})")
         if header.get("format") != RECORDING_FORMAT:
@@ -312,5 +316,12 @@ class Recording(GroupedCells):
         if policy is None:
             raise UserError(f"{path}: unknown token policy {header['token_policy']!r}; "
                             "record again")
-        return cls(**{name: tensors[name] for name in names}, site=header["site"],
-                   token_policy=policy, group_seed=int(header["group_seed"]))
+        recording = cls(**{name: tensors[name] for name in names}, site=header["site"],
+                        token_policy=policy, group_seed=int(header["group_seed"]))
+        if "digest" not in header and require_digest:
+            raise UserError(f"{path}: saved without the hash of its statistics; record again")
+        digest = recording.digest()
+        if header.get("digest", digest) != digest:
+            raise UserError(f"{path}: its statistics differ from the hash saved with them "
+                            "(changed or damaged since written); record again")
+        return recording

@@ -424,6 +424,7 @@ def write_report(directory: str | Path) -> Path:
     """Write ``report.html`` and ``figures/*.png|svg`` into the run directory ``directory``
     from its verified files; return the report path."""
     run_dir = RunDir(directory)
+    run_dir.check_listed()
     run = load_results(run_dir)
     near = near_chance_emotions(run.every_control)
     effects = self_effects(run)

@@ -12,6 +12,9 @@ from emoneuron.errors import UserError
 from emoneuron.models.config import ACTIVATION_SITE, DEFAULT_SITE, Site
 from emoneuron.options import at_least, check_choices, flag
 
+# The model a neurons.json names when `emoneuron identify` was not told (--model-name).
+UNKNOWN_MODEL = "unknown"
+
 ActivationStatistic = Literal["lape", "frequency", "smd", "welch", "auroc"]  # of a recording
 AttributionStatistic = Literal["attribution", "attribution-specific"]  # of an attribution pass
 Statistic = Literal[ActivationStatistic, AttributionStatistic]

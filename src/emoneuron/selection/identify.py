@@ -31,6 +31,7 @@ rule, assignment); a new method is one more entry there.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -110,18 +111,66 @@ class NeuronSets:
 
     @classmethod
     def load(cls, path: str | Path) -> NeuronSets:
+        """The sets of a neurons.json; a UserError names the file and the value where it is
+        not one :meth:`save` could have written: a layer or index that is no whole number,
+        a neuron listed twice for one emotion, or one outside the shape the file declares."""
         try:
             payload = read_json(path)
             config = IdentifyConfig(**_current(payload))
-            emotions = {e: [Neuron(int(n["layer"]), int(n["index"]), float(n["score"]))
-                            for n in payload["emotions"][e]] for e in EMOTIONS}
-            return cls(model=payload["model"], site=payload["site"],
-                       n_layers=int(payload["n_layers"]), width=int(payload["width"]),
-                       config=config, emotions=emotions,
-                       overlap=payload.get("overlap", {}).get("counts", []))
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            emotions = parse_neurons(payload["emotions"], path)
+            n_layers, width = _whole(payload["n_layers"]), _whole(payload["width"])
+            overlap = payload.get("overlap", {})
+            sets = cls(model=str(payload["model"]), site=payload["site"], n_layers=n_layers,
+                       width=width, config=config, emotions={e: emotions[e] for e in EMOTIONS},
+                       overlap=overlap.get("counts", []) if isinstance(overlap, dict) else [])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise UserError(f"{path}: not a valid neurons.json ({error!r}); "
                             "write one with `emoneuron identify`") from None
+        check_inside(emotions, path, n_layers, width)
+        return sets
+
+
+def _whole(value: Any) -> int:
+    """``value`` if it is an integer (a float or bool is refused, never truncated)."""
+    if type(value) is not int:
+        raise TypeError(f"expected a whole number, got {json.dumps(value)}")
+    return value
+
+
+def parse_neurons(listed: dict[str, Any], path: str | Path) -> dict[str, list[Neuron]]:
+    """Each emotion's neurons of a neurons.json's ``emotions`` object. A layer or index that is
+    no whole number is refused, not truncated; a neuron listed twice for one emotion is refused:
+    it would count twice in the set while its random control counts it once."""
+    emotions: dict[str, list[Neuron]] = {}
+    for emotion, neurons in listed.items():
+        seen: set[tuple[int, int]] = set()
+        emotions[emotion] = []
+        for neuron in neurons:
+            for name in ("layer", "index"):
+                if type(neuron[name]) is not int:
+                    raise UserError(f"{path}: {emotion} neuron {name} "
+                                    f"{json.dumps(neuron[name])} is not a whole number; give "
+                                    "each layer and index as an integer, as `emoneuron "
+                                    "identify` writes them")
+            layer, index = neuron["layer"], neuron["index"]
+            if (layer, index) in seen:
+                raise UserError(f"{path}: {emotion} lists neuron layer {layer} index {index} "
+                                "twice; list each neuron once per emotion")
+            seen.add((layer, index))
+            emotions[emotion].append(Neuron(layer, index, float(neuron["score"])))
+    return emotions
+
+
+def check_inside(emotions: dict[str, list[Neuron]], path: str | Path, n_layers: int,
+                 width: int) -> None:
+    """Refuse a neuron outside a model of ``n_layers`` layers of ``width`` neurons."""
+    for emotion, neurons in emotions.items():
+        for neuron in neurons:
+            if not (0 <= neuron.layer < n_layers and 0 <= neuron.index < width):
+                raise UserError(f"{path}: {emotion} neuron layer {neuron.layer} index "
+                                f"{neuron.index} is outside the model ({n_layers} layers x "
+                                f"{width} neurons); use the neurons.json identified for this "
+                                "model")
 
 
 def _current(payload: dict[str, Any]) -> dict[str, Any]:
