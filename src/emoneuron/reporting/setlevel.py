@@ -12,11 +12,12 @@ answer verdict of each set. Nothing here computes a test: it reads the table.
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 import pandas as pd
 
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.reporting.html import pp, table, ul
+from emoneuron.reporting.html import pct, pp, table, ul
 
 SCOPE_NAMES = {"all": "every position", "dialogue": "the dialogue's tokens only",
                "last": "the scored position only"}
@@ -60,6 +61,11 @@ def set_level_summary(table_: pd.DataFrame | None) -> str:
             readers = [e for e, kind in reading.items() if "reading" in kind]
             text += (f"; acts while reading the dialogue for "
                      f"{', '.join(readers) if readers else 'no emotion'}")
+        probe = table_[(table_.method == method) & (table_.statistic == "probe")]
+        if not probe.empty:
+            lowered = probe.masked_emotion[_beyond(probe)].tolist()
+            text += ("; the label-free probe loses the emotion beyond random sets for "
+                     f"{', '.join(lowered) if lowered else 'no emotion'}")
         lines.append(text + ".")
     intro = (f"Each emotion's neuron set against {int(first['k_random_sets'])} random sets "
              "matched to it layer by layer and by activation frequency, on the same held-out "
@@ -75,12 +81,27 @@ def set_level_summary(table_: pd.DataFrame | None) -> str:
     return f"<p>{escape(intro)}</p>" + ul([escape(line) for line in lines])
 
 
-def set_level_html(table_: pd.DataFrame | None) -> str:
+def probe_html(description: dict[str, Any] | None) -> str:
+    """The probe's held-out accuracy per residual layer, in one sentence ("" without one)."""
+    if not description or not description.get("held_out_accuracy"):
+        return ""
+    accuracy = [float(a) for a in description["held_out_accuracy"]]
+    best = max(range(len(accuracy)), key=accuracy.__getitem__)
+    text = (f"The label-free probe (a linear readout of the residual stream while the dialogue "
+            f"is read alone, no prompt, no label word) names the held-out dialogues' emotion "
+            f"with accuracy {pct(accuracy[0])} from the embeddings alone and {pct(accuracy[best])}"
+            f" at its best layer ({best}), against chance {pct(1 / len(EMOTIONS))}. A high "
+            "embedding accuracy means the words alone give the emotion away; only a drop after "
+            "a set, beyond random sets, shows the set carries it.")
+    return f"<p>{escape(text)}</p>"
+
+
+def set_level_html(table_: pd.DataFrame | None, probe: dict[str, Any] | None = None) -> str:
     """Every method's set-level results: one table per method and statistic, a column per
-    scope, and the read-versus-answer verdict."""
+    scope, and the read-versus-answer verdict; the probe's accuracy first."""
     if table_ is None or table_.empty:
         return NONE_NOTE
-    parts = []
+    parts = [probe_html(probe)]
     scopes = list(dict.fromkeys(table_.scope))
     for method in dict.fromkeys(table_.method):
         for statistic in dict.fromkeys(table_.statistic):
@@ -106,10 +127,12 @@ def set_level_html(table_: pd.DataFrame | None) -> str:
                 headers.append("reads or answers")
             parts.append(table(headers, body, f"{method}: {statistic} drop, excess over random "
                                               "sets, points [95% interval]"))
-    note = ("Own: accuracy drop on the set's emotion; cross: mean drop on the other emotions' "
-            "sample; specific: own minus cross. Excess: the set's statistic minus the random "
-            "sets' mean. Detectable: the excess the test finds with 80% power at the Holm "
-            "family's first level, given the random sets' spread. A set acts while reading "
-            "when removing it on the dialogue's tokens only drops its emotion beyond random "
-            "sets; at the answer when removing it at the scored position only does.")
+    note = ("Own: accuracy drop on the set's emotion; cross: mean drop on the other "
+            "emotions' sample; specific: own minus cross; probe: drop of the label-free "
+            "probe's share of right layers after the set, on the set's emotion, the dialogue "
+            "read alone. Excess: the set's statistic minus the random sets' mean. Detectable: "
+            "the excess the test finds with 80% power at the Holm family's first level, given "
+            "the random sets' spread. A set acts while reading when removing it on the "
+            "dialogue's tokens only drops its emotion beyond random sets; at the answer when "
+            "removing it at the scored position only does.")
     return "".join(parts) + f'<p class="note">{escape(note)}</p>'
