@@ -159,3 +159,13 @@ def test_verdicts_come_from_the_adjusted_p_value_and_the_sign() -> None:
     assert reading_verdict(BEYOND, BEYOND) == "acts while reading and at the answer"
     assert reading_verdict(UNDISTINGUISHED, BEYOND) == "acts at the answer"
     assert reading_verdict(BELOW, UNDISTINGUISHED) == "neither"
+
+
+def test_a_finer_step_floors_the_spread_at_its_own_resolution() -> None:
+    # Per-dialogue shares over 10 layers: one layer of one dialogue is a step of 0.1.
+    observed = np.r_[np.full(5, 0.3), np.zeros(10)]
+    null = np.zeros((20, 15))
+    coarse = set_level_test([Stratum(1.0, observed, null)])
+    fine = set_level_test([Stratum(1.0, observed, null, 0.1)])
+    assert coarse.excess.estimate == fine.excess.estimate == pytest.approx(0.1)
+    assert fine.excess.high - fine.excess.low < coarse.excess.high - coarse.excess.low

@@ -90,8 +90,9 @@ def readout_rows(loaded: LoadedModel, probe: Probe, evaluation: Sequence[Record]
                     store.add(condition, ablation, correct[:, layers].mean(axis=1))
             shares = [np.array(store.done[c.key]["predictions"]) for c in conditions]
             base = unablated[emotion][:, layers].mean(axis=1)
+            # One dialogue's share moves in steps of one layer.
             test = set_level_test([Stratum(1.0, base - shares[0],
-                                           base[None] - np.array(shares[1:]))])
+                                           base[None] - np.array(shares[1:]), 1 / len(layers))])
             results[emotion] = (test, ablations[0].size)
         rows += family_rows(name, tag, SCOPE, STATISTIC, results)
     return rows

@@ -15,11 +15,11 @@ often. Here the set is the unit:
 3. :func:`set_level_test`: under the null the emotion's set is one more draw from the random
    sets' distribution. Its statistic minus the random sets' mean gets the variance
    ``sd^2 (1 + 1/K) + v / n``: ``sd`` is the random sets' spread (a prediction interval for one
-   more set, floored at one dialogue's worth, so that random sets that all change nothing do
-   not make a one-dialogue change significant); ``v / n`` is the variance over dialogues of the
-   per-dialogue difference between the set and the random sets' mean, which the estimate also
-   carries when it is read as the set's effect on new dialogues. The studentised difference is
-   referred to Student's t with K - 1 degrees of freedom.
+   more set, floored at one dialogue's smallest change, so that random sets that all change
+   nothing do not make a one-dialogue change significant); ``v / n`` is the variance over
+   dialogues of the per-dialogue difference between the set and the random sets' mean, which
+   the estimate also carries when it is read as the set's effect on new dialogues. The
+   studentised difference is referred to Student's t with K - 1 degrees of freedom.
 4. :func:`set_level_table` (``setlevel.csv``): Holm across the six emotions of each method,
    scope and statistic; the verdicts (:func:`verdict`, :func:`reading_verdict`) come from the
    adjusted p-values only.
@@ -67,11 +67,13 @@ NEITHER = "neither"
 class Stratum:
     """Dialogues that enter a statistic with one ``weight``: per dialogue, the value (an
     accuracy drop: baseline minus masked correctness) with the set removed (``observed``, (n,))
-    and with each of K random sets removed (``null``, (K, n))."""
+    and with each of K random sets removed (``null``, (K, n)); ``step`` is the smallest change
+    of one dialogue's value, which sets the statistic's resolution."""
 
     weight: float
     observed: np.ndarray
     null: np.ndarray
+    step: float = 1.0  # the smallest change of one dialogue's value (1 for a 0/1 outcome)
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def set_level_test(strata: Sequence[Stratum], level: float = 0.95,
     if k < 2:
         raise ValueError("a set-level test needs at least two random sets")
     observed = sum(s.weight * float(np.mean(s.observed)) for s in strata)
-    resolution = math.sqrt(sum((s.weight / len(s.observed)) ** 2 for s in strata))
+    resolution = math.sqrt(sum((s.weight * s.step / len(s.observed)) ** 2 for s in strata))
     dialogue_variance = sum(
         s.weight ** 2 * float(np.var(s.observed - np.mean(s.null, axis=0), ddof=1))
         / len(s.observed) for s in strata if len(s.observed) > 1)
