@@ -94,9 +94,12 @@ def test_rerun_resumes_without_recomputing(run_dir: Path, tiny_model_dir: Path,
     assert set_level == 3 * 6 * (1 + 3)  # scopes x emotions x (the set and 3 random sets)
     assert len(lines) == (len(grid(design_of(CONFIG))) + len(SELECTION_METHODS) * 12
                           + (1 + len(SELECTION_METHODS)) * set_level)
-    # A run killed mid-way: 10 conditions finished, the 11th torn while being written.
+    # A run killed mid-way: its manifest written first (no file verified yet), 10 conditions
+    # finished, the 11th torn while being written.
     resumed = tmp_path / "resumed"
     resumed.mkdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (resumed / "manifest.json").write_text(json.dumps({**manifest, "files": {}}))
     (resumed / "conditions.jsonl").write_text("\n".join(lines[:10]) + "\n" + lines[10][:40])
     run(preset_config(**OPTIONS, model=str(tiny_model_dir)), resumed, progress=False)
     again = (resumed / "conditions.jsonl").read_text().splitlines()

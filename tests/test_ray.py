@@ -162,7 +162,8 @@ def test_a_ray_run_writes_the_files_of_a_local_run(executor: KillingRayExecutor,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     options = {"model": str(tiny_model_dir), "per_emotion": 6, "max_turns": 2, "share": 0.05,
                "proportions": (0.5, 1.0), "control_seeds": (0,), "dose_strengths": (0.0,),
-               "batch_size": 8, "steer": False, "threads": 1}
+               "batch_size": 8, "steer": False, "threads": 1, "null_sets": 2,
+               "scopes": ("all", "last"), "cross_per_emotion": 1}
     executor.release()  # the run starts its own workers on the same two CPUs
     runs = {}
     for name, changes in (("local", {}), ("ray", {"executor": "ray", "workers": WORKERS})):

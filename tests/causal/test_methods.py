@@ -30,7 +30,7 @@ from emoneuron.selection.identify import SELECTION_METHODS
 
 OPTIONS = {"per_emotion": 10, "max_turns": 2, "eval_fraction": 0.4, "share": 0.05,
            "controls": ("random",), "sweep": False, "dose_strengths": (), "steer": False,
-           "batch_size": 8}
+           "batch_size": 8, "null_sets": 2, "scopes": ("all",), "cross_per_emotion": 0}
 
 
 @pytest.fixture(scope="module")
@@ -276,13 +276,14 @@ def test_prompt_choice_maximises_the_worst_emotion_on_identification_only(
     loaded = make_word_tiny("llama")
     splits = split(synthesize(8, 0, 2), 0.4, 0)
     seen: list[str] = []
-    predict = Classifier.predict
+    encode = Classifier.encode
 
-    def spy(self: Classifier, records: list[Record], *args: Any, **kwargs: Any) -> np.ndarray:
-        seen.extend(r.id for r in records)
-        return predict(self, records, *args, **kwargs)
+    # Every scored query is encoded: the dialogues the choice reads, and the content-free one.
+    def spy(self: Classifier, record: Record, *args: Any) -> Any:
+        seen.append(record.id)
+        return encode(self, record, *args)
 
-    monkeypatch.setattr(Classifier, "predict", spy)
+    monkeypatch.setattr(Classifier, "encode", spy)
     choice = choose_prompt(loaded, order_shots(splits.fewshot, 0), splits.identify,
                            per_emotion=3)
     assert set(seen) <= {r.id for r in splits.identify} | {"content-free"}

@@ -180,7 +180,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> 
     """The whole pipeline on a tiny random model, kept small: a report, not a result."""
     out = tmp_path_factory.mktemp("tiny-run")
     run(preset_config(model=str(tiny_model_dir), per_emotion=6, max_turns=2, share=0.05,
-                      control_seeds=(0,), proportions=(1.0,), batch_size=8), out,
+                      control_seeds=(0,), proportions=(1.0,), batch_size=8, null_sets=2,
+                      cross_per_emotion=1), out,
         progress=False)
     return out
 
