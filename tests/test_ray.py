@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from emoneuron.causal.classifier import Classifier, order_shots
+from emoneuron.causal.probe import Probe
 from emoneuron.causal.sweep import ConditionStore, Design, EvaluationSetup, Sources, execute, grid
 from emoneuron.config import preset_config
 from emoneuron.data.schema import Record
@@ -180,9 +181,15 @@ def test_a_ray_run_writes_the_files_of_a_local_run(executor: KillingRayExecutor,
             # Computed by the driver in both runs.
             torch.testing.assert_close(AttributionStats.load(on_ray[name]).total,
                                        AttributionStats.load(path).total, rtol=1e-5, atol=1e-8)
+        elif path.name == "probe.safetensors":  # fitted by the driver in both runs
+            torch.testing.assert_close(Probe.load(on_ray[name]).weight, Probe.load(path).weight)
         elif path.suffix == ".safetensors":
             _assert_same_recording(Recording.load(on_ray[name]), Recording.load(path))
-        elif name not in ("stats.json", "stages.json"):  # the recording's hash: float rounding
+        elif name == "probe_conditions.jsonl":  # its context hashes the probe file
+            for ours, theirs in zip(on_ray[name].open(), path.open(), strict=True):
+                torch.testing.assert_close(torch.tensor(json.loads(ours)["predictions"]),
+                                           torch.tensor(json.loads(theirs)["predictions"]))
+        elif name not in ("stats.json", "stages.json", "probe.json"):  # hashes: float rounding
             assert on_ray[name].read_bytes() == path.read_bytes(), name
     manifest = json.loads((runs["ray"] / "manifest.json").read_text())
     assert manifest["execution"] == {"executor": "ray", "workers": WORKERS,
