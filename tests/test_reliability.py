@@ -51,7 +51,8 @@ TIMEOUT = 300  # seconds for one subprocess run; a tiny run takes a few
 def _args(model_dir: Path, out: Path) -> list[str]:
     return ["run", "--model", str(model_dir), "--out", str(out), "--per-emotion", "8",
             "--max-turns", "2", "--share", "0.05",
-            "--proportions", *map(str, PROPORTIONS), "--quiet", "--threads", "1"]
+            "--proportions", *map(str, PROPORTIONS), "--quiet", "--threads", "1",
+            "--null-sets", "2", "--scopes", "all", "last", "--cross-per-emotion", "1"]
 
 
 def _command(model_dir: Path, out: Path) -> list[str]:
