@@ -18,6 +18,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from emoneuron.causal.methods import method_conditions
+from emoneuron.causal.setlevel import set_level_conditions
 from emoneuron.causal.sweep import grid
 from emoneuron.cli import main
 from emoneuron.config import preset_config
@@ -41,9 +42,11 @@ TABLES = ("ablation.csv", "effects.csv", "sweep.csv", "dose.csv", "specificity.c
           "confusion.csv", "methods.csv", "neurons.json", "steering.json")
 # The conditions of the runs below: RunConfig's defaults with these proportions, then every
 # registered selection method's comparison (none equals the run's own: it selects 5%).
-_DESIGN = design_of(preset_config(proportions=PROPORTIONS))
+_DESIGN = design_of(preset_config(proportions=PROPORTIONS, null_sets=2, scopes=("all", "last"),
+                                  cross_per_emotion=1))
 CONDITIONS = [*grid(_DESIGN), *(c for name in SELECTION_METHODS
-                                for c in method_conditions(_DESIGN, name, (0,)))]
+                                for c in method_conditions(_DESIGN, name, (0,))),
+              *(c for tag in ("", *SELECTION_METHODS) for c in set_level_conditions(_DESIGN, tag))]
 KILL_AFTER = 8  # finished conditions in conditions.jsonl before the SIGKILL
 TIMEOUT = 300  # seconds for one subprocess run; a tiny run takes a few
 
