@@ -19,7 +19,6 @@ Each evaluated set is stored in its own resumable :class:`emoneuron.causal.sweep
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,13 @@ from emoneuron.causal.probe import (
     probe_outcomes,
     residual_features,
 )
-from emoneuron.causal.setlevel import NULL_CONTROL, SetLevel, Stratum, family_rows, set_level_test
+from emoneuron.causal.setlevel import (
+    SetLevel,
+    Stratum,
+    family_rows,
+    set_level_test,
+    with_random_sets,
+)
 from emoneuron.causal.sweep import Condition, ConditionStore, Sources, ablation_for
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.models.loading import LoadedModel
@@ -73,10 +78,9 @@ def readout_rows(loaded: LoadedModel, probe: Probe, evaluation: Sequence[Record]
     for name, tag, sets, sources in tested:
         results: dict[str, tuple[SetLevel, int]] = {}
         for emotion in EMOTIONS:
-            mask = Condition("mask", emotion, mode=design.mode, strength=design.strength,
-                             method=tag, eval_emotions=(emotion,))
-            conditions = [mask, *(replace(mask, kind="control", control=NULL_CONTROL, seed=seed)
-                                  for seed in range(design.null_sets))]
+            conditions = with_random_sets(
+                Condition("mask", emotion, mode=design.mode, strength=design.strength,
+                          method=tag, eval_emotions=(emotion,)), design)
             ablations = [ablation_for(c, sets, sources) for c in conditions]
             if not ablations[0].size:
                 continue

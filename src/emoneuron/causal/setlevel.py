@@ -120,18 +120,20 @@ def set_level_test(strata: Sequence[Stratum], level: float = 0.95,
                     (1 + int(np.sum(null >= observed))) / (k + 1), detectable)
 
 
+def with_random_sets(mask: Condition, design: Design) -> list[Condition]:
+    """``mask`` (one set removed) and its ``Design.null_sets`` random sets, alike otherwise."""
+    return [mask, *(replace(mask, kind="control", control=NULL_CONTROL, seed=seed)
+                    for seed in range(design.null_sets))]
+
+
 def set_level_conditions(design: Design, tag: str) -> list[Condition]:
     """Each emotion's set and its K random sets at each scope, on the emotion's dialogues and
     the cross sample (``tag``: the compared method, "" for the run's own sets)."""
-    conditions = []
-    for scope in design.scopes:
-        for emotion in EMOTIONS:
-            mask = Condition("mask", emotion, mode=design.mode, strength=design.strength,
-                             tokens=scope, method=tag, eval_emotions=(emotion,),
-                             cross_sample=design.cross_per_emotion)
-            conditions += [mask, *(replace(mask, kind="control", control=NULL_CONTROL, seed=seed)
-                                   for seed in range(design.null_sets))]
-    return conditions
+    return [condition for scope in design.scopes for emotion in EMOTIONS
+            for condition in with_random_sets(
+                Condition("mask", emotion, mode=design.mode, strength=design.strength,
+                          tokens=scope, method=tag, eval_emotions=(emotion,),
+                          cross_sample=design.cross_per_emotion), design)]
 
 
 def _values(store: ConditionStore, condition: Condition, evaluation: Sequence[Record],
