@@ -97,8 +97,9 @@ def test_run_evaluates_baseline_data_apart_and_records_its_size(tmp_path: Path,
     assert manifest["timings"]["baseline_extra"] >= 0
     table = pd.read_csv(out / "baseline_extra.csv").set_index("emotion")
     assert table.loc[NEUTRAL, "available"] == 12 and table.loc["happiness", "n"] == 2
-    identified = (out / "data" / "identify.jsonl").read_text()
-    assert not any(f'"{r.id}"' in identified for r in _corpus())  # not in identification
+    identified = {json.loads(line)["id"]
+                  for line in (out / "data" / "identify.jsonl").read_text().splitlines()}
+    assert identified and not identified & {r.id for r in _corpus()}  # not in identification
     ablation = pd.read_csv(out / "ablation.csv")
     assert set(ablation["condition"]) == {"baseline", "mask", "control"}  # the size preset
     stability = json.loads((out / "stability.json").read_text())

@@ -117,8 +117,22 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
     header = {k: v if isinstance(v, str) else json.dumps(v) for k, v in description.items()}
     blob = save({k: v.contiguous().cpu() for k, v in tensors.items()}, header)
     with atomic_open(path, "wb") as handle:
-        handle.write(blob)
+        handle.write(_sorted_header(blob))
     write_json(Path(path).with_suffix(".json"), description)
+
+
+def _sorted_header(blob: bytes) -> bytes:
+    """``blob`` with its JSON header's keys sorted: safetensors writes the metadata in hash
+    order, which differs between processes, so the same tensors would give different files
+    (and file hashes). The header keeps its length (the same JSON, reordered), so the tensor
+    offsets after it hold."""
+    length = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + length])
+    ordered = json.dumps(header, sort_keys=True, separators=(",", ":"),
+                         ensure_ascii=False).encode()
+    if len(ordered) > length:  # another escaping than serde's; keep the valid original
+        return blob
+    return blob[:8] + ordered.ljust(length) + blob[8 + length:]
 
 
 def load_tensors(path: str | Path, kind: str,
