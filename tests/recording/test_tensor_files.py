@@ -16,7 +16,8 @@ from emoneuron.recording.statistics import load_tensors, save_tensors
 WRITE = """
 import sys, torch
 from emoneuron.recording.statistics import save_tensors
-save_tensors(sys.argv[1], {"weight": torch.arange(6.).reshape(2, 3), "n": torch.ones(3, dtype=torch.int64)},
+tensors = {"weight": torch.arange(6.).reshape(2, 3), "n": torch.ones(3, dtype=torch.int64)}
+save_tensors(sys.argv[1], tensors,
              {"kind": "probe", "format": "1", "layers": [0, 1], "model": "tiny", "note": "é/ü",
               "seed": 7, "folds": 5, "l2": [0.1, 1.0]})
 """
