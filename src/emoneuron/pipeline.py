@@ -39,7 +39,12 @@ from emoneuron.causal.methods import (
 from emoneuron.causal.probe import Probe
 from emoneuron.causal.prompts import PromptChoice, choose_prompt
 from emoneuron.causal.readout import fit_probe, readout_rows
-from emoneuron.causal.setlevel import set_level_conditions, set_level_table
+from emoneuron.causal.setlevel import (
+    later_conditions,
+    looked,
+    set_level_cells,
+    set_level_table,
+)
 from emoneuron.causal.steer import steer
 from emoneuron.causal.sweep import (
     Condition,
@@ -371,9 +376,14 @@ def _record_identify_evaluate(
             write_comparison(run_dir, rows)
     with timer.stage("set_level"):
         for method in tested:
+            # The futility look first; then the random sets of the sets it keeps testing.
+            first = [c for cell in set_level_cells(config.design, method.tag)
+                     for c in looked(cell, config.design)]
+            execute(classifier, method.sets, method.sources, splits.evaluate, first, store,
+                    progress, executor, setup)
             execute(classifier, method.sets, method.sources, splits.evaluate,
-                    set_level_conditions(config.design, method.tag), store, progress, executor,
-                    setup)
+                    later_conditions(store, splits.evaluate, config.design, method.tag), store,
+                    progress, executor, setup)
     probe_rows = []
     if config.probe:
         with timer.stage("probe"):

@@ -6,18 +6,27 @@ and the excess-drop intervals over one to three control seeds) fail once sets di
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.stats import norm
 
+from emoneuron.causal.config import Design
+from emoneuron.causal.intervene import Ablation
 from emoneuron.causal.setlevel import (
     BELOW,
     BEYOND,
     UNDISTINGUISHED,
+    SetLevel,
     Stratum,
+    drawn,
+    later_conditions,
+    looked,
     reading_verdict,
+    set_level_cells,
+    set_level_table,
     set_level_test,
     verdict,
 )
@@ -28,8 +37,10 @@ from emoneuron.causal.significance import (
     slot_permutation_test,
     tango_interval,
 )
+from emoneuron.causal.sweep import Condition, ConditionStore, evaluated
 from emoneuron.config import PRESETS
 from emoneuron.data.schema import EMOTIONS
+from emoneuron.data.synth import synthesize
 
 BASE_LOGIT = 0.67  # baseline accuracy 0.75
 RANDOM_SHIFT = 0.3  # a random set lowers the logit a little on average
@@ -169,3 +180,67 @@ def test_a_finer_step_floors_the_spread_at_its_own_resolution() -> None:
     fine = set_level_test([Stratum(1.0, observed, null, 0.1)])
     assert coarse.excess.estimate == fine.excess.estimate == pytest.approx(0.1)
     assert fine.excess.high - fine.excess.low < coarse.excess.high - coarse.excess.low
+
+
+def _tests_against_first(base: np.ndarray, masked: np.ndarray, null: np.ndarray
+                         ) -> Callable[[Sequence[Condition]], list[SetLevel]]:
+    """The set's test against as many of the random sets as a cell's conditions hold."""
+    def tests(conditions: Sequence[Condition]) -> list[SetLevel]:
+        return [set_level_test([Stratum(1.0, base - masked,
+                                        base[None] - null[:len(conditions) - 1])])]
+    return tests
+
+
+@pytest.mark.parametrize("n", [15, 64])
+@pytest.mark.parametrize("tau", [0.5, 1.0])
+def test_the_futility_look_costs_no_power_and_saves_random_sets_where_a_set_does_nothing(
+        n: int, tau: float) -> None:
+    # The study's K and the default look, through the real stopping rule: the same draws
+    # tested with all K random sets and with those the look keeps.
+    design = Design(null_sets=max(K_VALUES))
+    cell = set_level_cells(design, "")[0]
+    first_level = 0.05 / len(EMOTIONS)  # Holm's first step
+    rng = np.random.default_rng([n, int(10 * tau), 7])
+    for effect in (0.0, 1.0, 2.0, 3.0):
+        fixed = stopped = random_sets = 0
+        for _ in range(REPLICATIONS // 2):
+            tests = _tests_against_first(*_draw(rng, n, design.null_sets, tau, effect))
+            used = drawn(cell, design, tests)
+            random_sets += len(used) - 1
+            fixed += tests(cell)[0].p_value <= first_level
+            stopped += tests(used)[0].p_value <= first_level
+        runs = REPLICATIONS // 2
+        assert stopped <= fixed  # a stopped set is never a finding
+        assert (fixed - stopped) / runs <= 0.01, effect
+        if effect == 0.0:
+            assert random_sets / runs < 0.5 * design.null_sets
+
+
+def test_after_the_look_only_a_set_that_may_be_a_finding_gets_the_rest(tmp_path: Path) -> None:
+    # Stored predictions: every dialogue right, except that anger's set makes every anger
+    # dialogue wrong. Only anger's cell draws past the look, and its test uses all K.
+    evaluation = synthesize(12, max_turns=2)
+    design = Design(null_sets=6, futility_look=2, scopes=("all",), cross_per_emotion=1)
+    store = ConditionStore(tmp_path / "conditions.jsonl", "context")
+
+    def add(condition: Condition) -> None:
+        wrong = condition.kind == "mask" and condition.masked_emotion == "anger"
+        labels = [(EMOTIONS.index(r.emotion) + (wrong and r.emotion == "anger")) % 6
+                  for r in evaluated(evaluation, condition.eval_emotions,
+                                     condition.cross_sample)]
+        store.add(condition, Ablation.of({0: [1]}), np.array(labels))
+
+    add(Condition("baseline"))
+    cells = set_level_cells(design, "")
+    for cell in cells:
+        for condition in looked(cell, design):
+            add(condition)
+    later = later_conditions(store, evaluation, design, "")
+    assert later == cells[EMOTIONS.index("anger")][3:]
+    for condition in later:
+        add(condition)
+    table = set_level_table(store, evaluation, design, [("lape", "")])
+    used = table.groupby("masked_emotion").k_random_sets.unique().map(list).to_dict()
+    assert used == {e: [6] if e == "anger" else [2] for e in EMOTIONS}
+    anger = table.query("masked_emotion == 'anger' and statistic == 'own'").iloc[0]
+    assert anger.excess == pytest.approx(1.0) and anger.verdict == BEYOND

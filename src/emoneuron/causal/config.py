@@ -85,6 +85,9 @@ class Design:
             the set act while the dialogue is read?), the scored position only (at the answer?)
         cross_per_emotion: dialogues of each other emotion in the set-level test's cross
             sample (0: own-emotion statistic only)
+        futility_look: random sets drawn before the set-level test's futility look: where no
+            statistic of a set comes within p <= 0.3 of significance against them, the rest
+            are not drawn (0 or at least null_sets: always all)
     """
 
     control_seeds: tuple[int, ...] = (0, 1, 2)
@@ -99,6 +102,7 @@ class Design:
     null_sets: int = 20
     scopes: tuple[Scope, ...] = ("all", "dialogue", "last")
     cross_per_emotion: int = 8
+    futility_look: int = 4
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -121,6 +125,9 @@ class Design:
         check_intervention(self.mode, self.strength, self.tokens)
         at_least("null_sets", self.null_sets, 2)
         at_least("cross_per_emotion", self.cross_per_emotion, 0)
+        if self.futility_look == 1 or self.futility_look < 0:
+            raise UserError(f"--futility-look {self.futility_look}: give 0 (no look) or 2 or "
+                            "more random sets (a test needs two)")
         if not self.scopes:
             raise UserError("--scopes: give one or more of all, dialogue, last")
         distinct("scopes", self.scopes)

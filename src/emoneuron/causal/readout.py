@@ -5,7 +5,8 @@ label-free probe (:mod:`emoneuron.causal.probe`) after each set, against random 
    (no prompt, no label word), a probe per layer fitted on them, its accuracy on the held-out
    dialogues recorded.
 2. :func:`readout_rows`: for each method's set of each emotion and its ``Design.null_sets``
-   random sets (the same frequency-matched sets as :mod:`emoneuron.causal.setlevel`), the
+   random sets (the same frequency-matched sets as :mod:`emoneuron.causal.setlevel`, with the
+   same futility look), the
    probe's correctness on that emotion's held-out dialogues while the set is removed, averaged
    per dialogue over the residual layers after the set's first layer (the only ones it can
    change; the random sets share that layer). The statistic ``probe`` is the drop of that share
@@ -18,7 +19,7 @@ Each evaluated set is stored in its own resumable :class:`emoneuron.causal.sweep
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ from emoneuron.causal.probe import (
 from emoneuron.causal.setlevel import (
     SetLevel,
     Stratum,
+    drawn,
     family_rows,
     set_level_test,
     with_random_sets,
@@ -78,25 +80,40 @@ def readout_rows(loaded: LoadedModel, probe: Probe, evaluation: Sequence[Record]
     for name, tag, sets, sources in tested:
         results: dict[str, tuple[SetLevel, int]] = {}
         for emotion in EMOTIONS:
-            conditions = with_random_sets(
+            cell = with_random_sets(
                 Condition("mask", emotion, mode=design.mode, strength=design.strength,
                           method=tag, eval_emotions=(emotion,)), design)
-            ablations = [ablation_for(c, sets, sources) for c in conditions]
-            if not ablations[0].size:
+            size = ablation_for(cell[0], sets, sources).size
+            if not size:
                 continue
-            layers = list(layers_after(ablations[0], probe.n_layers - 1))
-            for condition, ablation in tqdm(list(zip(conditions, ablations, strict=True)),
-                                            desc=f"probe {name} {emotion}", leave=False,
-                                            disable=not progress):
-                if condition.key not in store.done:
-                    correct = probe_outcomes(loaded, probe, by_emotion[emotion], ablation,
-                                             batch_size)
-                    store.add(condition, ablation, correct[:, layers].mean(axis=1))
-            shares = [np.array(store.done[c.key]["predictions"]) for c in conditions]
-            base = unablated[emotion][:, layers].mean(axis=1)
-            # One dialogue's share moves in steps of one layer.
-            test = set_level_test([Stratum(1.0, base - shares[0],
-                                           base[None] - np.array(shares[1:]), 1 / len(layers))])
-            results[emotion] = (test, ablations[0].size)
+            tests_of = _probe_tests(loaded, probe, by_emotion[emotion], unablated[emotion],
+                                    sets, sources, store, batch_size, progress,
+                                    f"probe {name} {emotion}")
+            results[emotion] = (tests_of(drawn(cell, design, tests_of))[0], size)
         rows += family_rows(name, tag, SCOPE, STATISTIC, results)
     return rows
+
+
+def _probe_tests(loaded: LoadedModel, probe: Probe, records: Sequence[Record],
+                 unablated: np.ndarray, sets: NeuronSets, sources: Sources,
+                 store: ConditionStore, batch_size: int, progress: bool,
+                 label: str) -> Callable[[Sequence[Condition]], list[SetLevel]]:
+    """The probe test of a set (the first condition) against its random sets (the others),
+    evaluating and storing the conditions not yet in ``store`` (under a progress bar named
+    ``label``)."""
+    def tests(conditions: Sequence[Condition]) -> list[SetLevel]:
+        ablations = [ablation_for(c, sets, sources) for c in conditions]
+        # The set and its random sets share their first layer (they are layer-matched).
+        layers = list(layers_after(ablations[0], probe.n_layers - 1))
+        todo = [(c, a) for c, a in zip(conditions, ablations, strict=True)
+                if c.key not in store.done]
+        for condition, ablation in tqdm(todo, desc=label, leave=False,
+                                        disable=not progress):
+            correct = probe_outcomes(loaded, probe, records, ablation, batch_size)
+            store.add(condition, ablation, correct[:, layers].mean(axis=1))
+        shares = [np.array(store.done[c.key]["predictions"]) for c in conditions]
+        base = unablated[:, layers].mean(axis=1)
+        # One dialogue's share moves in steps of one layer.
+        return [set_level_test([Stratum(1.0, base - shares[0],
+                                        base[None] - np.array(shares[1:]), 1 / len(layers))])]
+    return tests
