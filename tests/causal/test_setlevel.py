@@ -244,3 +244,18 @@ def test_after_the_look_only_a_set_that_may_be_a_finding_gets_the_rest(tmp_path:
     assert used == {e: [6] if e == "anger" else [2] for e in EMOTIONS}
     anger = table.query("masked_emotion == 'anger' and statistic == 'own'").iloc[0]
     assert anger.excess == pytest.approx(1.0) and anger.verdict == BEYOND
+
+
+def test_an_interval_stays_inside_the_possible_range() -> None:
+    # The set makes every dialogue wrong; random sets lose 0 to 7 of 15. Unclipped, the
+    # interval would reach past +100 points (the README once showed +108.7).
+    base = np.ones(15)
+    null = np.ones((8, 15))
+    for k in range(8):
+        null[k, :k] = 0
+    result = set_level_test([Stratum(1.0, base - np.zeros(15), base[None] - null)])
+    assert result.excess.estimate + (result.excess.estimate - result.excess.low) > 1
+    assert result.excess.low <= result.excess.estimate <= result.excess.high == 1.0
+    specific = set_level_test([Stratum(1.0, base - np.zeros(15), base[None] - null),
+                               Stratum(-1.0, np.zeros(15), np.zeros((8, 15)))])
+    assert specific.excess.high <= 2.0

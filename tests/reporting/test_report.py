@@ -11,7 +11,7 @@ import pytest
 from run_fixtures import BASELINE, MASKED, N_LAYERS, WIDTH, make_run
 
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.reporting.report import write_report
+from emoneuron.reporting.report import timing_rows, write_report
 
 FIGURES = ("neurons_per_layer", "overlap", "self_effect", "drop_matrix", "excess_matrix",
            "sweep_heatmaps", "sweep_dose_response")
@@ -63,8 +63,9 @@ def test_verdicts_come_from_the_set_level_table_only(run_dir: Path) -> None:
     page = write_report(run_dir).read_text(encoding="utf-8")
     summary = _section(page, "summary")
     assert ("lape: own-emotion drop beyond random sets for anger (+43.0 [+31.0, +55.0] "
-            "points), fear (+22.0 [+10.0, +34.0] points); acts while reading the dialogue for "
-            "anger." in summary)
+            "points, p(Holm) 0.001), fear (+22.0 [+10.0, +34.0] points, p(Holm) 0.001); acts "
+            "while reading the dialogue for anger." in summary)
+    assert "p-values are Holm-adjusted, intervals 95% and clipped to the possible range" in summary
     assert "Holm-corrected across the six emotions" in summary
     assert "surprise: 58.0% → 71.0%" in summary
     tables = _section(page, "tables")
@@ -130,3 +131,19 @@ def test_controls_section_flags_emotions_that_rise(run_dir: Path) -> None:
         assert f"{emotion} ({100 * BASELINE[emotion]:.1f}% -&gt; " in controls
     assert "McNemar" in controls and "Holm" in controls
     assert "No steering in this run" in _section(page, "steering")
+
+
+@pytest.mark.parametrize(("timings", "totals"), [
+    ({"record": 2.0, "ablation": 3.0}, [["total", "5.0"]]),
+    ({"record": 2.0, "ablation": 3.0, "total_before_report": 5.5},
+     [["total before the report", "5.5"]]),
+    ({"record": 2.0, "ablation": 3.0, "total_before_report": 5.5, "report": 4.0, "total": 9.5},
+     [["total before the report", "5.5"], ["total", "9.5"]]),
+])
+def test_the_timings_table_shows_the_runs_totals_once(timings: dict[str, float],
+                                                      totals: list[list[str]]) -> None:
+    # A report once summed the run's own totals with its stages (1908.5 s for a 638.7 s run).
+    rows = timing_rows(timings)
+    stages = [k for k in timings if not k.startswith("total")]
+    assert [row[0] for row in rows[:len(stages)]] == stages
+    assert rows[len(stages):] == totals

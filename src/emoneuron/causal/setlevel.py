@@ -75,7 +75,9 @@ class Stratum:
     """Dialogues that enter a statistic with one ``weight``: per dialogue, the value (an
     accuracy drop: baseline minus masked correctness) with the set removed (``observed``, (n,))
     and with each of K random sets removed (``null``, (K, n)); ``step`` is the smallest change
-    of one dialogue's value, which sets the statistic's resolution."""
+    of one dialogue's value, which sets the statistic's resolution. Masked values lie in
+    [0, 1] (correctness, or a share of layers), so a stratum's excess lies in
+    [-weight, weight]."""
 
     weight: float
     observed: np.ndarray
@@ -121,8 +123,12 @@ def set_level_test(strata: Sequence[Stratum], level: float = 0.95,
     t = stats.t(k - 1)
     half = float(t.ppf(1 - (1 - level) / 2)) * scale
     detectable = (float(t.ppf(1 - ALPHA / family / 2)) + float(t.ppf(POWER))) * scale
+    # Clipped to the possible range: the true excess lies inside it, so coverage can only
+    # rise, and an interval past +-100 points claims nothing more.
+    bound = sum(abs(s.weight) for s in strata)
     return SetLevel(observed, mean, sd, k, sum(len(s.observed) for s in strata),
-                    Interval(difference, difference - half, difference + half),
+                    Interval(difference, max(difference - half, -bound),
+                             min(difference + half, bound)),
                     float(min(1.0, 2 * t.sf(abs(difference) / scale))),
                     (1 + int(np.sum(null >= observed))) / (k + 1), detectable)
 

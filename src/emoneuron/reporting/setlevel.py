@@ -42,6 +42,15 @@ def _beyond(rows: pd.DataFrame) -> pd.Series:
     return rows.beyond.astype(str) == "True"
 
 
+def _random_sets(table_: pd.DataFrame) -> str:
+    """How many random sets the tests used: all K, or K where the futility look went on."""
+    counts = table_.k_random_sets.astype(int)
+    if counts.min() == counts.max():
+        return f"{counts.max()} random sets"
+    return (f"up to {counts.max()} random sets (a set with no statistic near significance "
+            f"against the first {counts.min()} was not tested against more: the futility look)")
+
+
 def set_level_summary(table_: pd.DataFrame | None) -> str:
     """Per method, the emotions whose set's own drop is beyond random sets (every position,
     Holm) and the read-versus-answer verdicts."""
@@ -53,7 +62,8 @@ def set_level_summary(table_: pd.DataFrame | None) -> str:
         own = _own(table_, method, "all")
         if own.empty:
             continue
-        found = [f"{e} ({_excess(own.loc[e])} points)" for e in own.index[_beyond(own)]]
+        found = [f"{e} ({_excess(own.loc[e])} points, p(Holm) {_p(own.loc[e, 'p_holm'])})"
+                 for e in own.index[_beyond(own)]]
         reading = own.reading.astype(object).fillna("").astype(str)
         text = (f"{method}: own-emotion drop beyond random sets for "
                 f"{', '.join(found) if found else 'no emotion'}")
@@ -67,11 +77,12 @@ def set_level_summary(table_: pd.DataFrame | None) -> str:
             text += ("; the label-free probe loses the emotion beyond random sets for "
                      f"{', '.join(lowered) if lowered else 'no emotion'}")
         lines.append(text + ".")
-    intro = (f"Each emotion's neuron set against {int(first['k_random_sets'])} random sets "
-             "matched to it layer by layer and by activation frequency, on the same held-out "
-             "dialogues; the set is the unit (a prediction interval from the random sets' "
-             "spread plus the dialogues' variance, Student's t), Holm-corrected across the six "
-             "emotions. These are the report's only verdicts.")
+    intro = (f"Each emotion's neuron set against {_random_sets(table_)} matched to it layer "
+             "by layer and by activation frequency, on the same held-out dialogues; the set is "
+             "the unit (a prediction interval from the random sets' spread plus the dialogues' "
+             "variance, Student's t), Holm-corrected across the six emotions; p-values are "
+             "Holm-adjusted, intervals 95% and clipped to the possible range. These are the "
+             "report's only verdicts.")
     own_all = table_[(table_.statistic == "own") & (table_.scope == first["scope"])]
     detectable = 100 * own_all.min_detectable_excess.astype(float)
     intro += (f" Power: the own-drop excess each test finds with 80% power at the Holm level, "
@@ -130,7 +141,10 @@ def set_level_html(table_: pd.DataFrame | None, probe: dict[str, Any] | None = N
     note = ("Own: accuracy drop on the set's emotion; cross: mean drop on the other "
             "emotions' sample; specific: own minus cross; probe: drop of the label-free "
             "probe's share of right layers after the set, on the set's emotion, the dialogue "
-            "read alone. Excess: the set's statistic minus the random sets' mean. Detectable: "
+            "read alone. Excess: the set's statistic minus the random sets' mean; its 95% "
+            "interval is clipped to the possible range (100 points either way, 200 for "
+            "specific), which can only raise its coverage. p(Holm): Holm-adjusted across the "
+            "six emotions of the table's column. Detectable: "
             "the excess the test finds with 80% power at the Holm family's first level, given "
             "the random sets' spread. A set acts while reading when removing it on the "
             "dialogue's tokens only drops its emotion beyond random sets; at the answer when "
