@@ -47,6 +47,14 @@ from transformers import PreTrainedTokenizerBase
 from emoneuron.causal.answers import CONTENT_FREE, AnswerFormat, Question, answer_format
 from emoneuron.causal.config import AnswerFormatName
 from emoneuron.causal.intervene import TokenScope
+from emoneuron.causal.lastcache import (
+    Kept,
+    KeptPositions,
+    appendable,
+    bytes_per_position,
+    extended,
+    positions_from,
+)
 from emoneuron.data.render import render_dialogue, tokens_in_spans
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.errors import UserError
@@ -161,13 +169,18 @@ class Classifier:
     style: str = "auto"
     answer_format: str = "label"
     seed: int = 0
+    # `last` scope: bytes of unchanged keys and values kept per batch of queries, so a condition
+    # recomputes only each query's last position (emoneuron.causal.lastcache); 0: recompute all.
+    last_scope_bytes: int = 1 << 30
     _before: str = field(init=False, default="")
     _after: str = field(init=False, default="")
     # Input of layer L for each batch of query tokens, kept for `unchanged_below=L`.
     _layer_inputs: dict[tuple[int, tuple[int, ...], bytes], torch.Tensor] = field(
         init=False, default_factory=dict)
+    _kept: KeptPositions = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._kept = KeptPositions(self.last_scope_bytes)
         tokenizer = self.loaded.tokenizer
         if self.style not in PROMPT_STYLES:
             raise UserError(f"unknown prompt style {self.style!r}: use auto, plain or chat")
@@ -295,7 +308,14 @@ class Classifier:
         ``scope``: the token scope of an active intervention restricted to the ``dialogue`` or
         the ``last`` position; it is told those positions for every pass (none of the shared
         prefix's, nor of the format's question: only the dialogue's words, or the scored
-        position)."""
+        position).
+
+        With a ``last`` scope every earlier position is the unchanged model's: each batch's
+        queries but their last tokens run once without the intervention, their keys and values
+        are kept (``last_scope_bytes``, :mod:`emoneuron.causal.lastcache`), and each call runs
+        only each query's last token on them; ``unchanged_below`` is not needed there. The
+        caller promises that the scoped intervention is the only one active in such calls, as
+        the kept positions are reused by the next; :meth:`forget_reused` drops them."""
         rows, bias = self._answer_scores(records, self.calibrate, progress, unchanged_below,
                                          scope)
         return self._emotion_scores(records, rows, bias if self.calibrate else None)
@@ -322,15 +342,19 @@ class Classifier:
         with torch.inference_mode():
             if scope is not None:
                 scope.mask = torch.zeros((1, len(self.prefix_ids)), dtype=torch.bool)
-            cache = self.prefix_cache()
+            cache, last = self._prefix_for(scope)
+            self._kept.start_call()
             starts = range(0, len(order), self.batch_size)
             for start in tqdm(starts, desc="evaluate", unit="batch", disable=not progress,
                               leave=False):
                 rows = order[start:start + self.batch_size]
-                if scope is not None:
-                    scope.mask = _scope_mask(scope.tokens, [encoded[i] for i in rows])
-                scores[rows] = self._score_batch([suffixes[i] for i in rows], cache,
-                                                 unchanged_below)
+                query = self.query_batch([suffixes[i] for i in rows])
+                scored = None if last is None else self._score_last(query, cache, last)
+                if scored is None:
+                    if scope is not None:
+                        scope.mask = _scope_mask(scope.tokens, [encoded[i] for i in rows])
+                    scored = self._score_batch(query, cache, unchanged_below)
+                scores[rows] = scored
         if scope is not None:
             scope.mask = None
         if not calibration:
@@ -391,11 +415,89 @@ class Classifier:
                          torch.searchsorted(keep, batch.last).to(logits.device)]
         return torch.log_softmax(at_last.float(), dim=-1)
 
-    def _score_batch(self, suffixes: list[list[int]], prefix_cache: object,
+    def _score_batch(self, batch: QueryBatch, prefix_cache: object,
                      unchanged_below: int) -> np.ndarray:
-        batch = self.query_batch(suffixes)
         with self._lower_layers_reused(unchanged_below, batch.input_ids):
             log_probabilities = self.run_batch(batch, prefix_cache)
+        return log_probabilities[:, self.answer_ids].cpu().numpy()
+
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes of the ``last`` scope's kept positions now, at most ``last_scope_bytes`` (the
+        prefix's, kept once, not counted)."""
+        return self._kept.bytes
+
+    def forget_reused(self) -> None:
+        """Drop what calls kept for later ones (lower layers' inputs, the ``last`` scope's
+        positions): for when this classifier's next predictions are on other dialogues or an
+        otherwise changed model."""
+        self._layer_inputs.clear()
+        self._kept.clear()
+
+    def _prefix_for(self, scope: TokenScope | None) -> tuple[Any, TokenScope | None]:
+        """:meth:`prefix_cache`, and ``scope`` when it is a ``last`` scope whose position is
+        recomputed alone (else None). That needs a cache the last tokens can be appended to
+        (:func:`~emoneuron.causal.lastcache.appendable`); its prefix, on which the scope never
+        acts, is then the unchanged one, kept for later calls."""
+        if scope is None or scope.tokens != "last" or self.last_scope_bytes <= 0:
+            return self.prefix_cache(), None
+        if self._kept.prefix is None:
+            cache = self.prefix_cache()
+            if not appendable(cache):
+                return cache, None
+            self._kept.prefix = cache
+        return self._kept.prefix, scope
+
+    def _kept_positions(self, batch: QueryBatch, prefix_cache: Any,
+                        scope: TokenScope) -> Kept | None:
+        """The batch's kept positions, computed now when they fit the budget; None when not."""
+        key = (tuple(batch.input_ids.shape), batch.input_ids.numpy().tobytes())
+        kept = self._kept.get(key)
+        if kept is not None:
+            return kept
+        rows, length = batch.input_ids.shape
+        if length < 2 or not self._kept.room_for(
+                rows * (length - 1) * bytes_per_position(prefix_cache)):
+            return None
+        kept = self._unchanged_positions(batch, prefix_cache, scope)
+        self._kept.put(key, kept)
+        return kept
+
+    def _unchanged_positions(self, batch: QueryBatch, prefix_cache: Any,
+                             scope: TokenScope) -> Kept:
+        """Keys and values of every query position but the longest row's last, with the scoped
+        intervention acting nowhere (a shorter row's own last token and padding are kept too,
+        and masked when used)."""
+        rows, length = batch.input_ids.shape
+        scope.mask = torch.zeros((rows, length - 1), dtype=torch.bool)
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(rows)
+        device = self.loaded.device
+        self.loaded.model(input_ids=batch.input_ids[:, :-1].to(device),
+                          attention_mask=batch.attention_mask[:, :-1].to(device), cache=cache,
+                          use_cache=True, logits_to_keep=1)
+        return positions_from(cache, len(self.prefix_ids))
+
+    def _score_last(self, batch: QueryBatch, prefix_cache: Any,
+                    scope: TokenScope) -> np.ndarray | None:
+        """Answer log-probabilities from each row's last token alone, the intervention acting
+        on it, at its true position, attending to the prefix and its own earlier tokens'
+        kept positions; None when those are not kept (the batch then takes the full pass)."""
+        kept = self._kept_positions(batch, prefix_cache, scope)
+        if kept is None:
+            return None
+        rows = torch.arange(len(batch.last))
+        offset, device = len(self.prefix_ids), self.loaded.device
+        attention = batch.attention_mask.clone()
+        attention[rows, offset + batch.last] = 0  # the kept, unchanged copy of the last token
+        attention[:, -1] = 1  # the new position, after every kept one
+        scope.mask = torch.ones((len(rows), 1), dtype=torch.bool)
+        logits = self.loaded.model(
+            input_ids=batch.input_ids[rows, batch.last].unsqueeze(1).to(device),
+            attention_mask=attention.to(device),
+            position_ids=(offset + batch.last).unsqueeze(1).to(device),
+            cache=extended(prefix_cache, kept, len(rows)), use_cache=True).logits
+        log_probabilities = torch.log_softmax(logits[:, -1].float(), dim=-1)
         return log_probabilities[:, self.answer_ids].cpu().numpy()
 
     @contextmanager

@@ -319,9 +319,14 @@ def execute(classifier: Classifier, sets: NeuronSets, sources: Sources,
     def deliver(index: int, predicted: np.ndarray) -> None:
         store.add(todo[index], items[index][1], predicted)
 
-    (executor or LocalExecutor()).map(_evaluate, items, deliver, setup,
-                                      state=(classifier, evaluation), progress=progress,
-                                      desc="conditions")
+    try:
+        (executor or LocalExecutor()).map(_evaluate, items, deliver, setup,
+                                          state=(classifier, evaluation), progress=progress,
+                                          desc="conditions")
+    finally:
+        # What the conditions reused (lower layers' inputs, the last scope's positions) is
+        # for these dialogues only: the classifier's next predictions need none of it.
+        classifier.forget_reused()
 
 
 def layer_counts(entry: Mapping[str, Any]) -> dict[int, int] | None:
