@@ -157,12 +157,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "study": {"per_emotion": 160, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
               "control_seeds": (0, 1, 2), "sweep": False, "dose_strengths": (), "steer": False,
               "compare_methods": ("lape", "attribution"), "null_sets": 20,
-              "cross_per_emotion": 4},
+              "cross_per_emotion": 4, "proportions": (0.33, 0.67, 1.0)},
     "size": {"per_emotion": 30, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
              "control_seeds": (0,), "other_control_seeds": 0, "sweep": False,
              "dose_strengths": (), "steer": False, "prompt_choice": "fixed",
              "compare_methods": (), "null_sets": 4, "scopes": ("all",), "cross_per_emotion": 0,
-             "probe": False},
+             "probe": False, "effect_sweep": False},
 }
 
 

@@ -40,6 +40,9 @@ from emoneuron.causal.probe import Probe
 from emoneuron.causal.prompts import PromptChoice, choose_prompt
 from emoneuron.causal.readout import fit_probe, readout_rows
 from emoneuron.causal.setlevel import (
+    effect_emotions,
+    effect_sweep_cells,
+    effect_sweep_table,
     later_conditions,
     looked,
     set_level_cells,
@@ -52,6 +55,7 @@ from emoneuron.causal.sweep import (
     Design,
     EvaluationSetup,
     Sources,
+    ablation_for,
     execute,
     grid,
     is_sweep,
@@ -98,6 +102,7 @@ from emoneuron.rundir import (
     STATS,
     STEERING,
     SWEEP,
+    SWEEP_SET_LEVEL,
     RunDir,
     attribution_file,
     data_file,
@@ -382,16 +387,39 @@ def _record_identify_evaluate(
             execute(classifier, method.sets, method.sources, splits.evaluate, first, store,
                     progress, executor, setup)
             execute(classifier, method.sets, method.sources, splits.evaluate,
-                    later_conditions(store, splits.evaluate, config.design, method.tag), store,
-                    progress, executor, setup)
+                    later_conditions(store, splits.evaluate, config.design,
+                                     set_level_cells(config.design, method.tag)),
+                    store, progress, executor, setup)
     probe_rows = []
     if config.probe:
         with timer.stage("probe"):
             probe_rows = _probe_rows(config, loaded, splits, tested, run_dir, progress)
-    write_csv(run_dir.file(SET_LEVEL),
-              set_level_table(store, splits.evaluate, config.design,
-                              [(method.name, method.tag) for method in tested], probe_rows))
+    table = set_level_table(store, splits.evaluate, config.design,
+                            [(method.name, method.tag) for method in tested], probe_rows)
+    write_csv(run_dir.file(SET_LEVEL), table)
+    if config.design.effect_sweep:
+        with timer.stage("effect_sweep"):
+            own = next(method for method in tested if method.tag == "")
+            _effect_sweep(config.design, own, effect_emotions(table), classifier, splits,
+                          store, run_dir, progress, executor, setup)
     return sets, store
+
+
+def _effect_sweep(design: Design, own: Compared, emotions: list[str], classifier: Classifier,
+                  splits: Splits, store: ConditionStore, run_dir: RunDir, progress: bool,
+                  executor: LocalExecutor | RayExecutor, setup: EvaluationSetup) -> None:
+    """Where in the model the effect of each emotion in ``emotions`` lives: the sweep of its
+    set's parts, each against random parts (the futility look first, then the rest)."""
+    cells = effect_sweep_cells(design, emotions,
+                        lambda c: bool(ablation_for(c, own.sets, own.sources).size))
+    first = [c for cell in cells for c in looked(cell, design)]
+    execute(classifier, own.sets, own.sources, splits.evaluate, first, store, progress,
+            executor, setup)
+    execute(classifier, own.sets, own.sources, splits.evaluate,
+            later_conditions(store, splits.evaluate, design, cells), store, progress,
+            executor, setup)
+    write_csv(run_dir.file(SWEEP_SET_LEVEL),
+              effect_sweep_table(store, splits.evaluate, design, own.name, cells))
 
 
 def _probe_rows(config: RunConfig, loaded: LoadedModel, splits: Splits,

@@ -48,6 +48,7 @@ DOSE = "dose.csv"
 SWEEP = "sweep.csv"
 METHODS_TABLE = "methods.csv"
 SET_LEVEL = "setlevel.csv"  # each method's sets against many random sets (causal.setlevel)
+SWEEP_SET_LEVEL = "sweep_setlevel.csv"  # parts of the sets with an effect, against random parts
 PROBE = "probe.safetensors"  # the label-free probe, its description beside it (probe.json)
 PROBE_DESCRIPTION = "probe.json"
 PROBE_CONDITIONS = "probe_conditions.jsonl"  # the probe's share right after each set removed

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import norm
 
@@ -22,6 +23,9 @@ from emoneuron.causal.setlevel import (
     SetLevel,
     Stratum,
     drawn,
+    effect_emotions,
+    effect_sweep_cells,
+    effect_sweep_table,
     later_conditions,
     looked,
     reading_verdict,
@@ -235,7 +239,7 @@ def test_after_the_look_only_a_set_that_may_be_a_finding_gets_the_rest(tmp_path:
     for cell in cells:
         for condition in looked(cell, design):
             add(condition)
-    later = later_conditions(store, evaluation, design, "")
+    later = later_conditions(store, evaluation, design, cells)
     assert later == cells[EMOTIONS.index("anger")][3:]
     for condition in later:
         add(condition)
@@ -259,3 +263,35 @@ def test_an_interval_stays_inside_the_possible_range() -> None:
     specific = set_level_test([Stratum(1.0, base - np.zeros(15), base[None] - null),
                                Stratum(-1.0, np.zeros(15), np.zeros((8, 15)))])
     assert specific.excess.high <= 2.0
+
+
+def test_the_effect_sweep_finds_the_layers_that_carry_a_set_s_effect(tmp_path: Path) -> None:
+    # Anger's set acts through its top-third part only: those cells are beyond their random
+    # parts, the others are not, and only they draw past the futility look.
+    evaluation = synthesize(12, max_turns=2)
+    design = Design(null_sets=4, futility_look=2, proportions=(0.5, 1.0), scopes=("all",),
+                    cross_per_emotion=0)
+    table = pd.DataFrame({"run_method": [True, True, False], "scope": ["all"] * 3,
+                          "statistic": ["own"] * 3, "beyond": [True, False, True],
+                          "masked_emotion": ["anger", "fear", "sadness"]})
+    assert effect_emotions(table) == ["anger"]
+    cells = effect_sweep_cells(design, ["anger"], lambda c: c.layer_range != "bottom")
+    assert [(c[0].layer_range, c[0].proportion) for c in cells] == [
+        ("middle", 0.5), ("middle", 1.0), ("top", 0.5), ("top", 1.0), ("all", 0.5)]
+    store = ConditionStore(tmp_path / "conditions.jsonl", "context")
+
+    def add(condition: Condition) -> None:
+        wrong = condition.kind == "mask" and condition.layer_range == "top"
+        labels = [(EMOTIONS.index(r.emotion) + (wrong and r.emotion == "anger")) % 6
+                  for r in evaluated(evaluation, condition.eval_emotions)]
+        store.add(condition, Ablation.of({0: [1]}), np.array(labels))
+
+    add(Condition("baseline"))
+    for condition in [c for cell in cells for c in looked(cell, design)]:
+        add(condition)
+    for condition in later_conditions(store, evaluation, design, cells):
+        add(condition)
+    result = effect_sweep_table(store, evaluation, design, "lape", cells)
+    assert result.beyond.tolist() == [False, False, True, True, False]
+    assert result.k_random_sets.tolist() == [2, 2, 4, 4, 2]
+    assert result.p_holm.tolist() == pytest.approx(holm(result.p.tolist()))

@@ -7,11 +7,13 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from run_fixtures import BASELINE, MASKED, N_LAYERS, WIDTH, make_run
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.reporting.report import timing_rows, write_report
+from emoneuron.reporting.setlevel import effect_sweep_html
 
 FIGURES = ("neurons_per_layer", "overlap", "self_effect", "drop_matrix", "excess_matrix",
            "sweep_heatmaps", "sweep_dose_response")
@@ -147,3 +149,16 @@ def test_the_timings_table_shows_the_runs_totals_once(timings: dict[str, float],
     stages = [k for k in timings if not k.startswith("total")]
     assert [row[0] for row in rows[:len(stages)]] == stages
     assert rows[len(stages):] == totals
+
+
+def test_the_effect_sweep_table_names_each_part_and_its_verdict() -> None:
+    sweep = pd.DataFrame([{"method": "lape", "masked_emotion": "anger", "layer_range": "top",
+                           "proportion": 0.5, "n_neurons": 12, "k_random_sets": 20,
+                           "excess": 0.4, "ci_low": 0.2, "ci_high": 0.6, "p_holm": 0.004,
+                           "verdict": "beyond random sets"}])
+    html = effect_sweep_html(sweep)
+    for text in ("lape: where each effect lives", "<td>anger</td><td>top</td><td>50.0%</td>",
+                 "+40.0 [+20.0, +60.0], p(Holm) 0.004", "beyond random sets"):
+        assert text in html, text
+    assert "no part of one is localised" in effect_sweep_html(sweep.iloc[:0])
+    assert effect_sweep_html(None) == ""

@@ -88,6 +88,9 @@ class Design:
         futility_look: random sets drawn before the set-level test's futility look: where no
             statistic of a set comes within p <= 0.3 of significance against them, the rest
             are not drawn (0 or at least null_sets: always all)
+        effect_sweep: for each emotion whose own set is beyond random sets (removed at every
+            position), the layer range x proportion sweep of that set, each part against its
+            own random sets (sweep_setlevel.csv)
     """
 
     control_seeds: tuple[int, ...] = (0, 1, 2)
@@ -103,6 +106,7 @@ class Design:
     scopes: tuple[Scope, ...] = ("all", "dialogue", "last")
     cross_per_emotion: int = 8
     futility_look: int = 4
+    effect_sweep: bool = True
 
     def __post_init__(self) -> None:
         check_choices(self)

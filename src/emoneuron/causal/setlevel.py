@@ -29,6 +29,10 @@ often. Here the set is the unit:
 5. :func:`set_level_table` (``setlevel.csv``): Holm across the six emotions of each method,
    scope and statistic; the verdicts (:func:`verdict`, :func:`reading_verdict`) come from the
    adjusted p-values only.
+6. Where an effect lives (:func:`effect_sweep_cells`, :func:`effect_sweep_table`,
+   ``sweep_setlevel.csv``): for each emotion whose run's own set is beyond random sets
+   (:func:`effect_emotions`), each layer range x proportion part of its set against random
+   parts matched to that part, with the same look; Holm across every part of the sweep.
 
 ``tests/causal/test_setlevel.py`` simulates per-set effects (SD tau 0, 0.5 and 1 on the logit
 scale) with dialogue noise through :func:`set_level_test` and checks its type-I error and
@@ -52,7 +56,7 @@ import pandas as pd
 from scipy import stats
 
 from emoneuron.causal.significance import Interval, holm
-from emoneuron.causal.sweep import Condition, ConditionStore, Design, correctness
+from emoneuron.causal.sweep import LAYER_RANGES, Condition, ConditionStore, Design, correctness
 from emoneuron.data.schema import EMOTIONS, Record
 
 STATISTICS = ("own", "cross", "specific")  # of the classifier; "probe" in causal.readout
@@ -181,26 +185,25 @@ def drawn(cell: Sequence[Condition], design: Design,
 
 
 def later_conditions(store: ConditionStore, evaluation: Sequence[Record], design: Design,
-                     tag: str) -> list[Condition]:
-    """The random sets still to draw after the futility look of every cell (whose looked
-    conditions ``store`` holds)."""
-    baseline = _baseline(store, evaluation)
-    return [condition for cell in set_level_cells(design, tag)
-            for condition in drawn(cell, design, _tests_of(store, evaluation, baseline,
-                                                           design))[len(looked(cell, design)):]]
+                     cells: Sequence[Sequence[Condition]]) -> list[Condition]:
+    """The random sets still to draw after the futility look of each of ``cells`` (whose
+    looked conditions ``store`` holds)."""
+    tests_of = _tests_of(store, evaluation, _baseline(store, evaluation))
+    return [condition for cell in cells
+            for condition in drawn(cell, design, tests_of)[len(looked(cell, design)):]]
 
 
 def _baseline(store: ConditionStore, evaluation: Sequence[Record]) -> pd.DataFrame:
     return correctness(store.done[Condition("baseline").key], evaluation)
 
 
-def _statistics(design: Design) -> tuple[str, ...]:
+def _statistics(mask: Condition) -> tuple[str, ...]:
     """Cross and specific need a cross sample."""
-    return STATISTICS if design.cross_per_emotion else STATISTICS[:1]
+    return STATISTICS if mask.cross_sample else STATISTICS[:1]
 
 
-def _tests_of(store: ConditionStore, evaluation: Sequence[Record], baseline: pd.DataFrame,
-              design: Design) -> Callable[[Sequence[Condition]], list[SetLevel]]:
+def _tests_of(store: ConditionStore, evaluation: Sequence[Record],
+              baseline: pd.DataFrame) -> Callable[[Sequence[Condition]], list[SetLevel]]:
     """The tests of a set (the first condition) against its random sets (the others), one per
     statistic, from the stored predictions."""
     def tests(conditions: Sequence[Condition]) -> list[SetLevel]:
@@ -208,7 +211,7 @@ def _tests_of(store: ConditionStore, evaluation: Sequence[Record], baseline: pd.
         set_values = _values(store, mask, evaluation, baseline)
         null_values = [_values(store, c, evaluation, baseline) for c in nulls]
         return [set_level_test(_strata(set_values, null_values, mask.masked_emotion, statistic))
-                for statistic in _statistics(design)]
+                for statistic in _statistics(mask)]
     return tests
 
 
@@ -238,19 +241,58 @@ def set_level_table(store: ConditionStore, evaluation: Sequence[Record], design:
     Holm across the six emotions of each (method, scope, statistic), then the ``extra`` rows
     (the probe's, :mod:`emoneuron.causal.readout`). Cross and specific rows need a cross sample
     (``Design.cross_per_emotion`` > 0)."""
-    tests_of = _tests_of(store, evaluation, _baseline(store, evaluation), design)
+    tests_of = _tests_of(store, evaluation, _baseline(store, evaluation))
     rows: list[dict[str, Any]] = []
     for name, tag in methods:
         results: dict[tuple[str, str], dict[str, tuple[SetLevel, int]]] = {}
         for cell in set_level_cells(design, tag):
             mask = cell[0]
             tests = tests_of(drawn(cell, design, tests_of))
-            for statistic, test in zip(_statistics(design), tests, strict=True):
+            for statistic, test in zip(_statistics(mask), tests, strict=True):
                 results.setdefault((mask.tokens, statistic), {})[mask.masked_emotion] = (
                     test, store.done[mask.key]["n_masked"])
         for (scope, statistic), family in results.items():
             rows += family_rows(name, tag, scope, statistic, family)
     return with_reading(pd.DataFrame([*rows, *extra]))
+
+
+def effect_emotions(table: pd.DataFrame) -> list[str]:
+    """The emotions whose run's own set drops its emotion beyond random sets with the set
+    removed at every position (``setlevel.csv``'s rows): those the effect sweep localises."""
+    found = table[(table.run_method.astype(str) == "True") & (table.scope == "all")
+                  & (table.statistic == "own") & (table.beyond.astype(str) == "True")]
+    return [e for e in EMOTIONS if e in set(found.masked_emotion)]
+
+
+def effect_sweep_cells(design: Design, emotions: Sequence[str],
+                nonempty: Callable[[Condition], bool]) -> list[list[Condition]]:
+    """For each of ``emotions``, each layer range x ``Design.proportions`` share of its set
+    (the whole set excepted: :func:`set_level_cells` tests it) that ``nonempty`` keeps, with its
+    K random sets matched to that part layer by layer and by activation frequency, on the
+    emotion's dialogues."""
+    return [cell for emotion in emotions for layer_range in LAYER_RANGES
+            for proportion in design.proportions if (layer_range, proportion) != ("all", 1.0)
+            for cell in [with_random_sets(
+                Condition("mask", emotion, layer_range, proportion, mode=design.mode,
+                          strength=design.strength, eval_emotions=(emotion,)), design)]
+            if nonempty(cell[0])]
+
+
+def effect_sweep_table(store: ConditionStore, evaluation: Sequence[Record], design: Design,
+                method: str, cells: Sequence[Sequence[Condition]]) -> pd.DataFrame:
+    """``sweep_setlevel.csv``: each sweep cell's own-emotion drop against its random sets,
+    Holm across every cell of the sweep (one family: where in the model the effect lives)."""
+    tests_of = _tests_of(store, evaluation, _baseline(store, evaluation))
+    rows = [{**_row(method, cell[0].tokens, "own", cell[0].masked_emotion,
+                    tests_of(drawn(cell, design, tests_of))[0],
+                    store.done[cell[0].key]["n_masked"]),
+             "layer_range": cell[0].layer_range, "proportion": cell[0].proportion}
+            for cell in cells]
+    for row, adjusted in zip(rows, holm([r["p"] for r in rows]), strict=True):
+        row["p_holm"] = adjusted
+        row["verdict"] = verdict(row["excess"], adjusted)
+        row["beyond"] = row["verdict"] == BEYOND
+    return pd.DataFrame(rows, columns=EFFECT_SWEEP_COLUMNS)
 
 
 def family_rows(method: str, tag: str, scope: str, statistic: str,
@@ -277,6 +319,12 @@ def with_reading(results: pd.DataFrame) -> pd.DataFrame:
         reading.append(reading_verdict(*(str(own.loc[key, "verdict"]) for key in keys))
                        if tested else "")
     return results.assign(reading=reading)
+
+
+EFFECT_SWEEP_COLUMNS = ("method", "masked_emotion", "layer_range", "proportion", "n_neurons",
+                 "n_dialogues", "k_random_sets", "set_drop", "random_mean_drop", "random_sd",
+                 "excess", "ci_low", "ci_high", "p", "p_holm", "rank_p",
+                 "min_detectable_excess", "verdict", "beyond")
 
 
 def _row(method: str, scope: str, statistic: str, emotion: str, result: SetLevel,

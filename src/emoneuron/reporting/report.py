@@ -59,7 +59,7 @@ from emoneuron.reporting.results import (
     self_effects,
     sweep_self,
 )
-from emoneuron.reporting.setlevel import set_level_html, set_level_summary
+from emoneuron.reporting.setlevel import effect_sweep_html, set_level_html, set_level_summary
 from emoneuron.rundir import (
     CARDS_INDEX,
     CONFUSION,
@@ -72,6 +72,7 @@ from emoneuron.rundir import (
     SPECIFICITY,
     STABILITY,
     STEERING,
+    SWEEP_SET_LEVEL,
     RunDir,
 )
 
@@ -460,7 +461,8 @@ def write_report(directory: str | Path) -> Path:
         Section("summary", "Summary", summary),
         Section("figures", "Figures", _figures_html(run, run_dir, effects, counts, near)),
         Section("set-level", "Emotion sets against many random sets (the verdicts)",
-                set_level_html(set_level, run_dir.read_json(PROBE_DESCRIPTION, optional=True))),
+                set_level_html(set_level, run_dir.read_json(PROBE_DESCRIPTION, optional=True))
+                + effect_sweep_html(run_dir.read_csv(SWEEP_SET_LEVEL, optional=True))),
         Section("controls", "Emotion neurons against every control",
                 controls_table(run, run_dir.table(SPECIFICITY), near)),
         Section("methods", "Which selection finds neurons that matter",

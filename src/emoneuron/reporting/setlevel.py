@@ -150,3 +150,21 @@ def set_level_html(table_: pd.DataFrame | None, probe: dict[str, Any] | None = N
             "dialogue's tokens only drops its emotion beyond random sets; at the answer when "
             "removing it at the scored position only does.")
     return "".join(parts) + f'<p class="note">{escape(note)}</p>'
+
+
+def effect_sweep_html(sweep: pd.DataFrame | None) -> str:
+    """Where each effect lives: every part (layer range x share) of each set beyond random
+    sets, against random parts matched to it, Holm across the sweep ("" without the file)."""
+    if sweep is None:
+        return ""
+    if sweep.empty:
+        return ('<p class="note">Effect sweep: no set of this run\'s method is beyond random '
+                "sets at every position, so no part of one is localised.</p>")
+    body = [[row["masked_emotion"], row["layer_range"], pct(float(row["proportion"])),
+             int(row["n_neurons"]), f"{_excess(row)}, p(Holm) {_p(row['p_holm'])}",
+             int(row["k_random_sets"]), row["verdict"]]
+            for _, row in sweep.iterrows()]
+    return table(["emotion", "layers", "share of the set", "neurons", "excess over random parts",
+                  "random parts", "verdict"], body,
+                 f"{sweep.method.iloc[0]}: where each effect lives, own drop, points "
+                 "[95% interval], Holm across every part")
