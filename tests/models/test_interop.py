@@ -1,11 +1,12 @@
 """Each site's names in other tools: TransformerLens hook names (checked against its MLP
 components' hooks and against the table in docs/models.md) and nnsight module paths (checked on
 a tiny model of every family in the adapter table: the path resolves and its input or output is
-the tensor the recorder records there)."""
+the tensor the recorder records there); and ``emoneuron neurons export``."""
 
 from __future__ import annotations
 
 import doctest
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from emoneuron.cli import main
 from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
@@ -134,6 +136,42 @@ def _sets(site: str) -> NeuronSets:
     emotions["anger"] = [Neuron(1, 5, 0.9), Neuron(0, 2, 0.5), Neuron(1, 3, 0.1)]
     emotions["fear"] = [Neuron(0, 7, 0.3)]
     return NeuronSets("tiny-llama", site, 2, 80, IdentifyConfig(), emotions)
+
+
+def _fake_run(directory: Path, site: str) -> Path:
+    """The two files `neurons export` reads: a manifest naming the model's family, and sets."""
+    directory.mkdir()
+    (directory / "manifest.json").write_text(json.dumps(
+        {"model": {"name": "tiny-llama", "family": "llama", "n_layers": 2, "width": 80}}))
+    _sets(site).save(directory / "neurons.json")
+    return directory
+
+
+def test_neurons_export_keys_a_run_s_sets_by_hook_name(tmp_path: Path) -> None:
+    run = _fake_run(tmp_path / "run", "mlp.down_proj.input")
+    assert main(["neurons", "export", str(run), "--format", "transformerlens",
+                 "--out", str(tmp_path / "tl.json")]) == 0
+    exported = json.loads((tmp_path / "tl.json").read_text())
+    assert {key: exported[key] for key in ("format", "model", "family", "site")} == {
+        "format": "transformerlens", "model": "tiny-llama", "family": "llama",
+        "site": "mlp.down_proj.input"}
+    assert exported["emotions"]["anger"] == {"blocks.0.mlp.hook_post": [2],
+                                             "blocks.1.mlp.hook_post": [3, 5]}
+    assert exported["emotions"]["fear"] == {"blocks.0.mlp.hook_post": [7]}
+    assert exported["emotions"]["sadness"] == {}
+
+
+def test_neurons_export_prints_nnsight_paths_and_refuses_a_missing_hook(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _fake_run(tmp_path / "run", "mlp.activation")
+    assert main(["neurons", "export", str(run), "--format", "nnsight"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["emotions"]["anger"] == {"model.layers.0.mlp.act_fn.output": [2],
+                                            "model.layers.1.mlp.act_fn.output": [3, 5]}
+    assert main(["neurons", "export", str(run), "--format", "transformerlens"]) == 2
+    error = capsys.readouterr().err
+    assert len(error.splitlines()) == 1
+    assert re.match(r"error: site 'mlp.activation' .* has no TransformerLens hook", error)
 
 
 def test_keyed_needs_one_name_per_layer() -> None:
