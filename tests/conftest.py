@@ -52,6 +52,9 @@ FAMILY_SHAPES: dict[str, tuple[int, int]] = {
     "gpt-neox": (96, 2),
 }
 FAMILIES = tuple(FAMILY_SHAPES)
+# make_tiny also builds these, around another family's tiny text model; the parametrised
+# ``tiny`` fixture leaves them out (a vision tower adds nothing its tests check).
+WRAPPED = {"gemma3-multimodal": "gemma3"}
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
@@ -78,10 +81,24 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     return wrapped
 
 
+def _multimodal_config(text: Any) -> Any:
+    """Gemma 3's image-text model around the tiny text config: a one-layer vision tower and
+    image tokens at the top of the vocabulary, which the tokenizer never produces."""
+    from transformers import Gemma3Config, SiglipVisionConfig
+
+    vision = SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                num_attention_heads=2, image_size=28, patch_size=14)
+    return Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                        boi_token_index=VOCAB - 3, eoi_token_index=VOCAB - 2,
+                        image_token_index=VOCAB - 1)
+
+
 def _config(family: str, tokenizer: PreTrainedTokenizerFast) -> Any:
     from transformers import GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig, Qwen2Config
     from transformers.models.gemma3 import Gemma3TextConfig
 
+    if family in WRAPPED:
+        return _multimodal_config(_config(WRAPPED[family], tokenizer))
     intermediate, layers = FAMILY_SHAPES[family]
     ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
            "eos_token_id": tokenizer.eos_token_id}
@@ -110,10 +127,11 @@ def _config(family: str, tokenizer: PreTrainedTokenizerFast) -> Any:
 
 def _model_class(family: str) -> Any:
     import transformers
-    from transformers.models.gemma3 import Gemma3ForCausalLM
+    from transformers.models.gemma3 import Gemma3ForCausalLM, Gemma3ForConditionalGeneration
 
     return {"llama": transformers.LlamaForCausalLM, "mistral": transformers.MistralForCausalLM,
             "qwen2": transformers.Qwen2ForCausalLM, "gemma3": Gemma3ForCausalLM,
+            "gemma3-multimodal": Gemma3ForConditionalGeneration,
             "gpt2": transformers.GPT2LMHeadModel,
             "gpt-neox": transformers.GPTNeoXForCausalLM}[family]
 
@@ -125,7 +143,8 @@ def tokenizer() -> PreTrainedTokenizerFast:
 
 @pytest.fixture(scope="session")
 def make_tiny(tokenizer: PreTrainedTokenizerFast) -> Iterator[Callable[[str], LoadedModel]]:
-    """``make_tiny(family)``: the session's tiny random model of that family (built once).
+    """``make_tiny(family)``: the session's tiny random model of that family (built once); every
+    family of :data:`emoneuron.models.adapters.ADAPTERS`.
 
     While model tests run, torch uses one intra-op thread: these models are so small that
     OpenMP's thread hand-off dominates (on a busy two-core machine a 30x32 matmul took 16 ms with
@@ -142,7 +161,7 @@ def make_tiny(tokenizer: PreTrainedTokenizerFast) -> Iterator[Callable[[str], Lo
             config = _config(family, tokenizer)
             torch.manual_seed(0)
             model = _model_class(family)(config).to(torch.float32).eval()
-            if family == "gemma3":
+            if family.startswith("gemma3"):
                 # Gemma's RMSNorm scales by (1 + weight) with weight initialised to 0; random
                 # norm weights make the tiny model less uniform across layers.
                 with torch.no_grad():

@@ -317,6 +317,27 @@ def _cmd_neuron(args: argparse.Namespace) -> None:
     print(json.dumps(card.to_json(), indent=2) if args.json else format_card(card))
 
 
+def _cmd_neurons_export(args: argparse.Namespace) -> None:
+    if args.out:
+        _check_output_file(args.out)
+    from emoneuron.io import write_json
+    from emoneuron.models.adapters import adapter_named
+    from emoneuron.rundir import RunDir
+
+    run = RunDir(args.run_dir)
+    sets = run.neurons()
+    # The manifest records the adapter family the run's model was loaded with.
+    adapter = adapter_named(str(run.manifest().get("model", {}).get("family")))
+    payload = {"format": args.format, "model": sets.model, "family": adapter.family,
+               "site": sets.site, "emotions": sets.keyed(
+                   adapter.hook_names(sets.site, args.format, sets.n_layers))}
+    if not args.out:
+        print(json.dumps(payload, indent=2))
+        return
+    write_json(args.out, payload)
+    print(f"{args.format} names of {sets.site} for {len(sets.emotions)} emotions -> {args.out}")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.out:
         _check_output_file(args.out)
@@ -385,6 +406,20 @@ def _add_data_parsers(data: Any) -> None:
     both.set_defaults(func=_cmd_data_overlap)
 
 
+def _add_neurons_parsers(neurons: Any) -> None:
+    from emoneuron.models.config import TOOLS
+
+    export = neurons.add_parser("export", help="a run's neuron sets keyed by another tool's "
+                                "names for their site (docs/models.md lists them)")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    export.add_argument("--format", required=True, choices=TOOLS,
+                        help="transformerlens: HookedTransformer hook names "
+                             "(blocks.L.mlp.hook_post); nnsight: Hugging Face module paths "
+                             "with .input or .output")
+    export.add_argument("--out", type=Path, help="JSON file to write (default: print it)")
+    export.set_defaults(func=_cmd_neurons_export)
+
+
 def _cmd_series(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
     from emoneuron.series import SeriesConfig, run_series
@@ -415,6 +450,8 @@ COMMANDS = {
     "series": "the same run on several embedded models, then their comparison (make "
               "size-series)",
     "neuron": "one neuron's card: top activations, vocabulary projection",
+    "neurons": "a run's neuron sets for other tools: export them keyed by TransformerLens "
+               "hook names or nnsight module paths",
 }
 
 
@@ -540,6 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     neuron.add_argument("--device", default="cpu")
     neuron.add_argument("--json", action="store_true", help="print the card as JSON")
     neuron.set_defaults(func=_cmd_neuron)
+
+    _add_neurons_parsers(sub["neurons"].add_subparsers(dest="neurons_command", required=True))
 
     report = sub["report"]
     report.add_argument("run_dir", type=Path)

@@ -13,6 +13,12 @@ ones). A site is a module path inside a decoder layer and whether its input or o
 neuron tensor (:class:`Site`); :meth:`Site.hook` reads (recording) or replaces (interventions)
 that tensor, so both stages work at every site.
 
+Other tools: :meth:`Adapter.hook_template` names each site as TransformerLens (a
+HookedTransformer hook name) and nnsight (the Hugging Face module path and whether the neuron
+tensor is its input or output) reach it; the TransformerLens hook is part of each :class:`Site`,
+the nnsight path follows from the row's layer list and site module. docs/models.md lists both
+for every family.
+
 Neuron cards project a neuron's output direction (its column of the down projection) through the
 final norm and the unembedding, so each adapter also names those two modules.
 
@@ -38,6 +44,7 @@ from emoneuron.models.config import ACTIVATION_SITE as ACTIVATION_SITE
 from emoneuron.models.config import DEFAULT_SITE as DEFAULT_SITE
 from emoneuron.models.config import PRE_ACTIVATION_SITE as PRE_ACTIVATION_SITE
 from emoneuron.models.config import SITES as SITES
+from emoneuron.models.config import Tool
 
 if TYPE_CHECKING:  # transformers is heavy to import; the adapters need only its types
     from transformers import PretrainedConfig, PreTrainedModel
@@ -62,6 +69,9 @@ class Site:
     path: str
     tensor: Literal["input", "output"]
     description: str
+    # The hook of TransformerLens's MLP (HookedTransformer's blocks.{layer}.mlp.*) that holds
+    # the same tensor; None where TransformerLens has no hook for it.
+    transformerlens: str | None
 
     def hook(self, module: nn.Module,
              change: Callable[[torch.Tensor], torch.Tensor | None]) -> RemovableHandle:
@@ -80,16 +90,24 @@ class Site:
 
 
 def _gated_sites(gate: str, act: str, down: str) -> Mapping[str, Site]:
-    return {DEFAULT_SITE: Site(down, "input", "act(gate) * up, the down projection's input"),
-            ACTIVATION_SITE: Site(act, "output", "act(gate) alone"),
-            PRE_ACTIVATION_SITE: Site(gate, "output", "the gate before its activation")}
+    # TransformerLens's GatedMLP hooks x @ W_gate (hook_pre), x @ W_in (hook_pre_linear) and
+    # act(pre) * pre_linear (hook_post); act(gate) alone passes no hook.
+    return {DEFAULT_SITE: Site(down, "input", "act(gate) * up, the down projection's input",
+                               "hook_post"),
+            ACTIVATION_SITE: Site(act, "output", "act(gate) alone", None),
+            PRE_ACTIVATION_SITE: Site(gate, "output", "the gate before its activation",
+                                      "hook_pre")}
 
 
 def _plain_sites(fc_in: str, act: str, down: str) -> Mapping[str, Site]:
-    return {DEFAULT_SITE: Site(down, "input", "act(fc_in(x)), the down projection's input"),
+    # TransformerLens's MLP hooks x @ W_in + b_in (hook_pre) and act(pre) (hook_post).
+    return {DEFAULT_SITE: Site(down, "input", "act(fc_in(x)), the down projection's input",
+                               "hook_post"),
             ACTIVATION_SITE: Site(act, "output",
-                                  "act(fc_in(x)), the same tensor as the default site"),
-            PRE_ACTIVATION_SITE: Site(fc_in, "output", "fc_in(x) before the activation")}
+                                  "act(fc_in(x)), the same tensor as the default site",
+                                  "hook_post"),
+            PRE_ACTIVATION_SITE: Site(fc_in, "output", "fc_in(x) before the activation",
+                                      "hook_pre")}
 
 
 LLAMA_SITES = _gated_sites("mlp.gate_proj", "mlp.act_fn", "mlp.down_proj")
@@ -122,6 +140,39 @@ class Adapter:
         """The module holding the neuron tensor of ``site``, one per layer, bottom to top."""
         path = self.site(site).path
         return [_resolve(layer, path, nn.Module) for layer in self.layers(model)]
+
+    def hook_template(self, site: str, tool: Tool) -> str:
+        """Where ``tool`` finds ``site``'s neuron tensor, ``{layer}`` standing for the layer: a
+        TransformerLens hook name as HookedTransformer spells it, or for nnsight the Hugging
+        Face module path and ``.input`` or ``.output``. A neuron's index is the same in both.
+
+        >>> llama = adapter_named("llama")
+        >>> llama.hook_template("mlp.down_proj.input", "transformerlens")
+        'blocks.{layer}.mlp.hook_post'
+        >>> llama.hook_template("mlp.activation", "nnsight")
+        'model.layers.{layer}.mlp.act_fn.output'
+        """
+        chosen = self.site(site)
+        if tool == "nnsight":
+            return f"{self.layers_path}.{{layer}}.{chosen.path}.{chosen.tensor}"
+        if tool != "transformerlens":
+            raise UserError(f"unknown tool {tool!r}: use transformerlens or nnsight")
+        if chosen.transformerlens is None:
+            raise UserError(
+                f"site {site!r} ({chosen.description}) has no TransformerLens hook in the "
+                f"{self.family} family's gated MLP (hook_pre is the gate before it, hook_post "
+                "act(gate) * up); use nnsight's module paths, or read it from hook_pre as "
+                "docs/models.md shows")
+        return f"blocks.{{layer}}.mlp.{chosen.transformerlens}"
+
+    def hook_names(self, site: str, tool: Tool, n_layers: int) -> list[str]:
+        """:meth:`hook_template` for each layer, bottom to top.
+
+        >>> adapter_named("gpt2").hook_names("mlp.activation", "transformerlens", 2)
+        ['blocks.0.mlp.hook_post', 'blocks.1.mlp.hook_post']
+        """
+        template = self.hook_template(site, tool)
+        return [template.format(layer=layer) for layer in range(n_layers)]
 
     def down_projection(self, model: nn.Module, layer: int) -> torch.Tensor:
         """Layer ``layer``'s down-projection weight as (hidden, width): column ``i`` is what
@@ -177,6 +228,20 @@ def adapter_for(model: nn.Module) -> Adapter:
         f"unsupported architecture {name}: emoneuron knows {supported}; add an Adapter for it "
         "in emoneuron/models/adapters.py (layer list path, sites, final norm, unembedding)"
     )
+
+
+def adapter_named(family: str) -> Adapter:
+    """The adapter of ``family`` (as a run's manifest records it), or a :class:`UserError`
+    listing the families.
+
+    >>> adapter_named("qwen2").layers_path
+    'model.layers'
+    """
+    for adapter in ADAPTERS:
+        if adapter.family == family:
+            return adapter
+    raise UserError(f"unknown model family {family!r}: emoneuron knows "
+                    f"{', '.join(adapter.family for adapter in ADAPTERS)}")
 
 
 def _resolve(root: nn.Module, path: str, expected: type[ModuleT]) -> ModuleT:

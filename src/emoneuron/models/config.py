@@ -1,5 +1,6 @@
 """The model settings every command shares, importable without torch: the default model, the
-neuron sites every adapter offers, and the device check."""
+neuron sites every adapter offers, the tools their names are exported for, and the device
+check."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ DEFAULT_SITE: Site = "mlp.down_proj.input"
 ACTIVATION_SITE: Site = "mlp.activation"
 PRE_ACTIVATION_SITE: Site = "mlp.pre_activation"
 SITES: tuple[Site, ...] = get_args(Site)
+
+# Tools whose names for a site emoneuron knows (emoneuron.models.adapters.Adapter.hook_template).
+Tool = Literal["transformerlens", "nnsight"]
+TOOLS: tuple[Tool, ...] = get_args(Tool)
 
 
 def check_device(device: str) -> None:

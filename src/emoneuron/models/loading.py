@@ -1,7 +1,8 @@
 """Load a causal LM by embedded name, directory, ``.gguf`` file or hub id, with a conversion cache.
 
 GGUF checkpoints are de-quantised by transformers on every load (tens of seconds). The first load
-converts one into a standard Hugging Face directory (safetensors + tokenizer) under
+checks an embedded model's GGUF against the SHA-256 its row pins (:meth:`EmbeddedModel.gguf`) and
+converts it into a standard Hugging Face directory (safetensors + tokenizer) under
 ``$EMONEURON_CACHE`` (default ``~/.cache/emoneuron``); later loads read that directory in about a
 second. transformers refuses ``save_pretrained`` on a GGUF-loaded model, so the conversion builds a
 fresh model from the config, loads the state dict into it and saves that. A cache that cannot be
@@ -182,7 +183,7 @@ def resolve(name_or_path: str) -> tuple[Path | None, bool]:
     if name_or_path in EMBEDDED:
         embedded = EMBEDDED[name_or_path]
         target = cached_directory(name_or_path)
-        return _cached_conversion(target.name, embedded.source.gguf), embedded.instruct
+        return _cached_conversion(target.name, embedded.gguf), embedded.instruct
     path = Path(name_or_path).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():

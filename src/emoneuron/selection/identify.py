@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,24 @@ class NeuronSets:
         for neuron in self.emotions[emotion]:
             by_layer.setdefault(neuron.layer, []).append(neuron.index)
         return by_layer
+
+    def keyed(self, names: Sequence[str]) -> dict[str, dict[str, list[int]]]:
+        """Each emotion's neuron indices, ascending, under the name of their layer
+        (``names[layer]``: e.g. another tool's hook names for the sets' site, from
+        :meth:`emoneuron.models.adapters.Adapter.hook_names`); layers without neurons are left
+        out.
+
+        >>> sets = NeuronSets("tiny", "mlp.down_proj.input", 2, 8, IdentifyConfig(),
+        ...                   {"anger": [Neuron(1, 5, 0.9), Neuron(0, 2, 0.4), Neuron(1, 3, 0.2)]})
+        >>> sets.keyed(["blocks.0.mlp.hook_post", "blocks.1.mlp.hook_post"])
+        {'anger': {'blocks.0.mlp.hook_post': [2], 'blocks.1.mlp.hook_post': [3, 5]}}
+        """
+        if len(names) != self.n_layers:
+            raise UserError(f"{len(names)} layer names for sets of a {self.n_layers}-layer "
+                            "model; give one name per layer")
+        return {emotion: {names[layer]: sorted(indices)
+                          for layer, indices in sorted(self.layer_indices(emotion).items())}
+                for emotion in self.emotions}
 
     def to_json(self) -> dict[str, Any]:
         config = asdict(self.config)
