@@ -391,6 +391,7 @@ def test_set_level_table_tests_every_method_scope_and_statistic(run_dir: Path) -
     # No set of this tiny model is beyond random sets, so the effect sweep has no part to test.
     assert not (table.beyond & (table.scope == "all") & (table.statistic == "own")).any()
     assert pd.read_csv(run_dir / "sweep_setlevel.csv").empty
+    assert not (run_dir / "formats_setlevel.csv").exists()  # no other format asked for
     own = table[table.statistic == "own"]
     assert own.reading.notna().all() and table[table.statistic != "own"].reading.isna().all()
     probe = json.loads((run_dir / "probe.json").read_text())

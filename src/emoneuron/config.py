@@ -140,6 +140,10 @@ class RunConfig:
                             "use --compare-methods attribution (its sets land in "
                             "methods/attribution/neurons.json)")
         check_device(self.device)
+        if self.answer_format in self.design.other_formats:
+            raise UserError(f"--other-formats {' '.join(self.design.other_formats)}: "
+                            f"{self.answer_format} is the run's own --answer-format; give only "
+                            "other formats")
 
     def selection_method(self) -> SelectionMethod:
         """The named selection method at this config's site and identification settings."""
@@ -157,7 +161,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "study": {"per_emotion": 160, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
               "control_seeds": (0, 1, 2), "sweep": False, "dose_strengths": (), "steer": False,
               "compare_methods": ("lape", "attribution"), "null_sets": 20,
-              "cross_per_emotion": 4, "proportions": (0.33, 0.67, 1.0)},
+              "cross_per_emotion": 4, "proportions": (0.33, 0.67, 1.0),
+              "other_formats": ("letters",)},
     "size": {"per_emotion": 30, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
              "control_seeds": (0,), "other_control_seeds": 0, "sweep": False,
              "dose_strengths": (), "steer": False, "prompt_choice": "fixed",

@@ -17,7 +17,7 @@ import json
 import platform
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -43,6 +43,9 @@ from emoneuron.causal.setlevel import (
     effect_emotions,
     effect_sweep_cells,
     effect_sweep_table,
+    format_baseline,
+    format_cells,
+    format_table,
     later_conditions,
     looked,
     set_level_cells,
@@ -91,6 +94,7 @@ from emoneuron.rundir import (
     CARDS,
     CONDITIONS,
     DOSE,
+    FORMATS_SET_LEVEL,
     MANIFEST,
     NEURONS,
     PROBE,
@@ -273,6 +277,9 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
                             choice.calibrate if choice else config.calibrate,
                             choice.style if choice else config.prompt, config.answer_format,
                             config.seed)
+    # A format this tokenizer cannot answer in is refused now, before any stage runs.
+    asking: dict[str, Classifier] = {
+        f: replace(classifier, answer_format=f) for f in config.design.other_formats}
     splits, truncated = _fit_to_context(splits, classifier)
     conditions = grid(design_of(config))
     _check_disk(run_dir.path, _output_bytes(loaded, len(conditions), len(splits.evaluate)))
@@ -294,8 +301,8 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
         if config.execution.executor == "ray":
             execution["ray_version"] = importlib.metadata.version("ray")
         sets, store = _record_identify_evaluate(
-            config, loaded, splits, classifier, conditions, data_hash, executor, run_dir, timer,
-            progress)
+            config, loaded, splits, classifier, asking, conditions, data_hash, executor,
+            run_dir, timer, progress)
     if extra is not None:
         with timer.stage("baseline_extra"):
             _baseline_extra(config, extra, classifier, run_dir, progress)
@@ -322,8 +329,8 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
 
 def _record_identify_evaluate(
         config: RunConfig, loaded: LoadedModel, splits: Splits, classifier: Classifier,
-        conditions: list[Condition], data_hash: str, executor: LocalExecutor | RayExecutor,
-        run_dir: RunDir, timer: Timer, progress: bool,
+        asking: Mapping[str, Classifier], conditions: list[Condition], data_hash: str,
+        executor: LocalExecutor | RayExecutor, run_dir: RunDir, timer: Timer, progress: bool,
 ) -> tuple[NeuronSets, ConditionStore]:
     """The stages that run on the executor's workers (recording, conditions) and those
     between them. Workers load the model from ``model``; a local executor uses ``loaded``."""
@@ -397,12 +404,40 @@ def _record_identify_evaluate(
     table = set_level_table(store, splits.evaluate, config.design,
                             [(method.name, method.tag) for method in tested], probe_rows)
     write_csv(run_dir.file(SET_LEVEL), table)
+    if config.design.other_formats:
+        with timer.stage("formats"):
+            _format_tests(config.design, asking, model, splits, tested, store, run_dir,
+                          progress, executor)
     if config.design.effect_sweep:
         with timer.stage("effect_sweep"):
             own = next(method for method in tested if method.tag == "")
             _effect_sweep(config.design, own, effect_emotions(table), classifier, splits,
                           store, run_dir, progress, executor, setup)
     return sets, store
+
+
+def _format_tests(design: Design, asking: Mapping[str, Classifier], model: ModelSpec,
+                  splits: Splits, tested: list[Compared], store: ConditionStore,
+                  run_dir: RunDir, progress: bool, executor: LocalExecutor | RayExecutor) -> None:
+    """Every tested method's sets against random sets with the model asked in each other
+    answer format (``asking``: its classifier): the unchanged model first, then the futility
+    look, then the rest."""
+    for answer_format, classifier in asking.items():
+        setup = EvaluationSetup.of(classifier, model, splits.evaluate)
+        own = tested[0]
+        execute(classifier, own.sets, own.sources, splits.evaluate,
+                [format_baseline(answer_format)], store, progress, executor, setup)
+        for method in tested:
+            cells = format_cells(design, method.tag, answer_format)
+            execute(classifier, method.sets, method.sources, splits.evaluate,
+                    [c for cell in cells for c in looked(cell, design)], store, progress,
+                    executor, setup)
+            execute(classifier, method.sets, method.sources, splits.evaluate,
+                    later_conditions(store, splits.evaluate, design, cells), store, progress,
+                    executor, setup)
+    write_csv(run_dir.file(FORMATS_SET_LEVEL),
+              format_table(store, splits.evaluate, design,
+                           [(method.name, method.tag) for method in tested]))
 
 
 def _effect_sweep(design: Design, own: Compared, emotions: list[str], classifier: Classifier,

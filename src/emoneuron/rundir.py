@@ -49,6 +49,7 @@ SWEEP = "sweep.csv"
 METHODS_TABLE = "methods.csv"
 SET_LEVEL = "setlevel.csv"  # each method's sets against many random sets (causal.setlevel)
 SWEEP_SET_LEVEL = "sweep_setlevel.csv"  # parts of the sets with an effect, against random parts
+FORMATS_SET_LEVEL = "formats_setlevel.csv"  # every method's sets asked in the other formats
 PROBE = "probe.safetensors"  # the label-free probe, its description beside it (probe.json)
 PROBE_DESCRIPTION = "probe.json"
 PROBE_CONDITIONS = "probe_conditions.jsonl"  # the probe's share right after each set removed

@@ -4,11 +4,14 @@ is log P(Yes) - log P(No), token scopes stay on the dialogue's words and the sco
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import build_word_tokenizer
@@ -18,11 +21,13 @@ from transformers import PreTrainedTokenizerFast
 from emoneuron.causal.answers import CONTENT_FREE, LETTERS, answer_format
 from emoneuron.causal.classifier import Classifier, prompt_prefix, query_text
 from emoneuron.causal.intervene import Ablation, applied
+from emoneuron.causal.significance import holm
 from emoneuron.causal.sweep import EvaluationSetup
-from emoneuron.config import RunConfig
+from emoneuron.config import RunConfig, preset_config
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel, ModelSpec
+from emoneuron.pipeline import run
 
 FORMAT_WORDS = (answer_format("letters").instruction, answer_format("yesno").instruction,
                 "Options: A) B) C) D) E) F) Answer: Yes No Is the emotion of this dialogue ?")
@@ -286,3 +291,42 @@ def test_evaluation_setup_rebuilds_the_classifier_in_its_format(
     np.testing.assert_array_equal(rebuilt.predict(evaluation), classifier.predict(records))
     other_seed = dataclasses.replace(classifier, seed=6)
     assert not np.array_equal(other_seed.predict(records), classifier.predict(records))
+
+
+def test_a_run_tests_every_set_in_each_other_format_against_random_sets(
+        formats_tiny: LoadedModel, tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    formats_tiny.model.save_pretrained(model_dir)
+    formats_tiny.tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "run"
+    run(preset_config(model=str(model_dir), per_emotion=8, max_turns=2, share=0.05,
+                      batch_size=8, null_sets=2, scopes=("all",), cross_per_emotion=0,
+                      controls=("random",), control_seeds=(0,), sweep=False, steer=False,
+                      compare_methods=("lape", "attribution"), probe=False,
+                      other_formats=("letters", "yesno")), out, progress=False)
+    formats = pd.read_csv(out / "formats_setlevel.csv")
+    # Every tested method: the run's own sets (5%) and the compared LAPE (1%) and attribution.
+    methods = set(pd.read_csv(out / "setlevel.csv").method)
+    assert methods == {"run", "lape", "attribution"}
+    assert set(zip(formats.answer_format, formats.method, strict=True)) == {
+        (name, method) for name in ("letters", "yesno") for method in methods}
+    for _, family in formats.groupby(["answer_format", "method"]):
+        assert sorted(family.masked_emotion) == sorted(EMOTIONS)
+        assert family.p_holm.tolist() == pytest.approx(holm(family.p.tolist()))
+    stored = [json.loads(line) for line in (out / "conditions.jsonl").open()]
+    for name in ("letters", "yesno"):
+        asked = [e for e in stored if e["answer_format"] == name]
+        assert all(e["key"].endswith(f"/format-{name}") for e in asked)
+        # The unchanged model once, then each method's six sets and their random sets.
+        assert sorted(e["kind"] for e in asked).count("baseline") == 1
+        assert len(asked) == 1 + len(methods) * 6 * (1 + 2)
+    assert "Answer formats" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_format_the_tokenizer_cannot_answer_in_is_refused_before_any_stage(
+        tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match="the letters format's answer words"):
+        run(preset_config(model=str(tiny_model_dir), per_emotion=8, max_turns=2,
+                          other_formats=("letters",)), out, progress=False)
+    assert not (out / "stats.safetensors").exists()

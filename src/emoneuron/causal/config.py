@@ -91,6 +91,9 @@ class Design:
         effect_sweep: for each emotion whose own set is beyond random sets (removed at every
             position), the layer range x proportion sweep of that set, each part against its
             own random sets (sweep_setlevel.csv)
+        other_formats: answer formats, besides the run's, in which every method's sets are
+            also tested against random sets (own drop, every position; formats_setlevel.csv):
+            does a set move the emotion or only one way of answering?
     """
 
     control_seeds: tuple[int, ...] = (0, 1, 2)
@@ -107,6 +110,7 @@ class Design:
     cross_per_emotion: int = 8
     futility_look: int = 4
     effect_sweep: bool = True
+    other_formats: tuple[AnswerFormatName, ...] = ()
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -135,6 +139,7 @@ class Design:
         if not self.scopes:
             raise UserError("--scopes: give one or more of all, dialogue, last")
         distinct("scopes", self.scopes)
+        distinct("other_formats", self.other_formats)
 
 
 @dataclass(frozen=True)

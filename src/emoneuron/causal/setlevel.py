@@ -188,13 +188,9 @@ def later_conditions(store: ConditionStore, evaluation: Sequence[Record], design
                      cells: Sequence[Sequence[Condition]]) -> list[Condition]:
     """The random sets still to draw after the futility look of each of ``cells`` (whose
     looked conditions ``store`` holds)."""
-    tests_of = _tests_of(store, evaluation, _baseline(store, evaluation))
+    tests_of = _tests_of(store, evaluation)
     return [condition for cell in cells
             for condition in drawn(cell, design, tests_of)[len(looked(cell, design)):]]
-
-
-def _baseline(store: ConditionStore, evaluation: Sequence[Record]) -> pd.DataFrame:
-    return correctness(store.done[Condition("baseline").key], evaluation)
 
 
 def _statistics(mask: Condition) -> tuple[str, ...]:
@@ -202,12 +198,19 @@ def _statistics(mask: Condition) -> tuple[str, ...]:
     return STATISTICS if mask.cross_sample else STATISTICS[:1]
 
 
-def _tests_of(store: ConditionStore, evaluation: Sequence[Record],
-              baseline: pd.DataFrame) -> Callable[[Sequence[Condition]], list[SetLevel]]:
+def _tests_of(store: ConditionStore, evaluation: Sequence[Record]
+              ) -> Callable[[Sequence[Condition]], list[SetLevel]]:
     """The tests of a set (the first condition) against its random sets (the others), one per
-    statistic, from the stored predictions."""
+    statistic, from the stored predictions, against the unchanged model's in the same answer
+    format."""
+    baselines: dict[str, pd.DataFrame] = {}
+
     def tests(conditions: Sequence[Condition]) -> list[SetLevel]:
         mask, *nulls = conditions
+        if mask.answer_format not in baselines:
+            baselines[mask.answer_format] = correctness(
+                store.done[format_baseline(mask.answer_format).key], evaluation)
+        baseline = baselines[mask.answer_format]
         set_values = _values(store, mask, evaluation, baseline)
         null_values = [_values(store, c, evaluation, baseline) for c in nulls]
         return [set_level_test(_strata(set_values, null_values, mask.masked_emotion, statistic))
@@ -241,7 +244,7 @@ def set_level_table(store: ConditionStore, evaluation: Sequence[Record], design:
     Holm across the six emotions of each (method, scope, statistic), then the ``extra`` rows
     (the probe's, :mod:`emoneuron.causal.readout`). Cross and specific rows need a cross sample
     (``Design.cross_per_emotion`` > 0)."""
-    tests_of = _tests_of(store, evaluation, _baseline(store, evaluation))
+    tests_of = _tests_of(store, evaluation)
     rows: list[dict[str, Any]] = []
     for name, tag in methods:
         results: dict[tuple[str, str], dict[str, tuple[SetLevel, int]]] = {}
@@ -254,6 +257,38 @@ def set_level_table(store: ConditionStore, evaluation: Sequence[Record], design:
         for (scope, statistic), family in results.items():
             rows += family_rows(name, tag, scope, statistic, family)
     return with_reading(pd.DataFrame([*rows, *extra]))
+
+
+def format_baseline(answer_format: str) -> Condition:
+    """The unchanged model asked in ``answer_format`` ("": the run's format)."""
+    return Condition("baseline", answer_format=answer_format)
+
+
+def format_cells(design: Design, tag: str, answer_format: str) -> list[list[Condition]]:
+    """Each emotion's set (of the method ``tag``) and its K random sets removed at every
+    position, the model asked in ``answer_format``, on the emotion's dialogues."""
+    return [with_random_sets(
+                Condition("mask", emotion, mode=design.mode, strength=design.strength,
+                          method=tag, eval_emotions=(emotion,), answer_format=answer_format),
+                design)
+            for emotion in EMOTIONS]
+
+
+def format_table(store: ConditionStore, evaluation: Sequence[Record], design: Design,
+                 methods: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """``formats_setlevel.csv``: each method's sets in each of ``Design.other_formats``, own
+    drop against random sets, Holm across the six emotions of each (method, format); compare
+    with the run's format's rows of ``setlevel.csv`` (scope all, statistic own)."""
+    tests_of = _tests_of(store, evaluation)
+    rows = []
+    for answer_format in design.other_formats:
+        for name, tag in methods:
+            results = {cell[0].masked_emotion: (tests_of(drawn(cell, design, tests_of))[0],
+                                                store.done[cell[0].key]["n_masked"])
+                       for cell in format_cells(design, tag, answer_format)}
+            rows += [{**row, "answer_format": answer_format}
+                     for row in family_rows(name, tag, "all", "own", results)]
+    return pd.DataFrame(rows)
 
 
 def effect_emotions(table: pd.DataFrame) -> list[str]:
@@ -282,7 +317,7 @@ def effect_sweep_table(store: ConditionStore, evaluation: Sequence[Record], desi
                 method: str, cells: Sequence[Sequence[Condition]]) -> pd.DataFrame:
     """``sweep_setlevel.csv``: each sweep cell's own-emotion drop against its random sets,
     Holm across every cell of the sweep (one family: where in the model the effect lives)."""
-    tests_of = _tests_of(store, evaluation, _baseline(store, evaluation))
+    tests_of = _tests_of(store, evaluation)
     rows = [{**_row(method, cell[0].tokens, "own", cell[0].masked_emotion,
                     tests_of(drawn(cell, design, tests_of))[0],
                     store.done[cell[0].key]["n_masked"]),

@@ -66,15 +66,19 @@ class Condition:
     # Besides every dialogue of eval_emotions, the first N of each other emotion (the cross
     # sample of emoneuron.causal.setlevel).
     cross_sample: int = 0
+    # Another answer format than the run's ("" = the run's): the classifier evaluating the
+    # condition asks in that format (emoneuron.causal.setlevel's format test).
+    answer_format: str = ""
 
     @property
     def key(self) -> str:
         # Parts are appended only when set, so the keys of older stores stay valid.
         method = f"/{self.method}" if self.method else ""
         cross = f"/cross{self.cross_sample}" if self.cross_sample else ""
+        answers = f"/format-{self.answer_format}" if self.answer_format else ""
         return (f"{self.kind}/{self.control}/{self.masked_emotion}/{self.layer_range}/"
                 f"{self.proportion:g}/{self.seed}/{self.mode}/{self.strength:g}/{self.tokens}/"
-                f"{','.join(self.eval_emotions)}{method}{cross}")
+                f"{','.join(self.eval_emotions)}{method}{cross}{answers}")
 
 
 def evaluated(evaluation: Sequence[Record], eval_emotions: Sequence[str],

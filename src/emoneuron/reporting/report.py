@@ -59,12 +59,18 @@ from emoneuron.reporting.results import (
     self_effects,
     sweep_self,
 )
-from emoneuron.reporting.setlevel import effect_sweep_html, set_level_html, set_level_summary
+from emoneuron.reporting.setlevel import (
+    effect_sweep_html,
+    formats_html,
+    set_level_html,
+    set_level_summary,
+)
 from emoneuron.rundir import (
     CARDS_INDEX,
     CONFUSION,
     DOSE,
     FIGURES,
+    FORMATS_SET_LEVEL,
     METHODS_TABLE,
     PROBE_DESCRIPTION,
     REPORT,
@@ -462,6 +468,7 @@ def write_report(directory: str | Path) -> Path:
         Section("figures", "Figures", _figures_html(run, run_dir, effects, counts, near)),
         Section("set-level", "Emotion sets against many random sets (the verdicts)",
                 set_level_html(set_level, run_dir.read_json(PROBE_DESCRIPTION, optional=True))
+                + formats_html(set_level, run_dir.read_csv(FORMATS_SET_LEVEL, optional=True))
                 + effect_sweep_html(run_dir.read_csv(SWEEP_SET_LEVEL, optional=True))),
         Section("controls", "Emotion neurons against every control",
                 controls_table(run, run_dir.table(SPECIFICITY), near)),

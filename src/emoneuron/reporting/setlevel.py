@@ -168,3 +168,29 @@ def effect_sweep_html(sweep: pd.DataFrame | None) -> str:
                   "random parts", "verdict"], body,
                  f"{sweep.method.iloc[0]}: where each effect lives, own drop, points "
                  "[95% interval], Holm across every part")
+
+
+def formats_html(set_level: pd.DataFrame | None, formats: pd.DataFrame | None) -> str:
+    """Each method's sets in the run's answer format and in every other format tested, own
+    drop at every position against random sets ("" without the formats file)."""
+    if formats is None or formats.empty or set_level is None:
+        return ""
+    parts = []
+    others = list(dict.fromkeys(formats.answer_format))
+    for method in dict.fromkeys(formats.method):
+        runs = _own(set_level, method, "all")
+        asked = {f: formats[(formats.method == method) & (formats.answer_format == f)]
+                 .set_index("masked_emotion") for f in others}
+        body = [[emotion, *(f"{_excess(rows.loc[emotion])}, p(Holm) "
+                            f"{_p(rows.loc[emotion, 'p_holm'])}: {rows.loc[emotion, 'verdict']}"
+                            if emotion in rows.index else ""
+                            for rows in (runs, *asked.values()))]
+                for emotion in EMOTIONS]
+        parts.append(table(["emotion", "the run's answer format", *others], body,
+                           f"{method}: own drop, excess over random sets, points [95% interval],"
+                           " by answer format"))
+    note = ("A set that moves the emotion moves it whatever the model is asked to answer; one "
+            "beyond random sets in the run's format only may move the way of answering (the "
+            "label word) rather than the emotion. A format the model answers near chance "
+            "cannot show a drop: read its baseline first.")
+    return "<h3>Answer formats</h3>" + "".join(parts) + f'<p class="note">{escape(note)}</p>'
