@@ -157,7 +157,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "demo": {"per_emotion": 50, "eval_fraction": 0.3, "max_turns": 2, "proportions": (0.5, 1.0),
              "control_seeds": (0, 1), "other_control_seeds": 1, "dose_strengths": (0.5,),
              "compare_methods": ("lape", "attribution"), "null_sets": 6,
-             "cross_per_emotion": 0},
+             "cross_per_emotion": 0, "futility_look": 0},
     "study": {"per_emotion": 160, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
               "control_seeds": (0, 1, 2), "sweep": False, "dose_strengths": (), "steer": False,
               "compare_methods": ("lape", "attribution"), "null_sets": 20,
