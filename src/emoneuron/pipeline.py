@@ -388,15 +388,9 @@ def _record_identify_evaluate(
             write_comparison(run_dir, rows)
     with timer.stage("set_level"):
         for method in tested:
-            # The futility look first; then the random sets of the sets it keeps testing.
-            first = [c for cell in set_level_cells(config.design, method.tag)
-                     for c in looked(cell, config.design)]
-            execute(classifier, method.sets, method.sources, splits.evaluate, first, store,
-                    progress, executor, setup)
-            execute(classifier, method.sets, method.sources, splits.evaluate,
-                    later_conditions(store, splits.evaluate, config.design,
-                                     set_level_cells(config.design, method.tag)),
-                    store, progress, executor, setup)
+            _execute_cells(classifier, method, splits.evaluate, config.design,
+                           set_level_cells(config.design, method.tag), store, progress,
+                           executor, setup)
     probe_rows = []
     if config.probe:
         with timer.stage("probe"):
@@ -416,6 +410,20 @@ def _record_identify_evaluate(
     return sets, store
 
 
+def _execute_cells(classifier: Classifier, method: Compared, evaluation: list[Record],
+                   design: Design, cells: list[list[Condition]], store: ConditionStore,
+                   progress: bool, executor: LocalExecutor | RayExecutor,
+                   setup: EvaluationSetup) -> None:
+    """Each cell's set and random sets up to the futility look, then the other random sets of
+    the cells the look keeps testing."""
+    execute(classifier, method.sets, method.sources, evaluation,
+            [c for cell in cells for c in looked(cell, design)], store, progress, executor,
+            setup)
+    execute(classifier, method.sets, method.sources, evaluation,
+            later_conditions(store, evaluation, design, cells), store, progress, executor,
+            setup)
+
+
 def _format_tests(design: Design, asking: Mapping[str, Classifier], model: ModelSpec,
                   splits: Splits, tested: list[Compared], store: ConditionStore,
                   run_dir: RunDir, progress: bool, executor: LocalExecutor | RayExecutor) -> None:
@@ -428,13 +436,9 @@ def _format_tests(design: Design, asking: Mapping[str, Classifier], model: Model
         execute(classifier, own.sets, own.sources, splits.evaluate,
                 [format_baseline(answer_format)], store, progress, executor, setup)
         for method in tested:
-            cells = format_cells(design, method.tag, answer_format)
-            execute(classifier, method.sets, method.sources, splits.evaluate,
-                    [c for cell in cells for c in looked(cell, design)], store, progress,
-                    executor, setup)
-            execute(classifier, method.sets, method.sources, splits.evaluate,
-                    later_conditions(store, splits.evaluate, design, cells), store, progress,
-                    executor, setup)
+            _execute_cells(classifier, method, splits.evaluate, design,
+                           format_cells(design, method.tag, answer_format), store, progress,
+                           executor, setup)
     write_csv(run_dir.file(FORMATS_SET_LEVEL),
               format_table(store, splits.evaluate, design,
                            [(method.name, method.tag) for method in tested]))
@@ -447,12 +451,8 @@ def _effect_sweep(design: Design, own: Compared, emotions: list[str], classifier
     set's parts, each against random parts (the futility look first, then the rest)."""
     cells = effect_sweep_cells(design, emotions,
                         lambda c: bool(ablation_for(c, own.sets, own.sources).size))
-    first = [c for cell in cells for c in looked(cell, design)]
-    execute(classifier, own.sets, own.sources, splits.evaluate, first, store, progress,
-            executor, setup)
-    execute(classifier, own.sets, own.sources, splits.evaluate,
-            later_conditions(store, splits.evaluate, design, cells), store, progress,
-            executor, setup)
+    _execute_cells(classifier, own, splits.evaluate, design, cells, store, progress, executor,
+                   setup)
     write_csv(run_dir.file(SWEEP_SET_LEVEL),
               effect_sweep_table(store, splits.evaluate, design, own.name, cells))
 
