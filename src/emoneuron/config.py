@@ -150,16 +150,18 @@ class RunConfig:
         return selection_method(self.selection).overridden(self.record.site, self.identify)
 
 
-# Sizes of a run, measured with SmolLM2 on 2 CPU cores (README): demo (`make demo`), 15 held-out
-# dialogues per emotion, 10 min; study, 64 held-out and 95 identification dialogues per emotion,
-# random controls only, no dose, sweep or steering, 26 min.
+# Sizes of a run, measured with SmolLM2 on 2 CPU cores (BENCHMARKS.md): demo (`make demo`), 15
+# held-out dialogues per emotion; study, 64 held-out and 95 identification dialogues per
+# emotion, no dose, sweep or steering. The study's verdicts come from the set-level test (20
+# random sets per set), so its main grid keeps one random control seed: two more would add
+# 4,600 dialogue passes that no verdict reads.
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {"per_emotion": 50, "eval_fraction": 0.3, "max_turns": 2, "proportions": (0.5, 1.0),
              "control_seeds": (0, 1), "other_control_seeds": 1, "dose_strengths": (0.5,),
              "compare_methods": ("lape", "attribution"), "null_sets": 6,
              "cross_per_emotion": 0, "futility_look": 0},
     "study": {"per_emotion": 160, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
-              "control_seeds": (0, 1, 2), "sweep": False, "dose_strengths": (), "steer": False,
+              "control_seeds": (0,), "other_control_seeds": 0, "sweep": False, "dose_strengths": (), "steer": False,
               "compare_methods": ("lape", "attribution"), "null_sets": 20,
               "cross_per_emotion": 4, "proportions": (0.33, 0.67, 1.0),
               "other_formats": ("letters",)},

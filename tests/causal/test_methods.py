@@ -318,4 +318,4 @@ def test_presets_fill_what_the_command_line_leaves_out(
     counts = split(synthesize(study.per_emotion, 0, study.max_turns), study.eval_fraction,
                    0).counts()
     assert min(counts["eval"].values()) >= 60 and min(counts["identify"].values()) >= 90
-    assert study.design.control_seeds == (0, 1, 2) and study.compare_methods
+    assert study.design.control_seeds == (0,) and study.design.null_sets >= 20
