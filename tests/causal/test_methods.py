@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from file_safety import tree
 
 from emoneuron.causal import methods
 from emoneuron.causal.classifier import Classifier, order_shots
@@ -23,7 +24,6 @@ from emoneuron.data.schema import EMOTIONS, Record, read_records
 from emoneuron.data.split import split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
-from emoneuron.io import sha256_file
 from emoneuron.models.loading import LoadedModel
 from emoneuron.pipeline import run
 from emoneuron.selection.identify import SELECTION_METHODS
@@ -134,11 +134,6 @@ def test_ablate_refuses_neurons_outside_the_model(run_dir: Path, tmp_path: Path,
     assert not (run_dir / "methods" / "far").exists()
 
 
-def _tree(directory: Path) -> dict[str, str]:
-    return {path.relative_to(directory).as_posix(): sha256_file(path)
-            for path in sorted(directory.rglob("*")) if path.is_file()}
-
-
 def _one_error(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -169,13 +164,13 @@ def test_ablate_refuses_the_name_of_a_method_of_the_run(
     """The run's selection (lape, or "run" when no compared method equals it) and the methods it
     compared: their rows in methods.csv and their folders stay the run's."""
     neurons = run_copy / "methods" / "auroc" / "neurons.json"
-    before = _tree(run_copy)
+    before = tree(run_copy)
     _no_model(monkeypatch)
     assert main(["ablate", str(run_copy), "--neurons", str(neurons), "--name", name]) == 2
     assert _one_error(capsys) == (
         f"error: --name {name}: a method of the run in {run_copy} (its results in methods.csv "
         "would be replaced); choose another --name")
-    assert _tree(run_copy) == before
+    assert tree(run_copy) == before
 
 
 def test_ablate_refuses_other_neurons_under_an_earlier_ablates_name(
@@ -191,7 +186,7 @@ def test_ablate_refuses_other_neurons_under_an_earlier_ablates_name(
     other = tmp_path / "other.json"
     other.write_text(json.dumps(payload))
     (run_copy / "methods" / "notes").write_text("a file of mine")
-    before = _tree(run_copy)
+    before = tree(run_copy)
     capsys.readouterr()
     _no_model(monkeypatch)
     for name, neurons in (("mine", other), ("notes", first)):
@@ -200,7 +195,7 @@ def test_ablate_refuses_other_neurons_under_an_earlier_ablates_name(
             f"error: --name {name}: {run_copy / 'methods' / name} holds other results (an "
             "earlier ablate's, or a file); choose another --name, or give the same neurons "
             "file to resume that ablate")
-        assert _tree(run_copy) == before
+        assert tree(run_copy) == before
     assert main(["report", str(run_copy)]) == 0
 
 
@@ -256,14 +251,14 @@ def test_ablate_refuses_a_neurons_file_that_does_not_fit_the_run(
     payload = _edited(payload, emotion, change)
     neurons = tmp_path / "edited.json"
     neurons.write_text(json.dumps(payload))
-    before = _tree(run_copy)
+    before = tree(run_copy)
     _no_model(monkeypatch)
     assert main(["ablate", str(run_copy), "--neurons", str(neurons)]) == 2
     error = _one_error(capsys)
     assert error.startswith(f"error: {neurons}: "), error
     assert message.replace("LAYER", str(first["layer"])).replace(
         "INDEX", str(first["index"])).replace("EMOTION", emotion) in error, error
-    assert _tree(run_copy) == before
+    assert tree(run_copy) == before
 
 
 def test_an_unknown_method_to_compare_is_refused() -> None:
