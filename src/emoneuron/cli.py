@@ -288,11 +288,14 @@ def _cmd_neuron(args: argparse.Namespace) -> None:
     from emoneuron.data.schema import read_records
     from emoneuron.io import read_json
     from emoneuron.models.loading import load
+    from emoneuron.options import at_least
     from emoneuron.recording.statistics import Recording
-    from emoneuron.reporting.cards import format_card, neuron_card
+    from emoneuron.reporting.cards import check_neuron, format_card, neuron_card
     from emoneuron.rundir import MANIFEST, NEURONS, RunDir, check_neurons
     from emoneuron.selection.identify import NeuronSets
 
+    at_least("top", args.top, 1)
+    check_neuron(args.layer, args.index)  # its model's shape after loading it
     run_dir = RunDir(args.target)
     in_run = run_dir.exists(MANIFEST)
     if run_dir.path.is_dir() and not in_run and not run_dir.exists("config.json"):
@@ -306,6 +309,8 @@ def _cmd_neuron(args: argparse.Namespace) -> None:
     sets = NeuronSets.load(args.neurons) if args.neurons else None
     if in_run:
         run_dir.read_json(NEURONS)  # verified before the model loads; its shape after
+        check_neuron(args.layer, args.index, run_dir.model_shape(),
+                     run_dir.manifest()["config"]["model"])
     loaded = load(run_dir.manifest()["config"]["model"] if in_run else args.target,
                   device=args.device)
     shape = (loaded.n_layers, loaded.width)

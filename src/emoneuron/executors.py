@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from tqdm.auto import tqdm
 
 from emoneuron.errors import UserError
-from emoneuron.options import at_least, check_choices
+from emoneuron.options import at_least, check_fields
 
 State = TypeVar("State")
 Item = TypeVar("Item")
@@ -97,7 +97,7 @@ class ExecutorConfig:
     shards: int = 0
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        check_fields(self)
         at_least("workers", self.workers, 0)
         at_least("cpus_per_worker", self.cpus_per_worker, 1)
         at_least("gpus_per_worker", 0 if self.gpus_per_worker is None else self.gpus_per_worker,

@@ -229,6 +229,9 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     >>> run(RunConfig(per_emotion=20), "runs/small")  # doctest: +SKIP
     PosixPath('runs/small/report.html')
     """
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"run: config must be a RunConfig, got {config!r}; e.g. "
+                        "RunConfig(per_emotion=20) or preset_config('demo')")
     run_dir = RunDir(out, verify=False)
     run_dir.check_new_or_own()
     with run_dir.locked():
