@@ -263,6 +263,39 @@ def test_a_live_owner_is_refused_and_a_dead_one_taken_over(
     assert tree(copy) == before
 
 
+@pytest.mark.parametrize("pid", [2**70, 2**40, 0, -1])
+def test_a_lock_of_a_pid_no_process_can_have_is_taken_over(
+        tmp_path: Path, pid: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """A pid beyond the system's range (once an OverflowError), or 0 and -1, which os.kill
+    reads as process groups that always exist (once a refusal forever)."""
+    lock = {"pid": pid, "host": socket.gethostname(), "started": "2024-01-01T00:00"}
+    (tmp_path / LOCK).write_text(json.dumps(lock))
+    with RunDir(tmp_path).locked():
+        assert json.loads((tmp_path / LOCK).read_text())["pid"] == os.getpid()
+    assert f"taking over from pid {pid}@" in capsys.readouterr().out
+
+
+def test_a_folder_where_the_lock_goes_is_refused_and_kept(
+        finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    copy = _copy(finished_run[0], tmp_path)
+    (copy / LOCK).mkdir()
+    (copy / LOCK / "mine.txt").write_text("the user's own")
+    before = tree(tmp_path)
+    command = tiny_run_args(tiny_model_dir, copy, finished_run[1])
+    capsys.readouterr()
+    for refused in (command, ["ablate", str(copy), "--neurons", str(copy / "neurons.json"),
+                              "--name", "again"]):
+        assert main(refused) == 2
+        assert _error(capsys) == (
+            f"error: {copy / LOCK}: a folder where `emoneuron {refused[0]}` writes a file; move "
+            "it out of the run directory and rerun")
+        assert tree(tmp_path) == before
+    (copy / LOCK).rename(tmp_path / "moved")  # as the message says
+    with RunDir(copy).locked():
+        pass
+
+
 def test_the_lock_is_released_on_an_error_and_an_interrupt(tmp_path: Path) -> None:
     for stop in (UserError("refused"), KeyboardInterrupt()):
         with pytest.raises(type(stop)), RunDir(tmp_path / "run").locked():

@@ -318,6 +318,26 @@ class RunDir:
     def under(self, folder: str) -> list[str]:
         return [name for name in self.files() if name.startswith(folder + "/")]
 
+    def check_writable(self, command: str, files: Iterable[str] = (),
+                       folders: Iterable[str] = ()) -> None:
+        """Refuse, before any work, a run directory ``command`` cannot write into: the
+        directory and each of ``folders`` it writes in must be writable folders where they
+        exist, and none of ``files`` may be a folder (a file is replaced by a rename, which
+        needs only its folder writable)."""
+        for name in (".", *folders):
+            path = self.file(name)
+            if path.exists() and not path.is_dir():
+                raise UserError(f"{path}: a file where `emoneuron {command}` writes a folder; "
+                                "move it out of the run directory and rerun")
+            if path.exists() and not os.access(path, os.W_OK | os.X_OK):
+                raise UserError(f"{path}: not writable, and `emoneuron {command}` writes there; "
+                                f"make it writable (chmod -R u+w {self.path}) and rerun, or "
+                                "give a writable copy of the run (cp -r)")
+        for name in files:
+            if self.file(name).is_dir():
+                raise UserError(f"{self.file(name)}: a folder where `emoneuron {command}` "
+                                "writes a file; move it out of the run directory and rerun")
+
     # -- reusing a stage's files ---------------------------------------------------------------
 
     def stage_done(self, stage: str, inputs: str) -> bool:
@@ -360,10 +380,12 @@ class RunDir:
                             f"{self.path / 'run'}")
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, command: str = "run") -> Iterator[None]:
         """Own the directory for the block: a lock file with pid, host and start time. Another
-        live owner is refused; a dead one's lock (same host) is taken over. A directory this
-        created is removed again if nothing was written into it."""
+        live owner is refused; a dead one's lock (same host) is taken over; a folder in its
+        place, which no run made, is refused and kept. A directory this created is removed
+        again if nothing was written into it."""
+        self.check_writable(command, [LOCK])
         created = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -418,9 +440,13 @@ class RunDir:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists; a pid no process can have (0 or less, which os.kill
+    reads as a process group, or beyond the system's range) is no owner."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True  # exists, owned by another user

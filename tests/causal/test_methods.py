@@ -215,11 +215,11 @@ def _edited(payload: dict[str, Any], emotion: str, change: str) -> dict[str, Any
     first = payload["emotions"][emotion][0]
     if change == "duplicate":
         payload["emotions"][emotion].append(dict(first))
-    elif change.startswith(("layer=", "index=")):
+    elif change.startswith(("layer=", "index=", "score=")):
         key, value = change.split("=")
         first[key] = json.loads(value)
     else:
-        key, value = change.split(":")
+        key, value = change.split(":", 1)
         payload[key] = json.loads(value)
     return payload
 
@@ -238,6 +238,13 @@ def _edited(payload: dict[str, Any], emotion: str, change: str) -> dict[str, Any
     ("n_layers:5", "declares 5 layers x 80 neurons, this run's model has 2 x 80"),
     ("width:80.5", "not a valid neurons.json (TypeError('expected a whole number, got 80.5'))"),
     ("model:\"smollm2-135m\"", "declares model 'smollm2-135m', this run's is "),
+    ("score=NaN", "EMOTION neuron layer LAYER index INDEX has score NaN, not a finite number; "
+                  "give the scores `emoneuron identify` wrote"),
+    ("score=\"high\"", "EMOTION neuron layer LAYER index INDEX has score \"high\", not a finite"),
+    ("overlap:{\"counts\": [[1, 2]]}", "not a valid neurons.json (TypeError('overlap counts "
+                                     "must be 6 x 6 whole numbers, got [[1, 2]]'))"),
+    ("parameters:{\"share\": 5}", "not a valid neurons.json (ValueError('parameters: --share 5: "
+                                 "must be in (0, 1], e.g. 0.01 for 1%'))"),
     ("site:\"mlp.pre_activation\"", "site 'mlp.pre_activation' cannot be removed with this "
                                      "run's mode 'zero'; give neurons found at "
                                      "'mlp.down_proj.input'"),

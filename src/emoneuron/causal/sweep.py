@@ -26,7 +26,7 @@ from emoneuron.causal.intervene import Ablation, applied, with_means
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.executors import Executor, LocalExecutor
-from emoneuron.io import atomic_open
+from emoneuron.io import atomic_open, naming
 from emoneuron.models.loading import ModelSpec
 from emoneuron.recording.statistics import ActivationStats
 from emoneuron.selection.controls import (
@@ -248,7 +248,7 @@ class ConditionStore:
                  "n_masked": ablation.size,
                  "layer_counts": {str(layer): len(indices) for layer, indices in ablation.neurons},
                  "predictions": predicted.tolist()}
-        with self.path.open("a", encoding="utf-8") as handle:
+        with naming(self.path), self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
             handle.flush()
             os.fsync(handle.fileno())

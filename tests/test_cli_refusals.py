@@ -1,0 +1,166 @@
+"""A refused command changes nothing, and says why in one line.
+
+Every command that writes (``run``, ``ablate``, ``identify``, ``record``, ``report``,
+``compare``, ``neuron``, ``evaluate``, ``series``, ``models export``, ``data *``) is given inputs
+it refuses, in a working tree holding a finished run, a damaged copy, data and a folder of the
+user's own files: it exits 2 with one line, loads no model, and leaves every file and folder of
+the tree byte-identical (issue 24: write after check, everywhere). A run directory the command
+may not write, a full disk and a file-size limit are one line too, and their advice works.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from file_safety import tiny_run_args, tree
+
+import emoneuron
+from emoneuron.cli import main
+from emoneuron.data.schema import Record, Turn, write_records
+
+SRC = Path(emoneuron.__file__).parents[1]  # the code under test, for a subprocess
+
+
+@pytest.fixture
+def work(finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path
+         ) -> dict[str, Path]:
+    """The working tree's paths by name; ``NEW`` does not exist."""
+    run, damaged = tmp_path / "run", tmp_path / "damaged"
+    for copy in (run, damaged):
+        shutil.copytree(finished_run[0], copy)
+    effects = (damaged / "effects.csv").read_bytes()
+    (damaged / "effects.csv").write_bytes(effects[:len(effects) // 2])
+    data = finished_run[1]  # the run's own, so only the options below differ
+    neutral = tmp_path / "neutral.jsonl"
+    write_records(neutral, [Record(id="n0", emotion="neutral", turns=(Turn("A", "Fine."),),
+                                   source="test")])
+    payload = json.loads((run / "neurons.json").read_text())
+    next(ns for ns in payload["emotions"].values() if ns)[0]["layer"] = 0.5
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(payload))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's own\n")
+    return {"RUN": run, "DAMAGED": damaged, "DATA": data, "NEUTRAL": neutral, "BAD": bad,
+            "MINE": mine, "NEW": tmp_path / "new", "MODEL": tiny_model_dir}
+
+
+# Each refused invocation (its words: a name of ``work`` stands for its path, NAME/x for a path
+# under it) and what its one line names.
+def _argv(words: list[str], work: dict[str, Path]) -> list[str]:
+    argv: list[str] = []
+    for word in words:
+        name, _, rest = word.partition("/")
+        if word in ("RUN_ARGS", "MINE_ARGS"):
+            argv += tiny_run_args(work["MODEL"], work[word.split("_")[0]], work["DATA"])
+        elif name in work:
+            argv.append(str(work[name] / rest if rest else work[name]))
+        else:
+            argv.append(word)
+    return argv
+
+
+def _no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every way a command loads a model fails the test: refusals come before any load."""
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("a model was loaded before the refusal")
+
+    for module in ("emoneuron.models.loading", "emoneuron.pipeline", "emoneuron.causal.methods"):
+        monkeypatch.setattr(f"{module}.load", refuse)
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+# -- a run directory the command may not write ---------------------------------------------------
+
+def _read_only(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """``root`` as on a read-only mount, where os.access denies writing even to root."""
+    access = os.access
+
+    def denied(path: str | Path, mode: int, **kwargs: object) -> bool:
+        inside = Path(path).absolute().is_relative_to(root.absolute())
+        return False if inside and mode & os.W_OK else access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", denied)
+
+
+@pytest.mark.parametrize("command", [["report", "RUN"],
+                                     ["ablate", "RUN", "--neurons", "BAD_FREE", "--quiet"]])
+def test_a_run_directory_that_cannot_be_written_is_refused_before_any_work(
+        command: list[str], work: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Once a traceback from the first write, after the model had loaded and evaluated."""
+    run = work["RUN"]
+    neurons = tmp_path / "free.json"
+    shutil.copy(run / "neurons.json", neurons)
+    argv = [str(neurons) if word == "BAD_FREE" else word for word in _argv(command, work)]
+    before = tree(tmp_path)
+    with monkeypatch.context() as patched:
+        _read_only(patched, run)
+        _no_model(patched)
+        assert main(argv) == 2
+        assert _one_line(capsys) == (
+            f"error: {run}: not writable, and `emoneuron {command[0]}` writes there; make it "
+            f"writable (chmod -R u+w {run}) and rerun, or give a writable copy of the run "
+            "(cp -r)")
+    assert tree(tmp_path) == before
+    assert main(argv) == 0  # writable again, as the message says
+
+
+# -- a full disk and a file-size limit -----------------------------------------------------------
+
+def test_a_file_size_limit_is_one_line_and_rerunning_without_it_works(tmp_path: Path) -> None:
+    """``ulimit -f``: the write fails with EFBIG (Python ignores SIGXFSZ); the atomic write
+    leaves no part of the file behind."""
+    out = tmp_path / "synth.jsonl"
+    limited = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); "
+               "from emoneuron.cli import main; sys.exit(main(sys.argv[1:]))")
+    argv = ["data", "synth", "--per-emotion", "20", "--out", str(out)]
+    done = subprocess.run([sys.executable, "-c", limited, *argv], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0] == (f"error: {out}: File too large; free space on its disk (or raise the "
+                        "file-size limit, ulimit -f) and rerun the same command")
+    assert list(tmp_path.iterdir()) == []
+    assert main(argv) == 0 and out.is_file()
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_a_full_disk_in_the_middle_of_a_run_is_one_line_and_the_run_resumes(
+        code: int, finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished_run[0], run)
+    argv = tiny_run_args(tiny_model_dir, run, finished_run[1])
+
+    def full(path: Path, *_: object) -> None:
+        raise OSError(code, os.strerror(code), str(path))
+
+    with monkeypatch.context() as patched:
+        patched.setattr("emoneuron.pipeline.write_csv", full)
+        capsys.readouterr()
+        assert main(argv) == 2
+    err = capsys.readouterr().err  # the run's warnings, then its one error line
+    errors = [line for line in err.strip().splitlines() if line.startswith("error: ")]
+    assert "Traceback" not in err and errors == err.strip().splitlines()[-1:], err
+    fix = ("free space on its disk (or raise the file-size limit, ulimit -f)"
+           if code == errno.ENOSPC else "make it writable")
+    assert errors[0].startswith(f"error: {run}/") and errors[0].endswith(
+        f".csv: {os.strerror(code)}; {fix} and rerun the same command (it resumes)"), errors
+    assert main(argv) == 0
+    assert (run / "effects.csv").read_bytes() == (finished_run[0] / "effects.csv").read_bytes()
