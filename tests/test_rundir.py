@@ -106,15 +106,74 @@ def test_a_run_resumes_with_settings_that_do_not_change_its_results(
         assert (copy / name).read_bytes() == (run / name).read_bytes(), name
 
 
-def test_report_refuses_a_cut_table_naming_it(finished_run: tuple[Path, Path], tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    copy = _copy(finished_run[0], tmp_path)
-    effects = (copy / "effects.csv").read_bytes()
-    (copy / "effects.csv").write_bytes(effects[:len(effects) // 2])
+RERUN = "rerun the `emoneuron run` command that wrote it (it resumes)"
+
+
+def _damage(copy: Path, damage: str) -> str:
+    """Damage one file of the run ``copy`` as ``damage`` says; return what readers name."""
+    manifest = copy / "manifest.json"
+    if damage == "cut table":
+        effects = (copy / "effects.csv").read_bytes()
+        (copy / "effects.csv").write_bytes(effects[:len(effects) // 2])
+        return f"{copy / 'effects.csv'}: changed since the run wrote it"
+    if damage == "cut manifest":
+        manifest.write_bytes(manifest.read_bytes()[:100])
+        return f"{manifest}: unreadable ("
+    payload = json.loads(manifest.read_text())
+    section = damage.removeprefix("manifest without ")
+    del payload[section]
+    manifest.write_text(json.dumps(payload))
+    return f"{manifest}: incomplete (no '{section}')"
+
+
+@pytest.mark.parametrize("damage", ["cut table", "cut manifest", "manifest without created",
+                                    "manifest without data"])
+def test_a_damaged_run_is_one_line_whose_advice_mends_it(
+        finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path, damage: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Each reader of the damaged file refuses it in one line that says to rerun the run;
+    doing so works (a manifest cut or lacking a section once refused that rerun with the same
+    line), and the run is whole again: the report, which checks every file, accepts it."""
+    run, data = finished_run
+    copy = _copy(run, tmp_path)
+    named = _damage(copy, damage)
+    neurons = tmp_path / "mine.json"
+    shutil.copy(run / "neurons.json", neurons)
+    readers = [["report", str(copy)], ["compare", str(run), str(copy), "--out",
+                                       str(tmp_path / "compare")]]
+    if "manifest" in damage:  # what every reader of a run reads first
+        readers += [["neuron", str(copy), "0", "1"],
+                    ["ablate", str(copy), "--neurons", str(neurons)]]
+    before = tree(tmp_path)
+    capsys.readouterr()
+    for reader in readers:
+        assert main(reader) == 2, reader
+        error = _error(capsys)
+        assert error.startswith(f"error: {named}") and error.endswith(RERUN), (reader, error)
+    assert tree(tmp_path) == before
+    assert main(tiny_run_args(tiny_model_dir, copy, data)) == 0
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "effects.csv").read_bytes() == (run / "effects.csv").read_bytes()
+
+
+def test_a_corrupted_condition_record_is_mended_as_its_message_says(
+        finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run, data = finished_run
+    copy = _copy(run, tmp_path)
+    store = copy / "conditions.jsonl"
+    lines = store.read_text().splitlines()
+    lines[1] = lines[1][:40]  # a torn record before the last: no kill leaves one there
+    store.write_text("\n".join(lines) + "\n")
     assert main(["report", str(copy)]) == 2
-    error = _error(capsys)
-    assert f"{copy / 'effects.csv'}: changed since the run wrote it" in error
-    assert "rerun the `emoneuron run` command" in error
+    assert _error(capsys).endswith(RERUN)
+    assert main(tiny_run_args(tiny_model_dir, copy, data)) == 2
+    assert _error(capsys) == (f"error: {store}:2: corrupted condition record; delete the file "
+                              "and rerun the same command to recompute its conditions")
+    store.unlink()
+    assert main(tiny_run_args(tiny_model_dir, copy, data)) == 0
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "effects.csv").read_bytes() == (run / "effects.csv").read_bytes()
 
 
 def test_edited_neurons_are_refused_by_report_compare_and_neuron(
@@ -294,6 +353,17 @@ def test_a_folder_where_the_lock_goes_is_refused_and_kept(
     (copy / LOCK).rename(tmp_path / "moved")  # as the message says
     with RunDir(copy).locked():
         pass
+
+
+def test_the_directory_a_refused_out_suggests_can_be_run_into(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "mine.txt").write_text("mine too")
+    with pytest.raises(UserError, match="holds no run") as refused:
+        RunDir(tmp_path).check_new_or_own()
+    suggested = Path(str(refused.value).rsplit("e.g. ", 1)[1])
+    assert suggested == tmp_path / "run-2"
+    RunDir(suggested).check_new_or_own()
 
 
 def test_the_lock_is_released_on_an_error_and_an_interrupt(tmp_path: Path) -> None:

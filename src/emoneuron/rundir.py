@@ -20,6 +20,7 @@ import os
 import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import chain, count
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,14 @@ LOCK = "run.lock"
 SPLITS = ("fewshot", "identify", "eval")
 # Written from the files above and rewritten by `report`, so not part of the verified set.
 OUTPUTS = (REPORT, FIGURES, LOCK)
+# What the readers of a run (report, compare, ablate, neuron, series) take from its manifest:
+# each section with the keys it must hold (sections with keys are JSON objects).
+MANIFEST_KEYS: dict[str, tuple[str, ...]] = {
+    "emoneuron_version": (), "created": (), "versions": (), "timings": (),
+    "config": ("model",), "model": ("name", "n_layers", "width", "n_neurons", "site"),
+    "data": ("hash", "counts"), "evaluation": ("description", "n_shot", "chance"),
+}
+MANIFEST_OBJECTS = ("config", "model", "data", "evaluation", "versions", "timings")
 
 
 def data_file(split: str) -> str:
@@ -142,20 +151,44 @@ class RunDir:
                          "wrote it (it resumes)")
 
     def manifest(self) -> dict[str, Any]:
+        """The run's manifest, every section its readers take checked to be there."""
         if self._manifest is None:
             if not self.path.is_dir():
                 raise UserError(f"{self.path}: not a directory; give a run directory written "
                                 "by `emoneuron run --out DIR`")
-            try:
-                payload = read_json(self.file(MANIFEST))
-            except FileNotFoundError:
-                raise self.refused(MANIFEST, "missing") from None
-            except (OSError, ValueError) as error:
-                raise self.refused(MANIFEST, f"unreadable ({error})") from None
-            if not isinstance(payload, dict):
-                raise self.refused(MANIFEST, "unreadable (not a JSON object)")
+            if not self.exists(MANIFEST):
+                raise UserError(f"{self.file(MANIFEST)}: missing, so {self.path} holds no run; "
+                                "give the directory an `emoneuron run --out DIR` wrote (a run "
+                                "stopped before it wrote its manifest resumes when that command "
+                                "is rerun)")
+            payload, problem = self._read_manifest()
+            if problem:
+                raise self.refused(MANIFEST, problem)
             self._manifest = payload
         return self._manifest
+
+    def manifest_problem(self) -> str | None:
+        """Why the manifest cannot be read or lacks what readers take from it; None when it is
+        fine (or missing, which :meth:`manifest` refuses on its own)."""
+        return self._read_manifest()[1] if self.exists(MANIFEST) else None
+
+    def _read_manifest(self) -> tuple[dict[str, Any], str | None]:
+        try:
+            payload = read_json(self.file(MANIFEST))
+        except (OSError, ValueError) as error:
+            return {}, f"unreadable ({error})"
+        if not isinstance(payload, dict):
+            return {}, "unreadable (not a JSON object)"
+        for section, keys in MANIFEST_KEYS.items():
+            if section not in payload:
+                return payload, f"incomplete (no {section!r})"
+            value = payload[section]
+            if section in MANIFEST_OBJECTS and not isinstance(value, dict):
+                return payload, f"incomplete ({section!r} is not a JSON object)"
+            missing = [key for key in keys if key not in value]
+            if missing:
+                return payload, f"incomplete (no {section}.{missing[0]})"
+        return payload, None
 
     def listed(self) -> dict[str, str] | None:
         """The manifest's file -> sha256 list; None for a run written before there was one."""
@@ -374,10 +407,11 @@ class RunDir:
         foreign = sorted(entry.name for entry in self.path.iterdir()
                          if not _left_by_a_run(entry.name))
         if foreign:
+            new = next(self.path / name for name in chain(
+                ["run"], (f"run-{k}" for k in count(2))) if not self.exists(name))
             raise UserError(f"--out {self.path}: not empty ({', '.join(foreign[:3])}"
                             f"{', ...' if len(foreign) > 3 else ''}) and holds no run (no "
-                            f"{MANIFEST}); give a new or empty directory, e.g. "
-                            f"{self.path / 'run'}")
+                            f"{MANIFEST}); give a new or empty directory, e.g. {new}")
 
     @contextmanager
     def locked(self, command: str = "run") -> Iterator[None]:

@@ -199,6 +199,26 @@ def test_ablate_refuses_other_neurons_under_an_earlier_ablates_name(
     assert main(["report", str(run_copy)]) == 0
 
 
+def test_an_ablates_conditions_of_other_inputs_are_mended_as_the_message_says(
+        run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The message once said to use a new --out directory, which ablate does not have."""
+    neurons = run_copy / "methods" / "auroc" / "neurons.json"
+    argv = ["ablate", str(run_copy), "--neurons", str(neurons), "--name", "mine", "--quiet"]
+    assert main(argv) == 0
+    store = run_copy / "methods" / "mine" / "conditions.jsonl"
+    entries = [json.loads(line) for line in store.read_text().splitlines()]
+    store.write_text("".join(json.dumps({**entry, "context": "other"}) + "\n"
+                             for entry in entries))
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert _one_error(capsys) == (
+        f"error: {store}: written for different evaluation data, neurons, model or prompt; "
+        "delete it and rerun the same command to recompute its conditions")
+    store.unlink()
+    assert main(argv) == 0
+    assert main(["report", str(run_copy)]) == 0
+
+
 def test_report_refuses_a_run_whose_listed_files_changed(
         run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Also a file the report does not read: the report stands for the whole run."""

@@ -222,18 +222,20 @@ class ConditionStore:
             except json.JSONDecodeError:
                 if number == last:
                     continue
-                raise UserError(f"{path}:{number}: corrupted condition record; "
-                                "delete the file to recompute all conditions") from None
+                raise UserError(f"{path}:{number}: corrupted condition record; delete the "
+                                "file and rerun the same command to recompute its conditions"
+                                ) from None
             except (KeyError, TypeError):
-                raise UserError(f"{path}:{number}: not a condition record; "
-                                "delete the file to recompute all conditions") from None
+                raise UserError(f"{path}:{number}: not a condition record; delete the file and "
+                                "rerun the same command to recompute its conditions") from None
         return done
 
     def _read(self) -> None:
         self.done = self.entries(self.path)
         if any(entry.get("context") != self.context for entry in self.done.values()):
             raise UserError(f"{self.path}: written for different evaluation data, neurons, "
-                            "model or prompt; use a new --out directory or delete the file")
+                            "model or prompt; delete it and rerun the same command to "
+                            "recompute its conditions")
         self._rewrite_clean()
 
     def _rewrite_clean(self) -> None:

@@ -45,7 +45,8 @@ def _pool(sets: NeuronSets, emotion: str, layer: int, needed: int) -> np.ndarray
     pool = np.setdiff1d(np.arange(sets.width), own)
     if len(pool) < needed:
         raise UserError(f"layer {layer}: {emotion} owns too many of its {sets.width} neurons "
-                        "to draw a disjoint control; lower --share")
+                        "to draw a disjoint control; select fewer neurons (a run: a lower "
+                        "--share, in a new --out directory)")
     return pool
 
 
