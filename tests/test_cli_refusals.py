@@ -54,6 +54,56 @@ def work(finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path
 
 # Each refused invocation (its words: a name of ``work`` stands for its path, NAME/x for a path
 # under it) and what its one line names.
+REFUSED: dict[str, tuple[list[str], str]] = {
+    "run: other settings": (["RUN_ARGS", "--seed", "1"], "holds a run with seed = 0"),
+    "run: a folder of other files": (["MINE_ARGS"], "not empty (notes.txt) and holds no run"),
+    "run: options that cannot work together": (
+        ["run", "--model", "MODEL", "--out", "NEW", "--selection", "auroc"], "--controls "),
+    "ablate: a method of the run": (
+        ["ablate", "RUN", "--neurons", "RUN/neurons.json", "--name", "lape"],
+        "a method of the run"),
+    "ablate: a neurons file that does not fit": (["ablate", "RUN", "--neurons", "BAD"],
+                                                 "is not a whole number"),
+    "identify: a file of the run": (["identify", "RUN/stats.safetensors", "--out",
+                                     "RUN/neurons.json"], "a file of the run"),
+    "identify: no statistics file": (["identify", "DATA", "--out", "NEW/n.json"],
+                                     "not a statistics file"),
+    "record: a file of the run": (["record", "--model", "MODEL", "--data", "DATA", "--out",
+                                   "RUN/stats.safetensors"], "a file of the run"),
+    "record: no dialogue to record": (["record", "--model", "MODEL", "--data", "NEUTRAL",
+                                       "--out", "NEW/s.safetensors"],
+                                      "no dialogue of the six emotions"),
+    "report: a damaged run": (["report", "DAMAGED"], "changed since the run wrote it"),
+    "compare: a damaged run": (["compare", "RUN", "DAMAGED", "--out", "NEW"],
+                               "changed since the run wrote it"),
+    "neuron: outside the run's model": (["neuron", "RUN", "99", "0"],
+                                        "neuron (99, 0) does not exist in "),
+    "neuron: no tokens to show": (["neuron", "RUN", "0", "1", "--top", "0"], "--top 0"),
+    "evaluate: a bad option": (["evaluate", "--model", "MODEL", "--data", "DATA", "--shots",
+                                "-1", "--out", "NEW/e.csv"], "--shots -1"),
+    "series: an unknown model": (["series", "--models", "nope", "--out", "NEW"],
+                                 "--models nope"),
+    "models export: a folder of other files": (["models", "export", "MODEL", "MINE"],
+                                                "is not empty"),
+    "models export: a hub model into a folder of other files": (
+        ["models", "export", "org/name", "MINE"], "is not empty"),
+    "data synth: a bad option": (["data", "synth", "--per-emotion", "-1", "--out",
+                                  "NEW/s.jsonl"], "--per-emotion -1"),
+    "data synth: a file of the run": (["data", "synth", "--out", "RUN/data/eval.jsonl"],
+                                      "a file of the run"),
+    "data load: a file of the run": (["data", "load", "DATA", "--format", "jsonl", "--out",
+                                      "RUN/data/eval.jsonl"], "a file of the run"),
+    "data keyword-free: a folder for a file": (["data", "keyword-free", "DATA", "--out",
+                                                "MINE"], "is a directory"),
+    "data generate: a bad option": (["data", "generate", "--per-pair", "0", "--out",
+                                     "NEW/g.jsonl"], "per_pair must be at least 1"),
+    "data stats: no such file": (["data", "stats", "NEW/x.jsonl"], "no such data file"),
+    "data lexical: no such file": (["data", "lexical", "NEW/x.jsonl"], "no such data file"),
+    "data overlap: a bad threshold": (["data", "overlap", "DATA", "DATA", "--threshold", "2"],
+                                      "threshold 2.0 must be in (0, 1]"),
+}
+
+
 def _argv(words: list[str], work: dict[str, Path]) -> list[str]:
     argv: list[str] = []
     for word in words:
@@ -82,6 +132,31 @@ def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1, lines
     return lines[0]
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_a_refused_command_loads_no_model_and_leaves_every_file_as_it_was(
+        case: str, work: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    words, named = REFUSED[case]
+    argv = _argv(words, work)
+    before = tree(tmp_path)
+    _no_model(monkeypatch)
+    capsys.readouterr()
+    assert main(argv) == 2, argv
+    line = _one_line(capsys)
+    assert line.startswith("error: ") and named in line, line
+    assert tree(tmp_path) == before
+
+
+def test_every_command_that_writes_has_a_refusal_tested() -> None:
+    from emoneuron.cli import COMMANDS
+
+    tested = {case.split(":")[0] for case in REFUSED}
+    data = {name for name in tested if name.startswith("data ")}
+    assert tested >= set(COMMANDS) - {"data", "models"} | {"models export"}
+    assert data == {f"data {name}" for name in ("synth", "load", "keyword-free", "generate",
+                                                "stats", "lexical", "overlap")}
 
 
 # -- a run directory the command may not write ---------------------------------------------------
