@@ -171,17 +171,22 @@ class RayExecutor:
             self._ray.shutdown()
             self._started_here = False
 
+    def _resources(self) -> dict[str, float]:
+        """The cluster's resources (joined or started first: Ray answers only when connected)."""
+        self.connect()
+        return dict(self._ray.cluster_resources())
+
     @property
     def gpus_per_worker(self) -> float:
         if self.config.gpus_per_worker is not None:
             return self.config.gpus_per_worker
-        return 1.0 if self._ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        return 1.0 if self._resources().get("GPU", 0) > 0 else 0.0
 
     @property
     def workers(self) -> int:
         if self.config.workers:
             return self.config.workers
-        resources = self._ray.cluster_resources()
+        resources = self._resources()
         if self.gpus_per_worker:
             return max(int(resources.get("GPU", 0) // self.gpus_per_worker), 1)
         return max(int(resources.get("CPU", 1) // self.config.cpus_per_worker), 1)
