@@ -234,7 +234,7 @@ def test_a_full_disk_in_the_middle_of_a_run_is_one_line_and_the_run_resumes(
     errors = [line for line in err.strip().splitlines() if line.startswith("error: ")]
     assert "Traceback" not in err and errors == err.strip().splitlines()[-1:], err
     fix = ("free space on its disk (or raise the file-size limit, ulimit -f)"
-           if code == errno.ENOSPC else "make it writable")
+           if code == errno.ENOSPC else "check its permissions (or whether its disk is read-only)")
     assert errors[0].startswith(f"error: {run}/") and errors[0].endswith(
         f".csv: {os.strerror(code)}; {fix} and rerun the same command (it resumes)"), errors
     assert main(argv) == 0

@@ -593,7 +593,7 @@ NO_PERMISSION = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 
 def _machine_error(error: OSError, args: argparse.Namespace) -> str | None:
-    """The one line for a full disk, a file-size limit or a file the command may not write;
+    """The one line for a full disk, a file-size limit or a file the command may not touch;
     rerunning resumes a run (atomic writes leave every finished file whole)."""
     where = f"{error.filename}: " if error.filename else ""
     again = "rerun the same command" + (" (it resumes)" if args.command == "run" else "")
@@ -601,7 +601,8 @@ def _machine_error(error: OSError, args: argparse.Namespace) -> str | None:
         return (f"{where}{error.strerror}; free space on its disk (or raise the file-size "
                 f"limit, ulimit -f) and {again}")
     if error.errno in NO_PERMISSION:
-        return f"{where}{error.strerror}; make it writable and {again}"
+        return (f"{where}{error.strerror}; check its permissions (or whether its disk is "
+                f"read-only) and {again}")
     return None
 
 
