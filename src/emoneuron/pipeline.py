@@ -527,12 +527,16 @@ RESUMABLE_WITH_OTHER = frozenset({"device", "threads", "batch_size", "executor",
 
 def _previous_run(run_dir: RunDir, config: RunConfig) -> dict[str, Any] | None:
     """The manifest of the run ``run_dir`` already holds (None when it holds none); refused
-    when written by another version or with other settings. A damaged manifest (cut, or
-    lacking a section) is what readers tell the user to rerun the run for: the run resumes
-    without comparing settings, reusing only stages and conditions whose inputs' hashes
-    match, and writes the manifest anew."""
+    when written by another version or with other settings. A damaged manifest of this
+    version (cut, or lacking a section) is what readers tell the user to rerun the run for:
+    the run resumes without comparing settings, reusing only stages and conditions whose
+    inputs' hashes match, and writes the manifest anew."""
     if not run_dir.exists(MANIFEST):
         return None
+    version = run_dir.written_by()
+    if version not in (None, __version__):
+        raise UserError(f"{run_dir.path}: written by emoneuron {version}, this is "
+                        f"{__version__}; use a new --out directory")
     problem = run_dir.manifest_problem()
     if problem:
         print(f"warning: {run_dir.file(MANIFEST)}: {problem}; resuming without comparing this "
@@ -540,10 +544,6 @@ def _previous_run(run_dir: RunDir, config: RunConfig) -> dict[str, Any] | None:
               "inputs' hashes match)", file=sys.stderr, flush=True)
         return None
     previous = run_dir.manifest()
-    if previous.get("emoneuron_version") != __version__:
-        raise UserError(f"{run_dir.path}: written by emoneuron "
-                        f"{previous.get('emoneuron_version')}, this is {__version__}; use a new "
-                        "--out directory")
     ours = json.loads(json.dumps(asdict(config)))  # tuples as lists, as the manifest holds them
     # A setting added since the run was written ran as its default did.
     defaults = json.loads(json.dumps(asdict(RunConfig())))

@@ -172,6 +172,11 @@ class RunDir:
         fine (or missing, which :meth:`manifest` refuses on its own)."""
         return self._read_manifest()[1] if self.exists(MANIFEST) else None
 
+    def written_by(self) -> str | None:
+        """The emoneuron version the manifest names, where it can be read at all."""
+        version = self._read_manifest()[0].get("emoneuron_version")
+        return None if version is None else str(version)
+
     def _read_manifest(self) -> tuple[dict[str, Any], str | None]:
         try:
             payload = read_json(self.file(MANIFEST))
