@@ -256,3 +256,22 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory,
     loaded.model.save_pretrained(directory)
     loaded.tokenizer.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
+                 ) -> tuple[Path, Path]:
+    """A finished tiny run directory (``file_safety.tiny_run_args``) and the data file it ran on;
+    tests copy it before changing anything."""
+    from file_safety import tiny_run_args
+
+    from emoneuron.cli import main
+    from emoneuron.data.schema import write_records
+    from emoneuron.data.synth import synthesize
+
+    base = tmp_path_factory.mktemp("finished")
+    data = base / "data.jsonl"
+    write_records(data, synthesize(8, seed=0, max_turns=2))
+    out = base / "run"
+    assert main(tiny_run_args(tiny_model_dir, out, data)) == 0
+    return out, data

@@ -98,7 +98,7 @@ def test_every_stage_option_reaches_the_run_config() -> None:
 
 
 def test_a_selection_method_fills_what_is_not_given() -> None:
-    config = preset_config(selection="entropy-argmax", statistic="auroc")
+    config = preset_config(selection="entropy-argmax", statistic="auroc", controls=("random",))
     assert (config.record.site, config.identify.statistic, config.identify.assignment) == (
         "mlp.down_proj.input", "auroc", "argmax")
     assert RunConfig() == preset_config()
@@ -128,12 +128,37 @@ def test_per_emotion_rule_alone_assigns_by_argmax_and_lape_given_names_the_fix(
     (["run", "--out", "r", "--compare-methods", "auroc", "auroc"], "--compare-methods"),
     (["run", "--out", "r", "--selection", "attribution"], "--compare-methods attribution"),
     (["run", "--out", "r", "--workers", "-1"], "--workers -1"),
+    (["record", "--data", "x.jsonl", "--out", "s.safetensors", "--group-seed", "-1"],
+     "--group-seed -1: a seed"),
+    (["identify", "s.safetensors", "--out", "n.json", "--seed", "-1"], "--seed -1: a seed"),
+    (["evaluate", "--seed", "-1"], "--seed -1: a seed"),
 ])
 def test_stage_options_are_checked_before_any_work(
         command: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(command) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and named in error, error
+
+
+@pytest.mark.parametrize(("config", "field", "value", "type_name"), [
+    (IdentifyConfig, "share", "0.1", "float"),
+    (IdentifyConfig, "top_n", 2.5, "int"),
+    (IdentifyConfig, "top_n", True, "int"),
+    (IdentifyConfig, "activity_quantile", None, "float"),
+    (Design, "control_seeds", [0, 1], "tuple"),
+    (Design, "proportions", (0.5, "1"), "tuple"),
+    (RecordConfig, "batch_size", 1.5, "int"),
+    (ExecutorConfig, "gpus_per_worker", "1", "float | None"),
+    (StabilityConfig, "seed", 0.5, "int"),
+])
+def test_a_config_field_of_the_wrong_type_is_a_type_error_naming_it(
+        config: type[Any], field: str, value: Any, type_name: str) -> None:
+    """In Python: ``IdentifyConfig(share="0.1")`` once failed inside a comparison with a bare
+    TypeError, and a bool or a float passed for a count went through."""
+    with pytest.raises(TypeError) as raised:
+        config(**{field: value})
+    assert str(raised.value).startswith(f"{config.__name__}: {field}={value!r} is not of type "
+                                        f"{type_name}"), raised.value
 
 
 def test_help_shows_what_an_option_does_its_choices_and_default(

@@ -26,6 +26,17 @@ BAD_RUN_OPTIONS = (
     (["--device", "cuda:7"], "--device cuda:7"),
     (["--threads", "0"], "--threads 0"),
     (["--threads", "99999999999"], "--threads 99999999999"),
+    # Combinations and values that once passed the config and failed after the model loaded
+    # and the identification split was recorded (issue 24, item 8).
+    (["--selection", "auroc"], "--controls random frequency least shuffled: the shuffled-label "
+                               "control permutes per-group statistics"),
+    (["--statistic", "auroc"], "--controls random frequency least shuffled: "),
+    (["--preset", "demo", "--selection", "auroc"], "leave shuffled out, e.g. --controls random "
+                                                   "frequency least"),
+    (["--control-seeds", "-1"], "--control-seeds -1: a seed is a whole number from 0 to "),
+    (["--control-seeds", "0", "99999999999999999999999"], "--control-seeds 0 999"),
+    (["--seed", "-1"], "--seed -1: a seed is a whole number"),
+    (["--group-seed", "-1"], "--group-seed -1: a seed is a whole number"),
 )
 
 
@@ -52,3 +63,11 @@ def test_a_bad_synth_option_is_one_line(options: list[str], named: str, tmp_path
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and named in lines[0]
     assert not out.exists()
+
+
+def test_run_names_a_config_of_the_wrong_type(tmp_path: Path) -> None:
+    from emoneuron.pipeline import run
+
+    with pytest.raises(TypeError, match="run: config must be a RunConfig, got 'demo'"):
+        run("demo", tmp_path / "run")  # type: ignore[arg-type]
+    assert not (tmp_path / "run").exists()

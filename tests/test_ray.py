@@ -228,3 +228,30 @@ def test_cli_unknown_executor_is_exit_2(tiny_model_dir: Path, tmp_path: Path,
                  "--executor", "dask"])
     assert code == 2
     assert "--executor 'dask': use one of local, ray" in capsys.readouterr().err
+
+
+class _UnstartedRay:
+    """Ray's module as far as the executor's sizing uses it: its state API answers only once
+    ``init`` has joined (or started) a cluster, as Ray's does."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def is_initialized(self) -> bool:
+        return self.started
+
+    def init(self, **_: object) -> None:
+        self.started = True
+
+    def cluster_resources(self) -> dict[str, float]:
+        if not self.started:
+            raise RuntimeError("Ray has not been started yet")
+        return {"CPU": 4.0}
+
+
+def test_the_executor_joins_its_cluster_before_sizing_its_workers() -> None:
+    """``run --executor ray`` without --workers once failed with Ray's traceback: the run asked
+    for the worker count before anything had joined the cluster."""
+    executor = RayExecutor(ExecutorConfig("ray"))
+    executor._ray = _UnstartedRay()
+    assert (executor.workers, executor.gpus_per_worker) == (4, 0.0)

@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from file_safety import tiny_run_args, tree
 
 from emoneuron.cli import main
 from emoneuron.data.schema import write_records
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
-from emoneuron.io import sha256_file
 from emoneuron.rundir import LOCK, RunDir
 
 SRC = Path(__file__).parents[1] / "src" / "emoneuron"
@@ -36,30 +36,6 @@ def test_no_module_imports_a_private_name_of_another() -> None:
 
 
 # -- a finished tiny run, and what may and may not be done to it ---------------------------------
-
-def _args(model_dir: Path, out: Path, data: Path, *more: str) -> list[str]:
-    return ["run", "--model", str(model_dir), "--out", str(out), "--data", str(data),
-            "--max-turns", "2", "--share", "0.05", "--proportions", "1.0", "--no-sweep",
-            "--no-steer", "--compare-methods", "lape", "--control-seeds", "0", "--controls",
-            "random", "shuffled", "--dose-strengths", "0.5", "--quiet", "--threads", "1", *more]
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
-             ) -> tuple[Path, Path]:
-    """A finished run directory and the data file it ran on."""
-    base = tmp_path_factory.mktemp("finished")
-    data = base / "data.jsonl"
-    write_records(data, synthesize(8, seed=0, max_turns=2))
-    out = base / "run"
-    assert main(_args(tiny_model_dir, out, data)) == 0
-    return out, data
-
-
-def _tree(directory: Path) -> dict[str, str]:
-    return {path.relative_to(directory).as_posix(): sha256_file(path)
-            for path in sorted(directory.rglob("*")) if path.is_file()}
-
 
 def _copy(run: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "copy"
@@ -83,9 +59,9 @@ def _error(capsys: pytest.CaptureFixture[str]) -> str:
     (["--data", "EDITED"], "holds a run on other data (hash "),
 ])
 def test_another_run_into_a_finished_directory_changes_nothing(
-        finished: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path, change: list[str],
+        finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path, change: list[str],
         named: str, capsys: pytest.CaptureFixture[str]) -> None:
-    run, data = finished
+    run, data = finished_run
     copy = _copy(run, tmp_path)
     other = tmp_path / "other.jsonl"
     write_records(other, synthesize(8, seed=5, max_turns=2))
@@ -97,74 +73,133 @@ def test_another_run_into_a_finished_directory_changes_nothing(
         (copy / "manifest.json").write_text(json.dumps(manifest))
         change = []
     change = [str(other) if value == "OTHER" else value for value in change]
-    before = _tree(copy)
+    before = tree(copy)
     capsys.readouterr()
-    assert main([*_args(tiny_model_dir, copy, data), *change]) == 2
+    assert main([*tiny_run_args(tiny_model_dir, copy, data), *change]) == 2
     assert named in _error(capsys)
-    assert _tree(copy) == before
+    assert tree(copy) == before
 
 
 def test_a_run_from_before_a_setting_existed_resumes_as_its_default(
-        finished: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
+        finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    run, data = finished
+    run, data = finished_run
     copy = _copy(run, tmp_path)
     manifest = json.loads((copy / "manifest.json").read_text())
     for added in ("baseline_data", "baseline_per_emotion"):  # settings newer than the run
         del manifest["config"][added]
     (copy / "manifest.json").write_text(json.dumps(manifest))
     capsys.readouterr()
-    assert main([*_args(tiny_model_dir, copy, data), "--baseline-per-emotion", "5"]) == 2
+    assert main([*tiny_run_args(tiny_model_dir, copy, data), "--baseline-per-emotion", "5"]) == 2
     assert "holds a run with baseline_per_emotion = 30, this command has 5" in _error(capsys)
-    assert main(_args(tiny_model_dir, copy, data)) == 0
+    assert main(tiny_run_args(tiny_model_dir, copy, data)) == 0
     assert (copy / "effects.csv").read_bytes() == (run / "effects.csv").read_bytes()
 
 
 def test_a_run_resumes_with_settings_that_do_not_change_its_results(
-        finished: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path) -> None:
-    run, data = finished
+        finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path) -> None:
+    run, data = finished_run
     copy = _copy(run, tmp_path)
-    assert main([*_args(tiny_model_dir, copy, data), "--kernel", "torch", "--batch-size",
+    assert main([*tiny_run_args(tiny_model_dir, copy, data), "--kernel", "torch", "--batch-size",
                  "3"]) == 0
     for name in ("effects.csv", "neurons.json", "methods.csv"):
         assert (copy / name).read_bytes() == (run / name).read_bytes(), name
 
 
-def test_report_refuses_a_cut_table_naming_it(finished: tuple[Path, Path], tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    copy = _copy(finished[0], tmp_path)
-    effects = (copy / "effects.csv").read_bytes()
-    (copy / "effects.csv").write_bytes(effects[:len(effects) // 2])
+RERUN = "rerun the `emoneuron run` command that wrote it (it resumes)"
+
+
+def _damage(copy: Path, damage: str) -> str:
+    """Damage one file of the run ``copy`` as ``damage`` says; return what readers name."""
+    manifest = copy / "manifest.json"
+    if damage == "cut table":
+        effects = (copy / "effects.csv").read_bytes()
+        (copy / "effects.csv").write_bytes(effects[:len(effects) // 2])
+        return f"{copy / 'effects.csv'}: changed since the run wrote it"
+    if damage == "cut manifest":
+        manifest.write_bytes(manifest.read_bytes()[:100])
+        return f"{manifest}: unreadable ("
+    payload = json.loads(manifest.read_text())
+    section = damage.removeprefix("manifest without ")
+    del payload[section]
+    manifest.write_text(json.dumps(payload))
+    return f"{manifest}: incomplete (no '{section}')"
+
+
+@pytest.mark.parametrize("damage", ["cut table", "cut manifest", "manifest without created",
+                                    "manifest without data"])
+def test_a_damaged_run_is_one_line_whose_advice_mends_it(
+        finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path, damage: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Each reader of the damaged file refuses it in one line that says to rerun the run;
+    doing so works (a manifest cut or lacking a section once refused that rerun with the same
+    line), and the run is whole again: the report, which checks every file, accepts it."""
+    run, data = finished_run
+    copy = _copy(run, tmp_path)
+    named = _damage(copy, damage)
+    neurons = tmp_path / "mine.json"
+    shutil.copy(run / "neurons.json", neurons)
+    readers = [["report", str(copy)], ["compare", str(run), str(copy), "--out",
+                                       str(tmp_path / "compare")]]
+    if "manifest" in damage:  # what every reader of a run reads first
+        readers += [["neuron", str(copy), "0", "1"],
+                    ["ablate", str(copy), "--neurons", str(neurons)]]
+    before = tree(tmp_path)
+    capsys.readouterr()
+    for reader in readers:
+        assert main(reader) == 2, reader
+        error = _error(capsys)
+        assert error.startswith(f"error: {named}") and error.endswith(RERUN), (reader, error)
+    assert tree(tmp_path) == before
+    assert main(tiny_run_args(tiny_model_dir, copy, data)) == 0
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "effects.csv").read_bytes() == (run / "effects.csv").read_bytes()
+
+
+def test_a_corrupted_condition_record_is_mended_as_its_message_says(
+        finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run, data = finished_run
+    copy = _copy(run, tmp_path)
+    store = copy / "conditions.jsonl"
+    lines = store.read_text().splitlines()
+    lines[1] = lines[1][:40]  # a torn record before the last: no kill leaves one there
+    store.write_text("\n".join(lines) + "\n")
     assert main(["report", str(copy)]) == 2
-    error = _error(capsys)
-    assert f"{copy / 'effects.csv'}: changed since the run wrote it" in error
-    assert "rerun the `emoneuron run` command" in error
+    assert _error(capsys).endswith(RERUN)
+    assert main(tiny_run_args(tiny_model_dir, copy, data)) == 2
+    assert _error(capsys) == (f"error: {store}:2: corrupted condition record; delete the file "
+                              "and rerun the same command to recompute its conditions")
+    store.unlink()
+    assert main(tiny_run_args(tiny_model_dir, copy, data)) == 0
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "effects.csv").read_bytes() == (run / "effects.csv").read_bytes()
 
 
 def test_edited_neurons_are_refused_by_report_compare_and_neuron(
-        finished: tuple[Path, Path], tmp_path: Path,
+        finished_run: tuple[Path, Path], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    copy = _copy(finished[0], tmp_path)
+    copy = _copy(finished_run[0], tmp_path)
     neurons = json.loads((copy / "neurons.json").read_text())
     neurons["emotions"]["anger"] = neurons["emotions"]["anger"][1:]
     (copy / "neurons.json").write_text(json.dumps(neurons))
     for command in (["report", str(copy)], ["neuron", str(copy), "0", "1"],
-                    ["compare", str(finished[0]), str(copy), "--out", str(tmp_path / "c")]):
+                    ["compare", str(finished_run[0]), str(copy), "--out", str(tmp_path / "c")]):
         assert main(command) == 2
         assert f"{copy / 'neurons.json'}: changed since the run wrote it" in _error(capsys)
 
 
 def test_neurons_outside_the_model_are_refused_where_read(
-        finished: tuple[Path, Path], tmp_path: Path,
+        finished_run: tuple[Path, Path], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    copy = _copy(finished[0], tmp_path)
+    copy = _copy(finished_run[0], tmp_path)
     neurons = json.loads((copy / "neurons.json").read_text())
     neurons["emotions"]["anger"].append({"layer": 99, "index": 99999, "score": 1.0})
     (copy / "neurons.json").write_text(json.dumps(neurons))
     RunDir(copy).add_files(["neurons.json"])  # listed, so only the shape can refuse it
     outside = "anger neuron layer 99 index 99999 is outside the model (2 layers x 80 neurons)"
     for command in (["report", str(copy)], ["neuron", str(copy), "0", "1"],
-                    ["neuron", str(finished[0]), "0", "1", "--neurons",
+                    ["neuron", str(finished_run[0]), "0", "1", "--neurons",
                      str(copy / "neurons.json")]):
         assert main(command) == 2
         assert f"{copy / 'neurons.json'}: {outside}" in _error(capsys)
@@ -183,11 +218,11 @@ def test_not_a_run_directory_or_statistics_file_is_named(
     write_records(jsonl, synthesize(1, seed=0, max_turns=2))
     values = {"DIR": str(tmp_path), "JSONL": str(jsonl), "OUT": str(tmp_path / "n.json")}
     args = [values.get(a, a) for a in command] + ([str(tmp_path)] if len(command) == 1 else [])
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
     assert main(args) == 2
     error = _error(capsys)
     assert named in error and "delete" not in error
-    assert _tree(tmp_path) == before
+    assert tree(tmp_path) == before
 
 
 @pytest.mark.parametrize("contents", [
@@ -208,12 +243,12 @@ def test_run_refuses_a_directory_of_other_files_before_writing(
             (out / name).write_text("the user's own\n")
     data = tmp_path / "data.jsonl"
     write_records(data, synthesize(2, seed=0, max_turns=2))
-    before = _tree(out)
-    assert main(_args(tiny_model_dir, out, data)) == 2
+    before = tree(out)
+    assert main(tiny_run_args(tiny_model_dir, out, data)) == 2
     error = _error(capsys)
     assert error.startswith(f"error: --out {out}: not empty (") and "holds no run" in error
     assert error.endswith(f"give a new or empty directory, e.g. {out / 'run'}")
-    assert _tree(out) == before and sorted(p.name for p in out.iterdir()) == sorted(
+    assert tree(out) == before and sorted(p.name for p in out.iterdir()) == sorted(
         {name.split("/")[0] for name in contents})
 
 
@@ -231,21 +266,21 @@ def test_a_new_an_empty_or_a_stopped_run_directory_may_be_run_into(tmp_path: Pat
 
 
 def test_identify_writes_only_the_files_it_is_given_or_derives_from_them(
-        finished: tuple[Path, Path], tmp_path: Path,
+        finished_run: tuple[Path, Path], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    copy = _copy(finished[0], tmp_path)
+    copy = _copy(finished_run[0], tmp_path)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "stability.json").write_text("the user's own")
-    before = {**_tree(copy), **_tree(tmp_path / "mine")}
+    before = {**tree(copy), **tree(tmp_path / "mine")}
     stats = str(copy / "stats.safetensors")
     for out in (copy / "alt.json", tmp_path / "mine" / "alt.json"):
         assert main(["identify", stats, "--out", str(out), "--share", "0.05"]) == 0
         assert (out.parent / "alt.stability.json").is_file()
-    after = {**_tree(copy), **_tree(tmp_path / "mine")}
+    after = {**tree(copy), **tree(tmp_path / "mine")}
     assert {k: v for k, v in after.items() if not k.startswith("alt.")} == before
     assert main(["report", str(copy)]) == 0
     capsys.readouterr()
-    before = _tree(copy)
+    before = tree(copy)
     for args, named in (
             (["--out", str(copy / "neurons.json")], f"--out {copy / 'neurons.json'}: a file of "
              f"the run in {copy} (its manifest.json lists it), which only `emoneuron run` "
@@ -259,21 +294,21 @@ def test_identify_writes_only_the_files_it_is_given_or_derives_from_them(
              f"{copy / 'b.stability.json'}")):
         assert main(["identify", stats, *args]) == 2
         assert _error(capsys).startswith(f"error: {named}")
-        assert _tree(copy) == before
+        assert tree(copy) == before
 
 
 # -- one owner at a time ------------------------------------------------------------------------
 
 def test_a_live_owner_is_refused_and_a_dead_one_taken_over(
-        finished: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
+        finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    copy = _copy(finished[0], tmp_path)
-    before = _tree(copy)
+    copy = _copy(finished_run[0], tmp_path)
+    before = tree(copy)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         lock = {"pid": sleeper.pid, "host": socket.gethostname(), "started": "2024-01-01T00:00"}
         (copy / LOCK).write_text(json.dumps(lock))
-        assert main(_args(tiny_model_dir, copy, finished[1])) == 2
+        assert main(tiny_run_args(tiny_model_dir, copy, finished_run[1])) == 2
         assert (f"{copy}: in use by another `emoneuron run` (pid {sleeper.pid}@"
                 f"{socket.gethostname()} since 2024-01-01T00:00)") in _error(capsys)
         assert json.loads((copy / LOCK).read_text()) == lock  # still the owner's
@@ -284,7 +319,51 @@ def test_a_live_owner_is_refused_and_a_dead_one_taken_over(
     with RunDir(copy).locked():
         assert json.loads((copy / LOCK).read_text())["pid"] == os.getpid()
     assert f"taking over from pid {sleeper.pid}@" in capsys.readouterr().out
-    assert _tree(copy) == before
+    assert tree(copy) == before
+
+
+@pytest.mark.parametrize("pid", [2**70, 2**40, 0, -1])
+def test_a_lock_of_a_pid_no_process_can_have_is_taken_over(
+        tmp_path: Path, pid: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """A pid beyond the system's range (once an OverflowError), or 0 and -1, which os.kill
+    reads as process groups that always exist (once a refusal forever)."""
+    lock = {"pid": pid, "host": socket.gethostname(), "started": "2024-01-01T00:00"}
+    (tmp_path / LOCK).write_text(json.dumps(lock))
+    with RunDir(tmp_path).locked():
+        assert json.loads((tmp_path / LOCK).read_text())["pid"] == os.getpid()
+    assert f"taking over from pid {pid}@" in capsys.readouterr().out
+
+
+def test_a_folder_where_the_lock_goes_is_refused_and_kept(
+        finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    copy = _copy(finished_run[0], tmp_path)
+    (copy / LOCK).mkdir()
+    (copy / LOCK / "mine.txt").write_text("the user's own")
+    before = tree(tmp_path)
+    command = tiny_run_args(tiny_model_dir, copy, finished_run[1])
+    capsys.readouterr()
+    for refused in (command, ["ablate", str(copy), "--neurons", str(copy / "neurons.json"),
+                              "--name", "again"]):
+        assert main(refused) == 2
+        assert _error(capsys) == (
+            f"error: {copy / LOCK}: a folder where `emoneuron {refused[0]}` writes a file; move "
+            "it out of the run directory and rerun")
+        assert tree(tmp_path) == before
+    (copy / LOCK).rename(tmp_path / "moved")  # as the message says
+    with RunDir(copy).locked():
+        pass
+
+
+def test_the_directory_a_refused_out_suggests_can_be_run_into(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "mine.txt").write_text("mine too")
+    with pytest.raises(UserError, match="holds no run") as refused:
+        RunDir(tmp_path).check_new_or_own()
+    suggested = Path(str(refused.value).rsplit("e.g. ", 1)[1])
+    assert suggested == tmp_path / "run-2"
+    RunDir(suggested).check_new_or_own()
 
 
 def test_the_lock_is_released_on_an_error_and_an_interrupt(tmp_path: Path) -> None:
@@ -298,9 +377,9 @@ def test_the_lock_is_released_on_an_error_and_an_interrupt(tmp_path: Path) -> No
 # -- resume reuses what is done -------------------------------------------------------------------
 
 def test_rerun_reuses_identification_stability_and_cards(
-        finished: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
+        finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    copy = _copy(finished[0], tmp_path)
+    copy = _copy(finished_run[0], tmp_path)
     reused = ("neurons.json", "stability.json", "cards/index.json", "shuffled/neurons-seed0.json")
     mtimes = {name: (copy / name).stat().st_mtime_ns for name in reused}
 
@@ -309,7 +388,7 @@ def test_rerun_reuses_identification_stability_and_cards(
 
     for name in ("write_stability", "write_cards", "shuffled_controls"):
         monkeypatch.setattr(f"emoneuron.pipeline.{name}", recomputed)
-    assert main(_args(tiny_model_dir, copy, finished[1])) == 0
+    assert main(tiny_run_args(tiny_model_dir, copy, finished_run[1])) == 0
     assert {name: (copy / name).stat().st_mtime_ns for name in reused} == mtimes
     for name in ("effects.csv", "ablation.csv", "methods.csv", "neurons.json"):
-        assert (copy / name).read_bytes() == (finished[0] / name).read_bytes(), name
+        assert (copy / name).read_bytes() == (finished_run[0] / name).read_bytes(), name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import signal
 import sys
@@ -237,7 +238,7 @@ def _cmd_models_export(args: argparse.Namespace) -> None:
 
 def _cmd_record(args: argparse.Namespace) -> None:
     _check_output_file(args.out)
-    from emoneuron.data.schema import read_records, records_hash, select_classes
+    from emoneuron.data.schema import EMOTIONS, read_records, records_hash, select_classes
     from emoneuron.executors import ExecutorConfig, executor_for
     from emoneuron.models.loading import ModelSpec, load
     from emoneuron.recording.config import RecordConfig
@@ -246,6 +247,9 @@ def _cmd_record(args: argparse.Namespace) -> None:
     config = _dataclass_from(RecordConfig, args)
     execution = _dataclass_from(ExecutorConfig, args)
     records, _ = select_classes(read_records(args.data), include_neutral=False)
+    if not records:
+        raise UserError(f"{args.data}: no dialogue of the six emotions ({', '.join(EMOTIONS)}) "
+                        "to record; give labelled dialogues, e.g. from `emoneuron data synth`")
     loaded = load(args.model, device=args.device)
     with executor_for(execution) as executor:
         worker_model = ModelSpec.on_gpus(args.model, executor.gpus_per_worker)
@@ -288,11 +292,14 @@ def _cmd_neuron(args: argparse.Namespace) -> None:
     from emoneuron.data.schema import read_records
     from emoneuron.io import read_json
     from emoneuron.models.loading import load
+    from emoneuron.options import at_least
     from emoneuron.recording.statistics import Recording
-    from emoneuron.reporting.cards import format_card, neuron_card
+    from emoneuron.reporting.cards import check_neuron, format_card, neuron_card
     from emoneuron.rundir import MANIFEST, NEURONS, RunDir, check_neurons
     from emoneuron.selection.identify import NeuronSets
 
+    at_least("top", args.top, 1)
+    check_neuron(args.layer, args.index)  # its model's shape after loading it
     run_dir = RunDir(args.target)
     in_run = run_dir.exists(MANIFEST)
     if run_dir.path.is_dir() and not in_run and not run_dir.exists("config.json"):
@@ -306,6 +313,8 @@ def _cmd_neuron(args: argparse.Namespace) -> None:
     sets = NeuronSets.load(args.neurons) if args.neurons else None
     if in_run:
         run_dir.read_json(NEURONS)  # verified before the model loads; its shape after
+        check_neuron(args.layer, args.index, run_dir.model_shape(),
+                     run_dir.manifest()["config"]["model"])
     loaded = load(run_dir.manifest()["config"]["model"] if in_run else args.target,
                   device=args.device)
     shape = (loaded.n_layers, loaded.width)
@@ -616,6 +625,26 @@ def _resume_hint(args: argparse.Namespace) -> str:
     return "; rerun the same command to resume" if args.command == "run" else ""
 
 
+# Failures of the machine a command runs on, not of its input or of emoneuron: said in one line
+# with the file and the fix; any other OSError is a bug and keeps its traceback.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+NO_PERMISSION = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def _machine_error(error: OSError, args: argparse.Namespace) -> str | None:
+    """The one line for a full disk, a file-size limit or a file the command may not touch;
+    rerunning resumes a run (atomic writes leave every finished file whole)."""
+    where = f"{error.filename}: " if error.filename else ""
+    again = "rerun the same command" + (" (it resumes)" if args.command == "run" else "")
+    if error.errno in NO_SPACE:
+        return (f"{where}{error.strerror}; free space on its disk (or raise the file-size "
+                f"limit, ulimit -f) and {again}")
+    if error.errno in NO_PERMISSION:
+        return (f"{where}{error.strerror}; check its permissions (or whether its disk is "
+                f"read-only) and {again}")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     on_term = signal.signal(signal.SIGTERM, _terminate)
@@ -628,6 +657,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        line = _machine_error(error, args)
+        if args.debug or line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, _Terminated) as stop:
         print(f"interrupted{_resume_hint(args)}", file=sys.stderr)

@@ -21,7 +21,15 @@ from emoneuron.data.synth import check_size
 from emoneuron.errors import UserError
 from emoneuron.executors import ExecutorConfig
 from emoneuron.models.config import DEFAULT_MODEL, check_device
-from emoneuron.options import at_least, check_choices, check_fraction, distinct, finite, nested
+from emoneuron.options import (
+    at_least,
+    check_fields,
+    check_fraction,
+    check_seeds,
+    distinct,
+    finite,
+    nested,
+)
 from emoneuron.recording.config import RecordConfig
 from emoneuron.selection.config import (
     SELECTION_METHODS,
@@ -29,6 +37,7 @@ from emoneuron.selection.config import (
     IdentifyConfig,
     SelectionMethod,
     SelectionName,
+    check_controls,
     selection_method,
 )
 
@@ -116,10 +125,11 @@ class RunConfig:
     preset: PresetName = ""
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        check_fields(self)
         at_least("per_emotion", self.per_emotion, 1)
         check_size(self.per_emotion, self.max_turns)
         check_fraction("eval_fraction", self.eval_fraction)
+        check_seeds("seed", (self.seed,))
         at_least("shots", self.shots, 0)
         at_least("baseline_per_emotion", self.baseline_per_emotion, 1)
         at_least("method_control_seeds", self.method_control_seeds, 1)
@@ -134,12 +144,21 @@ class RunConfig:
         if self.steer_strength <= 1:
             raise UserError(f"--steer-strength {self.steer_strength}: steering amplifies, give "
                             "a value above 1, e.g. 4")
+        self._check_combinations()
+        check_device(self.device)
+
+    def _check_combinations(self) -> None:
+        """Options that are fine alone but cannot work together: found here, before the
+        model loads, not after recording and identification."""
+        if not self.design.control_seeds:
+            raise UserError("--control-seeds: give one or more seeds, e.g. 0 1 2 (the random "
+                            "controls, the method comparison and steering draw from them)")
+        check_controls(self.identify.statistic, self.design.controls)
         if self.identify.statistic in get_args(AttributionStatistic):
             raise UserError(f"--statistic {self.identify.statistic}: attribution needs the "
                             "run's classifier, so it is compared beside the run's own selection; "
                             "use --compare-methods attribution (its sets land in "
                             "methods/attribution/neurons.json)")
-        check_device(self.device)
         if self.answer_format in self.design.other_formats:
             raise UserError(f"--other-formats {' '.join(self.design.other_formats)}: "
                             f"{self.answer_format} is the run's own --answer-format; give only "

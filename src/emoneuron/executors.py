@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from tqdm.auto import tqdm
 
 from emoneuron.errors import UserError
-from emoneuron.options import at_least, check_choices
+from emoneuron.options import at_least, check_fields
 
 State = TypeVar("State")
 Item = TypeVar("Item")
@@ -97,7 +97,7 @@ class ExecutorConfig:
     shards: int = 0
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        check_fields(self)
         at_least("workers", self.workers, 0)
         at_least("cpus_per_worker", self.cpus_per_worker, 1)
         at_least("gpus_per_worker", 0 if self.gpus_per_worker is None else self.gpus_per_worker,
@@ -171,17 +171,22 @@ class RayExecutor:
             self._ray.shutdown()
             self._started_here = False
 
+    def _resources(self) -> dict[str, float]:
+        """The cluster's resources (joined or started first: Ray answers only when connected)."""
+        self.connect()
+        return dict(self._ray.cluster_resources())
+
     @property
     def gpus_per_worker(self) -> float:
         if self.config.gpus_per_worker is not None:
             return self.config.gpus_per_worker
-        return 1.0 if self._ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        return 1.0 if self._resources().get("GPU", 0) > 0 else 0.0
 
     @property
     def workers(self) -> int:
         if self.config.workers:
             return self.config.workers
-        resources = self._ray.cluster_resources()
+        resources = self._resources()
         if self.gpus_per_worker:
             return max(int(resources.get("GPU", 0) // self.gpus_per_worker), 1)
         return max(int(resources.get("CPU", 1) // self.config.cpus_per_worker), 1)

@@ -71,6 +71,18 @@ def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
 
 
 @contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Raise an OSError of the block that names no file (a write's or fsync's, such as a full
+    disk's) as one naming ``path``, the file being written, so its one line says which."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from error
+
+
+@contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write to a temporary file beside ``path`` and rename it into place on success.
 
@@ -82,7 +94,7 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(fd, mode, encoding=encoding) as handle:
+        with naming(target), os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

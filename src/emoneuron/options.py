@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import types
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -33,7 +35,9 @@ def _shown(value: Any) -> str:
 
 
 def at_least(name: str, value: float, smallest: float) -> None:
-    """>>> at_least("shots", -1, 0)
+    """A UserError naming the option unless ``value`` is at least ``smallest``.
+
+    >>> at_least("shots", -1, 0)
     Traceback (most recent call last):
     emoneuron.errors.UserError: --shots -1: must be at least 0
     """
@@ -49,8 +53,28 @@ def finite(name: str, values: Iterable[float]) -> None:
         raise UserError(f"{flag(name)} {_shown(values)}: {bad[0]} is not a finite number")
 
 
+# One range for every seed: numpy's generators take any seed from 0, torch's up to 2**64 - 1, and
+# a seed stored as a signed 64-bit integer must stay below 2**63.
+MAX_SEED = 2**63 - 1
+
+
+def check_seeds(name: str, values: Iterable[int]) -> None:
+    """A UserError naming the option unless every seed is a whole number from 0 to MAX_SEED.
+
+    >>> check_seeds("control_seeds", (0, -1))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    emoneuron.errors.UserError: --control-seeds 0 -1: a seed is a whole number from 0 to ...
+    """
+    values = tuple(values)
+    if any(not 0 <= value <= MAX_SEED for value in values):
+        raise UserError(f"{flag(name)} {_shown(values)}: a seed is a whole number from 0 to "
+                        f"{MAX_SEED}, e.g. 0")
+
+
 def check_fraction(name: str, value: float) -> None:
-    """>>> check_fraction("eval_fraction", 1.5)
+    """A UserError naming the option unless ``value`` is strictly between 0 and 1.
+
+    >>> check_fraction("eval_fraction", 1.5)
     Traceback (most recent call last):
     emoneuron.errors.UserError: --eval-fraction 1.5: must be between 0 and 1, e.g. 0.4
     """
@@ -76,10 +100,49 @@ def choices(hint: Any) -> tuple[str, ...]:
     return ()
 
 
-def check_choices(config: Any) -> None:
-    """A UserError naming the option for the first ``Literal`` field of the dataclass
-    ``config`` holding a value its type does not allow."""
+def is_whole(value: Any) -> bool:
+    """Whether ``value`` is an integer (numpy's too); a bool or a float never is, so a layer of
+    1.7 is refused where it would be truncated.
+
+    >>> is_whole(3), is_whole(3.0), is_whole(True)
+    (True, False, False)
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has the type ``hint`` names: a bool is no number, an int is a float,
+    a tuple is a tuple (of values that fit its element type); a ``Literal``'s values are
+    checked by :func:`check_fields` (for a message naming the choices)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_fits(v, args[0]) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return is_whole(value)
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def check_fields(config: Any) -> None:
+    """Check every field of the dataclass ``config``: a TypeError naming the field whose value
+    is not of its type (a caller's mistake: the command line parses each option's type), then a
+    UserError naming the option for the first ``Literal`` field holding a value it does not
+    allow."""
     hints = typing.get_type_hints(type(config))
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        if not _fits(value, hints[spec.name]):
+            raise TypeError(f"{type(config).__name__}: {spec.name}={value!r} is not of type "
+                            f"{_type_name(hints[spec.name])}")
     for spec in dataclasses.fields(config):
         allowed = choices(hints[spec.name])
         value = getattr(config, spec.name)
@@ -88,6 +151,10 @@ def check_choices(config: Any) -> None:
             raise UserError(f"{flag(spec.name)} {_shown(value)}: use "
                             f"{'some' if isinstance(value, tuple) else 'one'} of "
                             f"{', '.join(allowed)}")
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 def field_docs(cls: type[Any]) -> dict[str, str]:

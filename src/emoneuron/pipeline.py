@@ -16,6 +16,7 @@ import importlib.metadata
 import json
 import platform
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -243,6 +244,9 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     >>> run(RunConfig(per_emotion=20), "runs/small")  # doctest: +SKIP
     PosixPath('runs/small/report.html')
     """
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"run: config must be a RunConfig, got {config!r}; e.g. "
+                        "RunConfig(per_emotion=20) or preset_config('demo')")
     run_dir = RunDir(out, verify=False)
     run_dir.check_new_or_own()
     with run_dir.locked():
@@ -354,7 +358,7 @@ def _record_identify_evaluate(
         if not any(sets.emotions.values()):
             raise UserError(f"{selection.label} selected no neuron for any emotion on "
                             f"{len(splits.identify)} identification dialogues; use more data "
-                            "or another --selection")
+                            "or another --selection, in a new --out directory")
     with timer.stage("cards"):
         cards_inputs = _inputs_hash(inputs, CARDS_PER_EMOTION)
         if not run_dir.stage_done("cards", cards_inputs):
@@ -596,14 +600,23 @@ RESUMABLE_WITH_OTHER = frozenset({"device", "threads", "batch_size", "executor",
 
 def _previous_run(run_dir: RunDir, config: RunConfig) -> dict[str, Any] | None:
     """The manifest of the run ``run_dir`` already holds (None when it holds none); refused
-    when written by another version or with other settings."""
+    when written by another version or with other settings. A damaged manifest of this
+    version (cut, or lacking a section) is what readers tell the user to rerun the run for:
+    the run resumes without comparing settings, reusing only stages and conditions whose
+    inputs' hashes match, and writes the manifest anew."""
     if not run_dir.exists(MANIFEST):
         return None
+    version = run_dir.written_by()
+    if version not in (None, __version__):
+        raise UserError(f"{run_dir.path}: written by emoneuron {version}, this is "
+                        f"{__version__}; use a new --out directory")
+    problem = run_dir.manifest_problem()
+    if problem:
+        print(f"warning: {run_dir.file(MANIFEST)}: {problem}; resuming without comparing this "
+              "command's settings with the run's (finished stages are reused only where their "
+              "inputs' hashes match)", file=sys.stderr, flush=True)
+        return None
     previous = run_dir.manifest()
-    if previous.get("emoneuron_version") != __version__:
-        raise UserError(f"{run_dir.path}: written by emoneuron "
-                        f"{previous.get('emoneuron_version')}, this is {__version__}; use a new "
-                        "--out directory")
     ours = json.loads(json.dumps(asdict(config)))  # tuples as lists, as the manifest holds them
     # A setting added since the run was written ran as its default did.
     defaults = json.loads(json.dumps(asdict(RunConfig())))

@@ -20,6 +20,7 @@ import os
 import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import chain, count
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,14 @@ LOCK = "run.lock"
 SPLITS = ("fewshot", "identify", "eval")
 # Written from the files above and rewritten by `report`, so not part of the verified set.
 OUTPUTS = (REPORT, FIGURES, LOCK)
+# What the readers of a run (report, compare, ablate, neuron, series) take from its manifest:
+# each section with the keys it must hold (sections with keys are JSON objects).
+MANIFEST_KEYS: dict[str, tuple[str, ...]] = {
+    "emoneuron_version": (), "created": (), "versions": (), "timings": (),
+    "config": ("model",), "model": ("name", "n_layers", "width", "n_neurons", "site"),
+    "data": ("hash", "counts"), "evaluation": ("description", "n_shot", "chance"),
+}
+MANIFEST_OBJECTS = ("config", "model", "data", "evaluation", "versions", "timings")
 
 
 def data_file(split: str) -> str:
@@ -144,20 +153,49 @@ class RunDir:
                          "wrote it (it resumes)")
 
     def manifest(self) -> dict[str, Any]:
+        """The run's manifest, every section its readers take checked to be there."""
         if self._manifest is None:
             if not self.path.is_dir():
                 raise UserError(f"{self.path}: not a directory; give a run directory written "
                                 "by `emoneuron run --out DIR`")
-            try:
-                payload = read_json(self.file(MANIFEST))
-            except FileNotFoundError:
-                raise self.refused(MANIFEST, "missing") from None
-            except (OSError, ValueError) as error:
-                raise self.refused(MANIFEST, f"unreadable ({error})") from None
-            if not isinstance(payload, dict):
-                raise self.refused(MANIFEST, "unreadable (not a JSON object)")
+            if not self.exists(MANIFEST):
+                raise UserError(f"{self.file(MANIFEST)}: missing, so {self.path} holds no run; "
+                                "give the directory an `emoneuron run --out DIR` wrote (a run "
+                                "stopped before it wrote its manifest resumes when that command "
+                                "is rerun)")
+            payload, problem = self._read_manifest()
+            if problem:
+                raise self.refused(MANIFEST, problem)
             self._manifest = payload
         return self._manifest
+
+    def manifest_problem(self) -> str | None:
+        """Why the manifest cannot be read or lacks what readers take from it; None when it is
+        fine (or missing, which :meth:`manifest` refuses on its own)."""
+        return self._read_manifest()[1] if self.exists(MANIFEST) else None
+
+    def written_by(self) -> str | None:
+        """The emoneuron version the manifest names, where it can be read at all."""
+        version = self._read_manifest()[0].get("emoneuron_version")
+        return None if version is None else str(version)
+
+    def _read_manifest(self) -> tuple[dict[str, Any], str | None]:
+        try:
+            payload = read_json(self.file(MANIFEST))
+        except (OSError, ValueError) as error:
+            return {}, f"unreadable ({error})"
+        if not isinstance(payload, dict):
+            return {}, "unreadable (not a JSON object)"
+        for section, keys in MANIFEST_KEYS.items():
+            if section not in payload:
+                return payload, f"incomplete (no {section!r})"
+            value = payload[section]
+            if section in MANIFEST_OBJECTS and not isinstance(value, dict):
+                return payload, f"incomplete ({section!r} is not a JSON object)"
+            missing = [key for key in keys if key not in value]
+            if missing:
+                return payload, f"incomplete (no {section}.{missing[0]})"
+        return payload, None
 
     def listed(self) -> dict[str, str] | None:
         """The manifest's file -> sha256 list; None for a run written before there was one."""
@@ -320,6 +358,26 @@ class RunDir:
     def under(self, folder: str) -> list[str]:
         return [name for name in self.files() if name.startswith(folder + "/")]
 
+    def check_writable(self, command: str, files: Iterable[str] = (),
+                       folders: Iterable[str] = ()) -> None:
+        """Refuse, before any work, a run directory ``command`` cannot write into: the
+        directory and each of ``folders`` it writes in must be writable folders where they
+        exist, and none of ``files`` may be a folder (a file is replaced by a rename, which
+        needs only its folder writable)."""
+        for name in (".", *folders):
+            path = self.file(name)
+            if path.exists() and not path.is_dir():
+                raise UserError(f"{path}: a file where `emoneuron {command}` writes a folder; "
+                                "move it out of the run directory and rerun")
+            if path.exists() and not os.access(path, os.W_OK | os.X_OK):
+                raise UserError(f"{path}: not writable, and `emoneuron {command}` writes there; "
+                                f"make it writable (chmod -R u+w {self.path}) and rerun, or "
+                                "give a writable copy of the run (cp -r)")
+        for name in files:
+            if self.file(name).is_dir():
+                raise UserError(f"{self.file(name)}: a folder where `emoneuron {command}` "
+                                "writes a file; move it out of the run directory and rerun")
+
     # -- reusing a stage's files ---------------------------------------------------------------
 
     def stage_done(self, stage: str, inputs: str) -> bool:
@@ -356,16 +414,19 @@ class RunDir:
         foreign = sorted(entry.name for entry in self.path.iterdir()
                          if not _left_by_a_run(entry.name))
         if foreign:
+            new = next(self.path / name for name in chain(
+                ["run"], (f"run-{k}" for k in count(2))) if not self.exists(name))
             raise UserError(f"--out {self.path}: not empty ({', '.join(foreign[:3])}"
                             f"{', ...' if len(foreign) > 3 else ''}) and holds no run (no "
-                            f"{MANIFEST}); give a new or empty directory, e.g. "
-                            f"{self.path / 'run'}")
+                            f"{MANIFEST}); give a new or empty directory, e.g. {new}")
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, command: str = "run") -> Iterator[None]:
         """Own the directory for the block: a lock file with pid, host and start time. Another
-        live owner is refused; a dead one's lock (same host) is taken over. A directory this
-        created is removed again if nothing was written into it."""
+        live owner is refused; a dead one's lock (same host) is taken over; a folder in its
+        place, which no run made, is refused and kept. A directory this created is removed
+        again if nothing was written into it."""
+        self.check_writable(command, [LOCK])
         created = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -420,9 +481,13 @@ class RunDir:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists; a pid no process can have (0 or less, which os.kill
+    reads as a process group, or beyond the system's range) is no owner."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True  # exists, owned by another user

@@ -207,3 +207,28 @@ def test_mean_values_must_come_from_the_intervention_site(make_tiny) -> None:  #
     stats = ActivationStats.zeros(tiny.n_layers, tiny.width, DEFAULT_SITE, "all")
     with pytest.raises(UserError, match=r"recorded at site 'mlp\.down_proj\.input'"):
         with_means(Ablation.of(_chosen(tiny), site=ACTIVATION_SITE), stats)
+
+
+@pytest.mark.parametrize(("by_layer", "error", "named"), [
+    ([1, 2], TypeError, "by_layer must map layers to neuron indices"),
+    ({0: 3}, TypeError, "by_layer[0] must be a list of neuron indices, got 3"),
+    ({0: "12"}, TypeError, "by_layer[0] must be a list"),
+    ({0: [1.9]}, ValueError, "1.9 is not a whole number of 0 or more"),
+    ({0.5: [1]}, ValueError, "0.5 is not a whole number"),
+    ({0: [True]}, ValueError, "True is not a whole number"),
+    ({0: [-1]}, ValueError, "-1 is not a whole number of 0 or more"),
+    ({0: [2, 2]}, ValueError, "by_layer[0] lists a neuron twice"),
+])
+def test_an_ablation_of_anything_but_whole_distinct_neurons_names_by_layer(
+        by_layer: object, error: type[Exception], named: str) -> None:
+    """Once a list failed deep inside with AttributeError and 1.9 was truncated to neuron 1."""
+    with pytest.raises(error) as raised:
+        Ablation.of(by_layer)  # type: ignore[arg-type]
+    assert named in str(raised.value)
+
+
+def test_numpy_indices_are_whole_numbers() -> None:
+    import numpy as np
+
+    assert Ablation.of({np.int64(1): np.array([3, 1]).tolist()}).neurons == ((1, (1, 3)),)
+    assert Ablation.of({1: list(np.array([3, 1]))}).size == 2

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from file_safety import tree
 
 from emoneuron.causal import methods
 from emoneuron.causal.classifier import Classifier, order_shots
@@ -23,7 +24,6 @@ from emoneuron.data.schema import EMOTIONS, Record, read_records
 from emoneuron.data.split import split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
-from emoneuron.io import sha256_file
 from emoneuron.models.loading import LoadedModel
 from emoneuron.pipeline import run
 from emoneuron.selection.identify import SELECTION_METHODS
@@ -134,11 +134,6 @@ def test_ablate_refuses_neurons_outside_the_model(run_dir: Path, tmp_path: Path,
     assert not (run_dir / "methods" / "far").exists()
 
 
-def _tree(directory: Path) -> dict[str, str]:
-    return {path.relative_to(directory).as_posix(): sha256_file(path)
-            for path in sorted(directory.rglob("*")) if path.is_file()}
-
-
 def _one_error(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -169,13 +164,13 @@ def test_ablate_refuses_the_name_of_a_method_of_the_run(
     """The run's selection (lape, or "run" when no compared method equals it) and the methods it
     compared: their rows in methods.csv and their folders stay the run's."""
     neurons = run_copy / "methods" / "auroc" / "neurons.json"
-    before = _tree(run_copy)
+    before = tree(run_copy)
     _no_model(monkeypatch)
     assert main(["ablate", str(run_copy), "--neurons", str(neurons), "--name", name]) == 2
     assert _one_error(capsys) == (
         f"error: --name {name}: a method of the run in {run_copy} (its results in methods.csv "
         "would be replaced); choose another --name")
-    assert _tree(run_copy) == before
+    assert tree(run_copy) == before
 
 
 def test_ablate_refuses_other_neurons_under_an_earlier_ablates_name(
@@ -191,7 +186,7 @@ def test_ablate_refuses_other_neurons_under_an_earlier_ablates_name(
     other = tmp_path / "other.json"
     other.write_text(json.dumps(payload))
     (run_copy / "methods" / "notes").write_text("a file of mine")
-    before = _tree(run_copy)
+    before = tree(run_copy)
     capsys.readouterr()
     _no_model(monkeypatch)
     for name, neurons in (("mine", other), ("notes", first)):
@@ -200,7 +195,27 @@ def test_ablate_refuses_other_neurons_under_an_earlier_ablates_name(
             f"error: --name {name}: {run_copy / 'methods' / name} holds other results (an "
             "earlier ablate's, or a file); choose another --name, or give the same neurons "
             "file to resume that ablate")
-        assert _tree(run_copy) == before
+        assert tree(run_copy) == before
+    assert main(["report", str(run_copy)]) == 0
+
+
+def test_an_ablates_conditions_of_other_inputs_are_mended_as_the_message_says(
+        run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The message once said to use a new --out directory, which ablate does not have."""
+    neurons = run_copy / "methods" / "auroc" / "neurons.json"
+    argv = ["ablate", str(run_copy), "--neurons", str(neurons), "--name", "mine", "--quiet"]
+    assert main(argv) == 0
+    store = run_copy / "methods" / "mine" / "conditions.jsonl"
+    entries = [json.loads(line) for line in store.read_text().splitlines()]
+    store.write_text("".join(json.dumps({**entry, "context": "other"}) + "\n"
+                             for entry in entries))
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert _one_error(capsys) == (
+        f"error: {store}: written for different evaluation data, neurons, model or prompt; "
+        "delete it and rerun the same command to recompute its conditions")
+    store.unlink()
+    assert main(argv) == 0
     assert main(["report", str(run_copy)]) == 0
 
 
@@ -220,11 +235,11 @@ def _edited(payload: dict[str, Any], emotion: str, change: str) -> dict[str, Any
     first = payload["emotions"][emotion][0]
     if change == "duplicate":
         payload["emotions"][emotion].append(dict(first))
-    elif change.startswith(("layer=", "index=")):
+    elif change.startswith(("layer=", "index=", "score=")):
         key, value = change.split("=")
         first[key] = json.loads(value)
     else:
-        key, value = change.split(":")
+        key, value = change.split(":", 1)
         payload[key] = json.loads(value)
     return payload
 
@@ -243,6 +258,13 @@ def _edited(payload: dict[str, Any], emotion: str, change: str) -> dict[str, Any
     ("n_layers:5", "declares 5 layers x 80 neurons, this run's model has 2 x 80"),
     ("width:80.5", "not a valid neurons.json (TypeError('expected a whole number, got 80.5'))"),
     ("model:\"smollm2-135m\"", "declares model 'smollm2-135m', this run's is "),
+    ("score=NaN", "EMOTION neuron layer LAYER index INDEX has score NaN, not a finite number; "
+                  "give the scores `emoneuron identify` wrote"),
+    ("score=\"high\"", "EMOTION neuron layer LAYER index INDEX has score \"high\", not a finite"),
+    ("overlap:{\"counts\": [[1, 2]]}", "not a valid neurons.json (TypeError('overlap counts "
+                                     "must be 6 x 6 whole numbers, got [[1, 2]]'))"),
+    ("parameters:{\"share\": 5}", "not a valid neurons.json (ValueError('parameters: --share 5: "
+                                 "must be in (0, 1], e.g. 0.01 for 1%'))"),
     ("site:\"mlp.pre_activation\"", "site 'mlp.pre_activation' cannot be removed with this "
                                      "run's mode 'zero'; give neurons found at "
                                      "'mlp.down_proj.input'"),
@@ -256,14 +278,14 @@ def test_ablate_refuses_a_neurons_file_that_does_not_fit_the_run(
     payload = _edited(payload, emotion, change)
     neurons = tmp_path / "edited.json"
     neurons.write_text(json.dumps(payload))
-    before = _tree(run_copy)
+    before = tree(run_copy)
     _no_model(monkeypatch)
     assert main(["ablate", str(run_copy), "--neurons", str(neurons)]) == 2
     error = _one_error(capsys)
     assert error.startswith(f"error: {neurons}: "), error
     assert message.replace("LAYER", str(first["layer"])).replace(
         "INDEX", str(first["index"])).replace("EMOTION", emotion) in error, error
-    assert _tree(run_copy) == before
+    assert tree(run_copy) == before
 
 
 def test_an_unknown_method_to_compare_is_refused() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from emoneuron import __version__
 from emoneuron.cli import main
 from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import EMOTIONS, Record
@@ -139,10 +140,16 @@ def _sets(site: str) -> NeuronSets:
 
 
 def _fake_run(directory: Path, site: str) -> Path:
-    """The two files `neurons export` reads: a manifest naming the model's family, and sets."""
+    """The two files `neurons export` reads: a manifest (every section a run's readers check;
+    the model's family named) and sets."""
     directory.mkdir()
-    (directory / "manifest.json").write_text(json.dumps(
-        {"model": {"name": "tiny-llama", "family": "llama", "n_layers": 2, "width": 80}}))
+    model = {"name": "tiny-llama", "family": "llama", "n_layers": 2, "width": 80,
+             "n_neurons": 160, "site": site}
+    (directory / "manifest.json").write_text(json.dumps({
+        "emoneuron_version": __version__, "created": "2026-12-07T00:00:00", "versions": {},
+        "timings": {}, "config": {"model": "tiny-llama"}, "model": model,
+        "data": {"hash": "0" * 64, "counts": {}},
+        "evaluation": {"description": "", "n_shot": 1, "chance": 1 / 6}}))
     _sets(site).save(directory / "neurons.json")
     return directory
 

@@ -216,3 +216,16 @@ def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
 def test_unknown_token_policy_raises(make_tiny: MakeTiny, records: list[Record]) -> None:
     with pytest.raises(UserError, match="first_token"):
         RecordConfig(token_policy="first_token")  # type: ignore[arg-type]
+
+
+def test_record_names_records_it_cannot_record(make_tiny: Callable[[str], LoadedModel],
+                                               records: list[Record]) -> None:
+    """No dialogue at all once gave an all-zero recording, as if no neuron ever fired."""
+    loaded = make_tiny("llama")
+    with pytest.raises(ValueError, match="record: records is empty"):
+        record(loaded, [], progress=False)
+    neutral = Record(id="n0", emotion="neutral", turns=records[0].turns, source="test")
+    with pytest.raises(ValueError, match="records holds 'n0' of emotion 'neutral'"):
+        record(loaded, [*records, neutral], progress=False)
+    with pytest.raises(TypeError, match="config must be a RecordConfig"):
+        record(loaded, records, "dialogue", progress=False)  # type: ignore[arg-type]

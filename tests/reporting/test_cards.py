@@ -111,8 +111,34 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> P
     write_records(out / "data" / "identify.jsonl", items)
     identify(recording, IdentifyConfig(share=0.05), str(tiny_model_dir)).save(
         out / "neurons.json")
-    write_json(out / "manifest.json", {"config": {"model": str(tiny_model_dir)}})
+    manifest = {"emoneuron_version": "0.1.0", "created": "2025-01-01T00:00:00+00:00",
+                "config": {"model": str(tiny_model_dir)}, "versions": {}, "timings": {},
+                "model": {"name": str(tiny_model_dir), "n_layers": loaded.n_layers,
+                          "width": loaded.width, "n_neurons": loaded.n_layers * loaded.width,
+                          "site": recording.site},
+                "data": {"hash": "", "counts": {}},
+                "evaluation": {"description": "", "n_shot": 0, "chance": 1 / 6}}
+    write_json(out / "manifest.json", manifest)
     return out
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["99", "0"], "neuron (99, 0) does not exist in "),
+    (["0", "-1"], "neuron (0, -1) does not exist in "),
+    (["1", "3", "--top", "0"], "--top 0: must be at least 1"),
+])
+def test_cli_neuron_checks_its_neuron_and_top_before_loading_the_model(
+        args: list[str], named: str, run_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A neuron outside the run's model once loaded the model first; --top 0 or -1 once
+    ended in torch's traceback after it."""
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("the model was loaded before the refusal")
+
+    monkeypatch.setattr("emoneuron.models.loading.load", refuse)
+    assert main(["neuron", str(run_dir), *args]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and named in error, error
 
 
 def test_cli_neuron_prints_a_card_of_a_run(run_dir: Path,

@@ -123,5 +123,5 @@ def test_shuffled_control_matches_every_sets_layer_counts(make_tiny) -> None:  #
                     assert len(set(indices)) == len(indices)
                     assert not set(indices) & set(own[layer])
         assert first[0].neurons != first[1].neurons
-    with pytest.raises(UserError, match="AUROC"):
+    with pytest.raises(UserError, match="the auroc statistic"):
         shuffled_controls(recording, IdentifyConfig(statistic="auroc"), real, (0,))

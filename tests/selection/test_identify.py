@@ -479,3 +479,15 @@ def test_selection_methods_name_their_site_and_rule() -> None:
         selection_method("tang")
     with pytest.raises(UserError, match=r"--site 'mlp\.up': use one of"):
         lape.overridden("mlp.up", lape.config)  # type: ignore[arg-type]
+
+
+def test_identify_names_an_argument_of_the_wrong_type() -> None:
+    """Once AttributeError or TypeError deep inside the selection."""
+    stats = _two_emotion_stats()
+    with pytest.raises(TypeError, match=r"config must be an IdentifyConfig, got 'lape'; e\.g\. "
+                                        r"IdentifyConfig\(statistic='lape'\)"):
+        identify(stats, "lape", "m")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="stats must be a Recording"):
+        identify(np.zeros(3), IdentifyConfig(), "m")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="model must be the model's name"):
+        identify(stats, IdentifyConfig(), None)  # type: ignore[arg-type]

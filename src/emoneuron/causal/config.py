@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from emoneuron.errors import UserError
-from emoneuron.options import at_least, check_choices, check_fraction, distinct, finite, flag
+from emoneuron.options import (
+    at_least,
+    check_fields,
+    check_fraction,
+    check_seeds,
+    distinct,
+    finite,
+    flag,
+)
 from emoneuron.selection.config import Control
 
 Mode = Literal["zero", "mean", "scale", "amplify", "clamp"]  # emoneuron.causal.intervene
@@ -113,12 +121,13 @@ class Design:
     other_formats: tuple[AnswerFormatName, ...] = ()
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        check_fields(self)
         if self.controls and "random" not in self.controls:
             raise UserError(f"--controls {' '.join(self.controls)}: always include random (the "
                             "reference control)")
         if self.controls and not self.control_seeds:
             raise UserError("--control-seeds: give one or more seeds, e.g. 0 1 2")
+        check_seeds("control_seeds", self.control_seeds)
         distinct("control_seeds", self.control_seeds)
         distinct("controls", self.controls)
         at_least("other_control_seeds", self.other_control_seeds, 0)
@@ -165,9 +174,10 @@ class VariantsConfig:
     batch_size: int = 16
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        check_fields(self)
         if not self.shots or min(self.shots) < 0:
             raise UserError(f"--shots {' '.join(map(str, self.shots))}: give one or more "
                             "counts of examples per emotion (0 for zero-shot)")
         check_fraction("eval_fraction", self.eval_fraction)
+        check_seeds("seed", (self.seed,))
         at_least("batch_size", self.batch_size, 1)

@@ -25,6 +25,7 @@ multiplies ``up``: zeroing or scaling it equals zeroing or scaling the default s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -35,6 +36,7 @@ from emoneuron.causal.config import check_intervention
 from emoneuron.errors import UserError
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
+from emoneuron.options import is_whole
 from emoneuron.recording.statistics import ActivationStats
 
 # What each mode puts in place of the chosen neurons' activations, from those activations,
@@ -78,6 +80,7 @@ class Ablation:
     def of(cls, by_layer: Mapping[int, Sequence[int]], mode: str = "zero", strength: float = 0.0,
            site: str = DEFAULT_SITE, tokens: str = "all") -> Ablation:
         check_intervention(mode, strength, tokens)
+        _check_neurons(by_layer)
         neurons = tuple((int(layer), tuple(sorted(int(i) for i in indices)))
                         for layer, indices in sorted(by_layer.items()) if indices)
         return cls(neurons=neurons, mode=mode, strength=float(strength), site=site,
@@ -115,6 +118,26 @@ class Ablation:
                 tuple(float(v) for v in payload["values"][str(layer)])
                 for layer, _ in ablation.neurons))
         return ablation
+
+
+def _check_neurons(by_layer: Any) -> None:
+    """A TypeError or ValueError naming ``by_layer`` unless it maps whole layer numbers to
+    distinct whole neuron indices, all 0 or more: one truncated, negative or repeated would
+    change other neurons than the caller named, or count one twice."""
+    if not isinstance(by_layer, Mapping):
+        raise TypeError(f"by_layer must map layers to neuron indices, e.g. {{3: [7, 1]}}, got "
+                        f"{by_layer!r}")
+    for layer, indices in by_layer.items():
+        if isinstance(indices, str | bytes) or not isinstance(indices, Sequence | AbstractSet):
+            raise TypeError(f"by_layer[{layer!r}] must be a list of neuron indices, got "
+                            f"{indices!r}")
+        bad = [value for value in (layer, *indices) if not is_whole(value) or value < 0]
+        if bad:
+            raise ValueError(f"by_layer {{{layer!r}: {list(indices)!r}}}: {bad[0]!r} is not a "
+                             "whole number of 0 or more; give layers and indices as integers")
+        if len(set(indices)) != len(indices):
+            raise ValueError(f"by_layer[{layer!r}] lists a neuron twice ({list(indices)!r}); "
+                             "list each once")
 
 
 def with_means(ablation: Ablation, reference: ActivationStats) -> Ablation:

@@ -61,8 +61,13 @@ from emoneuron.models.loading import load
 from emoneuron.options import flat_settings
 from emoneuron.rundir import (
     CONDITIONS,
+    FIGURES,
+    LOCK,
+    MANIFEST,
+    METHODS,
     METHODS_TABLE,
     NEURONS,
+    REPORT,
     RunDir,
     method_dir,
     method_file,
@@ -254,6 +259,9 @@ def evaluate_sets(directory: str | Path, sets: NeuronSets, name: str,
     name = _checked_name(name)
     run_dir.check_fits(sets, source)
     _check_free(run_dir, name, sets)
+    # Also the report's files, which `emoneuron ablate` rewrites after.
+    run_dir.check_writable("ablate", [METHODS_TABLE, MANIFEST, LOCK, REPORT],
+                           [METHODS, method_dir(name), FIGURES])
     evaluation = run_dir.records("eval")
     fewshot = run_dir.records("fewshot")
     sources = Sources(run_dir.recording().stats())
@@ -271,7 +279,7 @@ def evaluate_sets(directory: str | Path, sets: NeuronSets, name: str,
                     mode=config["mode"],
                     strength=config["strength"], tokens=config["tokens"])
     conditions = [c if c.kind == "baseline" else replace(c, method=name) for c in grid(design)]
-    with run_dir.locked():  # not while a run (or another ablate) writes the directory
+    with run_dir.locked("ablate"):  # not while a run (or another ablate) writes it
         sets.save(run_dir.file(method_file(name, NEURONS)))
         context = {"eval": records_hash(evaluation), "neurons": sets.to_json(),
                    "model": config["model"], "prompt": classifier.description}

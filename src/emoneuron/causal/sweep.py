@@ -26,7 +26,7 @@ from emoneuron.causal.intervene import Ablation, applied, with_means
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.executors import Executor, LocalExecutor
-from emoneuron.io import atomic_open
+from emoneuron.io import atomic_open, naming
 from emoneuron.models.loading import ModelSpec
 from emoneuron.recording.statistics import ActivationStats
 from emoneuron.selection.controls import (
@@ -226,18 +226,20 @@ class ConditionStore:
             except json.JSONDecodeError:
                 if number == last:
                     continue
-                raise UserError(f"{path}:{number}: corrupted condition record; "
-                                "delete the file to recompute all conditions") from None
+                raise UserError(f"{path}:{number}: corrupted condition record; delete the "
+                                "file and rerun the same command to recompute its conditions"
+                                ) from None
             except (KeyError, TypeError):
-                raise UserError(f"{path}:{number}: not a condition record; "
-                                "delete the file to recompute all conditions") from None
+                raise UserError(f"{path}:{number}: not a condition record; delete the file and "
+                                "rerun the same command to recompute its conditions") from None
         return done
 
     def _read(self) -> None:
         self.done = self.entries(self.path)
         if any(entry.get("context") != self.context for entry in self.done.values()):
             raise UserError(f"{self.path}: written for different evaluation data, neurons, "
-                            "model or prompt; use a new --out directory or delete the file")
+                            "model or prompt; delete it and rerun the same command to "
+                            "recompute its conditions")
         self._rewrite_clean()
 
     def _rewrite_clean(self) -> None:
@@ -252,7 +254,7 @@ class ConditionStore:
                  "n_masked": ablation.size,
                  "layer_counts": {str(layer): len(indices) for layer, indices in ablation.neurons},
                  "predictions": predicted.tolist()}
-        with self.path.open("a", encoding="utf-8") as handle:
+        with naming(self.path), self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
             handle.flush()
             os.fsync(handle.fileno())

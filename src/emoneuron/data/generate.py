@@ -38,6 +38,7 @@ from emoneuron.data.schema import ALIASES, EMOTIONS, Record, Turn, normalize_emo
 from emoneuron.data.synth import TOPICS
 from emoneuron.errors import UserError
 from emoneuron.io import write_json
+from emoneuron.options import at_least, check_seeds, finite
 
 NAMING_POLICIES = ("discard", "flag")
 
@@ -108,8 +109,12 @@ class GenerateConfig:
                             ("judge_max_tokens", self.judge_max_tokens)):
             if value < 1:
                 raise UserError(f"{name} must be at least 1, got {value}")
+        for name in ("temperature", "timeout", "backoff"):
+            finite(name, (getattr(self, name),))
         if self.max_retries < 0 or self.timeout <= 0 or self.backoff < 0:
             raise UserError("max_retries and backoff must be >= 0, timeout > 0")
+        at_least("temperature", self.temperature, 0)
+        check_seeds("seed", (self.seed,))
 
     @property
     def judge_models(self) -> tuple[str, ...]:

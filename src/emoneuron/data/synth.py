@@ -42,6 +42,7 @@ from emoneuron.data.lexicon import find_emotion_words
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.data.templates import TEMPLATE
 from emoneuron.errors import UserError
+from emoneuron.options import check_seeds
 
 MIN_TURNS = 2
 MAX_TURNS = 5
@@ -706,6 +707,7 @@ def synthesize(per_emotion: int, seed: int = 0, max_turns: int = MAX_TURNS,
     (12, 'anger')
     """
     check_size(per_emotion, max_turns)
+    check_seeds("seed", (seed,))
     mode = "kf-" if keyword_free else ""
     records: list[Record] = []
     for emotion in EMOTIONS:

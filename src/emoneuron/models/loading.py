@@ -32,7 +32,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from emoneuron.errors import UserError
-from emoneuron.io import sha256_bytes
+from emoneuron.io import check_output_dir, sha256_bytes
 from emoneuron.models.adapters import Adapter, adapter_for
 from emoneuron.models.config import DEFAULT_MODEL as DEFAULT_MODEL
 from emoneuron.models.config import check_device
@@ -252,16 +252,19 @@ def _convert_gguf(gguf_file: Path, out_dir: Path) -> None:
 
 
 def export(name_or_path: str, out_dir: str | Path) -> Path:
-    """Write a directory that plain ``AutoModelForCausalLM.from_pretrained`` loads."""
-    directory, _ = resolve(name_or_path)
+    """Write a directory that plain ``AutoModelForCausalLM.from_pretrained`` loads: a new or
+    empty one, checked before the model is resolved or loaded, so no file of the user's is
+    overwritten."""
     target = Path(out_dir)
+    check_output_dir(target, "DIR")
+    if target.is_dir() and any(target.iterdir()):
+        raise UserError(f"{target}: directory exists and is not empty; choose a new directory")
+    directory, _ = resolve(name_or_path)
     if directory is None:
         loaded = load(name_or_path)
         loaded.model.save_pretrained(target)
         loaded.tokenizer.save_pretrained(target)
         return target
-    if target.exists() and any(target.iterdir()):
-        raise UserError(f"{target}: directory exists and is not empty; choose a new directory")
     shutil.copytree(directory, target, dirs_exist_ok=True)
     return target
 

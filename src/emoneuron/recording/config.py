@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from emoneuron.models.config import DEFAULT_SITE, Site
-from emoneuron.options import at_least, check_choices
+from emoneuron.options import at_least, check_fields, check_seeds
 
 TokenPolicy = Literal["dialogue", "last", "all"]
 TOKEN_POLICIES: tuple[TokenPolicy, ...] = get_args(TokenPolicy)
@@ -45,6 +45,7 @@ class RecordConfig:
     kernel: Kernel = "auto"
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        check_fields(self)
         for name in ("batch_size", "groups", "top_k"):
             at_least(name, getattr(self, name), 1)
+        check_seeds("group_seed", (self.group_seed,))

@@ -327,6 +327,22 @@ def site_hooks(loaded: LoadedModel, site: str,
             handle.remove()
 
 
+def _check_arguments(records: Sequence[Record], config: RecordConfig) -> None:
+    """A TypeError or ValueError naming the argument of :func:`record` it cannot record: no
+    dialogue at all (the statistics would be all zero, as if no neuron fired), or one of
+    another class than the six emotions."""
+    if not isinstance(config, RecordConfig):
+        raise TypeError(f"record: config must be a RecordConfig, got {config!r}")
+    if not records:
+        raise ValueError("record: records is empty; give at least one dialogue of each emotion "
+                         "to compare")
+    other = next((r for r in records if r.emotion not in EMOTIONS), None)
+    if other is not None:
+        raise ValueError(f"record: records holds {other.id!r} of emotion {other.emotion!r}; "
+                         f"record dialogues of {', '.join(EMOTIONS)} only (select_classes "
+                         "drops the neutral ones)")
+
+
 def record(loaded: LoadedModel, records: Sequence[Record],
            config: RecordConfig = RecordConfig(), progress: bool = True) -> Recording:
     """Run the model once over ``records`` and return the neurons' statistics at the config's
@@ -337,6 +353,7 @@ def record(loaded: LoadedModel, records: Sequence[Record],
     >>> recording.stats().active.shape  # doctest: +SKIP
     torch.Size([6, 30, 1536])
     """
+    _check_arguments(records, config)
     site, groups, group_seed = config.site, config.groups, config.group_seed
     loaded.adapter.site(site)  # a site this family lacks fails before any work
     device = loaded.device

@@ -86,16 +86,28 @@ def _decode(loaded: LoadedModel, ids: Sequence[int]) -> str:
     return str(loaded.tokenizer.decode(list(ids)))
 
 
-def _check_neuron(loaded: LoadedModel, layer: int, index: int) -> None:
-    if not 0 <= layer < loaded.n_layers or not 0 <= index < loaded.width:
-        raise UserError(f"neuron ({layer}, {index}) does not exist in {loaded.name}: layers "
-                        f"0-{loaded.n_layers - 1}, indices 0-{loaded.width - 1}")
+def check_neuron(layer: int, index: int, shape: tuple[int, int] | None = None,
+                 model: str = "the model") -> None:
+    """A UserError unless neuron (``layer``, ``index``) exists in a model of ``shape``
+    (layers, neurons per layer); with no shape known yet, unless both are 0 or more."""
+    if shape is None:
+        if layer < 0 or index < 0:
+            raise UserError(f"neuron ({layer}, {index}) does not exist in {model}: layers and "
+                            "indices count from 0")
+        return
+    n_layers, width = shape
+    if not (0 <= layer < n_layers and 0 <= index < width):
+        raise UserError(f"neuron ({layer}, {index}) does not exist in {model}: layers "
+                        f"0-{n_layers - 1}, indices 0-{width - 1}")
 
 
 def vocab_projection(loaded: LoadedModel, layer: int, index: int,
                      k: int = 10) -> tuple[list[VocabEffect], list[VocabEffect]]:
-    """The ``k`` tokens the neuron's output direction promotes most and suppresses most."""
-    _check_neuron(loaded, layer, index)
+    """The ``k`` tokens the neuron's output direction promotes most and suppresses most (the
+    whole vocabulary when it has fewer)."""
+    check_neuron(layer, index, (loaded.n_layers, loaded.width), loaded.name)
+    if k < 1:
+        raise ValueError(f"k={k}: give at least one token to show")
     model, adapter = loaded.model, loaded.adapter
     # A model dispatched with a device_map may keep these weights on other devices, or
     # offloaded (on the meta device until accelerate loads them): bring them in while used.
@@ -116,6 +128,7 @@ def vocab_projection(loaded: LoadedModel, layer: int, index: int,
         return [VocabEffect(_decode(loaded, [int(i)]), round(float(logits[i]), 4))
                 for i in ids]
 
+    k = min(k, vocab)
     return (effects(logits.topk(k).indices), effects((-logits).topk(k).indices))
 
 

@@ -447,6 +447,7 @@ def write_report(directory: str | Path) -> Path:
     from its verified files; return the report path."""
     run_dir = RunDir(directory)
     run_dir.check_listed()
+    run_dir.check_writable("report", [REPORT], [FIGURES])
     run = load_results(run_dir)
     near = near_chance_emotions(run.every_control)
     effects = self_effects(run)

@@ -10,7 +10,7 @@ from typing import Literal, get_args
 
 from emoneuron.errors import UserError
 from emoneuron.models.config import ACTIVATION_SITE, DEFAULT_SITE, Site
-from emoneuron.options import at_least, check_choices, flag
+from emoneuron.options import at_least, check_fields, check_seeds, flag
 
 # The model a neurons.json names when `emoneuron identify` was not told (--model-name).
 UNKNOWN_MODEL = "unknown"
@@ -62,7 +62,7 @@ class IdentifyConfig:
             raise UserError("--assignment multi was split in two: use 'lape' (Tang et al.: raw "
                             "activation probability above the activity bar) or 'normalised' "
                             "(normalised probability >= --normalised-threshold)")
-        check_choices(self)
+        check_fields(self)
         if self.assignment == "lape" and self.rule == "per-emotion":
             raise UserError("--rule per-emotion with --assignment lape: lape assigns the "
                             "neurons a global or per-layer rule keeps; use --assignment argmax "
@@ -73,6 +73,16 @@ class IdentifyConfig:
                   0 <= self.activity_quantile < 1, "0.95")
         _in_range("normalised_threshold", self.normalised_threshold, "(0, 1]",
                   0 < self.normalised_threshold <= 1, "0.25")
+
+
+def check_controls(statistic: str, controls: tuple[str, ...]) -> None:
+    """A UserError naming ``--controls`` unless each control can be built for sets selected by
+    ``statistic``: the shuffled-label control permutes per-group statistics, which AUROC's
+    histograms do not keep."""
+    if "shuffled" in controls and statistic == "auroc":
+        raise UserError(f"--controls {' '.join(controls)}: the shuffled-label control permutes "
+                        "per-group statistics, which the auroc statistic's histograms do not "
+                        "keep; leave shuffled out, e.g. --controls random frequency least")
 
 
 def _in_range(name: str, value: float, interval: str, inside: bool, example: str) -> None:
@@ -95,8 +105,10 @@ class StabilityConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_fields(self)
         at_least("resamples", self.resamples, 2)
         at_least("permutations", self.permutations, 1)
+        check_seeds("seed", (self.seed,))
 
 
 @dataclass(frozen=True)
@@ -110,7 +122,7 @@ class SelectionMethod:
     description: str
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        check_fields(self)
 
     def overridden(self, site: Site, config: IdentifyConfig) -> SelectionMethod:
         """This method recorded at ``site`` and selected by ``config``; the label says what

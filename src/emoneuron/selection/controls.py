@@ -29,6 +29,7 @@ from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import read_json, write_json
 from emoneuron.recording.statistics import ActivationStats, Recording
+from emoneuron.selection.config import check_controls
 from emoneuron.selection.identify import IdentifyConfig, NeuronSets, membership
 from emoneuron.selection.scores import entropy_selectivity
 from emoneuron.selection.stability import permuted_weights
@@ -44,7 +45,8 @@ def _pool(sets: NeuronSets, emotion: str, layer: int, needed: int) -> np.ndarray
     pool = np.setdiff1d(np.arange(sets.width), own)
     if len(pool) < needed:
         raise UserError(f"layer {layer}: {emotion} owns too many of its {sets.width} neurons "
-                        "to draw a disjoint control; lower --share")
+                        "to draw a disjoint control; select fewer neurons (a run: a lower "
+                        "--share, in a new --out directory)")
     return pool
 
 
@@ -151,10 +153,7 @@ def shuffled_controls(recording: Recording, config: IdentifyConfig, sets: Neuron
     recording), ``config``'s rule scores the neurons without its share or top-n cap
     (:func:`emoneuron.selection.identify.membership`), and :func:`null_matched` matches each set
     layer by layer."""
-    if config.statistic == "auroc":
-        raise UserError("the shuffled-label control needs per-group statistics, which AUROC's "
-                        "histograms do not keep; use another statistic or leave shuffled out of "
-                        "--controls")
+    check_controls(config.statistic, ("random", "shuffled"))
     controls = {}
     for seed in seeds:
         null = recording.combined(permuted_weights(recording, torch.Generator().manual_seed(seed)))

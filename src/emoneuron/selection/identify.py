@@ -32,6 +32,7 @@ rule, assignment); a new method is one more entry there.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,7 @@ import torch
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import read_json, write_json
+from emoneuron.options import is_whole
 from emoneuron.recording.attribution_stats import AttributionStats
 from emoneuron.recording.statistics import ActivationStats, Recording
 from emoneuron.selection.config import SELECTION_METHODS as SELECTION_METHODS
@@ -135,13 +137,12 @@ class NeuronSets:
         a neuron listed twice for one emotion, or one outside the shape the file declares."""
         try:
             payload = read_json(path)
-            config = IdentifyConfig(**_current(payload))
+            config = _config(payload)
             emotions = parse_neurons(payload["emotions"], path)
             n_layers, width = _whole(payload["n_layers"]), _whole(payload["width"])
-            overlap = payload.get("overlap", {})
-            sets = cls(model=str(payload["model"]), site=payload["site"], n_layers=n_layers,
+            sets = cls(model=str(payload["model"]), site=str(payload["site"]), n_layers=n_layers,
                        width=width, config=config, emotions={e: emotions[e] for e in EMOTIONS},
-                       overlap=overlap.get("counts", []) if isinstance(overlap, dict) else [])
+                       overlap=_overlap(payload.get("overlap")))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise UserError(f"{path}: not a valid neurons.json ({error!r}); "
                             "write one with `emoneuron identify`") from None
@@ -149,11 +150,34 @@ class NeuronSets:
         return sets
 
 
+def _config(payload: dict[str, Any]) -> IdentifyConfig:
+    """The identification settings a neurons.json declares; a value the config refuses is a
+    ValueError here (the file's, not a command-line option's)."""
+    try:
+        return IdentifyConfig(**_current(payload))
+    except UserError as error:
+        raise ValueError(f"parameters: {error}") from None
+
+
+def _overlap(overlap: Any) -> list[list[int]]:
+    """The overlap counts of a neurons.json: E x E whole numbers, or none (absent or empty:
+    a file from before they were kept, or written by hand)."""
+    counts = overlap.get("counts", []) if isinstance(overlap, dict) else overlap
+    if counts in (None, []):
+        return []
+    if not (isinstance(counts, list) and len(counts) == len(EMOTIONS)
+            and all(isinstance(row, list) and len(row) == len(EMOTIONS)
+                    and all(is_whole(n) and n >= 0 for n in row) for row in counts)):
+        raise TypeError(f"overlap counts must be {len(EMOTIONS)} x {len(EMOTIONS)} whole "
+                        f"numbers, got {json.dumps(counts)[:80]}")
+    return counts
+
+
 def _whole(value: Any) -> int:
     """``value`` if it is an integer (a float or bool is refused, never truncated)."""
-    if type(value) is not int:
+    if not is_whole(value):
         raise TypeError(f"expected a whole number, got {json.dumps(value)}")
-    return value
+    return int(value)
 
 
 def parse_neurons(listed: dict[str, Any], path: str | Path) -> dict[str, list[Neuron]]:
@@ -166,7 +190,7 @@ def parse_neurons(listed: dict[str, Any], path: str | Path) -> dict[str, list[Ne
         emotions[emotion] = []
         for neuron in neurons:
             for name in ("layer", "index"):
-                if type(neuron[name]) is not int:
+                if not is_whole(neuron[name]):
                     raise UserError(f"{path}: {emotion} neuron {name} "
                                     f"{json.dumps(neuron[name])} is not a whole number; give "
                                     "each layer and index as an integer, as `emoneuron "
@@ -176,7 +200,13 @@ def parse_neurons(listed: dict[str, Any], path: str | Path) -> dict[str, list[Ne
                 raise UserError(f"{path}: {emotion} lists neuron layer {layer} index {index} "
                                 "twice; list each neuron once per emotion")
             seen.add((layer, index))
-            emotions[emotion].append(Neuron(layer, index, float(neuron["score"])))
+            score = neuron["score"]
+            if isinstance(score, bool) or not (isinstance(score, int | float)
+                                               and math.isfinite(score)):
+                raise UserError(f"{path}: {emotion} neuron layer {layer} index {index} has score "
+                                f"{json.dumps(score)}, not a finite number; give the scores "
+                                "`emoneuron identify` wrote")
+            emotions[emotion].append(Neuron(layer, index, float(score)))
     return emotions
 
 
@@ -266,6 +296,20 @@ _EMPTY_BECAUSE = {
 }
 
 
+def _check_arguments(stats: Any, config: Any, model: Any) -> None:
+    """A TypeError naming the argument of :func:`identify` that is not of its type."""
+    if not isinstance(stats, ActivationStats | Recording | AttributionStats):
+        raise TypeError(f"identify: stats must be a Recording, ActivationStats or "
+                        f"AttributionStats, got {type(stats).__name__}")
+    if not isinstance(config, IdentifyConfig):
+        example = (f"IdentifyConfig(statistic={config!r})" if isinstance(config, str)
+                   else "IdentifyConfig()")
+        raise TypeError(f"identify: config must be an IdentifyConfig, got {config!r}; e.g. "
+                        f"{example}")
+    if not isinstance(model, str):
+        raise TypeError(f"identify: model must be the model's name (a str), got {model!r}")
+
+
 def identify(stats: ActivationStats | Recording | AttributionStats, config: IdentifyConfig,
              model: str, warn_empty: bool = True) -> NeuronSets:
     """Select and assign emotion neurons; each emotion's list is ranked by score, best first.
@@ -277,6 +321,7 @@ def identify(stats: ActivationStats | Recording | AttributionStats, config: Iden
     >>> sets = identify(recording, IdentifyConfig(), "smollm2-135m")  # doctest: +SKIP
     >>> by_layer = sets.layer_indices("fear")  # doctest: +SKIP
     """
+    _check_arguments(stats, config, model)
     summary = stats.stats() if isinstance(stats, Recording) else stats
     members, score = membership(summary, config)
     emotions: dict[str, list[Neuron]] = {}

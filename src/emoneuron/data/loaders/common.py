@@ -10,6 +10,7 @@ from pathlib import Path
 
 from emoneuron.data.schema import Record, Turn, normalize_emotion
 from emoneuron.errors import UserError
+from emoneuron.options import at_least, check_fields
 
 DEFAULT_CONTEXT = 4  # turns before the target utterance in an utterance-level record
 MAX_WARNINGS = 20  # specific skip messages kept (and printed); the counts are always complete
@@ -27,6 +28,10 @@ class LoadOptions:
     speaker_column: str | None = None
     dialogue_column: str | None = None  # set: one row per utterance, grouped into dialogues
     turn_separator: str = "\n"  # dialogue-level rows: splits the text column into turns
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        at_least("context", self.context, 0)
 
 
 @dataclass
@@ -127,8 +132,6 @@ def context_windows(dialogue: str, utterances: Sequence[Utterance], context: int
 
     Utterances with no text are skipped (and reported); they are not part of any context.
     """
-    if context < 0:
-        raise UserError(f"--context {context} must be 0 or more (turns before the target)")
     kept: list[Utterance] = []
     for utterance in utterances:
         if utterance.text:
