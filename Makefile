@@ -5,7 +5,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 DEMO_ARGS ?= --preset demo
 
-.PHONY: setup demo test lint clean chromium compare-demo docs models-extra size-series gpu-size-series
+.PHONY: setup demo test lint clean chromium compare-demo docs docs-results models-extra size-series gpu-size-series
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -82,6 +82,12 @@ size-series: setup
 		$(if $(SIZE_SERIES_FULL),--full) \
 		$$(test -f $(SIZE_SERIES)/dailydialog-test.jsonl && echo --baseline-data $(SIZE_SERIES)/dailydialog-test.jsonl)
 	@echo "open $(SIZE_SERIES)/compare.html"
+
+# The figures README.md and docs/ publish: each NAME=RUN_DIR is captured into docs/runs/NAME,
+# then every generated block is rendered again from docs/runs (a test checks they agree).
+RESULTS ?= demo=runs/demo
+docs-results: setup
+	$(PY) -m emoneuron.reporting.published $(foreach run,$(RESULTS),--run $(run))
 
 DOCS_STAMP := $(VENV)/.docs-installed
 

@@ -1,0 +1,264 @@
+"""The figures README.md and docs/ publish, generated from the runs they describe.
+
+1. ``make docs-results`` (``python -m emoneuron.reporting.published --run demo=runs/demo
+   --run study-smollm2-s0=runs/study ...``) copies each named run's set-level tables and a
+   summary of its manifest into ``docs/runs/NAME/`` (:func:`capture`), then rewrites every
+   generated block of the documents (:func:`refresh`).
+2. A generated block is the text between ``<!-- generated: KIND RUN [RUN ...] -->`` and
+   ``<!-- end generated -->``; its body is :data:`KINDS`\\ [KIND] rendered from those captured
+   runs, so a document cannot say what its run does not.
+3. ``tests/reporting/test_published.py`` renders every block again from ``docs/runs`` and fails
+   on any difference.
+
+Paths are relative to the repository root (the working directory of ``make docs-results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from emoneuron.data.schema import EMOTIONS
+from emoneuron.errors import UserError
+from emoneuron.io import atomic_open, write_json
+from emoneuron.reporting.html import pp
+from emoneuron.rundir import FORMATS_SET_LEVEL, SET_LEVEL, SWEEP_SET_LEVEL, RunDir
+from emoneuron.selection.config import SELECTION_METHODS
+
+CAPTURED = Path("docs/runs")
+DOCUMENTS = ("README.md", "docs/results.md", "docs/tutorial.md")
+SUMMARY = "run.json"
+TABLES = (SET_LEVEL, FORMATS_SET_LEVEL, SWEEP_SET_LEVEL)
+BLOCK = re.compile(r"(<!-- generated: ([^>]*?) -->\n)(.*?)(<!-- end generated -->)", re.S)
+SCOPES = {"all": "removed at every position", "dialogue": "on the dialogue's tokens only",
+          "last": "at the scored position only"}
+
+
+def capture(name: str, run: Path, into: Path = CAPTURED) -> Path:
+    """Copy ``run``'s set-level tables and manifest summary to ``into/name`` (replacing what
+    was there) and return that folder."""
+    run_dir = RunDir(run)
+    manifest = run_dir.manifest()
+    config = manifest["config"]
+    summary = {"model": manifest["model"]["name"], "preset": config.get("preset", ""),
+               "seed": config.get("seed", 0), "counts": manifest["data"]["counts"],
+               "emoneuron_version": manifest["emoneuron_version"]}
+    target = into / name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for table in TABLES:
+        if run_dir.exists(table):
+            shutil.copyfile(run_dir.file(table), target / table)
+    write_json(target / SUMMARY, summary)
+    return target
+
+
+def _read(name: str, table: str = SET_LEVEL, into: Path = CAPTURED) -> pd.DataFrame | None:
+    path = into / name / table
+    return pd.read_csv(path) if path.exists() else None
+
+
+def _summary(name: str, into: Path = CAPTURED) -> dict[str, Any]:
+    path = into / name / SUMMARY
+    if not path.exists():
+        raise UserError(f"{path}: no captured run {name!r}; run make docs-results with "
+                        f"--run {name}=RUN_DIR")
+    summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return summary
+
+
+def interval(row: Any) -> str:
+    """A set-level excess in points with its interval.
+
+    >>> interval(pd.Series({"excess": 0.62, "ci_low": 0.26, "ci_high": 0.99}))
+    '+62.0 [+26.0, +99.0]'
+    """
+    return f"{pp(row.excess)} [{pp(row.ci_low)}, {pp(row.ci_high)}]"
+
+
+def _label(method: str) -> str:
+    return SELECTION_METHODS[method].label if method in SELECTION_METHODS else method
+
+
+def _beyond(rows: pd.DataFrame) -> str:
+    found = rows[rows.beyond.astype(str) == "True"]
+    return ", ".join(f"{row.masked_emotion} {interval(row)}"
+                     for row in found.itertuples()) or "none"
+
+
+def verdicts(names: Sequence[str], into: Path = CAPTURED) -> str:
+    """Per method, the emotions whose set is beyond random sets (Holm) at each scope and for
+    the label-free probe, with the excess and its interval: the README's demo table."""
+    (name,) = names
+    table = _read(name, into=into)
+    if table is None:
+        raise UserError(f"{into / name}: no {SET_LEVEL}; the run has no set-level test")
+    columns = [*SCOPES.values(), "label-free probe after the set"]
+    lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for method, rows in table.groupby("method", sort=False):
+        own = [rows[(rows.scope == scope) & (rows.statistic == "own")] for scope in SCOPES]
+        cells = [_beyond(part) for part in [*own, rows[rows.statistic == "probe"]]]
+        lines.append(f"| {_label(str(method))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def per_emotion(names: Sequence[str], into: Path = CAPTURED) -> str:
+    """Per run (model, seed), method and emotion: the set's excess over random sets [95%
+    interval] at each scope, under the other answer format and for the probe, bold where the
+    Holm-adjusted test finds it beyond random sets, and what the set does."""
+    header = ["model", "seed", "method", "emotion", "neurons", *SCOPES, "other format",
+              "probe", "the set"]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for name in names:
+        summary = _summary(name, into)
+        table = _read(name, into=into)
+        formats = _read(name, FORMATS_SET_LEVEL, into)
+        if table is None:
+            raise UserError(f"{into / name}: no {SET_LEVEL}; the run has no set-level test")
+        for method, rows in table.groupby("method", sort=False):
+            for emotion in EMOTIONS:
+                mine = rows[rows.masked_emotion == emotion]
+                if mine.empty:
+                    continue
+                own = mine[mine.statistic == "own"]
+                cells = [_cell(own[own.scope == scope]) for scope in SCOPES]
+                other = (formats[(formats.method == method)
+                                 & (formats.masked_emotion == emotion)]
+                         if formats is not None else None)
+                reading = own[own.scope == "all"].reading.fillna("")
+                lines.append("| " + " | ".join([
+                    summary["model"], str(summary["seed"]), str(method), emotion,
+                    str(int(own.n_neurons.iloc[0])), *cells,
+                    _cell(other, prefix=True) if other is not None else "-",
+                    _cell(mine[mine.statistic == "probe"]),
+                    str(reading.iloc[0]) if len(reading) else ""]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(rows: pd.DataFrame | None, prefix: bool = False) -> str:
+    if rows is None or rows.empty:
+        return "-"
+    row = rows.iloc[0]
+    text = interval(row)
+    if str(row.beyond) == "True":
+        text = f"**{text}**"
+    return f"{row.answer_format}: {text}" if prefix else text
+
+
+def replication(names: Sequence[str], into: Path = CAPTURED) -> str:
+    """Per model, method, scope and emotion: in how many of the runs (seeds) the set is
+    beyond random sets (Holm), of how many tested."""
+    found: dict[tuple[str, str, str, str], list[bool]] = {}
+    for name in names:
+        model = _summary(name, into)["model"]
+        table = _read(name, into=into)
+        if table is None:
+            continue
+        own = table[table.statistic.isin(["own", "probe"])]
+        for row in own.itertuples():
+            scope = "probe" if row.statistic == "probe" else str(row.scope)
+            found.setdefault((model, str(row.method), scope, str(row.masked_emotion)),
+                             []).append(str(row.beyond) == "True")
+    header = ["model", "method", "scope", *EMOTIONS]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    keys = sorted({key[:3] for key in found}, key=lambda k: (k[0], k[1], _scope_order(k[2])))
+    for model, method, scope in keys:
+        cells = []
+        for emotion in EMOTIONS:
+            seen = found.get((model, method, scope, emotion), [])
+            cells.append(f"{sum(seen)}/{len(seen)}" if seen else "-")
+        lines.append("| " + " | ".join([model, method, scope, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _scope_order(scope: str) -> int:
+    order = [*SCOPES, "probe"]
+    return order.index(scope) if scope in order else len(order)
+
+
+def runs_table(names: Sequence[str], into: Path = CAPTURED) -> str:
+    """What each cited run is: model, preset, seed, dialogues per split, the version that
+    wrote it (run times: BENCHMARKS.md)."""
+    lines = ["| run | model | preset | seed | identification / held-out per emotion | "
+             "emoneuron |", "|---|---|---|---:|---|---|"]
+    for name in names:
+        summary = _summary(name, into)
+        counts = summary["counts"]
+        sizes = f"{min(counts['identify'].values())} / {min(counts['eval'].values())}"
+        lines.append(f"| {name} | {summary['model']} | {summary['preset']} | "
+                     f"{summary['seed']} | {sizes} | {summary['emoneuron_version']} |")
+    return "\n".join(lines) + "\n"
+
+
+KINDS: dict[str, Callable[[Sequence[str], Path], str]] = {
+    "verdicts": verdicts, "per-emotion": per_emotion, "replication": replication,
+    "runs": runs_table}
+
+
+def block(spec: str, into: Path = CAPTURED) -> str:
+    """The body of the generated block ``spec`` ("KIND RUN [RUN ...]")."""
+    kind, *names = spec.split()
+    if kind not in KINDS or not names:
+        raise UserError(f"generated block {spec!r}: give one of {', '.join(KINDS)} and the "
+                        "captured runs it is drawn from")
+    return KINDS[kind](names, into)
+
+
+def refreshed(text: str, into: Path = CAPTURED) -> str:
+    """``text`` with every generated block's body rendered again."""
+    return BLOCK.sub(lambda m: m.group(1) + block(m.group(2), into) + m.group(4), text)
+
+
+def blocks(text: str) -> list[tuple[str, str]]:
+    """Each generated block of ``text`` as (spec, body)."""
+    return [(m.group(2), m.group(3)) for m in BLOCK.finditer(text)]
+
+
+def refresh(root: Path = Path(), into: Path = CAPTURED) -> list[Path]:
+    """Rewrite every generated block of :data:`DOCUMENTS` under ``root``; the documents
+    changed."""
+    changed = []
+    for document in DOCUMENTS:
+        path = root / document
+        text = path.read_text(encoding="utf-8")
+        new = refreshed(text, root / into)
+        if new != text:
+            with atomic_open(path) as handle:
+                handle.write(new)
+            changed.append(path)
+    return changed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m emoneuron.reporting.published",
+        description="capture runs into docs/runs and regenerate the documents' figures")
+    parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR",
+                        help="a finished run to capture as NAME (repeatable); without any, "
+                             "the documents are regenerated from what docs/runs holds")
+    args = parser.parse_args(argv)
+    try:
+        for given in args.run:
+            name, separator, directory = given.partition("=")
+            if not separator or not name or not directory:
+                raise UserError(f"--run {given}: give NAME=RUN_DIR, e.g. demo=runs/demo")
+            print(f"captured {capture(name, Path(directory))}")
+        for path in refresh():
+            print(f"rewrote {path}")
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
