@@ -39,9 +39,11 @@ demo: setup
 	$(VENV)/bin/emoneuron run --model smollm2-135m --out runs/demo $(DEMO_ARGS)
 	@echo "open runs/demo/report.html"
 
+# lint-imports checks the layering (pyproject.toml, [tool.importlinter]; docs/architecture.md).
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # The browser test renders a report in headless Chromium; it fails (not skips) without it here.
 chromium:

@@ -21,8 +21,6 @@ from emoneuron.options import field_docs, flag, leaf_fields
 from emoneuron.recording.config import RecordConfig, TokenPolicy
 from emoneuron.selection.config import (
     SELECTION_METHODS,
-    ActivationStatistic,
-    AttributionStatistic,
     Control,
     IdentifyConfig,
     SelectionName,
@@ -54,14 +52,11 @@ def test_each_registry_is_keyed_by_its_literal() -> None:
     from emoneuron.models.adapters import ADAPTERS
     from emoneuron.recording.statistics import TOKEN_POLICIES
     from emoneuron.selection.controls import CONTROLS
-    from emoneuron.selection.scores import ATTRIBUTION_STATISTICS, STATISTICS
 
     assert tuple(REPLACEMENTS) == get_args(Mode)
     assert PROMPT_STYLES == get_args(PromptStyle) == ("auto", *get_args(FixedStyle))
     assert get_args(TokenPolicy) == TOKEN_POLICIES
     assert get_args(Control) == CONTROLS
-    assert get_args(ActivationStatistic) == STATISTICS
-    assert get_args(AttributionStatistic) == ATTRIBUTION_STATISTICS
     assert tuple(SELECTION_METHODS) == get_args(SelectionName)
     assert ("", *PRESETS) == get_args(PresetName)
     assert get_args(Scope) == ("all", "dialogue", "last")

@@ -19,7 +19,8 @@ from emoneuron.cli import main
 from emoneuron.data.schema import write_records
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
-from emoneuron.rundir import LOCK, RunDir
+from emoneuron.layout import LOCK
+from emoneuron.rundir import RunDir
 
 SRC = Path(__file__).parents[1] / "src" / "emoneuron"
 

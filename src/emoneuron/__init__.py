@@ -8,7 +8,8 @@ The quick-start names are importable from here:
 (12, 'global')
 
 They are imported on first use (PEP 562), so ``import emoneuron`` stays cheap: the command
-line reads ``__version__`` from here and must not pay for torch and transformers to do so.
+line reads ``__version__`` (from :mod:`emoneuron.version`) and must not pay for torch and
+transformers to do so.
 ``emoneuron.run`` is the pipeline function of :mod:`emoneuron.pipeline`.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from emoneuron.version import __version__
 
 if TYPE_CHECKING:
     from emoneuron.causal.intervene import Ablation, applied

@@ -97,8 +97,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 def _cmd_ablate(args: argparse.Namespace) -> None:
     from emoneuron.causal.methods import evaluate_sets
+    from emoneuron.layout import REPORT
     from emoneuron.reporting.report import write_report
-    from emoneuron.rundir import REPORT, RunDir
+    from emoneuron.rundir import RunDir
     from emoneuron.selection.identify import NeuronSets
 
     sets = NeuronSets.load(args.neurons)
@@ -261,7 +262,7 @@ def _cmd_record(args: argparse.Namespace) -> None:
 
 
 def _cmd_identify(args: argparse.Namespace) -> None:
-    from emoneuron.rundir import stability_beside
+    from emoneuron.layout import stability_beside
 
     stability_out = args.stability_out or stability_beside(args.out)
     if stability_out.absolute() == args.out.absolute():
@@ -289,13 +290,14 @@ def _cmd_identify(args: argparse.Namespace) -> None:
 
 
 def _cmd_neuron(args: argparse.Namespace) -> None:
+    from emoneuron.causal.cards import check_neuron, format_card, neuron_card
     from emoneuron.data.schema import read_records
     from emoneuron.io import read_json
+    from emoneuron.layout import MANIFEST, NEURONS
     from emoneuron.models.loading import load
     from emoneuron.options import at_least
     from emoneuron.recording.statistics import Recording
-    from emoneuron.reporting.cards import check_neuron, format_card, neuron_card
-    from emoneuron.rundir import MANIFEST, NEURONS, RunDir, check_neurons
+    from emoneuron.rundir import RunDir, check_neurons
     from emoneuron.selection.identify import NeuronSets
 
     at_least("top", args.top, 1)
@@ -616,7 +618,7 @@ def _terminate(_signal: int, _frame: object) -> None:
 
 def _resume_hint(args: argparse.Namespace) -> str:
     """How to go on after an interruption: a run resumes from its finished conditions."""
-    from emoneuron.rundir import CONDITIONS
+    from emoneuron.layout import CONDITIONS
 
     store = Path(getattr(args, "out", None) or ".") / CONDITIONS
     if args.command == "run" and store.is_file():

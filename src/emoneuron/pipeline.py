@@ -26,16 +26,16 @@ from typing import Any
 
 import torch
 
-from emoneuron import __version__
 from emoneuron.causal.attribution import attribute
 from emoneuron.causal.baseline import baseline_table
+from emoneuron.causal.cards import write_cards
 from emoneuron.causal.classifier import CHANCE, Classifier, order_shots
 from emoneuron.causal.methods import (
     RUN_METHOD,
     Compared,
     compare_in_run,
     selection_methods,
-    write_comparison,
+    update_methods_table,
 )
 from emoneuron.causal.probe import Probe
 from emoneuron.causal.prompts import PromptChoice, choose_prompt
@@ -81,16 +81,7 @@ from emoneuron.data.templates import template_overlap
 from emoneuron.errors import UserError
 from emoneuron.executors import LocalExecutor, RayExecutor, executor_for
 from emoneuron.io import sha256_bytes, write_csv
-from emoneuron.models.config import Site
-from emoneuron.models.loading import LoadedModel, ModelSpec, load
-from emoneuron.recording.attribution_stats import AttributionStats
-from emoneuron.recording.cache import cached_record
-from emoneuron.recording.config import DEFAULT_GROUPS
-from emoneuron.recording.recorder import shard_count
-from emoneuron.recording.statistics import N_BINS, Recording
-from emoneuron.reporting.cards import write_cards
-from emoneuron.reporting.report import write_report
-from emoneuron.rundir import (
+from emoneuron.layout import (
     BASELINE_EXTRA,
     CARDS,
     CONDITIONS,
@@ -108,12 +99,20 @@ from emoneuron.rundir import (
     STEERING,
     SWEEP,
     SWEEP_SET_LEVEL,
-    RunDir,
     attribution_file,
     data_file,
     method_file,
     shuffled_file,
 )
+from emoneuron.models.config import Site
+from emoneuron.models.loading import LoadedModel, ModelSpec, load
+from emoneuron.recording.attribution_stats import AttributionStats
+from emoneuron.recording.cache import cached_record
+from emoneuron.recording.config import DEFAULT_GROUPS
+from emoneuron.recording.recorder import shard_count
+from emoneuron.recording.statistics import N_BINS, Recording
+from emoneuron.reporting.report import write_report
+from emoneuron.rundir import RunDir
 from emoneuron.selection.controls import ShuffledControl, shuffled_controls
 from emoneuron.selection.identify import (
     IdentifyConfig,
@@ -122,6 +121,7 @@ from emoneuron.selection.identify import (
 )
 from emoneuron.selection.scores import ATTRIBUTION_STATISTICS
 from emoneuron.selection.stability import write_stability
+from emoneuron.version import __version__
 
 CARDS_PER_EMOTION = 5  # neuron cards written for each emotion's top neurons, linked in the report
 PACKAGES = ("torch", "transformers", "safetensors", "numpy", "pandas", "matplotlib", "tqdm")
@@ -389,7 +389,7 @@ def _record_identify_evaluate(
                                   config.design.control_seeds[:config.method_control_seeds],
                                   progress,
                                   executor, setup)
-            write_comparison(run_dir, rows)
+            update_methods_table(run_dir, rows)
     with timer.stage("set_level"):
         for method in tested:
             _execute_cells(classifier, method, splits.evaluate, config.design,

@@ -1,4 +1,4 @@
-"""A run directory: every file ``emoneuron run`` writes, named once, with readers that verify.
+"""A run directory: its files (named in :mod:`emoneuron.layout`), with readers that verify.
 
 ``manifest.json`` lists each input file of the finished run with its sha256 (``files``); a
 reader refuses a file that is missing, unlisted or changed since, naming it and the fix, so a
@@ -6,6 +6,7 @@ report never mixes two runs or reads a cut table. What a report writes (``report
 ``figures/``) is output, not listed. A run directory is owned by one ``run`` at a time
 (:meth:`RunDir.locked`).
 
+>>> from emoneuron.layout import EFFECTS
 >>> run = RunDir("runs/smollm2")
 >>> run.file(EFFECTS).name
 'effects.csv'
@@ -26,47 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from emoneuron.errors import UserError
 from emoneuron.io import read_json, sha256_bytes, sha256_file, write_json
+from emoneuron.layout import LOCK, MANIFEST, NEURONS, OUTPUTS, STAGES, STATS, data_file
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from emoneuron.data.schema import Record
     from emoneuron.recording.statistics import Recording
-    from emoneuron.selection.identify import NeuronSets
+    from emoneuron.selection.neurons import NeuronSets
 
-MANIFEST = "manifest.json"
-STATS = "stats.safetensors"  # with its header as readable JSON beside it (stats.json)
-NEURONS = "neurons.json"
-STABILITY = "stability.json"
-CONDITIONS = "conditions.jsonl"
-STEERING = "steering.json"
-STAGES = "stages.json"  # per reusable stage: the hash of its inputs and its files' hashes
-ABLATION = "ablation.csv"
-EFFECTS = "effects.csv"
-SPECIFICITY = "specificity.csv"
-CONFUSION = "confusion.csv"
-DOSE = "dose.csv"
-SWEEP = "sweep.csv"
-METHODS_TABLE = "methods.csv"
-SET_LEVEL = "setlevel.csv"  # each method's sets against many random sets (causal.setlevel)
-SWEEP_SET_LEVEL = "sweep_setlevel.csv"  # parts of the sets with an effect, against random parts
-FORMATS_SET_LEVEL = "formats_setlevel.csv"  # every method's sets asked in the other formats
-PROBE = "probe.safetensors"  # the label-free probe, its description beside it (probe.json)
-PROBE_DESCRIPTION = "probe.json"
-PROBE_CONDITIONS = "probe_conditions.jsonl"  # the probe's share right after each set removed
-BASELINE_EXTRA = "baseline_extra.csv"  # the unchanged classifier on --baseline-data
-DATA = "data"  # data/{fewshot,identify,eval}.jsonl: the run's splits
-CARDS = "cards"
-CARD_INDEX = "index.json"  # in a folder of neuron cards: each emotion's cards, best first
-CARDS_INDEX = f"{CARDS}/{CARD_INDEX}"
-SHUFFLED = "shuffled"
-METHODS = "methods"
-REPORT = "report.html"
-FIGURES = "figures"
-LOCK = "run.lock"
-SPLITS = ("fewshot", "identify", "eval")
-# Written from the files above and rewritten by `report`, so not part of the verified set.
-OUTPUTS = (REPORT, FIGURES, LOCK)
 # What the readers of a run (report, compare, ablate, neuron, series) take from its manifest:
 # each section with the keys it must hold (sections with keys are JSON objects).
 MANIFEST_KEYS: dict[str, tuple[str, ...]] = {
@@ -75,35 +44,6 @@ MANIFEST_KEYS: dict[str, tuple[str, ...]] = {
     "data": ("hash", "counts"), "evaluation": ("description", "n_shot", "chance"),
 }
 MANIFEST_OBJECTS = ("config", "model", "data", "evaluation", "versions", "timings")
-
-
-def data_file(split: str) -> str:
-    return f"{DATA}/{split}.jsonl"
-
-
-def shuffled_file(seed: int) -> str:
-    return f"{SHUFFLED}/neurons-seed{seed}.json"
-
-
-def method_dir(method: str) -> str:
-    """The folder of one compared method's files."""
-    return f"{METHODS}/{method}"
-
-
-def method_file(method: str, name: str) -> str:
-    return f"{method_dir(method)}/{name}"
-
-
-def attribution_file(site: str) -> str:
-    return f"{METHODS}/attribution-{site}.safetensors"
-
-
-def stability_beside(neurons: Path) -> Path:
-    """Where ``identify`` writes the stability of the sets it writes to ``neurons``, unless
-    told: stability.json beside a neurons.json (a run's layout), NAME.stability.json beside any
-    other NAME.json, so a second set never replaces another's stability file."""
-    return neurons.with_name(STABILITY if neurons.name == NEURONS
-                             else f"{neurons.stem}.{STABILITY}")
 
 
 def check_not_a_run_file(path: str | Path, flag: str = "--out") -> None:
@@ -312,7 +252,7 @@ class RunDir:
         return dict(payload)
 
     def neurons(self, name: str = NEURONS, shape: tuple[int, int] | None = None) -> NeuronSets:
-        from emoneuron.selection.identify import NeuronSets
+        from emoneuron.selection.neurons import NeuronSets
 
         self.neurons_json(name, shape)
         return NeuronSets.load(self.file(name))
@@ -497,7 +437,7 @@ def _alive(pid: int) -> bool:
 def check_neurons(payload: Any, path: Path, n_layers: int, width: int) -> None:
     """Refuse a neurons.json payload that does not parse or holds a neuron outside a model of
     this shape."""
-    from emoneuron.selection.identify import check_inside, parse_neurons
+    from emoneuron.selection.neurons import check_inside, parse_neurons
 
     try:
         emotions = parse_neurons(payload["emotions"], path)

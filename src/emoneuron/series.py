@@ -19,9 +19,10 @@ from emoneuron.causal.config import Design
 from emoneuron.config import RunConfig, preset_config
 from emoneuron.errors import UserError
 from emoneuron.io import write_csv
+from emoneuron.layout import MANIFEST
 from emoneuron.models.config import check_device
 from emoneuron.models.embedded import EMBEDDED
-from emoneuron.rundir import MANIFEST, RunDir
+from emoneuron.rundir import RunDir
 
 PRESET = "size"
 # The run's own stages in pipeline order; the report is left out of the table (not the series').

@@ -13,17 +13,16 @@ import numpy as np
 import pytest
 import torch
 
+from emoneuron.causal.config import LAYER_RANGES, in_range
 from emoneuron.causal.intervene import Ablation
 from emoneuron.causal.sweep import (
     DEFAULT_PROPORTIONS,
-    LAYER_RANGES,
     Condition,
     ConditionStore,
     Design,
     Sources,
     ablation_for,
     grid,
-    in_range,
     layer_counts,
 )
 from emoneuron.data.schema import EMOTIONS

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from emoneuron.causal.cards import vocab_projection
 from emoneuron.causal.classifier import Classifier
 from emoneuron.causal.intervene import Ablation, applied
 from emoneuron.causal.steer import _prompts, continue_dialogues
@@ -25,7 +26,6 @@ from emoneuron.models.loading import DeviceMap, LoadedModel, load
 from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record
 from emoneuron.recording.statistics import Recording
-from emoneuron.reporting.cards import vocab_projection
 
 DEVICE_MAP = {"model.embed_tokens": "disk", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
               "model.layers.1": "disk", "model.norm": "cpu", "lm_head": "disk"}

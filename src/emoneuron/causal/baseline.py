@@ -13,18 +13,14 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from emoneuron.causal.classifier import Classifier
 from emoneuron.causal.significance import wilson_interval
+from emoneuron.causal.summaries import summary_rows
 from emoneuron.data.schema import EMOTIONS, LABELS, Record
-
-OVERALL = "overall"  # every evaluated record alike, so in the sampled (rebalanced) proportions
-BALANCED = "balanced"  # the mean of the per-emotion accuracies
-CORPUS_WEIGHTED = "corpus-weighted"  # per-emotion accuracies weighted by the real counts
 
 
 def sample_per_emotion(records: Sequence[Record], per_emotion: int, seed: int) -> list[Record]:
@@ -62,26 +58,3 @@ def baseline_table(classifier: Classifier, records: Sequence[Record], per_emotio
     per_label = pd.DataFrame(rows)
     six = per_label[per_label["emotion"].isin(EMOTIONS)]
     return pd.concat([per_label, pd.DataFrame(summary_rows(six))], ignore_index=True)
-
-
-def summary_rows(six: pd.DataFrame) -> list[dict[str, Any]]:
-    """The rows that sum up a baseline table's six emotion rows (columns n, correct, accuracy
-    and, for a corpus, its real counts ``available``): overall (every evaluated record alike,
-    with its Wilson interval), balanced (the mean over the emotions evaluated) and, where the
-    real counts are known, corpus-weighted, each with the totals of the emotions evaluated."""
-    evaluated = six[six["n"] > 0]
-    n, correct = int(evaluated["n"].sum()), int(evaluated["correct"].sum())
-    overall = wilson_interval(np.repeat([1.0, 0.0], [correct, n - correct]))
-    totals: dict[str, Any] = {"n": n, "correct": correct}
-    rows = [{"emotion": OVERALL, **totals, "accuracy": overall.estimate, "ci_low": overall.low,
-             "ci_high": overall.high},
-            {"emotion": BALANCED, **totals, "accuracy": float(evaluated["accuracy"].mean()),
-             "ci_low": np.nan, "ci_high": np.nan}]
-    if "available" in evaluated:
-        available = evaluated["available"]
-        weights = available / available.sum() if len(evaluated) else available
-        rows.append({"emotion": CORPUS_WEIGHTED, **totals,
-                     "accuracy": float((evaluated["accuracy"] * weights).sum()),
-                     "ci_low": np.nan, "ci_high": np.nan})
-        rows = [{**row, "available": int(available.sum())} for row in rows]
-    return rows

@@ -1,6 +1,6 @@
 """What a run evaluates and how, importable without torch: the interventions' modes and token
-scopes, the condition :class:`Design`, and the prompt settings of ``emoneuron evaluate``
-(:class:`VariantsConfig`)."""
+scopes, the condition :class:`Design` and its layer ranges, and the prompt settings of
+``emoneuron evaluate`` (:class:`VariantsConfig`)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,14 @@ FixedStyle = Literal["plain", "chat"]
 PromptStyle = Literal["auto", FixedStyle]  # emoneuron.causal.classifier
 AnswerFormatName = Literal["label", "letters", "yesno"]  # emoneuron.causal.answers
 DEFAULT_PROPORTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
+LAYER_RANGES = ("bottom", "middle", "top", "all")  # the sweep's thirds of the stack, and all
+
+
+def in_range(layer: int, n_layers: int, layer_range: str) -> bool:
+    """Thirds of the stack: layer ``l`` is in third ``3l // n_layers`` (0 bottom, 2 top)."""
+    if layer_range == "all":
+        return True
+    return LAYER_RANGES.index(layer_range) == layer * 3 // n_layers
 
 
 # The largest float32 (and, within rounding, bfloat16) value: a strength above it is infinite

@@ -42,6 +42,7 @@ import pandas as pd
 from emoneuron.causal.classifier import Classifier, order_shots
 from emoneuron.causal.intervene import Ablation
 from emoneuron.causal.significance import Interval, near_chance, stratified_interval
+from emoneuron.causal.summaries import MEAN_ROW
 from emoneuron.causal.sweep import (
     Condition,
     ConditionStore,
@@ -57,9 +58,7 @@ from emoneuron.data.schema import EMOTIONS, Record, records_hash
 from emoneuron.errors import UserError
 from emoneuron.executors import Executor
 from emoneuron.io import read_json, sha256_bytes, write_csv
-from emoneuron.models.loading import load
-from emoneuron.options import flat_settings
-from emoneuron.rundir import (
+from emoneuron.layout import (
     CONDITIONS,
     FIGURES,
     LOCK,
@@ -68,13 +67,14 @@ from emoneuron.rundir import (
     METHODS_TABLE,
     NEURONS,
     REPORT,
-    RunDir,
     method_dir,
     method_file,
 )
+from emoneuron.models.loading import load
+from emoneuron.options import flat_settings
+from emoneuron.rundir import RunDir
 from emoneuron.selection.identify import NeuronSets, SelectionMethod, selection_method
 
-MEAN_ROW = "mean"
 RUN_METHOD = "run"  # the run's own sets, when no compared method equals them
 
 
@@ -169,7 +169,7 @@ def _row(compared: Compared, emotion: str, excess: Interval, is_near_chance: boo
             "near_chance": is_near_chance}
 
 
-def write_comparison(run_dir: RunDir, rows: Sequence[Mapping[str, Any]]) -> Path:
+def update_methods_table(run_dir: RunDir, rows: Sequence[Mapping[str, Any]]) -> Path:
     """Put ``rows`` into the run's methods.csv in place of their methods' earlier rows, and
     rank every method there by its mean specific excess drop (1 = largest)."""
     path = run_dir.file(METHODS_TABLE)
@@ -293,7 +293,7 @@ def evaluate_sets(directory: str | Path, sets: NeuronSets, name: str,
         label = f"{name} ({sets.config.statistic}, {sets.config.rule})"
         compared = Compared(name, label, sets, name, sources)
         comparison_seeds = seeds[:config.get("method_control_seeds", 1)]
-        path = write_comparison(run_dir, comparison_rows(store, evaluation, conditions, compared,
-                                                         comparison_seeds))
+        rows = comparison_rows(store, evaluation, conditions, compared, comparison_seeds)
+        path = update_methods_table(run_dir, rows)
         run_dir.add_files([METHODS_TABLE, *run_dir.under(method_dir(name))])
     return path

@@ -55,8 +55,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from emoneuron.causal.config import LAYER_RANGES
 from emoneuron.causal.significance import Interval, holm
-from emoneuron.causal.sweep import LAYER_RANGES, Condition, ConditionStore, Design, correctness
+from emoneuron.causal.sweep import Condition, ConditionStore, Design, correctness
 from emoneuron.data.schema import EMOTIONS, Record
 
 STATISTICS = ("own", "cross", "specific")  # of the classifier; "probe" in causal.readout

@@ -21,6 +21,7 @@ import pandas as pd
 
 from emoneuron.causal.classifier import Classifier
 from emoneuron.causal.config import DEFAULT_PROPORTIONS as DEFAULT_PROPORTIONS
+from emoneuron.causal.config import LAYER_RANGES, in_range
 from emoneuron.causal.config import Design as Design
 from emoneuron.causal.intervene import Ablation, applied, with_means
 from emoneuron.data.schema import EMOTIONS, Record
@@ -37,15 +38,6 @@ from emoneuron.selection.controls import (
     random_matched,
 )
 from emoneuron.selection.identify import Neuron, NeuronSets
-
-LAYER_RANGES = ("bottom", "middle", "top", "all")
-
-
-def in_range(layer: int, n_layers: int, layer_range: str) -> bool:
-    """Thirds of the stack: layer ``l`` is in third ``3l // n_layers`` (0 bottom, 2 top)."""
-    if layer_range == "all":
-        return True
-    return LAYER_RANGES.index(layer_range) == layer * 3 // n_layers
 
 
 @dataclass(frozen=True)

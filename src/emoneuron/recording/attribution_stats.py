@@ -22,9 +22,9 @@ import torch
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
+from emoneuron.layout import attribution_file
 from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.recording.statistics import GroupedCells, load_tensors, save_tensors
-from emoneuron.rundir import attribution_file
 
 ATTRIBUTION_FORMAT = "attribution-1"
 

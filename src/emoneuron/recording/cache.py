@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 
-from emoneuron import __version__
 from emoneuron.data.schema import Record, records_hash
 from emoneuron.errors import UserError
 from emoneuron.executors import Executor, LocalExecutor
@@ -31,6 +30,7 @@ from emoneuron.recording import kernel, recorder, statistics
 from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record_sharded
 from emoneuron.recording.statistics import RECORDING_FORMAT, Recording
+from emoneuron.version import __version__
 
 
 def weights_hash(model: torch.nn.Module) -> str:

@@ -36,9 +36,9 @@ from safetensors.torch import load_file, save
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import atomic_open, write_json
+from emoneuron.layout import STATS
 from emoneuron.models.config import DEFAULT_SITE
 from emoneuron.recording.config import TOKEN_POLICIES, TokenPolicy
-from emoneuron.rundir import STATS
 
 RECORDING_FORMAT = "2"  # grouped moments, histograms and top-k; format 1 had moments only
 

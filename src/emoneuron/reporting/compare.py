@@ -37,12 +37,13 @@ import numpy.typing as npt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from emoneuron.causal.baseline import BALANCED, CORPUS_WEIGHTED, OVERALL, summary_rows
+from emoneuron.causal.config import LAYER_RANGES
 from emoneuron.causal.significance import Interval, newcombe_interval
-from emoneuron.causal.sweep import LAYER_RANGES
+from emoneuron.causal.summaries import BALANCED, CORPUS_WEIGHTED, OVERALL, summary_rows
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import atomic_open, write_csv, write_json
+from emoneuron.layout import FIGURES
 from emoneuron.options import flat_settings
 from emoneuron.reporting.html import (
     Section,
@@ -65,7 +66,7 @@ from emoneuron.reporting.results import (
     self_effects,
     sweep_self,
 )
-from emoneuron.rundir import FIGURES, RunDir
+from emoneuron.rundir import RunDir
 
 # Config keys that may differ between compared runs without changing what is measured.
 NOT_SETTINGS = frozenset({"model", "device", "threads", "batch_size"})

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from emoneuron.causal.methods import MEAN_ROW
 from emoneuron.causal.significance import min_detectable_drop
+from emoneuron.causal.summaries import MEAN_ROW
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.reporting.causal import titled
 from emoneuron.reporting.html import table

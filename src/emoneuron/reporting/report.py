@@ -24,9 +24,24 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 
-from emoneuron.causal.sweep import LAYER_RANGES, in_range
+from emoneuron.causal.config import LAYER_RANGES, in_range
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.io import atomic_open
+from emoneuron.layout import (
+    CARDS_INDEX,
+    CONFUSION,
+    DOSE,
+    FIGURES,
+    FORMATS_SET_LEVEL,
+    METHODS_TABLE,
+    PROBE_DESCRIPTION,
+    REPORT,
+    SET_LEVEL,
+    SPECIFICITY,
+    STABILITY,
+    STEERING,
+    SWEEP_SET_LEVEL,
+)
 from emoneuron.options import flat_settings
 from emoneuron.reporting.causal import (
     confusion_figure,
@@ -65,22 +80,7 @@ from emoneuron.reporting.setlevel import (
     set_level_html,
     set_level_summary,
 )
-from emoneuron.rundir import (
-    CARDS_INDEX,
-    CONFUSION,
-    DOSE,
-    FIGURES,
-    FORMATS_SET_LEVEL,
-    METHODS_TABLE,
-    PROBE_DESCRIPTION,
-    REPORT,
-    SET_LEVEL,
-    SPECIFICITY,
-    STABILITY,
-    STEERING,
-    SWEEP_SET_LEVEL,
-    RunDir,
-)
+from emoneuron.rundir import RunDir
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

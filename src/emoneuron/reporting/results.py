@@ -17,7 +17,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.rundir import ABLATION, BASELINE_EXTRA, EFFECTS, SET_LEVEL, STABILITY, SWEEP, RunDir
+from emoneuron.layout import ABLATION, BASELINE_EXTRA, EFFECTS, SET_LEVEL, STABILITY, SWEEP
+from emoneuron.rundir import RunDir
 
 UNTESTED = "no set-level test in this run"
 Triple = tuple[float, float, float]  # value, 95% CI low, 95% CI high

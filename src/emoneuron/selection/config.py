@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, replace
-from typing import Literal, get_args
+from typing import Literal
 
 from emoneuron.errors import UserError
 from emoneuron.models.config import ACTIVATION_SITE, DEFAULT_SITE, Site
@@ -22,7 +22,6 @@ Rule = Literal["global", "per-layer", "per-emotion"]
 Assignment = Literal["argmax", "lape", "normalised"]
 Control = Literal["random", "frequency", "least", "shuffled"]  # emoneuron.selection.controls
 SelectionName = Literal["lape", "entropy-argmax", "auroc", "attribution"]
-STATISTICS: tuple[Statistic, ...] = get_args(Statistic)
 
 
 @dataclass(frozen=True)

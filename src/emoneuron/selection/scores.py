@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import get_args
 
 import torch
 
@@ -48,9 +49,9 @@ from emoneuron.recording.attribution_stats import AttributionStats
 from emoneuron.recording.statistics import ActivationStats
 from emoneuron.selection.config import ActivationStatistic, AttributionStatistic
 
-# Keyed by emoneuron.selection.config.ActivationStatistic and AttributionStatistic.
-STATISTICS: tuple[ActivationStatistic, ...] = ("lape", "frequency", "smd", "welch", "auroc")
-ATTRIBUTION_STATISTICS: tuple[AttributionStatistic, ...] = ("attribution", "attribution-specific")
+# The statistics are named once, in the torch-free config's Literal types.
+STATISTICS: tuple[ActivationStatistic, ...] = get_args(ActivationStatistic)
+ATTRIBUTION_STATISTICS: tuple[AttributionStatistic, ...] = get_args(AttributionStatistic)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from emoneuron.causal.cards import format_card, neuron_card, vocab_projection, write_cards
 from emoneuron.cli import main
 from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import Record, write_records
@@ -19,7 +20,6 @@ from emoneuron.io import write_json
 from emoneuron.models.loading import LoadedModel, load
 from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record
-from emoneuron.reporting.cards import format_card, neuron_card, vocab_projection, write_cards
 from emoneuron.selection.identify import IdentifyConfig, identify
 
 MakeTiny = Callable[[str], LoadedModel]

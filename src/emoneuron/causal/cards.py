@@ -27,11 +27,11 @@ from accelerate.utils import align_module_device
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.io import atomic_open, write_json
+from emoneuron.layout import CARD_INDEX
 from emoneuron.models.loading import LoadedModel, compute_device
 from emoneuron.recording.config import TokenPolicy
 from emoneuron.recording.recorder import encode_for_recording, site_hooks
 from emoneuron.recording.statistics import Recording, dialogue_hash
-from emoneuron.rundir import CARD_INDEX
 from emoneuron.selection.identify import NeuronSets
 
 CONTEXT_BEFORE = 8
