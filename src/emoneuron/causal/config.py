@@ -52,6 +52,16 @@ def check_strengths(name: str, strengths: tuple[float, ...]) -> None:
                         "infinite; give a smaller strength")
 
 
+def check_scope(tokens: str) -> None:
+    """A UserError unless ``tokens`` names a token scope.
+
+    >>> check_scope("dialogue")
+    """
+    if tokens not in get_args(Scope):
+        raise UserError(f"unknown token scope {tokens!r}: use one of "
+                        f"{', '.join(get_args(Scope))}")
+
+
 def check_intervention(mode: str, strength: float, tokens: str) -> None:
     """A UserError unless ``mode`` acts with ``strength`` on the ``tokens`` scope.
 
@@ -60,9 +70,7 @@ def check_intervention(mode: str, strength: float, tokens: str) -> None:
     if mode not in get_args(Mode):
         raise UserError(f"unknown intervention mode {mode!r}: use one of "
                         f"{', '.join(get_args(Mode))}")
-    if tokens not in get_args(Scope):
-        raise UserError(f"unknown token scope {tokens!r}: use one of "
-                        f"{', '.join(get_args(Scope))}")
+    check_scope(tokens)
     check_strengths("strength", (strength,))
     if mode == "scale" and not 0 <= strength < 1:
         raise UserError(f"mode scale attenuates: strength {strength} must be in [0, 1); "

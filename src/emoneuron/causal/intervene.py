@@ -196,8 +196,9 @@ def applied(loaded: LoadedModel, ablation: Ablation) -> Iterator[TokenScope]:
             handle.remove()
 
 
-def _positions(tokens: str, scope: TokenScope, shape: torch.Size) -> torch.Tensor | None:
-    """(batch, sequence, 1) bool of the positions to change; ``None`` for every position."""
+def scope_positions(tokens: str, scope: TokenScope, shape: torch.Size) -> torch.Tensor | None:
+    """(batch, sequence, 1) bool of the positions a ``tokens``-scoped intervention changes in
+    a tensor of ``shape`` (batch, sequence, ...); ``None`` for every position."""
     if tokens == "all":
         return None
     if scope.mask is not None:
@@ -226,7 +227,7 @@ def _change(ablation: Ablation, index: torch.Tensor, values: torch.Tensor | None
             values = None if values is None else values.to(hidden.device)
         chosen = hidden[..., index]
         changed = replacement(chosen, strength, values)
-        where = _positions(ablation.tokens, scope, hidden.shape)
+        where = scope_positions(ablation.tokens, scope, hidden.shape)
         if where is not None:
             changed = torch.where(where.to(hidden.device), changed, chosen)
         hidden = hidden.clone()

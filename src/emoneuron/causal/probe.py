@@ -185,7 +185,7 @@ class Probe:
         A sequence ``l2`` is a set of candidates: each layer takes the one with the lowest
         cross-entropy over ``folds`` seeded folds, stratified by emotion, of this training data
         (never of held-out data), then is refitted on all of it. A number is used as it is."""
-        x, y = _checked(features, labels)
+        x, y = checked_features(features, labels)
         candidates = (float(l2),) if isinstance(l2, int | float) else tuple(map(float, l2))
         if not candidates or min(candidates) <= 0:
             raise UserError(f"l2 {l2!r}: give one positive penalty or a list of them")
@@ -221,7 +221,7 @@ class Probe:
     def correct(self, features: torch.Tensor,
                 labels: torch.Tensor | Sequence[int]) -> np.ndarray:
         """Whether each layer's probe names each dialogue's emotion, (N, layers) bool."""
-        _, y = _checked(features, labels)
+        _, y = checked_features(features, labels)
         correct: np.ndarray = self.predict(features) == y.numpy()[:, None]
         return correct
 
@@ -287,8 +287,10 @@ def probe_outcomes(loaded: LoadedModel, probe: Probe, records: Sequence[Record],
     return probe.correct(features, emotion_labels(records))
 
 
-def _checked(features: torch.Tensor,
-             labels: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def checked_features(features: torch.Tensor, labels: torch.Tensor | Sequence[int],
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``features`` (N, layers, hidden) as float64 and ``labels`` as (N,) emotion indices,
+    or a UserError saying what does not fit."""
     y = torch.as_tensor(labels, dtype=torch.long).flatten()
     if features.ndim != 3 or features.shape[0] != len(y):
         raise UserError(f"features of shape {tuple(features.shape)} and {len(y)} labels: give "

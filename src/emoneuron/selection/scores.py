@@ -32,6 +32,14 @@ emotion, and one score per neuron for rankings across emotions (:class:`Scores`)
     The same minus the mean of the other emotions' means: support for e's right answer beyond
     the support for every right answer.
 
+``direction-projection`` (Wang et al. 2025, "Do LLMs 'Feel'? Emotion Circuits Discovery and
+Control")
+    The neuron's mean activation on e's dialogues times what it writes along e's residual-stream
+    direction per unit of activation (:func:`emoneuron.causal.directions.direction_writes`):
+    how much, on average per token, it pushes the residual stream towards e. It needs the
+    directions and the model's down projection besides the recording
+    (:func:`direction_projection`), so it is not yet one of :data:`STATISTICS`.
+
 Overall score: the LAPE selectivity for ``lape``, the largest per-emotion score otherwise.
 """
 
@@ -45,6 +53,7 @@ import torch
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
+from emoneuron.models.config import DEFAULT_SITE
 from emoneuron.recording.attribution_stats import AttributionStats
 from emoneuron.recording.statistics import ActivationStats
 from emoneuron.selection.config import ActivationStatistic, AttributionStatistic
@@ -146,6 +155,31 @@ def attribution_scores(stats: AttributionStats, specific: bool) -> Scores:
     if specific:
         mean = mean - (mean.sum(0, keepdim=True) - mean) / (len(EMOTIONS) - 1)
     return Scores(per_emotion=mean, overall=mean.max(0).values)
+
+
+def direction_projection(stats: ActivationStats, writes: torch.Tensor) -> Scores:
+    """Per emotion, each neuron's mean activation over e's counted tokens times ``writes``
+    (E, L, W), its down-projection column's projection on e's unit direction; overall, the
+    largest. Only the down projection's input is what the column multiplies.
+
+    >>> stats = ActivationStats.zeros(1, 2, "mlp.down_proj.input", "dialogue")
+    >>> stats.tokens[:] = 4.0
+    >>> stats.sum[0, 0] = torch.tensor([2.0, -8.0])  # anger: mean activations 0.5 and -2
+    >>> writes = torch.zeros(6, 1, 2, dtype=torch.float64)
+    >>> writes[0, 0] = torch.tensor([3.0, 1.0])
+    >>> direction_projection(stats, writes).per_emotion[0, 0].tolist()
+    [1.5, -2.0]
+    """
+    if stats.site != DEFAULT_SITE:
+        raise UserError(f"direction-projection multiplies the down projection's input "
+                        f"({DEFAULT_SITE}) by its columns; these statistics were recorded at "
+                        f"{stats.site}")
+    if tuple(writes.shape) != tuple(stats.sum.shape):
+        raise UserError(f"writes of shape {tuple(writes.shape)} for statistics of shape "
+                        f"{tuple(stats.sum.shape)}: were they computed on another model?")
+    mean = stats.sum / stats.tokens.clamp(min=1).view(-1, 1, 1)
+    per_emotion = mean * writes.to(mean.dtype)
+    return Scores(per_emotion=per_emotion, overall=per_emotion.max(0).values)
 
 
 def compute_scores(stats: ActivationStats | AttributionStats, statistic: str,
