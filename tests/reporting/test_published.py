@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from emoneuron.errors import UserError
+from emoneuron.layout import SET_LEVEL
 from emoneuron.reporting.published import (
     CAPTURED,
     DOCUMENTS,
@@ -16,7 +17,6 @@ from emoneuron.reporting.published import (
     main,
     refreshed,
 )
-from emoneuron.rundir import SET_LEVEL
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -29,8 +29,9 @@ import pandas as pd
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import atomic_open, write_json
+from emoneuron.layout import FORMATS_SET_LEVEL, SET_LEVEL, SWEEP_SET_LEVEL
 from emoneuron.reporting.html import pp
-from emoneuron.rundir import FORMATS_SET_LEVEL, SET_LEVEL, SWEEP_SET_LEVEL, RunDir
+from emoneuron.rundir import RunDir
 from emoneuron.selection.config import SELECTION_METHODS
 
 CAPTURED = Path("docs/runs")
