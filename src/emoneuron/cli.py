@@ -16,11 +16,14 @@ import sys
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emoneuron.errors import UserError
 from emoneuron.io import check_output_dir, check_output_file
 from emoneuron.options import choices, field_docs, flag, flat_settings, leaf_fields, nested
+
+if TYPE_CHECKING:
+    from emoneuron.config import RunConfig
 
 
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type[Any],
@@ -83,16 +86,24 @@ def _check_output_file(path: Path, flag: str = "--out") -> None:
     check_not_a_run_file(path, flag)
 
 
-def _cmd_run(args: argparse.Namespace) -> None:
-    check_output_dir(args.out)
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig of a ``run`` command line, checked without torch (so a bad option is refused
+    in a fraction of a second, not after the pipeline's imports)."""
     from emoneuron.config import RunConfig, preset_config
-    from emoneuron.pipeline import run
+    from emoneuron.models.config import check_model
 
     options = _given(RunConfig, args)
-    options.pop("preset", None)
-    report = run(preset_config(getattr(args, "preset", ""), **options), args.out,
-                 progress=not args.quiet)
-    print(f"report: {report}")
+    config = preset_config(options.pop("preset", ""), **options)
+    check_model(config.model)
+    return config
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    check_output_dir(args.out)
+    config = run_config(args)
+    from emoneuron.pipeline import run
+
+    print(f"report: {run(config, args.out, progress=not args.quiet)}")
 
 
 def _cmd_ablate(args: argparse.Namespace) -> None:

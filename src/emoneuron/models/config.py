@@ -1,12 +1,15 @@
 """The model settings every command shares, importable without torch: the default model, the
-neuron sites every adapter offers, the tools their names are exported for, and the device
-check."""
+neuron sites every adapter offers, the tools their names are exported for, and the model and
+device checks."""
 
 from __future__ import annotations
 
+import difflib
+from pathlib import Path
 from typing import Literal, get_args
 
 from emoneuron.errors import UserError
+from emoneuron.models.embedded import EMBEDDED
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -44,3 +47,30 @@ def check_device(device: str) -> None:
         raise UserError(f"--device {device}: MPS is not available here; use cpu")
     if parsed.type not in ("cpu", "cuda", "mps"):
         raise UserError(f"--device {device}: use cpu, cuda, cuda:N or mps")
+
+
+def check_model(name_or_path: str) -> None:
+    """A UserError unless ``name_or_path`` can name a model: an embedded name, a ``.gguf`` file,
+    a model directory (with a config.json) or a hub id ``org/name`` (not looked up here). Done
+    from the name and the file system alone, so a typo is refused before torch is imported.
+
+    >>> check_model("smollm2")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    emoneuron.errors.UserError: unknown model 'smollm2' (did you mean smollm2-135m?): use an ...
+    """
+    if name_or_path in EMBEDDED:
+        return
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise UserError(f"{path}: no such GGUF file")
+    elif path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{path}: directory has no config.json; pass a Hugging Face model "
+                            "directory, a .gguf file or an embedded name")
+    elif path.exists() or name_or_path.count("/") != 1:
+        close = difflib.get_close_matches(name_or_path, EMBEDDED, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(f"unknown model {name_or_path!r}{hint}: use an embedded model "
+                        f"({', '.join(EMBEDDED)}), a model directory, a .gguf file, or a hub id "
+                        "such as org/name")

@@ -35,7 +35,7 @@ from emoneuron.errors import UserError
 from emoneuron.io import check_output_dir, sha256_bytes
 from emoneuron.models.adapters import Adapter, adapter_for
 from emoneuron.models.config import DEFAULT_MODEL as DEFAULT_MODEL
-from emoneuron.models.config import check_device
+from emoneuron.models.config import check_device, check_model
 
 # DEFAULT_MODEL and cache_root are re-exported: the loaders' callers have always found them here.
 from emoneuron.models.embedded import EMBEDDED, cached_directory
@@ -180,28 +180,19 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
 
 def resolve(name_or_path: str) -> tuple[Path | None, bool]:
     """A local Hugging Face directory for the model (converting GGUF once), or None for hub ids."""
+    check_model(name_or_path)
     if name_or_path in EMBEDDED:
         embedded = EMBEDDED[name_or_path]
         target = cached_directory(name_or_path)
         return _cached_conversion(target.name, embedded.gguf), embedded.instruct
     path = Path(name_or_path).expanduser()
     if path.suffix == ".gguf":
-        if not path.is_file():
-            raise UserError(f"{path}: no such GGUF file")
         stat = path.stat()
         key = sha256_bytes(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())[:16]
         return _cached_conversion(f"{path.stem}-{key}", lambda _: path), _looks_instruct(path.name)
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise UserError(f"{path}: directory has no config.json; pass a Hugging Face model "
-                            "directory, a .gguf file or an embedded name")
         return path, _looks_instruct(path.name)
-    if path.exists() or name_or_path.count("/") != 1:
-        raise UserError(
-            f"unknown model {name_or_path!r}: use an embedded model ({', '.join(EMBEDDED)}), "
-            "a model directory, a .gguf file, or a hub id such as org/name"
-        )
-    return None, _looks_instruct(name_or_path)
+    return None, _looks_instruct(name_or_path)  # a hub id
 
 
 def _is_cached_conversion(directory: Path) -> bool:
