@@ -3,6 +3,7 @@ the likely fix; a closed pipe, a version question and a machine reader are serve
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 import emoneuron
+from emoneuron.cli import main
+from emoneuron.config import RunConfig
 
 SRC = Path(emoneuron.__file__).parents[1]  # the code under test, for a subprocess
 
@@ -47,3 +50,83 @@ def test_a_bad_run_option_is_refused_before_torch_is_imported(
     assert named in done.stderr.strip().splitlines()[-1], done.stderr
     assert json.loads(done.stdout.splitlines()[-1]) == []
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def run_configs(monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
+    """The RunConfig each ``run`` command line reaches the pipeline with (which does not run)."""
+    seen: list[RunConfig] = []
+    monkeypatch.setattr(importlib.import_module("emoneuron.pipeline"), "run",
+                        lambda config, *_, **__: seen.append(config))
+    return seen
+
+
+def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The error line of a command line argparse refuses (after at most its usage line)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) <= 2 and (len(lines) == 1 or lines[0].startswith("usage: ")), lines
+    return lines[-1]
+
+
+@pytest.mark.parametrize("share", ["5%", "0.05", "5e-2", " 5% "])
+def test_share_is_a_fraction_or_a_percentage(share: str, run_configs: list[RunConfig],
+                                              tmp_path: Path) -> None:
+    assert main(["run", "--share", share, "--out", str(tmp_path)]) == 0
+    assert run_configs[0].identify.share == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("share", ["1", "0", "60%", "abc", "0.51", "-5%", "nan", "5%%"])
+def test_any_other_share_is_refused_naming_both_forms(
+        share: str, run_configs: list[RunConfig], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--share 1`` once meant every neuron, and started a full run."""
+    line = _refusal(["run", f"--share={share}", "--out", str(tmp_path)], capsys)
+    assert line == (f"emoneuron run: error: argument --share: {share!r}: give a fraction in "
+                    "(0, 0.5] or a percentage N% up to 50%, e.g. 0.01 or 1%")
+    assert run_configs == []
+
+
+@pytest.mark.parametrize(("argv", "usage", "line"), [
+    (["rn"], "usage: emoneuron [-h]",
+     "emoneuron: error: argument COMMAND: invalid choice: 'rn' (did you mean run?); choose from "
+     "data, models, record, identify, evaluate, run, ablate, report, compare, series, neuron, "
+     "neurons"),
+    (["run", "--modle", "smollm2-135m", "--out", "OUT"],
+     "usage: emoneuron run [options] (`emoneuron run --help` explains them)",
+     "emoneuron run: error: unrecognized arguments: --modle smollm2-135m (did you mean --mode or "
+     "--model?)"),
+    (["data", "stats", "FILE", "--jsn"], "usage: emoneuron data stats [-h] [--json] file",
+     "emoneuron data stats: error: unrecognized arguments: --jsn (did you mean --json?)"),
+    (["neurons", "export", "RUN", "--format", "transformerlen"], "usage: emoneuron neurons export",
+     "emoneuron neurons export: error: argument --format: invalid choice: 'transformerlen' (did "
+     "you mean transformerlens?); choose from transformerlens, nnsight"),
+])
+def test_a_mistyped_command_option_or_choice_gets_the_close_match_and_its_commands_usage(
+        argv: list[str], usage: str, line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``run --modle`` once printed the top-level usage, which lists no option of ``run``."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    first, *rest = capsys.readouterr().err.strip().splitlines()
+    assert first.startswith(usage) and rest == [line]
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["--selection", "lpe"], "error: unknown selection method 'lpe': use one of lape, "
+     "entropy-argmax, auroc, attribution (did you mean lape?)"),
+    (["--mode", "zreo"], "error: --mode 'zreo': use one of zero, mean, scale, amplify, clamp "
+     "(did you mean zero?)"),
+    (["--model", "smollm2"], "error: unknown model 'smollm2' (did you mean smollm2-135m?): use "
+     "an embedded model (smollm2-135m, gemma3-270m, qwen2.5-coder-0.5b, qwen2.5-coder-1.5b), a "
+     "model directory, a .gguf file, or a hub id such as org/name"),
+])
+def test_a_mistyped_value_gets_the_close_match(argv: list[str], line: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["run", *argv, "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [line]

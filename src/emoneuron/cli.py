@@ -20,10 +20,49 @@ from typing import TYPE_CHECKING, Any
 
 from emoneuron.errors import UserError
 from emoneuron.io import check_output_dir, check_output_file
-from emoneuron.options import choices, field_docs, flag, flat_settings, leaf_fields, nested
+from emoneuron.options import (
+    OPTION_FORMS,
+    choices,
+    did_you_mean,
+    field_docs,
+    flag,
+    flat_settings,
+    leaf_fields,
+    nested,
+)
 
 if TYPE_CHECKING:
     from emoneuron.config import RunConfig
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, forgiving: a mistyped command, option or choice is answered with the closest
+    valid one; an unknown option is refused by the command it was given to (argparse leaves it
+    to the top-level parser, whose usage does not show that command's options); a refusal is a
+    usage line and one error line."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        usage = self.format_usage()
+        if usage.count("\n") > 2:  # run's options fill a screen: point at them instead
+            usage = f"usage: {self.prog} [options] (`{self.prog} --help` explains them)\n"
+        self.exit(2, f"{usage}{self.prog}: error: {message}\n")
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[Any, list[str]]:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            known = [name for action in self._actions for name in action.option_strings]
+            unknown = next((word.split("=")[0] for word in extras if word.startswith("-")), "")
+            self.error(f"unrecognized arguments: {' '.join(extras)}"
+                       f"{did_you_mean(unknown, known) if unknown else ''}")
+        return namespace, extras
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if action.choices is not None and value not in action.choices:
+            valid = [str(choice) for choice in action.choices]
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r}"
+                                                 f"{did_you_mean(str(value), valid)}; choose "
+                                                 f"from {', '.join(valid)}")
 
 
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type[Any],
@@ -59,6 +98,8 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type[Any],
             options.update(nargs="+", type=str if allowed else args[0])
         elif allowed:
             options["type"] = str
+        elif spec.name in OPTION_FORMS:
+            options["type"] = OPTION_FORMS[spec.name]
         else:
             options["type"] = args[0] if args else hint
         parser.add_argument(flag(spec.name), **options)
@@ -487,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     from emoneuron.selection.config import UNKNOWN_MODEL, IdentifyConfig, StabilityConfig
     from emoneuron.series import SeriesConfig
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="emoneuron", description=__doc__.splitlines()[0],
         epilog="pipeline: data -> models -> record -> identify -> evaluate -> run / ablate -> "
                "report -> compare; `emoneuron COMMAND --help` explains every option")

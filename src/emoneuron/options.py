@@ -8,12 +8,14 @@ builds its parser in a fraction of a second; each config checks its own fields i
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import difflib
 import math
 import numbers
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from emoneuron.errors import UserError
@@ -32,6 +34,29 @@ def _shown(value: Any) -> str:
     if isinstance(value, tuple | list):
         return " ".join(map(str, value))
     return repr(value) if isinstance(value, str) else str(value)
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean X?)`` with the candidates closest to a mistyped ``word`` (two where they
+    are about as close: ``--modle`` is one letter from ``--mode`` and one swap from
+    ``--model``); "" when none is close.
+
+    >>> did_you_mean("rn", ["run", "report", "record"])
+    ' (did you mean run?)'
+    >>> did_you_mean("--modle", ["--mode", "--model", "--data"])
+    ' (did you mean --mode or --model?)'
+    """
+    scored = sorted(((difflib.SequenceMatcher(None, word, candidate).ratio(), candidate)
+                     for candidate in candidates), reverse=True)
+    close = [candidate for ratio, candidate in scored
+             if ratio >= max(CLOSE, scored[0][0] - ABOUT_AS_CLOSE)][:2] if scored else []
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+# difflib's similarity ratio of a word and the candidate suggested for it, at least; and how much
+# less similar a second candidate may be and still be suggested beside the first.
+CLOSE = 0.5
+ABOUT_AS_CLOSE = 0.1
 
 
 def at_least(name: str, value: float, smallest: float) -> None:
@@ -80,6 +105,38 @@ def check_fraction(name: str, value: float) -> None:
     """
     if not 0 < value < 1:
         raise UserError(f"{flag(name)} {value}: must be between 0 and 1, e.g. 0.4")
+
+
+# The most of a model's neurons a selection may keep: emotion neurons are a small share, and a
+# share of 1 (every neuron, a full run's worth of work) was once taken from a typo.
+MAX_SHARE = 0.5
+
+
+def share_of_neurons(text: str) -> float:
+    """A ``--share`` as typed: a fraction in (0, 0.5] or a percentage up to 50%.
+
+    >>> share_of_neurons("5%"), share_of_neurons("0.05")
+    (0.05, 0.05)
+    >>> share_of_neurons("1")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: '1': give a fraction in (0, 0.5] or a percentage N% up to 50%, \
+e.g. 0.01 or 1%
+    """
+    number = text.strip()
+    percent = number.endswith("%")
+    try:
+        value = float(number.removesuffix("%")) / (100 if percent else 1)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_SHARE:  # also refuses NaN
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a fraction in (0, {MAX_SHARE}] or a percentage N% up to "
+            f"{MAX_SHARE:.0%}, e.g. 0.01 or 1%")
+    return value
+
+
+# Options whose text has a form of its own beyond their field's type, by field name.
+OPTION_FORMS: dict[str, Callable[[str], Any]] = {"share": share_of_neurons}
 
 
 def distinct(name: str, values: tuple[Any, ...]) -> None:
@@ -147,10 +204,11 @@ def check_fields(config: Any) -> None:
         allowed = choices(hints[spec.name])
         value = getattr(config, spec.name)
         values = value if isinstance(value, tuple) else (value,)
-        if allowed and any(v not in allowed for v in values):
+        wrong = [v for v in values if v not in allowed]
+        if allowed and wrong:
             raise UserError(f"{flag(spec.name)} {_shown(value)}: use "
                             f"{'some' if isinstance(value, tuple) else 'one'} of "
-                            f"{', '.join(allowed)}")
+                            f"{', '.join(allowed)}{did_you_mean(str(wrong[0]), allowed)}")
 
 
 def _type_name(hint: Any) -> str:

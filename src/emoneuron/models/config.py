@@ -4,12 +4,12 @@ device checks."""
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Literal, get_args
 
 from emoneuron.errors import UserError
 from emoneuron.models.embedded import EMBEDDED
+from emoneuron.options import did_you_mean
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -69,8 +69,6 @@ def check_model(name_or_path: str) -> None:
             raise UserError(f"{path}: directory has no config.json; pass a Hugging Face model "
                             "directory, a .gguf file or an embedded name")
     elif path.exists() or name_or_path.count("/") != 1:
-        close = difflib.get_close_matches(name_or_path, EMBEDDED, n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise UserError(f"unknown model {name_or_path!r}{hint}: use an embedded model "
-                        f"({', '.join(EMBEDDED)}), a model directory, a .gguf file, or a hub id "
-                        "such as org/name")
+        raise UserError(f"unknown model {name_or_path!r}{did_you_mean(name_or_path, EMBEDDED)}: "
+                        f"use an embedded model ({', '.join(EMBEDDED)}), a model directory, a "
+                        ".gguf file, or a hub id such as org/name")
