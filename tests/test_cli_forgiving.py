@@ -130,3 +130,27 @@ def test_a_mistyped_value_gets_the_close_match(argv: list[str], line: str, tmp_p
     capsys.readouterr()
     assert main(["run", *argv, "--out", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [line]
+
+
+def test_a_closed_pipe_ends_quietly_with_the_status_of_sigpipe(tmp_path: Path) -> None:
+    """``emoneuron data stats F | head -1`` once ended in a BrokenPipeError traceback. Here the
+    reader is gone before the command writes, as when ``head`` has its line."""
+    data = tmp_path / "dialogues.jsonl"
+    assert main(["data", "synth", "--per-emotion", "4", "--out", str(data)]) == 0
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "import sys; from emoneuron.cli import main; "
+             "sys.exit(main(sys.argv[1:]))", "data", "stats", str(data)],
+            stdout=write, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=120)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert (stop.value.code, capsys.readouterr().out) == (0, f"emoneuron {emoneuron.__version__}\n")

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import errno
 import json
+import os
 import signal
 import sys
 import typing
@@ -18,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emoneuron import __version__
 from emoneuron.errors import UserError
 from emoneuron.io import check_output_dir, check_output_file
 from emoneuron.options import (
@@ -532,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="emoneuron", description=__doc__.splitlines()[0],
         epilog="pipeline: data -> models -> record -> identify -> evaluate -> run / ablate -> "
                "report -> compare; `emoneuron COMMAND --help` explains every option")
+    parser.add_argument("--version", action="version", version=f"emoneuron {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      title="commands, in pipeline order")
@@ -697,6 +700,9 @@ def _machine_error(error: OSError, args: argparse.Namespace) -> str | None:
     return None
 
 
+CLOSED_PIPE = 128 + signal.SIGPIPE  # 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     on_term = signal.signal(signal.SIGTERM, _terminate)
@@ -705,6 +711,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     on_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args.func(args)
+        sys.stdout.flush()  # a closed pipe is found here, not at exit, where it would be ignored
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): what it did not read is not wanted. stdout goes
+        # to /dev/null so the flush at exit fails no more, and the exit status is that of a
+        # process SIGPIPE ended, as for other Unix tools (`set -o pipefail` sees it).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return CLOSED_PIPE
     except UserError as error:
         if args.debug:
             raise
