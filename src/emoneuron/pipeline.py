@@ -218,6 +218,7 @@ def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash:
                   "family": loaded.adapter.family, "n_layers": loaded.n_layers,
                   "width": loaded.width, "n_neurons": loaded.n_layers * loaded.width,
                   "site": selection.site, "dtype": str(loaded.model.dtype),
+                  "device": str(loaded.device),  # what --device auto (the default) picked
                   # Counted once where shared (a tied embedding), as models list counts them.
                   "parameters": sum(p.numel() for p in loaded.model.parameters())},
         "data": {"hash": data_hash, "source": config.data or "synthetic (emoneuron data synth)",

@@ -19,7 +19,7 @@ from emoneuron.causal.config import Design
 from emoneuron.config import RunConfig, preset_config
 from emoneuron.errors import UserError
 from emoneuron.io import write_csv
-from emoneuron.models.config import check_device
+from emoneuron.models.config import AUTO_DEVICE, check_device
 from emoneuron.models.embedded import EMBEDDED
 from emoneuron.rundir import MANIFEST, RunDir
 
@@ -41,13 +41,13 @@ class SeriesConfig:
         full: the full causal grid (every control, the sweep, dose and steering), for a GPU
         baseline_data: also evaluate each model's baseline on this JSONL file (e.g. a real
             corpus from `emoneuron data load`)
-        device: cpu, cuda, cuda:N or mps
+        device: auto (CUDA where present, else MPS, else cpu), cpu, cuda, cuda:N or mps
     """
 
     models: tuple[str, ...] = tuple(EMBEDDED)
     full: bool = False
     baseline_data: str | None = None
-    device: str = "cpu"
+    device: str = AUTO_DEVICE
 
     def __post_init__(self) -> None:
         check_device(self.device)

@@ -25,20 +25,25 @@ Tool = Literal["transformerlens", "nnsight"]
 TOOLS: tuple[Tool, ...] = get_args(Tool)
 
 
-def check_device(device: str) -> None:
-    """A UserError unless ``device`` is a torch device that exists here (``cpu`` is checked
-    without importing torch).
+# The default device: CUDA where present, else MPS, else the CPU; resolved when the model loads
+# (emoneuron.models.loading.resolve_device), so configs stay torch-free.
+AUTO_DEVICE = "auto"
 
-    >>> check_device("cpu")
+
+def check_device(device: str) -> None:
+    """A UserError unless ``device`` is a torch device that exists here (``cpu`` and ``auto``
+    are checked without importing torch).
+
+    >>> check_device("auto")
     """
-    if device == "cpu":
+    if device in ("cpu", AUTO_DEVICE):
         return
     import torch
 
     try:
         parsed = torch.device(device)
     except RuntimeError:
-        raise UserError(f"--device {device!r}: use cpu, cuda, cuda:N or mps") from None
+        raise UserError(f"--device {device!r}: use auto, cpu, cuda, cuda:N or mps") from None
     if parsed.type == "cuda" and (not torch.cuda.is_available()
                                   or (parsed.index or 0) >= torch.cuda.device_count()):
         raise UserError(f"--device {device}: no such CUDA device here "
@@ -46,7 +51,7 @@ def check_device(device: str) -> None:
     if parsed.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"--device {device}: MPS is not available here; use cpu")
     if parsed.type not in ("cpu", "cuda", "mps"):
-        raise UserError(f"--device {device}: use cpu, cuda, cuda:N or mps")
+        raise UserError(f"--device {device}: use auto, cpu, cuda, cuda:N or mps")
 
 
 def check_model(name_or_path: str) -> None:
