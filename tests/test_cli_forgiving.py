@@ -3,6 +3,7 @@ the likely fix; a closed pipe, a version question and a machine reader are serve
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from file_safety import tiny_run_args
 
 import emoneuron
 from emoneuron.cli import main
@@ -196,3 +198,81 @@ def test_device_auto_is_the_default_and_the_manifest_records_the_device_used(
     manifest = json.loads((finished_run[0] / "manifest.json").read_text())
     assert RunConfig().device == manifest["config"]["device"] == "auto"
     assert manifest["model"]["device"].split(":")[0] == resolve_device("auto")
+
+
+SETTINGS_TOML = """
+model = "gemma3-270m"
+per_emotion = 12
+compare_methods = ["lape", "auroc"]
+sweep = false
+
+[identify]
+share = "5%"
+rule = "per-layer"
+
+[design]
+mode = "scale"
+proportions = [0.5, 1.0]
+"""
+SAME_OPTIONS = ["--model", "gemma3-270m", "--per-emotion", "12", "--compare-methods", "lape",
+                "auroc", "--no-sweep", "--share", "0.05", "--rule", "per-layer", "--mode",
+                "scale", "--proportions", "0.5", "1.0"]
+
+
+def test_a_config_file_gives_the_config_of_the_same_options(
+        run_configs: list[RunConfig], tmp_path: Path) -> None:
+    settings = tmp_path / "run.toml"
+    settings.write_text(SETTINGS_TOML)
+    out = str(tmp_path / "run")
+    assert main(["run", "--config", str(settings), "--out", out]) == 0
+    assert main(["run", *SAME_OPTIONS, "--out", out]) == 0
+    assert main(["run", "--config", str(settings), "--per-emotion", "20", "--mode", "zero",
+                 "--out", out]) == 0  # the command line wins
+    from_file, from_options, overridden = run_configs
+    assert from_file == from_options != RunConfig()
+    assert from_file.identify.share == 0.05 and from_file.design.proportions == (0.5, 1.0)
+    assert overridden == dataclasses.replace(
+        from_file, per_emotion=20, design=dataclasses.replace(from_file.design, mode="zero"))
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("modle = 'x'", "unknown key 'modle' (did you mean model?)"),
+    ("per-emotion = 3", "unknown key 'per-emotion' (did you mean per_emotion?)"),
+    ("mode = 'scale'", "unknown key 'mode' (it belongs in the table [design])"),
+    ("[design]\nmodee = 'scale'", "unknown key 'modee' (did you mean mode?)"),
+    ("design = 'scale'", "design is a table of options ([design]), not a value"),
+    ("per_emotion = '3'", "per_emotion = '3' is not of type int"),
+    ("[identify]\nshare = 1", "share '1': give a fraction in (0, 0.5] or a percentage N% up to "
+                              "50%, e.g. 0.01 or 1%"),
+    ("per_emotion = ", "not valid TOML (Invalid value"),  # tomllib's words after that
+])
+def test_a_bad_config_file_is_refused_naming_the_file_and_the_key(
+        text: str, line: str, run_configs: list[RunConfig], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    settings = tmp_path / "run.toml"
+    settings.write_text(text + "\n")
+    capsys.readouterr()
+    assert main(["run", "--config", str(settings), "--out", str(tmp_path / "run")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {settings}: {line}"), lines
+    assert run_configs == []
+
+
+def test_like_reruns_a_finished_runs_exact_settings_with_the_options_given(
+        finished_run: tuple[Path, Path], tiny_model_dir: Path, run_configs: list[RunConfig],
+        tmp_path: Path) -> None:
+    run, data = finished_run
+    assert main(tiny_run_args(tiny_model_dir, tmp_path / "again", data)) == 0
+    assert main(["run", "--like", str(run), "--out", str(tmp_path / "like")]) == 0
+    assert main(["run", "--like", str(run), "--seed", "3", "--out", str(tmp_path / "seed")]) == 0
+    original, like, seeded = run_configs
+    assert like == original and like.design.controls == ("random", "shuffled")
+    assert seeded == dataclasses.replace(original, seed=3)
+
+
+def test_like_of_a_directory_without_a_run_is_refused(
+        run_configs: list[RunConfig], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["run", "--like", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path}/manifest.json: missing")
+    assert run_configs == []

@@ -31,6 +31,7 @@ from emoneuron.options import (
     flat_settings,
     leaf_fields,
     nested,
+    recorded_settings,
 )
 
 if TYPE_CHECKING:
@@ -130,12 +131,24 @@ def _check_output_file(path: Path, flag: str = "--out") -> None:
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
-    """The RunConfig of a ``run`` command line, checked without torch (so a bad option is refused
-    in a fraction of a second, not after the pipeline's imports)."""
+    """The RunConfig of a ``run`` command line: the settings of the run ``--like`` names, then
+    those of the ``--config`` file, then the options given, each winning over the one before
+    (and all over ``--preset``). Checked without torch, so a bad option is refused in a
+    fraction of a second, not after the pipeline's imports."""
     from emoneuron.config import RunConfig, preset_config
+    from emoneuron.io import read_toml
     from emoneuron.models.config import check_model
+    from emoneuron.rundir import MANIFEST, RunDir
 
-    options = _given(RunConfig, args)
+    options: dict[str, Any] = {}
+    if args.like:
+        like = RunDir(args.like)
+        options |= recorded_settings(RunConfig, like.manifest()["config"],
+                                     str(like.file(MANIFEST)))
+    if args.config:
+        options |= recorded_settings(RunConfig, read_toml(args.config), str(args.config),
+                                     OPTION_FORMS)
+    options |= _given(RunConfig, args)
     config = preset_config(options.pop("preset", ""), **options)
     check_model(config.model)
     return config
@@ -564,6 +577,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "dialogues per emotion) or size (each model of a size series: own "
                           "neurons and one random control masked, no sweep); options given "
                           "explicitly override it")
+    run.add_argument("--config", type=Path, metavar="FILE.toml",
+                     help="settings from a TOML file: keys are the options' field names "
+                          "(per_emotion for --per-emotion), a stage's options in the table of "
+                          "its config, as in a manifest's config ([design] for mode); options "
+                          "given win over it")
+    run.add_argument("--like", type=Path, metavar="RUN_DIR",
+                     help="the settings recorded in RUN_DIR's manifest.json, exactly; --config "
+                          "and options given win over them")
     run.add_argument("--out", type=Path, required=True, help="run directory")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)

@@ -257,7 +257,7 @@ def leaf_fields(cls: type[Any]) -> list[tuple[type[Any], dataclasses.Field[Any]]
     leaves: list[tuple[type[Any], dataclasses.Field[Any]]] = []
     for spec in dataclasses.fields(cls):
         hint = hints[spec.name]
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if _is_config(hint):
             leaves += leaf_fields(hint)
         else:
             leaves.append((cls, spec))
@@ -279,9 +279,59 @@ def nested(cls: type[Any], flat: Mapping[str, Any]) -> Any:
     values = {}
     for spec in dataclasses.fields(cls):
         hint = hints[spec.name]
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if _is_config(hint):
             values[spec.name] = nested(hint, {name: value for name, value in flat.items()
                                               if name in {s.name for _, s in leaf_fields(hint)}})
         elif spec.name in flat:
             values[spec.name] = flat[spec.name]
     return cls(**values)
+
+
+def recorded_settings(cls: type[Any], mapping: Mapping[str, Any], source: str,
+                      forms: Mapping[str, Callable[[str], Any]] | None = None) -> dict[str, Any]:
+    """The field values of the dataclass ``cls`` in ``mapping`` (a config file's tables, or a
+    manifest's ``config``), by field name as :func:`nested` takes them: keys are field names,
+    a nested config is a table of its own (``[design]``), lists are tuples. ``forms`` parses
+    the values of the fields named there as if typed on the command line (``share = "5%"``).
+    A key that is no field, a table where a value belongs (or the reverse) or a value of
+    another type is refused in one line naming ``source`` and the key.
+
+    >>> from emoneuron.config import RunConfig
+    >>> recorded_settings(RunConfig, {"seed": 1, "design": {"proportions": [0.5, 1.0]}}, "f")
+    {'seed': 1, 'proportions': (0.5, 1.0)}
+    >>> recorded_settings(RunConfig, {"modle": "m"}, "run.toml")
+    Traceback (most recent call last):
+    emoneuron.errors.UserError: run.toml: unknown key 'modle' (did you mean model?)
+    """
+    flat: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
+    names = [spec.name for spec in dataclasses.fields(cls)]
+    for key, value in mapping.items():
+        if key not in hints:
+            section = next((f" (it belongs in the table [{owner}])" for owner in names
+                            if _is_config(hints[owner]) and key in {
+                                spec.name for _, spec in leaf_fields(hints[owner])}), "")
+            raise UserError(f"{source}: unknown key {key!r}"
+                            f"{section or did_you_mean(key, names)}")
+        hint = hints[key]
+        if _is_config(hint) != isinstance(value, Mapping):
+            raise UserError(f"{source}: {key} is " + (
+                f"a table of options ([{key}]), not a value" if _is_config(hint)
+                else "a value, not a table"))
+        if _is_config(hint):
+            flat.update(recorded_settings(hint, value, source, forms))
+            continue
+        if forms and key in forms and isinstance(value, str | int | float):
+            try:
+                value = forms[key](str(value))
+            except argparse.ArgumentTypeError as error:
+                raise UserError(f"{source}: {key} {error}") from None
+        value = tuple(value) if isinstance(value, list) else value
+        if not _fits(value, hint):
+            raise UserError(f"{source}: {key} = {value!r} is not of type {_type_name(hint)}")
+        flat[key] = value
+    return flat
+
+
+def _is_config(hint: Any) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
