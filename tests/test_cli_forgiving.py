@@ -7,6 +7,7 @@ import dataclasses
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -276,3 +277,24 @@ def test_like_of_a_directory_without_a_run_is_refused(
     assert main(["run", "--like", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.startswith(f"error: {tmp_path}/manifest.json: missing")
     assert run_configs == []
+
+
+def test_status_lines_are_logged_on_stderr_at_the_level_asked_for(
+        finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """stdout holds the command's result alone; stage names and timings are the log's, which
+    -q silences and -v extends (the run resumes from the finished copy: no condition reruns)."""
+    run, data = tmp_path / "run", finished_run[1]
+    shutil.copytree(finished_run[0], run)
+    argv = [word for word in tiny_run_args(tiny_model_dir, run, data) if word != "--quiet"]
+    capsys.readouterr()
+    assert main(["-v", *argv]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"report: {run / 'report.html'}\n"
+    lines = err.splitlines()
+    assert {"[data]", "[load_model]", "[report]"} <= set(lines), lines
+    assert any(line.startswith("time per stage: data ") for line in lines), lines
+    config = next(line for line in lines if line.startswith("configuration: "))
+    assert json.loads(config.removeprefix("configuration: "))["model"] == str(tiny_model_dir)
+    assert main(["-q", *argv]) == 0
+    assert capsys.readouterr() == (f"report: {run / 'report.html'}\n", "")

@@ -8,14 +8,16 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import errno
 import json
+import logging
 import os
 import signal
 import sys
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,8 @@ from emoneuron.options import (
 
 if TYPE_CHECKING:
     from emoneuron.config import RunConfig
+
+log = logging.getLogger(__name__)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,6 +161,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 def _cmd_run(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
     config = run_config(args)
+    log.debug("configuration: %s", json.dumps(dataclasses.asdict(config)))
     from emoneuron.pipeline import run
 
     print(f"report: {run(config, args.out, progress=not args.quiet)}")
@@ -562,6 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
                "report -> compare; `emoneuron COMMAND --help` explains every option")
     parser.add_argument("--version", action="version", version=f"emoneuron {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="also debugging detail (the run's full configuration)")
+    loudness.add_argument("-q", "--quiet", action="store_true",
+                          help="no progress bars or status lines, only warnings and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      title="commands, in pipeline order")
     sub = {name: commands.add_parser(name, help=text, description=text)
@@ -586,7 +596,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the settings recorded in RUN_DIR's manifest.json, exactly; --config "
                           "and options given win over them")
     run.add_argument("--out", type=Path, required=True, help="run directory")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                     help="no progress bars, only warnings and errors (as emoneuron -q)")
     run.set_defaults(func=_cmd_run)
 
     ablate = sub["ablate"]
@@ -594,7 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--neurons", type=Path, required=True, help="neurons.json to evaluate")
     ablate.add_argument("--name", help="method name (default: the file's name without .json); "
                                        "results go to RUN_DIR/methods/NAME/")
-    ablate.add_argument("--quiet", action="store_true", help="no progress bars")
+    ablate.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                     help="no progress bars, only warnings and errors (as emoneuron -q)")
     ablate.set_defaults(func=_cmd_ablate)
 
     data = sub["data"].add_subparsers(dest="data_command", required=True)
@@ -620,7 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen = data.add_parser("generate", help="LLM-written dialogues, kept by judge majority")
     _add_dataclass_options(gen, GenerateConfig)
     gen.add_argument("--out", type=Path, required=True, help="records .jsonl (resumable)")
-    gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    gen.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                     help="no progress bars, only warnings and errors (as emoneuron -q)")
     gen.set_defaults(func=_cmd_generate)
 
     models = sub["models"].add_subparsers(dest="models_command", required=True)
@@ -739,8 +752,40 @@ def _machine_error(error: OSError, args: argparse.Namespace) -> str | None:
 CLOSED_PIPE = 128 + signal.SIGPIPE  # 141
 
 
+class _LevelFormatter(logging.Formatter):
+    """A status line as it is; a warning or an error after ``warning:`` or ``error:``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        return f"{record.levelname.lower()}: {line}" if record.levelno >= logging.WARNING else line
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(args: argparse.Namespace) -> Iterator[None]:
+    """The package's log on this command's stderr, at the level -v and -q ask for: status lines
+    go there, so stdout holds only the command's result (JSON, a table, a path)."""
+    handler = logging.StreamHandler(sys.stderr)  # the stderr of now, which tests may replace
+    handler.setFormatter(_LevelFormatter("%(message)s"))
+    package = logging.getLogger("emoneuron")
+    level = package.level
+    package.addHandler(handler)
+    package.setLevel(logging.DEBUG if args.verbose else
+                     logging.WARNING if args.quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with _logging_to_stderr(args):
+        return _command(args)
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Run the parsed command; its exit status."""
     on_term = signal.signal(signal.SIGTERM, _terminate)
     # A process started in the background by a non-interactive shell inherits an ignored
     # SIGINT; Ctrl-C or `kill -INT` should still stop it cleanly.
@@ -757,13 +802,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         if args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        log.error("%s", error)
         return 2
     except OSError as error:
         line = _machine_error(error, args)
         if args.debug or line is None:
             raise
-        print(f"error: {line}", file=sys.stderr)
+        log.error("%s", line)
         return 2
     except (KeyboardInterrupt, _Terminated) as stop:
         print(f"interrupted{_resume_hint(args)}", file=sys.stderr)
