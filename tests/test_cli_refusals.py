@@ -83,6 +83,8 @@ REFUSED: dict[str, tuple[list[str], str]] = {
                                 "-1", "--out", "NEW/e.csv"], "--shots -1"),
     "series: an unknown model": (["series", "--models", "nope", "--out", "NEW"],
                                  "--models nope"),
+    "neurons export: a file of the run": (["neurons", "export", "RUN", "--format", "nnsight",
+                                           "--out", "RUN/neurons.json"], "a file of the run"),
     "models export: a folder of other files": (["models", "export", "MODEL", "MINE"],
                                                 "is not empty"),
     "models export: a hub model into a folder of other files": (
@@ -154,7 +156,8 @@ def test_every_command_that_writes_has_a_refusal_tested() -> None:
 
     tested = {case.split(":")[0] for case in REFUSED}
     data = {name for name in tested if name.startswith("data ")}
-    assert tested >= set(COMMANDS) - {"data", "models"} | {"models export"}
+    assert tested >= set(COMMANDS) - {"data", "models", "neurons"} | {"models export",
+                                                                       "neurons export"}
     assert data == {f"data {name}" for name in ("synth", "load", "keyword-free", "generate",
                                                 "stats", "lexical", "overlap")}
 

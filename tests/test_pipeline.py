@@ -123,7 +123,8 @@ def test_cli_bad_data_is_one_line_and_exit_2(tmp_path: Path, tiny_model_dir: Pat
     code = main(["run", "--model", str(tiny_model_dir), "--data", str(data), "--out",
                  str(tmp_path / "out")])
     error = capsys.readouterr().err
-    assert code == 2 and f"{data}:2: malformed JSON" in error and len(error.splitlines()) == 1
+    *status, last = error.splitlines()  # the stage the run reached, logged; then one line
+    assert code == 2 and status == ["[data]"] and f"{data}:2: malformed JSON" in last
 
 
 @pytest.mark.parametrize(("model", "message"), [

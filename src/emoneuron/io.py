@@ -1,4 +1,5 @@
-"""Atomic writes, output paths checked before any work, and content hashes shared by every stage."""
+"""Atomic writes, output paths checked before any work, content hashes shared by every stage,
+and the JSON and TOML readers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import json
 import os
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,6 +114,17 @@ def write_json(path: str | Path, payload: Any) -> None:
     with atomic_open(path) as handle:
         json.dump(payload, handle, indent=2, sort_keys=False)
         handle.write("\n")
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file's tables, or a UserError naming the file and the problem."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path}: not valid TOML ({error})") from None
 
 
 def read_json(path: str | Path) -> Any:

@@ -8,12 +8,14 @@ builds its parser in a fraction of a second; each config checks its own fields i
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import difflib
 import math
 import numbers
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from emoneuron.errors import UserError
@@ -32,6 +34,29 @@ def _shown(value: Any) -> str:
     if isinstance(value, tuple | list):
         return " ".join(map(str, value))
     return repr(value) if isinstance(value, str) else str(value)
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean X?)`` with the candidates closest to a mistyped ``word`` (two where they
+    are about as close: ``--modle`` is one letter from ``--mode`` and one swap from
+    ``--model``); "" when none is close.
+
+    >>> did_you_mean("rn", ["run", "report", "record"])
+    ' (did you mean run?)'
+    >>> did_you_mean("--modle", ["--mode", "--model", "--data"])
+    ' (did you mean --mode or --model?)'
+    """
+    scored = sorted(((difflib.SequenceMatcher(None, word, candidate).ratio(), candidate)
+                     for candidate in candidates), reverse=True)
+    close = [candidate for ratio, candidate in scored
+             if ratio >= max(CLOSE, scored[0][0] - ABOUT_AS_CLOSE)][:2] if scored else []
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+# difflib's similarity ratio of a word and the candidate suggested for it, at least; and how much
+# less similar a second candidate may be and still be suggested beside the first.
+CLOSE = 0.5
+ABOUT_AS_CLOSE = 0.1
 
 
 def at_least(name: str, value: float, smallest: float) -> None:
@@ -80,6 +105,38 @@ def check_fraction(name: str, value: float) -> None:
     """
     if not 0 < value < 1:
         raise UserError(f"{flag(name)} {value}: must be between 0 and 1, e.g. 0.4")
+
+
+# The most of a model's neurons a selection may keep: emotion neurons are a small share, and a
+# share of 1 (every neuron, a full run's worth of work) was once taken from a typo.
+MAX_SHARE = 0.5
+
+
+def share_of_neurons(text: str) -> float:
+    """A ``--share`` as typed: a fraction in (0, 0.5] or a percentage up to 50%.
+
+    >>> share_of_neurons("5%"), share_of_neurons("0.05")
+    (0.05, 0.05)
+    >>> share_of_neurons("1")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: '1': give a fraction in (0, 0.5] or a percentage N% up to 50%, \
+e.g. 0.01 or 1%
+    """
+    number = text.strip()
+    percent = number.endswith("%")
+    try:
+        value = float(number.removesuffix("%")) / (100 if percent else 1)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_SHARE:  # also refuses NaN
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a fraction in (0, {MAX_SHARE}] or a percentage N% up to "
+            f"{MAX_SHARE:.0%}, e.g. 0.01 or 1%")
+    return value
+
+
+# Options whose text has a form of its own beyond their field's type, by field name.
+OPTION_FORMS: dict[str, Callable[[str], Any]] = {"share": share_of_neurons}
 
 
 def distinct(name: str, values: tuple[Any, ...]) -> None:
@@ -147,10 +204,11 @@ def check_fields(config: Any) -> None:
         allowed = choices(hints[spec.name])
         value = getattr(config, spec.name)
         values = value if isinstance(value, tuple) else (value,)
-        if allowed and any(v not in allowed for v in values):
+        wrong = [v for v in values if v not in allowed]
+        if allowed and wrong:
             raise UserError(f"{flag(spec.name)} {_shown(value)}: use "
                             f"{'some' if isinstance(value, tuple) else 'one'} of "
-                            f"{', '.join(allowed)}")
+                            f"{', '.join(allowed)}{did_you_mean(str(wrong[0]), allowed)}")
 
 
 def _type_name(hint: Any) -> str:
@@ -199,7 +257,7 @@ def leaf_fields(cls: type[Any]) -> list[tuple[type[Any], dataclasses.Field[Any]]
     leaves: list[tuple[type[Any], dataclasses.Field[Any]]] = []
     for spec in dataclasses.fields(cls):
         hint = hints[spec.name]
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if _is_config(hint):
             leaves += leaf_fields(hint)
         else:
             leaves.append((cls, spec))
@@ -221,9 +279,59 @@ def nested(cls: type[Any], flat: Mapping[str, Any]) -> Any:
     values = {}
     for spec in dataclasses.fields(cls):
         hint = hints[spec.name]
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if _is_config(hint):
             values[spec.name] = nested(hint, {name: value for name, value in flat.items()
                                               if name in {s.name for _, s in leaf_fields(hint)}})
         elif spec.name in flat:
             values[spec.name] = flat[spec.name]
     return cls(**values)
+
+
+def recorded_settings(cls: type[Any], mapping: Mapping[str, Any], source: str,
+                      forms: Mapping[str, Callable[[str], Any]] | None = None) -> dict[str, Any]:
+    """The field values of the dataclass ``cls`` in ``mapping`` (a config file's tables, or a
+    manifest's ``config``), by field name as :func:`nested` takes them: keys are field names,
+    a nested config is a table of its own (``[design]``), lists are tuples. ``forms`` parses
+    the values of the fields named there as if typed on the command line (``share = "5%"``).
+    A key that is no field, a table where a value belongs (or the reverse) or a value of
+    another type is refused in one line naming ``source`` and the key.
+
+    >>> from emoneuron.config import RunConfig
+    >>> recorded_settings(RunConfig, {"seed": 1, "design": {"proportions": [0.5, 1.0]}}, "f")
+    {'seed': 1, 'proportions': (0.5, 1.0)}
+    >>> recorded_settings(RunConfig, {"modle": "m"}, "run.toml")
+    Traceback (most recent call last):
+    emoneuron.errors.UserError: run.toml: unknown key 'modle' (did you mean model?)
+    """
+    flat: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
+    names = [spec.name for spec in dataclasses.fields(cls)]
+    for key, value in mapping.items():
+        if key not in hints:
+            section = next((f" (it belongs in the table [{owner}])" for owner in names
+                            if _is_config(hints[owner]) and key in {
+                                spec.name for _, spec in leaf_fields(hints[owner])}), "")
+            raise UserError(f"{source}: unknown key {key!r}"
+                            f"{section or did_you_mean(key, names)}")
+        hint = hints[key]
+        if _is_config(hint) != isinstance(value, Mapping):
+            raise UserError(f"{source}: {key} is " + (
+                f"a table of options ([{key}]), not a value" if _is_config(hint)
+                else "a value, not a table"))
+        if _is_config(hint):
+            flat.update(recorded_settings(hint, value, source, forms))
+            continue
+        if forms and key in forms and isinstance(value, str | int | float):
+            try:
+                value = forms[key](str(value))
+            except argparse.ArgumentTypeError as error:
+                raise UserError(f"{source}: {key} {error}") from None
+        value = tuple(value) if isinstance(value, list) else value
+        if not _fits(value, hint):
+            raise UserError(f"{source}: {key} = {value!r} is not of type {_type_name(hint)}")
+        flat[key] = value
+    return flat
+
+
+def _is_config(hint: Any) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import json
+import logging
 import platform
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -123,6 +123,7 @@ from emoneuron.selection.scores import ATTRIBUTION_STATISTICS
 from emoneuron.selection.stability import write_stability
 from emoneuron.version import __version__
 
+log = logging.getLogger(__name__)  # stage names and status; the command line shows them (-v, -q)
 CARDS_PER_EMOTION = 5  # neuron cards written for each emotion's top neurons, linked in the report
 PACKAGES = ("torch", "transformers", "safetensors", "numpy", "pandas", "matplotlib", "tqdm")
 
@@ -134,7 +135,7 @@ class Timer:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
-        print(f"[{name}]", flush=True)
+        log.info("[%s]", name)
         try:
             yield
         finally:
@@ -146,7 +147,7 @@ def _records(config: RunConfig) -> list[Record]:
         return synthesize(config.per_emotion, config.seed, config.max_turns)
     records, dropped = select_classes(read_records(config.data), include_neutral=False)
     if dropped:
-        print(f"{config.data}: {dropped} neutral records left out of the six-way analysis")
+        log.info("%s: %d neutral records left out of the six-way analysis", config.data, dropped)
     return records
 
 
@@ -218,6 +219,7 @@ def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash:
                   "family": loaded.adapter.family, "n_layers": loaded.n_layers,
                   "width": loaded.width, "n_neurons": loaded.n_layers * loaded.width,
                   "site": selection.site, "dtype": str(loaded.model.dtype),
+                  "device": str(loaded.device),  # what --device auto (the default) picked
                   # Counted once where shared (a tied embedding), as models list counts them.
                   "parameters": sum(p.numel() for p in loaded.model.parameters())},
         "data": {"hash": data_hash, "source": config.data or "synthetic (emoneuron data synth)",
@@ -327,7 +329,7 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
         report = write_report(run_dir.path)
     timer.seconds["total"] = round(time.perf_counter() - total_start, 2)
     write_manifest(execution, files)
-    print("time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in timer.seconds.items()))
+    log.info("time per stage: %s", ", ".join(f"{k} {v:.1f}s" for k, v in timer.seconds.items()))
     return report
 
 
@@ -586,9 +588,9 @@ def _fit_to_context(splits: Splits, classifier: Classifier) -> tuple[Splits, int
     evaluate_part, cut_evaluate = classifier.fit(splits.evaluate)
     truncated = cut_identify + cut_evaluate
     if truncated:
-        print(f"truncated {truncated} of {len(identify_part) + len(evaluate_part)} dialogues to "
-              f"the model's context ({classifier.loaded.context_length} tokens) by dropping "
-              "their earliest words; they are marked \"truncated\" in data/*.jsonl")
+        log.info("truncated %d of %d dialogues to the model's context (%d tokens) by dropping "
+                 "their earliest words; they are marked \"truncated\" in data/*.jsonl", truncated,
+                 len(identify_part) + len(evaluate_part), classifier.loaded.context_length)
     return Splits(splits.fewshot, identify_part, evaluate_part), truncated
 
 
@@ -612,9 +614,9 @@ def _previous_run(run_dir: RunDir, config: RunConfig) -> dict[str, Any] | None:
                         f"{__version__}; use a new --out directory")
     problem = run_dir.manifest_problem()
     if problem:
-        print(f"warning: {run_dir.file(MANIFEST)}: {problem}; resuming without comparing this "
-              "command's settings with the run's (finished stages are reused only where their "
-              "inputs' hashes match)", file=sys.stderr, flush=True)
+        log.warning("%s: %s; resuming without comparing this command's settings with the run's "
+                    "(finished stages are reused only where their inputs' hashes match)",
+                    run_dir.file(MANIFEST), problem)
         return None
     previous = run_dir.manifest()
     ours = json.loads(json.dumps(asdict(config)))  # tuples as lists, as the manifest holds them

@@ -10,6 +10,7 @@ control, three seeds, the sweep, the dose curve and steering) is for a GPU, or a
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -20,7 +21,7 @@ from emoneuron.config import RunConfig, preset_config
 from emoneuron.errors import UserError
 from emoneuron.io import write_csv
 from emoneuron.layout import MANIFEST
-from emoneuron.models.config import check_device
+from emoneuron.models.config import AUTO_DEVICE, check_device
 from emoneuron.models.embedded import EMBEDDED
 from emoneuron.rundir import RunDir
 
@@ -28,6 +29,8 @@ PRESET = "size"
 # The run's own stages in pipeline order; the report is left out of the table (not the series').
 STAGES = ("load_model", "prompt_choice", "record", "identify", "cards", "shuffled_labels",
           "baseline_extra", "ablation", "sweep", "methods", "tables", "steering")
+log = logging.getLogger(__name__)
+
 # The condition design and extras of a default run: what `full` puts back on the size preset.
 FULL_GRID = {**{f.name: getattr(Design(), f.name) for f in fields(Design)},
              "sweep": True, "steer": True}
@@ -42,13 +45,13 @@ class SeriesConfig:
         full: the full causal grid (every control, the sweep, dose and steering), for a GPU
         baseline_data: also evaluate each model's baseline on this JSONL file (e.g. a real
             corpus from `emoneuron data load`)
-        device: cpu, cuda, cuda:N or mps
+        device: auto (CUDA where present, else MPS, else cpu), cpu, cuda, cuda:N or mps
     """
 
     models: tuple[str, ...] = tuple(EMBEDDED)
     full: bool = False
     baseline_data: str | None = None
-    device: str = "cpu"
+    device: str = AUTO_DEVICE
 
     def __post_init__(self) -> None:
         check_device(self.device)
@@ -112,15 +115,15 @@ def run_series(config: SeriesConfig, out: str | Path) -> Path:
     out_dir = Path(out)
     run_dirs = [out_dir / model for model in config.models]
     for model, directory in zip(config.models, run_dirs, strict=True):
-        print(f"== {model} -> {directory}", flush=True)
+        log.info("== %s -> %s", model, directory)
         if _finished(directory, config.run_config(model)):
-            print("finished before with these settings; kept (with its timings)", flush=True)
+            log.info("finished before with these settings; kept (with its timings)")
         else:
             run(config.run_config(model), directory)
     html = write_comparison(run_dirs, out_dir)
     rows = timings(run_dirs)
     write_csv(out_dir / "timings.csv", pd.DataFrame(rows))
-    print("seconds per stage:\n" + timing_table(rows))
+    log.info("seconds per stage:\n%s", timing_table(rows))
     return html
 
 

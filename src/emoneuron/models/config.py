@@ -1,12 +1,15 @@
 """The model settings every command shares, importable without torch: the default model, the
-neuron sites every adapter offers, the tools their names are exported for, and the device
-check."""
+neuron sites every adapter offers, the tools their names are exported for, and the model and
+device checks."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, get_args
 
 from emoneuron.errors import UserError
+from emoneuron.models.embedded import EMBEDDED
+from emoneuron.options import did_you_mean
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -22,20 +25,25 @@ Tool = Literal["transformerlens", "nnsight"]
 TOOLS: tuple[Tool, ...] = get_args(Tool)
 
 
-def check_device(device: str) -> None:
-    """A UserError unless ``device`` is a torch device that exists here (``cpu`` is checked
-    without importing torch).
+# The default device: CUDA where present, else MPS, else the CPU; resolved when the model loads
+# (emoneuron.models.loading.resolve_device), so configs stay torch-free.
+AUTO_DEVICE = "auto"
 
-    >>> check_device("cpu")
+
+def check_device(device: str) -> None:
+    """A UserError unless ``device`` is a torch device that exists here (``cpu`` and ``auto``
+    are checked without importing torch).
+
+    >>> check_device("auto")
     """
-    if device == "cpu":
+    if device in ("cpu", AUTO_DEVICE):
         return
     import torch
 
     try:
         parsed = torch.device(device)
     except RuntimeError:
-        raise UserError(f"--device {device!r}: use cpu, cuda, cuda:N or mps") from None
+        raise UserError(f"--device {device!r}: use auto, cpu, cuda, cuda:N or mps") from None
     if parsed.type == "cuda" and (not torch.cuda.is_available()
                                   or (parsed.index or 0) >= torch.cuda.device_count()):
         raise UserError(f"--device {device}: no such CUDA device here "
@@ -43,4 +51,29 @@ def check_device(device: str) -> None:
     if parsed.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"--device {device}: MPS is not available here; use cpu")
     if parsed.type not in ("cpu", "cuda", "mps"):
-        raise UserError(f"--device {device}: use cpu, cuda, cuda:N or mps")
+        raise UserError(f"--device {device}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def check_model(name_or_path: str) -> None:
+    """A UserError unless ``name_or_path`` can name a model: an embedded name, a ``.gguf`` file,
+    a model directory (with a config.json) or a hub id ``org/name`` (not looked up here). Done
+    from the name and the file system alone, so a typo is refused before torch is imported.
+
+    >>> check_model("smollm2")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    emoneuron.errors.UserError: unknown model 'smollm2' (did you mean smollm2-135m?): use an ...
+    """
+    if name_or_path in EMBEDDED:
+        return
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise UserError(f"{path}: no such GGUF file")
+    elif path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{path}: directory has no config.json; pass a Hugging Face model "
+                            "directory, a .gguf file or an embedded name")
+    elif path.exists() or name_or_path.count("/") != 1:
+        raise UserError(f"unknown model {name_or_path!r}{did_you_mean(name_or_path, EMBEDDED)}: "
+                        f"use an embedded model ({', '.join(EMBEDDED)}), a model directory, a "
+                        ".gguf file, or a hub id such as org/name")

@@ -34,8 +34,8 @@ from transformers.utils import logging as hf_logging
 from emoneuron.errors import UserError
 from emoneuron.io import check_output_dir, sha256_bytes
 from emoneuron.models.adapters import Adapter, adapter_for
+from emoneuron.models.config import AUTO_DEVICE, check_device, check_model
 from emoneuron.models.config import DEFAULT_MODEL as DEFAULT_MODEL
-from emoneuron.models.config import check_device
 
 # DEFAULT_MODEL and cache_root are re-exported: the loaders' callers have always found them here.
 from emoneuron.models.embedded import EMBEDDED, cached_directory
@@ -99,6 +99,16 @@ def _session_dir() -> Path:
     return path
 
 
+def resolve_device(device: str) -> str:
+    """The device ``auto`` stands for here: CUDA where present, else MPS, else the CPU; any
+    other device as it is."""
+    if device != AUTO_DEVICE:
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
+
+
 def default_dtype(device: str) -> torch.dtype:
     # These CPUs have no bfloat16 units: float32 is the fast path there, bfloat16 on GPUs.
     return torch.float32 if device == "cpu" else torch.bfloat16
@@ -127,6 +137,7 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
     """Load a model and its tokenizer, ready for recording and evaluation (eval mode); with
     ``progress`` false, transformers' loading bars stay off (restored afterwards).
 
+    ``device`` ``"auto"`` is CUDA where present, else MPS, else the CPU (:func:`resolve_device`).
     ``device_map`` (``"auto"``, or a dict of module name to device, ``"cpu"`` or ``"disk"``)
     lets accelerate place the layers, e.g. across all visible GPUs for a model larger than one;
     ``device`` then only picks the default dtype, and ``offload_folder`` is where layers mapped
@@ -136,6 +147,7 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
     >>> loaded.n_layers, loaded.width  # doctest: +SKIP
     (30, 1536)
     """
+    device = resolve_device(device)
     if device_map is None:  # with a map, ``device`` only picks the dtype
         check_device(device)
     directory, instruct = resolve(name_or_path)
@@ -180,28 +192,19 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
 
 def resolve(name_or_path: str) -> tuple[Path | None, bool]:
     """A local Hugging Face directory for the model (converting GGUF once), or None for hub ids."""
+    check_model(name_or_path)
     if name_or_path in EMBEDDED:
         embedded = EMBEDDED[name_or_path]
         target = cached_directory(name_or_path)
         return _cached_conversion(target.name, embedded.gguf), embedded.instruct
     path = Path(name_or_path).expanduser()
     if path.suffix == ".gguf":
-        if not path.is_file():
-            raise UserError(f"{path}: no such GGUF file")
         stat = path.stat()
         key = sha256_bytes(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())[:16]
         return _cached_conversion(f"{path.stem}-{key}", lambda _: path), _looks_instruct(path.name)
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise UserError(f"{path}: directory has no config.json; pass a Hugging Face model "
-                            "directory, a .gguf file or an embedded name")
         return path, _looks_instruct(path.name)
-    if path.exists() or name_or_path.count("/") != 1:
-        raise UserError(
-            f"unknown model {name_or_path!r}: use an embedded model ({', '.join(EMBEDDED)}), "
-            "a model directory, a .gguf file, or a hub id such as org/name"
-        )
-    return None, _looks_instruct(name_or_path)
+    return None, _looks_instruct(name_or_path)  # a hub id
 
 
 def _is_cached_conversion(directory: Path) -> bool:

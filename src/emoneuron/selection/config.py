@@ -10,7 +10,7 @@ from typing import Literal
 
 from emoneuron.errors import UserError
 from emoneuron.models.config import ACTIVATION_SITE, DEFAULT_SITE, Site
-from emoneuron.options import at_least, check_fields, check_seeds, flag
+from emoneuron.options import at_least, check_fields, check_seeds, did_you_mean, flag
 
 # The model a neurons.json names when `emoneuron identify` was not told (--model-name).
 UNKNOWN_MODEL = "unknown"
@@ -35,7 +35,8 @@ class IdentifyConfig:
         statistic: what scores a neuron: LAPE's entropy of P(active | emotion), the activation
             frequency difference, standardised mean difference, Welch's t, one-vs-rest AUROC,
             or a gradient x activation attribution (also emotion-specific)
-        share: fraction of neurons the global and per-layer rules keep, e.g. 0.01 for 1%
+        share: fraction of neurons the global and per-layer rules keep, e.g. 0.01; on the
+            command line also a percentage, e.g. 1% (at most 0.5 or 50% there)
         assignment: which emotions a kept neuron belongs to: its strongest (argmax), every
             emotion above the activity bar (lape, Tang et al.), or every emotion whose
             normalised probability reaches the normalised threshold
@@ -176,5 +177,5 @@ def selection_method(name: str) -> SelectionMethod:
     """
     if name not in SELECTION_METHODS:
         raise UserError(f"unknown selection method {name!r}: use one of "
-                        f"{', '.join(SELECTION_METHODS)}")
+                        f"{', '.join(SELECTION_METHODS)}{did_you_mean(name, SELECTION_METHODS)}")
     return SELECTION_METHODS[name]
