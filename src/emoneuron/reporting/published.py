@@ -117,7 +117,7 @@ def per_emotion(names: Sequence[str], into: Path = CAPTURED) -> str:
     interval] at each scope, under the other answer format and for the probe, bold where the
     Holm-adjusted test finds it beyond random sets, and what the set does."""
     header = ["model", "seed", "method", "emotion", "neurons", *SCOPES, "other format",
-              "probe", "the set"]
+              "probe", "dialogue vs answer"]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for name in names:
         summary = _summary(name, into)
