@@ -55,7 +55,7 @@ def _error(capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.parametrize(("change", "named"), [
     (["--seed", "1"], "holds a run with seed = 0, this command has 1"),
     (["--per-emotion", "9"], "holds a run with per_emotion = 40, this command has 9"),
-    (["--model", "tiny-other"], "holds a run with model = "),
+    (["--model", "org/tiny-other"], "holds a run with model = "),
     (["--data", "OTHER"], "holds a run with data = "),
     (["--data", "EDITED"], "holds a run on other data (hash "),
 ])
