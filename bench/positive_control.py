@@ -69,7 +69,8 @@ def correct(classifier: Classifier, records: Sequence[Record],
 
 def sets_for(stats: AttributionStats, statistic: AttributionStatistic, share: float) -> NeuronSets:
     top_n = round(share * stats.n_layers * stats.width)
-    return identify(stats, IdentifyConfig(statistic=statistic, rule="per-emotion", top_n=top_n),
+    return identify(stats, IdentifyConfig(assignment="argmax",
+                                          statistic=statistic, rule="per-emotion", top_n=top_n),
                     MODEL)
 
 

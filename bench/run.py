@@ -151,7 +151,7 @@ def main() -> None:
     ]
 
     recorded = record(loaded, records, progress=False)
-    sets = identify(recorded, IdentifyConfig(share=0.05), args.model)
+    sets = identify(recorded, IdentifyConfig(assignment="argmax", share=0.05), args.model)
     sources = Sources(recorded.stats())
 
     def condition_seconds(layer_range: str) -> float:

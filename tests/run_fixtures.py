@@ -40,7 +40,7 @@ def _neurons(rng: np.random.Generator) -> dict[str, Any]:
     emotions["disgust"].append(dict(emotions["anger"][0], score=0.9))
     counts = np.diag([len(emotions[e]) for e in EMOTIONS])
     counts[0, 1] = counts[1, 0] = 1
-    return {"model": "tiny-lm", "site": "mlp.act", "statistic": "entropy",
+    return {"model": "tiny-lm", "site": "mlp.act", "statistic": "entropy", "rule": "global",
             "parameters": {"q": 0.005},
             "n_layers": N_LAYERS, "width": WIDTH, "emotions": emotions,
             "overlap": {"emotions": list(EMOTIONS), "counts": counts.tolist()}}

@@ -109,7 +109,7 @@ def setup() -> Iterator[dict[str, Any]]:
 
 def _planted_sets() -> NeuronSets:
     return NeuronSets(model="planted-llama", site=DEFAULT_SITE, n_layers=2, width=WIDTH,
-                      config=IdentifyConfig(rule="per-emotion", top_n=PLANTED),
+                      config=IdentifyConfig(assignment="argmax", rule="per-emotion", top_n=PLANTED),
                       emotions={e: [Neuron(1, i, 1.0) for i in planted(e)] for e in EMOTIONS})
 
 
@@ -150,7 +150,8 @@ def test_the_planted_neurons_decide_and_the_tables_see_it(setup: dict[str, Any],
 def test_attribution_ranks_the_planted_neurons_first(setup: dict[str, Any]) -> None:
     stats = attribute(setup["classifier"], setup["identification"], progress=False)
     for statistic in ("attribution", "attribution-specific"):
-        sets = identify(stats, IdentifyConfig(statistic=statistic, rule="per-emotion",
+        sets = identify(stats, IdentifyConfig(assignment="argmax",
+                                              statistic=statistic, rule="per-emotion",
                                               top_n=PLANTED), "planted-llama")
         for emotion in EMOTIONS:
             assert sorted((n.layer, n.index) for n in sets.emotions[emotion]) == [

@@ -115,7 +115,7 @@ def test_sweep_on_ray_stores_what_the_local_sweep_stores_after_a_worker_is_kille
     evaluation = [r for r in dialogues if r not in shots]
     classifier = Classifier(loaded, shots, batch_size=8)
     recording = record(loaded, evaluation, progress=False)
-    sets = identify(recording, IdentifyConfig(share=0.05), "tiny")
+    sets = identify(recording, IdentifyConfig(assignment="argmax", share=0.05), "tiny")
     sources = Sources(recording.stats())
     conditions = grid(Design(control_seeds=(0,), controls=("random",), proportions=(0.5, 1.0),
                              dose_strengths=()))

@@ -353,10 +353,11 @@ def _cmd_identify(args: argparse.Namespace) -> None:
     _check_output_file(args.out)
     _check_output_file(stability_out, "--stability-out")
     from emoneuron.recording.statistics import Recording
+    from emoneuron.selection.config import identify_config
     from emoneuron.selection.identify import IdentifyConfig, identify
     from emoneuron.selection.stability import StabilityConfig, write_stability
 
-    config = _dataclass_from(IdentifyConfig, args)
+    config = identify_config(**_given(IdentifyConfig, args))
     settings = _dataclass_from(StabilityConfig, args)
     recording = Recording.load(args.stats)
     sets = identify(recording, config, args.model_name)
@@ -660,7 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ident = sub["identify"]
     ident.add_argument("stats", type=Path)
-    _add_dataclass_options(ident, IdentifyConfig)
+    # Only the options given: a per-emotion rule without an assignment takes argmax.
+    _add_dataclass_options(ident, IdentifyConfig, only_given=True,
+                           defaults=asdict(IdentifyConfig()))
     _add_dataclass_options(ident, StabilityConfig)
     ident.add_argument("--model-name", default=UNKNOWN_MODEL,
                        help="model name for neurons.json")

@@ -32,6 +32,7 @@ from emoneuron.options import (
 )
 from emoneuron.recording.config import RecordConfig
 from emoneuron.selection.config import (
+    DEFAULT_SELECTION,
     SELECTION_METHODS,
     AttributionStatistic,
     IdentifyConfig,
@@ -39,10 +40,10 @@ from emoneuron.selection.config import (
     SelectionName,
     check_controls,
     selection_method,
+    with_rule_assignment,
 )
 
 PresetName = Literal["", "demo", "study", "size"]
-DEFAULT_SELECTION: SelectionName = "lape"
 
 
 @dataclass(frozen=True)
@@ -213,11 +214,8 @@ def preset_config(preset: str = "", **options: Any) -> RunConfig:
     'argmax'
     """
     chosen = {**PRESETS.get(preset, {}), **options}
-    method = selection_settings(chosen.get("selection", DEFAULT_SELECTION))
-    if chosen.get("rule") == "per-emotion" and method["assignment"] == "lape":
-        # LAPE assigns what a global or per-layer cut keeps; each emotion's own top n are
-        # assigned exclusively, as an explicit --assignment lape is told (IdentifyConfig).
-        method["assignment"] = "argmax"
+    method = with_rule_assignment(
+        selection_settings(chosen.get("selection", DEFAULT_SELECTION)), chosen)
     flat = {**method, **chosen, "preset": preset}
     config: RunConfig = nested(RunConfig, flat)
     return config

@@ -134,7 +134,8 @@ def test_attribution_scores_are_mean_attributions_per_dialogue() -> None:
 
 @pytest.mark.parametrize("rule", ["global", "per-emotion"])
 def test_identify_selects_each_emotions_credited_neuron(rule: str) -> None:
-    config = IdentifyConfig(statistic="attribution", rule=rule, top_n=1, share=6 / 8)
+    config = IdentifyConfig(assignment="argmax",
+                            statistic="attribution", rule=rule, top_n=1, share=6 / 8)
     sets = identify(_planted_stats(), config, "tiny")
     for e, emotion in enumerate(EMOTIONS):
         assert [(n.layer, n.index) for n in sets.emotions[emotion]][:1] == [(e // 4, e % 4)]

@@ -17,6 +17,7 @@ from emoneuron.data.schema import Record, write_records
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
 from emoneuron.io import write_json
+from emoneuron.models.config import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel, load
 from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record
@@ -69,7 +70,10 @@ def _site_values(loaded: LoadedModel, item: Record, layer: int) -> tuple[list[in
 def test_top_examples_name_the_dialogues_and_tokens_that_activate_most(
         make_tiny: MakeTiny, records: list[Record]) -> None:
     loaded = make_tiny("llama")
-    recording = record(loaded, records, RecordConfig(token_policy="all", top_k=3), progress=False)
+    # _site_values reads the down projection's input: record there.
+    recording = record(loaded, records,
+                       RecordConfig(site=DEFAULT_SITE, token_policy="all", top_k=3),
+                       progress=False)
     layer, index = 1, 7
     card = neuron_card(loaded, layer, index, recording, records)
     assert len(card.examples) == 3
@@ -109,7 +113,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> P
     recording = record(loaded, items, RecordConfig(top_k=4), progress=False)
     recording.save(out / "stats.safetensors", {"model": str(tiny_model_dir)})
     write_records(out / "data" / "identify.jsonl", items)
-    identify(recording, IdentifyConfig(share=0.05), str(tiny_model_dir)).save(
+    identify(recording, IdentifyConfig(assignment="argmax", share=0.05), str(tiny_model_dir)).save(
         out / "neurons.json")
     manifest = {"emoneuron_version": "0.1.0", "created": "2025-01-01T00:00:00+00:00",
                 "config": {"model": str(tiny_model_dir)}, "versions": {}, "timings": {},

@@ -15,6 +15,8 @@ from emoneuron.errors import UserError
 from emoneuron.models.adapters import ACTIVATION_SITE, DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
 from emoneuron.recording.statistics import ActivationStats
+from emoneuron.selection.config import IdentifyConfig
+from emoneuron.selection.neurons import Neuron, NeuronSets
 
 MEANS = (0.3, -0.7, 1.1)  # one per chosen neuron, in the order of _chosen
 
@@ -29,15 +31,17 @@ def _chosen(loaded: LoadedModel) -> dict[int, list[int]]:
     return {0: [1, 5], loaded.n_layers - 1: [2]}
 
 
-def _mean_ablation(loaded: LoadedModel) -> Ablation:
-    """A mode-mean ablation whose reference means are MEANS, through a real statistics object."""
-    stats = ActivationStats.zeros(loaded.n_layers, loaded.width, DEFAULT_SITE, "all")
+def _mean_ablation(loaded: LoadedModel, chosen: Ablation | None = None) -> Ablation:
+    """A mode-mean ablation of ``chosen`` (default: _chosen at the default site) whose reference
+    means are MEANS, through a real statistics object recorded at its site."""
+    chosen = chosen or Ablation.of(_chosen(loaded))
+    stats = ActivationStats.zeros(loaded.n_layers, loaded.width, chosen.site, "all")
     stats.tokens[:] = torch.tensor([1.0, 3.0, 0.0, 0.0, 0.0, 0.0])  # 4 tokens pooled
     for (layer, index), mean in zip([(0, 1), (0, 5), (loaded.n_layers - 1, 2)], MEANS,
                                     strict=True):
         stats.sum[0, layer, index] = mean * 4 - 1.0
         stats.sum[1, layer, index] = 1.0
-    return with_means(Ablation.of(_chosen(loaded)), stats)
+    return with_means(chosen, stats)
 
 
 def _expected(mode: str, strength: float) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -197,9 +201,23 @@ def test_mean_and_clamp_at_the_gate_activation_set_act_gate_not_the_product(
         activation = logits(tiny, input_ids)
     with applied(tiny, ablation):
         default = logits(tiny, input_ids)
+    with applied(tiny, _from_sets_at_the_activation(tiny, mode, strength)):
+        from_sets = logits(tiny, input_ids)
     torch.testing.assert_close(activation, reference, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(from_sets, reference, atol=1e-5, rtol=1e-5)
     assert (activation - default).abs().max() > 1e-4
     assert_unhooked(tiny)
+
+
+def _from_sets_at_the_activation(loaded: LoadedModel, mode: str, strength: float) -> Ablation:
+    """_chosen as fear's neurons of sets found at act(gate), ablated through Ablation.of_sets."""
+    sets = NeuronSets("tiny", ACTIVATION_SITE, loaded.n_layers, loaded.width, IdentifyConfig(),
+                      {"fear": [Neuron(layer, index, 1.0)
+                                for layer, indices in _chosen(loaded).items()
+                                for index in indices]})
+    ablation = Ablation.of_sets(sets, "fear", mode, strength)
+    assert ablation.site == ACTIVATION_SITE
+    return _mean_ablation(loaded, ablation) if mode == "mean" else ablation
 
 
 def test_mean_values_must_come_from_the_intervention_site(make_tiny) -> None:  # type: ignore[no-untyped-def]

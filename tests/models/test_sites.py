@@ -118,6 +118,7 @@ def test_site_is_in_every_artefact(make_tiny: MakeTiny, records: list[Record],
                        progress=False)
     recording.save(tmp_path / "stats.safetensors", {"model": "tiny"})
     assert json.loads((tmp_path / "stats.json").read_text())["site"] == PRE_ACTIVATION_SITE
-    sets = identify(recording, IdentifyConfig(statistic="smd", share=0.05), "tiny")
+    sets = identify(recording, IdentifyConfig(assignment="argmax",
+                                              statistic="smd", share=0.05), "tiny")
     sets.save(tmp_path / "neurons.json")
     assert json.loads((tmp_path / "neurons.json").read_text())["site"] == PRE_ACTIVATION_SITE

@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
+from emoneuron.models.config import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
 from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import encode_for_recording, record
@@ -104,7 +105,9 @@ def test_statistics_equal_brute_force(make_tiny: MakeTiny, records: list[Record]
     batches = list(encode_for_recording(loaded, records, policy, batch_size=3))
     assert any(bool((batch.attention_mask == 0).any()) for batch in batches)
 
-    stats = record(loaded, records, RecordConfig(token_policy=policy, batch_size=3),
+    # _brute_force computes the down projection's input.
+    stats = record(loaded, records,
+                   RecordConfig(site=DEFAULT_SITE, token_policy=policy, batch_size=3),
                    progress=False).stats()
     expected = _brute_force(loaded, records, policy)
 

@@ -108,7 +108,7 @@ def test_shuffled_control_matches_every_sets_layer_counts(make_tiny) -> None:  #
     loaded = make_tiny("llama")
     recording = record(loaded, synthesize(8, seed=0, max_turns=2), RecordConfig(batch_size=8),
                        progress=False)
-    for config in (IdentifyConfig(share=0.05),
+    for config in (IdentifyConfig(assignment="argmax", share=0.05),
                    IdentifyConfig(share=0.05, assignment="lape", activity_quantile=0.5)):
         real = identify(recording, config, "tiny")
         first, again = (shuffled_controls(recording, config, real, (0, 1)) for _ in range(2))
@@ -124,4 +124,5 @@ def test_shuffled_control_matches_every_sets_layer_counts(make_tiny) -> None:  #
                     assert not set(indices) & set(own[layer])
         assert first[0].neurons != first[1].neurons
     with pytest.raises(UserError, match="the auroc statistic"):
-        shuffled_controls(recording, IdentifyConfig(statistic="auroc"), real, (0,))
+        shuffled_controls(recording, IdentifyConfig(assignment="argmax",
+                                                    statistic="auroc"), real, (0,))

@@ -83,7 +83,7 @@ def _ranked(stats: ActivationStats, candidates: list[tuple[int, int, str, float,
 
 def test_lape_selects_the_selective_neurons_with_their_emotion_and_score() -> None:
     stats = _stats(_lape_probability())
-    config = IdentifyConfig(share=0.12)  # round(0.12 * 60) = 7 neurons
+    config = IdentifyConfig(assignment="argmax", share=0.12)  # round(0.12 * 60) = 7 neurons
     sets = identify(stats, config, "toy-model")
     assert (sets.model, sets.site, sets.n_layers, sets.width) == ("toy-model", stats.site,
                                                                   LAYERS, WIDTH)
@@ -105,7 +105,7 @@ def test_lape_selects_the_selective_neurons_with_their_emotion_and_score() -> No
 def test_fully_selective_neuron_scores_one() -> None:
     probability = _background()
     _set(probability, 0, 0, {"surprise": 0.9}, 0.0)
-    sets = identify(_stats(probability), IdentifyConfig(share=0.02), "m")
+    sets = identify(_stats(probability), IdentifyConfig(assignment="argmax", share=0.02), "m")
     (neuron,) = sets.emotions["surprise"]
     assert (neuron.layer, neuron.index) == (0, 0)
     assert neuron.score == pytest.approx(1.0, abs=1e-9)
@@ -113,12 +113,13 @@ def test_fully_selective_neuron_scores_one() -> None:
 
 def test_activity_floor_drops_a_rarely_active_neuron() -> None:
     stats = _stats(_lape_probability())
-    default = identify(stats, IdentifyConfig(share=0.12), "m")
+    default = identify(stats, IdentifyConfig(assignment="argmax", share=0.12), "m")
     assert (RARE[0], RARE[1]) not in {pos for ns in default.emotions.values()
                                       for pos in _positions(ns)}
     # The same neuron is the most selective of all once the floor is removed: so it was the
     # floor, not its score, that kept it out.
-    no_floor = identify(stats, IdentifyConfig(share=0.12, activity_quantile=0.0), "m")
+    no_floor = identify(stats, IdentifyConfig(assignment="argmax",
+                                              share=0.12, activity_quantile=0.0), "m")
     fear = no_floor.emotions["fear"]
     assert _positions(fear)[0] == (RARE[0], RARE[1])
     assert fear[0].score == pytest.approx(1.0)
@@ -128,14 +129,15 @@ def test_activity_floor_drops_a_rarely_active_neuron() -> None:
 def test_share_controls_the_count(share: float, count: int) -> None:
     assert round(share * N_NEURONS) == count
     stats = _stats(_lape_probability())
-    sets = identify(stats, IdentifyConfig(share=share), "m")
+    sets = identify(stats, IdentifyConfig(assignment="argmax", share=share), "m")
     chosen = {(n.layer, n.index) for ns in sets.emotions.values() for n in ns}
     assert len(chosen) == sum(len(ns) for ns in sets.emotions.values()) == count
     assert chosen == {(layer, index) for layer, index, _ in _ranked(stats, SELECTIVE)[:count]}
 
 
 def test_tiny_share_still_keeps_one_neuron() -> None:
-    sets = identify(_stats(_lape_probability()), IdentifyConfig(share=0.001), "m")
+    sets = identify(_stats(_lape_probability()), IdentifyConfig(assignment="argmax",
+                                                                share=0.001), "m")
     assert _positions(sets.emotions["anger"]) == [(0, 3)]
     assert sum(len(ns) for ns in sets.emotions.values()) == 1
 
@@ -172,7 +174,7 @@ def test_normalised_assignment_puts_a_shared_neuron_in_both_emotions() -> None:
 
 
 def test_argmax_assignment_is_exclusive() -> None:
-    sets = identify(_two_emotion_stats(), IdentifyConfig(share=0.03), "m")
+    sets = identify(_two_emotion_stats(), IdentifyConfig(assignment="argmax", share=0.03), "m")
     assert _positions(sets.emotions["anger"]) == [DOUBLE]  # 0.9 beats disgust's 0.85
     assert sets.emotions["disgust"] == []
     assert _positions(sets.emotions["sadness"]) == [SINGLE]
@@ -202,7 +204,8 @@ def _smd_stats() -> ActivationStats:
 
 
 def test_smd_picks_the_shifted_low_variance_neuron() -> None:
-    sets = identify(_smd_stats(), IdentifyConfig(statistic="smd", share=0.02), "m")  # 1 neuron
+    sets = identify(_smd_stats(), IdentifyConfig(assignment="argmax",
+                                                 statistic="smd", share=0.02), "m")  # 1 neuron
     assert _positions(sets.emotions["fear"]) == [(2, 8)]
     # Cohen's d with pooled variance: (1 - 0) / sqrt(0.01).
     assert sets.emotions["fear"][0].score == pytest.approx(10.0, rel=1e-6)
@@ -211,7 +214,8 @@ def test_smd_picks_the_shifted_low_variance_neuron() -> None:
 
 def test_smd_ranks_effect_size_not_raw_shift() -> None:
     # share 1: every neuron is kept and goes to the emotion of its largest d.
-    sets = identify(_smd_stats(), IdentifyConfig(statistic="smd", share=1.0), "m")
+    sets = identify(_smd_stats(), IdentifyConfig(assignment="argmax",
+                                                 statistic="smd", share=1.0), "m")
     assert sum(len(ns) for ns in sets.emotions.values()) == N_NEURONS
     fear = sets.emotions["fear"]
     assert _positions(fear)[0] == (2, 8)
@@ -240,7 +244,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
 
 def test_round_trip_of_hand_built_sets(tmp_path: Path) -> None:
     sets = NeuronSets(model="m", site="mlp.down_proj.input", n_layers=4, width=9,
-                      config=IdentifyConfig(statistic="smd", share=0.5),
+                      config=IdentifyConfig(assignment="argmax", statistic="smd", share=0.5),
                       emotions={e: [Neuron(i % 4, i, 1.0 / (i + 1)) for i in range(k)]
                                 for k, e in enumerate(EMOTIONS)},
                       overlap=[[1] * 6 for _ in range(6)])
@@ -288,13 +292,13 @@ def test_bad_config_is_a_user_error(kwargs: dict[str, object]) -> None:
 
 
 def test_share_one_is_accepted() -> None:
-    assert IdentifyConfig(share=1.0).share == 1.0
+    assert IdentifyConfig(assignment="argmax", share=1.0).share == 1.0
 
 
 def test_activity_quantile_outside_unit_interval_is_a_user_error() -> None:
     stats = _stats(_lape_probability())
     with pytest.raises(UserError):
-        identify(stats, IdentifyConfig(activity_quantile=1.5), "m")
+        identify(stats, IdentifyConfig(assignment="argmax", activity_quantile=1.5), "m")
 
 
 def test_never_active_neurons_are_not_selective() -> None:
@@ -326,7 +330,8 @@ def test_per_emotion_rule_takes_each_emotions_top_n() -> None:
 
 def test_per_emotion_argmax_lists_are_disjoint() -> None:
     stats = _stats(_lape_probability())
-    sets = identify(stats, IdentifyConfig(rule="per-emotion", top_n=4, activity_quantile=0.0),
+    sets = identify(stats, IdentifyConfig(assignment="argmax",
+                                          rule="per-emotion", top_n=4, activity_quantile=0.0),
                     "m")
     positions = [p for ns in sets.emotions.values() for p in _positions(ns)]
     assert len(positions) == len(set(positions)) > 3 * len(EMOTIONS)
@@ -339,7 +344,7 @@ def test_per_emotion_argmax_lists_are_disjoint() -> None:
 
 def test_per_layer_rule_keeps_the_share_of_every_layer() -> None:
     stats = _stats(_lape_probability())
-    sets = identify(stats, IdentifyConfig(rule="per-layer", share=0.1,
+    sets = identify(stats, IdentifyConfig(assignment="argmax", rule="per-layer", share=0.1,
                                           activity_quantile=0.0), "m")  # 2 per layer
     per_layer = sets.distribution()["per_layer"]
     assert [sum(per_layer[e][layer] for e in EMOTIONS) for layer in range(LAYERS)] == [2] * LAYERS
@@ -351,7 +356,8 @@ def test_per_layer_rule_keeps_the_share_of_every_layer() -> None:
 
 
 def test_neurons_json_names_statistic_rule_and_distribution(tmp_path: Path) -> None:
-    sets = identify(_stats(_lape_probability()), IdentifyConfig(share=0.12), "m")
+    sets = identify(_stats(_lape_probability()), IdentifyConfig(assignment="argmax",
+                                                                share=0.12), "m")
     sets.save(tmp_path / "neurons.json")
     payload = json.loads((tmp_path / "neurons.json").read_text())
     assert (payload["statistic"], payload["rule"]) == ("lape", "global")

@@ -31,7 +31,7 @@ from emoneuron.selection.stability import (
 GROUPS, LAYERS, WIDTH, TOKENS = 8, 2, 50, 100
 PLANTED = {"anger": [(0, 1), (0, 2), (1, 3), (1, 4), (1, 5)],
            "fear": [(0, 10), (0, 11), (1, 12), (1, 13), (1, 14)]}
-CONFIG = IdentifyConfig(share=0.1, activity_quantile=0.5)  # 10 neurons
+CONFIG = IdentifyConfig(assignment="argmax", share=0.1, activity_quantile=0.5)  # 10 neurons
 
 
 def _recording(planted: bool, empty_cells: tuple[tuple[int, int], ...] = ()) -> Recording:
@@ -114,7 +114,8 @@ def test_identity_weights_give_the_totals() -> None:
 
 def test_agreement_matrix_and_auroc_without_resampling(tmp_path: Path) -> None:
     recording = _recording(True)
-    report = write_stability(recording, IdentifyConfig(statistic="auroc", share=0.1),
+    report = write_stability(recording, IdentifyConfig(assignment="argmax",
+                                                       statistic="auroc", share=0.1),
                              tmp_path / "stability.json", StabilityConfig(5, 2), False)
     assert report["resamples"] == 0 and "null_count" not in report["emotions"]["anger"]
     saved = json.loads((tmp_path / "stability.json").read_text())

@@ -38,6 +38,7 @@ from emoneuron.models.adapters import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
 from emoneuron.options import is_whole
 from emoneuron.recording.statistics import ActivationStats
+from emoneuron.selection.neurons import NeuronSets
 
 # What each mode puts in place of the chosen neurons' activations, from those activations,
 # the strength and (mode mean) the reference values; keyed by emoneuron.causal.config.Mode.
@@ -66,6 +67,8 @@ class Ablation:
     ((3, (1, 7)),)
     >>> Ablation.of({3: [7]}, mode="scale", strength=0.5).size
     1
+
+    :meth:`of_sets` takes an emotion's neurons from a selection with the site they were found at.
     """
 
     neurons: tuple[tuple[int, tuple[int, ...]], ...]  # (layer, indices), sorted by layer
@@ -85,6 +88,27 @@ class Ablation:
                         for layer, indices in sorted(by_layer.items()) if indices)
         return cls(neurons=neurons, mode=mode, strength=float(strength), site=site,
                    tokens=tokens)
+
+    @classmethod
+    def of_sets(cls, sets: NeuronSets, emotion: str, mode: str = "zero", strength: float = 0.0,
+                tokens: str = "all") -> Ablation:
+        """``emotion``'s neurons of ``sets``, changed at the site the sets were found at: a
+        neuron index means another tensor at another site, and modes mean and clamp set that
+        tensor, so they act differently there (zero and scale of act(gate) equal those of
+        act(gate) * up).
+
+        >>> from emoneuron.selection.config import IdentifyConfig
+        >>> from emoneuron.selection.neurons import Neuron
+        >>> sets = NeuronSets("m", "mlp.activation", 4, 8, IdentifyConfig(),
+        ...                   {"fear": [Neuron(3, 7, 0.9), Neuron(3, 1, 0.5)]})
+        >>> ablation = Ablation.of_sets(sets, "fear", mode="clamp", strength=2.0)
+        >>> ablation.site, ablation.neurons
+        ('mlp.activation', ((3, (1, 7)),))
+        """
+        if emotion not in sets.emotions:
+            raise UserError(f"no {emotion!r} neurons in these sets: use one of "
+                            f"{', '.join(sets.emotions)}")
+        return cls.of(sets.layer_indices(emotion), mode, strength, sets.site, tokens)
 
     @property
     def first_layer(self) -> int:
@@ -166,7 +190,7 @@ def applied(loaded: LoadedModel, ablation: Ablation) -> Iterator[TokenScope]:
     """Apply ``ablation`` to ``loaded`` for the duration of the block; yields the
     :class:`TokenScope` a caller sets for the ``dialogue`` and ``last`` scopes.
 
-    >>> with applied(loaded, Ablation.of(sets.layer_indices("fear"))):  # doctest: +SKIP
+    >>> with applied(loaded, Ablation.of_sets(sets, "fear")):  # doctest: +SKIP
     ...     logits = loaded.model(**inputs).logits  # without the fear neurons
     """
     if ablation.mode == "mean" and len(ablation.values) != len(ablation.neurons):

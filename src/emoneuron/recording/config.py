@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from emoneuron.models.config import DEFAULT_SITE, Site
+from emoneuron.models.config import ACTIVATION_SITE, Site
 from emoneuron.options import at_least, check_fields, check_seeds
 
 TokenPolicy = Literal["dialogue", "last", "all"]
@@ -25,7 +25,8 @@ class RecordConfig:
 
     Args:
         site: the neuron tensor to record: the down projection's input (act(gate) * up),
-            act(gate) alone, or the gate before its activation
+            act(gate) alone (the default selection method's, LAPE's), or the gate before its
+            activation
         token_policy: which positions count: the turns' own words, each dialogue's last
             token, or every token
         batch_size: dialogues per forward pass (speed and memory only)
@@ -36,7 +37,8 @@ class RecordConfig:
             torch operators, or auto (C where a compiler builds it); results are bit-identical
     """
 
-    site: Site = DEFAULT_SITE
+    # The default selection method's site (emoneuron.selection.config.DEFAULT_SELECTION).
+    site: Site = ACTIVATION_SITE
     token_policy: TokenPolicy = "dialogue"
     batch_size: int = 16
     groups: int = DEFAULT_GROUPS

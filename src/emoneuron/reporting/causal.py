@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from emoneuron.causal.significance import holm
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.reporting.html import table
 from emoneuron.reporting.results import RunResults
@@ -170,32 +171,79 @@ def dose_figures(dose: pd.DataFrame | None, near: set[str], render: Render) -> s
     return html
 
 
+STEERING_ALPHA = 0.05  # the family-wise level of the steering verdicts (Holm, six emotions)
+
+
+def steering_verdicts(steering: dict[str, Any]) -> dict[str, tuple[float, str]]:
+    """Per emotion, the Holm-adjusted p of McNemar's exact test of its amplified neurons
+    against the matched random ones (across the emotions steered) and the verdict: "toward it
+    beyond random neurons" only where that adjusted p is below 0.05 and its neurons' share
+    classified as the emotion is the larger. Empty when no emotion was steered with a control.
+
+    >>> result = {"emotion": {"classified_as_target": 0.9}, "random": {"classified_as_target": 0.1}}
+    >>> verdicts = steering_verdicts({"emotions": {
+    ...     "anger": {**result, "p_mcnemar_emotion_vs_random": 0.004},
+    ...     "fear": {**result, "p_mcnemar_emotion_vs_random": 0.03}}})
+    >>> verdicts["anger"], verdicts["fear"][0]
+    ((0.008, 'toward it beyond random neurons'), 0.03)
+    """
+    controlled = {emotion: result for emotion, result in steering["emotions"].items()
+                  if "random" in result and "p_mcnemar_emotion_vs_random" in result}
+    adjusted = holm([float(r["p_mcnemar_emotion_vs_random"]) for r in controlled.values()])
+    verdicts = {}
+    for (emotion, result), p_holm in zip(controlled.items(), adjusted, strict=True):
+        toward = (result["emotion"]["classified_as_target"]
+                  > result["random"]["classified_as_target"])
+        verdicts[emotion] = (p_holm, "toward it beyond random neurons"
+                             if toward and p_holm < STEERING_ALPHA
+                             else "not distinguishable from random neurons")
+    return verdicts
+
+
+def _steering_verdict_line(verdicts: dict[str, tuple[float, str]]) -> str:
+    if not verdicts:
+        return ('<p class="verdict">No verdict: steering has no control in this run (no '
+                "random neurons were amplified to compare with).</p>")
+    beyond = [e for e, (_, verdict) in verdicts.items() if verdict.startswith("toward")]
+    return (f'<p class="verdict">Verdict (McNemar\'s exact test of its neurons against the '
+            f"random ones, Holm across the {len(verdicts)} emotions, family-wise "
+            f"{STEERING_ALPHA}): amplifying an emotion's neurons moves the continuations "
+            f"toward it beyond random neurons for {', '.join(beyond) if beyond else 'no emotion'}"
+            ".</p>")
+
+
 def steering_html(steering: dict[str, Any] | None) -> str:
     if steering is None:
         return "<p>No steering in this run (run with --steer).</p>"
+    verdicts = steering_verdicts(steering)
     rows, samples = [], []
+    names = [s for s in ("none", "emotion", "random")
+             if any(s in result for result in steering["emotions"].values())]
     for emotion, result in steering["emotions"].items():
+        p_holm, verdict = verdicts.get(emotion, (float("nan"), "no control: no verdict"))
         rows.append([emotion, str(result["n_neurons"]),
                      *(f"{_pct(result[s]['classified_as_target'])} "
                        f"[{_pct(result[s]['classified_ci_low'])}, "
-                       f"{_pct(result[s]['classified_ci_high'])}]"
+                       f"{_pct(result[s]['classified_ci_high'])}]" if s in result else "-"
                        for s in ("none", "emotion", "random")),
-                     _p(result["p_mcnemar_emotion_vs_random"]),
-                     *(f"{result[s]['lexicon_target_per_continuation']:.2f}"
-                       for s in ("none", "emotion", "random"))])
+                     _p(p_holm), verdict,
+                     *(f"{result[s]['lexicon_target_per_continuation']:.2f}" if s in result
+                       else "-" for s in ("none", "emotion", "random"))])
         examples = "".join(
             f"<tr><td>{escape(name)}</td><td>{escape(result[name]['continuations'][k])}</td></tr>"
-            for k in range(2) for name in ("none", "emotion", "random"))
+            for k in range(2) for name in names if name in result)
         samples.append(f"<h4>{escape(emotion)}</h4><table><tbody>{examples}</tbody></table>")
     rows_html = table(["emotion", "neurons", "classified as it [95% CI]: untouched",
                        f"its neurons x{steering['strength']:g}", "random neurons",
-                       "p its vs random (McNemar)", "its words: untouched",
-                         "its neurons", "random neurons"], rows)
+                       "p its vs random (McNemar, Holm)", "verdict", "its words: untouched",
+                       "its neurons", "random neurons"], rows)
     return (f"<p>The model continues {len(steering['dialogues'])} neutral dialogues (greedy, "
             f"{steering['new_tokens']} new tokens) untouched, with one emotion's neurons "
             f"amplified x{steering['strength']:g}, and with as many random neurons in the same "
             "layers amplified alike. Each continuation is classified by the same few-shot "
             "label-probability classifier and its words of that emotion are counted with the "
             "lexicon. Shares classified as the emotion carry Wilson 95% intervals; McNemar's "
-            "exact test compares its neurons with the random ones on the same dialogues, "
-            f"uncorrected.</p>{rows_html}<h3>Sample continuations</h3>{''.join(samples)}")
+            "exact test compares its neurons with the random ones on the same dialogues, its "
+            f"p-values Holm-adjusted across the emotions.</p>"
+            f"{_steering_verdict_line(verdicts)}{rows_html}"
+            f"<h3>Sample continuations</h3>{''.join(samples)}")

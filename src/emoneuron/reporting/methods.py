@@ -92,6 +92,29 @@ def _ranking_sentence(means: pd.DataFrame) -> str:
     return sentence
 
 
+def set_sizes_sentence(methods: pd.DataFrame) -> str:
+    """How large each method's sets are (mean and range over the emotions): a method that
+    removes more neurons can cause a larger drop for that reason alone.
+
+    >>> rows = pd.DataFrame({"method": ["lape"] * 3 + ["auroc"] * 3,
+    ...                      "masked_emotion": ["mean", "anger", "fear"] * 2,
+    ...                      "n_neurons": [150.0, 100, 200, 75.0, 70, 80]})
+    >>> set_sizes_sentence(rows)[:63]
+    'Set sizes differ: lape 150 neurons per emotion (100-200), auroc'
+    """
+    per_emotion = methods[methods.masked_emotion != MEAN_ROW]
+    parts: list[str] = []
+    for method in dict.fromkeys(methods.method):
+        sizes = per_emotion.n_neurons[per_emotion.method == method].astype(float)
+        parts.append(f"{method} {sizes.mean():.0f}" + (" neurons per emotion" if not parts
+                                                        else "")
+                     + f" ({sizes.min():.0f}-{sizes.max():.0f})")
+    if len({round(float(n)) for n in per_emotion.n_neurons}) <= 1:
+        return f"Every set has {per_emotion.n_neurons.iloc[0]:.0f} neurons."
+    return (f"Set sizes differ: {', '.join(parts)}; a larger set can remove more for its size "
+            "alone.")
+
+
 def methods_summary(methods: pd.DataFrame | None) -> str:
     """The summary's line on the method comparison (empty when the run compared none)."""
     if methods is None:
@@ -130,7 +153,8 @@ def methods_html(methods: pd.DataFrame | None, render: Render) -> str:
                     for m in means.method]
     return (table(["rank", "method", "selection", "neurons per emotion", "own drop",
                    "control drop", "cross drop", "specific excess drop [95% CI]"], rows)
-            + f"<p>{escape(sentence)}. Points, means over the six emotions.</p>"
+            + f"<p>{escape(sentence)}. Points, means over the six emotions. "
+            f"{escape(set_sizes_sentence(methods))}</p>"
             + table(["method", *(titled(e, marked) for e in EMOTIONS)], emotion_rows)
             + "<p class=\"note\">Specific excess drop per emotion [95% CI], points; an interval "
             "above 0 means the set's removal hurts its own emotion more than random neurons' "

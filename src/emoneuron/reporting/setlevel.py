@@ -119,7 +119,8 @@ def set_level_html(table_: pd.DataFrame | None, probe: dict[str, Any] | None = N
             rows = table_[(table_.method == method) & (table_.statistic == statistic)]
             body = []
             for emotion in EMOTIONS:
-                cells: list[object] = [emotion]
+                sizes = rows.n_neurons[rows.masked_emotion == emotion]
+                cells: list[object] = [emotion, int(sizes.iloc[0]) if len(sizes) else ""]
                 for scope in scopes:
                     found = rows[(rows.scope == scope) & (rows.masked_emotion == emotion)]
                     if found.empty:
@@ -133,7 +134,8 @@ def set_level_html(table_: pd.DataFrame | None, probe: dict[str, Any] | None = N
                     own = rows[rows.masked_emotion == emotion].reading.astype(object).fillna("")
                     cells.append(str(own.iloc[0]) if len(own) else "")
                 body.append(cells)
-            headers = ["emotion", *(f"set removed at {SCOPE_NAMES[s]}" for s in scopes)]
+            headers = ["emotion", "neurons in the set",
+                       *(f"set removed at {SCOPE_NAMES[s]}" for s in scopes)]
             if statistic == "own":
                 headers.append("reads or answers")
             parts.append(table(headers, body, f"{method}: {statistic} drop, excess over random "

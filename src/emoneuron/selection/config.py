@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, replace
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
 
 from emoneuron.errors import UserError
 from emoneuron.models.config import ACTIVATION_SITE, DEFAULT_SITE, Site
@@ -22,13 +23,19 @@ Rule = Literal["global", "per-layer", "per-emotion"]
 Assignment = Literal["argmax", "lape", "normalised"]
 Control = Literal["random", "frequency", "least", "shuffled"]  # emoneuron.selection.controls
 SelectionName = Literal["lape", "entropy-argmax", "auroc", "attribution"]
+# The method of `run`, and of every default below it: IdentifyConfig() is its selection and
+# RecordConfig() records at its site (tests/test_quickstart.py keeps them equal;
+# RecordConfig sits below the selection stage and cannot read this registry).
+DEFAULT_SELECTION: SelectionName = "lape"
 
 
 @dataclass(frozen=True)
 class IdentifyConfig:
-    """How :func:`emoneuron.selection.identify.identify` scores and keeps neurons.
+    """How :func:`emoneuron.selection.identify.identify` scores and keeps neurons; the defaults
+    are the default selection method's (``SELECTION_METHODS[DEFAULT_SELECTION]``, LAPE), the
+    selection ``emoneuron run`` makes.
 
-    >>> IdentifyConfig(statistic="auroc", rule="per-emotion", top_n=40).share
+    >>> IdentifyConfig(statistic="auroc", rule="per-emotion", top_n=40, assignment="argmax").share
     0.01
 
     Args:
@@ -51,7 +58,7 @@ class IdentifyConfig:
 
     statistic: Statistic = "lape"
     share: float = 0.01
-    assignment: Assignment = "argmax"
+    assignment: Assignment = "lape"
     activity_quantile: float = 0.95
     normalised_threshold: float = 0.25
     rule: Rule = "global"
@@ -73,6 +80,30 @@ class IdentifyConfig:
                   0 <= self.activity_quantile < 1, "0.95")
         _in_range("normalised_threshold", self.normalised_threshold, "(0, 1]",
                   0 < self.normalised_threshold <= 1, "0.25")
+
+
+def with_rule_assignment(settings: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """A method's identification ``settings`` for the options ``given``: a per-emotion rule
+    given without an assignment takes argmax where the settings' is LAPE's, which assigns only
+    what a global or per-layer cut keeps (an explicit ``assignment="lape"`` is refused).
+
+    >>> with_rule_assignment({"assignment": "lape"}, {"rule": "per-emotion"})
+    {'assignment': 'argmax'}
+    """
+    if (given.get("rule") == "per-emotion" and "assignment" not in given
+            and settings.get("assignment") == "lape"):
+        return {**settings, "assignment": "argmax"}
+    return settings
+
+
+def identify_config(**given: Any) -> IdentifyConfig:
+    """The IdentifyConfig of the options ``given``, the others the default method's (what
+    ``emoneuron identify`` builds from its command line).
+
+    >>> identify_config(rule="per-emotion", top_n=40).assignment
+    'argmax'
+    """
+    return IdentifyConfig(**{**with_rule_assignment(asdict(IdentifyConfig()), given), **given})
 
 
 def check_controls(statistic: str, controls: tuple[str, ...]) -> None:
@@ -129,7 +160,7 @@ class SelectionMethod:
         differs from the method's own settings.
 
         >>> SELECTION_METHODS["auroc"].overridden("mlp.activation",
-        ...     IdentifyConfig(statistic="auroc", rule="per-emotion")).label
+        ...     IdentifyConfig(statistic="auroc", rule="per-emotion", assignment="argmax")).label
         'one-vs-rest AUROC at act(gate), global 1%, argmax, with rule per-emotion'
         """
         new = replace(self, site=site, config=config)
