@@ -203,7 +203,9 @@ SELECTION_METHODS: dict[str, SelectionMethod] = {method.name: method for method 
 
 
 def selection_method(name: str) -> SelectionMethod:
-    """>>> selection_method("auroc").site
+    """The registered selection method ``name``.
+
+    >>> selection_method("auroc").site
     'mlp.activation'
     """
     if name not in SELECTION_METHODS:
