@@ -393,3 +393,30 @@ def test_rerun_reuses_identification_stability_and_cards(
     assert {name: (copy / name).stat().st_mtime_ns for name in reused} == mtimes
     for name in ("effects.csv", "ablation.csv", "methods.csv", "neurons.json"):
         assert (copy / name).read_bytes() == (finished_run[0] / name).read_bytes(), name
+
+
+def test_open_run_gives_every_table_and_every_method_s_sets_checked(
+        finished_run: tuple[Path, Path], tmp_path: Path) -> None:
+    import pandas as pd
+
+    import emoneuron
+    from emoneuron.selection.neurons import NeuronSets
+
+    run = _copy(finished_run[0], tmp_path)
+    assert main(["ablate", str(run), "--neurons", str(run / "neurons.json"), "--name", "again",
+                 "--quiet"]) == 0
+    opened = emoneuron.open_run(run)
+    written = sorted(path.relative_to(run).as_posix() for path in run.rglob("*.csv")
+                     if not path.relative_to(run).as_posix().startswith("figures/"))
+    assert sorted(f"{name}.csv" for name in opened.tables) == written
+    assert {"setlevel", "ablation", "effects"} <= set(opened.tables)
+    for name, frame in opened.tables.items():
+        pd.testing.assert_frame_equal(frame, pd.read_csv(run / f"{name}.csv"))
+    assert opened.sets == NeuronSets.load(run / "neurons.json")
+    assert set(opened.methods) == {path.parent.name for path in run.glob("methods/*/neurons.json")}
+    assert opened.methods["again"] == opened.sets
+    assert opened.manifest == json.loads((run / "manifest.json").read_text())
+    table = run / "setlevel.csv"
+    table.write_text(table.read_text().replace("lape", "LAPE", 1))
+    with pytest.raises(UserError, match=r"setlevel\.csv.*changed since the run wrote it"):
+        emoneuron.open_run(run)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from emoneuron.models.loading import load
     from emoneuron.pipeline import run
     from emoneuron.recording.recorder import record
+    from emoneuron.rundir import open_run
     from emoneuron.selection.identify import IdentifyConfig, identify
 
 # Each quick-start name and the module that defines it.
@@ -40,10 +41,11 @@ _HOMES = {
     "applied": "emoneuron.causal.intervene",
     "RunConfig": "emoneuron.config",
     "run": "emoneuron.pipeline",
+    "open_run": "emoneuron.rundir",
 }
 
 __all__ = ["Ablation", "IdentifyConfig", "RunConfig", "__version__", "applied", "identify",
-           "load", "record", "run", "synthesize"]
+           "load", "open_run", "record", "run", "synthesize"]
 
 
 def __getattr__(name: str) -> object:

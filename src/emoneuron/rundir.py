@@ -21,13 +21,14 @@ import os
 import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import chain, count
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emoneuron.errors import UserError
 from emoneuron.io import read_json, sha256_bytes, sha256_file, write_json
-from emoneuron.layout import LOCK, MANIFEST, NEURONS, OUTPUTS, STAGES, STATS, data_file
+from emoneuron.layout import LOCK, MANIFEST, METHODS, NEURONS, OUTPUTS, STAGES, STATS, data_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -445,3 +446,43 @@ def check_neurons(payload: Any, path: Path, n_layers: int, width: int) -> None:
         raise UserError(f"{path}: not a valid neurons.json ({error!r}); write one with "
                         "`emoneuron identify`") from None
     check_inside(emotions, path, n_layers, width)
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """A finished run, read and verified against its manifest (:func:`open_run`).
+
+    Args:
+        path: the run directory
+        manifest: manifest.json: the run's settings, model, data, versions, timings and files
+        tables: every CSV table the run wrote, by name without ``.csv`` (``setlevel``,
+            ``ablation``, ``effects``, ...; a compared method's as ``methods/NAME/TABLE``)
+        sets: the run's own neuron sets (neurons.json)
+        methods: each compared method's sets (methods/NAME/neurons.json), by name
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    tables: dict[str, pd.DataFrame]
+    sets: NeuronSets
+    methods: dict[str, NeuronSets]
+
+
+def open_run(directory: str | Path) -> OpenRun:
+    """The finished run in ``directory``: each table a pandas DataFrame and each method's sets
+    :class:`~emoneuron.selection.neurons.NeuronSets`, every file checked against the sha256
+    its manifest lists (a missing, changed or unlisted file is refused, naming it).
+
+    >>> run = open_run("runs/demo")  # doctest: +SKIP
+    >>> run.tables["setlevel"].query("beyond").masked_emotion.tolist()  # doctest: +SKIP
+    ['sadness', 'sadness']
+    """
+    run_dir = RunDir(directory)
+    manifest = run_dir.manifest()
+    run_dir.check_listed()
+    listed = sorted(run_dir.listed() or run_dir.files())
+    tables = {name.removesuffix(".csv"): run_dir.table(name)
+              for name in listed if name.endswith(".csv")}
+    methods = {name.split("/")[1]: run_dir.neurons(name) for name in listed
+               if name.startswith(f"{METHODS}/") and name.endswith(f"/{NEURONS}")}
+    return OpenRun(run_dir.path, manifest, tables, run_dir.neurons(), methods)
