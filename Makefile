@@ -85,8 +85,8 @@ size-series: setup
 		$$(test -f $(SIZE_SERIES)/dailydialog-test.jsonl && echo --baseline-data $(SIZE_SERIES)/dailydialog-test.jsonl)
 	@echo "open $(SIZE_SERIES)/compare.html"
 
-# The figures README.md and docs/ publish: each NAME=RUN_DIR is captured into docs/runs/NAME,
-# then every generated block is rendered again from docs/runs (a test checks they agree).
+# The figures README.md and docs/ publish: each NAME=RUN_DIR is captured into docs/captured/NAME,
+# then every generated block is rendered again from docs/captured (a test checks they agree).
 RESULTS ?= demo=runs/demo
 docs-results: setup
 	$(PY) -m emoneuron.reporting.published $(foreach run,$(RESULTS),--run $(run))

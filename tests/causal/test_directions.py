@@ -350,7 +350,7 @@ def test_direction_projection_is_what_zeroing_a_neuron_removes_along_the_directi
     there; the top residual layer is read after the final norm.)"""
     tiny = make_tiny(family)
     records = synthesize(2, max_turns=2)
-    stats = record(tiny, records, RecordConfig(groups=2), progress=False).stats()
+    stats = record(tiny, records, RecordConfig(site=DEFAULT_SITE, groups=2), progress=False).stats()
     directions = random_directions(EmotionDirections.fit(
         residual_features(tiny, records), emotion_labels(records)), seed=0)
     writes = direction_writes(tiny, directions)

@@ -2,12 +2,12 @@
 
 1. ``make docs-results`` (``python -m emoneuron.reporting.published --run demo=runs/demo
    --run study-smollm2-s0=runs/study ...``) copies each named run's set-level tables and a
-   summary of its manifest into ``docs/runs/NAME/`` (:func:`capture`), then rewrites every
+   summary of its manifest into ``docs/captured/NAME/`` (:func:`capture`), then rewrites every
    generated block of the documents (:func:`refresh`).
 2. A generated block is the text between ``<!-- generated: KIND RUN [RUN ...] -->`` and
    ``<!-- end generated -->``; its body is :data:`KINDS`\\ [KIND] rendered from those captured
    runs, so a document cannot say what its run does not.
-3. ``tests/reporting/test_published.py`` renders every block again from ``docs/runs`` and fails
+3. ``tests/reporting/test_published.py`` renders every block again from ``docs/captured`` and fails
    on any difference.
 
 Paths are relative to the repository root (the working directory of ``make docs-results``).
@@ -34,7 +34,7 @@ from emoneuron.reporting.html import pp
 from emoneuron.rundir import RunDir
 from emoneuron.selection.config import SELECTION_METHODS
 
-CAPTURED = Path("docs/runs")
+CAPTURED = Path("docs/captured")
 DOCUMENTS = ("README.md", "docs/results.md", "docs/tutorial.md")
 SUMMARY = "run.json"
 TABLES = (SET_LEVEL, FORMATS_SET_LEVEL, SWEEP_SET_LEVEL)
@@ -242,10 +242,10 @@ def refresh(root: Path = Path(), into: Path = CAPTURED) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m emoneuron.reporting.published",
-        description="capture runs into docs/runs and regenerate the documents' figures")
+        description="capture runs into docs/captured and regenerate the documents' figures")
     parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR",
                         help="a finished run to capture as NAME (repeatable); without any, "
-                             "the documents are regenerated from what docs/runs holds")
+                             "the documents are regenerated from what docs/captured holds")
     args = parser.parse_args(argv)
     try:
         for given in args.run:
