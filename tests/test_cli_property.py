@@ -69,6 +69,19 @@ def _options(command: str) -> list[str]:
 CASES = [(command, option) for command in COMMANDS for option in _options(command)]
 
 
+def _exit_and_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """The exit status and stderr of ``emoneuron ARGV``, which must be 0 or 2, never a
+    traceback."""
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse refuses a value that is not of the option's type
+        code = stop.code if isinstance(stop.code, int) else 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code in (0, 2), (argv, err)
+    return code, err
+
+
 @settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=st.sampled_from(CASES), value=st.sampled_from((*HOSTILE, HUGE)),
@@ -89,13 +102,7 @@ def test_any_option_value_exits_0_or_2_without_a_traceback(
     argv += [option, value, "--out", str(out)]
     if command == "run":
         argv.append("--quiet")
-    try:
-        code = main(argv)
-    except SystemExit as stop:  # argparse refuses a value that is not of the option's type
-        code = stop.code if isinstance(stop.code, int) else 1
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert code in (0, 2), (argv, err)
+    code, err = _exit_and_errors(argv, capsys)
     if code == 2:
         left = (not out.exists() if existing == "new" else
                 out.read_text() == "mine\n" if existing == "file" else
@@ -158,13 +165,7 @@ def test_the_other_commands_numeric_values_exit_0_or_2_and_change_no_file(
     if option not in POSITIONALS:
         argv += [option, value]
     before = {**tree(base), **tree(run)}
-    try:
-        code = main(argv)
-    except SystemExit as stop:  # argparse refuses a value that is not of the option's type
-        code = stop.code if isinstance(stop.code, int) else 1
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert code in (0, 2), (argv, err)
+    code, err = _exit_and_errors(argv, capsys)
     if code == 2:
         assert err.strip() and {**tree(base), **tree(run)} == before, argv
 
