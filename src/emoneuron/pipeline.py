@@ -47,8 +47,7 @@ from emoneuron.causal.setlevel import (
     format_baseline,
     format_cells,
     format_table,
-    later_conditions,
-    looked,
+    pending_conditions,
     set_level_cells,
     set_level_table,
 )
@@ -419,23 +418,19 @@ def _record_identify_evaluate(
 def _execute_cells(classifier: Classifier, method: Compared, evaluation: list[Record],
                    design: Design, cells: list[list[Condition]], store: ConditionStore,
                    progress: bool, executor: LocalExecutor | RayExecutor,
-                   setup: EvaluationSetup) -> None:
-    """Each cell's set and random sets up to the futility look, then the other random sets of
-    the cells the look keeps testing."""
-    execute(classifier, method.sets, method.sources, evaluation,
-            [c for cell in cells for c in looked(cell, design)], store, progress, executor,
-            setup)
-    execute(classifier, method.sets, method.sources, evaluation,
-            later_conditions(store, evaluation, design, cells), store, progress, executor,
-            setup)
+                   setup: EvaluationSetup, family: int = len(EMOTIONS)) -> None:
+    """Each cell's set and random sets look by look: the first look's for every cell, then
+    the next look's for the cells still undecided (``family``: the cells' Holm family)."""
+    while todo := pending_conditions(store, evaluation, design, cells, family):
+        execute(classifier, method.sets, method.sources, evaluation, todo, store, progress,
+                executor, setup)
 
 
 def _format_tests(design: Design, asking: Mapping[str, Classifier], model: ModelSpec,
                   splits: Splits, tested: list[Compared], store: ConditionStore,
                   run_dir: RunDir, progress: bool, executor: LocalExecutor | RayExecutor) -> None:
     """Every tested method's sets against random sets with the model asked in each other
-    answer format (``asking``: its classifier): the unchanged model first, then the futility
-    look, then the rest."""
+    answer format (``asking``: its classifier): the unchanged model first, then the looks."""
     for answer_format, classifier in asking.items():
         setup = EvaluationSetup.of(classifier, model, splits.evaluate)
         own = tested[0]
@@ -454,11 +449,11 @@ def _effect_sweep(design: Design, own: Compared, emotions: list[str], classifier
                   splits: Splits, store: ConditionStore, run_dir: RunDir, progress: bool,
                   executor: LocalExecutor | RayExecutor, setup: EvaluationSetup) -> None:
     """Where in the model the effect of each emotion in ``emotions`` lives: the sweep of its
-    set's parts, each against random parts (the futility look first, then the rest)."""
+    set's parts, each against random parts (look by look)."""
     cells = effect_sweep_cells(design, emotions,
                         lambda c: bool(ablation_for(c, own.sets, own.sources).size))
     _execute_cells(classifier, own, splits.evaluate, design, cells, store, progress, executor,
-                   setup)
+                   setup, len(cells))
     write_csv(run_dir.file(SWEEP_SET_LEVEL),
               effect_sweep_table(store, splits.evaluate, design, own.name, cells))
 

@@ -22,13 +22,12 @@ from emoneuron.causal.setlevel import (
     UNDISTINGUISHED,
     SetLevel,
     Stratum,
-    drawn,
     effect_emotions,
     effect_sweep_cells,
     effect_sweep_table,
-    later_conditions,
-    looked,
+    pending_conditions,
     reading_verdict,
+    sequential_tests,
     set_level_cells,
     set_level_table,
     set_level_test,
@@ -195,29 +194,59 @@ def _tests_against_first(base: np.ndarray, masked: np.ndarray, null: np.ndarray
     return tests
 
 
+STUDY = Design(null_sets=max(K_VALUES))  # the study's K with the default looks
+
+
+def sequential(base: np.ndarray, masked: np.ndarray, null: np.ndarray) -> tuple[float, Interval]:
+    """The study's set-level test with its looks, through the real stopping rule."""
+    cell = set_level_cells(STUDY, "")[0]
+    result = sequential_tests(cell, STUDY, _tests_against_first(base, masked, null))[0]
+    return result.p_value, result.excess
+
+
 @pytest.mark.parametrize("n", [15, 64])
-@pytest.mark.parametrize("tau", [0.5, 1.0])
-def test_the_futility_look_costs_no_power_and_saves_random_sets_where_a_set_does_nothing(
-        n: int, tau: float) -> None:
-    # The study's K and the default look, through the real stopping rule: the same draws
-    # tested with all K random sets and with those the look keeps.
-    design = Design(null_sets=max(K_VALUES))
-    cell = set_level_cells(design, "")[0]
-    first_level = 0.05 / len(EMOTIONS)  # Holm's first step
+@pytest.mark.parametrize("tau", [0.0, 0.5, 1.0])
+def test_the_looks_keep_the_level_and_the_coverage(tau: float, n: int) -> None:
+    type_one, coverage = _rates(sequential, n, STUDY.null_sets, tau)
+    assert type_one <= 0.05 + _monte_carlo_margin(0.05)
+    assert coverage >= 0.93 - _monte_carlo_margin(0.93)
+
+
+@pytest.mark.parametrize(("n", "tau"), [(15, 0.5), (64, 0.2), (64, 0.5), (64, 1.0)])
+def test_the_looks_save_random_sets_at_a_small_cost_in_power(n: int, tau: float) -> None:
+    # The same draws tested with all K random sets and with those the looks keep, at Holm's
+    # first level: a set that does nothing stops early, one that clearly acts stops at the
+    # second look, and the alpha the second look spends costs a few points of power at most.
+    cell = set_level_cells(STUDY, "")[0]
+    first_level = 0.05 / len(EMOTIONS)
     rng = np.random.default_rng([n, int(10 * tau), 7])
+    runs = REPLICATIONS // 2
     for effect in (0.0, 1.0, 2.0, 3.0):
         fixed = stopped = random_sets = 0
-        for _ in range(REPLICATIONS // 2):
-            tests = _tests_against_first(*_draw(rng, n, design.null_sets, tau, effect))
-            used = drawn(cell, design, tests)
-            random_sets += len(used) - 1
+        for _ in range(runs):
+            tests = _tests_against_first(*_draw(rng, n, STUDY.null_sets, tau, effect))
+            result = sequential_tests(cell, STUDY, tests)[0]
+            random_sets += result.k
             fixed += tests(cell)[0].p_value <= first_level
-            stopped += tests(used)[0].p_value <= first_level
-        runs = REPLICATIONS // 2
-        assert stopped <= fixed  # a stopped set is never a finding
-        assert (fixed - stopped) / runs <= 0.01, effect
+            stopped += result.p_value <= first_level
+        assert (fixed - stopped) / runs <= 0.1, effect
         if effect == 0.0:
-            assert random_sets / runs < 0.5 * design.null_sets
+            assert random_sets / runs < 0.4 * STUDY.null_sets
+        if fixed == runs:  # a clear effect: found at the second look
+            assert random_sets / runs <= 0.6 * STUDY.null_sets
+
+
+def _evaluate_look_by_look(store: ConditionStore, evaluation: list, design: Design,
+                           cells: list[list[Condition]],
+                           add: Callable[[Condition], None]) -> list[int]:
+    """What a run does: evaluate the pending conditions until none is left; the number
+    evaluated at each round."""
+    rounds = []
+    while todo := pending_conditions(store, evaluation, design, cells, len(cells)):
+        for condition in todo:
+            add(condition)
+        rounds.append(len(todo))
+    return rounds
 
 
 def test_after_the_look_only_a_set_that_may_be_a_finding_gets_the_rest(tmp_path: Path) -> None:
@@ -236,13 +265,8 @@ def test_after_the_look_only_a_set_that_may_be_a_finding_gets_the_rest(tmp_path:
 
     add(Condition("baseline"))
     cells = set_level_cells(design, "")
-    for cell in cells:
-        for condition in looked(cell, design):
-            add(condition)
-    later = later_conditions(store, evaluation, design, cells)
-    assert later == cells[EMOTIONS.index("anger")][3:]
-    for condition in later:
-        add(condition)
+    rounds = _evaluate_look_by_look(store, evaluation, design, cells, add)
+    assert rounds == [len(cells) * 3, 4]  # every cell's look, then anger's other random sets
     table = set_level_table(store, evaluation, design, [("lape", "")])
     used = table.groupby("masked_emotion").k_random_sets.unique().map(list).to_dict()
     assert used == {e: [6] if e == "anger" else [2] for e in EMOTIONS}
@@ -287,10 +311,7 @@ def test_the_effect_sweep_finds_the_layers_that_carry_a_set_s_effect(tmp_path: P
         store.add(condition, Ablation.of({0: [1]}), np.array(labels))
 
     add(Condition("baseline"))
-    for condition in [c for cell in cells for c in looked(cell, design)]:
-        add(condition)
-    for condition in later_conditions(store, evaluation, design, cells):
-        add(condition)
+    _evaluate_look_by_look(store, evaluation, design, cells, add)
     result = effect_sweep_table(store, evaluation, design, "lape", cells)
     assert result.beyond.tolist() == [False, False, True, True, False]
     assert result.k_random_sets.tolist() == [2, 2, 4, 4, 2]

@@ -111,7 +111,10 @@ class Design:
             sample (0: own-emotion statistic only)
         futility_look: random sets drawn before the set-level test's futility look: where no
             statistic of a set comes within p <= 0.3 of significance against them, the rest
-            are not drawn (0 or at least null_sets: always all)
+            are not drawn (0 or at least null_sets: no such look)
+        second_look: random sets drawn before the second look: a set stops there where each
+            statistic is futile (p > 0.1) or already a finding with a fifth of alpha, the
+            rest spent at the end (0 or at least null_sets: no second look)
         effect_sweep: for each emotion whose own set is beyond random sets (removed at every
             position), the layer range x proportion sweep of that set, each part against its
             own random sets (sweep_setlevel.csv)
@@ -133,6 +136,7 @@ class Design:
     scopes: tuple[Scope, ...] = ("all", "dialogue", "last")
     cross_per_emotion: int = 8
     futility_look: int = 4
+    second_look: int = 10
     effect_sweep: bool = True
     other_formats: tuple[AnswerFormatName, ...] = ()
 
@@ -161,6 +165,10 @@ class Design:
         if self.futility_look == 1 or self.futility_look < 0:
             raise UserError(f"--futility-look {self.futility_look}: give 0 (no look) or 2 or "
                             "more random sets (a test needs two)")
+        if self.second_look < 0 or 0 < self.second_look <= max(1, self.futility_look):
+            raise UserError(f"--second-look {self.second_look}: give 0 (no second look) or "
+                            f"more random sets than --futility-look {self.futility_look} "
+                            "(and at least 2)")
         if not self.scopes:
             raise UserError("--scopes: give one or more of all, dialogue, last")
         distinct("scopes", self.scopes)

@@ -6,7 +6,7 @@ label-free probe (:mod:`emoneuron.causal.probe`) after each set, against random 
    dialogues recorded.
 2. :func:`readout_rows`: for each method's set of each emotion and its ``Design.null_sets``
    random sets (the same frequency-matched sets as :mod:`emoneuron.causal.setlevel`, with the
-   same futility look), the
+   same looks), the
    probe's correctness on that emotion's held-out dialogues while the set is removed, averaged
    per dialogue over the residual layers after the set's first layer (the only ones it can
    change; the random sets share that layer). The statistic ``probe`` is the drop of that share
@@ -39,8 +39,8 @@ from emoneuron.causal.probe import (
 from emoneuron.causal.setlevel import (
     SetLevel,
     Stratum,
-    drawn,
     family_rows,
+    sequential_tests,
     set_level_test,
     with_random_sets,
 )
@@ -89,7 +89,7 @@ def readout_rows(loaded: LoadedModel, probe: Probe, evaluation: Sequence[Record]
             tests_of = _probe_tests(loaded, probe, by_emotion[emotion], unablated[emotion],
                                     sets, sources, store, batch_size, progress,
                                     f"probe {name} {emotion}")
-            results[emotion] = (tests_of(drawn(cell, design, tests_of))[0], size)
+            results[emotion] = (sequential_tests(cell, design, tests_of)[0], size)
         rows += family_rows(name, tag, SCOPE, STATISTIC, results)
     return rows
 

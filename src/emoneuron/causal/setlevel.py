@@ -20,12 +20,17 @@ often. Here the set is the unit:
    dialogues of the per-dialogue difference between the set and the random sets' mean, which
    the estimate also carries when it is read as the set's effect on new dialogues. The
    studentised difference is referred to Student's t with K - 1 degrees of freedom.
-4. A futility look (:func:`drawn`): the set and its first ``Design.futility_look`` random
-   sets are evaluated first; where no statistic of the set has p <= :data:`FUTILE_P` against
-   them, the rest are not drawn and the test keeps those. Stopping for futility never adds a
-   rejection (a stopped set's p-value is above every level used), so the level holds; the
-   simulation in the tests measures the power it costs (none found at 4 of 20 sets) and the
-   random sets it saves (about 60% where a set does nothing).
+4. Two looks before the end (:func:`sequential_tests`, :func:`pending_conditions`): the set and
+   its first ``Design.futility_look`` random sets are evaluated first; where no statistic of
+   the set has p <= :data:`FUTILE_P` against them, the rest are not drawn. Then, at
+   ``Design.second_look`` random sets, a set stops where each statistic is decided: futile
+   (p > :data:`SECOND_FUTILE_P`) or already a finding with the share :data:`LOOK_SHARE` of
+   alpha (p / LOOK_SHARE at or below Holm's first level). A set's reported p-value is
+   min(p_second / LOOK_SHARE, p_end / (1 - LOOK_SHARE)) (Bonferroni over the two looks that
+   can reject; the first look only stops for futility, which never adds a rejection), so the
+   level holds whatever the looks decide. The simulation in the tests measures what the looks
+   save (about 70% of the random sets where a set does nothing, half where it clearly acts)
+   and the power they cost.
 5. :func:`set_level_table` (``setlevel.csv``): Holm across the six emotions of each method,
    scope and statistic; the verdicts (:func:`verdict`, :func:`reading_verdict`) come from the
    adjusted p-values only.
@@ -47,7 +52,7 @@ coverage; the same simulation shows the dialogue-level slot test and excess inte
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -64,7 +69,9 @@ STATISTICS = ("own", "cross", "specific")  # of the classifier; "probe" in causa
 NULL_CONTROL = "frequency"  # random sets matched layer by layer and by activation frequency
 ALPHA = 0.05
 POWER = 0.8
-FUTILE_P = 0.3  # above it at the look, a set is not tested against the rest of the random sets
+FUTILE_P = 0.3  # above it at the first look, a set is not tested against more random sets
+SECOND_FUTILE_P = 0.1  # the same at the second look
+LOOK_SHARE = 0.2  # of each test's alpha spent at the second look (Bonferroni with the end)
 BEYOND = "beyond random sets"
 BELOW = "below random sets"
 UNDISTINGUISHED = "not distinguishable from random sets"
@@ -160,38 +167,86 @@ def set_level_conditions(design: Design, tag: str) -> list[Condition]:
     return [condition for cell in set_level_cells(design, tag) for condition in cell]
 
 
-def looked(cell: Sequence[Condition], design: Design) -> list[Condition]:
-    """The set and the random sets evaluated before the futility look (all of them where
-    ``Design.futility_look`` is 0 or not below K)."""
-    look = design.futility_look
-    return list(cell[:1 + look] if 2 <= look < design.null_sets else cell)
+@dataclass(frozen=True)
+class Look:
+    """After ``random_sets`` random sets, a set stops where every statistic has p above
+    ``futile_p`` or at most ``share`` x Holm's first level; ``share`` is the part of alpha the
+    look spends (0: it stops only for futility)."""
+
+    random_sets: int
+    futile_p: float
+    share: float
 
 
-def drawn(cell: Sequence[Condition], design: Design,
-          tests_of: Callable[[Sequence[Condition]], Iterable[SetLevel]]) -> list[Condition]:
-    """The conditions the set-level test of ``cell`` uses: all, or those of the futility look
-    where ``tests_of`` (the set's tests on the looked conditions, one per statistic) has no
-    p-value at or below :data:`FUTILE_P`.
+def looks(design: Design) -> list[Look]:
+    """The looks of ``design``, the end (all K random sets, the rest of alpha) last.
 
-    >>> design = Design(null_sets=6, futility_look=2)
-    >>> cell = set_level_cells(design, "")[0]
-    >>> len(drawn(cell, design, lambda _: [])), len(drawn(cell, design, lambda c: [
-    ...     set_level_test([Stratum(1.0, np.ones(15), np.zeros((len(c) - 1, 15)))])]))
-    (3, 7)
+    >>> [look.random_sets for look in looks(Design(null_sets=20))]
+    [4, 10, 20]
     """
-    first = looked(cell, design)
-    if len(first) == len(cell) or any(t.p_value <= FUTILE_P for t in tests_of(first)):
-        return list(cell)
-    return first
+    k = design.null_sets
+    early = [Look(design.futility_look, FUTILE_P, 0.0)] if 2 <= design.futility_look < k else []
+    if max(2, design.futility_look + 1) <= design.second_look < k:
+        early.append(Look(design.second_look, SECOND_FUTILE_P, LOOK_SHARE))
+    return [*early, Look(k, 1.0, 1.0 - sum(look.share for look in early))]
 
 
-def later_conditions(store: ConditionStore, evaluation: Sequence[Record], design: Design,
-                     cells: Sequence[Sequence[Condition]]) -> list[Condition]:
-    """The random sets still to draw after the futility look of each of ``cells`` (whose
-    looked conditions ``store`` holds)."""
+Tests = Callable[[Sequence[Condition]], Sequence[SetLevel]]
+
+
+def _sequential(cell: Sequence[Condition], design: Design, tests_of: Tests, family: int,
+                ready: Callable[[Sequence[Condition]], bool]
+                ) -> tuple[list[Condition], list[SetLevel]]:
+    """The looks of ``cell`` walked in order: the conditions of the first look not ``ready``
+    (and no tests), or the tests where the set stops, their p-values combined over the looks
+    that spend alpha."""
+    spent: list[float] = []
+    for look in looks(design):
+        conditions = list(cell[:1 + look.random_sets])
+        if not ready(conditions):
+            return conditions, []
+        tests = list(tests_of(conditions))
+        if look.share:
+            spent = [min(p, t.p_value / look.share)
+                     for p, t in zip(spent or [math.inf] * len(tests), tests, strict=True)]
+        decided = all(t.p_value > look.futile_p or t.p_value <= look.share * ALPHA / family
+                      for t in tests)
+        if decided or look.random_sets == design.null_sets:
+            return [], [replace(t, p_value=min(1.0, p)) for t, p in
+                        zip(tests, spent or [t.p_value for t in tests], strict=True)]
+    raise AssertionError("the last look draws every random set")
+
+
+def sequential_tests(cell: Sequence[Condition], design: Design, tests_of: Tests,
+                     family: int = len(EMOTIONS)) -> list[SetLevel]:
+    """The set-level tests (one per statistic) of ``cell``'s set against the random sets its
+    looks draw, in a Holm family of ``family`` sets; ``tests_of`` tests the first condition
+    against the others.
+
+    >>> design = Design(null_sets=20)
+    >>> cell = set_level_cells(design, "")[0]
+    >>> def against(drops):  # the set's drops against random sets that change nothing
+    ...     return lambda c: [set_level_test([Stratum(1.0, drops, np.zeros((len(c) - 1, 15)))])]
+    >>> [sequential_tests(cell, design, against(drops))[0].k
+    ...  for drops in (np.zeros(15), np.ones(15))]
+    [4, 10]
+    """
+    return _sequential(cell, design, tests_of, family, lambda _: True)[1]
+
+
+def pending_conditions(store: ConditionStore, evaluation: Sequence[Record], design: Design,
+                       cells: Sequence[Sequence[Condition]],
+                       family: int = len(EMOTIONS)) -> list[Condition]:
+    """The conditions ``store`` still needs for the next look of each of ``cells``: a run
+    evaluates them and asks again until none is left."""
     tests_of = _tests_of(store, evaluation)
+
+    def ready(conditions: Sequence[Condition]) -> bool:
+        return all(c.key in store.done for c in conditions)
+
     return [condition for cell in cells
-            for condition in drawn(cell, design, tests_of)[len(looked(cell, design)):]]
+            for condition in _sequential(cell, design, tests_of, family, ready)[0]
+            if condition.key not in store.done]
 
 
 def _statistics(mask: Condition) -> tuple[str, ...]:
@@ -200,7 +255,7 @@ def _statistics(mask: Condition) -> tuple[str, ...]:
 
 
 def _tests_of(store: ConditionStore, evaluation: Sequence[Record]
-              ) -> Callable[[Sequence[Condition]], list[SetLevel]]:
+              ) -> Tests:
     """The tests of a set (the first condition) against its random sets (the others), one per
     statistic, from the stored predictions, against the unchanged model's in the same answer
     format."""
@@ -251,7 +306,7 @@ def set_level_table(store: ConditionStore, evaluation: Sequence[Record], design:
         results: dict[tuple[str, str], dict[str, tuple[SetLevel, int]]] = {}
         for cell in set_level_cells(design, tag):
             mask = cell[0]
-            tests = tests_of(drawn(cell, design, tests_of))
+            tests = sequential_tests(cell, design, tests_of)
             for statistic, test in zip(_statistics(mask), tests, strict=True):
                 results.setdefault((mask.tokens, statistic), {})[mask.masked_emotion] = (
                     test, store.done[mask.key]["n_masked"])
@@ -284,7 +339,7 @@ def format_table(store: ConditionStore, evaluation: Sequence[Record], design: De
     rows = []
     for answer_format in design.other_formats:
         for name, tag in methods:
-            results = {cell[0].masked_emotion: (tests_of(drawn(cell, design, tests_of))[0],
+            results = {cell[0].masked_emotion: (sequential_tests(cell, design, tests_of)[0],
                                                 store.done[cell[0].key]["n_masked"])
                        for cell in format_cells(design, tag, answer_format)}
             rows += [{**row, "answer_format": answer_format}
@@ -320,7 +375,7 @@ def effect_sweep_table(store: ConditionStore, evaluation: Sequence[Record], desi
     Holm across every cell of the sweep (one family: where in the model the effect lives)."""
     tests_of = _tests_of(store, evaluation)
     rows = [{**_row(method, cell[0].tokens, "own", cell[0].masked_emotion,
-                    tests_of(drawn(cell, design, tests_of))[0],
+                    sequential_tests(cell, design, tests_of, len(cells))[0],
                     store.done[cell[0].key]["n_masked"]),
              "layer_range": cell[0].layer_range, "proportion": cell[0].proportion}
             for cell in cells]

@@ -43,12 +43,13 @@ def _beyond(rows: pd.DataFrame) -> pd.Series:
 
 
 def _random_sets(table_: pd.DataFrame) -> str:
-    """How many random sets the tests used: all K, or K where the futility look went on."""
+    """How many random sets the tests used: all K, or fewer where a look stopped a set."""
     counts = table_.k_random_sets.astype(int)
     if counts.min() == counts.max():
         return f"{counts.max()} random sets"
-    return (f"up to {counts.max()} random sets (a set with no statistic near significance "
-            f"against the first {counts.min()} was not tested against more: the futility look)")
+    return (f"up to {counts.max()} random sets (a set stopped at a look was tested against "
+            f"fewer, {counts.min()} at least: futile, or already a finding with a fifth of "
+            "alpha, whose p-value carries that share)")
 
 
 def set_level_summary(table_: pd.DataFrame | None) -> str:
