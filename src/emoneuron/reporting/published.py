@@ -68,6 +68,17 @@ def _read(name: str, table: str = SET_LEVEL, into: Path = CAPTURED) -> pd.DataFr
     return pd.read_csv(path) if path.exists() else None
 
 
+def _set_level(name: str, into: Path = CAPTURED) -> pd.DataFrame:
+    """The captured run's set-level table; every kind refuses a run without one, since a block
+    that left it out would cite a run it does not show."""
+    table = _read(name, into=into)
+    if table is None:
+        raise UserError(f"{into / name}: no {SET_LEVEL} (a run from before the set-level test); "
+                        f"capture a newer run with make docs-results RESULTS={name}=RUN_DIR, or "
+                        f"leave {name} out of the block")
+    return table
+
+
 def _summary(name: str, into: Path = CAPTURED) -> dict[str, Any]:
     path = into / name / SUMMARY
     if not path.exists():
@@ -100,9 +111,7 @@ def verdicts(names: Sequence[str], into: Path = CAPTURED) -> str:
     """Per method, the emotions whose set is beyond random sets (Holm) at each scope and for
     the label-free probe, with the excess and its interval: the README's demo table."""
     (name,) = names
-    table = _read(name, into=into)
-    if table is None:
-        raise UserError(f"{into / name}: no {SET_LEVEL}; the run has no set-level test")
+    table = _set_level(name, into)
     columns = [*SCOPES.values(), "label-free probe after the set"]
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for method, rows in table.groupby("method", sort=False):
@@ -121,10 +130,8 @@ def per_emotion(names: Sequence[str], into: Path = CAPTURED) -> str:
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for name in names:
         summary = _summary(name, into)
-        table = _read(name, into=into)
+        table = _set_level(name, into)
         formats = _read(name, FORMATS_SET_LEVEL, into)
-        if table is None:
-            raise UserError(f"{into / name}: no {SET_LEVEL}; the run has no set-level test")
         for method, rows in table.groupby("method", sort=False):
             for emotion in EMOTIONS:
                 mine = rows[rows.masked_emotion == emotion]
@@ -161,9 +168,7 @@ def replication(names: Sequence[str], into: Path = CAPTURED) -> str:
     found: dict[tuple[str, str, str, str], list[bool]] = {}
     for name in names:
         model = _summary(name, into)["model"]
-        table = _read(name, into=into)
-        if table is None:
-            continue
+        table = _set_level(name, into)
         own = table[table.statistic.isin(["own", "probe"])]
         for row in own.itertuples():
             scope = "probe" if row.statistic == "probe" else str(row.scope)
