@@ -28,7 +28,7 @@ import pandas as pd
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.io import atomic_open, write_json
+from emoneuron.io import rewrite, write_json
 from emoneuron.layout import FORMATS_SET_LEVEL, SET_LEVEL, SWEEP_SET_LEVEL
 from emoneuron.reporting.html import pp
 from emoneuron.rundir import RunDir
@@ -219,9 +219,19 @@ def block(spec: str, into: Path = CAPTURED) -> str:
     return KINDS[kind](names, into)
 
 
+def rendered(text: str, render: Callable[[str], str]) -> str:
+    """``text`` with every generated block's body replaced by ``render(spec)``; the marks and
+    all around them kept (``emoneuron.clidocs`` renders the command pages' blocks with it).
+
+    >>> rendered("a\\n<!-- generated: x 1 -->\\nold\\n<!-- end generated -->\\nb", str.upper)
+    'a\\n<!-- generated: x 1 -->\\nX 1<!-- end generated -->\\nb'
+    """
+    return BLOCK.sub(lambda m: m.group(1) + render(m.group(2)) + m.group(4), text)
+
+
 def refreshed(text: str, into: Path = CAPTURED) -> str:
     """``text`` with every generated block's body rendered again."""
-    return BLOCK.sub(lambda m: m.group(1) + block(m.group(2), into) + m.group(4), text)
+    return rendered(text, lambda spec: block(spec, into))
 
 
 def blocks(text: str) -> list[tuple[str, str]]:
@@ -232,16 +242,9 @@ def blocks(text: str) -> list[tuple[str, str]]:
 def refresh(root: Path = Path(), into: Path = CAPTURED) -> list[Path]:
     """Rewrite every generated block of :data:`DOCUMENTS` under ``root``; the documents
     changed."""
-    changed = []
-    for document in DOCUMENTS:
-        path = root / document
-        text = path.read_text(encoding="utf-8")
-        new = refreshed(text, root / into)
-        if new != text:
-            with atomic_open(path) as handle:
-                handle.write(new)
-            changed.append(path)
-    return changed
+    paths = [root / document for document in DOCUMENTS]
+    return [path for path in paths
+            if rewrite(path, refreshed(path.read_text(encoding="utf-8"), root / into))]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
