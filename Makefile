@@ -5,7 +5,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 DEMO_ARGS ?= --preset demo
 
-.PHONY: setup demo test lint clean chromium compare-demo docs docs-results models-extra size-series gpu-size-series
+.PHONY: setup demo test lint clean chromium compare-demo docs docs-results docs-cli models-extra size-series gpu-size-series
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -90,6 +90,12 @@ size-series: setup
 RESULTS ?= demo=runs/demo
 docs-results: setup
 	$(PY) -m emoneuron.reporting.published $(foreach run,$(RESULTS),--run $(run))
+
+# The command pages: each docs/cli page's generated block rendered again from the emoneuron parser
+# (its title, usage and every option); a page's own prose around the block is kept, and a test
+# fails when a page differs from the parser.
+docs-cli: setup
+	$(PY) -m emoneuron.clidocs
 
 DOCS_STAMP := $(VENV)/.docs-installed
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from emoneuron.models.loading import LoadedModel
 
@@ -20,6 +21,18 @@ from emoneuron.models.loading import LoadedModel
 def logits(loaded: LoadedModel, input_ids: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return loaded.model(input_ids=input_ids).logits
+
+
+def hooked_forward(loaded: LoadedModel, ids: list[int],
+                   handles: Sequence[RemovableHandle]) -> None:
+    """One forward pass over ``ids`` with the hooks ``handles`` hold, then those hooks removed,
+    also when the pass fails: a hook left behind would change every later test's forward."""
+    try:
+        with torch.no_grad():
+            loaded.model(input_ids=torch.tensor([ids]))
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def mlps(loaded: LoadedModel) -> list[nn.Module]:

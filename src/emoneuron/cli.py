@@ -474,16 +474,23 @@ def _add_data_parsers(data: Any) -> None:
 
     load = data.add_parser("load", help="a real corpus (or your own file) into records")
     load.add_argument("path", type=Path, help="corpus file or folder")
-    load.add_argument("--format", required=True, choices=list(FORMATS))
-    load.add_argument("--split", help="split to read when PATH is a folder")
+    load.add_argument("--format", required=True, choices=list(FORMATS),
+                      help="a corpus's own layout, or jsonl/csv for a table of your own")
+    load.add_argument("--split", help="split to read when PATH is a folder: train, validation, "
+                                      "test (DailyDialog); train, dev, test (MELD, GoEmotions)")
     load.add_argument("--context", type=int, default=DEFAULT_CONTEXT,
-                      help="utterance-level corpora: turns kept before the target utterance")
-    for column, default in (("text", "text"), ("label", "emotion"), ("id", None),
-                            ("speaker", None), ("dialogue", None)):
-        load.add_argument(f"--{column}-column", default=default,
-                          help=f"jsonl/csv: the {column} column (default: {default})")
+                      help="utterance-level corpora: turns kept before the target utterance "
+                           "(0: the utterance alone)")
+    for column, default, meaning in (
+            ("text", "text", "the text column"), ("label", "emotion", "the label column"),
+            ("id", None, "the id column, if any"), ("speaker", None, "the speaker column, if any"),
+            ("dialogue", None, "one row per utterance: rows with the same value in this column "
+                               "form a dialogue")):
+        load.add_argument(f"--{column}-column", default=default, help=f"jsonl/csv: {meaning}" + (
+            f" (default: {default})" if default else ""))
     load.add_argument("--turn-separator", default="\n",
-                      help="jsonl/csv, one dialogue per row: splits the text into turns")
+                      help="jsonl/csv, one dialogue per row: splits the text into turns "
+                           "(default: a line break)")
     load.add_argument("--out", type=Path, required=True, help="records .jsonl to write")
     load.set_defaults(func=_cmd_data_load)
 
@@ -492,10 +499,11 @@ def _add_data_parsers(data: Any) -> None:
 
     both = data.add_parser("overlap", help="exact and near-duplicate records, and shared "
                            "templates, in two files")
-    both.add_argument("first", type=Path)
-    both.add_argument("second", type=Path)
+    both.add_argument("first", type=Path, help="records .jsonl (e.g. identification data)")
+    both.add_argument("second", type=Path, help="records .jsonl (e.g. evaluation data)")
     both.add_argument("--threshold", type=float, default=NEAR_THRESHOLD,
-                      help="word 3-gram Jaccard similarity for near duplicates")
+                      help="word 3-gram Jaccard similarity, in (0, 1], from which two records "
+                           "are near duplicates")
     both.add_argument("--json", action="store_true", help="machine-readable output")
     both.set_defaults(func=_cmd_data_overlap)
 
@@ -505,7 +513,7 @@ def _add_neurons_parsers(neurons: Any) -> None:
 
     export = neurons.add_parser("export", help="a run's neuron sets keyed by another tool's "
                                 "names for their site (docs/models.md lists them)")
-    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run")
     export.add_argument("--format", required=True, choices=TOOLS,
                         help="transformerlens: HookedTransformer hook names "
                              "(blocks.L.mlp.hook_post); nnsight: Hugging Face module paths "
@@ -605,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     ablate = sub["ablate"]
-    ablate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    ablate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run")
     ablate.add_argument("--neurons", type=Path, required=True, help="neurons.json to evaluate")
     ablate.add_argument("--name", help="method name (default: the file's name without .json); "
                                        "results go to RUN_DIR/methods/NAME/")
@@ -631,7 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     kw_free.add_argument("file", type=Path, help="records .jsonl")
     kw_free.add_argument("--out", type=Path, required=True, help="records .jsonl to write")
     kw_free.add_argument("--mode", choices=("drop", "rewrite"), default="drop",
-                         help="drop dialogues with emotion words, or remove those sentences")
+                         help="drop: leave out every dialogue holding an emotion word; rewrite: "
+                              "remove only the sentences holding one (a dialogue left empty is "
+                              "dropped)")
     kw_free.set_defaults(func=_cmd_keyword_free)
     gen = data.add_parser("generate", help="LLM-written dialogues, kept by judge majority")
     _add_dataclass_options(gen, GenerateConfig)
@@ -646,8 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "model's shape, source packages and pinned SHA-256")
     listing.set_defaults(func=_cmd_models_list)
     export = models.add_parser("export", help="write a plain Hugging Face model directory")
-    export.add_argument("name")
-    export.add_argument("dir", type=Path)
+    export.add_argument("name", help="an embedded model's name (models list names them)")
+    export.add_argument("dir", type=Path, help="directory to write: new or empty")
     export.set_defaults(func=_cmd_models_export)
 
     rec = sub["record"]
@@ -660,7 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=_cmd_record)
 
     ident = sub["identify"]
-    ident.add_argument("stats", type=Path)
+    ident.add_argument("stats", type=Path,
+                       help="statistics .safetensors (from record, or a run's stats.safetensors)")
     # Only the options given: a per-emotion rule without an assignment takes argmax.
     _add_dataclass_options(ident, IdentifyConfig, only_given=True,
                            defaults=asdict(IdentifyConfig()))
@@ -687,8 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
     neuron = sub["neuron"]
     neuron.add_argument("target", help="run directory, or a model (vocabulary projection only "
                                        "unless --stats and --data are given)")
-    neuron.add_argument("layer", type=int)
-    neuron.add_argument("index", type=int)
+    neuron.add_argument("layer", type=int, help="the neuron's layer, from 0")
+    neuron.add_argument("index", type=int, help="the neuron's index in its layer, from 0")
     neuron.add_argument("--stats", type=Path, help="recording (.safetensors) for top activations")
     neuron.add_argument("--data", type=Path, help="the recorded JSONL, to show tokens in context")
     neuron.add_argument("--neurons", type=Path, help="neurons.json, to show set membership")
@@ -700,11 +711,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_neurons_parsers(sub["neurons"].add_subparsers(dest="neurons_command", required=True))
 
     report = sub["report"]
-    report.add_argument("run_dir", type=Path)
+    report.add_argument("run_dir", type=Path, help="a run directory")
     report.set_defaults(func=_cmd_report)
 
     compare = sub["compare"]
-    compare.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    compare.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
+                         help="finished run directories, typically of different models")
     compare.add_argument("--out", type=Path, required=True, help="directory for compare.html")
     compare.set_defaults(func=_cmd_compare)
 

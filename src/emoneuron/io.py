@@ -116,6 +116,17 @@ def write_json(path: str | Path, payload: Any) -> None:
         handle.write("\n")
 
 
+def rewrite(path: str | Path, text: str) -> bool:
+    """Write ``text`` to ``path`` atomically unless it already holds it; whether it wrote, so a
+    generator names only the files it changed (and leaves the others' times alone)."""
+    path = Path(path)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    with atomic_open(path) as handle:
+        handle.write(text)
+    return True
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     """A TOML file's tables, or a UserError naming the file and the problem."""
     try:

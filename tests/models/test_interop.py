@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mlp_reference import hooked_forward
 
 from emoneuron import __version__
 from emoneuron.cli import main
@@ -100,12 +101,7 @@ def _captured(loaded: LoadedModel, names: list[str], item: Record) -> list[torch
                        if tensor == "input" else
                        module.register_forward_hook(lambda _m, _a, out, keep=keep: keep(out)))
     ids = loaded.tokenizer(render_dialogue(item).text)["input_ids"]
-    try:
-        with torch.no_grad():
-            loaded.model(input_ids=torch.tensor([ids]))
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooked_forward(loaded, ids, handles)
     return [values[layer] for layer in range(len(names))]
 
 

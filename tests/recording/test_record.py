@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mlp_reference import hooked_forward
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -40,12 +41,7 @@ def _site_activations(loaded: LoadedModel, ids: list[int]) -> list[torch.Tensor]
     handles = [module.register_forward_pre_hook(
         lambda _m, args, layer=layer: captured.__setitem__(layer, args[0][0].detach().clone()))
         for layer, module in enumerate(modules)]
-    try:
-        with torch.no_grad():
-            loaded.model(input_ids=torch.tensor([ids]))
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooked_forward(loaded, ids, handles)
     return [captured[layer] for layer in range(len(modules))]
 
 

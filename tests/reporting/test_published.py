@@ -8,10 +8,12 @@ import pandas as pd
 import pytest
 
 from emoneuron.errors import UserError
+from emoneuron.io import write_json
 from emoneuron.layout import SET_LEVEL
 from emoneuron.reporting.published import (
     CAPTURED,
     DOCUMENTS,
+    SUMMARY,
     blocks,
     capture,
     main,
@@ -76,6 +78,20 @@ def test_a_block_naming_no_captured_run_is_refused(tmp_path: Path) -> None:
                   tmp_path)
     with pytest.raises(UserError, match="give one of verdicts"):
         refreshed("<!-- generated: table demo -->\n<!-- end generated -->", tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["verdicts", "per-emotion", "replication"])
+def test_every_kind_refuses_a_run_without_a_set_level_test(kind: str, tmp_path: Path) -> None:
+    """replication once skipped such a run silently, so its table cited seeds it did not show."""
+    old = tmp_path / "old"
+    old.mkdir()
+    write_json(old / SUMMARY, {"model": "tiny-lm", "preset": "", "seed": 0, "counts": {},
+                               "emoneuron_version": "0"})
+    with pytest.raises(UserError) as refused:
+        refreshed(f"<!-- generated: {kind} old -->\n<!-- end generated -->", tmp_path)
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith(f"{old}: no {SET_LEVEL}")
+    assert "make docs-results RESULTS=old=RUN_DIR" in message
 
 
 def test_main_refuses_a_run_without_a_name(capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,7 +28,7 @@ import pandas as pd
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.io import atomic_open, write_json
+from emoneuron.io import rewrite, write_json
 from emoneuron.layout import FORMATS_SET_LEVEL, SET_LEVEL, SWEEP_SET_LEVEL
 from emoneuron.reporting.html import pp
 from emoneuron.rundir import RunDir
@@ -68,6 +68,17 @@ def _read(name: str, table: str = SET_LEVEL, into: Path = CAPTURED) -> pd.DataFr
     return pd.read_csv(path) if path.exists() else None
 
 
+def _set_level(name: str, into: Path = CAPTURED) -> pd.DataFrame:
+    """The captured run's set-level table; every kind refuses a run without one, since a block
+    that left it out would cite a run it does not show."""
+    table = _read(name, into=into)
+    if table is None:
+        raise UserError(f"{into / name}: no {SET_LEVEL} (a run from before the set-level test); "
+                        f"capture a newer run with make docs-results RESULTS={name}=RUN_DIR, or "
+                        f"leave {name} out of the block")
+    return table
+
+
 def _summary(name: str, into: Path = CAPTURED) -> dict[str, Any]:
     path = into / name / SUMMARY
     if not path.exists():
@@ -100,9 +111,7 @@ def verdicts(names: Sequence[str], into: Path = CAPTURED) -> str:
     """Per method, the emotions whose set is beyond random sets (Holm) at each scope and for
     the label-free probe, with the excess and its interval: the README's demo table."""
     (name,) = names
-    table = _read(name, into=into)
-    if table is None:
-        raise UserError(f"{into / name}: no {SET_LEVEL}; the run has no set-level test")
+    table = _set_level(name, into)
     columns = [*SCOPES.values(), "label-free probe after the set"]
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for method, rows in table.groupby("method", sort=False):
@@ -121,10 +130,8 @@ def per_emotion(names: Sequence[str], into: Path = CAPTURED) -> str:
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for name in names:
         summary = _summary(name, into)
-        table = _read(name, into=into)
+        table = _set_level(name, into)
         formats = _read(name, FORMATS_SET_LEVEL, into)
-        if table is None:
-            raise UserError(f"{into / name}: no {SET_LEVEL}; the run has no set-level test")
         for method, rows in table.groupby("method", sort=False):
             for emotion in EMOTIONS:
                 mine = rows[rows.masked_emotion == emotion]
@@ -161,9 +168,7 @@ def replication(names: Sequence[str], into: Path = CAPTURED) -> str:
     found: dict[tuple[str, str, str, str], list[bool]] = {}
     for name in names:
         model = _summary(name, into)["model"]
-        table = _read(name, into=into)
-        if table is None:
-            continue
+        table = _set_level(name, into)
         own = table[table.statistic.isin(["own", "probe"])]
         for row in own.itertuples():
             scope = "probe" if row.statistic == "probe" else str(row.scope)
@@ -214,9 +219,19 @@ def block(spec: str, into: Path = CAPTURED) -> str:
     return KINDS[kind](names, into)
 
 
+def rendered(text: str, render: Callable[[str], str]) -> str:
+    """``text`` with every generated block's body replaced by ``render(spec)``; the marks and
+    all around them kept (``emoneuron.clidocs`` renders the command pages' blocks with it).
+
+    >>> rendered("a\\n<!-- generated: x 1 -->\\nold\\n<!-- end generated -->\\nb", str.upper)
+    'a\\n<!-- generated: x 1 -->\\nX 1<!-- end generated -->\\nb'
+    """
+    return BLOCK.sub(lambda m: m.group(1) + render(m.group(2)) + m.group(4), text)
+
+
 def refreshed(text: str, into: Path = CAPTURED) -> str:
     """``text`` with every generated block's body rendered again."""
-    return BLOCK.sub(lambda m: m.group(1) + block(m.group(2), into) + m.group(4), text)
+    return rendered(text, lambda spec: block(spec, into))
 
 
 def blocks(text: str) -> list[tuple[str, str]]:
@@ -227,16 +242,9 @@ def blocks(text: str) -> list[tuple[str, str]]:
 def refresh(root: Path = Path(), into: Path = CAPTURED) -> list[Path]:
     """Rewrite every generated block of :data:`DOCUMENTS` under ``root``; the documents
     changed."""
-    changed = []
-    for document in DOCUMENTS:
-        path = root / document
-        text = path.read_text(encoding="utf-8")
-        new = refreshed(text, root / into)
-        if new != text:
-            with atomic_open(path) as handle:
-                handle.write(new)
-            changed.append(path)
-    return changed
+    paths = [root / document for document in DOCUMENTS]
+    return [path for path in paths
+            if rewrite(path, refreshed(path.read_text(encoding="utf-8"), root / into))]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
