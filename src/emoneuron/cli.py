@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emoneuron.errors import UserError
-from emoneuron.io import check_output_dir, check_output_file
+from emoneuron.io import check_new_or_own, check_output_dir, check_output_file
 from emoneuron.options import (
     OPTION_FORMS,
     choices,
@@ -524,6 +524,9 @@ def _cmd_series(args: argparse.Namespace) -> None:
 
 def _cmd_compare(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
+    from emoneuron.layout import COMPARISON
+
+    check_new_or_own(args.out, COMPARISON, "comparison", "compare")
     from emoneuron.reporting.compare import write_comparison
 
     print(f"comparison: {write_comparison(args.run_dirs, args.out)}")
