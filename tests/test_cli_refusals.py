@@ -48,12 +48,14 @@ def work(finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("the user's own\n")
+    (tmp_path / "notes.json").write_text('{"mine": true}\n')  # where record's description goes
     pages = tmp_path / "pages"  # the user's own files, named as a comparison's
     pages.mkdir()
     for name in ("compare.html", "timings.csv"):
         (pages / name).write_text("the user's own\n")
     return {"RUN": run, "DAMAGED": damaged, "DATA": data, "NEUTRAL": neutral, "BAD": bad,
-            "MINE": mine, "PAGES": pages, "NEW": tmp_path / "new", "MODEL": tiny_model_dir}
+            "MINE": mine, "PAGES": pages, "TOP": tmp_path, "NEW": tmp_path / "new",
+            "MODEL": tiny_model_dir}
 
 
 # Each refused invocation (its words: a name of ``work`` stands for its path, NAME/x for a path
@@ -78,6 +80,9 @@ REFUSED: dict[str, tuple[list[str], str]] = {
                                      "not a statistics file"),
     "record: a file of the run": (["record", "--model", "MODEL", "--data", "DATA", "--out",
                                    "RUN/stats.safetensors"], "a file of the run"),
+    "record: a user's file where its description goes": (
+        ["record", "--model", "MODEL", "--data", "DATA", "--out", "TOP/notes.safetensors"],
+        "notes.json, which holds another file"),
     "record: no dialogue to record": (["record", "--model", "MODEL", "--data", "NEUTRAL",
                                        "--out", "NEW/s.safetensors"],
                                       "no dialogue of the six emotions"),

@@ -320,7 +320,10 @@ def _cmd_models_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_record(args: argparse.Namespace) -> None:
+    from emoneuron.recording.config import check_description_beside
+
     _check_output_file(args.out)
+    check_description_beside(args.out)
     from emoneuron.data.schema import EMOTIONS, read_records, records_hash, select_classes
     from emoneuron.executors import ExecutorConfig, executor_for
     from emoneuron.models.loading import ModelSpec, load
@@ -657,7 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--model", default="smollm2-135m", help="model to record")
     rec.add_argument("--data", required=True, type=Path, help="dialogues (JSONL)")
     rec.add_argument("--device", default=AUTO_DEVICE, help=device_help)
-    rec.add_argument("--out", type=Path, required=True, help="statistics .safetensors file")
+    rec.add_argument("--out", type=Path, required=True, help="statistics .safetensors file X.safetensors; "
+                     "its description is written beside it as X.json")
     _add_dataclass_options(rec, RecordConfig)
     _add_dataclass_options(rec, ExecutorConfig)
     rec.set_defaults(func=_cmd_record)
