@@ -660,8 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--model", default="smollm2-135m", help="model to record")
     rec.add_argument("--data", required=True, type=Path, help="dialogues (JSONL)")
     rec.add_argument("--device", default=AUTO_DEVICE, help=device_help)
-    rec.add_argument("--out", type=Path, required=True, help="statistics .safetensors file X.safetensors; "
-                     "its description is written beside it as X.json")
+    rec.add_argument("--out", type=Path, required=True,
+                     help="statistics file X.safetensors; its description is written beside "
+                          "it as X.json (refused if X.json is another file)")
     _add_dataclass_options(rec, RecordConfig)
     _add_dataclass_options(rec, ExecutorConfig)
     rec.set_defaults(func=_cmd_record)

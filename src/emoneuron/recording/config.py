@@ -63,8 +63,9 @@ def check_description_beside(out: str | Path, flag: str = "--out") -> None:
     own ``X.json`` is never replaced."""
     beside = Path(out).with_suffix(".json")
     if beside == Path(out):
+        example = beside.with_suffix(".safetensors")
         raise UserError(f"{flag} {out}: the statistics' description is written to the same "
-                        f"name; give a .safetensors file, e.g. {beside.with_suffix('.safetensors')}")
+                        f"name; give a .safetensors file, e.g. {example}")
     if not beside.exists():
         return
     try:
