@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emoneuron.errors import UserError
-from emoneuron.io import check_output_dir, check_output_file
+from emoneuron.io import check_new_or_own, check_output_dir, check_output_file
 from emoneuron.options import (
     OPTION_FORMS,
     choices,
@@ -320,7 +320,10 @@ def _cmd_models_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_record(args: argparse.Namespace) -> None:
+    from emoneuron.recording.config import check_description_beside
+
     _check_output_file(args.out)
+    check_description_beside(args.out)
     from emoneuron.data.schema import EMOTIONS, read_records, records_hash, select_classes
     from emoneuron.executors import ExecutorConfig, executor_for
     from emoneuron.models.loading import ModelSpec, load
@@ -524,6 +527,9 @@ def _cmd_series(args: argparse.Namespace) -> None:
 
 def _cmd_compare(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
+    from emoneuron.layout import COMPARISON
+
+    check_new_or_own(args.out, COMPARISON, "comparison", "compare")
     from emoneuron.reporting.compare import write_comparison
 
     print(f"comparison: {write_comparison(args.run_dirs, args.out)}")
@@ -654,7 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--model", default="smollm2-135m", help="model to record")
     rec.add_argument("--data", required=True, type=Path, help="dialogues (JSONL)")
     rec.add_argument("--device", default=AUTO_DEVICE, help=device_help)
-    rec.add_argument("--out", type=Path, required=True, help="statistics .safetensors file")
+    rec.add_argument("--out", type=Path, required=True,
+                     help="statistics file X.safetensors; its description is written beside "
+                          "it as X.json (refused if X.json is another file)")
     _add_dataclass_options(rec, RecordConfig)
     _add_dataclass_options(rec, ExecutorConfig)
     rec.set_defaults(func=_cmd_record)
