@@ -140,6 +140,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     (and all over ``--preset``). Checked without torch, so a bad option is refused in a
     fraction of a second, not after the pipeline's imports."""
     from emoneuron.config import RunConfig, preset_config
+    from emoneuron.executors import RAY_ONLY
     from emoneuron.io import read_toml
     from emoneuron.layout import MANIFEST
     from emoneuron.models.config import check_model
@@ -153,7 +154,11 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     if args.config:
         options |= recorded_settings(RunConfig, read_toml(args.config), str(args.config),
                                      OPTION_FORMS)
-    options |= _given(RunConfig, args)
+    given = _given(RunConfig, args)
+    if given.get("executor") == "local":
+        # The Ray workers of a --like run or --config file do not follow it into this process.
+        options = {name: value for name, value in options.items() if name not in RAY_ONLY}
+    options |= given
     config = preset_config(options.pop("preset", ""), **options)
     check_model(config.model)
     return config
