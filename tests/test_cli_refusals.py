@@ -115,6 +115,9 @@ REFUSED: dict[str, tuple[list[str], str]] = {
                                                 "MINE"], "is a directory"),
     "data generate: a bad option": (["data", "generate", "--per-pair", "0", "--out",
                                      "NEW/g.jsonl"], "per_pair must be at least 1"),
+    "data generate: an absurd number of dialogues": (
+        ["data", "generate", "--per-pair", "99999999999", "--out", "NEW/g.jsonl"],
+        "--per-pair 99999999999: must be from 1 to 1000"),
     "data stats: no such file": (["data", "stats", "NEW/x.jsonl"], "no such data file"),
     "data lexical: no such file": (["data", "lexical", "NEW/x.jsonl"], "no such data file"),
     "data overlap: a bad threshold": (["data", "overlap", "DATA", "DATA", "--threshold", "2"],
