@@ -125,7 +125,6 @@ MORE: dict[str, list[str]] = {
     "data generate": ["data", "generate", "--model", "MISSING", "--out", "OUT/g.jsonl"],
 }
 POSITIONALS = ("LAYER", "INDEX")
-MORE_SIZES = ("--per-pair",)  # dialogues to generate: a huge number is a request, not an error
 SKIP = ("--format", "--device", "--endpoint", "--api-key-env", "--split", *FIXED)
 
 
@@ -151,8 +150,6 @@ def test_the_other_commands_numeric_values_exit_0_or_2_and_change_no_file(
         case: tuple[str, str], value: str, finished_run: tuple[Path, Path],
         tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
     command, option = case
-    if value == HUGE and option in MORE_SIZES:
-        value = "1"
     base = tmp_path_factory.mktemp("case")
     write_records(base / "data.jsonl", synthesize(1, seed=0, max_turns=2))
     (base / "out").mkdir()

@@ -48,8 +48,14 @@ def work(finished_run: tuple[Path, Path], tiny_model_dir: Path, tmp_path: Path
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("the user's own\n")
+    (tmp_path / "notes.json").write_text('{"mine": true}\n')  # where record's description goes
+    pages = tmp_path / "pages"  # the user's own files, named as a comparison's
+    pages.mkdir()
+    for name in ("compare.html", "timings.csv"):
+        (pages / name).write_text("the user's own\n")
     return {"RUN": run, "DAMAGED": damaged, "DATA": data, "NEUTRAL": neutral, "BAD": bad,
-            "MINE": mine, "NEW": tmp_path / "new", "MODEL": tiny_model_dir}
+            "MINE": mine, "PAGES": pages, "TOP": tmp_path, "NEW": tmp_path / "new",
+            "MODEL": tiny_model_dir}
 
 
 # Each refused invocation (its words: a name of ``work`` stands for its path, NAME/x for a path
@@ -59,6 +65,10 @@ REFUSED: dict[str, tuple[list[str], str]] = {
     "run: a folder of other files": (["MINE_ARGS"], "not empty (notes.txt) and holds no run"),
     "run: options that cannot work together": (
         ["run", "--model", "MODEL", "--out", "NEW", "--selection", "auroc"], "--controls "),
+    "run: a site it cannot remove neurons at": (
+        ["run", "--model", "MODEL", "--out", "NEW", "--site", "mlp.pre_activation"],
+        "--site mlp.pre_activation: a run removes the neurons it finds, which it can at "
+        "mlp.down_proj.input or mlp.activation only"),
     "ablate: a method of the run": (
         ["ablate", "RUN", "--neurons", "RUN/neurons.json", "--name", "lape"],
         "a method of the run"),
@@ -70,12 +80,18 @@ REFUSED: dict[str, tuple[list[str], str]] = {
                                      "not a statistics file"),
     "record: a file of the run": (["record", "--model", "MODEL", "--data", "DATA", "--out",
                                    "RUN/stats.safetensors"], "a file of the run"),
+    "record: a user's file where its description goes": (
+        ["record", "--model", "MODEL", "--data", "DATA", "--out", "TOP/notes.safetensors"],
+        "notes.json, which holds another file"),
     "record: no dialogue to record": (["record", "--model", "MODEL", "--data", "NEUTRAL",
                                        "--out", "NEW/s.safetensors"],
                                       "no dialogue of the six emotions"),
     "report: a damaged run": (["report", "DAMAGED"], "changed since the run wrote it"),
     "compare: a damaged run": (["compare", "RUN", "DAMAGED", "--out", "NEW"],
                                "changed since the run wrote it"),
+    "compare: a folder of other files of the same names": (
+        ["compare", "RUN", "RUN", "--out", "PAGES"],
+        "not empty (compare.html, timings.csv) and holds no comparison (no compare.json)"),
     "neuron: outside the run's model": (["neuron", "RUN", "99", "0"],
                                         "neuron (99, 0) does not exist in "),
     "neuron: no tokens to show": (["neuron", "RUN", "0", "1", "--top", "0"], "--top 0"),
@@ -99,6 +115,9 @@ REFUSED: dict[str, tuple[list[str], str]] = {
                                                 "MINE"], "is a directory"),
     "data generate: a bad option": (["data", "generate", "--per-pair", "0", "--out",
                                      "NEW/g.jsonl"], "per_pair must be at least 1"),
+    "data generate: an absurd number of dialogues": (
+        ["data", "generate", "--per-pair", "99999999999", "--out", "NEW/g.jsonl"],
+        "--per-pair 99999999999: must be from 1 to 1000"),
     "data stats: no such file": (["data", "stats", "NEW/x.jsonl"], "no such data file"),
     "data lexical: no such file": (["data", "lexical", "NEW/x.jsonl"], "no such data file"),
     "data overlap: a bad threshold": (["data", "overlap", "DATA", "DATA", "--threshold", "2"],
@@ -160,6 +179,36 @@ def test_every_command_that_writes_has_a_refusal_tested() -> None:
                                                                        "neurons export"}
     assert data == {f"data {name}" for name in ("synth", "load", "keyword-free", "generate",
                                                 "stats", "lexical", "overlap")}
+
+
+def test_a_series_into_a_folder_of_other_files_is_refused_before_any_run(
+        work: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its comparison would replace the user's compare.html and timings.csv; its own folder
+    (a comparison in it, or only its models' run folders) is written again."""
+    from types import SimpleNamespace
+
+    from emoneuron.errors import UserError
+    from emoneuron.series import check_out, run_series
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("a run began before the refusal")
+
+    monkeypatch.setattr("emoneuron.pipeline.run", refuse)
+    config = SimpleNamespace(models=("smollm2-135m", "gemma3-270m"))
+    (tmp_path / "series" / "smollm2-135m").mkdir(parents=True)
+    shutil.copy(work["MINE"] / "notes.txt", tmp_path / "series" / "smollm2-135m")
+    before = tree(tmp_path)
+    with pytest.raises(UserError, match=r"not empty .compare.html, timings.csv. and holds no "
+                                        r"series .no compare.json.; give a new or empty "
+                                        r"directory, e.g. .*series$"):
+        run_series(config, work["PAGES"])  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"smollm2-135m: not empty .notes.txt. and holds no run"):
+        check_out(config, tmp_path / "series")  # type: ignore[arg-type]
+    assert tree(tmp_path) == before
+    (work["PAGES"] / "compare.json").write_text("{}")
+    check_out(config, work["PAGES"])  # type: ignore[arg-type]
+    (work["NEW"] / "smollm2-135m").mkdir(parents=True)
+    check_out(config, work["NEW"])  # type: ignore[arg-type]
 
 
 # -- a run directory the command may not write ---------------------------------------------------

@@ -81,7 +81,8 @@ def _parsed_run(*options: str) -> RunConfig:
 def test_every_stage_option_reaches_the_run_config() -> None:
     config = _parsed_run("--rule", "per-emotion", "--top-n", "40", "--site", "mlp.activation",
                          "--assignment", "argmax", "--token-policy", "last", "--mode", "scale",
-                         "--strength", "0.5", "--shards", "3", "--preset", "demo")
+                         "--strength", "0.5", "--executor", "ray", "--shards", "3",
+                         "--preset", "demo")
     assert (config.identify.rule, config.identify.top_n, config.identify.assignment,
             config.identify.statistic) == ("per-emotion", 40, "argmax", "lape")
     assert (config.record.site, config.record.token_policy) == ("mlp.activation", "last")
@@ -90,6 +91,15 @@ def test_every_stage_option_reaches_the_run_config() -> None:
     assert (config.execution.shards, config.preset, config.per_emotion) == (3, "demo", 50)
     assert config.selection_method().label == (
         "LAPE (Tang et al. 2024), with assignment argmax, rule per-emotion, top_n 40")
+
+
+def test_the_local_executor_given_drops_the_ray_settings_of_a_config_file(
+        tmp_path: Path) -> None:
+    settings = tmp_path / "run.toml"
+    settings.write_text('[execution]\nexecutor = "ray"\nworkers = 4\nshards = 8\n')
+    assert _parsed_run("--config", str(settings)).execution.workers == 4
+    local = _parsed_run("--config", str(settings), "--executor", "local").execution
+    assert (local.executor, local.workers, local.shards) == ("local", 0, 0)
 
 
 def test_a_selection_method_fills_what_is_not_given() -> None:
@@ -123,6 +133,11 @@ def test_per_emotion_rule_alone_assigns_by_argmax_and_lape_given_names_the_fix(
     (["run", "--out", "r", "--compare-methods", "auroc", "auroc"], "--compare-methods"),
     (["run", "--out", "r", "--selection", "attribution"], "--compare-methods attribution"),
     (["run", "--out", "r", "--workers", "-1"], "--workers -1"),
+    # Ray-only options the local executor would silently ignore
+    (["run", "--out", "r", "--workers", "2"], "--workers 2: applies only to --executor ray"),
+    (["run", "--out", "r", "--ray-address", "auto"], "--ray-address auto: applies only to"),
+    (["record", "--data", "x.jsonl", "--out", "s.safetensors", "--shards", "3"],
+     "add --executor ray, or drop --shards"),
     (["record", "--data", "x.jsonl", "--out", "s.safetensors", "--group-seed", "-1"],
      "--group-seed -1: a seed"),
     (["identify", "s.safetensors", "--out", "n.json", "--seed", "-1"], "--seed -1: a seed"),

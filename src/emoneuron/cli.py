@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emoneuron.errors import UserError
-from emoneuron.io import check_output_dir, check_output_file
+from emoneuron.io import check_new_or_own, check_output_dir, check_output_file
 from emoneuron.options import (
     OPTION_FORMS,
     choices,
@@ -140,6 +140,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     (and all over ``--preset``). Checked without torch, so a bad option is refused in a
     fraction of a second, not after the pipeline's imports."""
     from emoneuron.config import RunConfig, preset_config
+    from emoneuron.executors import RAY_ONLY
     from emoneuron.io import read_toml
     from emoneuron.layout import MANIFEST
     from emoneuron.models.config import check_model
@@ -153,7 +154,11 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     if args.config:
         options |= recorded_settings(RunConfig, read_toml(args.config), str(args.config),
                                      OPTION_FORMS)
-    options |= _given(RunConfig, args)
+    given = _given(RunConfig, args)
+    if given.get("executor") == "local":
+        # The Ray workers of a --like run or --config file do not follow it into this process.
+        options = {name: value for name, value in options.items() if name not in RAY_ONLY}
+    options |= given
     config = preset_config(options.pop("preset", ""), **options)
     check_model(config.model)
     return config
@@ -320,7 +325,10 @@ def _cmd_models_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_record(args: argparse.Namespace) -> None:
+    from emoneuron.recording.config import check_description_beside
+
     _check_output_file(args.out)
+    check_description_beside(args.out)
     from emoneuron.data.schema import EMOTIONS, read_records, records_hash, select_classes
     from emoneuron.executors import ExecutorConfig, executor_for
     from emoneuron.models.loading import ModelSpec, load
@@ -532,6 +540,9 @@ def _cmd_series(args: argparse.Namespace) -> None:
 
 def _cmd_compare(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
+    from emoneuron.layout import COMPARISON
+
+    check_new_or_own(args.out, COMPARISON, "comparison", "compare")
     from emoneuron.reporting.compare import write_comparison
 
     print(f"comparison: {write_comparison(args.run_dirs, args.out)}")
@@ -664,7 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--model", default="smollm2-135m", help="model to record")
     rec.add_argument("--data", required=True, type=Path, help="dialogues (JSONL)")
     rec.add_argument("--device", default=AUTO_DEVICE, help=device_help)
-    rec.add_argument("--out", type=Path, required=True, help="statistics .safetensors file")
+    rec.add_argument("--out", type=Path, required=True,
+                     help="statistics file X.safetensors; its description is written beside "
+                          "it as X.json (refused if X.json is another file)")
     _add_dataclass_options(rec, RecordConfig)
     _add_dataclass_options(rec, ExecutorConfig)
     rec.set_defaults(func=_cmd_record)

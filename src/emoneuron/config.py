@@ -20,7 +20,12 @@ from emoneuron.causal.config import AnswerFormatName, Design, PromptChoice, Prom
 from emoneuron.data.synth import check_size
 from emoneuron.errors import UserError
 from emoneuron.executors import ExecutorConfig
-from emoneuron.models.config import AUTO_DEVICE, DEFAULT_MODEL, check_device
+from emoneuron.models.config import (
+    AUTO_DEVICE,
+    DEFAULT_MODEL,
+    REMOVABLE_SITES,
+    check_device,
+)
 from emoneuron.options import (
     at_least,
     check_fields,
@@ -155,6 +160,10 @@ class RunConfig:
             raise UserError("--control-seeds: give one or more seeds, e.g. 0 1 2 (the random "
                             "controls, the method comparison and steering draw from them)")
         check_controls(self.identify.statistic, self.design.controls)
+        if self.record.site not in REMOVABLE_SITES:
+            raise UserError(f"--site {self.record.site}: a run removes the neurons it finds, "
+                            f"which it can at {' or '.join(REMOVABLE_SITES)} only; use one of "
+                            f"them (`emoneuron record --site {self.record.site}` records there)")
         if self.identify.statistic in get_args(AttributionStatistic):
             raise UserError(f"--statistic {self.identify.statistic}: attribution needs the "
                             "run's classifier, so it is compared beside the run's own selection; "

@@ -19,13 +19,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal, Protocol, TypeVar
 
 from tqdm.auto import tqdm
 
 from emoneuron.errors import UserError
-from emoneuron.options import at_least, check_fields
+from emoneuron.options import at_least, check_fields, flag
 
 State = TypeVar("State")
 Item = TypeVar("Item")
@@ -78,15 +78,15 @@ class ExecutorConfig:
     1
 
     Args:
-        executor: this process (local), or the workers of a Ray cluster (ray)
+        executor: this process (local), or the workers of a Ray cluster (ray); the options
+            below are for ray only (given with local they are refused, not ignored)
         ray_address: the Ray cluster: local starts a private one on this machine, auto joins
             the one this machine belongs to, HOST:PORT a remote head
         workers: Ray workers (model replicas); 0 = one per GPU, or per cpus_per_worker CPUs
         cpus_per_worker: CPU cores each Ray worker holds
         gpus_per_worker: GPUs each Ray worker holds (a model larger than one GPU spreads over
             them); unset: 1 on a cluster with GPUs, else 0
-        shards: dialogue shards of a recording, each a task; 0 = 4 per Ray worker (always 1
-            locally)
+        shards: dialogue shards of a recording, each a task; 0 = 4 per Ray worker
     """
 
     executor: ExecutorName = "local"
@@ -103,6 +103,18 @@ class ExecutorConfig:
         at_least("gpus_per_worker", 0 if self.gpus_per_worker is None else self.gpus_per_worker,
                  0)
         at_least("shards", self.shards, 0)
+        # The local executor reads none of these: a --workers 4 given without --executor ray
+        # would run one process while the user believes it ran four.
+        ignored = [spec.name for spec in fields(self) if spec.name in RAY_ONLY
+                   and getattr(self, spec.name) != spec.default]
+        if self.executor == "local" and ignored:
+            raise UserError(f"{flag(ignored[0])} {getattr(self, ignored[0])}: applies only to "
+                            "--executor ray (the local executor would ignore it); add "
+                            f"--executor ray, or drop {flag(ignored[0])}")
+
+
+# The ExecutorConfig fields only the Ray executor reads.
+RAY_ONLY = frozenset({"ray_address", "workers", "cpus_per_worker", "gpus_per_worker", "shards"})
 
 
 class _Worker:

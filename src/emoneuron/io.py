@@ -8,8 +8,9 @@ import json
 import os
 import tempfile
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import chain, count
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -51,6 +52,35 @@ def check_output_dir(path: str | Path, flag: str = "--out") -> None:
         raise UserError(f"{flag} {target}: is a file, not a directory; give a directory that "
                         "does not exist yet or one to write into")
     _check_creatable(target, flag, target)
+
+
+def check_new_or_own(path: str | Path, marker: str, holds: str, command: str,
+                     flag: str = "--out", kept: Callable[[str], bool] = lambda _: False) -> None:
+    """Refuse an output directory ``command`` must not write into: one that is not empty and
+    holds none of its output (no ``marker`` file), so a mistyped ``flag`` never overwrites the
+    user's same-named files. A directory holding ``marker`` is the command's own, rewritten;
+    entries ``kept`` accepts (what a stopped command leaves) do not count.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = (Path(folder) / "compare.html").write_text("mine")
+    ...     check_new_or_own(folder, "compare.json", "comparison", "compare")
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    emoneuron.errors.UserError: --out ...: not empty (compare.html) and holds no comparison (no \
+compare.json); give a new or empty directory, e.g. .../compare
+    """
+    target = Path(path)
+    if not target.is_dir() or (target / marker).exists():
+        return
+    foreign = sorted(entry.name for entry in target.iterdir() if not kept(entry.name))
+    if foreign:
+        new = next(target / name for name in chain([command], (f"{command}-{k}" for k in count(2)))
+                   if not (target / name).exists())
+        raise UserError(f"{flag} {target}: not empty ({', '.join(foreign[:3])}"
+                        f"{', ...' if len(foreign) > 3 else ''}) and holds no {holds} (no "
+                        f"{marker}); give a new or empty directory, e.g. {new}")
 
 
 def _check_creatable(directory: Path, flag: str, target: Path) -> None:

@@ -39,6 +39,8 @@ REPORT = "report.html"
 FIGURES = "figures"
 LOCK = "run.lock"
 SPLITS = ("fewshot", "identify", "eval")
+# In a comparison's folder (`emoneuron compare`, `series`): what marks the folder as one.
+COMPARISON = "compare.json"
 # Written from the files above and rewritten by `report`, so not part of the verified set.
 OUTPUTS = (REPORT, FIGURES, LOCK)
 

@@ -22,12 +22,11 @@ import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain, count
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emoneuron.errors import UserError
-from emoneuron.io import read_json, sha256_bytes, sha256_file, write_json
+from emoneuron.io import check_new_or_own, read_json, sha256_bytes, sha256_file, write_json
 from emoneuron.layout import LOCK, MANIFEST, METHODS, NEURONS, OUTPUTS, STAGES, STATS, data_file
 
 if TYPE_CHECKING:
@@ -219,7 +218,7 @@ class RunDir:
         wrong shape), or found at a site its intervention cannot act on. Removable are the
         default site, and ``mlp.activation`` with mode zero (which equals zeroing the
         default site's neuron); mode mean also needs the run's recording at the sets' site."""
-        from emoneuron.models.config import ACTIVATION_SITE, DEFAULT_SITE
+        from emoneuron.models.config import ACTIVATION_SITE, DEFAULT_SITE, removable
         from emoneuron.options import flat_settings
         from emoneuron.selection.config import UNKNOWN_MODEL
 
@@ -236,7 +235,7 @@ class RunDir:
                             f"use neurons identified on {model!r} (set \"model\" to it only if "
                             "they were)")
         recorded = manifest.get("model", {}).get("site")
-        if not (sets.site == DEFAULT_SITE or (sets.site == ACTIVATION_SITE and mode == "zero")):
+        if not removable(sets.site, str(mode)):
             raise UserError(f"{source}: site {sets.site!r} cannot be removed with this run's "
                             f"mode {mode!r}; give neurons found at {DEFAULT_SITE!r} (or at "
                             f"{ACTIVATION_SITE!r} in a run with mode zero)")
@@ -350,16 +349,7 @@ class RunDir:
         """Refuse a directory ``run`` must not write into: one that is not empty and holds no
         run (no manifest.json), so a mistyped --out never overwrites or lists the user's files.
         A run stopped before its manifest leaves only its lock and temporary files."""
-        if not self.path.is_dir() or self.exists(MANIFEST):
-            return
-        foreign = sorted(entry.name for entry in self.path.iterdir()
-                         if not _left_by_a_run(entry.name))
-        if foreign:
-            new = next(self.path / name for name in chain(
-                ["run"], (f"run-{k}" for k in count(2))) if not self.exists(name))
-            raise UserError(f"--out {self.path}: not empty ({', '.join(foreign[:3])}"
-                            f"{', ...' if len(foreign) > 3 else ''}) and holds no run (no "
-                            f"{MANIFEST}); give a new or empty directory, e.g. {new}")
+        check_new_or_own(self.path, MANIFEST, "run", "run", kept=_left_by_a_run)
 
     @contextmanager
     def locked(self, command: str = "run") -> Iterator[None]:

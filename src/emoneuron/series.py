@@ -19,8 +19,8 @@ from typing import Any
 from emoneuron.causal.config import Design
 from emoneuron.config import RunConfig, preset_config
 from emoneuron.errors import UserError
-from emoneuron.io import write_csv
-from emoneuron.layout import MANIFEST
+from emoneuron.io import check_new_or_own, write_csv
+from emoneuron.layout import COMPARISON, MANIFEST
 from emoneuron.models.config import AUTO_DEVICE, check_device
 from emoneuron.models.embedded import EMBEDDED
 from emoneuron.rundir import RunDir
@@ -104,6 +104,15 @@ def timing_table(rows: Sequence[dict[str, Any]]) -> str:
                      .rstrip() for line in cells)
 
 
+def check_out(config: SeriesConfig, out: str | Path) -> None:
+    """Refuse, before any run, an ``out`` the series must not write into: a folder of other
+    files (no comparison in it, and not only the folders of its models' runs), or a model's
+    folder that holds other files and no run."""
+    check_new_or_own(out, COMPARISON, "series", "series", kept=set(config.models).__contains__)
+    for model in config.models:
+        RunDir(Path(out) / model).check_new_or_own()
+
+
 def run_series(config: SeriesConfig, out: str | Path) -> Path:
     """Run every model into ``out/<model>``, compare them into ``out`` and write
     ``out/timings.csv``; return the comparison's HTML path."""
@@ -112,6 +121,7 @@ def run_series(config: SeriesConfig, out: str | Path) -> Path:
     from emoneuron.pipeline import run
     from emoneuron.reporting.compare import write_comparison
 
+    check_out(config, out)
     out_dir = Path(out)
     run_dirs = [out_dir / model for model in config.models]
     for model, directory in zip(config.models, run_dirs, strict=True):

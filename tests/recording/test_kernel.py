@@ -125,12 +125,17 @@ def test_kernel_refuses_a_tensor_it_cannot_read(compiled: kernel.CompiledKernel)
         compiled.update_layer(**tensors)
 
 
-def _fake_compiler(tmp_path: Path, refuses: str) -> str:
-    """A compiler script that fails when given ``refuses`` and otherwise calls cc."""
-    script = tmp_path / "fussy-cc"
-    script.write_text(f"#!/bin/sh\ncase \"$*\" in *{refuses}*) exit 1;; esac\nexec cc \"$@\"\n")
+def _script(tmp_path: Path, body: str) -> str:
+    """An executable shell script running ``body``, to stand for the compiler as ``$CC``."""
+    script = tmp_path / "fake-cc"
+    script.write_text(f"#!/bin/sh\n{body}\n")
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return str(script)
+
+
+def _fake_compiler(tmp_path: Path, refuses: str) -> str:
+    """A compiler script that fails when given ``refuses`` and otherwise calls cc."""
+    return _script(tmp_path, f"case \"$*\" in *{refuses}*) exit 1;; esac\nexec cc \"$@\"")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a shell script as the compiler")
@@ -160,6 +165,27 @@ def test_without_a_compiler_auto_falls_back_and_c_is_refused(
     finally:
         monkeypatch.undo()
         kernel.compiled_kernel.cache_clear()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a shell script as the compiler")
+def test_a_compiler_that_builds_nothing_or_hangs_is_no_compiler(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 0 without a library (once a ctypes OSError), and a hang whose child the build's
+    time limit must stop too (once 120 s of silence, the child left running)."""
+    child = tmp_path / "child.pid"
+    monkeypatch.setattr(kernel, "BUILD_SECONDS", 1)
+    for body in ("exit 0", f"sleep 300 &\necho $! > {child}\nwait"):
+        monkeypatch.setenv("CC", _script(tmp_path, body))
+        kernel.compiled_kernel.cache_clear()
+        kernel._say_fallback.cache_clear()
+        try:
+            assert kernel.statistics_kernel("auto") is None
+            assert "built the recording kernel; recording with torch" in capsys.readouterr().err
+        finally:
+            kernel.compiled_kernel.cache_clear()
+    status = Path(f"/proc/{child.read_text().strip()}/status")
+    assert not status.exists() or "zombie" in status.read_text(), "the compiler's child runs on"
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")

@@ -41,6 +41,10 @@ from emoneuron.io import write_json
 from emoneuron.options import at_least, check_seeds, finite
 
 NAMING_POLICIES = ("discard", "flag")
+# Dialogues per topic x emotion, at most: a record id holds the index in three digits, and 1000
+# for each of the 52 topics and 6 emotions is already 312,000 writer requests (a mistyped
+# --per-pair 99999999999 would build its item list until memory ran out).
+MAX_PER_PAIR = 1000
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class GenerateConfig:
         api_key_env: the environment variable holding the endpoint's API key
         topics: topics to write about
         emotions: emotions to write
-        per_pair: dialogues per topic x emotion
+        per_pair: dialogues per topic x emotion (1 to 1000)
         min_turns: turns per dialogue, at least
         max_turns: turns per dialogue, at most
         writer_max_tokens: tokens the writer may answer with
@@ -109,6 +113,9 @@ class GenerateConfig:
                             ("judge_max_tokens", self.judge_max_tokens)):
             if value < 1:
                 raise UserError(f"{name} must be at least 1, got {value}")
+        if self.per_pair > MAX_PER_PAIR:
+            raise UserError(f"--per-pair {self.per_pair}: must be from 1 to {MAX_PER_PAIR} "
+                            "(dialogues per topic x emotion)")
         for name in ("temperature", "timeout", "backoff"):
             finite(name, (getattr(self, name),))
         if self.max_retries < 0 or self.timeout <= 0 or self.backoff < 0:

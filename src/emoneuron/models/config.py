@@ -19,6 +19,19 @@ DEFAULT_SITE: Site = "mlp.down_proj.input"
 ACTIVATION_SITE: Site = "mlp.activation"
 PRE_ACTIVATION_SITE: Site = "mlp.pre_activation"
 SITES: tuple[Site, ...] = get_args(Site)
+# Where a neuron's removal is what the run measures: the default site, and mlp.activation with
+# mode zero (which equals zeroing the default site's neuron). The gate before its activation is
+# recorded and identified, never removed (`run` and `ablate` refuse it).
+REMOVABLE_SITES: tuple[Site, ...] = (DEFAULT_SITE, ACTIVATION_SITE)
+
+
+def removable(site: str, mode: str) -> bool:
+    """Whether neurons found at ``site`` can be removed with intervention ``mode``.
+
+    >>> removable("mlp.activation", "zero"), removable("mlp.pre_activation", "zero")
+    (True, False)
+    """
+    return site in REMOVABLE_SITES and (site == DEFAULT_SITE or mode == "zero")
 
 # Tools whose names for a site emoneuron knows (emoneuron.models.adapters.Adapter.hook_template).
 Tool = Literal["transformerlens", "nnsight"]

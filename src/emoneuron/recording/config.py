@@ -4,8 +4,11 @@ importable without torch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, get_args
 
+from emoneuron.errors import UserError
+from emoneuron.io import read_json
 from emoneuron.models.config import ACTIVATION_SITE, Site
 from emoneuron.options import at_least, check_fields, check_seeds
 
@@ -51,3 +54,24 @@ class RecordConfig:
         for name in ("batch_size", "groups", "top_k"):
             at_least(name, getattr(self, name), 1)
         check_seeds("group_seed", (self.group_seed,))
+
+
+def check_description_beside(out: str | Path, flag: str = "--out") -> None:
+    """A recording written to ``X.safetensors`` also writes its description to ``X.json``:
+    refuse an ``out`` whose ``X.json`` is the file itself, or an existing file that is no
+    recording's description (a JSON object with its ``format`` and ``site``), so the user's
+    own ``X.json`` is never replaced."""
+    beside = Path(out).with_suffix(".json")
+    if beside == Path(out):
+        example = beside.with_suffix(".safetensors")
+        raise UserError(f"{flag} {out}: the statistics' description is written to the same "
+                        f"name; give a .safetensors file, e.g. {example}")
+    if not beside.exists():
+        return
+    try:
+        payload = read_json(beside)
+    except (OSError, ValueError):
+        payload = None
+    if not (isinstance(payload, dict) and {"format", "site"} <= payload.keys()):
+        raise UserError(f"{flag} {out}: its description is written beside it to {beside}, "
+                        "which holds another file; move that file or give another name")

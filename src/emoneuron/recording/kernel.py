@@ -6,9 +6,12 @@ time on a CPU, which is what keeps the hooks' cost within a few percent of the f
    <emoneuron.recording.config.RecordConfig.kernel>`: ``torch`` never compiles, ``c`` must,
    ``auto`` compiles when it can and otherwise says so in one line and goes on with torch.
 2. The first request in a process builds the library with the system's C compiler (``$CC``,
-   else ``cc``) in a temporary folder, about 0.1 s; nothing is cached on disk, so ``-march=native``
-   always matches the machine that runs it. Flags a compiler lacks (``-fopenmp`` on Apple's
-   clang, ``-march=native``) are dropped one by one.
+   else ``cc``; of the GCC or Clang family, whose flags it is given) in a temporary folder,
+   about 0.1 s; nothing is cached on disk, so ``-march=native`` always matches the machine
+   that runs it. Flags a compiler lacks (``-fopenmp`` on Apple's clang, ``-march=native``)
+   are dropped one by one. A compiler still running after BUILD_SECONDS is killed with its
+   children, and one that exits 0 without building a library counts as none: either way
+   ``auto`` goes on with torch.
 3. :meth:`CompiledKernel.accepts` takes float32 activations on a CPU; anything else (bfloat16,
    a GPU) goes through the torch operators.
 4. The pass runs on the process's OpenMP threads. With the pip wheels of torch on Linux that is
@@ -27,6 +30,7 @@ import ctypes
 import functools
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +46,8 @@ SOURCE = Path(__file__).with_name("kernel.c")
 # -ffp-contract=off: no fused multiply-add, so squares round as torch rounds them.
 REQUIRED_FLAGS = ("-O3", "-ffp-contract=off", "-fPIC", "-shared")
 OPTIONAL_FLAGS = ("-march=native", "-fopenmp")
+# A build takes about 0.1 s; a compiler still running after this hangs, and recording waits.
+BUILD_SECONDS = 30
 _POINTER, _SIZE = ctypes.c_void_p, ctypes.c_int64
 
 
@@ -100,18 +106,36 @@ def _compiler() -> list[str]:
     return shlex.split(os.environ.get("CC") or "cc")
 
 
+def _compiles(command: list[str]) -> bool | None:
+    """Whether ``command`` exits 0; None when it cannot start or hangs (fewer flags would not
+    help). It runs in a process group of its own, killed whole at BUILD_SECONDS: killing a
+    wrapper alone (ccache, a script) would leave its compiler running."""
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        return None
+    try:
+        return process.wait(timeout=BUILD_SECONDS) == 0
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return None
+
+
 def _build(folder: Path) -> CompiledKernel | None:
     flags = list(OPTIONAL_FLAGS)
     while True:
         target = folder / f"kernel{len(flags)}.so"
         command = (*_compiler(), *REQUIRED_FLAGS, *flags)
-        try:
-            built = subprocess.run([*command, str(SOURCE), "-o", str(target)],
-                                   capture_output=True, timeout=120).returncode == 0
-        except (OSError, subprocess.SubprocessError):
+        built = _compiles([*command, str(SOURCE), "-o", str(target)])
+        if built is None:
             return None
         if built:
-            library = ctypes.CDLL(str(target))
+            try:
+                library = ctypes.CDLL(str(target))
+            except OSError:
+                return None  # it exited 0 without building a library (not a compiler)
             library.update_layer.restype = None
             library.update_layer.argtypes = [ctypes.POINTER(_Layer)]
             return CompiledKernel(library, command)

@@ -43,7 +43,7 @@ from emoneuron.causal.summaries import BALANCED, CORPUS_WEIGHTED, OVERALL, summa
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.io import atomic_open, write_csv, write_json
-from emoneuron.layout import FIGURES
+from emoneuron.layout import COMPARISON, FIGURES
 from emoneuron.options import flat_settings
 from emoneuron.reporting.html import (
     Section,
@@ -780,7 +780,7 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     write_csv(out_dir / "compare.csv", frame)
     write_csv(out_dir / "distances.csv", distances)
     write_csv(out_dir / "size_trend.csv", trend)
-    write_json(out_dir / "compare.json", {
+    write_json(out_dir / COMPARISON, {
         "runs": [{"label": r.label, "directory": str(r.directory),
                   "model": r.run.manifest["model"], "data_hash": r.run.manifest["data"]["hash"]}
                  for r in runs],
