@@ -25,6 +25,7 @@ from emoneuron.causal.setlevel import (
     effect_emotions,
     effect_sweep_cells,
     effect_sweep_table,
+    looks,
     pending_conditions,
     reading_verdict,
     sequential_tests,
@@ -42,8 +43,9 @@ from emoneuron.causal.significance import (
 )
 from emoneuron.causal.sweep import Condition, ConditionStore, evaluated
 from emoneuron.config import PRESETS
-from emoneuron.data.schema import EMOTIONS
+from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.data.synth import synthesize
+from emoneuron.errors import UserError
 
 BASE_LOGIT = 0.67  # baseline accuracy 0.75
 RANDOM_SHIFT = 0.3  # a random set lowers the logit a little on average
@@ -236,7 +238,7 @@ def test_the_looks_save_random_sets_at_a_small_cost_in_power(n: int, tau: float)
             assert random_sets / runs <= 0.6 * STUDY.null_sets
 
 
-def _evaluate_look_by_look(store: ConditionStore, evaluation: list, design: Design,
+def _evaluate_look_by_look(store: ConditionStore, evaluation: list[Record], design: Design,
                            cells: list[list[Condition]],
                            add: Callable[[Condition], None]) -> list[int]:
     """What a run does: evaluate the pending conditions until none is left; the number
@@ -316,3 +318,12 @@ def test_the_effect_sweep_finds_the_layers_that_carry_a_set_s_effect(tmp_path: P
     assert result.beyond.tolist() == [False, False, True, True, False]
     assert result.k_random_sets.tolist() == [2, 2, 4, 4, 2]
     assert result.p_holm.tolist() == pytest.approx(holm(result.p.tolist()))
+
+
+def test_the_looks_follow_the_design_and_a_second_look_before_the_first_is_refused() -> None:
+    assert [look.random_sets for look in looks(Design(null_sets=20, second_look=0))] == [4, 20]
+    assert [look.random_sets for look in looks(Design(null_sets=8))] == [4, 8]  # 10 >= K
+    assert [look.share for look in looks(Design(null_sets=20))] == pytest.approx([0, 0.2, 0.8])
+    for second in (1, 3, 4, -1):
+        with pytest.raises(UserError, match=f"--second-look {second}:"):
+            Design(null_sets=20, futility_look=4, second_look=second)
