@@ -480,7 +480,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     from emoneuron.layout import COMPARISON
 
     check_new_or_own(args.out, COMPARISON, "comparison", "compare")
-    from emoneuron.reporting.compare import write_comparison
+    from emoneuron.reporting.comparison_page import write_comparison
 
     print(f"comparison: {write_comparison(args.run_dirs, args.out)}")
 
