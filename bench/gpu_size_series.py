@@ -34,7 +34,7 @@ from emoneuron.data.synth import synthesize
 from emoneuron.models.embedded import EMBEDDED
 from emoneuron.models.loading import load
 from emoneuron.pipeline import design_of, run
-from emoneuron.reporting.compare import write_comparison
+from emoneuron.reporting.comparison_page import write_comparison
 
 # Smoke: the causal grid at its smallest, on one thread (OpenMP hand-offs dominate tiny models);
 # no prompt search, sweep, method comparison, dose or steering (the same code on every device).

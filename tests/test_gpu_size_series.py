@@ -1,7 +1,7 @@
 """bench/gpu_size_series.py, prepared on the CPU for a one-shot GPU run: its ``--smoke`` mode
 runs the whole script (speed measurement, a timed pipeline run, the table) on a tiny model, so
 the device run fails on nothing but the device. One model keeps it fast: with several, the script
-adds write_comparison, tested in test_compare.py."""
+adds write_comparison, tested in reporting/test_comparison_page.py."""
 
 from __future__ import annotations
 

@@ -21,13 +21,13 @@ from emoneuron.data.schema import EMOTIONS, NEUTRAL, Record, Turn, write_records
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel, load
 from emoneuron.pipeline import run
-from emoneuron.reporting.compare import (
+from emoneuron.reporting.comparison_page import write_comparison
+from emoneuron.reporting.comparison_stats import (
     distance_table,
     load_runs,
     per_emotion_table,
     size_trend,
     spearman,
-    write_comparison,
 )
 from emoneuron.series import SeriesConfig, timing_table
 

@@ -467,69 +467,6 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"report: {write_report(args.run_dir)}")
 
 
-def _add_file_report(data: Any, name: str, text: str,
-                     func: Callable[[argparse.Namespace], None]) -> None:
-    """A data command that reads one records file and prints a table (JSON with --json)."""
-    command = data.add_parser(name, help=text)
-    command.add_argument("file", type=Path, help="records .jsonl")
-    command.add_argument("--json", action="store_true", help="machine-readable output")
-    command.set_defaults(func=func)
-
-
-def _add_data_parsers(data: Any) -> None:
-    from emoneuron.data.dedup import NEAR_THRESHOLD
-    from emoneuron.data.loaders import DEFAULT_CONTEXT, FORMATS
-
-    load = data.add_parser("load", help="a real corpus (or your own file) into records")
-    load.add_argument("path", type=Path, help="corpus file or folder")
-    load.add_argument("--format", required=True, choices=list(FORMATS),
-                      help="a corpus's own layout, or jsonl/csv for a table of your own")
-    load.add_argument("--split", help="split to read when PATH is a folder: train, validation, "
-                                      "test (DailyDialog); train, dev, test (MELD, GoEmotions)")
-    load.add_argument("--context", type=int, default=DEFAULT_CONTEXT,
-                      help="utterance-level corpora: turns kept before the target utterance "
-                           "(0: the utterance alone)")
-    for column, default, meaning in (
-            ("text", "text", "the text column"), ("label", "emotion", "the label column"),
-            ("id", None, "the id column, if any"), ("speaker", None, "the speaker column, if any"),
-            ("dialogue", None, "one row per utterance: rows with the same value in this column "
-                               "form a dialogue")):
-        load.add_argument(f"--{column}-column", default=default, help=f"jsonl/csv: {meaning}" + (
-            f" (default: {default})" if default else ""))
-    load.add_argument("--turn-separator", default="\n",
-                      help="jsonl/csv, one dialogue per row: splits the text into turns "
-                           "(default: a line break)")
-    load.add_argument("--out", type=Path, required=True, help="records .jsonl to write")
-    load.set_defaults(func=_cmd_data_load)
-
-    _add_file_report(data, "stats", "records per emotion and source, and their lengths",
-                     _cmd_data_stats)
-
-    both = data.add_parser("overlap", help="exact and near-duplicate records, and shared "
-                           "templates, in two files")
-    both.add_argument("first", type=Path, help="records .jsonl (e.g. identification data)")
-    both.add_argument("second", type=Path, help="records .jsonl (e.g. evaluation data)")
-    both.add_argument("--threshold", type=float, default=NEAR_THRESHOLD,
-                      help="word 3-gram Jaccard similarity, in (0, 1], from which two records "
-                           "are near duplicates")
-    both.add_argument("--json", action="store_true", help="machine-readable output")
-    both.set_defaults(func=_cmd_data_overlap)
-
-
-def _add_neurons_parsers(neurons: Any) -> None:
-    from emoneuron.models.config import TOOLS
-
-    export = neurons.add_parser("export", help="a run's neuron sets keyed by another tool's "
-                                "names for their site (docs/models.md lists them)")
-    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run")
-    export.add_argument("--format", required=True, choices=TOOLS,
-                        help="transformerlens: HookedTransformer hook names "
-                             "(blocks.L.mlp.hook_post); nnsight: Hugging Face module paths "
-                             "with .input or .output")
-    export.add_argument("--out", type=Path, help="JSON file to write (default: print it)")
-    export.set_defaults(func=_cmd_neurons_export)
-
-
 def _cmd_series(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
     from emoneuron.series import SeriesConfig, run_series
@@ -543,7 +480,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     from emoneuron.layout import COMPARISON
 
     check_new_or_own(args.out, COMPARISON, "comparison", "compare")
-    from emoneuron.reporting.compare import write_comparison
+    from emoneuron.reporting.comparison_page import write_comparison
 
     print(f"comparison: {write_comparison(args.run_dirs, args.out)}")
 
@@ -570,20 +507,6 @@ COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``emoneuron`` parser; it imports only the light config modules (no torch)."""
-    from dataclasses import asdict
-
-    from emoneuron.causal.config import VariantsConfig
-    from emoneuron.config import PRESETS, RunConfig, selection_settings
-    from emoneuron.data.generate import GenerateConfig
-    from emoneuron.executors import ExecutorConfig
-    from emoneuron.models.config import AUTO_DEVICE
-    from emoneuron.recording.config import RecordConfig
-    from emoneuron.selection.config import UNKNOWN_MODEL, IdentifyConfig, StabilityConfig
-    from emoneuron.series import SeriesConfig
-
-    # The commands that load a model without a RunConfig take its --device, as it is documented.
-    device_help = f"{field_docs(RunConfig)['device']} (default: {AUTO_DEVICE})".replace("%", "%%")
-
     parser = _Parser(
         prog="emoneuron", description=__doc__.splitlines()[0],
         epilog="pipeline: data -> models -> record -> identify -> evaluate -> run / ablate -> "
@@ -597,14 +520,36 @@ def build_parser() -> argparse.ArgumentParser:
                           help="no progress bars or status lines, only warnings and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      title="commands, in pipeline order")
-    sub = {name: commands.add_parser(name, help=text, description=text)
-           for name, text in COMMANDS.items()}
+    for name, text in COMMANDS.items():
+        _ADD_OPTIONS[name](commands.add_parser(name, help=text, description=text))
+    return parser
 
-    run = sub["run"]
-    run_defaults = RunConfig()
+
+# Options several commands share, said the same way everywhere.
+
+def _add_quiet(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                         help="no progress bars, only warnings and errors (as emoneuron -q)")
+
+
+def _add_device(command: argparse.ArgumentParser) -> None:
+    """--device of a command that loads a model without a RunConfig, documented as run's."""
+    from emoneuron.config import RunConfig
+    from emoneuron.models.config import AUTO_DEVICE
+
+    command.add_argument("--device", default=AUTO_DEVICE, help=(
+        f"{field_docs(RunConfig)['device']} (default: {AUTO_DEVICE})").replace("%", "%%"))
+
+
+def _add_run(run: argparse.ArgumentParser) -> None:
+    from dataclasses import asdict
+
+    from emoneuron.config import PRESETS, RunConfig, selection_settings
+
+    defaults = RunConfig()
     _add_dataclass_options(run, RunConfig, skip=("preset",), only_given=True,
-                           defaults=flat_settings(asdict(run_defaults)),
-                           from_selection=tuple(selection_settings(run_defaults.selection)))
+                           defaults=flat_settings(asdict(defaults)),
+                           from_selection=tuple(selection_settings(defaults.selection)))
     run.add_argument("--preset", choices=list(PRESETS), default=argparse.SUPPRESS,
                      help="demo (about 15 min on 2 CPU cores), study (at least 60 held-out "
                           "dialogues per emotion) or size (each model of a size series: own "
@@ -619,34 +564,103 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the settings recorded in RUN_DIR's manifest.json, exactly; --config "
                           "and options given win over them")
     run.add_argument("--out", type=Path, required=True, help="run directory")
-    run.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
-                     help="no progress bars, only warnings and errors (as emoneuron -q)")
+    _add_quiet(run)
     run.set_defaults(func=_cmd_run)
 
-    ablate = sub["ablate"]
+
+def _add_ablate(ablate: argparse.ArgumentParser) -> None:
     ablate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run")
     ablate.add_argument("--neurons", type=Path, required=True, help="neurons.json to evaluate")
     ablate.add_argument("--name", help="method name (default: the file's name without .json); "
                                        "results go to RUN_DIR/methods/NAME/")
-    ablate.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
-                     help="no progress bars, only warnings and errors (as emoneuron -q)")
+    _add_quiet(ablate)
     ablate.set_defaults(func=_cmd_ablate)
 
-    data = sub["data"].add_subparsers(dest="data_command", required=True)
-    synth = data.add_parser("synth", help="built-in synthetic dialogues, balanced and seeded")
-    synth.add_argument("--per-emotion", type=int, default=40,
-                       help="dialogues per emotion (default: 40)")
-    synth.add_argument("--seed", type=int, default=0, help="seed of the dialogues (default: 0)")
-    synth.add_argument("--max-turns", type=int, default=5,
-                       help="turns per dialogue, at most (default: 5)")
+
+def _add_data(command: argparse.ArgumentParser) -> None:
+    data = command.add_subparsers(dest="data_command", required=True)
+    _add_synth(data.add_parser("synth", help="built-in synthetic dialogues, balanced and seeded"))
+    _add_load(data.add_parser("load", help="a real corpus (or your own file) into records"))
+    _add_file_report(data.add_parser("stats", help="records per emotion and source, and their "
+                                     "lengths"), _cmd_data_stats)
+    _add_overlap(data.add_parser("overlap", help="exact and near-duplicate records, and shared "
+                                 "templates, in two files"))
+    _add_file_report(data.add_parser("lexical", help="share of dialogues that name their "
+                                     "emotion"), _cmd_lexical)
+    _add_keyword_free(data.add_parser("keyword-free", help="a variant without emotion words"))
+    _add_generate(data.add_parser("generate", help="LLM-written dialogues, kept by judge "
+                                  "majority"))
+
+
+def _run_defaults(*names: str) -> tuple[Any, ...]:
+    """``RunConfig``'s defaults of these fields: a stage's own command defaults to what run
+    does, so the two cannot drift apart."""
+    from emoneuron.config import RunConfig
+
+    defaults = RunConfig()
+    return tuple(getattr(defaults, name) for name in names)
+
+
+def _add_synth(synth: argparse.ArgumentParser) -> None:
+    per_emotion, seed, max_turns = _run_defaults("per_emotion", "seed", "max_turns")
+    synth.add_argument("--per-emotion", type=int, default=per_emotion,
+                       help=f"dialogues per emotion (default: {per_emotion})")
+    synth.add_argument("--seed", type=int, default=seed,
+                       help=f"seed of the dialogues (default: {seed})")
+    synth.add_argument("--max-turns", type=int, default=max_turns,
+                       help=f"turns per dialogue, at most (default: {max_turns})")
     synth.add_argument("--keyword-free", action="store_true",
                        help="no emotion word of the lexicon in any dialogue")
     synth.add_argument("--out", type=Path, required=True, help="records .jsonl to write")
     synth.set_defaults(func=_cmd_synth)
-    _add_data_parsers(data)
 
-    _add_file_report(data, "lexical", "share of dialogues that name their emotion", _cmd_lexical)
-    kw_free = data.add_parser("keyword-free", help="a variant without emotion words")
+
+def _add_load(load: argparse.ArgumentParser) -> None:
+    from emoneuron.data.loaders import DEFAULT_CONTEXT, FORMATS
+
+    load.add_argument("path", type=Path, help="corpus file or folder")
+    load.add_argument("--format", required=True, choices=list(FORMATS),
+                      help="a corpus's own layout, or jsonl/csv for a table of your own")
+    load.add_argument("--split", help="split to read when PATH is a folder: train, validation, "
+                                      "test (DailyDialog); train, dev, test (MELD, GoEmotions)")
+    load.add_argument("--context", type=int, default=DEFAULT_CONTEXT,
+                      help="utterance-level corpora: turns kept before the target utterance "
+                           "(0: the utterance alone)")
+    for column, default, meaning in (
+            ("text", "text", "the text column"), ("label", "emotion", "the label column"),
+            ("id", None, "the id column, if any"), ("speaker", None, "the speaker column, if any"),
+            ("dialogue", None, "one row per utterance: rows with the same value in this column "
+                               "form a dialogue")):
+        load.add_argument(f"--{column}-column", default=default, help=f"jsonl/csv: {meaning}" + (
+            f" (default: {default})" if default else ""))
+    load.add_argument("--turn-separator", default="\n",
+                      help="jsonl/csv, one dialogue per row: splits the text into turns "
+                           "(default: a line break)")
+    load.add_argument("--out", type=Path, required=True, help="records .jsonl to write")
+    load.set_defaults(func=_cmd_data_load)
+
+
+def _add_file_report(command: argparse.ArgumentParser,
+                     func: Callable[[argparse.Namespace], None]) -> None:
+    """A data command that reads one records file and prints a table (JSON with --json)."""
+    command.add_argument("file", type=Path, help="records .jsonl")
+    command.add_argument("--json", action="store_true", help="machine-readable output")
+    command.set_defaults(func=func)
+
+
+def _add_overlap(both: argparse.ArgumentParser) -> None:
+    from emoneuron.data.dedup import NEAR_THRESHOLD
+
+    both.add_argument("first", type=Path, help="records .jsonl (e.g. identification data)")
+    both.add_argument("second", type=Path, help="records .jsonl (e.g. evaluation data)")
+    both.add_argument("--threshold", type=float, default=NEAR_THRESHOLD,
+                      help="word 3-gram Jaccard similarity, in (0, 1], from which two records "
+                           "are near duplicates")
+    both.add_argument("--json", action="store_true", help="machine-readable output")
+    both.set_defaults(func=_cmd_data_overlap)
+
+
+def _add_keyword_free(kw_free: argparse.ArgumentParser) -> None:
     kw_free.add_argument("file", type=Path, help="records .jsonl")
     kw_free.add_argument("--out", type=Path, required=True, help="records .jsonl to write")
     kw_free.add_argument("--mode", choices=("drop", "rewrite"), default="drop",
@@ -654,14 +668,19 @@ def build_parser() -> argparse.ArgumentParser:
                               "remove only the sentences holding one (a dialogue left empty is "
                               "dropped)")
     kw_free.set_defaults(func=_cmd_keyword_free)
-    gen = data.add_parser("generate", help="LLM-written dialogues, kept by judge majority")
+
+
+def _add_generate(gen: argparse.ArgumentParser) -> None:
+    from emoneuron.data.generate import GenerateConfig
+
     _add_dataclass_options(gen, GenerateConfig)
     gen.add_argument("--out", type=Path, required=True, help="records .jsonl (resumable)")
-    gen.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
-                     help="no progress bars, only warnings and errors (as emoneuron -q)")
+    _add_quiet(gen)
     gen.set_defaults(func=_cmd_generate)
 
-    models = sub["models"].add_subparsers(dest="models_command", required=True)
+
+def _add_models(command: argparse.ArgumentParser) -> None:
+    models = command.add_subparsers(dest="models_command", required=True)
     listing = models.add_parser("list", help="embedded models: size, shape, licence, cached")
     listing.add_argument("--json", action="store_true", help="machine-readable output: every "
                          "model's shape, source packages and pinned SHA-256")
@@ -671,10 +690,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("dir", type=Path, help="directory to write: new or empty")
     export.set_defaults(func=_cmd_models_export)
 
-    rec = sub["record"]
-    rec.add_argument("--model", default="smollm2-135m", help="model to record")
+
+def _add_record(rec: argparse.ArgumentParser) -> None:
+    from emoneuron.executors import ExecutorConfig
+    from emoneuron.recording.config import RecordConfig
+
+    (model,) = _run_defaults("model")
+    rec.add_argument("--model", default=model, help="model to record")
     rec.add_argument("--data", required=True, type=Path, help="dialogues (JSONL)")
-    rec.add_argument("--device", default=AUTO_DEVICE, help=device_help)
+    _add_device(rec)
     rec.add_argument("--out", type=Path, required=True,
                      help="statistics file X.safetensors; its description is written beside "
                           "it as X.json (refused if X.json is another file)")
@@ -682,7 +706,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_options(rec, ExecutorConfig)
     rec.set_defaults(func=_cmd_record)
 
-    ident = sub["identify"]
+
+def _add_identify(ident: argparse.ArgumentParser) -> None:
+    from dataclasses import asdict
+
+    from emoneuron.selection.config import UNKNOWN_MODEL, IdentifyConfig, StabilityConfig
+
     ident.add_argument("stats", type=Path,
                        help="statistics .safetensors (from record, or a run's stats.safetensors)")
     # Only the options given: a per-emotion rule without an assignment takes argmax.
@@ -698,17 +727,24 @@ def build_parser() -> argparse.ArgumentParser:
                             "NAME.stability.json for any other NAME.json")
     ident.set_defaults(func=_cmd_identify)
 
-    evaluate = sub["evaluate"]
-    evaluate.add_argument("--model", default="smollm2-135m")
+
+def _add_evaluate(evaluate: argparse.ArgumentParser) -> None:
+    from emoneuron.causal.config import VariantsConfig
+
+    model, per_emotion, max_turns = _run_defaults("model", "per_emotion", "max_turns")
+    evaluate.add_argument("--model", default=model)
     evaluate.add_argument("--data", type=Path, help="JSONL data (default: synthetic)")
-    evaluate.add_argument("--per-emotion", type=int, default=40, help="synthetic data size")
-    evaluate.add_argument("--max-turns", type=int, default=5, help="synthetic data turns")
-    evaluate.add_argument("--device", default=AUTO_DEVICE, help=device_help)
+    evaluate.add_argument("--per-emotion", type=int, default=per_emotion,
+                          help="synthetic data size")
+    evaluate.add_argument("--max-turns", type=int, default=max_turns,
+                          help="synthetic data turns")
+    _add_device(evaluate)
     _add_dataclass_options(evaluate, VariantsConfig)
     evaluate.add_argument("--out", type=Path, help="also write the table as CSV")
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    neuron = sub["neuron"]
+
+def _add_neuron(neuron: argparse.ArgumentParser) -> None:
     neuron.add_argument("target", help="run directory, or a model (vocabulary projection only "
                                        "unless --stats and --data are given)")
     neuron.add_argument("layer", type=int, help="the neuron's layer, from 0")
@@ -717,28 +753,54 @@ def build_parser() -> argparse.ArgumentParser:
     neuron.add_argument("--data", type=Path, help="the recorded JSONL, to show tokens in context")
     neuron.add_argument("--neurons", type=Path, help="neurons.json, to show set membership")
     neuron.add_argument("--top", type=int, default=10, help="tokens promoted / suppressed")
-    neuron.add_argument("--device", default=AUTO_DEVICE, help=device_help)
+    _add_device(neuron)
     neuron.add_argument("--json", action="store_true", help="print the card as JSON")
     neuron.set_defaults(func=_cmd_neuron)
 
-    _add_neurons_parsers(sub["neurons"].add_subparsers(dest="neurons_command", required=True))
 
-    report = sub["report"]
+def _add_neurons(command: argparse.ArgumentParser) -> None:
+    from emoneuron.models.config import TOOLS
+
+    neurons = command.add_subparsers(dest="neurons_command", required=True)
+    export = neurons.add_parser("export", help="a run's neuron sets keyed by another tool's "
+                                "names for their site (docs/models.md lists them)")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run")
+    export.add_argument("--format", required=True, choices=TOOLS,
+                        help="transformerlens: HookedTransformer hook names "
+                             "(blocks.L.mlp.hook_post); nnsight: Hugging Face module paths "
+                             "with .input or .output")
+    export.add_argument("--out", type=Path, help="JSON file to write (default: print it)")
+    export.set_defaults(func=_cmd_neurons_export)
+
+
+def _add_report(report: argparse.ArgumentParser) -> None:
     report.add_argument("run_dir", type=Path, help="a run directory")
     report.set_defaults(func=_cmd_report)
 
-    compare = sub["compare"]
+
+def _add_compare(compare: argparse.ArgumentParser) -> None:
     compare.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
                          help="finished run directories, typically of different models")
     compare.add_argument("--out", type=Path, required=True, help="directory for compare.html")
     compare.set_defaults(func=_cmd_compare)
 
-    series = sub["series"]
+
+def _add_series(series: argparse.ArgumentParser) -> None:
+    from emoneuron.series import SeriesConfig
+
     _add_dataclass_options(series, SeriesConfig)
     series.add_argument("--out", type=Path, required=True,
                         help="directory for each model's run and compare.html")
     series.set_defaults(func=_cmd_series)
-    return parser
+
+
+# Each command's options, added to its parser by build_parser.
+_ADD_OPTIONS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "data": _add_data, "models": _add_models, "record": _add_record,
+    "identify": _add_identify, "evaluate": _add_evaluate, "run": _add_run,
+    "ablate": _add_ablate, "report": _add_report, "compare": _add_compare,
+    "series": _add_series, "neuron": _add_neuron, "neurons": _add_neurons,
+}
 
 
 class _Terminated(BaseException):

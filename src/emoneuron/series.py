@@ -119,7 +119,7 @@ def run_series(config: SeriesConfig, out: str | Path) -> Path:
     import pandas as pd
 
     from emoneuron.pipeline import run
-    from emoneuron.reporting.compare import write_comparison
+    from emoneuron.reporting.comparison_page import write_comparison
 
     check_out(config, out)
     out_dir = Path(out)

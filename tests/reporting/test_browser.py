@@ -28,7 +28,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from emoneuron.config import preset_config
 from emoneuron.pipeline import run
-from emoneuron.reporting.compare import write_comparison
+from emoneuron.reporting.comparison_page import write_comparison
 from emoneuron.reporting.html import Section, page, table
 
 START_TIMEOUT_S = 30

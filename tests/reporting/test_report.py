@@ -6,7 +6,6 @@ import base64
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,8 +13,6 @@ import pytest
 from run_fixtures import BASELINE, MASKED, N_LAYERS, WIDTH, make_run
 
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.reporting.causal import steering_html, steering_verdicts
-from emoneuron.reporting.methods import methods_html
 from emoneuron.reporting.report import existence_summary, timing_rows, write_report
 from emoneuron.reporting.setlevel import effect_sweep_html
 
@@ -187,56 +184,3 @@ def test_set_level_tables_show_each_sets_size(run_dir: Path) -> None:
     set_level = _section(write_report(run_dir).read_text(encoding="utf-8"), "set-level")
     assert "<th>neurons in the set</th>" in set_level
     assert re.search(r"<td>anger</td><td>6</td><td>\+", set_level)
-
-
-def _methods() -> pd.DataFrame:
-    """methods.csv of two methods whose sets differ in size: lape 160-172, auroc 70-84."""
-    rows = []
-    for rank, (method, low, high) in enumerate((("lape", 160, 172), ("auroc", 70, 84)), 1):
-        sizes = [low, *[(low + high) / 2] * 4, high]
-        for emotion, size in zip(("mean", *EMOTIONS), ((low + high) / 2, *sizes), strict=True):
-            rows.append({"rank": rank, "method": method, "label": method,
-                         "run_method": method == "lape", "masked_emotion": emotion,
-                         "n_neurons": size, "own_drop": 0.2, "control_drop": 0.05,
-                         "cross_drop": 0.02, "specific_excess_drop": 0.13, "ci_low": 0.0,
-                         "ci_high": 0.26, "near_chance": False})
-    return pd.DataFrame(rows)
-
-
-def test_the_method_comparison_says_how_large_each_methods_sets_are() -> None:
-    html = methods_html(_methods(), lambda *_: "")
-    assert ("Set sizes differ: lape 166 neurons per emotion (160-172), auroc 77 (70-84); a "
-            "larger set can remove more for its size alone.") in html
-
-
-def _steering(p_anger: float, p_fear: float, with_control: bool = True) -> dict[str, Any]:
-    def shares(share: float) -> dict[str, Any]:
-        return {"classified_as_target": share, "classified_ci_low": 0.0,
-                "classified_ci_high": 1.0, "lexicon_target_per_continuation": 0.0,
-                "continuations": ["a", "b"]}
-    emotions = {}
-    for emotion, p in (("anger", p_anger), ("fear", p_fear)):
-        result = {"none": shares(0.1), "emotion": shares(0.6), "n_neurons": 5}
-        if with_control:
-            result |= {"random": shares(0.1), "p_mcnemar_emotion_vs_random": p}
-        emotions[emotion] = result
-    return {"strength": 4.0, "new_tokens": 24, "dialogues": ["x"] * 12, "emotions": emotions}
-
-
-def test_steering_verdicts_are_holm_corrected_across_the_emotions() -> None:
-    # Raw 0.03 passes 0.05 alone; Holm's second step (x1) keeps it since anger's x2 is 0.008.
-    assert steering_verdicts(_steering(0.004, 0.03)) == {
-        "anger": (pytest.approx(0.008), "toward it beyond random neurons"),
-        "fear": (pytest.approx(0.03), "toward it beyond random neurons")}
-    # Raw 0.03 twice: Holm gives 0.06 to both, so neither is beyond random neurons.
-    verdicts = steering_verdicts(_steering(0.03, 0.03))
-    assert {v for _, v in verdicts.values()} == {"not distinguishable from random neurons"}
-    html = steering_html(_steering(0.03, 0.03))
-    assert "Holm across the 2 emotions" in html
-    assert "toward it beyond random neurons for no emotion" in html
-
-
-def test_steering_without_a_control_gives_no_verdict() -> None:
-    html = steering_html(_steering(0.001, 0.001, with_control=False))
-    assert "No verdict: steering has no control in this run" in html
-    assert "beyond random neurons for" not in html

@@ -64,7 +64,7 @@ from emoneuron.reporting.html import (
     ul,
     with_ci,
 )
-from emoneuron.reporting.methods import methods_html, methods_summary, run_statement
+from emoneuron.reporting.methods_section import methods_html, methods_summary, run_statement
 from emoneuron.reporting.results import (
     RunResults,
     SelfEffect,

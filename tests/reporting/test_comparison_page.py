@@ -1,5 +1,5 @@
-"""`emoneuron compare`: relative depth, distances, warnings and bad input, on fake run directories
-of two models with different depths (30 and 18 layers)."""
+"""`emoneuron compare` (emoneuron.reporting.comparison_page): relative depth, distances, warnings
+and bad input, on fake run directories of two models with different depths (30 and 18 layers)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from run_fixtures import N_LAYERS, WIDTH, make_run
 from emoneuron.cli import main
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.reporting.compare import differences, load_runs, wasserstein_1d, write_comparison
+from emoneuron.reporting.comparison_page import write_comparison
 
 SHALLOW = 18
 
@@ -75,15 +75,6 @@ def _depths(run_dir: Path, emotion: str) -> np.ndarray:
                      for n in neurons["emotions"][e]])
 
 
-def test_wasserstein_hand_computed_cases() -> None:
-    assert wasserstein_1d([0.0], [1], [0.5], [1]) == pytest.approx(0.5)
-    assert wasserstein_1d([0.0, 1.0], [1, 1], [0.5], [3]) == pytest.approx(0.5)
-    assert wasserstein_1d([0.1, 0.4], [2, 1], [0.1, 0.4], [4, 2]) == pytest.approx(0.0)
-    # Moving a third of the mass from 0.2 to 0.8 costs 1/3 * 0.6.
-    assert wasserstein_1d([0.2], [3], [0.2, 0.8], [2, 1]) == pytest.approx(0.2)
-    assert np.isnan(wasserstein_1d([0.1], [0], [0.2], [1]))
-
-
 def test_compare_writes_html_csv_json_and_figures(compared: tuple[Path, Path, Path, str]
                                                   ) -> None:
     deep, shallow, out, page = compared
@@ -140,14 +131,6 @@ def test_different_data_or_settings_are_compared_with_a_warning(
     found = json.loads((out / "compare.json").read_text())["differences"]
     assert set(found) == {"data hash", "setting quantile"}
     assert page.index('class="warn"') < page.index("(a) How many")  # before any result
-
-
-def test_same_model_twice_gets_distinct_labels(tmp_path: Path) -> None:
-    make_run(tmp_path / "a")
-    make_run(tmp_path / "b")
-    runs = load_runs([tmp_path / "a", tmp_path / "b"])
-    assert [r.label for r in runs] == ["tiny-lm (a)", "tiny-lm (b)"]
-    assert differences(runs) == {}  # same data and settings: no warning
 
 
 def _missing_effects(run: Path) -> None:
