@@ -35,10 +35,10 @@ from emoneuron.causal.dirtest import (
     LAYER_CHOICE,
     NULLS,
     DirectionUnits,
+    chosen_layers,
     direction_cells,
     direction_table,
     probe_accuracy,
-    tested_layers,
 )
 from emoneuron.causal.dirtest import probe_rows as dirtest_probe_rows
 from emoneuron.causal.methods import (
@@ -519,14 +519,14 @@ def _probe_and_directions(config: RunConfig, loaded: LoadedModel, splits: Splits
                                                                         held_out_labels)
         probe.save(run_dir.file(PROBE), {"model": config.model})
         directions.save(run_dir.file(DIRECTIONS), {
-            "model": config.model, "tested_layers": tested_layers(probe_accuracy(probe)),
+            "model": config.model, "tested_layers": chosen_layers(probe_accuracy(probe)),
             "layer_choice": LAYER_CHOICE, "nulls": NULLS,
             "neutral_text": "none: the run's data has no emotion-neutral dialogues",
             **{f"probe_{key}": value for key, value in probe.description().items()
                if key.endswith("accuracy")}})
         run_dir.stage_finished("probe", inputs, [PROBE, PROBE_DESCRIPTION, DIRECTIONS,
                                                  DIRECTIONS_DESCRIPTION])
-    layers = tuple(tested_layers(probe_accuracy(probe)))
+    layers = tuple(chosen_layers(probe_accuracy(probe)))
     return probe, DirectionUnits(directions, train, labels, layers)
 
 

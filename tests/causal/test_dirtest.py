@@ -15,7 +15,7 @@ from planted_words import SIGNATURES, planted
 
 from emoneuron.causal.config import Design
 from emoneuron.causal.directions import EmotionDirections
-from emoneuron.causal.dirtest import NULLS, DirectionUnits, probe_rows, tested_layers
+from emoneuron.causal.dirtest import NULLS, DirectionUnits, chosen_layers, probe_rows
 from emoneuron.causal.probe import emotion_labels, residual_features
 from emoneuron.causal.readout import probe_from
 from emoneuron.causal.residual import DirectionAblation
@@ -33,10 +33,10 @@ DEAD = 31
 
 def test_tested_layers_are_the_probes_best_inner_layers() -> None:
     accuracy = (0.99, 0.4, 0.7, 0.7, 0.5, 1.0)  # the embeddings and the top layer best
-    assert tested_layers(accuracy, 2) == [2, 3]
-    assert tested_layers(accuracy, 9) == [1, 2, 3, 4]
-    assert tested_layers((0.5, 0.6, 0.7)) == [1]
-    assert tested_layers((0.5, 0.6)) == []  # a model of one layer
+    assert chosen_layers(accuracy, 2) == [2, 3]
+    assert chosen_layers(accuracy, 9) == [1, 2, 3, 4]
+    assert chosen_layers((0.5, 0.6, 0.7)) == [1]
+    assert chosen_layers((0.5, 0.6)) == []  # a model of one layer
 
 
 def _units(directions: EmotionDirections, layers: tuple[int, ...]) -> DirectionUnits:

@@ -2,7 +2,7 @@
 the residual stream, against K random directions and against directions from shuffled labels,
 with the set-level test (:mod:`emoneuron.causal.setlevel`).
 
-1. Layers (:func:`tested_layers`): the :data:`TESTED_LAYERS` residual layers where the
+1. Layers (:func:`chosen_layers`): the :data:`TESTED_LAYERS` residual layers where the
    label-free probe's cross-validated accuracy on the identification split is highest (its
    training accuracy where it could not cross-validate), leaving out layer 0 (the embeddings,
    which no edit reaches) and the top layer (read after the final norm, edited before it).
@@ -25,7 +25,7 @@ with the set-level test (:mod:`emoneuron.causal.setlevel`).
    (``direction``), ``null``, ``n_layers`` and ``layers`` (the residual layers it is removed
    at); Holm across the six emotions of each null, scope and statistic.
 
->>> tested_layers((0.9, 0.5, 0.8, 0.7, 0.6, 0.99), 2)
+>>> chosen_layers((0.9, 0.5, 0.8, 0.7, 0.6, 0.99), 2)
 [2, 3]
 """
 
@@ -76,7 +76,7 @@ LAYER_CHOICE = (f"the {TESTED_LAYERS} residual layers (not the embeddings, not t
                 "cross-validation); chosen before the evaluation split is read")
 
 
-def tested_layers(accuracy: Sequence[float], count: int = TESTED_LAYERS) -> list[int]:
+def chosen_layers(accuracy: Sequence[float], count: int = TESTED_LAYERS) -> list[int]:
     """The ``count`` residual layers with the highest ``accuracy`` (one per residual layer),
     the embeddings (0) and the top layer left out; ties go to the lower layer. None for a
     model of one layer, which has no residual layer between its embeddings and its top."""
@@ -86,7 +86,7 @@ def tested_layers(accuracy: Sequence[float], count: int = TESTED_LAYERS) -> list
 
 
 def probe_accuracy(probe: Probe) -> tuple[float, ...]:
-    """What :func:`tested_layers` ranks: identification data only."""
+    """What :func:`chosen_layers` ranks: identification data only."""
     return probe.cross_validated_accuracy or probe.train_accuracy
 
 
