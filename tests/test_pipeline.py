@@ -409,7 +409,7 @@ def test_directions_are_written_listed_and_tested_against_their_nulls(run_dir: P
     description = json.loads((run_dir / "directions.json").read_text())
     assert description["tested_layers"] == [1]  # the tiny model's only inner residual layer
     assert len(description["held_out_accuracy"]) == 3
-    assert len(description["probe_cross_validated_accuracy"]) == 3
+    assert len(description["probe_train_accuracy"]) == 3  # too few dialogues to cross-validate
     assert description["neutral_components"] == 0 and description["layer_choice"]
     table = pd.read_csv(run_dir / "directions_setlevel.csv")
     assert set(table.unit) == {"direction"} and set(table.null) == {"random", "shuffled"}
@@ -420,7 +420,8 @@ def test_directions_are_written_listed_and_tested_against_their_nulls(run_dir: P
     assert set(setlevel.columns) - set(table.columns) == {"n_neurons"}
     for _, family in table.groupby(["method", "scope", "statistic"]):
         assert len(family) == len(EMOTIONS) and family.null.nunique() == 1
-        assert family.p_holm.tolist() == pytest.approx(holm(family.p.tolist()))
+        # The table holds p-values to 6 significant digits.
+        assert family.p_holm.tolist() == pytest.approx(holm(family.p.tolist()), abs=1e-5)
     assert table.k_random_sets.isin([2, 4]).all()
     page = (run_dir / "report.html").read_text(encoding="utf-8")
     assert "Emotion directions against random directions" in page
