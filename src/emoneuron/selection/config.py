@@ -70,10 +70,16 @@ def statistic_entry(name: str) -> StatisticEntry:
     >>> statistic_entry("smd").reads
     'recording'
     """
-    if name not in STATISTICS:
-        raise UserError(f"unknown statistic {name!r}: use one of {', '.join(STATISTICS)}"
-                        f"{did_you_mean(name, STATISTICS)}")
-    return STATISTICS[name]
+    entry: StatisticEntry = _registered("statistic", name, STATISTICS)
+    return entry
+
+
+def _registered(kind: str, name: str, registry: Mapping[str, Any]) -> Any:
+    """``registry[name]``, or a UserError naming the ``kind``'s choices."""
+    if name not in registry:
+        raise UserError(f"unknown {kind} {name!r}: use one of {', '.join(registry)}"
+                        f"{did_you_mean(name, registry)}")
+    return registry[name]
 
 
 if TYPE_CHECKING:
@@ -277,7 +283,5 @@ def selection_method(name: str) -> SelectionMethod:
     >>> selection_method("auroc").site
     'mlp.activation'
     """
-    if name not in SELECTION_METHODS:
-        raise UserError(f"unknown selection method {name!r}: use one of "
-                        f"{', '.join(SELECTION_METHODS)}{did_you_mean(name, SELECTION_METHODS)}")
-    return SELECTION_METHODS[name]
+    method: SelectionMethod = _registered("selection method", name, SELECTION_METHODS)
+    return method
