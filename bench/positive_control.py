@@ -38,7 +38,6 @@ from emoneuron.data.synth import synthesize
 from emoneuron.models.loading import load
 from emoneuron.recording.attribution_stats import AttributionStats
 from emoneuron.recording.statistics import dialogue_group
-from emoneuron.selection.config import AttributionStatistic
 from emoneuron.selection.controls import random_matched
 from emoneuron.selection.identify import IdentifyConfig, NeuronSets, identify
 from emoneuron.selection.scores import ATTRIBUTION_STATISTICS
@@ -67,7 +66,7 @@ def correct(classifier: Classifier, records: Sequence[Record],
     return right.astype(float)
 
 
-def sets_for(stats: AttributionStats, statistic: AttributionStatistic, share: float) -> NeuronSets:
+def sets_for(stats: AttributionStats, statistic: str, share: float) -> NeuronSets:
     top_n = round(share * stats.n_layers * stats.width)
     return identify(stats, IdentifyConfig(assignment="argmax",
                                           statistic=statistic, rule="per-emotion", top_n=top_n),
@@ -76,7 +75,7 @@ def sets_for(stats: AttributionStats, statistic: AttributionStatistic, share: fl
 
 def choose_statistic(classifier: Classifier, stats: AttributionStats,
                      identification: Sequence[Record],
-                     ) -> tuple[AttributionStatistic, dict[AttributionStatistic, float]]:
+                     ) -> tuple[str, dict[str, float]]:
     """The attribution statistic whose sets have the more specific effect, selected on half of
     the identification groups and measured on the other half's dialogues."""
     half = stats.groups // 2
@@ -85,7 +84,7 @@ def choose_statistic(classifier: Classifier, stats: AttributionStats,
     held_out = [r for r in identification
                 if dialogue_group(r.id, stats.groups, stats.group_seed) >= half]
     baseline = correct(classifier, held_out, {})
-    specificity: dict[AttributionStatistic, float] = {}
+    specificity: dict[str, float] = {}
     for statistic in ATTRIBUTION_STATISTICS:
         sets = sets_for(selecting, statistic, CHOICE_SHARE)
         per_emotion = []

@@ -132,6 +132,9 @@ def test_per_emotion_rule_alone_assigns_by_argmax_and_lape_given_names_the_fix(
     (["run", "--out", "r", "--controls", "frequency"], "always include random"),
     (["run", "--out", "r", "--compare-methods", "auroc", "auroc"], "--compare-methods"),
     (["run", "--out", "r", "--selection", "attribution"], "--compare-methods attribution"),
+    (["run", "--out", "r", "--selection", "direction-projection"],
+     "--compare-methods direction-projection"),
+    (["run", "--out", "r", "--statistic", "direction-projection"], "it reads the directions"),
     (["run", "--out", "r", "--workers", "-1"], "--workers -1"),
     # Ray-only options the local executor would silently ignore
     (["run", "--out", "r", "--workers", "2"], "--workers 2: applies only to --executor ray"),

@@ -20,7 +20,7 @@ from emoneuron.selection.identify import SELECTION_METHODS
 
 OPTIONS = {"per_emotion": 8, "max_turns": 2, "eval_fraction": 0.4, "share": 0.05,
            "proportions": (0.5, 1.0), "batch_size": 8, "null_sets": 4, "futility_look": 2,
-           "cross_per_emotion": 1}
+           "cross_per_emotion": 1, "compare_methods": tuple(SELECTION_METHODS)}
 CONFIG = preset_config(**OPTIONS)
 
 
@@ -97,8 +97,11 @@ def test_rerun_resumes_without_recomputing(run_dir: Path, tiny_model_dir: Path,
     tests = pd.read_csv(run_dir / "setlevel.csv").query("statistic == 'own'")
     assert 2 in set(tests.k_random_sets) <= {2, 4}
     assert len(tests) == 3 * 6 * (1 + len(SELECTION_METHODS))
+    # Then each emotion's direction at each scope, once, and the nulls each test drew.
+    directions = pd.read_csv(run_dir / "directions_setlevel.csv").query("statistic == 'own'")
     assert len(lines) == (len(grid(design_of(CONFIG))) + len(SELECTION_METHODS) * 12
-                          + int((1 + tests.k_random_sets).sum()))
+                          + int((1 + tests.k_random_sets).sum())
+                          + len(directions) // 2 + int(directions.k_random_sets.sum()))
     # A run killed mid-way: its manifest written first (no file verified yet), 10 conditions
     # finished, the 11th torn while being written.
     resumed = tmp_path / "resumed"
@@ -397,3 +400,29 @@ def test_set_level_table_tests_every_method_scope_and_statistic(run_dir: Path) -
     assert own.reading.notna().all() and table[table.statistic != "own"].reading.isna().all()
     probe = json.loads((run_dir / "probe.json").read_text())
     assert len(probe["held_out_accuracy"]) == 2 + 1  # the tiny model's layers and embeddings
+
+
+def test_directions_are_written_listed_and_tested_against_their_nulls(run_dir: Path) -> None:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for name in ("directions.safetensors", "directions.json", "directions_setlevel.csv"):
+        assert name in manifest["files"], name
+    description = json.loads((run_dir / "directions.json").read_text())
+    assert description["tested_layers"] == [1]  # the tiny model's only inner residual layer
+    assert len(description["held_out_accuracy"]) == 3
+    assert len(description["probe_train_accuracy"]) == 3  # too few dialogues to cross-validate
+    assert description["neutral_components"] == 0 and description["layer_choice"]
+    table = pd.read_csv(run_dir / "directions_setlevel.csv")
+    assert set(table.unit) == {"direction"} and set(table.null) == {"random", "shuffled"}
+    assert set(table.statistic) == {"own", "cross", "specific", "probe"}
+    assert set(table.scope) == {"all", "dialogue", "last"}
+    assert (table.n_layers == 1).all() and "n_neurons" not in table
+    setlevel = pd.read_csv(run_dir / "setlevel.csv")
+    assert set(setlevel.columns) - set(table.columns) == {"n_neurons"}
+    for _, family in table.groupby(["method", "scope", "statistic"]):
+        assert len(family) == len(EMOTIONS) and family.null.nunique() == 1
+        # The table holds p-values to 6 significant digits.
+        assert family.p_holm.tolist() == pytest.approx(holm(family.p.tolist()), abs=1e-5)
+    assert table.k_random_sets.isin([2, 4]).all()
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "Emotion directions against random directions" in page
+    assert "direction vs shuffled-label directions: own drop" in page

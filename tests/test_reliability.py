@@ -17,6 +17,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from emoneuron.causal.dirtest import NULLS, direction_cells
 from emoneuron.causal.methods import method_conditions
 from emoneuron.causal.setlevel import set_level_conditions
 from emoneuron.causal.sweep import grid
@@ -46,7 +47,10 @@ _DESIGN = design_of(preset_config(proportions=PROPORTIONS, null_sets=2, scopes=(
                                   cross_per_emotion=1))
 CONDITIONS = [*grid(_DESIGN), *(c for name in SELECTION_METHODS
                                 for c in method_conditions(_DESIGN, name, (0,))),
-              *(c for tag in ("", *SELECTION_METHODS) for c in set_level_conditions(_DESIGN, tag))]
+              *(c for tag in ("", *SELECTION_METHODS) for c in set_level_conditions(_DESIGN, tag)),
+              # Each emotion's direction once and its nulls (2 random sets: no look stops one).
+              *{c.key: c for null in NULLS for cell in direction_cells(_DESIGN, null)
+                for c in cell}.values()]
 KILL_AFTER = 8  # finished conditions in conditions.jsonl before the SIGKILL
 TIMEOUT = 300  # seconds for one subprocess run; a tiny run takes a few
 

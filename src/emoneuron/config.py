@@ -39,12 +39,12 @@ from emoneuron.recording.config import RecordConfig
 from emoneuron.selection.config import (
     DEFAULT_SELECTION,
     SELECTION_METHODS,
-    AttributionStatistic,
     IdentifyConfig,
     SelectionMethod,
     SelectionName,
     check_controls,
     selection_method,
+    statistic_entry,
     with_rule_assignment,
 )
 
@@ -90,7 +90,9 @@ class RunConfig:
         compare_methods: selection methods compared by their causal effect
         method_control_seeds: random control seeds of each compared method (the first N)
         probe: fit the label-free probe (residual stream, dialogue read alone) and test
-            whether removing each set lowers its emotion's information beyond random sets
+            whether removing each set lowers its emotion's information beyond random sets;
+            also find each emotion's residual-stream direction and test removing it against
+            random and shuffled-label directions (directions_setlevel.csv)
         steer: also amplify each emotion's neurons and measure the shift toward it
         steer_strength: the steering factor (above 1)
         device: auto (CUDA where present, else MPS, else cpu), cpu, cuda, cuda:N or mps
@@ -164,11 +166,16 @@ class RunConfig:
             raise UserError(f"--site {self.record.site}: a run removes the neurons it finds, "
                             f"which it can at {' or '.join(REMOVABLE_SITES)} only; use one of "
                             f"them (`emoneuron record --site {self.record.site}` records there)")
-        if self.identify.statistic in get_args(AttributionStatistic):
-            raise UserError(f"--statistic {self.identify.statistic}: attribution needs the "
-                            "run's classifier, so it is compared beside the run's own selection; "
-                            "use --compare-methods attribution (its sets land in "
-                            "methods/attribution/neurons.json)")
+        reads = statistic_entry(self.identify.statistic).reads
+        if reads != "recording":
+            # An attribution needs the run's classifier, a projection the directions: both are
+            # computed for the method comparison, beside the run's own selection.
+            method = next(m.name for m in SELECTION_METHODS.values()
+                          if statistic_entry(m.config.statistic).reads == reads)
+            raise UserError(f"--statistic {self.identify.statistic}: it reads the {reads} a "
+                            "run computes for the method comparison only, so it is compared "
+                            f"beside the run's own selection; use --compare-methods {method} "
+                            f"(its sets land in methods/{method}/neurons.json)")
         if self.answer_format in self.design.other_formats:
             raise UserError(f"--other-formats {' '.join(self.design.other_formats)}: "
                             f"{self.answer_format} is the run's own --answer-format; give only "

@@ -28,6 +28,10 @@ FORMATS_SET_LEVEL = "formats_setlevel.csv"  # every method's sets asked in the o
 PROBE = "probe.safetensors"  # the label-free probe, its description beside it (probe.json)
 PROBE_DESCRIPTION = "probe.json"
 PROBE_CONDITIONS = "probe_conditions.jsonl"  # the probe's share right after each set removed
+# Each emotion's direction per residual layer, its description beside it (directions.json).
+DIRECTIONS = "directions.safetensors"
+DIRECTIONS_DESCRIPTION = "directions.json"
+DIRECTIONS_SET_LEVEL = "directions_setlevel.csv"  # each direction against random directions
 BASELINE_EXTRA = "baseline_extra.csv"  # the unchanged classifier on --baseline-data
 DATA = "data"  # data/{fewshot,identify,eval}.jsonl: the run's splits
 CARDS = "cards"

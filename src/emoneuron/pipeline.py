@@ -30,6 +30,17 @@ from emoneuron.causal.attribution import attribute
 from emoneuron.causal.baseline import baseline_table
 from emoneuron.causal.cards import write_cards
 from emoneuron.causal.classifier import CHANCE, Classifier, order_shots
+from emoneuron.causal.directions import EmotionDirections, direction_writes
+from emoneuron.causal.dirtest import (
+    LAYER_CHOICE,
+    NULLS,
+    DirectionUnits,
+    chosen_layers,
+    direction_cells,
+    direction_table,
+    probe_accuracy,
+)
+from emoneuron.causal.dirtest import probe_rows as dirtest_probe_rows
 from emoneuron.causal.methods import (
     RUN_METHOD,
     Compared,
@@ -37,9 +48,9 @@ from emoneuron.causal.methods import (
     selection_methods,
     update_methods_table,
 )
-from emoneuron.causal.probe import Probe
+from emoneuron.causal.probe import Probe, emotion_labels, residual_features
 from emoneuron.causal.prompts import PromptChoice, choose_prompt
-from emoneuron.causal.readout import fit_probe, readout_rows
+from emoneuron.causal.readout import probe_from, readout_rows
 from emoneuron.causal.setlevel import (
     effect_emotions,
     effect_sweep_cells,
@@ -60,6 +71,7 @@ from emoneuron.causal.sweep import (
     Sources,
     ablation_for,
     execute,
+    execute_interventions,
     grid,
     is_sweep,
 )
@@ -84,6 +96,9 @@ from emoneuron.layout import (
     BASELINE_EXTRA,
     CARDS,
     CONDITIONS,
+    DIRECTIONS,
+    DIRECTIONS_DESCRIPTION,
+    DIRECTIONS_SET_LEVEL,
     DOSE,
     FORMATS_SET_LEVEL,
     MANIFEST,
@@ -112,13 +127,14 @@ from emoneuron.recording.recorder import shard_count
 from emoneuron.recording.statistics import N_BINS, Recording
 from emoneuron.reporting.report import write_report
 from emoneuron.rundir import RunDir
+from emoneuron.selection.config import statistic_entry
 from emoneuron.selection.controls import ShuffledControl, shuffled_controls
 from emoneuron.selection.identify import (
     IdentifyConfig,
     NeuronSets,
     identify,
 )
-from emoneuron.selection.scores import ATTRIBUTION_STATISTICS
+from emoneuron.selection.scores import ProjectedStats
 from emoneuron.selection.stability import write_stability
 from emoneuron.version import __version__
 
@@ -381,9 +397,19 @@ def _record_identify_evaluate(
         execute(classifier, sets, sources, splits.evaluate, conditions, store, progress,
                 executor, setup)
     tested = [Compared(selection.name, selection.label, sets, "", sources)]
+    fitted: list[tuple[Probe, DirectionUnits]] = []
+
+    def probe_and_directions() -> tuple[Probe, DirectionUnits]:
+        """Fitted once, by the first stage that needs them (direction-projection's selection
+        or the probe)."""
+        if not fitted:
+            fitted.append(_probe_and_directions(config, loaded, splits, run_dir, progress))
+        return fitted[0]
+
     if config.compare_methods:
         with timer.stage("methods"):
             tested = _compared(config, classifier, splits, stats, sources, sets, record_at,
+                               lambda: probe_and_directions()[1].directions,
                                run_dir, progress)
             rows = compare_in_run(classifier, splits.evaluate, store, tested,
                                   conditions, design_of(config),
@@ -399,10 +425,21 @@ def _record_identify_evaluate(
     probe_rows = []
     if config.probe:
         with timer.stage("probe"):
-            probe_rows = _probe_rows(config, loaded, splits, tested, run_dir, progress)
+            probe, units = probe_and_directions()
+            # Stored shares depend on the probe, the directions and every tested set.
+            probe_store = ConditionStore(run_dir.file(PROBE_CONDITIONS), _inputs_hash(
+                run_dir.hashes([PROBE, DIRECTIONS]), [m.sets.to_json() for m in tested]))
+            probe_rows = readout_rows(loaded, probe, splits.evaluate,
+                                      [(m.name, m.tag, m.sets, m.sources) for m in tested],
+                                      config.design, probe_store, config.record.batch_size,
+                                      progress)
     table = set_level_table(store, splits.evaluate, config.design,
                             [(method.name, method.tag) for method in tested], probe_rows)
     write_csv(run_dir.file(SET_LEVEL), table)
+    if config.probe:
+        with timer.stage("directions"):
+            _direction_tests(config.design, classifier, loaded, probe, units, splits, store,
+                             probe_store, run_dir, progress, executor, setup)
     if config.design.other_formats:
         with timer.stage("formats"):
             _format_tests(config.design, asking, model, splits, tested, store, run_dir,
@@ -458,25 +495,61 @@ def _effect_sweep(design: Design, own: Compared, emotions: list[str], classifier
               effect_sweep_table(store, splits.evaluate, design, own.name, cells))
 
 
-def _probe_rows(config: RunConfig, loaded: LoadedModel, splits: Splits,
-                tested: list[Compared], run_dir: RunDir, progress: bool) -> list[dict[str, Any]]:
-    """The label-free probe (fitted once per data and model, read back after) and its
-    set-level rows for every tested method."""
+def _probe_and_directions(config: RunConfig, loaded: LoadedModel, splits: Splits,
+                          run_dir: RunDir, progress: bool) -> tuple[Probe, DirectionUnits]:
+    """The label-free probe and the emotion directions, both from one feature pass over the
+    identification split (fitted once per data and model, read back after), and the layers
+    the directions are tested at, chosen from the probe on identification data."""
     inputs = _inputs_hash(__version__, records_hash(splits.identify),
-                          records_hash(splits.evaluate), config.model)
+                          records_hash(splits.evaluate), config.model, "probe and directions")
+
+    def features(records: list[Record]) -> torch.Tensor:
+        return residual_features(loaded, records, batch_size=config.record.batch_size,
+                                 progress=progress)
+
+    # The shuffled-label null of the directions needs these features on a resumed run too.
+    train, labels = features(splits.identify), emotion_labels(splits.identify)
     if run_dir.stage_done("probe", inputs):
         probe = Probe.load(run_dir.file(PROBE))
+        directions = EmotionDirections.load(run_dir.file(DIRECTIONS))
     else:
-        probe = fit_probe(loaded, splits.identify, splits.evaluate, config.record.batch_size,
-                          progress)
+        held_out, held_out_labels = features(splits.evaluate), emotion_labels(splits.evaluate)
+        probe = probe_from(train, labels, held_out, held_out_labels)
+        directions = EmotionDirections.fit(train, labels).with_held_out(held_out,
+                                                                        held_out_labels)
         probe.save(run_dir.file(PROBE), {"model": config.model})
-        run_dir.stage_finished("probe", inputs, [PROBE, PROBE_DESCRIPTION])
-    # Stored shares depend on the probe and on every tested method's sets.
-    store = ConditionStore(run_dir.file(PROBE_CONDITIONS), _inputs_hash(
-        inputs, run_dir.hashes([PROBE]), [m.sets.to_json() for m in tested]))
-    return readout_rows(loaded, probe, splits.evaluate,
-                        [(m.name, m.tag, m.sets, m.sources) for m in tested], config.design,
-                        store, config.record.batch_size, progress)
+        directions.save(run_dir.file(DIRECTIONS), {
+            "model": config.model, "tested_layers": chosen_layers(probe_accuracy(probe)),
+            "layer_choice": LAYER_CHOICE, "nulls": NULLS,
+            "neutral_text": "none: the run's data has no emotion-neutral dialogues",
+            **{f"probe_{key}": value for key, value in probe.description().items()
+               if key.endswith("accuracy")}})
+        run_dir.stage_finished("probe", inputs, [PROBE, PROBE_DESCRIPTION, DIRECTIONS,
+                                                 DIRECTIONS_DESCRIPTION])
+    layers = tuple(chosen_layers(probe_accuracy(probe)))
+    return probe, DirectionUnits(directions, train, labels, layers)
+
+
+def _direction_tests(design: Design, classifier: Classifier, loaded: LoadedModel,
+                     probe: Probe, units: DirectionUnits, splits: Splits,
+                     store: ConditionStore, probe_store: ConditionStore, run_dir: RunDir,
+                     progress: bool, executor: LocalExecutor | RayExecutor,
+                     setup: EvaluationSetup) -> None:
+    """Each emotion's direction against its nulls, with the classifier (look by look, in the
+    run's condition store) and with the probe: ``directions_setlevel.csv``; none where the
+    model has no layer to remove them at (one decoder layer)."""
+    if not units.layers:
+        log.info("directions: no residual layer between the embeddings and the top one; "
+                 "no direction is tested")
+        return
+    cells = [cell for null in NULLS for cell in direction_cells(design, null)]
+    while todo := pending_conditions(store, splits.evaluate, design, cells):
+        execute_interventions(classifier, units.intervention, splits.evaluate, todo, store,
+                              progress, executor, setup)
+    probe_results = dirtest_probe_rows(loaded, probe, splits.evaluate, design, units,
+                                       probe_store, classifier.batch_size, progress)
+    write_csv(run_dir.file(DIRECTIONS_SET_LEVEL),
+              direction_table(store, splits.evaluate, design, units, probe_results))
 
 
 def _baseline_records(path: str | None) -> list[Record] | None:
@@ -520,10 +593,12 @@ def _identified(stats: Recording, config: IdentifyConfig, model: str, run_dir: R
 
 def _compared(config: RunConfig, classifier: Classifier, splits: Splits, recording: Recording,
               sources: Sources, sets: NeuronSets, record_at: Callable[[Site], Recording],
-              run_dir: RunDir, progress: bool) -> list[Compared]:
+              directions: Callable[[], EmotionDirections], run_dir: RunDir,
+              progress: bool) -> list[Compared]:
     """Each compared method's sets, identified from the run's identification split (recorded
     once more per other site by ``record_at``; attributed once with the run's classifier for
-    an attribution statistic); a method equal to the run's own is the run's own sets, which
+    an attribution statistic; projected on the emotion ``directions`` for
+    direction-projection); a method equal to the run's own is the run's own sets, which
     are always compared (as ``run`` when no listed method equals them)."""
     selection = config.selection_method()
     recordings = {recording.site: recording}
@@ -535,8 +610,14 @@ def _compared(config: RunConfig, classifier: Classifier, splits: Splits, recordi
         if (method.site, method.config) == (selection.site, selection.config):
             compared.append(Compared(method.name, method.label, sets, "", sources))
             continue
-        statistics: Recording | AttributionStats = recordings[method.site]
-        if method.config.statistic in ATTRIBUTION_STATISTICS:
+        statistics: Recording | AttributionStats | ProjectedStats = recordings[method.site]
+        reads = statistic_entry(method.config.statistic).reads
+        if reads == "directions":
+            # Its own step, as attribution's: the directions' writes through the model's
+            # down projections, beside the recording at the down projection's input.
+            statistics = ProjectedStats(recordings[method.site].stats(),
+                                        direction_writes(classifier.loaded, directions()))
+        if reads == "attribution":
             if method.site not in attributions:
                 # Selected by the label word whatever the run's format: a run in another
                 # format then tests them where the answer is not that word.

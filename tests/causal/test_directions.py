@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from planted_words import FILLER, planted
 
 from emoneuron.causal.directions import (
     EmotionDirections,
@@ -31,7 +32,9 @@ from emoneuron.models.loading import LoadedModel
 from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import EncodedBatch, encode_for_recording, record
 from emoneuron.recording.statistics import ActivationStats
-from emoneuron.selection.scores import direction_projection
+from emoneuron.selection.config import SELECTION_METHODS
+from emoneuron.selection.identify import identify
+from emoneuron.selection.scores import ProjectedStats, compute_scores, direction_projection
 
 MakeTiny = Callable[[str], LoadedModel]
 Edit = Callable[[torch.Tensor], torch.Tensor]
@@ -300,29 +303,8 @@ def _probe_file(tmp_path: Path) -> Path:
     return tmp_path / "probe.safetensors"
 
 
-SIGNATURES = dict(zip(EMOTIONS, ("angry", "disgusting", "scared", "happy", "sad", "expect"),
-                      strict=True))
-FILLER = ("the", "door", "book", "page", "day", "house", "match", "joke", "milk", "week",
-          "open", "next", "sit", "down", "please", "teacher", "what", "that")
-
-
-def _planted(per_emotion: int, seed: int) -> list[Record]:
-    """Dialogues of random filler words, each emotion's with its own signature word twice
-    among them."""
-    rng = random.Random(seed)
-    records = []
-    for emotion in EMOTIONS:
-        for k in range(per_emotion):
-            words = rng.choices(FILLER, k=6)
-            for _ in range(2):
-                words.insert(rng.randrange(len(words) + 1), SIGNATURES[emotion])
-            records.append(Record(f"{seed}-{emotion}-{k}", emotion,
-                                  (Turn("A", " ".join(words[:4])), Turn("B", " ".join(words[4:])))))
-    return records
-
-
 def test_directions_find_a_planted_signal_and_their_controls_do_not(tiny: LoadedModel) -> None:
-    identify, held_out = _planted(16, seed=0), _planted(8, seed=1)
+    identify, held_out = planted(16, seed=0), planted(8, seed=1)
     neutral = [Record(f"n{k}", NEUTRAL, (Turn("A", " ".join(random.Random(k).choices(FILLER,
                                                                                   k=8))),))
                for k in range(12)]
@@ -355,7 +337,7 @@ def test_direction_projection_is_what_zeroing_a_neuron_removes_along_the_directi
         residual_features(tiny, records), emotion_labels(records)), seed=0)
     writes = direction_writes(tiny, directions)
     assert writes.shape == (6, tiny.n_layers, tiny.width)
-    scores = direction_projection(stats, writes)
+    scores = direction_projection(ProjectedStats(stats, writes))
     neuron = int(scores.overall[0].abs().argmax())
     moved = torch.zeros(len(EMOTIONS), dtype=torch.float64)
     unit = directions.unit[:, 1].float()
@@ -382,6 +364,30 @@ def _residual_layer_one(loaded: LoadedModel, batch: EncodedBatch) -> torch.Tenso
 def test_direction_projection_needs_the_down_projection_input() -> None:
     writes = torch.ones(6, 2, 3, dtype=torch.float64)
     with pytest.raises(UserError, match=r"mlp\.activation"):
-        direction_projection(ActivationStats.zeros(2, 3, ACTIVATION_SITE, "dialogue"), writes)
+        direction_projection(ProjectedStats(
+            ActivationStats.zeros(2, 3, ACTIVATION_SITE, "dialogue"), writes))
     with pytest.raises(UserError, match="another model"):
-        direction_projection(ActivationStats.zeros(2, 4, DEFAULT_SITE, "dialogue"), writes)
+        direction_projection(ProjectedStats(
+            ActivationStats.zeros(2, 4, DEFAULT_SITE, "dialogue"), writes))
+
+
+def test_direction_projection_is_a_selection_method_on_a_tiny_model(make_tiny: MakeTiny) -> None:
+    """Registered: identify keeps the globally top 1% of neurons by their best emotion's
+    direction-projection score, each for that emotion; a recording alone is refused."""
+    tiny = make_tiny("llama")
+    records = synthesize(2, max_turns=2)
+    recording = record(tiny, records, RecordConfig(site=DEFAULT_SITE, groups=2), progress=False)
+    directions = EmotionDirections.fit(residual_features(tiny, records), emotion_labels(records))
+    inputs = ProjectedStats(recording.stats(), direction_writes(tiny, directions))
+    config = SELECTION_METHODS["direction-projection"].config
+    sets = identify(inputs, config, "tiny", warn_empty=False)
+    scores = compute_scores(inputs, "direction-projection").per_emotion
+    kept = {(n.layer, n.index): emotion for emotion, ns in sets.emotions.items() for n in ns}
+    assert len(kept) == round(0.01 * tiny.n_layers * tiny.width)
+    best = scores.max(0).values.flatten().topk(len(kept)).indices.tolist()
+    assert {layer * tiny.width + index for layer, index in kept} == set(best)
+    for (layer, index), emotion in kept.items():
+        assert EMOTIONS[int(scores[:, layer, index].argmax())] == emotion
+    assert sets.site == DEFAULT_SITE and (sets.n_layers, sets.width) == (2, tiny.width)
+    with pytest.raises(UserError, match="ProjectedStats"):
+        identify(recording, config, "tiny")

@@ -135,3 +135,23 @@ def test_every_statistic_ranks_the_planted_neurons(statistic: str) -> None:
     if statistic != "lape":  # LAPE sees only activity, not the size of an activation
         assert best[0] == EMOTIONS.index("fear")
     assert best[3] == EMOTIONS.index("sadness")
+
+
+def test_a_statistic_is_one_registry_entry() -> None:
+    """The registry names every statistic once: the config's choices, what each reads and the
+    function that scores it all come from its entry."""
+    import typing
+
+    from emoneuron.options import choices
+    from emoneuron.selection import scores
+    from emoneuron.selection.config import STATISTICS as REGISTRY
+    from emoneuron.selection.config import IdentifyConfig, statistics_reading
+
+    assert choices(typing.get_type_hints(IdentifyConfig)["statistic"]) == tuple(REGISTRY)
+    assert set(scores.READS) == {entry.reads for entry in REGISTRY.values()}
+    for entry in REGISTRY.values():
+        assert callable(getattr(scores, entry.scorer)), entry
+    assert statistics_reading("recording") == STATISTICS
+    assert sum(map(len, map(statistics_reading, scores.READS))) == len(REGISTRY)
+    with pytest.raises(UserError, match="an attribution pass"):
+        compute_scores(_stats(_samples()), "attribution")

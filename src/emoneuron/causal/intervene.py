@@ -120,6 +120,10 @@ class Ablation:
     def size(self) -> int:
         return sum(len(indices) for _, indices in self.neurons)
 
+    def layer_counts(self) -> dict[int, int]:
+        """Neurons changed per layer."""
+        return {layer: len(indices) for layer, indices in self.neurons}
+
     def to_json(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "site": self.site, "mode": self.mode, "strength": self.strength,

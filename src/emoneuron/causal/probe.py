@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from emoneuron.causal.intervene import Ablation, TokenScope, applied
+from emoneuron.causal.intervene import TokenScope
+from emoneuron.causal.residual import Intervention, intervened
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel
@@ -60,12 +61,13 @@ MAX_ITERATIONS = 200
 
 
 def residual_features(loaded: LoadedModel, records: Sequence[Record],
-                      ablation: Ablation | None = None, batch_size: int = 16,
+                      ablation: Intervention | None = None, batch_size: int = 16,
                       progress: bool = False) -> torch.Tensor:
     """Per dialogue and residual layer, the mean residual stream over the dialogue's own word
     tokens: float32 (N, n_layers + 1, hidden) on the CPU, rows in the order of ``records``.
 
-    With ``ablation``, every forward pass runs inside :func:`applied`: token scope ``all``
+    With ``ablation`` (neurons, or directions), every forward pass runs inside
+    :func:`~emoneuron.causal.residual.intervened`: token scope ``all``
     acts on every position of the rendered dialogue, ``dialogue`` on its own words only;
     ``last`` is refused (the probe has no answer position).
 
@@ -82,7 +84,7 @@ def residual_features(loaded: LoadedModel, records: Sequence[Record],
     # counts them; the decoder body alone, since no logits are needed.
     batches = list(encode_for_recording(loaded, records, "dialogue", batch_size))
     body = loaded.model.base_model
-    scope: Any = applied(loaded, ablation) if ablation is not None else nullcontext()
+    scope: Any = intervened(loaded, ablation) if ablation is not None else nullcontext()
     with torch.inference_mode(), scope as token_scope:
         for batch in tqdm(batches, desc="probe features", unit="batch", disable=not progress,
                           leave=False):
@@ -121,14 +123,19 @@ def emotion_labels(records: Sequence[Record]) -> torch.Tensor:
                         dtype=torch.long)
 
 
-def layers_after(ablation: Ablation, n_layers: int) -> range:
-    """The residual layers an ablation can change: above its first layer's block (block l
-    writes residual layer l + 1), up to the last, ``n_layers``; none for an empty ablation.
+def layers_after(ablation: Intervention, n_layers: int) -> range:
+    """The residual layers an intervention can change: above its first layer's block (block l
+    writes residual layer l + 1), up to the last, ``n_layers``; none for an empty one. A
+    direction edited at residual layer r changes r and above.
 
+    >>> from emoneuron.causal.intervene import Ablation
+    >>> from emoneuron.causal.residual import DirectionAblation
     >>> list(layers_after(Ablation.of({2: [5], 4: [1]}), 5))
     [3, 4, 5]
+    >>> list(layers_after(DirectionAblation.of({4: [1.0]}), 5))
+    [4, 5]
     """
-    if not ablation.neurons:
+    if not ablation.size:
         return range(0)
     if ablation.first_layer >= n_layers:
         raise UserError(f"the ablation starts at layer {ablation.first_layer}, beyond this "
@@ -274,7 +281,7 @@ class Probe:
 
 
 def probe_outcomes(loaded: LoadedModel, probe: Probe, records: Sequence[Record],
-                   ablation: Ablation | None = None, batch_size: int = 16,
+                   ablation: Intervention | None = None, batch_size: int = 16,
                    progress: bool = False) -> np.ndarray:
     """(N, layers) bool: whether ``probe``, trained without any ablation, names each of
     ``records``' emotion at each residual layer while ``ablation`` acts on the dialogue being

@@ -36,6 +36,7 @@ from emoneuron.causal.probe import (
     probe_outcomes,
     residual_features,
 )
+from emoneuron.causal.residual import Intervention
 from emoneuron.causal.setlevel import (
     SetLevel,
     Stratum,
@@ -59,12 +60,20 @@ def fit_probe(loaded: LoadedModel, identify: Sequence[Record], evaluation: Seque
     """The probe fitted on ``identify`` with its held-out accuracy on ``evaluation``; with
     fewer than ``FOLDS`` identification dialogues of some emotion, no cross-validation is
     possible and the fixed penalty ``FALLBACK_L2`` is used (``probe.json`` names it)."""
-    train = residual_features(loaded, identify, batch_size=batch_size, progress=progress)
-    labels = emotion_labels(identify)
+    def features(records: Sequence[Record]) -> torch.Tensor:
+        return residual_features(loaded, records, batch_size=batch_size, progress=progress)
+
+    return probe_from(features(identify), emotion_labels(identify), features(evaluation),
+                      emotion_labels(evaluation))
+
+
+def probe_from(train: torch.Tensor, labels: torch.Tensor, held_out: torch.Tensor,
+               held_out_labels: torch.Tensor) -> Probe:
+    """:func:`fit_probe` from features already computed (the run computes them once for the
+    probe and the emotion directions)."""
     smallest = int(torch.bincount(labels, minlength=len(EMOTIONS)).min())
     probe = Probe.fit(train, labels, L2_CANDIDATES if smallest >= FOLDS else FALLBACK_L2)
-    held_out = residual_features(loaded, evaluation, batch_size=batch_size, progress=progress)
-    return probe.with_held_out(held_out, emotion_labels(evaluation))
+    return probe.with_held_out(held_out, held_out_labels)
 
 
 def readout_rows(loaded: LoadedModel, probe: Probe, evaluation: Sequence[Record],
@@ -86,24 +95,26 @@ def readout_rows(loaded: LoadedModel, probe: Probe, evaluation: Sequence[Record]
             size = ablation_for(cell[0], sets, sources).size
             if not size:
                 continue
-            tests_of = _probe_tests(loaded, probe, by_emotion[emotion], unablated[emotion],
-                                    sets, sources, store, batch_size, progress,
-                                    f"probe {name} {emotion}")
+            tests_of = probe_tests(
+                loaded, probe, by_emotion[emotion], unablated[emotion],
+                lambda c: ablation_for(c, sets, sources),  # noqa: B023 (used at once)
+                store, batch_size, progress, f"probe {name} {emotion}")
             results[emotion] = (sequential_tests(cell, design, tests_of)[0], size)
         rows += family_rows(name, tag, SCOPE, STATISTIC, results)
     return rows
 
 
-def _probe_tests(loaded: LoadedModel, probe: Probe, records: Sequence[Record],
-                 unablated: np.ndarray, sets: NeuronSets, sources: Sources,
-                 store: ConditionStore, batch_size: int, progress: bool,
-                 label: str) -> Callable[[Sequence[Condition]], list[SetLevel]]:
-    """The probe test of a set (the first condition) against its random sets (the others),
+def probe_tests(loaded: LoadedModel, probe: Probe, records: Sequence[Record],
+                unablated: np.ndarray, intervention_for: Callable[[Condition], Intervention],
+                store: ConditionStore, batch_size: int, progress: bool,
+                label: str) -> Callable[[Sequence[Condition]], list[SetLevel]]:
+    """The probe test of a unit (the first condition: a set, or a direction) against its
+    random units (the others), each condition's intervention from ``intervention_for``,
     evaluating and storing the conditions not yet in ``store`` (under a progress bar named
-    ``label``)."""
+    ``label``); ``unablated``: the probe's correctness on ``records`` without any."""
     def tests(conditions: Sequence[Condition]) -> list[SetLevel]:
-        ablations = [ablation_for(c, sets, sources) for c in conditions]
-        # The set and its random sets share their first layer (they are layer-matched).
+        ablations = [intervention_for(c) for c in conditions]
+        # The unit and its random units share their first layer (they are layer-matched).
         layers = list(layers_after(ablations[0], probe.n_layers - 1))
         todo = [(c, a) for c, a in zip(conditions, ablations, strict=True)
                 if c.key not in store.done]

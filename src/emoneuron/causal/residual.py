@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from emoneuron.causal.config import check_scope
-from emoneuron.causal.intervene import TokenScope, scope_positions
+from emoneuron.causal.intervene import Ablation, TokenScope, applied, scope_positions
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel
 from emoneuron.options import is_whole
@@ -81,6 +81,27 @@ class DirectionEdit:
                             "changed")
         return cls(directions=tuple((int(layer), vector) for layer, vector in directions),
                    tokens=tokens, **settings)
+
+    @property
+    def first_layer(self) -> int:
+        """The lowest decoder layer whose output this edit changes (residual layer ``r`` is
+        decoder layer ``r - 1``'s output; 0 when it changes none), as
+        :attr:`~emoneuron.causal.intervene.Ablation.first_layer` says of neurons: every
+        layer below it computes exactly as without the edit.
+
+        >>> DirectionAblation.of({3: [1.0], 5: [1.0]}).first_layer
+        2
+        """
+        return min((layer for layer, _ in self.directions), default=1) - 1
+
+    @property
+    def size(self) -> int:
+        """Directions edited: one per residual layer."""
+        return len(self.directions)
+
+    def layer_counts(self) -> dict[int, int]:
+        """Per decoder layer whose output is edited, one direction."""
+        return {layer - 1: 1 for layer, _ in self.directions}
 
     def edited(self, hidden: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
         """``hidden`` (..., hidden size) after the edit along the unit ``direction``."""
@@ -156,6 +177,24 @@ def applied_direction(loaded: LoadedModel, intervention: DirectionEdit) -> Itera
     finally:
         for handle in handles:
             handle.remove()
+
+
+# Either unit's intervention: neurons, or directions of the residual stream. Both name their
+# first changed layer, their size and their token scope, so the classifier, the probe and the
+# condition store treat them alike.
+Intervention = Ablation | DirectionEdit
+
+
+def intervened(loaded: LoadedModel, intervention: Intervention
+               ) -> AbstractContextManager[TokenScope]:
+    """:func:`applied` for neurons, :func:`applied_direction` for directions.
+
+    >>> with intervened(loaded, directions.ablation("fear", [12])):  # doctest: +SKIP
+    ...     ...
+    """
+    if isinstance(intervention, Ablation):
+        return applied(loaded, intervention)
+    return applied_direction(loaded, intervention)
 
 
 def _change(intervention: DirectionEdit, direction: torch.Tensor, scope: TokenScope) -> Any:

@@ -239,7 +239,7 @@ def pending_conditions(store: ConditionStore, evaluation: Sequence[Record], desi
                        family: int = len(EMOTIONS)) -> list[Condition]:
     """The conditions ``store`` still needs for the next look of each of ``cells``: a run
     evaluates them and asks again until none is left."""
-    tests_of = _tests_of(store, evaluation)
+    tests_of = stored_tests(store, evaluation)
 
     def ready(conditions: Sequence[Condition]) -> bool:
         return all(c.key in store.done for c in conditions)
@@ -254,11 +254,11 @@ def _statistics(mask: Condition) -> tuple[str, ...]:
     return STATISTICS if mask.cross_sample else STATISTICS[:1]
 
 
-def _tests_of(store: ConditionStore, evaluation: Sequence[Record]
-              ) -> Tests:
+def stored_tests(store: ConditionStore, evaluation: Sequence[Record]) -> Tests:
     """The tests of a set (the first condition) against its random sets (the others), one per
-    statistic, from the stored predictions, against the unchanged model's in the same answer
-    format."""
+    statistic (own, and cross and specific where the conditions hold a cross sample), from
+    ``store``'s predictions, against the unchanged model's in the same answer format: what
+    :func:`sequential_tests` takes as ``tests_of`` for a cell of stored conditions."""
     baselines: dict[str, pd.DataFrame] = {}
 
     def tests(conditions: Sequence[Condition]) -> list[SetLevel]:
@@ -300,7 +300,7 @@ def set_level_table(store: ConditionStore, evaluation: Sequence[Record], design:
     Holm across the six emotions of each (method, scope, statistic), then the ``extra`` rows
     (the probe's, :mod:`emoneuron.causal.readout`). Cross and specific rows need a cross sample
     (``Design.cross_per_emotion`` > 0)."""
-    tests_of = _tests_of(store, evaluation)
+    tests_of = stored_tests(store, evaluation)
     rows: list[dict[str, Any]] = []
     for name, tag in methods:
         results: dict[tuple[str, str], dict[str, tuple[SetLevel, int]]] = {}
@@ -335,7 +335,7 @@ def format_table(store: ConditionStore, evaluation: Sequence[Record], design: De
     """``formats_setlevel.csv``: each method's sets in each of ``Design.other_formats``, own
     drop against random sets, Holm across the six emotions of each (method, format); compare
     with the run's format's rows of ``setlevel.csv`` (scope all, statistic own)."""
-    tests_of = _tests_of(store, evaluation)
+    tests_of = stored_tests(store, evaluation)
     rows = []
     for answer_format in design.other_formats:
         for name, tag in methods:
@@ -373,7 +373,7 @@ def effect_sweep_table(store: ConditionStore, evaluation: Sequence[Record], desi
                 method: str, cells: Sequence[Sequence[Condition]]) -> pd.DataFrame:
     """``sweep_setlevel.csv``: each sweep cell's own-emotion drop against its random sets,
     Holm across every cell of the sweep (one family: where in the model the effect lives)."""
-    tests_of = _tests_of(store, evaluation)
+    tests_of = stored_tests(store, evaluation)
     rows = [{**_row(method, cell[0].tokens, "own", cell[0].masked_emotion,
                     sequential_tests(cell, design, tests_of, len(cells))[0],
                     store.done[cell[0].key]["n_masked"]),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,8 @@ from emoneuron.causal.classifier import Classifier
 from emoneuron.causal.config import DEFAULT_PROPORTIONS as DEFAULT_PROPORTIONS
 from emoneuron.causal.config import LAYER_RANGES, in_range
 from emoneuron.causal.config import Design as Design
-from emoneuron.causal.intervene import Ablation, applied, with_means
+from emoneuron.causal.intervene import Ablation, with_means
+from emoneuron.causal.residual import Intervention, intervened
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.executors import Executor, LocalExecutor
@@ -239,12 +240,14 @@ class ConditionStore:
             for entry in self.done.values():
                 handle.write(json.dumps(entry) + "\n")
 
-    def add(self, condition: Condition, ablation: Ablation, predicted: np.ndarray) -> None:
-        """Store a finished condition: its predictions and the size of the set it changed,
-        in all (``n_masked``) and per layer (``layer_counts``)."""
+    def add(self, condition: Condition, intervention: Intervention,
+            predicted: np.ndarray) -> None:
+        """Store a finished condition: its predictions and the size of what it changed
+        (neurons, or directions), in all (``n_masked``) and per layer (``layer_counts``)."""
         entry = {"key": condition.key, "context": self.context, **asdict(condition),
-                 "n_masked": ablation.size,
-                 "layer_counts": {str(layer): len(indices) for layer, indices in ablation.neurons},
+                 "n_masked": intervention.size,
+                 "layer_counts": {str(layer): n
+                                  for layer, n in intervention.layer_counts().items()},
                  "predictions": predicted.tolist()}
         with naming(self.path), self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
@@ -281,23 +284,25 @@ class EvaluationSetup:
 
 
 def _evaluate(state: tuple[Classifier, Sequence[Record]],
-              item: tuple[tuple[tuple[str, ...], int], Ablation]) -> np.ndarray:
+              item: tuple[tuple[tuple[str, ...], int], Intervention]) -> np.ndarray:
     """One condition's predictions: ``item`` is ((the emotions it is evaluated on, its cross
-    sample), its intervention)."""
+    sample), its intervention: neurons or directions)."""
     classifier, evaluation = state
     (eval_emotions, cross_sample), ablation = item
     subset = evaluated(evaluation, eval_emotions, cross_sample)
-    with applied(classifier.loaded, ablation) as scope:
+    with intervened(classifier.loaded, ablation) as scope:
         scores = classifier.predict(subset, unchanged_below=ablation.first_layer, scope=scope)
     if not np.isfinite(scores).all():
         # argmax of NaN scores is a valid-looking label: every table would be meaningless.
         if not ablation.size:
             raise UserError("the unchanged model's scores are not finite (NaN or infinite); "
                             "check the model's weights")
-        raise UserError(f"the model's scores are not finite (NaN or infinite) with mode "
-                        f"{ablation.mode}, strength {ablation.strength:g} on {ablation.size} "
-                        f"neurons at {ablation.site}, evaluated on {', '.join(eval_emotions)}; "
-                        "use a smaller --strength in a new --out directory")
+        what = (f"mode {ablation.mode}, strength {ablation.strength:g} on {ablation.size} "
+                f"neurons at {ablation.site}" if isinstance(ablation, Ablation)
+                else f"{ablation.kind} at {ablation.size} residual layers")
+        raise UserError(f"the model's scores are not finite (NaN or infinite) with {what}, "
+                        f"evaluated on {', '.join(eval_emotions)}; use a smaller --strength "
+                        "in a new --out directory")
     predicted: np.ndarray = scores.argmax(axis=1)
     return predicted
 
@@ -309,10 +314,23 @@ def execute(classifier: Classifier, sets: NeuronSets, sources: Sources,
     """Evaluate every condition not yet in ``store``: here with ``classifier``, or on the
     workers of ``executor``, which build their own from ``setup``. Each finished condition is
     stored as it is delivered, in grid order, so a run resumes from any executor's store."""
-    todo = [c for c in conditions if c.key not in store.done]
+    execute_interventions(classifier, lambda c: ablation_for(c, sets, sources), evaluation,
+                          conditions, store, progress, executor, setup)
+
+
+def execute_interventions(classifier: Classifier,
+                          intervention_for: Callable[[Condition], Intervention],
+                          evaluation: Sequence[Record], conditions: Iterable[Condition],
+                          store: ConditionStore, progress: bool = True,
+                          executor: Executor | None = None,
+                          setup: EvaluationSetup | None = None) -> None:
+    """:func:`execute` with each condition's intervention from ``intervention_for``: neurons,
+    or directions of the residual stream (:mod:`emoneuron.causal.dirtest`)."""
+    # Once each: cells may share a condition (a direction is one cell's unit under each null).
+    todo = list({c.key: c for c in conditions if c.key not in store.done}.values())
     # Interventions are small specs, built here: workers need neither the sets nor the
     # statistics the controls are drawn from.
-    items = [((c.eval_emotions, c.cross_sample), ablation_for(c, sets, sources)) for c in todo]
+    items = [((c.eval_emotions, c.cross_sample), intervention_for(c)) for c in todo]
 
     def deliver(index: int, predicted: np.ndarray) -> None:
         store.add(todo[index], items[index][1], predicted)

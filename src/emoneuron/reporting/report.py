@@ -30,6 +30,8 @@ from emoneuron.io import atomic_open
 from emoneuron.layout import (
     CARDS_INDEX,
     CONFUSION,
+    DIRECTIONS_DESCRIPTION,
+    DIRECTIONS_SET_LEVEL,
     DOSE,
     FIGURES,
     FORMATS_SET_LEVEL,
@@ -51,6 +53,7 @@ from emoneuron.reporting.causal import (
     steering_html,
     titled,
 )
+from emoneuron.reporting.directions import directions_html
 from emoneuron.reporting.html import (
     Section,
     count,
@@ -500,6 +503,8 @@ def write_report(directory: str | Path) -> Path:
                + _summary_effects(effects, float(evaluation["chance"]), evaluation["description"],
                                   set_level_summary(set_level))
                + methods_summary(methods))
+    directions = directions_html(run_dir.read_csv(DIRECTIONS_SET_LEVEL, optional=True),
+                                 run_dir.read_json(DIRECTIONS_DESCRIPTION, optional=True))
     html = page(title, subtitle, [
         Section("summary", "Summary", summary),
         Section("figures", "Figures", _figures_html(run, run_dir, effects, counts, near)),
@@ -507,6 +512,8 @@ def write_report(directory: str | Path) -> Path:
                 set_level_html(set_level, run_dir.read_json(PROBE_DESCRIPTION, optional=True))
                 + formats_html(set_level, run_dir.read_csv(FORMATS_SET_LEVEL, optional=True))
                 + effect_sweep_html(run_dir.read_csv(SWEEP_SET_LEVEL, optional=True))),
+        *([Section("directions", "Emotion directions against random directions",
+                   directions)] if directions else []),
         Section("controls", "Emotion neurons against every control",
                 controls_table(run, run_dir.table(SPECIFICITY), near)),
         Section("methods", "Which selection finds neurons that matter",

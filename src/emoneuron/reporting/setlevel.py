@@ -24,11 +24,11 @@ SCOPE_NAMES = {"all": "every position", "dialogue": "the dialogue's tokens only"
 NONE_NOTE = '<p class="note">No set-level test in this run: no verdict is given.</p>'
 
 
-def _excess(row: pd.Series) -> str:
+def excess_text(row: pd.Series) -> str:
     return f"{pp(row['excess'])} [{pp(row['ci_low'])}, {pp(row['ci_high'])}]"
 
 
-def _p(value: float) -> str:
+def p_text(value: float) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
@@ -63,7 +63,7 @@ def set_level_summary(table_: pd.DataFrame | None) -> str:
         own = _own(table_, method, "all")
         if own.empty:
             continue
-        found = [f"{e} ({_excess(own.loc[e])} points, p(Holm) {_p(own.loc[e, 'p_holm'])})"
+        found = [f"{e} ({excess_text(own.loc[e])} points, p(Holm) {p_text(own.loc[e, 'p_holm'])})"
                  for e in own.index[_beyond(own)]]
         reading = own.reading.astype(object).fillna("").astype(str)
         text = (f"{method}: own-emotion drop beyond random sets for "
@@ -113,7 +113,29 @@ def set_level_html(table_: pd.DataFrame | None, probe: dict[str, Any] | None = N
     scope, and the read-versus-answer verdict; the probe's accuracy first."""
     if table_ is None or table_.empty:
         return NONE_NOTE
-    parts = [probe_html(probe)]
+    parts = [probe_html(probe), *scope_tables(table_, "set", "neurons in the set",
+                                                     "random sets")]
+    note = ("Own: accuracy drop on the set's emotion; cross: mean drop on the other "
+            "emotions' sample; specific: own minus cross; probe: drop of the label-free "
+            "probe's share of right layers after the set, on the set's emotion, the dialogue "
+            "read alone. Excess: the set's statistic minus the random sets' mean; its 95% "
+            "interval is clipped to the possible range (100 points either way, 200 for "
+            "specific), which can only raise its coverage. p(Holm): Holm-adjusted across the "
+            "six emotions of the table's column. Detectable: "
+            "the excess the test finds with 80% power at the Holm family's first level, given "
+            "the random sets' spread. A set acts while reading when removing it on the "
+            "dialogue's tokens only drops its emotion beyond random sets; at the answer when "
+            "removing it at the scored position only does.")
+    return "".join(parts) + f'<p class="note">{escape(note)}</p>'
+
+
+def scope_tables(table_: pd.DataFrame, unit: str, size_header: str,
+                 null_name: str) -> list[str]:
+    """One table per ``method`` and statistic of a set-level table (``setlevel.csv``'s
+    columns), a row per emotion and a column per scope where the ``unit`` (set, direction) is
+    removed, with each unit's size (``n_neurons``, under ``size_header``) and the
+    read-versus-answer verdict of own rows; ``null_name`` says what it was tested against."""
+    parts = []
     scopes = list(dict.fromkeys(table_.scope))
     for method in dict.fromkeys(table_.method):
         for statistic in dict.fromkeys(table_.statistic):
@@ -129,30 +151,19 @@ def set_level_html(table_: pd.DataFrame | None, probe: dict[str, Any] | None = N
                         continue
                     row = found.iloc[0]
                     detectable = pp(row["min_detectable_excess"])
-                    cells.append(f"{_excess(row)}, p(Holm) {_p(row['p_holm'])}: "
+                    cells.append(f"{excess_text(row)}, p(Holm) {p_text(row['p_holm'])}: "
                                  f"{row['verdict']} (detectable {detectable})")
                 if statistic == "own":
                     own = rows[rows.masked_emotion == emotion].reading.astype(object).fillna("")
                     cells.append(str(own.iloc[0]) if len(own) else "")
                 body.append(cells)
-            headers = ["emotion", "neurons in the set",
-                       *(f"set removed at {SCOPE_NAMES[s]}" for s in scopes)]
+            headers = ["emotion", size_header,
+                       *(f"{unit} removed at {SCOPE_NAMES[s]}" for s in scopes)]
             if statistic == "own":
                 headers.append("reads or answers")
-            parts.append(table(headers, body, f"{method}: {statistic} drop, excess over random "
-                                              "sets, points [95% interval]"))
-    note = ("Own: accuracy drop on the set's emotion; cross: mean drop on the other "
-            "emotions' sample; specific: own minus cross; probe: drop of the label-free "
-            "probe's share of right layers after the set, on the set's emotion, the dialogue "
-            "read alone. Excess: the set's statistic minus the random sets' mean; its 95% "
-            "interval is clipped to the possible range (100 points either way, 200 for "
-            "specific), which can only raise its coverage. p(Holm): Holm-adjusted across the "
-            "six emotions of the table's column. Detectable: "
-            "the excess the test finds with 80% power at the Holm family's first level, given "
-            "the random sets' spread. A set acts while reading when removing it on the "
-            "dialogue's tokens only drops its emotion beyond random sets; at the answer when "
-            "removing it at the scored position only does.")
-    return "".join(parts) + f'<p class="note">{escape(note)}</p>'
+            parts.append(table(headers, body, f"{method}: {statistic} drop, excess over "
+                                              f"{null_name}, points [95% interval]"))
+    return parts
 
 
 def effect_sweep_html(sweep: pd.DataFrame | None) -> str:
@@ -164,7 +175,7 @@ def effect_sweep_html(sweep: pd.DataFrame | None) -> str:
         return ('<p class="note">Effect sweep: no set of this run\'s method is beyond random '
                 "sets at every position, so no part of one is localised.</p>")
     body = [[row["masked_emotion"], row["layer_range"], pct(float(row["proportion"])),
-             int(row["n_neurons"]), f"{_excess(row)}, p(Holm) {_p(row['p_holm'])}",
+             int(row["n_neurons"]), f"{excess_text(row)}, p(Holm) {p_text(row['p_holm'])}",
              int(row["k_random_sets"]), row["verdict"]]
             for _, row in sweep.iterrows()]
     return table(["emotion", "layers", "share of the set", "neurons", "excess over random parts",
@@ -184,8 +195,8 @@ def formats_html(set_level: pd.DataFrame | None, formats: pd.DataFrame | None) -
         runs = _own(set_level, method, "all")
         asked = {f: formats[(formats.method == method) & (formats.answer_format == f)]
                  .set_index("masked_emotion") for f in others}
-        body = [[emotion, *(f"{_excess(rows.loc[emotion])}, p(Holm) "
-                            f"{_p(rows.loc[emotion, 'p_holm'])}: {rows.loc[emotion, 'verdict']}"
+        body = [[emotion, *(f"{excess_text(rows.loc[emotion])}, p(Holm) "
+                            f"{p_text(rows.loc[emotion, 'p_holm'])}: {rows.loc[emotion, 'verdict']}"
                             if emotion in rows.index else ""
                             for rows in (runs, *asked.values()))]
                 for emotion in EMOTIONS]

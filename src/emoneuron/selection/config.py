@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from emoneuron.errors import UserError
 from emoneuron.models.config import ACTIVATION_SITE, DEFAULT_SITE, Site
@@ -16,13 +16,80 @@ from emoneuron.options import at_least, check_fields, check_seeds, did_you_mean,
 # The model a neurons.json names when `emoneuron identify` was not told (--model-name).
 UNKNOWN_MODEL = "unknown"
 
-ActivationStatistic = Literal["lape", "frequency", "smd", "welch", "auroc"]  # of a recording
-AttributionStatistic = Literal["attribution", "attribution-specific"]  # of an attribution pass
-Statistic = Literal[ActivationStatistic, AttributionStatistic]
+# What a statistic reads: a recording's activation statistics, an attribution pass's sums
+# (emoneuron.causal.attribution), or a recording and the emotion directions
+# (emoneuron.causal.directions), which a run computes before selecting with it.
+Reads = Literal["recording", "attribution", "directions"]
+
+
+@dataclass(frozen=True)
+class StatisticEntry:
+    """One selection statistic: its name, what it reads, the function of
+    :mod:`emoneuron.selection.scores` that scores it (by name, so that this module needs no
+    torch) and what it measures, in a few words."""
+
+    name: str
+    reads: Reads
+    scorer: str
+    measures: str
+
+
+# The registry: a new statistic is one entry here and its scoring function. The command
+# line's choices, the checks and the tables below are read from it.
+STATISTICS: dict[str, StatisticEntry] = {entry.name: entry for entry in (
+    StatisticEntry("lape", "recording", "lape_scores",
+                   "LAPE's entropy of P(active | emotion)"),
+    StatisticEntry("frequency", "recording", "frequency_difference",
+                   "the activation frequency difference, one-vs-rest"),
+    StatisticEntry("smd", "recording", "standardised_mean_difference",
+                   "the standardised mean difference (Cohen's d), one-vs-rest"),
+    StatisticEntry("welch", "recording", "welch_t", "Welch's t, one-vs-rest"),
+    StatisticEntry("auroc", "recording", "auroc", "one-vs-rest AUROC"),
+    StatisticEntry("attribution", "attribution", "attribution_mean",
+                   "gradient x activation attribution on the classifier's answer"),
+    StatisticEntry("attribution-specific", "attribution", "attribution_specific",
+                   "the attribution beyond the other emotions' mean"),
+    StatisticEntry("direction-projection", "directions", "direction_projection",
+                   "mean activation x the down-projection column's projection on the "
+                   "emotion's residual-stream direction (Wang et al. 2025)"),
+)}
+
+
+def statistics_reading(reads: Reads) -> tuple[str, ...]:
+    """The registered statistics that read ``reads``.
+
+    >>> statistics_reading("attribution")
+    ('attribution', 'attribution-specific')
+    """
+    return tuple(name for name, entry in STATISTICS.items() if entry.reads == reads)
+
+
+def statistic_entry(name: str) -> StatisticEntry:
+    """The registered statistic ``name``, or a UserError naming the choices.
+
+    >>> statistic_entry("smd").reads
+    'recording'
+    """
+    entry: StatisticEntry = _registered("statistic", name, STATISTICS)
+    return entry
+
+
+def _registered(kind: str, name: str, registry: Mapping[str, Any]) -> Any:
+    """``registry[name]``, or a UserError naming the ``kind``'s choices."""
+    if name not in registry:
+        raise UserError(f"unknown {kind} {name!r}: use one of {', '.join(registry)}"
+                        f"{did_you_mean(name, registry)}")
+    return registry[name]
+
+
+if TYPE_CHECKING:
+    Statistic = str
+else:  # the registry's names: the command line's choices and check_fields' check
+    Statistic = Literal[tuple(STATISTICS)]
 Rule = Literal["global", "per-layer", "per-emotion"]
 Assignment = Literal["argmax", "lape", "normalised"]
 Control = Literal["random", "frequency", "least", "shuffled"]  # emoneuron.selection.controls
-SelectionName = Literal["lape", "entropy-argmax", "auroc", "attribution"]
+SelectionName = Literal["lape", "entropy-argmax", "auroc", "attribution", "direction-projection"]
 # The method of `run`, and of every default below it: IdentifyConfig() is its selection and
 # RecordConfig() records at its site (tests/test_quickstart.py keeps them equal;
 # RecordConfig sits below the selection stage and cannot read this registry).
@@ -39,9 +106,9 @@ class IdentifyConfig:
     0.01
 
     Args:
-        statistic: what scores a neuron: LAPE's entropy of P(active | emotion), the activation
-            frequency difference, standardised mean difference, Welch's t, one-vs-rest AUROC,
-            or a gradient x activation attribution (also emotion-specific)
+        statistic: what scores a neuron, one of the registered statistics (STATISTICS):
+            LAPE's entropy of P(active | emotion), an activation contrast, a gradient x
+            activation attribution, or the write along the emotion's direction
         share: fraction of neurons the global and per-layer rules keep, e.g. 0.01; on the
             command line also a percentage, e.g. 1% (at most 0.5 or 50% there)
         assignment: which emotions a kept neuron belongs to: its strongest (argmax), every
@@ -199,6 +266,14 @@ SELECTION_METHODS: dict[str, SelectionMethod] = {method.name: method for method 
         "the 1% of neurons whose zeroing most lowers the gold label's log-probability for one "
         "emotion beyond the others (first-order estimate on the identification split, "
         "emoneuron.causal.attribution), each assigned to that emotion"),
+    SelectionMethod(
+        "direction-projection", "direction projection (Wang et al. 2025), global 1%, argmax",
+        DEFAULT_SITE,
+        IdentifyConfig(statistic="direction-projection", rule="global", share=0.01,
+                       assignment="argmax"),
+        "the 1% of neurons that write most along an emotion's residual-stream direction per "
+        "token (mean activation on its dialogues x the down-projection column's projection "
+        "on the direction; emoneuron.causal.directions), each assigned to that emotion"),
 )}
 
 
@@ -208,7 +283,5 @@ def selection_method(name: str) -> SelectionMethod:
     >>> selection_method("auroc").site
     'mlp.activation'
     """
-    if name not in SELECTION_METHODS:
-        raise UserError(f"unknown selection method {name!r}: use one of "
-                        f"{', '.join(SELECTION_METHODS)}{did_you_mean(name, SELECTION_METHODS)}")
-    return SELECTION_METHODS[name]
+    method: SelectionMethod = _registered("selection method", name, SELECTION_METHODS)
+    return method

@@ -1,8 +1,9 @@
 """Select the neurons that fire selectively for one emotion, from recorded statistics alone.
 
-The statistic (:mod:`emoneuron.selection.scores`: ``lape``, ``frequency``, ``smd``, ``welch``,
-``auroc`` from a recording; ``attribution``, ``attribution-specific`` from an attribution pass)
-scores every neuron; the rule picks neurons by those scores, without touching the model again:
+The statistic (one of :data:`emoneuron.selection.config.STATISTICS`, computed by
+:mod:`emoneuron.selection.scores`: from a recording, an attribution pass, or a recording and the
+emotion directions) scores every neuron; the rule picks neurons by those scores, without
+touching the model again:
 
 ``global`` (Tang et al.'s)
     the globally highest ``round(share * n)`` of all n neurons by their overall score;
@@ -46,7 +47,18 @@ from emoneuron.selection.config import SelectionMethod as SelectionMethod
 from emoneuron.selection.config import selection_method as selection_method
 from emoneuron.selection.neurons import Neuron as Neuron
 from emoneuron.selection.neurons import NeuronSets as NeuronSets
-from emoneuron.selection.scores import activity_bar, compute_scores, entropy_selectivity
+from emoneuron.selection.scores import (
+    ProjectedStats,
+    SelectionInputs,
+    activity_bar,
+    compute_scores,
+    entropy_selectivity,
+)
+
+
+def _activations(stats: ActivationStats | ProjectedStats) -> ActivationStats:
+    """The activation statistics a selection's inputs carry (a projection's recording)."""
+    return stats.stats if isinstance(stats, ProjectedStats) else stats
 
 
 def shared_membership(stats: ActivationStats, config: IdentifyConfig) -> torch.Tensor:
@@ -58,7 +70,7 @@ def shared_membership(stats: ActivationStats, config: IdentifyConfig) -> torch.T
     return entropy_selectivity(stats)[0] >= config.normalised_threshold
 
 
-def membership(stats: ActivationStats | AttributionStats, config: IdentifyConfig,
+def membership(stats: SelectionInputs, config: IdentifyConfig,
                capped: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Which neurons the rule gives to each emotion, (E, L, W) bool, and their scores (E, L, W).
 
@@ -97,7 +109,7 @@ def membership(stats: ActivationStats | AttributionStats, config: IdentifyConfig
         raise UserError(f"assignment {config.assignment} reads activation probabilities, which "
                         "attributions do not have; use --assignment argmax or --rule per-emotion")
     else:
-        members = shared_membership(stats, config) & kept
+        members = shared_membership(_activations(stats), config) & kept
     return members, overall.expand(n_emotions, n_layers, width)
 
 
@@ -111,9 +123,9 @@ _EMPTY_BECAUSE = {
 
 def _check_arguments(stats: Any, config: Any, model: Any) -> None:
     """A TypeError naming the argument of :func:`identify` that is not of its type."""
-    if not isinstance(stats, ActivationStats | Recording | AttributionStats):
-        raise TypeError(f"identify: stats must be a Recording, ActivationStats or "
-                        f"AttributionStats, got {type(stats).__name__}")
+    if not isinstance(stats, ActivationStats | Recording | AttributionStats | ProjectedStats):
+        raise TypeError(f"identify: stats must be a Recording, ActivationStats, "
+                        f"AttributionStats or ProjectedStats, got {type(stats).__name__}")
     if not isinstance(config, IdentifyConfig):
         example = (f"IdentifyConfig(statistic={config!r})" if isinstance(config, str)
                    else "IdentifyConfig()")
@@ -123,7 +135,7 @@ def _check_arguments(stats: Any, config: Any, model: Any) -> None:
         raise TypeError(f"identify: model must be the model's name (a str), got {model!r}")
 
 
-def identify(stats: ActivationStats | Recording | AttributionStats, config: IdentifyConfig,
+def identify(stats: SelectionInputs | Recording, config: IdentifyConfig,
              model: str, warn_empty: bool = True) -> NeuronSets:
     """Select and assign emotion neurons; each emotion's list is ranked by score, best first.
     Emotions left without a neuron are named in a warning unless ``warn_empty`` is false.
@@ -152,7 +164,7 @@ def identify(stats: ActivationStats | Recording | AttributionStats, config: Iden
     if isinstance(summary, AttributionStats):
         sets.overlap = sets.selected_overlap()
     else:
-        passes = shared_membership(summary, config)[:, members.any(0)].double()
+        passes = shared_membership(_activations(summary), config)[:, members.any(0)].double()
         sets.overlap = (passes @ passes.T).long().tolist()
     return sets
 

@@ -36,18 +36,23 @@ emotion, and one score per neuron for rankings across emotions (:class:`Scores`)
 Control")
     The neuron's mean activation on e's dialogues times what it writes along e's residual-stream
     direction per unit of activation (:func:`emoneuron.causal.directions.direction_writes`):
-    how much, on average per token, it pushes the residual stream towards e. It needs the
-    directions and the model's down projection besides the recording
-    (:func:`direction_projection`), so it is not yet one of :data:`STATISTICS`.
+    how much, on average per token, it pushes the residual stream towards e. It reads
+    :class:`ProjectedStats`: the recording and those writes, which need the directions and the
+    model's down projection (a run computes them before selecting with it).
 
 Overall score: the LAPE selectivity for ``lape``, the largest per-emotion score otherwise.
+
+Each statistic is one entry of :data:`emoneuron.selection.config.STATISTICS`, which names the
+function here that scores it: ``(inputs, activity_quantile) -> Scores``, the inputs being what
+the entry reads (:data:`READS`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import get_args
+from typing import Any
 
 import torch
 
@@ -56,17 +61,50 @@ from emoneuron.errors import UserError
 from emoneuron.models.config import DEFAULT_SITE
 from emoneuron.recording.attribution_stats import AttributionStats
 from emoneuron.recording.statistics import ActivationStats
-from emoneuron.selection.config import ActivationStatistic, AttributionStatistic
+from emoneuron.selection.config import statistic_entry, statistics_reading
 
-# The statistics are named once, in the torch-free config's Literal types.
-STATISTICS: tuple[ActivationStatistic, ...] = get_args(ActivationStatistic)
-ATTRIBUTION_STATISTICS: tuple[AttributionStatistic, ...] = get_args(AttributionStatistic)
+# Read from the registry (emoneuron.selection.config.STATISTICS), never listed here.
+STATISTICS = statistics_reading("recording")
+ATTRIBUTION_STATISTICS = statistics_reading("attribution")
 
 
 @dataclass(frozen=True)
 class Scores:
     per_emotion: torch.Tensor  # (E, L, W); -inf where a neuron is ineligible
     overall: torch.Tensor  # (L, W); -inf where a neuron is ineligible
+
+    @classmethod
+    def of(cls, per_emotion: torch.Tensor) -> Scores:
+        """Per-emotion scores with the largest of them as each neuron's overall score."""
+        return cls(per_emotion=per_emotion, overall=per_emotion.max(0).values)
+
+
+@dataclass(frozen=True)
+class ProjectedStats:
+    """What ``direction-projection`` reads: a recording's statistics at the down projection's
+    input and ``writes`` (E, L, W), each neuron's down-projection column projected on each
+    emotion's unit direction (:func:`emoneuron.causal.directions.direction_writes`). Model-free,
+    so selection reads it as it reads a recording."""
+
+    stats: ActivationStats
+    writes: torch.Tensor
+
+    @property
+    def site(self) -> str:
+        return self.stats.site
+
+    @property
+    def n_layers(self) -> int:
+        return self.stats.n_layers
+
+    @property
+    def width(self) -> int:
+        return self.stats.width
+
+
+SelectionInputs = ActivationStats | AttributionStats | ProjectedStats
+READS: dict[str, type] = {"recording": ActivationStats, "attribution": AttributionStats,
+                          "directions": ProjectedStats}
 
 
 def entropy_selectivity(stats: ActivationStats) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,14 +140,16 @@ def _one_vs_rest(stats: ActivationStats) -> _OneVsRest:
     return _OneVsRest(count, rest_count, mean, rest_mean, var, rest_var)
 
 
-def standardised_mean_difference(stats: ActivationStats) -> torch.Tensor:
+def standardised_mean_difference(stats: ActivationStats, _activity_quantile: float = 0.95
+                                 ) -> torch.Tensor:
     """One-vs-rest Cohen's d per emotion, shape (E, L, W)."""
     s = _one_vs_rest(stats)
     pooled = ((s.count * s.var + s.rest_count * s.rest_var) / (s.count + s.rest_count)).sqrt()
     return (s.mean - s.rest_mean) / pooled.clamp(min=1e-8)
 
 
-def welch_t(stats: ActivationStats) -> torch.Tensor:
+def welch_t(stats: ActivationStats, _activity_quantile: float = 0.95
+            ) -> torch.Tensor:
     """One-vs-rest Welch's t per emotion, shape (E, L, W), with unbiased variances."""
     s = _one_vs_rest(stats)
     var = s.var * s.count / (s.count - 1).clamp(min=1)
@@ -118,14 +158,16 @@ def welch_t(stats: ActivationStats) -> torch.Tensor:
     return (s.mean - s.rest_mean) / error.clamp(min=1e-12)
 
 
-def frequency_difference(stats: ActivationStats) -> torch.Tensor:
+def frequency_difference(stats: ActivationStats, _activity_quantile: float = 0.95
+                         ) -> torch.Tensor:
     """P(active | e) - P(active | not e), shape (E, L, W)."""
     rest_tokens = (stats.tokens.sum() - stats.tokens).clamp(min=1).view(-1, 1, 1)
     rest = (stats.active.sum(0, keepdim=True) - stats.active) / rest_tokens
     return stats.probability() - rest
 
 
-def auroc(stats: ActivationStats) -> torch.Tensor:
+def auroc(stats: ActivationStats, _activity_quantile: float = 0.95
+          ) -> torch.Tensor:
     """One-vs-rest AUROC per emotion from the histograms, shape (E, L, W); 0.5 where one side
     has no tokens."""
     if stats.histogram is None:
@@ -154,22 +196,23 @@ def attribution_scores(stats: AttributionStats, specific: bool) -> Scores:
     mean = stats.mean_per_dialogue()
     if specific:
         mean = mean - (mean.sum(0, keepdim=True) - mean) / (len(EMOTIONS) - 1)
-    return Scores(per_emotion=mean, overall=mean.max(0).values)
+    return Scores.of(mean)
 
 
-def direction_projection(stats: ActivationStats, writes: torch.Tensor) -> Scores:
-    """Per emotion, each neuron's mean activation over e's counted tokens times ``writes``
-    (E, L, W), its down-projection column's projection on e's unit direction; overall, the
-    largest. Only the down projection's input is what the column multiplies.
+def direction_projection(inputs: ProjectedStats, _activity_quantile: float = 0.95) -> Scores:
+    """Per emotion, each neuron's mean activation over e's counted tokens times its write
+    along e's unit direction (``inputs.writes``); overall, the largest. Only the down
+    projection's input is what the column multiplies.
 
     >>> stats = ActivationStats.zeros(1, 2, "mlp.down_proj.input", "dialogue")
     >>> stats.tokens[:] = 4.0
     >>> stats.sum[0, 0] = torch.tensor([2.0, -8.0])  # anger: mean activations 0.5 and -2
     >>> writes = torch.zeros(6, 1, 2, dtype=torch.float64)
     >>> writes[0, 0] = torch.tensor([3.0, 1.0])
-    >>> direction_projection(stats, writes).per_emotion[0, 0].tolist()
+    >>> direction_projection(ProjectedStats(stats, writes)).per_emotion[0, 0].tolist()
     [1.5, -2.0]
     """
+    stats, writes = inputs.stats, inputs.writes
     if stats.site != DEFAULT_SITE:
         raise UserError(f"direction-projection multiplies the down projection's input "
                         f"({DEFAULT_SITE}) by its columns; these statistics were recorded at "
@@ -178,28 +221,44 @@ def direction_projection(stats: ActivationStats, writes: torch.Tensor) -> Scores
         raise UserError(f"writes of shape {tuple(writes.shape)} for statistics of shape "
                         f"{tuple(stats.sum.shape)}: were they computed on another model?")
     mean = stats.sum / stats.tokens.clamp(min=1).view(-1, 1, 1)
-    per_emotion = mean * writes.to(mean.dtype)
-    return Scores(per_emotion=per_emotion, overall=per_emotion.max(0).values)
+    return Scores.of(mean * writes.to(mean.dtype))
 
 
-def compute_scores(stats: ActivationStats | AttributionStats, statistic: str,
+def lape_scores(stats: ActivationStats, activity_quantile: float) -> Scores:
+    """Per emotion the normalised activation probability, overall the entropy selectivity;
+    -inf where no emotion's probability is above the activity bar."""
+    probability = stats.probability()
+    eligible = probability.max(0).values > activity_bar(probability, activity_quantile)
+    normalised, selectivity = entropy_selectivity(stats)
+    return Scores(per_emotion=normalised.masked_fill(~eligible, -math.inf),
+                  overall=selectivity.masked_fill(~eligible, -math.inf))
+
+
+def attribution_mean(stats: AttributionStats, _activity_quantile: float) -> Scores:
+    return attribution_scores(stats, specific=False)
+
+
+def attribution_specific(stats: AttributionStats, _activity_quantile: float) -> Scores:
+    return attribution_scores(stats, specific=True)
+
+
+def compute_scores(stats: SelectionInputs, statistic: str,
                    activity_quantile: float = 0.95) -> Scores:
-    known = (*STATISTICS, *ATTRIBUTION_STATISTICS)
-    if statistic not in known:
-        raise UserError(f"unknown statistic {statistic!r}: use one of {', '.join(known)}")
-    if isinstance(stats, AttributionStats) != (statistic in ATTRIBUTION_STATISTICS):
-        raise UserError(f"statistic {statistic!r} needs "
-                        + ("an attribution pass's statistics (emoneuron.causal.attribution)"
-                           if statistic in ATTRIBUTION_STATISTICS else
-                           "a recording's activation statistics, not attributions"))
-    if isinstance(stats, AttributionStats):
-        return attribution_scores(stats, specific=statistic == "attribution-specific")
-    if statistic == "lape":
-        probability = stats.probability()
-        eligible = probability.max(0).values > activity_bar(probability, activity_quantile)
-        normalised, selectivity = entropy_selectivity(stats)
-        return Scores(per_emotion=normalised.masked_fill(~eligible, -math.inf),
-                      overall=selectivity.masked_fill(~eligible, -math.inf))
-    per_emotion = {"frequency": frequency_difference, "smd": standardised_mean_difference,
-                   "welch": welch_t, "auroc": auroc}[statistic](stats)
-    return Scores(per_emotion=per_emotion, overall=per_emotion.max(0).values)
+    """The registered ``statistic``'s scores of ``stats``, which must be what it reads.
+
+    >>> stats = ActivationStats.zeros(2, 3, "mlp.down_proj.input", "dialogue")
+    >>> compute_scores(stats, "smd").per_emotion.shape
+    torch.Size([6, 2, 3])
+    """
+    entry = statistic_entry(statistic)
+    if not isinstance(stats, READS[entry.reads]):
+        raise UserError(f"statistic {statistic!r} needs " + {
+            "recording": "a recording's activation statistics, not attributions",
+            "attribution": "an attribution pass's statistics (emoneuron.causal.attribution)",
+            "directions": "a recording with the emotion directions' writes (ProjectedStats)",
+        }[entry.reads] + f", not {type(stats).__name__}")
+    # Every scorer takes (inputs, activity_quantile); only lape's reads the quantile.
+    scorer: Callable[[Any, float], Any] = globals()[entry.scorer]
+    scores = scorer(stats, activity_quantile)
+    # A contrast gives per-emotion scores only; its overall score is their largest.
+    return scores if isinstance(scores, Scores) else Scores.of(scores)
