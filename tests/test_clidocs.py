@@ -15,7 +15,7 @@ import pytest
 from emoneuron import clidocs
 from emoneuron.cli import build_parser
 from emoneuron.errors import UserError
-from emoneuron.reporting import published
+from emoneuron.reporting import captured, published, run_facts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,6 +86,8 @@ def test_defaults_are_shown_as_the_parser_holds_them() -> None:
 def test_docstring_examples() -> None:
     assert doctest.testmod(clidocs).failed == 0
     assert doctest.testmod(published).failed == 0
+    assert doctest.testmod(captured).failed == 0
+    assert doctest.testmod(run_facts).failed == 0
 
 
 def test_generating_the_pages_loads_no_model_library(tmp_path: Path) -> None:

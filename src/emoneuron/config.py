@@ -6,8 +6,8 @@ the executor). Every field is one command-line option of the same name (``top_n`
 Presets (:data:`PRESETS`, ``--preset``) set the size of a run and a selection method
 (``--selection``, :data:`~emoneuron.selection.config.SELECTION_METHODS`) sets the site and the
 identification fields; options given explicitly override both (:func:`preset_config`).
-``demo`` fits about 15 minutes on 2 CPU cores with SmolLM2 and is too small to detect modest
-effects; ``study`` evaluates at least 60 dialogues per emotion.
+``demo`` is a quick look, too small to detect modest effects (its run time on 2 CPU cores:
+BENCHMARKS.md); ``study`` evaluates at least 60 dialogues per emotion.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """The figures README.md and docs/ publish, generated from the runs they describe.
 
 1. ``make docs-results`` (``python -m emoneuron.reporting.published --run demo=runs/demo
-   --run study-smollm2-s0=runs/study ...``) copies each named run's set-level tables and a
-   summary of its manifest into ``docs/captured/NAME/`` (:func:`capture`), then rewrites every
-   generated block of the documents (:func:`refresh`).
+   --run study-smollm2-s0=runs/study ...``) copies each named run's small tables and a
+   summary of its manifest into ``docs/captured/NAME/``
+   (:func:`emoneuron.reporting.captured.capture`), then rewrites every generated block of the
+   documents (:func:`refresh`).
 2. A generated block is the text between ``<!-- generated: KIND RUN [RUN ...] -->`` and
    ``<!-- end generated -->``; its body is :data:`KINDS`\\ [KIND] rendered from those captured
-   runs, so a document cannot say what its run does not.
+   runs, so a document cannot say what its run does not: the verdicts here, what the run was
+   and did in :mod:`emoneuron.reporting.run_facts`.
 3. ``tests/reporting/test_published.py`` renders every block again from ``docs/captured`` and fails
    on any difference.
 
@@ -16,9 +18,7 @@ Paths are relative to the repository root (the working directory of ``make docs-
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,64 +28,17 @@ import pandas as pd
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
-from emoneuron.io import rewrite, write_json
-from emoneuron.layout import FORMATS_SET_LEVEL, SET_LEVEL, SWEEP_SET_LEVEL
+from emoneuron.io import rewrite
+from emoneuron.layout import FORMATS_SET_LEVEL
+from emoneuron.reporting import run_facts
+from emoneuron.reporting.captured import CAPTURED, capture, set_level, summary, table
 from emoneuron.reporting.html import pp
-from emoneuron.rundir import RunDir
 from emoneuron.selection.config import SELECTION_METHODS
 
-CAPTURED = Path("docs/captured")
 DOCUMENTS = ("README.md", "docs/results.md", "docs/tutorial.md")
-SUMMARY = "run.json"
-TABLES = (SET_LEVEL, FORMATS_SET_LEVEL, SWEEP_SET_LEVEL)
 BLOCK = re.compile(r"(<!-- generated: ([^>]*?) -->\n)(.*?)(<!-- end generated -->)", re.S)
 SCOPES = {"all": "removed at every position", "dialogue": "on the dialogue's tokens only",
           "last": "at the scored position only"}
-
-
-def capture(name: str, run: Path, into: Path = CAPTURED) -> Path:
-    """Copy ``run``'s set-level tables and manifest summary to ``into/name`` (replacing what
-    was there) and return that folder."""
-    run_dir = RunDir(run)
-    manifest = run_dir.manifest()
-    config = manifest["config"]
-    summary = {"model": manifest["model"]["name"], "preset": config.get("preset", ""),
-               "seed": config.get("seed", 0), "counts": manifest["data"]["counts"],
-               "emoneuron_version": manifest["emoneuron_version"]}
-    target = into / name
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    for table in TABLES:
-        if run_dir.exists(table):
-            shutil.copyfile(run_dir.file(table), target / table)
-    write_json(target / SUMMARY, summary)
-    return target
-
-
-def _read(name: str, table: str = SET_LEVEL, into: Path = CAPTURED) -> pd.DataFrame | None:
-    path = into / name / table
-    return pd.read_csv(path) if path.exists() else None
-
-
-def _set_level(name: str, into: Path = CAPTURED) -> pd.DataFrame:
-    """The captured run's set-level table; every kind refuses a run without one, since a block
-    that left it out would cite a run it does not show."""
-    table = _read(name, into=into)
-    if table is None:
-        raise UserError(f"{into / name}: no {SET_LEVEL} (a run from before the set-level test); "
-                        f"capture a newer run with make docs-results RESULTS={name}=RUN_DIR, or "
-                        f"leave {name} out of the block")
-    return table
-
-
-def _summary(name: str, into: Path = CAPTURED) -> dict[str, Any]:
-    path = into / name / SUMMARY
-    if not path.exists():
-        raise UserError(f"{path}: no captured run {name!r}; run make docs-results with "
-                        f"--run {name}=RUN_DIR")
-    summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return summary
 
 
 def interval(row: Any) -> str:
@@ -111,10 +64,9 @@ def verdicts(names: Sequence[str], into: Path = CAPTURED) -> str:
     """Per method, the emotions whose set is beyond random sets (Holm) at each scope and for
     the label-free probe, with the excess and its interval: the README's demo table."""
     (name,) = names
-    table = _set_level(name, into)
     columns = [*SCOPES.values(), "label-free probe after the set"]
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for method, rows in table.groupby("method", sort=False):
+    for method, rows in set_level(name, into).groupby("method", sort=False):
         own = [rows[(rows.scope == scope) & (rows.statistic == "own")] for scope in SCOPES]
         cells = [_beyond(part) for part in [*own, rows[rows.statistic == "probe"]]]
         lines.append(f"| {_label(str(method))} | " + " | ".join(cells) + " |")
@@ -129,10 +81,10 @@ def per_emotion(names: Sequence[str], into: Path = CAPTURED) -> str:
               "probe", "dialogue vs answer"]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for name in names:
-        summary = _summary(name, into)
-        table = _set_level(name, into)
-        formats = _read(name, FORMATS_SET_LEVEL, into)
-        for method, rows in table.groupby("method", sort=False):
+        run = summary(name, into)
+        tested = set_level(name, into)
+        formats = table(name, FORMATS_SET_LEVEL, into)
+        for method, rows in tested.groupby("method", sort=False):
             for emotion in EMOTIONS:
                 mine = rows[rows.masked_emotion == emotion]
                 if mine.empty:
@@ -144,7 +96,7 @@ def per_emotion(names: Sequence[str], into: Path = CAPTURED) -> str:
                          if formats is not None else None)
                 reading = own[own.scope == "all"].reading.fillna("")
                 lines.append("| " + " | ".join([
-                    summary["model"], str(summary["seed"]), str(method), emotion,
+                    run["model"], str(run["seed"]), str(method), emotion,
                     str(int(own.n_neurons.iloc[0])), *cells,
                     _cell(other, prefix=True) if other is not None else "-",
                     _cell(mine[mine.statistic == "probe"]),
@@ -167,9 +119,9 @@ def replication(names: Sequence[str], into: Path = CAPTURED) -> str:
     beyond random sets (Holm), of how many tested."""
     found: dict[tuple[str, str, str, str], list[bool]] = {}
     for name in names:
-        model = _summary(name, into)["model"]
-        table = _set_level(name, into)
-        own = table[table.statistic.isin(["own", "probe"])]
+        model = summary(name, into)["model"]
+        tested = set_level(name, into)
+        own = tested[tested.statistic.isin(["own", "probe"])]
         for row in own.itertuples():
             scope = "probe" if row.statistic == "probe" else str(row.scope)
             found.setdefault((model, str(row.method), scope, str(row.masked_emotion)),
@@ -197,17 +149,19 @@ def runs_table(names: Sequence[str], into: Path = CAPTURED) -> str:
     lines = ["| run | model | preset | seed | identification / held-out per emotion | "
              "emoneuron |", "|---|---|---|---:|---|---|"]
     for name in names:
-        summary = _summary(name, into)
-        counts = summary["counts"]
+        run = summary(name, into)
+        counts = run["counts"]
         sizes = f"{min(counts['identify'].values())} / {min(counts['eval'].values())}"
-        lines.append(f"| {name} | {summary['model']} | {summary['preset']} | "
-                     f"{summary['seed']} | {sizes} | {summary['emoneuron_version']} |")
+        lines.append(f"| {name} | {run['model']} | {run['preset']} | "
+                     f"{run['seed']} | {sizes} | {run['emoneuron_version']} |")
     return "\n".join(lines) + "\n"
 
 
 KINDS: dict[str, Callable[[Sequence[str], Path], str]] = {
     "verdicts": verdicts, "per-emotion": per_emotion, "replication": replication,
-    "runs": runs_table}
+    "runs": runs_table, "settings": run_facts.settings, "timings": run_facts.timings,
+    "conditions": run_facts.conditions, "baselines": run_facts.baselines,
+    "set-sizes": run_facts.set_sizes, "prompts": run_facts.prompts, "power": run_facts.power}
 
 
 def block(spec: str, into: Path = CAPTURED) -> str:

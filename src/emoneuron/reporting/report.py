@@ -88,7 +88,6 @@ from emoneuron.rundir import RunDir
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-NEAR_CHANCE = 0.10  # baseline closer than this to chance leaves too little accuracy to lose
 SWEEP_FIGURES = ("sweep_heatmaps", "sweep_dose_response")
 
 
@@ -171,7 +170,7 @@ def _summary_where(counts: npt.NDArray[np.int_]) -> str:
 
 
 def _summary_effects(effects: list[SelfEffect], chance: float, description: str,
-                     set_level: str) -> str:
+                     set_level: str, near_chance: set[str]) -> str:
     if not effects:
         return '<h3>(c) What happens when they are removed?</h3><p class="note">No results.</p>'
     n_total = sum(e.n for e in effects)
@@ -181,12 +180,14 @@ def _summary_effects(effects: list[SelfEffect], chance: float, description: str,
             f"({low.emotion}) to {pct(high.baseline[0])} ({high.emotion}), {pct(mean)} "
             f"weighted by n, against chance {pct(chance)}.")
     parts = [f"<p>{escape(text)}</p>"]
-    near = [e for e in effects if e.baseline[0] < chance + NEAR_CHANCE]
+    # The rule of every near-chance mark (effects.csv's near_chance): the baseline's 95% Wilson
+    # lower bound at or below chance.
+    near = [e for e in effects if e.emotion in near_chance]
     if near:
         names = ", ".join(f"{e.emotion} ({pct(e.baseline[0])})" for e in near)
-        text = (f"Warning: baseline accuracy is within {100 * NEAR_CHANCE:.0f} points of chance "
-                f"for {names}; drops for these emotions cannot be interpreted, the model barely "
-                "recognises them to begin with.")
+        text = (f"Warning: baseline accuracy is near chance for {names} (its 95% Wilson interval "
+                "reaches chance); drops for these emotions cannot be interpreted, the model "
+                "barely recognises them to begin with.")
         parts.append(f'<p class="warn">{escape(text)}</p>')
     parts.append(ul([
         f"{e.emotion}: {pct(e.baseline[0])} → {pct(e.masked[0])} with its neurons removed; "
@@ -501,7 +502,7 @@ def write_report(directory: str | Path) -> Path:
                                    run_dir.read_json(STABILITY, optional=True))
                + _summary_where(counts)
                + _summary_effects(effects, float(evaluation["chance"]), evaluation["description"],
-                                  set_level_summary(set_level))
+                                  set_level_summary(set_level), near)
                + methods_summary(methods))
     directions = directions_html(run_dir.read_csv(DIRECTIONS_SET_LEVEL, optional=True),
                                  run_dir.read_json(DIRECTIONS_DESCRIPTION, optional=True))
