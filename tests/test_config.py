@@ -93,6 +93,14 @@ def test_every_stage_option_reaches_the_run_config() -> None:
         "LAPE (Tang et al. 2024), with assignment argmax, rule per-emotion, top_n 40")
 
 
+def test_equal_size_is_asked_for_and_no_preset_turns_it_on() -> None:
+    assert not RunConfig().equal_size
+    assert not any(preset_config(name).equal_size for name in PRESETS)
+    config = _parsed_run("--preset", "demo", "--equal-size")
+    assert config.equal_size and config.compare_methods == ("lape", "attribution")
+    assert not _parsed_run("--equal-size", "--no-equal-size").equal_size
+
+
 def test_the_local_executor_given_drops_the_ray_settings_of_a_config_file(
         tmp_path: Path) -> None:
     settings = tmp_path / "run.toml"
@@ -135,6 +143,8 @@ def test_per_emotion_rule_alone_assigns_by_argmax_and_lape_given_names_the_fix(
     (["run", "--out", "r", "--selection", "direction-projection"],
      "--compare-methods direction-projection"),
     (["run", "--out", "r", "--statistic", "direction-projection"], "it reads the directions"),
+    (["run", "--out", "r", "--preset", "size", "--equal-size"],  # size compares no method
+     "--equal-size: it cuts the compared methods' sets to one size"),
     (["run", "--out", "r", "--workers", "-1"], "--workers -1"),
     # Ray-only options the local executor would silently ignore
     (["run", "--out", "r", "--workers", "2"], "--workers 2: applies only to --executor ray"),

@@ -89,6 +89,10 @@ class RunConfig:
             (a seeded sample; the real counts are reported beside it)
         compare_methods: selection methods compared by their causal effect
         method_control_seeds: random control seeds of each compared method (the first N)
+        equal_size: also compare the methods at equal set size: each method's set of an
+            emotion cut to its top-ranked neurons, as many as the smallest compared set of
+            that emotion, against random sets matched to the cut sets (methods.csv and
+            setlevel.csv rows METHOD@equal, beside the full sets')
         probe: fit the label-free probe (residual stream, dialogue read alone) and test
             whether removing each set lowers its emotion's information beyond random sets;
             also find each emotion's residual-stream direction and test removing it against
@@ -124,6 +128,7 @@ class RunConfig:
     baseline_per_emotion: int = 30
     compare_methods: tuple[SelectionName, ...] = get_args(SelectionName)
     method_control_seeds: int = 1
+    equal_size: bool = False
     probe: bool = True
     steer: bool = True
     steer_strength: float = 4.0
@@ -176,6 +181,10 @@ class RunConfig:
                             "run computes for the method comparison only, so it is compared "
                             f"beside the run's own selection; use --compare-methods {method} "
                             f"(its sets land in methods/{method}/neurons.json)")
+        if self.equal_size and not self.compare_methods:
+            raise UserError("--equal-size: it cuts the compared methods' sets to one size, and "
+                            "--compare-methods is empty; give the methods to compare, e.g. "
+                            "--compare-methods lape attribution")
         if self.answer_format in self.design.other_formats:
             raise UserError(f"--other-formats {' '.join(self.design.other_formats)}: "
                             f"{self.answer_format} is the run's own --answer-format; give only "

@@ -41,6 +41,7 @@ from emoneuron.causal.dirtest import (
     probe_accuracy,
 )
 from emoneuron.causal.dirtest import probe_rows as dirtest_probe_rows
+from emoneuron.causal.equal_size import at_equal_size
 from emoneuron.causal.methods import (
     RUN_METHOD,
     Compared,
@@ -411,6 +412,11 @@ def _record_identify_evaluate(
             tested = _compared(config, classifier, splits, stats, sources, sets, record_at,
                                lambda: probe_and_directions()[1].directions,
                                run_dir, progress)
+            if config.equal_size:
+                cut = at_equal_size(tested)
+                for method in cut:
+                    method.sets.save(run_dir.file(method_file(method.name, NEURONS)))
+                tested += cut
             rows = compare_in_run(classifier, splits.evaluate, store, tested,
                                   conditions, design_of(config),
                                   config.design.control_seeds[:config.method_control_seeds],

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,24 @@ class NeuronSets:
         for neuron in self.emotions[emotion]:
             by_layer.setdefault(neuron.layer, []).append(neuron.index)
         return by_layer
+
+    def top(self, sizes: Mapping[str, int]) -> NeuronSets:
+        """Each emotion's set cut to its first ``sizes[emotion]`` neurons (emotions not named
+        keep theirs): its top-ranked by the score its rule selected them by, since each list is
+        ranked best first (:func:`emoneuron.selection.identify.identify`, and the sweep's
+        proportions rely on that order too). The overlap counts are the cut sets' own.
+
+        >>> anger = [Neuron(1, 5, 0.9), Neuron(0, 2, 0.4), Neuron(1, 3, 0.2)]
+        >>> sets = NeuronSets("tiny", "mlp.activation", 2, 8, IdentifyConfig(),
+        ...                   {e: anger if e == "anger" else [] for e in EMOTIONS})
+        >>> sets.top({"anger": 2}).emotions["anger"]
+        [Neuron(layer=1, index=5, score=0.9), Neuron(layer=0, index=2, score=0.4)]
+        """
+        emotions = {e: neurons[:sizes.get(e, len(neurons))]
+                    for e, neurons in self.emotions.items()}
+        cut = replace(self, emotions=emotions, overlap=[])
+        cut.overlap = cut.selected_overlap()
+        return cut
 
     def keyed(self, names: Sequence[str]) -> dict[str, dict[str, list[int]]]:
         """Each emotion's neuron indices, ascending, under the name of their layer
