@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from emoneuron.causal.classifier import Classifier, order_shots
+from emoneuron.causal.directions import EmotionDirections
 from emoneuron.causal.probe import Probe
 from emoneuron.causal.sweep import ConditionStore, Design, EvaluationSetup, Sources, execute, grid
 from emoneuron.config import preset_config
@@ -183,6 +184,9 @@ def test_a_ray_run_writes_the_files_of_a_local_run(executor: KillingRayExecutor,
                                        AttributionStats.load(path).total, rtol=1e-5, atol=1e-8)
         elif path.name == "probe.safetensors":  # fitted by the driver in both runs
             torch.testing.assert_close(Probe.load(on_ray[name]).weight, Probe.load(path).weight)
+        elif path.name == "directions.safetensors":  # fitted by the driver in both runs
+            torch.testing.assert_close(EmotionDirections.load(on_ray[name]).difference,
+                                       EmotionDirections.load(path).difference)
         elif path.suffix == ".safetensors":
             _assert_same_recording(Recording.load(on_ray[name]), Recording.load(path))
         elif name == "probe_conditions.jsonl":  # its context hashes the probe file
