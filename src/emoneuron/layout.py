@@ -14,6 +14,10 @@ NEURONS = "neurons.json"
 STABILITY = "stability.json"
 CONDITIONS = "conditions.jsonl"
 STEERING = "steering.json"
+# Each unit's steering judged by the probe and the lexicon against its nulls, and every
+# continuation with how it was steered and judged (causal.steerjudge).
+STEERING_JUDGES = "steering_judges.csv"
+STEERING_JUDGES_DESCRIPTION = "steering_judges.json"
 STAGES = "stages.json"  # per reusable stage: the hash of its inputs and its files' hashes
 ABLATION = "ablation.csv"
 EFFECTS = "effects.csv"

@@ -42,6 +42,8 @@ from emoneuron.layout import (
     SPECIFICITY,
     STABILITY,
     STEERING,
+    STEERING_JUDGES,
+    STEERING_JUDGES_DESCRIPTION,
     SWEEP_SET_LEVEL,
 )
 from emoneuron.options import flat_settings
@@ -83,6 +85,7 @@ from emoneuron.reporting.setlevel import (
     set_level_html,
     set_level_summary,
 )
+from emoneuron.reporting.steerjudge import judged_steering_html
 from emoneuron.rundir import RunDir
 
 matplotlib.use("Agg")
@@ -518,7 +521,11 @@ def write_report(directory: str | Path) -> Path:
                 controls_table(run, run_dir.table(SPECIFICITY), near)),
         Section("methods", "Which selection finds neurons that matter",
                 methods_html(methods, partial(render_figure, run_dir.file(FIGURES)))),
-        Section("steering", "Steering", steering_html(run_dir.read_json(STEERING, optional=True))),
+        Section("steering", "Steering",
+                steering_html(run_dir.read_json(STEERING, optional=True))
+                + judged_steering_html(
+                    run_dir.read_csv(STEERING_JUDGES, optional=True),
+                    run_dir.read_json(STEERING_JUDGES_DESCRIPTION, optional=True))),
         Section("tables", "Tables", _tables_html(effects, run.neurons, run_dir)),
         Section("details", "Run details", _details_html(run.manifest)),
     ])
