@@ -121,7 +121,7 @@ def test_rerun_resumes_without_recomputing(run_dir: Path, tiny_model_dir: Path,
     assert again[:10] == lines[:10] and len(again) == len(lines)
     for table in ("ablation.csv", "effects.csv", "sweep.csv", "dose.csv", "specificity.csv",
                   "confusion.csv", "neurons.json", "steering.json", "methods.csv",
-                  "setlevel.csv", "steering_judges.csv"):
+                  "setlevel.csv", "steering_judges.csv", "units.csv"):
         assert (resumed / table).read_bytes() == (run_dir / table).read_bytes(), table
     # Turning the step off again would leave its files in the run: refused.
     with pytest.raises(UserError, match="steer_judges = true"):
@@ -312,6 +312,26 @@ def test_steering_is_judged_by_the_probe_and_the_lexicon_against_nulls(run_dir: 
     section = page.split('<section id="steering">')[1].split("</section>")[0]
     assert "Steering judged outside the classifier" in section
     assert "Sample continuations, judged steering" in section
+
+
+def test_units_put_each_emotions_set_beside_its_direction(run_dir: Path) -> None:
+    units = pd.read_csv(run_dir / "units.csv")
+    setlevel = pd.read_csv(run_dir / "setlevel.csv")
+    directions = pd.read_csv(run_dir / "directions_setlevel.csv")
+    removal = units[units.effect == "removal"]
+    assert (removal.unit == "neurons").sum() == setlevel.run_method.sum()
+    assert (removal.unit == "direction").sum() == (directions.null == "random").sum()
+    assert (units.effect == "steering").sum() == len(pd.read_csv(run_dir / "steering_judges.csv"))
+    dimension = units[units.effect == "dimension"]
+    assert sorted(dimension.emotion) == sorted(EMOTIONS) and dimension.note.str.len().min() > 0
+    own = setlevel[setlevel.run_method & (setlevel.scope == "all")
+                   & (setlevel.statistic == "own")].set_index("masked_emotion")
+    for row in dimension.itertuples():  # a part of the set, never more than the whole
+        assert pd.isna(row.size) or row.size <= own.n_neurons.get(row.emotion, 0)
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    section = page.split('<section id="units">')[1].split("</section>")[0]
+    assert "Which unit carries each emotion" in section
+    assert section.count("lowers it beyond the random null") == len(EMOTIONS)
 
 
 def test_report_shows_dose_response_and_steering(run_dir: Path) -> None:

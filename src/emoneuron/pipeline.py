@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from emoneuron.causal.attribution import attribute
@@ -77,6 +78,7 @@ from emoneuron.causal.sweep import (
     is_sweep,
 )
 from emoneuron.causal.tables import ablation_tables, dose_table, sweep_table
+from emoneuron.causal.units import unit_comparison
 from emoneuron.config import RunConfig
 from emoneuron.data.dedup import check_leaks
 from emoneuron.data.schema import (
@@ -116,6 +118,7 @@ from emoneuron.layout import (
     STEERING_JUDGES_DESCRIPTION,
     SWEEP,
     SWEEP_SET_LEVEL,
+    UNITS,
     attribution_file,
     data_file,
     method_file,
@@ -345,6 +348,11 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
         with timer.stage("steering_judges"):
             _steering_judges(config, loaded, sets, *fitted, run_dir, progress,
                              generated_by_steer(steered) if steered else None)
+    if run_dir.exists(DIRECTIONS_SET_LEVEL):
+        with timer.stage("units"):
+            write_csv(run_dir.file(UNITS), unit_comparison(
+                *(_optional_csv(run_dir, name) for name in (
+                    SET_LEVEL, DIRECTIONS_SET_LEVEL, STEERING_JUDGES, SWEEP, SWEEP_SET_LEVEL))))
     timer.seconds["total_before_report"] = round(time.perf_counter() - total_start, 2)
     files = run_dir.hashes()  # the finished set, which readers verify
     write_manifest(execution, files)
@@ -579,6 +587,11 @@ def _steering_judges(config: RunConfig, loaded: LoadedModel, sets: NeuronSets, p
     write_json(run_dir.file(STEERING_JUDGES_DESCRIPTION), description)
     run_dir.stage_finished("steering_judges", inputs,
                            [STEERING_JUDGES, STEERING_JUDGES_DESCRIPTION])
+
+
+def _optional_csv(run_dir: RunDir, name: str) -> pd.DataFrame | None:
+    """A table this run wrote, or None where it wrote none."""
+    return pd.read_csv(run_dir.file(name)) if run_dir.exists(name) else None
 
 
 def _baseline_records(path: str | None) -> list[Record] | None:

@@ -45,6 +45,7 @@ from emoneuron.layout import (
     STEERING_JUDGES,
     STEERING_JUDGES_DESCRIPTION,
     SWEEP_SET_LEVEL,
+    UNITS,
 )
 from emoneuron.options import flat_settings
 from emoneuron.reporting.causal import (
@@ -86,6 +87,7 @@ from emoneuron.reporting.setlevel import (
     set_level_summary,
 )
 from emoneuron.reporting.steerjudge import judged_steering_html
+from emoneuron.reporting.units import units_html
 from emoneuron.rundir import RunDir
 
 matplotlib.use("Agg")
@@ -508,6 +510,7 @@ def write_report(directory: str | Path) -> Path:
                + methods_summary(methods))
     directions = directions_html(run_dir.read_csv(DIRECTIONS_SET_LEVEL, optional=True),
                                  run_dir.read_json(DIRECTIONS_DESCRIPTION, optional=True))
+    units = units_html(run_dir.read_csv(UNITS, optional=True))
     html = page(title, subtitle, [
         Section("summary", "Summary", summary),
         Section("figures", "Figures", _figures_html(run, run_dir, effects, counts, near)),
@@ -517,6 +520,8 @@ def write_report(directory: str | Path) -> Path:
                 + effect_sweep_html(run_dir.read_csv(SWEEP_SET_LEVEL, optional=True))),
         *([Section("directions", "Emotion directions against random directions",
                    directions)] if directions else []),
+        *([Section("units", "Neurons or directions: one comparison", units)]
+          if units else []),
         Section("controls", "Emotion neurons against every control",
                 controls_table(run, run_dir.table(SPECIFICITY), near)),
         Section("methods", "Which selection finds neurons that matter",
