@@ -146,6 +146,9 @@ def test_per_emotion_rule_alone_assigns_by_argmax_and_lape_given_names_the_fix(
     (["run", "--out", "r", "--preset", "size", "--equal-size"],  # size compares no method
      "--equal-size: it cuts the compared methods' sets to one size"),
     (["run", "--out", "r", "--workers", "-1"], "--workers -1"),
+    (["run", "--out", "r", "--steer-judges", "--no-probe"], "give --probe, or --no-steer"),
+    (["run", "--out", "r", "--steer-null-draws", "1"], "give 0 (no verdict) or at least 2"),
+    (["run", "--out", "r", "--steer-null-draws", "-2"], "--steer-null-draws -2"),
     # Ray-only options the local executor would silently ignore
     (["run", "--out", "r", "--workers", "2"], "--workers 2: applies only to --executor ray"),
     (["run", "--out", "r", "--ray-address", "auto"], "--ray-address auto: applies only to"),

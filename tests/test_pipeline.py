@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 import shutil
 from pathlib import Path
@@ -9,18 +10,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from emoneuron import pipeline
 from emoneuron.causal.setlevel import set_level_conditions
 from emoneuron.causal.significance import holm
 from emoneuron.causal.sweep import grid
 from emoneuron.cli import main
 from emoneuron.config import RunConfig, preset_config
 from emoneuron.data.schema import EMOTIONS, read_records
+from emoneuron.errors import UserError
 from emoneuron.pipeline import design_of, run
 from emoneuron.selection.identify import SELECTION_METHODS
 
 OPTIONS = {"per_emotion": 8, "max_turns": 2, "eval_fraction": 0.4, "share": 0.05,
            "proportions": (0.5, 1.0), "batch_size": 8, "null_sets": 4, "futility_look": 2,
-           "cross_per_emotion": 1, "compare_methods": tuple(SELECTION_METHODS)}
+           "cross_per_emotion": 1, "compare_methods": tuple(SELECTION_METHODS),
+           "steer_judges": True, "steer_null_draws": 2}
 CONFIG = preset_config(**OPTIONS)
 
 
@@ -104,18 +108,25 @@ def test_rerun_resumes_without_recomputing(run_dir: Path, tiny_model_dir: Path,
                           + len(directions) // 2 + int(directions.k_random_sets.sum()))
     # A run killed mid-way: its manifest written first (no file verified yet), 10 conditions
     # finished, the 11th torn while being written.
+    # Written before the judged steering existed: a resumed run adds it.
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    (resumed / "manifest.json").write_text(json.dumps({**manifest, "files": {}}))
+    config = {k: v for k, v in manifest["config"].items() if not k.startswith("steer_")}
+    (resumed / "manifest.json").write_text(json.dumps({**manifest, "config": config,
+                                                       "files": {}}))
     (resumed / "conditions.jsonl").write_text("\n".join(lines[:10]) + "\n" + lines[10][:40])
     run(preset_config(**OPTIONS, model=str(tiny_model_dir)), resumed, progress=False)
     again = (resumed / "conditions.jsonl").read_text().splitlines()
     assert again[:10] == lines[:10] and len(again) == len(lines)
     for table in ("ablation.csv", "effects.csv", "sweep.csv", "dose.csv", "specificity.csv",
                   "confusion.csv", "neurons.json", "steering.json", "methods.csv",
-                  "setlevel.csv"):
+                  "setlevel.csv", "steering_judges.csv", "units.csv"):
         assert (resumed / table).read_bytes() == (run_dir / table).read_bytes(), table
+    # Turning the step off again would leave its files in the run: refused.
+    with pytest.raises(UserError, match="steer_judges = true"):
+        run(preset_config(**{**OPTIONS, "steer_judges": False}, model=str(tiny_model_dir)),
+            resumed, progress=False)
 
 
 def test_cli_bad_data_is_one_line_and_exit_2(tmp_path: Path, tiny_model_dir: Path,
@@ -167,8 +178,6 @@ def test_cli_identify_reuses_a_runs_statistics(run_dir: Path, tmp_path: Path) ->
 
 
 def test_run_config_names_a_selection_method_and_overrides_it() -> None:
-    from emoneuron.errors import UserError
-
     method = preset_config(selection="entropy-argmax", share=0.05).selection_method()
     assert (method.site, method.config.assignment, method.config.share) == (
         "mlp.down_proj.input", "argmax", 0.05)
@@ -282,6 +291,49 @@ def test_steering_compares_each_emotion_with_a_random_set(run_dir: Path) -> None
                for result in steering["emotions"].values()), "amplifying changed nothing"
 
 
+def test_steering_is_judged_by_the_probe_and_the_lexicon_against_nulls(run_dir: Path
+                                                                        ) -> None:
+    table = pd.read_csv(run_dir / "steering_judges.csv")
+    description = json.loads((run_dir / "steering_judges.json").read_text())
+    assert description["direction_layers"] == [1] and description["alpha"] > 0
+    assert description["judge_layer"] in (1, 2) and description["null_draws"] == 2
+    steered = set(table.emotion[table.unit == "neurons"])
+    assert set(table.emotion[table.unit == "direction"]) == set(EMOTIONS) >= steered
+    assert set(table.judge) == {"probe", "lexicon"} and (table.n_continuations == 12).all()
+    for _, family in table.groupby(["unit", "judge"]):
+        assert family.p_holm.tolist() == pytest.approx(holm(family.p.tolist()), abs=1e-5)
+    assert ((table.share_ci_low <= table.share) & (table.share <= table.share_ci_high)).all()
+    continuations = description["continuations"]
+    assert len(continuations) == 1 + 3 * len(steered) + len(EMOTIONS) + 2
+    # The unsteered and amplified-neuron continuations are the classifier steering's own.
+    steering = json.loads((run_dir / "steering.json").read_text())
+    assert continuations["unsteered"] == steering["emotions"]["anger"]["none"]["continuations"]
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    section = page.split('<section id="steering">')[1].split("</section>")[0]
+    assert "Steering judged outside the classifier" in section
+    assert "Sample continuations, judged steering" in section
+
+
+def test_units_put_each_emotions_set_beside_its_direction(run_dir: Path) -> None:
+    units = pd.read_csv(run_dir / "units.csv")
+    setlevel = pd.read_csv(run_dir / "setlevel.csv")
+    directions = pd.read_csv(run_dir / "directions_setlevel.csv")
+    removal = units[units.effect == "removal"]
+    assert (removal.unit == "neurons").sum() == setlevel.run_method.sum()
+    assert (removal.unit == "direction").sum() == (directions.null == "random").sum()
+    assert (units.effect == "steering").sum() == len(pd.read_csv(run_dir / "steering_judges.csv"))
+    dimension = units[units.effect == "dimension"]
+    assert sorted(dimension.emotion) == sorted(EMOTIONS) and dimension.note.str.len().min() > 0
+    own = setlevel[setlevel.run_method & (setlevel.scope == "all")
+                   & (setlevel.statistic == "own")].set_index("masked_emotion")
+    for row in dimension.itertuples():  # a part of the set, never more than the whole
+        assert pd.isna(row.size) or row.size <= own.n_neurons.get(row.emotion, 0)
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    section = page.split('<section id="units">')[1].split("</section>")[0]
+    assert "Which unit carries each emotion" in section
+    assert section.count("lowers it beyond the random null") == len(EMOTIONS)
+
+
 def test_report_shows_dose_response_and_steering(run_dir: Path) -> None:
     page = (run_dir / "report.html").read_text(encoding="utf-8")
     assert "Dose-response: accuracy against activation strength" in page
@@ -289,7 +341,9 @@ def test_report_shows_dose_response_and_steering(run_dir: Path) -> None:
     assert (run_dir / "figures" / "dose_strength.svg").exists()
     assert "Confusion matrices before and after masking" in page
     steering = page.split('<section id="steering">')[1].split("</section>")[0]
-    assert "Sample continuations" in steering and steering.count("<h4>") == len(EMOTIONS)
+    classifier, judged = steering.split("Steering judged outside the classifier")
+    assert "Sample continuations" in classifier and classifier.count("<h4>") == len(EMOTIONS)
+    assert judged.count("<h4>") == len(EMOTIONS)
 
 
 def test_cli_evaluate_compares_prompt_variants_on_one_split(tmp_path: Path,
@@ -426,3 +480,9 @@ def test_directions_are_written_listed_and_tested_against_their_nulls(run_dir: P
     page = (run_dir / "report.html").read_text(encoding="utf-8")
     assert "Emotion directions against random directions" in page
     assert "direction vs shuffled-label directions: own drop" in page
+
+
+def test_the_pipelines_examples_hold() -> None:
+    """Among them: a resumed run may add a step, not drop it, and sets an added step's
+    settings."""
+    assert doctest.testmod(pipeline).failed == 0

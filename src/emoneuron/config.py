@@ -99,6 +99,12 @@ class RunConfig:
             random and shuffled-label directions (directions_setlevel.csv)
         steer: also amplify each emotion's neurons and measure the shift toward it
         steer_strength: the steering factor (above 1)
+        steer_judges: steer with each emotion's neurons and with its direction, and judge the
+            continuations by the label-free probe and the emotion lexicon, not the classifier
+            (steering_judges.csv; needs --probe); a resumed run may add it
+        steer_null_draws: null draws of the judged steering, per unit: random neuron sets
+            for each emotion and random directions shared by all (0: no null, no verdict;
+            each draw adds seven generations of the neutral dialogues)
         device: auto (CUDA where present, else MPS, else cpu), cpu, cuda, cuda:N or mps
         threads: torch CPU threads; unset: torch's default
         execution: where recording and the conditions run (ExecutorConfig)
@@ -132,6 +138,8 @@ class RunConfig:
     probe: bool = True
     steer: bool = True
     steer_strength: float = 4.0
+    steer_judges: bool = False
+    steer_null_draws: int = 4
     device: str = AUTO_DEVICE
     threads: int | None = None
     execution: ExecutorConfig = field(default_factory=ExecutorConfig)
@@ -146,6 +154,10 @@ class RunConfig:
         at_least("shots", self.shots, 0)
         at_least("baseline_per_emotion", self.baseline_per_emotion, 1)
         at_least("method_control_seeds", self.method_control_seeds, 1)
+        at_least("steer_null_draws", self.steer_null_draws, 0)
+        if self.steer_null_draws == 1:
+            raise UserError("--steer-null-draws 1: one null draw has no spread to test "
+                            "against; give 0 (no verdict) or at least 2")
         if self.threads is not None:
             at_least("threads", self.threads, 1)
             cpus = os.cpu_count() or 1
@@ -185,6 +197,10 @@ class RunConfig:
             raise UserError("--equal-size: it cuts the compared methods' sets to one size, and "
                             "--compare-methods is empty; give the methods to compare, e.g. "
                             "--compare-methods lape attribution")
+        if self.steer_judges and not self.probe:
+            raise UserError("--steer-judges: the judged steering reads the label-free probe "
+                            "and the emotion directions, which --no-probe leaves out; give "
+                            "--probe, or --no-steer-judges")
         if self.answer_format in self.design.other_formats:
             raise UserError(f"--other-formats {' '.join(self.design.other_formats)}: "
                             f"{self.answer_format} is the run's own --answer-format; give only "
@@ -197,20 +213,24 @@ class RunConfig:
 
 # Sizes of a run, measured with SmolLM2 on 2 CPU cores (BENCHMARKS.md): demo (`make demo`), 15
 # held-out dialogues per emotion; study, 64 held-out and 95 identification dialogues per
-# emotion, no dose, sweep or steering. The study's verdicts come from the set-level test (20
-# random sets per set), so its main grid keeps one random control seed: two more would add
-# 4,600 dialogue passes that no verdict reads.
+# emotion, no dose, sweep or classifier-judged steering. The study's verdicts come from the
+# set-level test (20 random sets per set), so its main grid keeps one random control seed: two
+# more would add 4,600 dialogue passes that no verdict reads. Both judge steering by the probe
+# and the lexicon; the demo without null draws (41 s; no verdict: each draw adds seven
+# generations, about a minute on 2 busy cores, so --steer-null-draws 4 is opt-in, 283 s in
+# all), the study against 10 per unit (a step a resumed study adds).
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {"per_emotion": 50, "eval_fraction": 0.3, "max_turns": 2, "proportions": (0.5, 1.0),
              "control_seeds": (0, 1), "other_control_seeds": 1, "dose_strengths": (0.5,),
              "compare_methods": ("lape", "attribution"), "null_sets": 6,
-             "cross_per_emotion": 0, "futility_look": 0},
+             "cross_per_emotion": 0, "futility_look": 0, "steer_judges": True,
+             "steer_null_draws": 0},
     "study": {"per_emotion": 160, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
               "control_seeds": (0,), "other_control_seeds": 0, "sweep": False,
               "dose_strengths": (), "steer": False,
               "compare_methods": ("lape", "attribution"), "null_sets": 20,
               "cross_per_emotion": 4, "proportions": (0.33, 0.67, 1.0),
-              "other_formats": ("letters",)},
+              "other_formats": ("letters",), "steer_judges": True, "steer_null_draws": 10},
     "size": {"per_emotion": 30, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
              "control_seeds": (0,), "other_control_seeds": 0, "sweep": False,
              "dose_strengths": (), "steer": False, "prompt_choice": "fixed",

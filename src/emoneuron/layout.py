@@ -14,6 +14,11 @@ NEURONS = "neurons.json"
 STABILITY = "stability.json"
 CONDITIONS = "conditions.jsonl"
 STEERING = "steering.json"
+# Each unit's steering judged by the probe and the lexicon against its nulls, and every
+# continuation with how it was steered and judged (causal.steerjudge).
+STEERING_JUDGES = "steering_judges.csv"
+STEERING_JUDGES_DESCRIPTION = "steering_judges.json"
+UNITS = "units.csv"  # per emotion, its neuron set beside its direction (causal.units)
 STAGES = "stages.json"  # per reusable stage: the hash of its inputs and its files' hashes
 ABLATION = "ablation.csv"
 EFFECTS = "effects.csv"

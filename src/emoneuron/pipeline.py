@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from emoneuron.causal.attribution import attribute
@@ -64,6 +65,7 @@ from emoneuron.causal.setlevel import (
     set_level_table,
 )
 from emoneuron.causal.steer import steer
+from emoneuron.causal.steerjudge import generated_by_steer, judged_steering
 from emoneuron.causal.sweep import (
     Condition,
     ConditionStore,
@@ -77,6 +79,7 @@ from emoneuron.causal.sweep import (
     is_sweep,
 )
 from emoneuron.causal.tables import ablation_tables, dose_table, sweep_table
+from emoneuron.causal.units import unit_comparison
 from emoneuron.config import RunConfig
 from emoneuron.data.dedup import check_leaks
 from emoneuron.data.schema import (
@@ -92,7 +95,7 @@ from emoneuron.data.synth import synthesize
 from emoneuron.data.templates import template_overlap
 from emoneuron.errors import UserError
 from emoneuron.executors import LocalExecutor, RayExecutor, executor_for
-from emoneuron.io import sha256_bytes, write_csv
+from emoneuron.io import sha256_bytes, write_csv, write_json
 from emoneuron.layout import (
     BASELINE_EXTRA,
     CARDS,
@@ -112,8 +115,11 @@ from emoneuron.layout import (
     STABILITY,
     STATS,
     STEERING,
+    STEERING_JUDGES,
+    STEERING_JUDGES_DESCRIPTION,
     SWEEP,
     SWEEP_SET_LEVEL,
+    UNITS,
     attribution_file,
     data_file,
     method_file,
@@ -322,7 +328,7 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
             "recording_shards": shard_count(executor, config.execution.shards)}
         if config.execution.executor == "ray":
             execution["ray_version"] = importlib.metadata.version("ray")
-        sets, store = _record_identify_evaluate(
+        sets, store, fitted = _record_identify_evaluate(
             config, loaded, splits, classifier, asking, conditions, data_hash, executor,
             run_dir, timer, progress)
     if extra is not None:
@@ -334,10 +340,20 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
         write_csv(run_dir.file(DOSE), dose_table(store, splits.evaluate, conditions))
         if config.sweep:
             write_csv(run_dir.file(SWEEP), sweep_table(store, splits.evaluate, conditions))
+    steered: dict[str, Any] | None = None
     if config.steer:
         with timer.stage("steering"):
-            steer(classifier, sets, config.steer_strength, config.design.control_seeds[0],
-                  run_dir.file(STEERING), progress)
+            steered = steer(classifier, sets, config.steer_strength,
+                            config.design.control_seeds[0], run_dir.file(STEERING), progress)
+    if config.steer_judges and fitted is not None:
+        with timer.stage("steering_judges"):
+            _steering_judges(config, loaded, sets, *fitted, run_dir, progress,
+                             generated_by_steer(steered) if steered else None)
+    if run_dir.exists(DIRECTIONS_SET_LEVEL):
+        with timer.stage("units"):
+            write_csv(run_dir.file(UNITS), unit_comparison(
+                *(_optional_csv(run_dir, name) for name in (
+                    SET_LEVEL, DIRECTIONS_SET_LEVEL, STEERING_JUDGES, SWEEP, SWEEP_SET_LEVEL))))
     timer.seconds["total_before_report"] = round(time.perf_counter() - total_start, 2)
     files = run_dir.hashes()  # the finished set, which readers verify
     write_manifest(execution, files)
@@ -353,9 +369,10 @@ def _record_identify_evaluate(
         config: RunConfig, loaded: LoadedModel, splits: Splits, classifier: Classifier,
         asking: Mapping[str, Classifier], conditions: list[Condition], data_hash: str,
         executor: LocalExecutor | RayExecutor, run_dir: RunDir, timer: Timer, progress: bool,
-) -> tuple[NeuronSets, ConditionStore]:
+) -> tuple[NeuronSets, ConditionStore, tuple[Probe, DirectionUnits] | None]:
     """The stages that run on the executor's workers (recording, conditions) and those
-    between them. Workers load the model from ``model``; a local executor uses ``loaded``."""
+    between them, and the probe and directions where a stage fitted them. Workers load the
+    model from ``model``; a local executor uses ``loaded``."""
     model = ModelSpec.on_gpus(config.model, executor.gpus_per_worker)
     selection = config.selection_method()
 
@@ -455,7 +472,7 @@ def _record_identify_evaluate(
             own = next(method for method in tested if method.tag == "")
             _effect_sweep(config.design, own, effect_emotions(table), classifier, splits,
                           store, run_dir, progress, executor, setup)
-    return sets, store
+    return sets, store, fitted[0] if fitted else None
 
 
 def _execute_cells(classifier: Classifier, method: Compared, evaluation: list[Record],
@@ -556,6 +573,31 @@ def _direction_tests(design: Design, classifier: Classifier, loaded: LoadedModel
                                        probe_store, classifier.batch_size, progress)
     write_csv(run_dir.file(DIRECTIONS_SET_LEVEL),
               direction_table(store, splits.evaluate, design, units, probe_results))
+
+
+def _steering_judges(config: RunConfig, loaded: LoadedModel, sets: NeuronSets, probe: Probe,
+                     units: DirectionUnits, run_dir: RunDir, progress: bool,
+                     generated: dict[str, list[str]] | None) -> None:
+    """Both units' steering judged by the probe and the lexicon against their nulls
+    (``steering_judges.csv`` and ``.json``), kept when computed from the same inputs;
+    ``generated``: the classifier steering's continuations, not generated again."""
+    inputs = _inputs_hash(__version__, run_dir.hashes([PROBE, DIRECTIONS]), sets.to_json(),
+                          units.layers, config.steer_strength, config.design.control_seeds[0],
+                          config.steer_null_draws, "judged steering")
+    if run_dir.stage_done("steering_judges", inputs):
+        return
+    table, description = judged_steering(
+        loaded, probe, sets, units, config.steer_strength, config.design.control_seeds[0],
+        config.steer_null_draws, config.record.batch_size, progress, generated)
+    write_csv(run_dir.file(STEERING_JUDGES), table)
+    write_json(run_dir.file(STEERING_JUDGES_DESCRIPTION), description)
+    run_dir.stage_finished("steering_judges", inputs,
+                           [STEERING_JUDGES, STEERING_JUDGES_DESCRIPTION])
+
+
+def _optional_csv(run_dir: RunDir, name: str) -> pd.DataFrame | None:
+    """A table this run wrote, or None where it wrote none."""
+    return pd.read_csv(run_dir.file(name)) if run_dir.exists(name) else None
 
 
 def _baseline_records(path: str | None) -> list[Record] | None:
@@ -706,10 +748,32 @@ def _previous_run(run_dir: RunDir, config: RunConfig) -> dict[str, Any] | None:
     defaults = json.loads(json.dumps(asdict(RunConfig())))
     for key, (theirs, mine) in _differences(_over(defaults, previous.get("config", {})),
                                             ours).items():
+        if _added_step(key, theirs, mine):
+            continue
         raise UserError(f"{run_dir.path}: holds a run with {key} = {json.dumps(theirs)}, this "
                         f"command has {json.dumps(mine)}; rerun with the same options to "
                         "resume, or use a new --out directory")
     return previous
+
+
+# Steps a resumed run may add, with their settings: each writes files of its own, recomputed
+# whenever its inputs change, and changes no other result. Turning one off is refused (its
+# files would stay in the run).
+ADDABLE_STEPS = {"steer_judges": ("steer_null_draws",)}
+
+
+def _added_step(key: str, theirs: Any, mine: Any) -> bool:
+    """Whether a difference in setting ``key`` only adds a step or sets an added step's
+    settings.
+
+    >>> _added_step("steer_judges", False, True), _added_step("steer_judges", True, False)
+    (True, False)
+    >>> _added_step("steer_null_draws", 4, 10), _added_step("null_sets", 4, 10)
+    (True, False)
+    """
+    if key in ADDABLE_STEPS:
+        return not theirs and bool(mine)
+    return any(key in settings for settings in ADDABLE_STEPS.values())
 
 
 def _over(defaults: Any, given: Any) -> Any:

@@ -19,7 +19,7 @@ import torch
 from emoneuron.causal.cards import vocab_projection
 from emoneuron.causal.classifier import Classifier
 from emoneuron.causal.intervene import Ablation, applied
-from emoneuron.causal.steer import _prompts, continue_dialogues
+from emoneuron.causal.steer import continue_dialogues, neutral_prompts
 from emoneuron.data.schema import Record
 from emoneuron.errors import UserError
 from emoneuron.models.loading import DeviceMap, LoadedModel, load
@@ -113,9 +113,9 @@ def test_cards_and_steering_read_offloaded_weights(whole: LoadedModel,
         assert vocab_projection(dispatched, 1, index) == vocab_projection(whole, 1, index)
     assert _site_modules(dispatched)[1].weight.device.type == "meta"  # offloaded again
     amplified = Ablation.of({0: range(0, 80, 4), 1: range(2, 80, 4)}, "amplify", 4.0)
-    prompts = _prompts()[:3]
-    assert (continue_dialogues(Classifier(dispatched, []), prompts, amplified)
-            == continue_dialogues(Classifier(whole, []), prompts, amplified))
+    prompts = neutral_prompts()[:3]
+    assert (continue_dialogues(dispatched, prompts, amplified)
+            == continue_dialogues(whole, prompts, amplified))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

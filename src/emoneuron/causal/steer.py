@@ -23,12 +23,14 @@ import torch
 from tqdm.auto import tqdm
 
 from emoneuron.causal.classifier import Classifier
-from emoneuron.causal.intervene import Ablation, applied
+from emoneuron.causal.intervene import Ablation
+from emoneuron.causal.residual import Intervention, intervened
 from emoneuron.causal.significance import mcnemar_exact, wilson_interval
 from emoneuron.data.lexicon import emotion_word_counts
 from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.io import read_json, sha256_bytes, write_json
+from emoneuron.models.loading import LoadedModel
 from emoneuron.selection.controls import random_matched
 from emoneuron.selection.identify import NeuronSets
 
@@ -50,19 +52,20 @@ NEUTRAL_DIALOGUES: tuple[tuple[str, str], ...] = (
 )
 
 
-def _prompts() -> list[Record]:
+def neutral_prompts() -> list[Record]:
+    """The neutral dialogues every steering continues, as records."""
     return [Record(f"neutral-{k:02d}", EMOTIONS[0], (Turn("A", first), Turn("B", second)),
                    "steering") for k, (first, second) in enumerate(NEUTRAL_DIALOGUES)]
 
 
-def continue_dialogues(classifier: Classifier, prompts: Sequence[Record],
-                       ablation: Ablation) -> list[str]:
-    """Greedy continuations of speaker A's next turn, one line each, under ``ablation``."""
-    loaded = classifier.loaded
+def continue_dialogues(loaded: LoadedModel, prompts: Sequence[Record],
+                       intervention: Intervention) -> list[str]:
+    """Greedy continuations of speaker A's next turn, one line each, of :data:`NEW_TOKENS`
+    tokens at most, under ``intervention`` (neurons, or directions) at every position."""
     tokenizer = loaded.tokenizer
     texts = [render_dialogue(p).text + "\nA:" for p in prompts]
     batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left")
-    with applied(loaded, ablation), torch.inference_mode():
+    with intervened(loaded, intervention), torch.inference_mode():
         output = cast(Any, loaded.model).generate(
             input_ids=batch["input_ids"].to(loaded.device),
             attention_mask=batch["attention_mask"].to(loaded.device),
@@ -110,9 +113,9 @@ def steer(classifier: Classifier, sets: NeuronSets, strength: float, seed: int, 
                                        "dialogues": NEUTRAL_DIALOGUES}).encode())
     if path.exists() and read_json(path).get("context") == context:
         return dict(read_json(path))
-    prompts = _prompts()
+    prompts = neutral_prompts()
     continuations: dict[tuple[str, str], list[str]] = {}
-    untouched = continue_dialogues(classifier, prompts, Ablation.of({}))
+    untouched = continue_dialogues(classifier.loaded, prompts, Ablation.of({}))
     for emotion in tqdm(EMOTIONS, desc="steering", unit="emotion", disable=not progress):
         own = sets.layer_indices(emotion)
         rng = np.random.default_rng([seed, EMOTIONS.index(emotion)])
@@ -120,7 +123,7 @@ def steer(classifier: Classifier, sets: NeuronSets, strength: float, seed: int, 
         continuations[emotion, "none"] = untouched
         for name, by_layer in amplified.items():
             continuations[emotion, name] = continue_dialogues(
-                classifier, prompts, Ablation.of(by_layer, "amplify", strength, sets.site))
+                classifier.loaded, prompts, Ablation.of(by_layer, "amplify", strength, sets.site))
     keys = [k for k in continuations if k[1] != "none"]
     texts = untouched + [text for key in keys for text in continuations[key]]
     scores = _scores(classifier, texts)

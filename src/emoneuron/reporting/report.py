@@ -42,7 +42,10 @@ from emoneuron.layout import (
     SPECIFICITY,
     STABILITY,
     STEERING,
+    STEERING_JUDGES,
+    STEERING_JUDGES_DESCRIPTION,
     SWEEP_SET_LEVEL,
+    UNITS,
 )
 from emoneuron.options import flat_settings
 from emoneuron.reporting.causal import (
@@ -83,6 +86,8 @@ from emoneuron.reporting.setlevel import (
     set_level_html,
     set_level_summary,
 )
+from emoneuron.reporting.steerjudge import judged_steering_html
+from emoneuron.reporting.units import units_html
 from emoneuron.rundir import RunDir
 
 matplotlib.use("Agg")
@@ -506,6 +511,7 @@ def write_report(directory: str | Path) -> Path:
                + methods_summary(methods))
     directions = directions_html(run_dir.read_csv(DIRECTIONS_SET_LEVEL, optional=True),
                                  run_dir.read_json(DIRECTIONS_DESCRIPTION, optional=True))
+    units = units_html(run_dir.read_csv(UNITS, optional=True))
     html = page(title, subtitle, [
         Section("summary", "Summary", summary),
         Section("figures", "Figures", _figures_html(run, run_dir, effects, counts, near)),
@@ -515,11 +521,17 @@ def write_report(directory: str | Path) -> Path:
                 + effect_sweep_html(run_dir.read_csv(SWEEP_SET_LEVEL, optional=True))),
         *([Section("directions", "Emotion directions against random directions",
                    directions)] if directions else []),
+        *([Section("units", "Neurons or directions: one comparison", units)]
+          if units else []),
         Section("controls", "Emotion neurons against every control",
                 controls_table(run, run_dir.table(SPECIFICITY), near)),
         Section("methods", "Which selection finds neurons that matter",
                 methods_html(methods, partial(render_figure, run_dir.file(FIGURES)))),
-        Section("steering", "Steering", steering_html(run_dir.read_json(STEERING, optional=True))),
+        Section("steering", "Steering",
+                steering_html(run_dir.read_json(STEERING, optional=True))
+                + judged_steering_html(
+                    run_dir.read_csv(STEERING_JUDGES, optional=True),
+                    run_dir.read_json(STEERING_JUDGES_DESCRIPTION, optional=True))),
         Section("tables", "Tables", _tables_html(effects, run.neurons, run_dir)),
         Section("details", "Run details", _details_html(run.manifest)),
     ])
