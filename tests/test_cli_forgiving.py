@@ -121,7 +121,7 @@ def test_a_mistyped_command_option_or_choice_gets_the_close_match_and_its_comman
 
 @pytest.mark.parametrize(("argv", "line"), [
     (["--selection", "lpe"], "error: unknown selection method 'lpe': use one of lape, "
-     "entropy-argmax, auroc, attribution (did you mean lape?)"),
+     "entropy-argmax, auroc, attribution, direction-projection (did you mean lape?)"),
     (["--mode", "zreo"], "error: --mode 'zreo': use one of zero, mean, scale, amplify, clamp "
      "(did you mean zero?)"),
     (["--model", "smollm2"], "error: unknown model 'smollm2' (did you mean smollm2-135m?): use "
