@@ -69,6 +69,14 @@ REFUSED: dict[str, tuple[list[str], str]] = {
         ["run", "--model", "MODEL", "--out", "NEW", "--site", "mlp.pre_activation"],
         "--site mlp.pre_activation: a run removes the neurons it finds, which it can at "
         "mlp.down_proj.input or mlp.activation only"),
+    "run: a prompt style the prompt choice would ignore": (
+        ["RUN_ARGS", "--prompt", "plain"],
+        "--prompt plain: applies only to --prompt-choice fixed (--prompt-choice best picks the "
+        "prompt style and calibration itself and would ignore it); add --prompt-choice fixed, "
+        "or drop --prompt plain"),
+    "run: no calibration where the prompt choice picks it": (
+        ["run", "--model", "MODEL", "--out", "NEW", "--no-calibrate"],
+        "--no-calibrate: applies only to --prompt-choice fixed"),
     "ablate: a method of the run": (
         ["ablate", "RUN", "--neurons", "RUN/neurons.json", "--name", "lape"],
         "a method of the run"),
@@ -143,7 +151,8 @@ def _no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("a model was loaded before the refusal")
 
-    for module in ("emoneuron.models.loading", "emoneuron.pipeline", "emoneuron.causal.methods"):
+    for module in ("emoneuron.models.loading", "emoneuron.pipeline", "emoneuron.causal.methods",
+                   "emoneuron.causal.prompts"):
         monkeypatch.setattr(f"{module}.load", refuse)
 
 
@@ -209,6 +218,69 @@ def test_a_series_into_a_folder_of_other_files_is_refused_before_any_run(
     check_out(config, work["PAGES"])  # type: ignore[arg-type]
     (work["NEW"] / "smollm2-135m").mkdir(parents=True)
     check_out(config, work["NEW"])  # type: ignore[arg-type]
+
+
+# -- prompts: built on the tokenizer alone, before the weights load -----------------------------
+
+@pytest.fixture
+def weightless(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    """The tiny model's directory without its weights: its tokenizer and config load, the model
+    does not. A refusal with it proves its check ran before the weights were read."""
+    copy = tmp_path / "weightless"
+    shutil.copytree(tiny_model_dir, copy, ignore=shutil.ignore_patterns("*.safetensors"))
+    return copy
+
+
+# A prompt the tiny tokenizer (word-level: no chat template, no C-F, Yes or No) cannot build:
+# the options, the refusal's one line, and the options once its advice is followed.
+PROMPT_REFUSALS: dict[str, tuple[list[str], str, list[str]]] = {
+    "run: a chat prompt without a chat template": (
+        ["run", "--prompt-choice", "fixed", "--prompt", "chat"],
+        "error: this tokenizer has no chat template; use --prompt plain",
+        ["run", "--prompt-choice", "fixed", "--prompt", "plain"]),
+    "run: answer words that are not single tokens": (
+        ["run", "--answer-format", "letters"],
+        "the letters format's answer words are not single distinct tokens ({'A': [",
+        ["run", "--answer-format", "label"]),
+    "run: another format whose answer words are not single tokens": (
+        ["run", "--other-formats", "yesno"],
+        "the yesno format's answer words are not single distinct tokens ({'Yes': [1], 'No': "
+        "[1]}); give --other-formats without yesno", ["run"]),
+    "run: a few-shot prompt longer than the context": (
+        ["run", "--shots", "12", "--no-data"],
+        "error: the few-shot prompt takes 5248 of the model's 1024 tokens; give fewer --shots "
+        "or shorter dialogues", ["run", "--shots", "1", "--no-data"]),
+    "evaluate: answer words that are not single tokens": (
+        ["evaluate", "--answer-formats", "label", "yesno"],
+        "give --answer-formats without yesno", ["evaluate", "--answer-formats", "label"]),
+}
+
+
+@pytest.mark.parametrize("case", PROMPT_REFUSALS)
+def test_a_prompt_that_cannot_work_is_refused_before_the_weights_load_and_its_advice_works(
+        case: str, weightless: Path, finished_run: tuple[Path, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Once found by the classifier after the model had loaded (7-17 s on SmolLM2). With the
+    advice followed, the same command passes every prompt check and stops at the missing
+    weights, the next thing it reads; nothing is written either way."""
+    words, refusal, advised = PROMPT_REFUSALS[case]
+
+    def argv(words: list[str]) -> list[str]:
+        out = tmp_path / "new" / ("table.csv" if words[0] == "evaluate" else "")
+        data = [] if "--no-data" in words else ["--data", str(finished_run[1])]
+        return ["--quiet", words[0], "--model", str(weightless), "--out", str(out), *data,
+                *(word for word in words[1:] if word != "--no-data")]
+
+    before = tree(tmp_path)
+    capsys.readouterr()
+    assert main(argv(words)) == 2
+    line = _one_line(capsys)
+    assert refusal in line and line.startswith("error: "), line
+    assert tree(tmp_path) == before
+    assert main(argv(advised)) == 2
+    assert _one_line(capsys).startswith(
+        f"error: {weightless}: does not load as a causal language model (OSError: ")
+    assert tree(tmp_path) == before
 
 
 # -- a run directory the command may not write ---------------------------------------------------

@@ -15,6 +15,7 @@ from emoneuron.causal.config import Design, FixedStyle, Mode, PromptStyle, Scope
 from emoneuron.cli import main
 from emoneuron.config import PRESETS, PresetName, RunConfig, preset_config
 from emoneuron.data.generate import GenerateConfig
+from emoneuron.errors import UserError
 from emoneuron.executors import ExecutorConfig, ExecutorName
 from emoneuron.models.config import SITES
 from emoneuron.options import field_docs, flag, leaf_fields
@@ -108,6 +109,30 @@ def test_the_local_executor_given_drops_the_ray_settings_of_a_config_file(
     assert _parsed_run("--config", str(settings)).execution.workers == 4
     local = _parsed_run("--config", str(settings), "--executor", "local").execution
     assert (local.executor, local.workers, local.shards) == ("local", 0, 0)
+
+
+def test_the_best_prompt_choice_given_drops_the_fixed_prompt_of_a_config_file(
+        tmp_path: Path) -> None:
+    settings = tmp_path / "run.toml"
+    settings.write_text('prompt_choice = "fixed"\nprompt = "chat"\ncalibrate = false\n')
+    assert _parsed_run("--config", str(settings)).prompt == "chat"
+    best = _parsed_run("--config", str(settings), "--prompt-choice", "best")
+    assert (best.prompt_choice, best.prompt, best.calibrate) == ("best", "auto", True)
+
+
+@pytest.mark.parametrize(("options", "given"), [({"prompt": "plain"}, "--prompt plain"),
+                                                ({"calibrate": False}, "--no-calibrate")])
+def test_a_fixed_prompt_setting_with_the_best_prompt_choice_is_refused(
+        options: dict[str, Any], given: str) -> None:
+    """The best choice picks the style and calibration itself: a given one was ignored."""
+    assert RunConfig(prompt_choice="fixed", **options).prompt_choice == "fixed"
+    assert RunConfig(prompt="auto", calibrate=True).prompt_choice == "best"  # the defaults
+    with pytest.raises(UserError) as raised:
+        RunConfig(**options)
+    assert str(raised.value) == (
+        f"{given}: applies only to --prompt-choice fixed (--prompt-choice best picks the prompt "
+        f"style and calibration itself and would ignore it); add --prompt-choice fixed, or "
+        f"drop {given}")
 
 
 def test_a_selection_method_fills_what_is_not_given() -> None:

@@ -160,10 +160,16 @@ def test_cli_unsupported_architecture_exit_2(tmp_path: Path,
                                is_decoder=True)).save_pretrained(tmp_path / "bert")
     build = pytest.importorskip("conftest").build_word_tokenizer
     build().save_pretrained(tmp_path / "bert")
-    code = main(["run", "--model", str(tmp_path / "bert"), "--per-emotion", "6",
-                 "--out", str(tmp_path / "o")])
+    argv = ["run", "--model", str(tmp_path / "bert"), "--per-emotion", "6", "--out",
+            str(tmp_path / "o")]
+    code = main(argv)
     error = capsys.readouterr().err
     assert code == 2 and "unsupported architecture BertLMHeadModel" in error
+    # Found from its config: without its weights the refusal is the same, nothing written.
+    (tmp_path / "bert" / "model.safetensors").unlink()
+    assert main(argv) == 2
+    assert "unsupported architecture BertLMHeadModel" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_identify_reuses_a_runs_statistics(run_dir: Path, tmp_path: Path) -> None:

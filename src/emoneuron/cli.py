@@ -139,7 +139,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     those of the ``--config`` file, then the options given, each winning over the one before
     (and all over ``--preset``). Checked without torch, so a bad option is refused in a
     fraction of a second, not after the pipeline's imports."""
-    from emoneuron.config import RunConfig, preset_config
+    from emoneuron.config import FIXED_PROMPT_ONLY, RunConfig, preset_config
     from emoneuron.executors import RAY_ONLY
     from emoneuron.io import read_toml
     from emoneuron.layout import MANIFEST
@@ -155,9 +155,11 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         options |= recorded_settings(RunConfig, read_toml(args.config), str(args.config),
                                      OPTION_FORMS)
     given = _given(RunConfig, args)
-    if given.get("executor") == "local":
-        # The Ray workers of a --like run or --config file do not follow it into this process.
-        options = {name: value for name, value in options.items() if name not in RAY_ONLY}
+    # What only the other choice reads does not follow a --like run or --config file into this
+    # command: its Ray workers into a local run, its fixed prompt into a run choosing the best.
+    dropped = ((RAY_ONLY if given.get("executor") == "local" else frozenset())
+               | (FIXED_PROMPT_ONLY if given.get("prompt_choice") == "best" else frozenset()))
+    options = {name: value for name, value in options.items() if name not in dropped}
     options |= given
     config = preset_config(options.pop("preset", ""), **options)
     check_model(config.model)
@@ -443,16 +445,15 @@ def _cmd_neurons_export(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.out:
         _check_output_file(args.out)
-    from emoneuron.causal.prompts import VariantsConfig, prompt_variants
+    from emoneuron.causal.prompts import VariantsConfig, evaluate_prompts
     from emoneuron.data.schema import read_records
     from emoneuron.data.synth import synthesize
-    from emoneuron.models.loading import load
 
     config = _dataclass_from(VariantsConfig, args)
     records = (read_records(args.data) if args.data
                else synthesize(args.per_emotion, args.seed, args.max_turns))
-    table = prompt_variants(load(args.model, device=args.device), records, config,
-                            source=str(args.data or "synthetic data"))
+    table = evaluate_prompts(args.model, args.device, records, config,
+                             source=str(args.data or "synthetic data"))
     print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     if args.out:
         from emoneuron.io import atomic_open

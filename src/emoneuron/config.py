@@ -27,7 +27,9 @@ from emoneuron.models.config import (
     check_device,
 )
 from emoneuron.options import (
+    as_given,
     at_least,
+    changed_fields,
     check_fields,
     check_fraction,
     check_seeds,
@@ -76,6 +78,7 @@ class RunConfig:
         shots: few-shot examples per emotion in the prompt (0 = zero-shot)
         prompt_choice: best picks the prompt style and calibration with the highest
             worst-emotion accuracy on the identification split; fixed uses prompt and calibrate
+            (given with best, they are refused, not ignored)
         calibrate: contextual calibration of the label probabilities (prompt choice fixed)
         prompt: prompt style with prompt choice fixed: the chat template for instruct models
             and plain text otherwise (auto), plain, or chat
@@ -201,6 +204,13 @@ class RunConfig:
             raise UserError("--steer-judges: the judged steering reads the label-free probe "
                             "and the emotion directions, which --no-probe leaves out; give "
                             "--probe, or --no-steer-judges")
+        ignored = changed_fields(self, FIXED_PROMPT_ONLY)
+        if self.prompt_choice != "fixed" and ignored:
+            given = as_given(ignored[0], getattr(self, ignored[0]))
+            raise UserError(f"{given}: applies only to --prompt-choice fixed (--prompt-choice "
+                            f"{self.prompt_choice} picks the prompt style and calibration "
+                            f"itself and would ignore it); add --prompt-choice fixed, or drop "
+                            f"{given}")
         if self.answer_format in self.design.other_formats:
             raise UserError(f"--other-formats {' '.join(self.design.other_formats)}: "
                             f"{self.answer_format} is the run's own --answer-format; give only "
@@ -209,6 +219,11 @@ class RunConfig:
     def selection_method(self) -> SelectionMethod:
         """The named selection method at this config's site and identification settings."""
         return selection_method(self.selection).overridden(self.record.site, self.identify)
+
+
+# The RunConfig fields only --prompt-choice fixed reads (best chooses them on the
+# identification split).
+FIXED_PROMPT_ONLY = frozenset({"prompt", "calibrate"})
 
 
 # Sizes of a run, measured with SmolLM2 on 2 CPU cores (BENCHMARKS.md): demo (`make demo`), 15

@@ -19,13 +19,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from tqdm.auto import tqdm
 
 from emoneuron.errors import UserError
-from emoneuron.options import at_least, check_fields, flag
+from emoneuron.options import as_given, at_least, changed_fields, check_fields, flag
 
 State = TypeVar("State")
 Item = TypeVar("Item")
@@ -105,11 +105,10 @@ class ExecutorConfig:
         at_least("shards", self.shards, 0)
         # The local executor reads none of these: a --workers 4 given without --executor ray
         # would run one process while the user believes it ran four.
-        ignored = [spec.name for spec in fields(self) if spec.name in RAY_ONLY
-                   and getattr(self, spec.name) != spec.default]
+        ignored = changed_fields(self, RAY_ONLY)
         if self.executor == "local" and ignored:
-            raise UserError(f"{flag(ignored[0])} {getattr(self, ignored[0])}: applies only to "
-                            "--executor ray (the local executor would ignore it); add "
+            raise UserError(f"{as_given(ignored[0], getattr(self, ignored[0]))}: applies only "
+                            "to --executor ray (the local executor would ignore it); add "
                             f"--executor ray, or drop {flag(ignored[0])}")
 
 

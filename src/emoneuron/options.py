@@ -139,6 +139,27 @@ e.g. 0.01 or 1%
 OPTION_FORMS: dict[str, Callable[[str], Any]] = {"share": share_of_neurons}
 
 
+def changed_fields(config: Any, names: Iterable[str]) -> list[str]:
+    """The fields of the dataclass ``config`` among ``names`` (each with a plain default, not a
+    factory) that hold other values than their defaults: the options a command line gave (a
+    default given explicitly reads as not given)."""
+    wanted = set(names)
+    return [spec.name for spec in dataclasses.fields(config) if spec.name in wanted
+            and getattr(config, spec.name) != spec.default]
+
+
+def as_given(name: str, value: Any) -> str:
+    """The option as a command line gives it.
+
+    >>> as_given("calibrate", False), as_given("prompt", "chat"), as_given("workers", 4)
+    ('--no-calibrate', '--prompt chat', '--workers 4')
+    """
+    if isinstance(value, bool):
+        return flag(name) if value else f"--no-{flag(name)[2:]}"
+    shown = " ".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
+    return f"{flag(name)} {shown}"
+
+
 def distinct(name: str, values: tuple[Any, ...]) -> None:
     if len(set(values)) != len(values):
         raise UserError(f"{flag(name)} {_shown(values)}: give each value once")

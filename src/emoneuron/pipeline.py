@@ -51,7 +51,7 @@ from emoneuron.causal.methods import (
     update_methods_table,
 )
 from emoneuron.causal.probe import Probe, emotion_labels, residual_features
-from emoneuron.causal.prompts import PromptChoice, choose_prompt
+from emoneuron.causal.prompts import PromptChoice, check_prompts, choose_prompt
 from emoneuron.causal.readout import probe_from, readout_rows
 from emoneuron.causal.setlevel import (
     effect_emotions,
@@ -126,7 +126,7 @@ from emoneuron.layout import (
     shuffled_file,
 )
 from emoneuron.models.config import Site
-from emoneuron.models.loading import LoadedModel, ModelSpec, load
+from emoneuron.models.loading import LoadedModel, ModelSpec, load, load_tokenizer
 from emoneuron.recording.attribution_stats import AttributionStats
 from emoneuron.recording.cache import cached_record
 from emoneuron.recording.config import DEFAULT_GROUPS
@@ -293,9 +293,16 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
             raise UserError(f"{run_dir.path}: holds a run on other data (hash "
                             f"{str(previous.get('data', {}).get('hash'))[:12]}, this data's "
                             f"{data_hash[:12]}); use a new --out directory")
-    with timer.stage("load_model"):
-        loaded = load(config.model, device=config.device, progress=progress)
     shots = order_shots(splits.fewshot, config.seed, config.shots)
+    with timer.stage("load_model"):
+        tokenizer = load_tokenizer(config.model)
+        # Every prompt the run asks in is built now: one that cannot work (no chat template,
+        # answer words that are not single tokens, no room in the context) is refused before
+        # the weights load and before anything is written.
+        check_prompts(tokenizer, shots, config.prompt_choice, config.prompt,
+                      _asked_formats(config), config.seed)
+        loaded = load(config.model, device=config.device, progress=progress,
+                      tokenizer=tokenizer)
     choice = None
     if config.prompt_choice == "best":
         with timer.stage("prompt_choice"):
@@ -305,7 +312,6 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
                             choice.calibrate if choice else config.calibrate,
                             choice.style if choice else config.prompt, config.answer_format,
                             config.seed)
-    # A format this tokenizer cannot answer in is refused now, before any stage runs.
     asking: dict[str, Classifier] = {
         f: replace(classifier, answer_format=f) for f in config.design.other_formats}
     splits, truncated = _fit_to_context(splits, classifier)
@@ -598,6 +604,19 @@ def _steering_judges(config: RunConfig, loaded: LoadedModel, sets: NeuronSets, p
 def _optional_csv(run_dir: RunDir, name: str) -> pd.DataFrame | None:
     """A table this run wrote, or None where it wrote none."""
     return pd.read_csv(run_dir.file(name)) if run_dir.exists(name) else None
+
+
+def _asked_formats(config: RunConfig) -> dict[str, str]:
+    """Each answer format the run asks in, and the option that asks for it: its own, the
+    other formats its sets are tested in, and the label format an attribution is selected by
+    (:func:`_compared`)."""
+    formats: dict[str, str] = {
+        config.answer_format: "--answer-format",
+        **dict.fromkeys(config.design.other_formats, "--other-formats")}
+    if any(statistic_entry(method.config.statistic).reads == "attribution"
+           for method in selection_methods(config.compare_methods)):
+        formats.setdefault("label", "--compare-methods")
+    return formats
 
 
 def _baseline_records(path: str | None) -> list[Record] | None:

@@ -12,8 +12,15 @@ from conftest import build_word_tokenizer
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from emoneuron.causal.classifier import CONTENT_FREE, Classifier, order_shots, query_text
+from emoneuron.causal.classifier import (
+    CONTENT_FREE,
+    Classifier,
+    chat_works,
+    order_shots,
+    query_text,
+)
 from emoneuron.causal.intervene import Ablation, applied
+from emoneuron.causal.prompts import best_styles, check_prompts
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel
@@ -113,6 +120,29 @@ def test_auto_style_uses_the_chat_template_for_instruct_models(
     assert Classifier(base, _shots()).style == "plain"
     no_template = dataclasses.replace(instruct, tokenizer=build_word_tokenizer())
     assert Classifier(no_template, _shots()).style == "plain"
+
+
+# Renders the conversation last message first: the query is not appended to the prefix.
+REVERSED_TEMPLATE = ("{% for m in messages | reverse %}<{{ m['role'] }}> {{ m['content'] }}\n"
+                     "{% endfor %}{% if add_generation_prompt %}<assistant> {% endif %}")
+
+
+def test_a_chat_template_that_does_not_append_is_refused_fixed_and_left_out_by_best(
+        make_tiny: Callable[[str], LoadedModel]) -> None:
+    """Given, a chat prompt that cannot work is refused with advice that works; compared by
+    --prompt-choice best (and evaluate), it is left out, as a missing template is."""
+    tokenizer = build_word_tokenizer()
+    tokenizer.chat_template = REVERSED_TEMPLATE
+    instruct = dataclasses.replace(make_tiny("llama"), tokenizer=tokenizer, instruct=True)
+    assert not chat_works(tokenizer)
+    with pytest.raises(UserError, match=r"^this chat template does not extend a conversation "
+                                        r"by appending; use --prompt plain$"):
+        Classifier(instruct, _shots())  # auto: chat for an instruct model with a template
+    assert Classifier(instruct, _shots(), style="plain").style == "plain"
+    assert best_styles(instruct) == ["plain"]
+    check_prompts(instruct, _shots(), "best", "auto", {"label": "--answer-format"})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    assert chat_works(tokenizer) and best_styles(instruct) == ["chat", "plain"]
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma3", "gpt2"])

@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -250,6 +251,24 @@ def test_round_trip_of_hand_built_sets(tmp_path: Path) -> None:
                       overlap=[[1] * 6 for _ in range(6)])
     sets.save(tmp_path / "n.json")
     assert NeuronSets.load(tmp_path / "n.json") == sets
+
+
+@pytest.mark.parametrize("overlap", [[], {"counts": []}, None, "absent"])
+def test_a_neurons_file_without_overlap_counts_loads_with_none(
+        tmp_path: Path, overlap: Any) -> None:
+    """Written by hand, or before the counts were kept: the sets load, with no counts (issue
+    24 listed ``"overlap": []`` among the tracebacks)."""
+    sets = NeuronSets(model="m", site="mlp.down_proj.input", n_layers=4, width=9,
+                      config=IdentifyConfig(assignment="argmax", statistic="smd", share=0.5),
+                      emotions={e: [Neuron(k % 4, k, 1.0)] for k, e in enumerate(EMOTIONS)},
+                      overlap=[[1] * 6 for _ in range(6)])
+    payload = sets.to_json()
+    if overlap == "absent":
+        del payload["overlap"]
+    else:
+        payload["overlap"] = overlap
+    (tmp_path / "n.json").write_text(json.dumps(payload))
+    assert NeuronSets.load(tmp_path / "n.json") == replace(sets, overlap=[])
 
 
 @pytest.mark.parametrize("content", [

@@ -37,7 +37,7 @@ import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import Any, Protocol, get_args
 
 import numpy as np
 import torch
@@ -111,12 +111,31 @@ def chat_prompt_parts(tokenizer: PreTrainedTokenizerBase, shots: Sequence[Record
     answers = answers or answer_format("label")
     if not has_chat_template(tokenizer):
         raise UserError("this tokenizer has no chat template; use --prompt plain")
+    parts = _appended_chat(tokenizer, shots, answers)
+    if parts is None:
+        raise UserError("this chat template does not extend a conversation by appending; "
+                        "use --prompt plain")
+    return parts
+
+
+def chat_works(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether a chat prompt can be built with this tokenizer: it has a template, and the
+    template extends a conversation by appending (a property of the template, checked on the
+    instruction alone): what the styles compared by ``--prompt-choice best`` and ``emoneuron
+    evaluate`` need, which leave a chat prompt out where it cannot work."""
+    return (has_chat_template(tokenizer)
+            and _appended_chat(tokenizer, [], answer_format("label")) is not None)
+
+
+def _appended_chat(tokenizer: PreTrainedTokenizerBase, shots: Sequence[Record],
+                   answers: AnswerFormat) -> tuple[str, str, str] | None:
+    """:func:`chat_prompt_parts`, or None where the template does not extend the shared
+    prefix by appending the query."""
     prefix = str(tokenizer.apply_chat_template(_chat(shots, answers), tokenize=False))
     full = str(tokenizer.apply_chat_template(_chat(shots, answers, _QUERY_SLOT), tokenize=False,
                                              add_generation_prompt=True)) + answers.cue
     if not full.startswith(prefix) or full.count(_QUERY_SLOT) != 1:
-        raise UserError("this chat template does not extend a conversation by appending; "
-                        "use --prompt plain")
+        return None
     before, after = full[len(prefix):].split(_QUERY_SLOT)
     return prefix, before, after
 
@@ -135,11 +154,92 @@ def order_shots(shots: Sequence[Record], seed: int, per_emotion: int = 1) -> lis
     return chosen
 
 
-def resolved_style(loaded: LoadedModel, style: str) -> str:
+class PromptModel(Protocol):
+    """What a prompt is built from: a :class:`~emoneuron.models.loading.LoadedModel`, or the
+    :class:`~emoneuron.models.loading.ModelTokenizer` read before the weights load."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase: ...
+
+    @property
+    def instruct(self) -> bool: ...
+
+    @property
+    def context_length(self) -> int: ...
+
+
+def resolved_style(model: PromptModel, style: str) -> str:
     """``auto``: chat for instruct models whose tokenizer has a chat template, else plain."""
     if style != "auto":
         return style
-    return "chat" if loaded.instruct and has_chat_template(loaded.tokenizer) else "plain"
+    return "chat" if model.instruct and has_chat_template(model.tokenizer) else "plain"
+
+
+MIN_QUERY_TOKENS = 16  # the least room a prompt leaves its query, or the prompt is refused
+
+
+@dataclass(frozen=True)
+class PromptParts:
+    """A classifier's prompt, from the tokenizer alone (:func:`prompt_parts`)."""
+
+    style: str  # plain or chat (auto resolved)
+    answers: AnswerFormat
+    answer_ids: torch.Tensor  # the scored token of each answer word
+    prefix_ids: list[int]  # the shared few-shot prefix
+    before: str  # the text before each dialogue
+    after: str  # the text after the dialogue and its question
+
+
+def prompt_parts(model: PromptModel, shots: Sequence[Record], style: str = "auto",
+                 format_name: str = "label", seed: int = 0,
+                 option: str = "--answer-format") -> PromptParts:
+    """The prompt in ``style`` and the answer format ``format_name`` (asked for by the command
+    line's ``option``, which a refusal names), built and checked on the tokenizer alone: the
+    style and format exist, the answer words are single distinct tokens, a chat prompt's
+    template exists and extends a conversation, the few-shot prefix leaves room in the
+    context. A command calls it for every prompt it will use before the weights load."""
+    if style not in PROMPT_STYLES:
+        raise UserError(f"unknown prompt style {style!r}: use auto, plain or chat")
+    if format_name not in get_args(AnswerFormatName):
+        raise UserError(f"unknown answer format {format_name!r}: use one of "
+                        f"{', '.join(get_args(AnswerFormatName))}")
+    style = resolved_style(model, style)
+    answers = answer_format(format_name, seed)
+    answer_ids = _answer_ids(model, answers, option)
+    tokenizer = model.tokenizer
+    if style == "chat":
+        prefix, before, after = chat_prompt_parts(tokenizer, shots, answers)
+        # The template writes any special tokens (BOS, turn markers) itself.
+        prefix_ids = tokenizer.encode(prefix, add_special_tokens=False)
+    else:
+        before, after = PLAIN_BEFORE, "\n" + answers.cue
+        prefix_ids = tokenizer.encode(prompt_prefix(shots, answers), add_special_tokens=True)
+    if model.context_length - len(prefix_ids) < MIN_QUERY_TOKENS:
+        raise UserError(f"the few-shot prompt takes {len(prefix_ids)} of the model's "
+                        f"{model.context_length} tokens; give fewer --shots or shorter "
+                        "dialogues")
+    return PromptParts(style, answers, answer_ids, prefix_ids, before, after)
+
+
+def _answer_ids(model: PromptModel, answers: AnswerFormat, option: str) -> torch.Tensor:
+    """The token of each answer word after a space, checked to be single and distinct."""
+    tokenizer, words = model.tokenizer, answers.answers
+    ids = [tokenizer.encode(f" {word}", add_special_tokens=False) for word in words]
+    # Round trip too: a word missing from the vocabulary is one token, but <unk>.
+    decoded = [str(tokenizer.decode(i)).strip() for i in ids]
+    if (any(len(i) != 1 for i in ids) or len({i[0] for i in ids}) != len(words)
+            or decoded != list(words)):
+        name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+        fix = ("this tokenizer is not supported yet" if answers.name == "label"
+               else "use --answer-format label" if option == "--answer-format"
+               else f"give {option} without {answers.name}")
+        raise UserError(f"{model.name} (tokenizer {name}): the {answers.name} format's answer "
+                        f"words are not single distinct tokens "
+                        f"({dict(zip(words, ids, strict=True))}); {fix}")
+    return torch.tensor([i[0] for i in ids])
 
 
 @dataclass(frozen=True)
@@ -181,48 +281,15 @@ class Classifier:
 
     def __post_init__(self) -> None:
         self._kept = KeptPositions(self.last_scope_bytes)
-        tokenizer = self.loaded.tokenizer
-        if self.style not in PROMPT_STYLES:
-            raise UserError(f"unknown prompt style {self.style!r}: use auto, plain or chat")
-        if self.answer_format not in get_args(AnswerFormatName):
-            raise UserError(f"unknown answer format {self.answer_format!r}: use one of "
-                            f"{', '.join(get_args(AnswerFormatName))}")
-        self.style = resolved_style(self.loaded, self.style)
-        self.answers = answer_format(self.answer_format, self.seed)
-        self.answer_ids = self._answer_ids()
-        if self.style == "chat":
-            prefix, self._before, self._after = chat_prompt_parts(tokenizer, self.shots,
-                                                                  self.answers)
-            # The template writes any special tokens (BOS, turn markers) itself.
-            self.prefix_ids = tokenizer.encode(prefix, add_special_tokens=False)
-        else:
-            self._before, self._after = PLAIN_BEFORE, "\n" + self.answers.cue
-            self.prefix_ids = tokenizer.encode(prompt_prefix(self.shots, self.answers),
-                                               add_special_tokens=True)
-
-    def _answer_ids(self) -> torch.Tensor:
-        """The token of each answer word after a space, checked to be single and distinct."""
-        tokenizer, words = self.loaded.tokenizer, self.answers.answers
-        ids = [tokenizer.encode(f" {word}", add_special_tokens=False) for word in words]
-        # Round trip too: a word missing from the vocabulary is one token, but <unk>.
-        decoded = [str(tokenizer.decode(i)).strip() for i in ids]
-        if (any(len(i) != 1 for i in ids) or len({i[0] for i in ids}) != len(words)
-                or decoded != list(words)):
-            name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
-            fix = ("this tokenizer is not supported yet" if self.answer_format == "label"
-                   else "use --answer-format label")
-            raise UserError(f"{self.loaded.name} (tokenizer {name}): the {self.answer_format} "
-                            f"format's answer words are not single distinct tokens "
-                            f"({dict(zip(words, ids, strict=True))}); {fix}")
-        return torch.tensor([i[0] for i in ids])
+        parts = prompt_parts(self.loaded, self.shots, self.style, self.answer_format, self.seed)
+        self.style, self.answers, self.answer_ids = parts.style, parts.answers, parts.answer_ids
+        self.prefix_ids, self._before, self._after = parts.prefix_ids, parts.before, parts.after
 
     def fit(self, records: Sequence[Record]) -> tuple[list[Record], int]:
         """The records with their earliest turns dropped, and then the first turn left cut from
-        its start, until prefix + query fits the model's context; and how many were cut."""
+        its start, until prefix + query fits the model's context (at least
+        MIN_QUERY_TOKENS: :func:`prompt_parts`); and how many were cut."""
         budget = self.loaded.context_length - len(self.prefix_ids)
-        if budget < 16:
-            raise UserError(f"the few-shot prompt takes {len(self.prefix_ids)} of the model's "
-                            f"{self.loaded.context_length} tokens; use shorter dialogues")
         fitted, cut = [], 0
         for record in records:
             turns = self._turns_within(record, budget)

@@ -219,7 +219,16 @@ ADAPTERS: tuple[Adapter, ...] = (
 
 def adapter_for(model: nn.Module) -> Adapter:
     """The adapter for ``model``'s class, or a :class:`UserError` saying how to add one."""
-    name = type(model).__name__
+    return adapter_for_architecture(type(model).__name__)
+
+
+def adapter_for_architecture(name: str) -> Adapter:
+    """The adapter for the model class called ``name`` (known from a config before the weights
+    load), or a :class:`UserError` saying how to add one.
+
+    >>> adapter_for_architecture("Qwen2ForCausalLM").family
+    'qwen2'
+    """
     for adapter in ADAPTERS:
         if name in adapter.architectures:
             return adapter

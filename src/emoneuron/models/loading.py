@@ -24,16 +24,19 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 from transformers.utils import logging as hf_logging
 
 from emoneuron.errors import UserError
 from emoneuron.io import check_output_dir, sha256_bytes
-from emoneuron.models.adapters import Adapter, adapter_for
+from emoneuron.models.adapters import Adapter, adapter_for, adapter_for_architecture
 from emoneuron.models.config import AUTO_DEVICE, check_device, check_model
 from emoneuron.models.config import DEFAULT_MODEL as DEFAULT_MODEL
 
@@ -62,7 +65,7 @@ class LoadedModel:
     @property
     def context_length(self) -> int:
         """Tokens the model's position embeddings cover."""
-        return int(self.model.config.get_text_config().max_position_embeddings)
+        return _context_length(self.model.config)
 
     @property
     def device(self) -> torch.device:
@@ -70,6 +73,19 @@ class LoadedModel:
         devices (``device_map``) has its first parameters wherever its map says, not
         necessarily where the input ids are looked up."""
         return compute_device(self.model.get_input_embeddings())
+
+
+@dataclass(frozen=True)
+class ModelTokenizer:
+    """A model's tokenizer and what its name and config say, without its weights
+    (:func:`load_tokenizer`, a fraction of a second): what a command builds and checks its
+    prompts with before :func:`load` reads the weights."""
+
+    name: str
+    tokenizer: PreTrainedTokenizerBase
+    directory: Path | None
+    instruct: bool
+    context_length: int  # tokens the model's position embeddings cover
 
 
 def compute_device(module: torch.nn.Module) -> torch.device:
@@ -131,11 +147,74 @@ def _loading_bars(shown: bool) -> Iterator[None]:
         hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
+def load_tokenizer(name_or_path: str = DEFAULT_MODEL) -> ModelTokenizer:
+    """A model's tokenizer (a pad token set where it has none) and its context length, read
+    without the weights; an embedded model is converted once first (:func:`resolve`). A model
+    whose class no adapter knows is refused here, from its config, so no command reads the
+    weights of a model it cannot use.
+
+    >>> load_tokenizer("smollm2-135m").tokenizer.encode(" anger")  # doctest: +SKIP
+    [4191]
+    """
+    directory, instruct = resolve(name_or_path)
+    source = str(directory) if directory is not None else name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source)
+    except Exception as error:
+        failure = _load_failure(error, name_or_path, directory)
+        if failure is error:
+            raise
+        raise failure from error
+    # The class AutoModelForCausalLM builds for this config; one it does not know is left to
+    # the weights' load, which says so.
+    architecture = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type)
+    if architecture is not None:
+        adapter_for_architecture(architecture)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return ModelTokenizer(name_or_path, tokenizer, directory, instruct,
+                          _context_length(config))
+
+
+def _context_length(config: PretrainedConfig) -> int:
+    return int(config.get_text_config().max_position_embeddings)
+
+
+def _load_failure(error: Exception, name_or_path: str, directory: Path | None,
+                  device_map: DeviceMap | None = None) -> Exception:
+    """The one line a failed load of ``name_or_path`` (from ``directory``, None for a hub id)
+    is told as; ``error`` itself where it is no fault of the user's model."""
+    reason = f"{error.__class__.__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+    source = str(directory) if directory is not None else name_or_path
+    if directory is not None and _is_cached_conversion(directory):
+        # emoneuron wrote this directory (a GGUF conversion), so it is ours to call broken:
+        # truncated weights, a garbage config.json, a conversion cut short by a full disk.
+        return UserError(
+            f"{directory}: cached conversion of {name_or_path!r} does not load ({reason}); "
+            "delete this directory and run again to convert the model anew")
+    if device_map is not None and not isinstance(error, OSError):  # OSError: no model
+        return UserError(f"{source}: does not load with device_map {device_map!r} ({reason}); "
+                         "check the device map, or load without one")
+    if directory is not None:
+        return UserError(f"{directory}: does not load as a causal language model ({reason}); "
+                         "check its config.json and weight files")
+    if not isinstance(error, OSError):
+        return error
+    return UserError(
+        f"model {name_or_path!r} is neither an embedded model ({', '.join(EMBEDDED)}), "
+        "a model directory, a .gguf file, nor reachable on the hub "
+        f"({error.__class__.__name__}); check the name or pass a local path")
+
+
 def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
          dtype: torch.dtype | None = None, device_map: DeviceMap | None = None,
-         offload_folder: str | Path | None = None, progress: bool = True) -> LoadedModel:
+         offload_folder: str | Path | None = None, progress: bool = True,
+         tokenizer: ModelTokenizer | None = None) -> LoadedModel:
     """Load a model and its tokenizer, ready for recording and evaluation (eval mode); with
     ``progress`` false, transformers' loading bars stay off (restored afterwards).
+    ``tokenizer``: what :func:`load_tokenizer` read for this model, reused (a command checks
+    its prompts with it before the weights load).
 
     ``device`` ``"auto"`` is CUDA where present, else MPS, else the CPU (:func:`resolve_device`).
     ``device_map`` (``"auto"``, or a dict of module name to device, ``"cpu"`` or ``"disk"``)
@@ -150,44 +229,29 @@ def load(name_or_path: str = DEFAULT_MODEL, device: str = "cpu",
     device = resolve_device(device)
     if device_map is None:  # with a map, ``device`` only picks the dtype
         check_device(device)
-    directory, instruct = resolve(name_or_path)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(name_or_path)
+    elif tokenizer.name != name_or_path:
+        raise ValueError(f"load: tokenizer is {tokenizer.name!r}'s, not {name_or_path!r}'s")
+    directory = tokenizer.directory
     source = str(directory) if directory is not None else name_or_path
     placement: dict[str, object] = {} if device_map is None else {
         "device_map": device_map, "offload_folder": offload_folder}
     try:
         with _loading_bars(progress):
-            tokenizer = AutoTokenizer.from_pretrained(source)
             model = AutoModelForCausalLM.from_pretrained(
                 source, dtype=dtype or default_dtype(device), **placement)
     except Exception as error:
-        reason = f"{error.__class__.__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
-        if directory is not None and _is_cached_conversion(directory):
-            # emoneuron wrote this directory (a GGUF conversion), so it is ours to call broken:
-            # truncated weights, a garbage config.json, a conversion cut short by a full disk.
-            raise UserError(
-                f"{directory}: cached conversion of {name_or_path!r} does not load ({reason}); "
-                "delete this directory and run again to convert the model anew"
-            ) from error
-        if device_map is not None and not isinstance(error, OSError):  # OSError: no model
-            raise UserError(f"{source}: does not load with device_map {device_map!r} ({reason}); "
-                            "check the device map, or load without one") from error
-        if directory is not None:
-            raise UserError(f"{directory}: does not load as a causal language model ({reason}); "
-                            "check its config.json and weight files") from error
-        if not isinstance(error, OSError):
+        failure = _load_failure(error, name_or_path, directory, device_map)
+        if failure is error:
             raise
-        raise UserError(
-            f"model {name_or_path!r} is neither an embedded model ({', '.join(EMBEDDED)}), "
-            "a model directory, a .gguf file, nor reachable on the hub "
-            f"({error.__class__.__name__}); check the name or pass a local path"
-        ) from None
+        raise failure from error
     if device_map is None:  # a dispatched model stays where accelerate put each layer
         model.to(device)  # type: ignore[arg-type]  # transformers' stubs reject a str device
     torch.nn.Module.eval(model)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(name=name_or_path, model=model, tokenizer=tokenizer,
-                       adapter=adapter_for(model), directory=directory, instruct=instruct)
+    return LoadedModel(name=name_or_path, model=model, tokenizer=tokenizer.tokenizer,
+                       adapter=adapter_for(model), directory=directory,
+                       instruct=tokenizer.instruct)
 
 
 def resolve(name_or_path: str) -> tuple[Path | None, bool]:
