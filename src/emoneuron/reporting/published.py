@@ -65,12 +65,12 @@ def verdicts(names: Sequence[str], into: Path = CAPTURED) -> str:
     the label-free probe, with the excess and its interval: the README's demo table."""
     (name,) = names
     columns = [*SCOPES.values(), "label-free probe after the set"]
-    lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines = []
     for method, rows in set_level(name, into).groupby("method", sort=False):
         own = [rows[(rows.scope == scope) & (rows.statistic == "own")] for scope in SCOPES]
-        cells = [_beyond(part) for part in [*own, rows[rows.statistic == "probe"]]]
-        lines.append(f"| {_label(str(method))} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        lines.append([_label(str(method)),
+                      *[_beyond(part) for part in [*own, rows[rows.statistic == "probe"]]]])
+    return run_facts.markdown_table(["method", *columns], lines)
 
 
 def per_emotion(names: Sequence[str], into: Path = CAPTURED) -> str:
@@ -79,7 +79,7 @@ def per_emotion(names: Sequence[str], into: Path = CAPTURED) -> str:
     Holm-adjusted test finds it beyond random sets, and what the set does."""
     header = ["model", "seed", "method", "emotion", "neurons", *SCOPES, "other format",
               "probe", "dialogue vs answer"]
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines = []
     for name in names:
         run = summary(name, into)
         tested = set_level(name, into)
@@ -95,13 +95,13 @@ def per_emotion(names: Sequence[str], into: Path = CAPTURED) -> str:
                                  & (formats.masked_emotion == emotion)]
                          if formats is not None else None)
                 reading = own[own.scope == "all"].reading.fillna("")
-                lines.append("| " + " | ".join([
+                lines.append([
                     run["model"], str(run["seed"]), str(method), emotion,
                     str(int(own.n_neurons.iloc[0])), *cells,
                     _cell(other, prefix=True) if other is not None else "-",
                     _cell(mine[mine.statistic == "probe"]),
-                    str(reading.iloc[0]) if len(reading) else ""]) + " |")
-    return "\n".join(lines) + "\n"
+                    str(reading.iloc[0]) if len(reading) else ""])
+    return run_facts.markdown_table(header, lines)
 
 
 def _cell(rows: pd.DataFrame | None, prefix: bool = False) -> str:
@@ -127,15 +127,15 @@ def replication(names: Sequence[str], into: Path = CAPTURED) -> str:
             found.setdefault((model, str(row.method), scope, str(row.masked_emotion)),
                              []).append(str(row.beyond) == "True")
     header = ["model", "method", "scope", *EMOTIONS]
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines = []
     keys = sorted({key[:3] for key in found}, key=lambda k: (k[0], k[1], _scope_order(k[2])))
     for model, method, scope in keys:
         cells = []
         for emotion in EMOTIONS:
             seen = found.get((model, method, scope, emotion), [])
             cells.append(f"{sum(seen)}/{len(seen)}" if seen else "-")
-        lines.append("| " + " | ".join([model, method, scope, *cells]) + " |")
-    return "\n".join(lines) + "\n"
+        lines.append([model, method, scope, *cells])
+    return run_facts.markdown_table(header, lines)
 
 
 def _scope_order(scope: str) -> int:

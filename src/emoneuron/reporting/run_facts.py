@@ -47,7 +47,8 @@ def _setting(value: Any) -> str:
     return "(unset)" if value is None else str(value)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table of ``rows`` under ``header``, each cell as ``str`` gives it."""
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -71,7 +72,7 @@ def settings(names: Sequence[str], into: Path = CAPTURED) -> str:
     rows = [["model", run["model"]], ["--preset", run["preset"] or "(none)"],
             *([flag(key), _setting(flat[key])] for key in EXPLAINED if key in flat)]
     selection = run["selection"]
-    return (_table(["option", "value"], [[f"`{a}`" if a.startswith("--") else a, f"`{b}`"]
+    return (markdown_table(["option", "value"], [[f"`{a}`" if a.startswith("--") else a, f"`{b}`"]
                                          for a, b in rows])
             + f"\nSelection: {selection['label']} at `{selection['site']}`: "
               f"{selection['description']}.\n")
@@ -85,7 +86,7 @@ def timings(names: Sequence[str], into: Path = CAPTURED) -> str:
         return not_captured(name, "its stage timings")
     seconds = run["timings"]
     total = float(seconds.get("total", sum(seconds.values())))
-    return (_table(["stage", "seconds"], timing_rows(seconds))
+    return (markdown_table(["stage", "seconds"], timing_rows(seconds))
             + f"\n{total / 60:.1f} minutes in all on {run['device']} with "
               f"{run['torch_threads']} torch threads.\n")
 
@@ -112,7 +113,7 @@ def conditions(names: Sequence[str], into: Path = CAPTURED) -> str:
     baselines = by_method.get("", {}).get("baseline", 0)
     rows.append(["the unchanged model", baselines, "baseline (each answer format)"])
     rows.append(["**total**", f"**{sum(e['count'] for e in run['conditions'])}**", ""])
-    return _table(["sets", "conditions", "of which"], rows)
+    return markdown_table(["sets", "conditions", "of which"], rows)
 
 
 def baselines(names: Sequence[str], into: Path = CAPTURED) -> str:
@@ -128,7 +129,7 @@ def baselines(names: Sequence[str], into: Path = CAPTURED) -> str:
              "near chance" if str(row.near_chance) == "True" else ""]
             for emotion, row in rows.reindex(list(EMOTIONS)).dropna(subset=["n"]).iterrows()]
     mean = float((rows.accuracy * rows.n).sum() / rows.n.sum())
-    return (_table(["emotion", "held-out dialogues", "baseline [95% CI]", "flag"], body)
+    return (markdown_table(["emotion", "held-out dialogues", "baseline [95% CI]", "flag"], body)
             + f"\nMean {pct(mean)} (weighted by n), against chance {pct(chance)}.\n")
 
 
@@ -149,7 +150,7 @@ def set_sizes(names: Sequence[str], into: Path = CAPTURED) -> str:
     model = (f"\nOf the model's {shape['n_neurons']:,} neurons at `{shape['site']}` "
              f"({shape['n_layers']} layers x {shape['width']}).\n" if shape
              else "\n" + not_captured(name, "the model's shape"))
-    return _table(["method", *EMOTIONS, "mean"], rows) + model
+    return markdown_table(["method", *EMOTIONS, "mean"], rows) + model
 
 
 def prompts(names: Sequence[str], into: Path = CAPTURED) -> str:
@@ -166,7 +167,7 @@ def prompts(names: Sequence[str], into: Path = CAPTURED) -> str:
              f"{pct(v['worst'])} ({v['worst_emotion']})", pct(v["mean"])]
             for v in choice["variants"]]
     chosen = f"{choice['style']}{', calibrated' if choice['calibrate'] else ''}"
-    return (_table(["prompt", "calibrated", "worst emotion", "mean"], rows)
+    return (markdown_table(["prompt", "calibrated", "worst emotion", "mean"], rows)
             + f"\nChosen: {chosen} ({choice['rule']}, up to {choice['per_emotion']} dialogues "
               f"per emotion): {run['evaluation']['description']}.\n")
 
