@@ -233,13 +233,16 @@ FIXED_PROMPT_ONLY = frozenset({"prompt", "calibrate"})
 # more would add 4,600 dialogue passes that no verdict reads. Both judge steering by the probe
 # and the lexicon; the demo without null draws (41 s; no verdict: each draw adds seven
 # generations, about a minute on 2 busy cores, so --steer-null-draws 4 is opt-in, 283 s in
-# all), the study against 10 per unit (a step a resumed study adds).
+# all), the study against 10 per unit (a step a resumed study adds). The demo tests each emotion
+# direction against random directions, removed at every position: with the shuffled-label null
+# and the two restricted scopes its direction stage took 1,970 s of a 67-minute demo; the study
+# keeps all of them.
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {"per_emotion": 50, "eval_fraction": 0.3, "max_turns": 2, "proportions": (0.5, 1.0),
              "control_seeds": (0, 1), "other_control_seeds": 1, "dose_strengths": (0.5,),
              "compare_methods": ("lape", "attribution"), "null_sets": 6,
-             "cross_per_emotion": 0, "futility_look": 0, "steer_judges": True,
-             "steer_null_draws": 0},
+             "cross_per_emotion": 0, "futility_look": 0, "direction_nulls": ("random",),
+             "direction_scopes": ("all",), "steer_judges": True, "steer_null_draws": 0},
     "study": {"per_emotion": 160, "eval_fraction": 0.4, "max_turns": 2, "controls": ("random",),
               "control_seeds": (0,), "other_control_seeds": 0, "sweep": False,
               "dose_strengths": (), "steer": False,

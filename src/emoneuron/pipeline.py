@@ -571,7 +571,7 @@ def _direction_tests(design: Design, classifier: Classifier, loaded: LoadedModel
         log.info("directions: no residual layer between the embeddings and the top one; "
                  "no direction is tested")
         return
-    cells = [cell for null in NULLS for cell in direction_cells(design, null)]
+    cells = [cell for null in design.direction_nulls for cell in direction_cells(design, null)]
     while todo := pending_conditions(store, splits.evaluate, design, cells):
         execute_interventions(classifier, units.intervention, splits.evaluate, todo, store,
                               progress, executor, setup)

@@ -8,14 +8,21 @@ import copy
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import torch
 from planted_words import SIGNATURES, planted
 
-from emoneuron.causal.config import Design
+from emoneuron.causal.config import Design, DirectionNull
 from emoneuron.causal.directions import EmotionDirections
-from emoneuron.causal.dirtest import NULLS, DirectionUnits, chosen_layers, probe_rows
+from emoneuron.causal.dirtest import (
+    NULLS,
+    DirectionUnits,
+    chosen_layers,
+    direction_cells,
+    probe_rows,
+)
 from emoneuron.causal.probe import emotion_labels, residual_features
 from emoneuron.causal.readout import probe_from
 from emoneuron.causal.residual import DirectionAblation
@@ -37,6 +44,19 @@ def test_tested_layers_are_the_probes_best_inner_layers() -> None:
     assert chosen_layers(accuracy, 9) == [1, 2, 3, 4]
     assert chosen_layers((0.5, 0.6, 0.7)) == [1]
     assert chosen_layers((0.5, 0.6)) == []  # a model of one layer
+
+
+def test_the_design_names_the_nulls_and_scopes_a_direction_is_tested_at() -> None:
+    assert tuple(NULLS) == get_args(DirectionNull)
+    design = Design(null_sets=3, direction_nulls=("random",), direction_scopes=("all",))
+    cells = direction_cells(design, "random")
+    assert [cell[0].masked_emotion for cell in cells] == list(EMOTIONS)
+    assert {c.tokens for cell in cells for c in cell} == {"all"}
+    assert [len(cell) for cell in cells] == [1 + 3] * len(EMOTIONS)
+    full = direction_cells(Design(null_sets=3), "shuffled")
+    assert {c.tokens for cell in full for c in cell} == {"all", "dialogue", "last"}
+    assert len(full) == 3 * len(EMOTIONS)
+    assert {c.control for cell in full for c in cell[1:]} == {"shuffled"}
 
 
 def _units(directions: EmotionDirections, layers: tuple[int, ...]) -> DirectionUnits:
@@ -94,10 +114,12 @@ def _planted_model(make_word_tiny: MakeTiny) -> LoadedModel:
     return dataclasses.replace(loaded, model=model, name="tiny-planted")
 
 
-def _probe_test(loaded: LoadedModel, dimensions: list[int], store: Path
+def _probe_test(loaded: LoadedModel, dimensions: list[int], store: Path,
+                nulls: tuple[DirectionNull, ...] = get_args(DirectionNull)
                 ) -> dict[str, dict[str, SetLevel]]:
     """The probe's set-level test of directions that are, at residual layer 1, the unit
-    vectors of ``dimensions`` (one per emotion), on the planted dialogues."""
+    vectors of ``dimensions`` (one per emotion), on the planted dialogues, against
+    ``nulls``."""
     identify, held_out = planted(16, seed=0), planted(8, seed=1)
     train, labels = residual_features(loaded, identify), emotion_labels(identify)
     probe = probe_from(train, labels, residual_features(loaded, held_out),
@@ -109,7 +131,7 @@ def _probe_test(loaded: LoadedModel, dimensions: list[int], store: Path
     vectors[list(range(len(EMOTIONS))), 1, dimensions] = 1.0
     directions = EmotionDirections(vectors, fitted.centre, fitted.neutral_components)
     units = DirectionUnits(directions, train, labels, (1,))
-    design = Design(null_sets=8, futility_look=0, second_look=0)
+    design = Design(null_sets=8, futility_look=0, second_look=0, direction_nulls=nulls)
     return probe_rows(loaded, probe, held_out, design, units, ConditionStore(store, "test"))
 
 
@@ -121,12 +143,14 @@ def test_a_planted_direction_is_beyond_its_nulls_and_a_dead_one_is_not(
     so removing it cannot change anything."""
     loaded = _planted_model(make_word_tiny)
     found = _probe_test(loaded, [PLANTED[e] for e in EMOTIONS], tmp_path / "planted.jsonl")
-    nothing = _probe_test(loaded, [DEAD] * len(EMOTIONS), tmp_path / "dead.jsonl")
+    nothing = _probe_test(loaded, [DEAD] * len(EMOTIONS), tmp_path / "dead.jsonl",
+                          ("random",))
+    assert set(found) == set(NULLS) and set(nothing) == {"random"}
     for null in NULLS:
         assert set(found[null]) == set(EMOTIONS)
         beyond = [e for e, test in found[null].items()
                   if test.excess.estimate > 0.3 and test.p_value < 0.05 / len(EMOTIONS)]
         assert len(beyond) >= len(EMOTIONS) - 2, (null, found[null])
-        for test in nothing[null].values():
-            assert test.observed == 0  # the dead direction changes no prediction
-            assert not (test.excess.estimate > 0 and test.p_value < 0.05)
+    for test in nothing["random"].values():
+        assert test.observed == 0  # the dead direction changes no prediction
+        assert not (test.excess.estimate > 0 and test.p_value < 0.05)

@@ -5,7 +5,7 @@ scopes, the condition :class:`Design` and its layer ranges, and the prompt setti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, get_args, get_type_hints
 
 from emoneuron.errors import UserError
 from emoneuron.options import (
@@ -13,6 +13,7 @@ from emoneuron.options import (
     check_fields,
     check_fraction,
     check_seeds,
+    choices,
     distinct,
     finite,
     flag,
@@ -26,6 +27,7 @@ PromptChoice = Literal["best", "fixed"]
 FixedStyle = Literal["plain", "chat"]
 PromptStyle = Literal["auto", FixedStyle]  # emoneuron.causal.classifier
 AnswerFormatName = Literal["label", "letters", "yesno"]  # emoneuron.causal.answers
+DirectionNull = Literal["random", "shuffled"]  # emoneuron.causal.dirtest
 DEFAULT_PROPORTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
 LAYER_RANGES = ("bottom", "middle", "top", "all")  # the sweep's thirds of the stack, and all
 
@@ -121,6 +123,11 @@ class Design:
         other_formats: answer formats, besides the run's, in which every method's sets are
             also tested against random sets (own drop, every position; formats_setlevel.csv):
             does a set move the emotion or only one way of answering?
+        direction_nulls: what each emotion's direction is tested against (where the probe
+            runs): random directions matched in norm, directions from shuffled
+            identification labels
+        direction_scopes: token scopes of the direction test (as --scopes; the probe's test
+            always removes the direction at every position of the dialogue read alone)
     """
 
     control_seeds: tuple[int, ...] = (0, 1, 2)
@@ -139,6 +146,8 @@ class Design:
     second_look: int = 10
     effect_sweep: bool = True
     other_formats: tuple[AnswerFormatName, ...] = ()
+    direction_nulls: tuple[DirectionNull, ...] = get_args(DirectionNull)
+    direction_scopes: tuple[Scope, ...] = ("all", "dialogue", "last")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -169,10 +178,15 @@ class Design:
             raise UserError(f"--second-look {self.second_look}: give 0 (no second look) or "
                             f"more random sets than --futility-look {self.futility_look} "
                             "(and at least 2)")
-        if not self.scopes:
-            raise UserError("--scopes: give one or more of all, dialogue, last")
         distinct("scopes", self.scopes)
         distinct("other_formats", self.other_formats)
+        distinct("direction_nulls", self.direction_nulls)
+        distinct("direction_scopes", self.direction_scopes)
+        hints = get_type_hints(type(self))
+        for name in ("scopes", "direction_scopes", "direction_nulls"):
+            if not getattr(self, name):
+                raise UserError(f"{flag(name)}: give one or more of "
+                                f"{', '.join(choices(hints[name]))}")
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ with the set-level test (:mod:`emoneuron.causal.setlevel`).
    directions' subspace, each with the norm of the difference it stands for) and the
    directions of seeded shuffled identification labels (control ``shuffled``). Each is
    projected out (:class:`~emoneuron.causal.residual.DirectionAblation`) at the same layers.
-3. The classifier (:func:`direction_cells`): per null, scope (``Design.scopes``) and emotion,
-   the direction and its K nulls on the emotion's dialogues and the cross sample, evaluated
-   look by look into the run's ``conditions.jsonl`` under the method tag :data:`TAG`; the
-   statistics own, cross and specific, as for sets.
+3. The classifier (:func:`direction_cells`): per null (``Design.direction_nulls``), scope
+   (``Design.direction_scopes``) and emotion, the direction and its K nulls on the emotion's
+   dialogues and the cross sample, evaluated look by look into the run's ``conditions.jsonl``
+   under the method tag :data:`TAG`; the statistics own, cross and specific, as for sets.
 4. The probe (:func:`probe_rows`): per null and emotion, the label-free probe's share of
    correct layers from the first edited layer up, with the direction removed at every position
    of the dialogue read alone.
@@ -135,7 +135,7 @@ def direction_cells(design: Design, null: str) -> list[list[Condition]]:
     """Per scope and emotion, the direction and its nulls for the classifier, on the
     emotion's dialogues and the cross sample."""
     return [_cell(emotion, design, null, scope, design.cross_per_emotion)
-            for scope in design.scopes for emotion in EMOTIONS]
+            for scope in design.direction_scopes for emotion in EMOTIONS]
 
 
 def direction_table(store: ConditionStore, evaluation: Sequence[Record], design: Design,
@@ -146,7 +146,7 @@ def direction_table(store: ConditionStore, evaluation: Sequence[Record], design:
     test, from :func:`probe_rows`), with the read-versus-answer verdicts."""
     tests_of = stored_tests(store, evaluation)
     rows = []
-    for null in NULLS:
+    for null in design.direction_nulls:
         families: dict[tuple[str, str], dict[str, tuple[SetLevel, int]]] = {}
         for cell in direction_cells(design, null):
             mask = cell[0]
@@ -184,7 +184,7 @@ def probe_rows(loaded: LoadedModel, probe: Probe, evaluation: Sequence[Record],
         if not records:
             continue
         unablated = probe_outcomes(loaded, probe, records, batch_size=batch_size)
-        for null in NULLS:
+        for null in design.direction_nulls:
             tests_of: Callable[[Sequence[Condition]], list[SetLevel]] = probe_tests(
                 loaded, probe, records, np.asarray(unablated), units.intervention, store,
                 batch_size, progress, f"probe direction {emotion} vs {null}")

@@ -45,12 +45,13 @@ def directions_html(table_: pd.DataFrame | None, description: dict[str, Any] | N
     if not table_.empty:
         sized = table_.assign(n_neurons=table_.n_layers)
         parts += scope_tables(sized, "direction", "layers", "its nulls")
+    # The nulls' own descriptions (directions.json), those the table tested.
+    tested = [f"K {text}" for null, text in description.get("nulls", {}).items()
+              if table_.empty or null in set(table_.null)]
     note = ("Each emotion's direction is projected out of the residual stream (h - (h . d) d) "
-            "at the tested layers, and compared with K random unit directions in the same "
-            "subspace, each with the norm of the direction it stands for, and with K "
-            "directions of shuffled identification labels, removed alike: the set-level test "
-            "of the neuron sets, the direction as the unit, Holm across the six emotions of "
-            "each null, scope and statistic. Own, cross, specific: the classifier's drops, as "
-            "for sets; probe: the label-free probe's share of right layers from the first "
-            "tested layer up, the dialogue read alone.")
+            f"at the tested layers and compared with {' and with '.join(tested) or 'its nulls'}"
+            ", removed alike: the set-level test of the neuron sets, the direction as the "
+            "unit, Holm across the six emotions of each null, scope and statistic. Own, cross, "
+            "specific: the classifier's drops, as for sets; probe: the label-free probe's "
+            "share of right layers from the first tested layer up, the dialogue read alone.")
     return "".join(parts) + f'<p class="note">{escape(note)}</p>'

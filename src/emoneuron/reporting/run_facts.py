@@ -28,7 +28,8 @@ EXPLAINED = ("per_emotion", "eval_fraction", "max_turns", "seed", "selection", "
              "prompt_choice", "answer_format", "mode", "tokens", "control_seeds", "controls",
              "other_control_seeds", "dose_strengths", "proportions", "sweep", "null_sets",
              "scopes", "cross_per_emotion", "other_formats", "compare_methods",
-             "method_control_seeds", "equal_size", "probe", "steer", "steer_strength")
+             "method_control_seeds", "equal_size", "probe", "direction_nulls",
+             "direction_scopes", "steer", "steer_strength")
 KIND_NAMES = {"mask": "removed", "baseline": "unchanged model", "random": "random",
               "frequency": "frequency-matched", "least": "least selective",
               "shuffled": "shuffled-label"}
