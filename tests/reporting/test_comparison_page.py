@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from run_fixtures import N_LAYERS, WIDTH, make_run
 
+from emoneuron.causal.units import unit_comparison
 from emoneuron.cli import main
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
@@ -176,3 +177,47 @@ def test_cli_compare_error_is_one_line(two_runs: tuple[Path, Path], tmp_path: Pa
     assert main(["compare", str(deep), "--out", str(tmp_path / "c")]) == 2
     error = capsys.readouterr().err
     assert len(error.splitlines()) == 1 and "at least two run directories" in error
+
+
+def _write_units(run_dir: Path, direction_beyond: set[str]) -> pd.DataFrame:
+    """The run's units.csv as the run writes it (causal.units.unit_comparison), from its
+    set-level table and a direction table of the same tests, beyond its null for
+    ``direction_beyond``."""
+    set_level = pd.read_csv(run_dir / "setlevel.csv")
+    directions = set_level.drop(columns="n_neurons").assign(
+        unit="direction", null="random", n_layers=3, layers="1 2 3",
+        beyond=set_level.masked_emotion.isin(direction_beyond))
+    directions["verdict"] = np.where(directions.beyond, "beyond random sets",
+                                     "not distinguishable from random sets")
+    units = unit_comparison(set_level, directions)
+    units.to_csv(run_dir / "units.csv", index=False)
+    return units
+
+
+def test_compare_reads_each_runs_units_and_says_which_unit_carries_each_emotion(
+        two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    deep, shallow = two_runs
+    units = _write_units(deep, {"fear", "sadness"})
+    out = tmp_path / "cmp"
+    write_comparison([deep, shallow], out)
+    written = pd.read_csv(out / "compare_units.csv")
+    assert set(written.run) == {"deep-lm"}  # the shallow run wrote no units.csv
+    assert len(written) == len(units) and list(written.columns) == ["run", *units.columns]
+    page = (out / "compare.html").read_text(encoding="utf-8")
+    section = page[page.index('id="units"'):page.index('id="tables"')]
+    neurons = pd.read_csv(deep / "setlevel.csv").query("scope == 'all'")
+    for emotion in EMOTIONS:
+        set_beyond = bool(neurons.beyond[neurons.masked_emotion == emotion].iloc[0])
+        carried = [unit for unit, found in (("its neurons", set_beyond),
+                                            ("its direction", emotion in {"fear", "sadness"}))
+                   if found]
+        text = " and ".join(carried) if carried else "neither unit"
+        assert f"removing {text} lowers it beyond the random null" in section, emotion
+    assert section.count("<tr>") == 1 + len(EMOTIONS)  # the header, one row per emotion
+
+
+def test_compare_without_units_has_no_units_section(compared: tuple[Path, Path, Path, str]
+                                                    ) -> None:
+    _, _, out, page = compared
+    assert 'id="units"' not in page
+    assert list(pd.read_csv(out / "compare_units.csv").columns) == ["run"]

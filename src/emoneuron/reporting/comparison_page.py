@@ -35,6 +35,7 @@ from emoneuron.reporting.comparison_stats import (
     size_trend,
     sweep_by_depth,
     synthetic_baselines,
+    units_table,
 )
 from emoneuron.reporting.html import (
     Section,
@@ -49,6 +50,8 @@ from emoneuron.reporting.html import (
     ul,
     with_ci,
 )
+from emoneuron.reporting.units import INTRO as UNITS_INTRO
+from emoneuron.reporting.units import carried_text, result_cell
 
 DEPTH_TENTH = 0.1  # the depth figure's unit: the share of an emotion's neurons per 0.1 depth
 
@@ -420,12 +423,35 @@ def _figures(runs: Sequence[ComparedRun], out: Path, frame: pd.DataFrame,
     return html
 
 
+def _units_html(units: pd.DataFrame) -> str:
+    """Per emotion and run, its neuron set and its direction removed at every position (own
+    accuracy, each against its random null) and which unit carries the emotion; "" where no
+    run has a ``units.csv``."""
+    if units.empty:
+        return ""
+    whole = units[(units.effect == "removal") & (units.scope == "all")
+                  & (units.statistic == "own")]
+    body = []
+    for emotion in EMOTIONS:
+        for run in dict.fromkeys(units.run):
+            rows = whole[(whole.emotion == emotion) & (whole.run == run)]
+            body.append([emotion, run, *(result_cell(rows[rows.unit == unit])
+                                         for unit in ("neurons", "direction")),
+                         carried_text(units[units.run == run], emotion)])
+    return (f'<p class="note">{escape(UNITS_INTRO)} Numbers: compare_units.csv, every run\'s '
+            "units.csv with its label.</p>" + table(
+                ["emotion", "run", "its neurons removed at every position",
+                 "its direction removed at every position", "which unit carries it"],
+                body, "Own-emotion accuracy drop (classifier), excess over the unit's random "
+                      "null, points [95% interval]", table_id="units"))
+
+
 def write_comparison(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     """Compare run directories into ``out``: ``compare.html``, ``compare.csv`` (one row per run
-    x emotion), ``distances.csv`` (every pair of runs, per emotion and pooled),
-    ``size_trend.csv`` (:func:`size_trend`), ``compare.json`` (runs, differences, distances,
-    sweep by relative depth, size trend, baselines) and ``figures/*.png|svg``. Return the HTML
-    path."""
+    x emotion), ``compare_units.csv`` (:func:`units_table`), ``distances.csv`` (every pair of
+    runs, per emotion and pooled), ``size_trend.csv`` (:func:`size_trend`), ``compare.json``
+    (runs, differences, distances, sweep by relative depth, size trend, baselines) and
+    ``figures/*.png|svg``. Return the HTML path."""
     out_dir = Path(out)
     runs = load_runs(run_dirs)
     diffs = differences(runs)
@@ -433,7 +459,9 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     distances = distance_table(runs)
     sweep = sweep_by_depth(runs)
     trend = size_trend(runs, frame)
+    units = units_table(runs)
     write_csv(out_dir / "compare.csv", frame)
+    write_csv(out_dir / "compare_units.csv", units)
     write_csv(out_dir / "distances.csv", distances)
     write_csv(out_dir / "size_trend.csv", trend)
     write_json(out_dir / COMPARISON, {
@@ -455,6 +483,8 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     html = page(title, subtitle, [
         Section("summary", "Summary", _summary(runs, frame, distances, sweep, diffs, trend)),
         Section("figures", "Figures", _figures(runs, out_dir, frame, distances, sweep)),
+        *([Section("units", "Neurons or directions, per run", _units_html(units))]
+          if not units.empty else []),
         Section("tables", "Tables", _tables(runs, frame, distances, sweep, trend)),
     ])
     path = out_dir / "compare.html"

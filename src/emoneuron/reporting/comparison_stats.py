@@ -17,9 +17,13 @@ difference of the two runs' independent bootstrap replicates; an accuracy: Newco
 across all runs, Spearman's rank correlation with log parameter count and the least-squares
 slope per tenfold more parameters. With four models these are descriptions, not tests: no p-value.
 
+Which unit carries each emotion (:func:`units_table`, ``compare_units.csv``): every run's
+``units.csv`` (its neuron sets beside its emotion directions, each against its own random null,
+:mod:`emoneuron.causal.units`) with the run's label, as each run's tables wrote them.
+
 Only run directories are read (``manifest.json``, ``neurons.json``, ``ablation.csv``,
-``effects.csv`` and, when present, ``sweep.csv``, ``stability.json`` and
-``baseline_extra.csv``); nothing is recomputed.
+``effects.csv`` and, when present, ``sweep.csv``, ``stability.json``,
+``baseline_extra.csv`` and ``units.csv``); nothing is recomputed.
 """
 
 from __future__ import annotations
@@ -356,6 +360,16 @@ def size_trend(runs: Sequence[ComparedRun], frame: pd.DataFrame) -> pd.DataFrame
                                    "pair_change": change.estimate, "pair_ci_low": change.low,
                                    "pair_ci_high": change.high})
     return pd.DataFrame(rows)
+
+
+def units_table(runs: Sequence[ComparedRun]) -> pd.DataFrame:
+    """``compare_units.csv``: each run's ``units.csv`` rows after a ``run`` column (its
+    label); runs without one (no probe, or written before it) add nothing."""
+    frames = [r.run.units.assign(run=r.label) for r in runs if r.run.units is not None]
+    if not frames:
+        return pd.DataFrame(columns=["run"])
+    table = pd.concat(frames, ignore_index=True)
+    return table[["run", *(c for c in table.columns if c != "run")]]
 
 
 def sweep_by_depth(runs: Sequence[ComparedRun]) -> pd.DataFrame:

@@ -17,7 +17,15 @@ import numpy.typing as npt
 import pandas as pd
 
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.layout import ABLATION, BASELINE_EXTRA, EFFECTS, SET_LEVEL, STABILITY, SWEEP
+from emoneuron.layout import (
+    ABLATION,
+    BASELINE_EXTRA,
+    EFFECTS,
+    SET_LEVEL,
+    STABILITY,
+    SWEEP,
+    UNITS,
+)
 from emoneuron.rundir import RunDir
 
 UNTESTED = "no set-level test in this run"
@@ -37,11 +45,12 @@ class RunResults:
     stability: dict[str, Any] | None  # stability.json (bootstrap of each emotion's set)
     baseline_extra: pd.DataFrame | None  # the unchanged model on --baseline-data
     set_level: pd.DataFrame | None  # each method's sets against many random sets: the verdicts
+    units: pd.DataFrame | None = None  # units.csv: each emotion's set beside its direction
 
 
 def load_results(run_dir: RunDir) -> RunResults:
     """The run's manifest, neurons, ablation, effects and, where the run wrote them, its sweep,
-    stability and extra baseline."""
+    stability, extra baseline, set-level test and comparison of the units."""
     manifest = run_dir.manifest()
     effects = run_dir.table(EFFECTS)
     if "control_set" not in effects:
@@ -52,7 +61,8 @@ def load_results(run_dir: RunDir) -> RunResults:
                       sweep=run_dir.read_csv(SWEEP, optional=True),
                       stability=run_dir.read_json(STABILITY, optional=True),
                       baseline_extra=run_dir.read_csv(BASELINE_EXTRA, optional=True),
-                      set_level=run_dir.read_csv(SET_LEVEL, optional=True))
+                      set_level=run_dir.read_csv(SET_LEVEL, optional=True),
+                      units=run_dir.read_csv(UNITS, optional=True))
 
 
 @dataclass(frozen=True)

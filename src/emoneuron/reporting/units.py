@@ -28,7 +28,7 @@ def _beyond(rows: pd.DataFrame) -> pd.Series:
     return rows.beyond.astype(str) == "True"
 
 
-def _cell(rows: pd.DataFrame) -> str:
+def result_cell(rows: pd.DataFrame) -> str:
     """One test's result (the first of ``rows``), or "-" where there is none."""
     if rows.empty:
         return "-"
@@ -41,7 +41,7 @@ def _cell(rows: pd.DataFrame) -> str:
 def _side_by_side(rows: pd.DataFrame, columns: list[str], header: str, caption: str) -> str:
     """A row per emotion and, per ``columns`` value (a scope or a judge, in ``header``), a
     column per unit."""
-    body = [[emotion, *(_cell(rows[(rows.emotion == emotion) & (rows[header] == column)
+    body = [[emotion, *(result_cell(rows[(rows.emotion == emotion) & (rows[header] == column)
                                    & (rows.unit == unit)])
                         for column in columns for unit in UNIT_NAMES)]
             for emotion in EMOTIONS]
@@ -74,23 +74,26 @@ def _dimension(units: pd.DataFrame) -> str:
                  body, "The dimension it takes: how many neurons match one direction's effect")
 
 
-def _closing(units: pd.DataFrame) -> list[str]:
-    """Per emotion, the units whose removal at every position lowers its own accuracy beyond
-    their random null, and those whose steering moves toward it (any judge)."""
-    lines = []
-    for emotion in EMOTIONS:
-        own = units[(units.emotion == emotion) & _beyond(units)]
-        removed = own[(own.effect == "removal") & (own.scope == "all")
-                      & (own.statistic == "own")].unit.tolist()
-        steered = list(dict.fromkeys(own[own.effect == "steering"].unit))
-        carried = (" and ".join(UNIT_NAMES[u] for u in removed) if removed
-                   else "neither unit")
-        line = f"{emotion}: removing {carried} lowers it beyond the random null"
-        if steered:
-            line += f"; steering with {' and '.join(UNIT_NAMES[u] for u in steered)} moves " \
-                    "continuations toward it beyond random"
-        lines.append(line + ".")
-    return lines
+def carriers(units: pd.DataFrame, emotion: str) -> tuple[list[str], list[str]]:
+    """The units whose removal at every position lowers ``emotion``'s own accuracy beyond
+    their random null, and those whose steering moves continuations toward it (any judge),
+    from a run's ``units.csv``."""
+    own = units[(units.emotion == emotion) & _beyond(units)]
+    removed = own[(own.effect == "removal") & (own.scope == "all")
+                  & (own.statistic == "own")].unit.tolist()
+    return removed, list(dict.fromkeys(own[own.effect == "steering"].unit))
+
+
+def carried_text(units: pd.DataFrame, emotion: str) -> str:
+    """:func:`carriers` in words, e.g. "removing its neurons lowers it beyond the random
+    null"."""
+    removed, steered = carriers(units, emotion)
+    carried = " and ".join(UNIT_NAMES[u] for u in removed) if removed else "neither unit"
+    text = f"removing {carried} lowers it beyond the random null"
+    if steered:
+        text += (f"; steering with {' and '.join(UNIT_NAMES[u] for u in steered)} moves "
+                 "continuations toward it beyond random")
+    return text
 
 
 def units_html(units: pd.DataFrame | None) -> str:
@@ -107,7 +110,7 @@ def units_html(units: pd.DataFrame | None) -> str:
                                    "the emotion, excess over the unit's nulls, points "
                                    "[95% interval]"))
     parts.append(_dimension(units))
-    closing = ul(_closing(units))
+    closing = ul([f"{emotion}: {carried_text(units, emotion)}." for emotion in EMOTIONS])
     return ("".join(parts) + "<h3>Which unit carries each emotion</h3>"
             + f'<p class="note">{escape(CLOSING)}</p>' + closing)
 
