@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import re
+from functools import partial
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
 from matplotlib.figure import Figure
 
-from emoneuron.reporting.html import Section, hover, page, render_figure, table
+from emoneuron.reporting.html import Section, figure_key, hover, page, render_figure, table
+
+DRAWN: list[str] = []  # the data each _bars figure was drawn from, in order
+
+
+def _bars(values: pd.DataFrame, highlighted: set[str]) -> Figure:
+    """A figure with a hover box per bar; each draw is recorded in DRAWN."""
+    DRAWN.append(values.to_csv())
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.bar(values.index, values.x, color=["red" if i in highlighted else "grey"
+                                          for i in values.index])
+    for k, label in enumerate(values.index):
+        hover(ax, (k - 0.4, 0, k + 0.4, float(values.x.iloc[k])), f"{label}: {values.x.iloc[k]}")
+    return fig
+
+
+def _failing() -> Figure:
+    raise RuntimeError("drawing failed")
 
 
 def test_page_has_sections_in_order_a_nav_and_only_inline_script() -> None:
@@ -48,3 +69,36 @@ def test_hover_boxes_sit_on_their_data_region(tmp_path: Path) -> None:
     assert "<figcaption><b>Demo.</b> A caption.</figcaption>" in html
     assert (tmp_path / "demo.png").read_bytes().startswith(b"\x89PNG")
     assert b"<svg" in (tmp_path / "demo.svg").read_bytes()
+
+
+def test_a_figure_is_drawn_once_per_content_and_reused_byte_for_byte(tmp_path: Path) -> None:
+    DRAWN.clear()
+    values = pd.DataFrame({"x": [1.0, 3.0, 2.0]}, index=["a", "b", "c"])
+    # The set's order differs between processes; the key must not.
+    first = render_figure(tmp_path, "bars", "T", "c", partial(_bars, values, {"b", "a"}))
+    again = render_figure(tmp_path, "bars", "T", "c", partial(_bars, values.copy(), {"a", "b"}))
+    assert again == first and len(DRAWN) == 1  # reused: the same page, not drawn again
+    assert first.count("<span ") == 3  # the hover boxes came back with it
+    changed = values.assign(x=[1.0, 3.0, 2.5])
+    render_figure(tmp_path, "bars", "T", "c", partial(_bars, changed, {"a", "b"}))
+    render_figure(tmp_path, "bars", "T", "another caption", partial(_bars, changed, {"a", "b"}))
+    assert len(DRAWN) == 3  # other data, then another caption: drawn again
+    (tmp_path / "bars.svg").unlink()  # a file of the figure missing: drawn again
+    render_figure(tmp_path, "bars", "T", "another caption", partial(_bars, changed, {"a", "b"}))
+    assert len(DRAWN) == 4 and (tmp_path / "bars.svg").is_file()
+    kept = json.loads((tmp_path / "bars.json").read_text())
+    assert kept["key"] == figure_key("T", "another caption", partial(_bars, changed, {"b", "a"}))
+
+
+def test_a_figure_that_cannot_be_keyed_is_always_drawn_and_a_failed_draw_keeps_no_key(
+        tmp_path: Path) -> None:
+    DRAWN.clear()
+    values = pd.DataFrame({"x": [1.0]}, index=["a"])
+    for _ in range(2):
+        render_figure(tmp_path, "plain", "T", "c", lambda: _bars(values, set()))
+    assert len(DRAWN) == 2 and not (tmp_path / "plain.json").exists()
+    render_figure(tmp_path, "bars", "T", "c", partial(_bars, values, set()))
+    assert (tmp_path / "bars.json").exists()
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        render_figure(tmp_path, "bars", "T", "c", partial(_failing))
+    assert not (tmp_path / "bars.json").exists()  # the old key no longer names these files

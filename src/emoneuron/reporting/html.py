@@ -6,20 +6,35 @@ PNG, nothing is fetched when the page is viewed. Each figure is also written as
 marks regions with :func:`hover` (in data coordinates) and :func:`render_figure` lays a
 transparent box with a ``title`` over each, positioned in percent so it follows the image when
 the page scales it.
+
+A figure is drawn once per content: beside ``<name>.png|svg`` :func:`render_figure` keeps
+``<name>.json``, the key of what it was drawn from (the builder's arguments, the source of its
+module and of this one, matplotlib's version) and its hover boxes; a later report whose key
+matches reuses the files instead of drawing again (drawing is nearly all of a report's time).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
+import inspect
 import io
+import json
 import math
+import pickle
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from html import escape
 from pathlib import Path
+from typing import Any
 from weakref import WeakKeyDictionary
 
 import matplotlib
+import numpy as np
+import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -168,22 +183,81 @@ def _hover_html(fig: Figure) -> str:
     return "".join(spans)
 
 
+def _canonical(value: Any) -> Any:
+    """``value`` in a form whose pickle depends on its content only (sets sorted, tables and
+    arrays as their bytes), for :func:`figure_key`."""
+    if isinstance(value, pd.DataFrame | pd.Series):
+        return ("table", value.to_csv().encode())
+    if isinstance(value, np.ndarray):
+        return ("array", str(value.dtype), value.shape, value.tobytes())
+    if isinstance(value, set | frozenset):
+        return ("set", sorted(map(repr, value)))
+    if isinstance(value, dict):
+        return ("dict", sorted((repr(k), _canonical(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, [_canonical(v) for v in value])
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (type(value).__qualname__, _canonical(dataclasses.asdict(value)))
+    return value
+
+
+def figure_key(title: str, caption: str, build: Callable[[], Figure]) -> str | None:
+    """What a figure is drawn from, hashed: None where it cannot be said (a builder that is not
+    a ``partial`` of a module-level function over picklable data), and then it is drawn."""
+    if not isinstance(build, partial):
+        return None
+    try:
+        payload = pickle.dumps((build.func.__module__, build.func.__qualname__,
+                                _canonical(build.args), _canonical(build.keywords), title,
+                                caption, matplotlib.__version__), protocol=5)
+        sources = [inspect.getsource(sys.modules[build.func.__module__]),
+                   inspect.getsource(sys.modules[__name__])]
+    except (pickle.PicklingError, TypeError, AttributeError, KeyError, OSError):
+        return None
+    digest = hashlib.sha256(payload)
+    for source in sources:
+        digest.update(source.encode())
+    return digest.hexdigest()
+
+
+def _drawn(fig_dir: Path, name: str, key: str | None) -> tuple[bytes, str] | None:
+    """The PNG and hover boxes of ``name`` where they were drawn from ``key``."""
+    if key is None:
+        return None
+    try:
+        kept = json.loads((fig_dir / f"{name}.json").read_text(encoding="utf-8"))
+        if kept.get("key") != key or not (fig_dir / f"{name}.svg").is_file():
+            return None
+        return (fig_dir / f"{name}.png").read_bytes(), str(kept["hovers"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def render_figure(fig_dir: Path, name: str, title: str, caption: str,
                   build: Callable[[], Figure]) -> str:
-    """Build a figure, write ``fig_dir/name.png|svg`` and return its embedded ``<figure>``."""
-    fig = build()
-    try:
-        fig.suptitle(title, fontweight="bold")
-        png = io.BytesIO()
-        fig.savefig(png, format="png", dpi=100)
-        spans = _hover_html(fig)  # after the PNG's draw, so the boxes match its layout
-        with atomic_open(fig_dir / f"{name}.png", "wb") as handle:
-            handle.write(png.getvalue())
-        with atomic_open(fig_dir / f"{name}.svg", "wb") as handle:
-            fig.savefig(handle, format="svg", metadata={"Date": None})
-    finally:
-        plt.close(fig)
-    data = base64.b64encode(png.getvalue()).decode("ascii")
+    """Build a figure, write ``fig_dir/name.png|svg`` (and ``name.json``, its key) and return
+    its embedded ``<figure>``; reuse the files where they were drawn from the same content."""
+    key = figure_key(title, caption, build)
+    drawn = _drawn(fig_dir, name, key)
+    if drawn is None:
+        (fig_dir / f"{name}.json").unlink(missing_ok=True)  # no key beside files it did not draw
+        fig = build()
+        try:
+            fig.suptitle(title, fontweight="bold")
+            png = io.BytesIO()
+            fig.savefig(png, format="png", dpi=100)
+            spans = _hover_html(fig)  # after the PNG's draw, so the boxes match its layout
+            with atomic_open(fig_dir / f"{name}.png", "wb") as handle:
+                handle.write(png.getvalue())
+            with atomic_open(fig_dir / f"{name}.svg", "wb") as handle:
+                fig.savefig(handle, format="svg", metadata={"Date": None})
+        finally:
+            plt.close(fig)
+        drawn = png.getvalue(), spans
+        if key is not None:  # written last: a key names complete files only
+            with atomic_open(fig_dir / f"{name}.json") as handle:
+                json.dump({"key": key, "hovers": spans}, handle)
+    data = base64.b64encode(drawn[0]).decode("ascii")
     return (f'<figure id="fig-{name}"><div class="fig"><img src="data:image/png;base64,{data}"'
-            f' alt="{escape(title)}">{spans}</div>'
+            f' alt="{escape(title)}">{drawn[1]}</div>'
             f"<figcaption><b>{escape(title)}.</b> {escape(caption)}</figcaption></figure>")

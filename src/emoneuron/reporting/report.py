@@ -383,7 +383,7 @@ def _figures_html(run: RunResults, run_dir: RunDir, effects: list[SelfEffect],
             + confusion_figure(run_dir.read_csv(CONFUSION, optional=True), render))
     if sweep is None:
         for name in SWEEP_FIGURES:  # do not leave figures of an earlier sweep beside this report
-            for suffix in (".png", ".svg"):
+            for suffix in (".png", ".svg", ".json"):
                 (run_dir.file(FIGURES) / f"{name}{suffix}").unlink(missing_ok=True)
         html += ('<p class="note">No layer-range x proportion sweep in this run (sweep.csv '
                  "missing or without self-effect rows), so its figures are omitted.</p>")
