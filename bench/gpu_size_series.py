@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from recording_speed import PASSES, measure
 
-from emoneuron.causal.sweep import grid
+from emoneuron.causal.conditions.grid import grid
 from emoneuron.config import preset_config
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.data.synth import synthesize

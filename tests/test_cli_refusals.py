@@ -151,8 +151,9 @@ def _no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("a model was loaded before the refusal")
 
-    for module in ("emoneuron.models.loading", "emoneuron.pipeline", "emoneuron.causal.methods",
-                   "emoneuron.causal.prompts"):
+    for module in ("emoneuron.models.loading", "emoneuron.pipeline",
+                   "emoneuron.causal.experiments.method_comparison",
+                   "emoneuron.causal.evaluation.prompts"):
         monkeypatch.setattr(f"{module}.load", refuse)
 
 

@@ -48,8 +48,8 @@ def test_no_two_fields_of_a_run_map_to_one_flag() -> None:
 
 
 def test_each_registry_is_keyed_by_its_literal() -> None:
-    from emoneuron.causal.classifier import PROMPT_STYLES
-    from emoneuron.causal.intervene import REPLACEMENTS
+    from emoneuron.causal.evaluation.classifier import PROMPT_STYLES
+    from emoneuron.causal.evaluation.intervene import REPLACEMENTS
     from emoneuron.models.adapters import ADAPTERS
     from emoneuron.recording.statistics import TOKEN_POLICIES
     from emoneuron.selection.controls import CONTROLS

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from emoneuron import pipeline
-from emoneuron.causal.setlevel import set_level_conditions
-from emoneuron.causal.significance import holm
-from emoneuron.causal.sweep import grid
+from emoneuron.causal.conditions.grid import grid
+from emoneuron.causal.inference.setlevel import set_level_conditions
+from emoneuron.causal.inference.significance import holm
 from emoneuron.cli import main
 from emoneuron.config import RunConfig, preset_config
 from emoneuron.data.schema import EMOTIONS, read_records
@@ -354,7 +354,7 @@ def test_report_shows_dose_response_and_steering(run_dir: Path) -> None:
 
 def test_cli_evaluate_compares_prompt_variants_on_one_split(tmp_path: Path,
                                                             tiny_model_dir: Path) -> None:
-    from emoneuron.causal.classifier import Classifier, order_shots
+    from emoneuron.causal.evaluation.classifier import Classifier, order_shots
     from emoneuron.data.split import split
     from emoneuron.models.loading import load
 

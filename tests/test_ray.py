@@ -14,10 +14,13 @@ import pandas as pd
 import pytest
 import torch
 
-from emoneuron.causal.classifier import Classifier, order_shots
-from emoneuron.causal.directions import EmotionDirections
-from emoneuron.causal.probe import Probe
-from emoneuron.causal.sweep import ConditionStore, Design, EvaluationSetup, Sources, execute, grid
+from emoneuron.causal.conditions.grid import grid
+from emoneuron.causal.conditions.store import ConditionStore
+from emoneuron.causal.config import Design
+from emoneuron.causal.evaluation.classifier import Classifier, order_shots
+from emoneuron.causal.evaluation.execution import EvaluationSetup, Sources, execute
+from emoneuron.causal.evaluation.probe import Probe
+from emoneuron.causal.experiments.directions import EmotionDirections
 from emoneuron.config import preset_config
 from emoneuron.data.schema import Record
 from emoneuron.data.synth import synthesize

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from run_fixtures import N_LAYERS, make_run
 
-from emoneuron.causal.baseline import baseline_table, sample_per_emotion
-from emoneuron.causal.classifier import Classifier
-from emoneuron.causal.summaries import BALANCED, CORPUS_WEIGHTED, OVERALL
+from emoneuron.causal.evaluation.baseline import baseline_table, sample_per_emotion
+from emoneuron.causal.evaluation.classifier import Classifier
+from emoneuron.causal.inference.summaries import BALANCED, CORPUS_WEIGHTED, OVERALL
 from emoneuron.config import PRESETS, preset_config
 from emoneuron.data.schema import EMOTIONS, NEUTRAL, Record, Turn, write_records
 from emoneuron.errors import UserError

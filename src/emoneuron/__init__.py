@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from emoneuron.version import __version__
 
 if TYPE_CHECKING:
-    from emoneuron.causal.intervene import Ablation, applied
+    from emoneuron.causal.evaluation.intervene import Ablation, applied
     from emoneuron.config import RunConfig
     from emoneuron.data.synth import synthesize
     from emoneuron.models.loading import load
@@ -37,8 +37,8 @@ _HOMES = {
     "record": "emoneuron.recording.recorder",
     "identify": "emoneuron.selection.identify",
     "IdentifyConfig": "emoneuron.selection.config",
-    "Ablation": "emoneuron.causal.intervene",
-    "applied": "emoneuron.causal.intervene",
+    "Ablation": "emoneuron.causal.evaluation.intervene",
+    "applied": "emoneuron.causal.evaluation.intervene",
     "RunConfig": "emoneuron.config",
     "run": "emoneuron.pipeline",
     "open_run": "emoneuron.rundir",

@@ -176,7 +176,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> None:
-    from emoneuron.causal.methods import evaluate_sets
+    from emoneuron.causal.experiments.method_comparison import evaluate_sets
     from emoneuron.layout import REPORT
     from emoneuron.reporting.report import write_report
     from emoneuron.rundir import RunDir
@@ -202,13 +202,13 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 def _cmd_data_load(args: argparse.Namespace) -> None:
     _check_output_file(args.out)
-    from emoneuron.data.loaders import LoadOptions, load
+    from emoneuron.data.loaders import LoadOptions, load_corpus
     from emoneuron.data.schema import write_records
 
     options = LoadOptions(**{name: getattr(args, name) for name in (
         "split", "context", "text_column", "label_column", "id_column", "speaker_column",
         "dialogue_column", "turn_separator")})
-    loaded = load(args.format, args.path, options)
+    loaded = load_corpus(args.format, args.path, options)
     write_records(args.out, loaded.records)
     print("\n".join(loaded.report.lines()))
     print(f"wrote {len(loaded.records)} records to {args.out}")
@@ -218,10 +218,10 @@ def _cmd_data_stats(args: argparse.Namespace) -> None:
     import json
 
     from emoneuron.data.schema import read_records
-    from emoneuron.data.summary import describe, format_table
+    from emoneuron.data.summary import describe, summary_text
 
     summary = describe(read_records(args.file))
-    print(json.dumps(summary, indent=2) if args.json else format_table(summary))
+    print(json.dumps(summary, indent=2) if args.json else summary_text(summary))
 
 
 def _cmd_data_overlap(args: argparse.Namespace) -> None:
@@ -383,7 +383,7 @@ def _cmd_identify(args: argparse.Namespace) -> None:
 
 
 def _cmd_neuron(args: argparse.Namespace) -> None:
-    from emoneuron.causal.cards import check_neuron, format_card, neuron_card
+    from emoneuron.causal.experiments.cards import check_neuron, format_card, neuron_card
     from emoneuron.data.schema import read_records
     from emoneuron.io import read_json
     from emoneuron.layout import MANIFEST, NEURONS
@@ -445,7 +445,7 @@ def _cmd_neurons_export(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.out:
         _check_output_file(args.out)
-    from emoneuron.causal.prompts import VariantsConfig, evaluate_prompts
+    from emoneuron.causal.evaluation.prompts import VariantsConfig, evaluate_prompts
     from emoneuron.data.schema import read_records
     from emoneuron.data.synth import synthesize
 

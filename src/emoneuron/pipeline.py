@@ -27,12 +27,25 @@ from typing import Any
 import pandas as pd
 import torch
 
-from emoneuron.causal.attribution import attribute
-from emoneuron.causal.baseline import baseline_table
-from emoneuron.causal.cards import write_cards
-from emoneuron.causal.classifier import CHANCE, Classifier, order_shots
-from emoneuron.causal.directions import EmotionDirections, direction_writes
-from emoneuron.causal.dirtest import (
+from emoneuron.causal.conditions.grid import Condition, grid, is_sweep
+from emoneuron.causal.conditions.store import ConditionStore
+from emoneuron.causal.config import Design
+from emoneuron.causal.evaluation.baseline import baseline_table
+from emoneuron.causal.evaluation.classifier import CHANCE, Classifier, order_shots
+from emoneuron.causal.evaluation.execution import (
+    EvaluationSetup,
+    Sources,
+    ablation_for,
+    execute,
+    execute_interventions,
+)
+from emoneuron.causal.evaluation.probe import Probe, emotion_labels, residual_features
+from emoneuron.causal.evaluation.prompts import PromptChoice, check_prompts, choose_prompt
+from emoneuron.causal.evaluation.readout import probe_from, readout_rows
+from emoneuron.causal.experiments.attribution import attribute
+from emoneuron.causal.experiments.cards import write_cards
+from emoneuron.causal.experiments.directions import EmotionDirections, direction_writes
+from emoneuron.causal.experiments.dirtest import (
     LAYER_CHOICE,
     NULLS,
     DirectionUnits,
@@ -41,19 +54,18 @@ from emoneuron.causal.dirtest import (
     direction_table,
     probe_accuracy,
 )
-from emoneuron.causal.dirtest import probe_rows as dirtest_probe_rows
-from emoneuron.causal.equal_size import at_equal_size
-from emoneuron.causal.methods import (
+from emoneuron.causal.experiments.dirtest import probe_rows as dirtest_probe_rows
+from emoneuron.causal.experiments.equal_size import at_equal_size
+from emoneuron.causal.experiments.method_comparison import (
     RUN_METHOD,
     Compared,
     compare_in_run,
     selection_methods,
     update_methods_table,
 )
-from emoneuron.causal.probe import Probe, emotion_labels, residual_features
-from emoneuron.causal.prompts import PromptChoice, check_prompts, choose_prompt
-from emoneuron.causal.readout import probe_from, readout_rows
-from emoneuron.causal.setlevel import (
+from emoneuron.causal.experiments.steer import steer
+from emoneuron.causal.experiments.steerjudge import generated_by_steer, judged_steering
+from emoneuron.causal.inference.setlevel import (
     effect_emotions,
     effect_sweep_cells,
     effect_sweep_table,
@@ -64,22 +76,8 @@ from emoneuron.causal.setlevel import (
     set_level_cells,
     set_level_table,
 )
-from emoneuron.causal.steer import steer
-from emoneuron.causal.steerjudge import generated_by_steer, judged_steering
-from emoneuron.causal.sweep import (
-    Condition,
-    ConditionStore,
-    Design,
-    EvaluationSetup,
-    Sources,
-    ablation_for,
-    execute,
-    execute_interventions,
-    grid,
-    is_sweep,
-)
-from emoneuron.causal.tables import ablation_tables, dose_table, sweep_table
-from emoneuron.causal.units import unit_comparison
+from emoneuron.causal.inference.tables import ablation_tables, dose_table, sweep_table
+from emoneuron.causal.inference.units import unit_comparison
 from emoneuron.config import RunConfig
 from emoneuron.data.dedup import check_leaks
 from emoneuron.data.schema import (

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from emoneuron.causal.equal_size import EQUAL
+from emoneuron.causal.experiments.equal_size import EQUAL
 from emoneuron.config import preset_config
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.pipeline import run

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from emoneuron.causal.config import LAYER_RANGES
-from emoneuron.causal.summaries import BALANCED, CORPUS_WEIGHTED, OVERALL
+from emoneuron.causal.inference.summaries import BALANCED, CORPUS_WEIGHTED, OVERALL
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.io import atomic_open, write_csv, write_json
 from emoneuron.layout import COMPARISON, FIGURES

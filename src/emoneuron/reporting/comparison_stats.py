@@ -36,8 +36,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from emoneuron.causal.config import LAYER_RANGES
-from emoneuron.causal.significance import Interval, newcombe_interval
-from emoneuron.causal.summaries import summary_rows
+from emoneuron.causal.inference.significance import Interval, newcombe_interval
+from emoneuron.causal.inference.summaries import summary_rows
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.options import flat_settings
