@@ -68,14 +68,14 @@ def test_each_registry_is_keyed_by_its_literal() -> None:
 
 def _parsed_run(*options: str) -> RunConfig:
     seen: list[RunConfig] = []
-    import emoneuron.pipeline
+    import emoneuron.app.run
 
-    original = emoneuron.pipeline.run
-    emoneuron.pipeline.run = lambda config, *_, **__: seen.append(config)  # type: ignore[assignment,misc,return-value]
+    original = emoneuron.app.run.run
+    emoneuron.app.run.run = lambda config, *_, **__: seen.append(config)  # type: ignore[assignment,misc,return-value]
     try:
         assert main(["run", "--out", "unused", *options]) == 0
     finally:
-        emoneuron.pipeline.run = original
+        emoneuron.app.run.run = original
     return seen[0]
 
 

@@ -33,7 +33,7 @@ QUICK_START = {
     "Ablation": "emoneuron.causal.evaluation.intervene",
     "applied": "emoneuron.causal.evaluation.intervene",
     "RunConfig": "emoneuron.config",
-    "run": "emoneuron.pipeline",
+    "run": "emoneuron.app.run",
 }
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from emoneuron.app.run import run
 from emoneuron.causal.conditions.grid import grid
 from emoneuron.causal.conditions.store import ConditionStore
 from emoneuron.causal.config import Design
@@ -27,7 +28,6 @@ from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
 from emoneuron.executors import ExecutorConfig, LocalExecutor, RayExecutor
 from emoneuron.models.loading import LoadedModel, ModelSpec, load
-from emoneuron.pipeline import run
 from emoneuron.recording.attribution_stats import AttributionStats
 from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record, record_sharded

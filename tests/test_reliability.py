@@ -17,6 +17,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from emoneuron.app.run import design_of
 from emoneuron.causal.conditions.grid import grid
 from emoneuron.causal.experiments.dirtest import NULLS, direction_cells
 from emoneuron.causal.experiments.method_comparison import method_conditions
@@ -33,7 +34,6 @@ from emoneuron.data.schema import (
     write_records,
 )
 from emoneuron.errors import UserError
-from emoneuron.pipeline import design_of
 from emoneuron.selection.identify import SELECTION_METHODS
 
 # -- kill and resume, determinism --------------------------------------------------------------

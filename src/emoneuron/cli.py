@@ -170,24 +170,18 @@ def _cmd_run(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
     config = run_config(args)
     log.debug("configuration: %s", json.dumps(dataclasses.asdict(config)))
-    from emoneuron.pipeline import run
+    from emoneuron.app.run import run
 
     print(f"report: {run(config, args.out, progress=not args.quiet)}")
 
 
 def _cmd_ablate(args: argparse.Namespace) -> None:
-    from emoneuron.causal.experiments.method_comparison import evaluate_sets
-    from emoneuron.layout import REPORT
-    from emoneuron.reporting.report import write_report
-    from emoneuron.rundir import RunDir
-    from emoneuron.selection.identify import NeuronSets
+    from emoneuron.app.ablate import ablate
 
-    sets = NeuronSets.load(args.neurons)
-    table = evaluate_sets(args.run_dir, sets, args.name or args.neurons.stem,
-                          progress=not args.quiet, source=args.neurons)
+    table, report = ablate(args.run_dir, args.neurons, args.name, progress=not args.quiet)
     print(f"method comparison: {table}")
-    if RunDir(args.run_dir).exists(REPORT):
-        print(f"report: {write_report(args.run_dir)}")
+    if report is not None:
+        print(f"report: {report}")
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -470,7 +464,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 def _cmd_series(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
-    from emoneuron.series import SeriesConfig, run_series
+    from emoneuron.app.series import SeriesConfig, run_series
 
     options = _given(SeriesConfig, args)
     print(f"comparison: {run_series(SeriesConfig(**options), args.out)}")
@@ -787,7 +781,7 @@ def _add_compare(compare: argparse.ArgumentParser) -> None:
 
 
 def _add_series(series: argparse.ArgumentParser) -> None:
-    from emoneuron.series import SeriesConfig
+    from emoneuron.app.series import SeriesConfig
 
     _add_dataclass_options(series, SeriesConfig)
     series.add_argument("--out", type=Path, required=True,

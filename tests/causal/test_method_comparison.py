@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 from file_safety import tree
 
+from emoneuron.app import ablate as app_ablate
+from emoneuron.app.run import run
 from emoneuron.causal.evaluation.classifier import Classifier, order_shots
 from emoneuron.causal.evaluation.prompts import choose_prompt
-from emoneuron.causal.experiments import method_comparison
 from emoneuron.causal.inference.significance import stratified_interval
 from emoneuron.cli import main
 from emoneuron.config import RunConfig, preset_config
@@ -25,7 +26,6 @@ from emoneuron.data.split import split
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel
-from emoneuron.pipeline import run
 from emoneuron.selection.identify import SELECTION_METHODS
 
 OPTIONS = {"per_emotion": 10, "max_turns": 2, "eval_fraction": 0.4, "share": 0.05,
@@ -154,7 +154,7 @@ def _no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("the model was loaded before the refusal")
 
-    monkeypatch.setattr(method_comparison, "load", refuse)
+    monkeypatch.setattr(app_ablate, "load", refuse)
 
 
 @pytest.mark.parametrize("name", ["run", "lape", "auroc", "attribution"])
@@ -328,7 +328,7 @@ def test_run_records_its_prompt_choice_and_preset(run_dir: Path) -> None:
 def test_presets_fill_what_the_command_line_leaves_out(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: list[RunConfig] = []
-    monkeypatch.setattr(importlib.import_module("emoneuron.pipeline"), "run",
+    monkeypatch.setattr(importlib.import_module("emoneuron.app.run"), "run",
                         lambda config, *_, **__: seen.append(config))
     assert main(["run", "--preset", "demo", "--max-turns", "3", "--out", str(tmp_path)]) == 0
     assert main(["run", "--out", str(tmp_path)]) == 0

@@ -21,7 +21,8 @@ per method, methods ranked by the mean; ``near_chance`` marks an emotion whose b
 show a drop (:func:`emoneuron.causal.inference.significance.near_chance`). ``emoneuron run
 --compare-methods`` fills it for the registered methods
 (:data:`emoneuron.selection.identify.SELECTION_METHODS`) from the run's own recordings; ``emoneuron
-ablate`` (:func:`evaluate_sets`) adds any neurons.json in a finished run's context.
+ablate`` (:func:`emoneuron.app.ablate.ablate`) adds any neurons.json in a finished run's
+context.
 
 Each method's sets are removed at the site they were found at; in mode ``mean`` the values
 come from the recording at that site (:attr:`Compared.sources`).
@@ -29,44 +30,22 @@ come from the recording at that site (:attr:`Compared.sources`).
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from emoneuron.causal.conditions.grid import Condition, grid
+from emoneuron.causal.conditions.grid import Condition
 from emoneuron.causal.conditions.store import ConditionStore, correctness
 from emoneuron.causal.config import Design
-from emoneuron.causal.evaluation.classifier import Classifier, order_shots
+from emoneuron.causal.evaluation.classifier import Classifier
 from emoneuron.causal.evaluation.execution import EvaluationSetup, Sources, execute
-from emoneuron.causal.evaluation.intervene import Ablation
 from emoneuron.causal.inference.significance import Interval, near_chance, stratified_interval
 from emoneuron.causal.inference.summaries import MEAN_ROW
-from emoneuron.causal.inference.tables import ablation_tables
-from emoneuron.data.schema import EMOTIONS, Record, records_hash
-from emoneuron.errors import UserError
+from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.executors import Executor
-from emoneuron.io import read_json, sha256_bytes, write_csv
-from emoneuron.layout import (
-    CONDITIONS,
-    FIGURES,
-    LOCK,
-    MANIFEST,
-    METHODS,
-    METHODS_TABLE,
-    NEURONS,
-    REPORT,
-    method_dir,
-    method_file,
-)
-from emoneuron.models.loading import load
-from emoneuron.options import flat_settings
-from emoneuron.rundir import RunDir
 from emoneuron.selection.identify import NeuronSets, SelectionMethod, selection_method
 
 RUN_METHOD = "run"  # the run's own sets, when no compared method equals them
@@ -163,12 +142,11 @@ def _row(compared: Compared, emotion: str, excess: Interval, is_near_chance: boo
             "near_chance": is_near_chance}
 
 
-def update_methods_table(run_dir: RunDir, rows: Sequence[Mapping[str, Any]]) -> Path:
-    """Put ``rows`` into the run's methods.csv in place of their methods' earlier rows, and
-    rank every method there by its mean specific excess drop (1 = largest)."""
-    path = run_dir.file(METHODS_TABLE)
+def ranked_methods_table(earlier: pd.DataFrame | None,
+                         rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """``methods.csv`` with ``rows`` in place of their methods' ``earlier`` rows (the table as
+    it was, or None), every method ranked by its mean specific excess drop (1 = largest)."""
     table = pd.DataFrame(list(rows))
-    earlier = run_dir.read_csv(METHODS_TABLE, optional=True)
     if earlier is not None:
         earlier = earlier.drop(columns="rank")
         table = pd.concat([earlier[~earlier.method.isin(table.method)], table],
@@ -177,10 +155,8 @@ def update_methods_table(run_dir: RunDir, rows: Sequence[Mapping[str, Any]]) -> 
     rank = means.astype(float).rank(ascending=False, method="first").astype(int)
     table.insert(0, "rank", table.method.map(rank))
     order = {e: k for k, e in enumerate([MEAN_ROW, *EMOTIONS])}
-    table = table.sort_values(["rank", "masked_emotion"], key=lambda column: (
+    return table.sort_values(["rank", "masked_emotion"], key=lambda column: (
         column.map(order) if column.name == "masked_emotion" else column), ignore_index=True)
-    write_csv(path, table)
-    return path
 
 
 def compare_in_run(classifier: Classifier, evaluation: Sequence[Record],
@@ -198,96 +174,3 @@ def compare_in_run(classifier: Classifier, evaluation: Sequence[Record],
                 progress, executor, setup)
         rows += comparison_rows(store, evaluation, conditions, method, seeds)
     return rows
-
-
-def _checked_name(name: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise UserError(f"method name {name!r}: use letters, digits, '.', '_' or '-', "
-                        "e.g. --name my-method")
-    return name
-
-
-def _check_free(run_dir: RunDir, name: str, sets: NeuronSets) -> None:
-    """Refuse a method name whose results ablate would replace: the run's own selection
-    (``run`` or its name), a method the run compared, or an earlier ablate's other neurons (or a
-    file) under ``methods/``. The same neurons under their earlier name resume that ablate."""
-    manifest = run_dir.manifest()
-    own = {RUN_METHOD, manifest.get("selection", {}).get("name"),
-           *flat_settings(manifest.get("config", {})).get("compare_methods", ())}
-    if name in own:
-        raise UserError(f"--name {name}: a method of the run in {run_dir.path} (its results in "
-                        f"{METHODS_TABLE} would be replaced); choose another --name")
-    folder = run_dir.file(method_dir(name))
-    if not folder.exists():
-        return
-    try:
-        earlier = read_json(run_dir.file(method_file(name, NEURONS)))
-    except (OSError, ValueError):
-        earlier = None
-    if earlier != json.loads(json.dumps(sets.to_json())):
-        raise UserError(f"--name {name}: {folder} holds other results (an earlier ablate's, or "
-                        "a file); choose another --name, or give the same neurons file to "
-                        "resume that ablate")
-
-
-def _stored_baseline(run_dir: RunDir) -> dict[str, Any] | None:
-    """The main run's stored baseline entry, to be reused rather than evaluated again."""
-    if not run_dir.exists(CONDITIONS):
-        return None
-    run_dir.check(CONDITIONS)
-    return ConditionStore.entries(run_dir.file(CONDITIONS)).get(Condition("baseline").key)
-
-
-def evaluate_sets(directory: str | Path, sets: NeuronSets, name: str,
-                  progress: bool = True, source: str | Path = "the neurons") -> Path:
-    """Evaluate ``sets`` (read from the file ``source``, named in errors) in the context of the
-    finished run in ``directory``: its evaluation split, few-shot examples, classifier,
-    intervention and random control seeds. Writes ``methods/NAME/`` there (neurons.json, a
-    resumable conditions.jsonl, ablation.csv, effects.csv, specificity.csv, confusion.csv),
-    updates methods.csv, lists them in the manifest and returns methods.csv's path. The name,
-    the sets and every file it reads are checked before the model loads or anything is
-    written."""
-    run_dir = RunDir(directory)
-    manifest = run_dir.manifest()
-    config, evaluation_setup = flat_settings(manifest["config"]), manifest["evaluation"]
-    name = _checked_name(name)
-    run_dir.check_fits(sets, source)
-    _check_free(run_dir, name, sets)
-    # Also the report's files, which `emoneuron ablate` rewrites after.
-    run_dir.check_writable("ablate", [METHODS_TABLE, MANIFEST, LOCK, REPORT],
-                           [METHODS, method_dir(name), FIGURES])
-    evaluation = run_dir.records("eval")
-    fewshot = run_dir.records("fewshot")
-    sources = Sources(run_dir.recording().stats())
-    baseline = _stored_baseline(run_dir)
-    if run_dir.exists(METHODS_TABLE):
-        run_dir.check(METHODS_TABLE)
-    loaded = load(config["model"], device=config["device"], progress=progress)
-    shots = order_shots(fewshot, config["seed"], config["shots"])
-    classifier = Classifier(loaded, shots, config["batch_size"],
-                            evaluation_setup.get("calibrate", config["calibrate"]),
-                            evaluation_setup.get("style", config["prompt"]),
-                            evaluation_setup.get("answer_format", "label"), config["seed"])
-    seeds = tuple(config["control_seeds"])
-    design = Design(control_seeds=seeds, controls=("random",), proportions=(), dose_strengths=(),
-                    mode=config["mode"],
-                    strength=config["strength"], tokens=config["tokens"])
-    conditions = [c if c.kind == "baseline" else replace(c, method=name) for c in grid(design)]
-    with run_dir.locked("ablate"):  # not while a run (or another ablate) writes it
-        sets.save(run_dir.file(method_file(name, NEURONS)))
-        context = {"eval": records_hash(evaluation), "neurons": sets.to_json(),
-                   "model": config["model"], "prompt": classifier.description}
-        store = ConditionStore(run_dir.file(method_file(name, CONDITIONS)),
-                               sha256_bytes(json.dumps(context, sort_keys=True).encode()))
-        if baseline is not None and Condition("baseline").key not in store.done:
-            store.add(Condition("baseline"), Ablation.of({}), np.array(baseline["predictions"]))
-        execute(classifier, sets, sources, evaluation, conditions, store, progress)
-        for table_name, table in ablation_tables(store, evaluation, conditions).items():
-            write_csv(run_dir.file(method_file(name, f"{table_name}.csv")), table)
-        label = f"{name} ({sets.config.statistic}, {sets.config.rule})"
-        compared = Compared(name, label, sets, name, sources)
-        comparison_seeds = seeds[:config.get("method_control_seeds", 1)]
-        rows = comparison_rows(store, evaluation, conditions, compared, comparison_seeds)
-        path = update_methods_table(run_dir, rows)
-        run_dir.add_files([METHODS_TABLE, *run_dir.under(method_dir(name))])
-    return path

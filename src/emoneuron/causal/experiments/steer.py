@@ -13,9 +13,7 @@ dialogues (classified as the emotion or not).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -29,13 +27,12 @@ from emoneuron.causal.inference.significance import mcnemar_exact, wilson_interv
 from emoneuron.data.lexicon import emotion_word_counts
 from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import EMOTIONS, Record, Turn
-from emoneuron.io import read_json, sha256_bytes, write_json
 from emoneuron.models.loading import LoadedModel
 from emoneuron.selection.controls import random_matched
 from emoneuron.selection.identify import NeuronSets
 
 NEW_TOKENS = 24
-FORMAT = 2  # steering.json written by an older format is recomputed, not reused
+STEERING_FORMAT = 2  # steering.json written by an older format is recomputed, not reused
 NEUTRAL_DIALOGUES: tuple[tuple[str, str], ...] = (
     ("I'm going to the post office after lunch.", "Okay. Do you need anything from town?"),
     ("The meeting moved to Thursday at ten.", "Thursday works. Which room is it in?"),
@@ -102,17 +99,17 @@ def _summary(texts: Sequence[str], scores: np.ndarray, emotion: str) -> dict[str
             "continuations": list(texts)}
 
 
-def steer(classifier: Classifier, sets: NeuronSets, strength: float, seed: int, path: Path,
+def steering_inputs(classifier: Classifier, sets: NeuronSets, strength: float,
+                    seed: int) -> dict[str, Any]:
+    """What :func:`steer`'s result is computed from (a stage's inputs, hashed by the run)."""
+    return {"format": STEERING_FORMAT, "neurons": sets.to_json(), "strength": strength,
+            "seed": seed, "prompt": classifier.description, "dialogues": NEUTRAL_DIALOGUES}
+
+
+def steer(classifier: Classifier, sets: NeuronSets, strength: float, seed: int,
           progress: bool = True) -> dict[str, Any]:
-    """Write ``steering.json`` (and return it): per emotion, the continuations and their
-    scores with no intervention, with its neurons amplified, and with a matched random set
-    amplified. An existing file for the same neurons, strength and prompt is reused."""
-    context = sha256_bytes(json.dumps({"format": FORMAT, "neurons": sets.to_json(),
-                                       "strength": strength, "seed": seed,
-                                       "prompt": classifier.description,
-                                       "dialogues": NEUTRAL_DIALOGUES}).encode())
-    if path.exists() and read_json(path).get("context") == context:
-        return dict(read_json(path))
+    """``steering.json``'s content: per emotion, the continuations and their scores with no
+    intervention, with its neurons amplified, and with a matched random set amplified."""
     prompts = neutral_prompts()
     continuations: dict[tuple[str, str], list[str]] = {}
     untouched = continue_dialogues(classifier.loaded, prompts, Ablation.of({}))
@@ -138,8 +135,5 @@ def steer(classifier: Classifier, sets: NeuronSets, strength: float, seed: int, 
         results[emotion]["p_mcnemar_emotion_vs_random"] = mcnemar_exact(
             _classified_as(by_key[emotion, "emotion"], emotion),
             _classified_as(by_key[emotion, "random"], emotion))
-    payload = {"context": context, "strength": strength, "seed": seed,
-               "new_tokens": NEW_TOKENS,
-               "dialogues": [render_dialogue(p).text for p in prompts], "emotions": results}
-    write_json(path, payload)
-    return payload
+    return {"strength": strength, "seed": seed, "new_tokens": NEW_TOKENS,
+            "dialogues": [render_dialogue(p).text for p in prompts], "emotions": results}

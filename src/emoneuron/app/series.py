@@ -74,7 +74,7 @@ class SeriesConfig:
                              **(FULL_GRID if self.full else {}))
 
 
-def timings(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
+def stage_timings(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
     """Each run's seconds per stage (from its manifest), with its model and total."""
     rows = []
     for directory in run_dirs:
@@ -118,7 +118,7 @@ def run_series(config: SeriesConfig, out: str | Path) -> Path:
     ``out/timings.csv``; return the comparison's HTML path."""
     import pandas as pd
 
-    from emoneuron.pipeline import run
+    from emoneuron.app.run import run
     from emoneuron.reporting.comparison_page import write_comparison
 
     check_out(config, out)
@@ -131,7 +131,7 @@ def run_series(config: SeriesConfig, out: str | Path) -> Path:
         else:
             run(config.run_config(model), directory)
     html = write_comparison(run_dirs, out_dir)
-    rows = timings(run_dirs)
+    rows = stage_timings(run_dirs)
     write_csv(out_dir / "timings.csv", pd.DataFrame(rows))
     log.info("seconds per stage:\n%s", timing_table(rows))
     return html

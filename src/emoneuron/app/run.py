@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
-import json
 import logging
 import platform
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from emoneuron.app.reuse import previous_run, reused, store_context
 from emoneuron.causal.conditions.grid import Condition, grid, is_sweep
 from emoneuron.causal.conditions.store import ConditionStore
 from emoneuron.causal.config import Design
@@ -60,10 +60,10 @@ from emoneuron.causal.experiments.method_comparison import (
     RUN_METHOD,
     Compared,
     compare_in_run,
+    ranked_methods_table,
     selection_methods,
-    update_methods_table,
 )
-from emoneuron.causal.experiments.steer import steer
+from emoneuron.causal.experiments.steer import steer, steering_inputs
 from emoneuron.causal.experiments.steerjudge import generated_by_steer, judged_steering
 from emoneuron.causal.inference.setlevel import (
     effect_emotions,
@@ -93,7 +93,7 @@ from emoneuron.data.synth import synthesize
 from emoneuron.data.templates import template_overlap
 from emoneuron.errors import UserError
 from emoneuron.executors import LocalExecutor, RayExecutor, executor_for
-from emoneuron.io import sha256_bytes, write_csv, write_json
+from emoneuron.io import content_hash, read_json, write_csv, write_json
 from emoneuron.layout import (
     BASELINE_EXTRA,
     CARDS,
@@ -103,7 +103,7 @@ from emoneuron.layout import (
     DIRECTIONS_SET_LEVEL,
     DOSE,
     FORMATS_SET_LEVEL,
-    MANIFEST,
+    METHODS_TABLE,
     NEURONS,
     PROBE,
     PROBE_CONDITIONS,
@@ -194,27 +194,23 @@ def design_of(config: RunConfig) -> Design:
     return config.design if config.sweep else replace(config.design, proportions=())
 
 
-def _shuffled_controls(config: RunConfig, recording: Recording, identify_config: IdentifyConfig,
+def _shuffled_controls(design: Design, recording: Recording, identify_config: IdentifyConfig,
                        sets: NeuronSets, run_dir: RunDir, inputs: str
                        ) -> dict[int, ShuffledControl]:
     """The shuffled-label control's sets, also written to ``shuffled/`` for inspection;
     read back from there when they were found from the same ``inputs``."""
-    seeds = config.design.control_seeds[:config.design.other_control_seeds]
-    inputs = _inputs_hash(inputs, list(seeds))
+    seeds = design.control_seeds[:design.other_control_seeds]
     names = [shuffled_file(seed) for seed in seeds]
-    if run_dir.stage_done("shuffled", inputs):
-        return {seed: ShuffledControl.load(run_dir.file(name))
-                for seed, name in zip(seeds, names, strict=True)}
-    controls = shuffled_controls(recording, identify_config, sets, seeds)
-    for seed, control in controls.items():
-        control.save(run_dir.file(shuffled_file(seed)))
-    run_dir.stage_finished("shuffled", inputs, names)
-    return controls
 
+    def compute() -> tuple[dict[int, ShuffledControl], list[str]]:
+        controls = shuffled_controls(recording, identify_config, sets, seeds)
+        for seed, control in controls.items():
+            control.save(run_dir.file(shuffled_file(seed)))
+        return controls, names
 
-def _inputs_hash(*parts: Any) -> str:
-    """What a reusable stage's files were computed from, as one hash."""
-    return sha256_bytes(json.dumps(parts, sort_keys=True, default=str).encode())
+    return reused(run_dir, "shuffled", content_hash([inputs, list(seeds)]),
+                  lambda: {seed: ShuffledControl.load(run_dir.file(name))
+                           for seed, name in zip(seeds, names, strict=True)}, compute)
 
 
 def _versions() -> dict[str, str]:
@@ -272,7 +268,7 @@ def run(config: RunConfig, out: str | Path, progress: bool = True) -> Path:
     run_dir = RunDir(out, verify=False)
     run_dir.check_new_or_own()
     with run_dir.locked():
-        previous = _previous_run(run_dir, config)
+        previous = previous_run(run_dir, config)
         return _run(config, run_dir, previous, progress)
 
 
@@ -347,8 +343,8 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
     steered: dict[str, Any] | None = None
     if config.steer:
         with timer.stage("steering"):
-            steered = steer(classifier, sets, config.steer_strength,
-                            config.design.control_seeds[0], run_dir.file(STEERING), progress)
+            steered = _steering(classifier, sets, config.steer_strength,
+                                config.design.control_seeds[0], run_dir, progress)
     if config.steer_judges and fitted is not None:
         with timer.stage("steering_judges"):
             _steering_judges(config, loaded, sets, *fitted, run_dir, progress,
@@ -391,7 +387,7 @@ def _record_identify_evaluate(
         stats.save(run_dir.file(STATS), {"model": config.model, "data_hash": data_hash})
     identify_config = selection.config
     # What identification, stability, cards and the shuffled control are computed from.
-    inputs = _inputs_hash(__version__, stats.digest(), asdict(identify_config), config.model)
+    inputs = content_hash([__version__, stats.digest(), asdict(identify_config), config.model])
     with timer.stage("identify"):
         sets = _identified(stats, identify_config, config.model, run_dir, inputs, progress)
         if not any(sets.emotions.values()):
@@ -399,18 +395,20 @@ def _record_identify_evaluate(
                             f"{len(splits.identify)} identification dialogues; use more data "
                             "or another --selection, in a new --out directory")
     with timer.stage("cards"):
-        cards_inputs = _inputs_hash(inputs, CARDS_PER_EMOTION)
-        if not run_dir.stage_done("cards", cards_inputs):
+        def cards() -> tuple[None, list[str]]:
             write_cards(loaded, stats, splits.identify, sets, run_dir.file(CARDS),
                         per_emotion=CARDS_PER_EMOTION)
-            run_dir.stage_finished("cards", cards_inputs, run_dir.under(CARDS))
+            return None, run_dir.under(CARDS)
+
+        reused(run_dir, "cards", content_hash([inputs, CARDS_PER_EMOTION]), lambda: None, cards)
     shuffled = {}
     if "shuffled" in config.design.controls:
         with timer.stage("shuffled_labels"):
-            shuffled = _shuffled_controls(config, stats, identify_config, sets, run_dir, inputs)
+            shuffled = _shuffled_controls(config.design, stats, identify_config, sets, run_dir,
+                                          inputs)
     sources = Sources(stats.stats(), shuffled)
     store = ConditionStore(run_dir.file(CONDITIONS),
-                           _store_context(config, splits, sets, classifier))
+                           store_context(splits.evaluate, sets, config.model, classifier))
     setup = EvaluationSetup.of(classifier, model, splits.evaluate)
     with timer.stage("ablation"):
         execute(classifier, sets, sources, splits.evaluate,
@@ -425,7 +423,8 @@ def _record_identify_evaluate(
         """Fitted once, by the first stage that needs them (direction-projection's selection
         or the probe)."""
         if not fitted:
-            fitted.append(_probe_and_directions(config, loaded, splits, run_dir, progress))
+            fitted.append(_probe_and_directions(config.model, config.record.batch_size,
+                                                loaded, splits, run_dir, progress))
         return fitted[0]
 
     if config.compare_methods:
@@ -454,8 +453,8 @@ def _record_identify_evaluate(
         with timer.stage("probe"):
             probe, units = probe_and_directions()
             # Stored shares depend on the probe, the directions and every tested set.
-            probe_store = ConditionStore(run_dir.file(PROBE_CONDITIONS), _inputs_hash(
-                run_dir.hashes([PROBE, DIRECTIONS]), [m.sets.to_json() for m in tested]))
+            probe_store = ConditionStore(run_dir.file(PROBE_CONDITIONS), content_hash([
+                run_dir.hashes([PROBE, DIRECTIONS]), [m.sets.to_json() for m in tested]]))
             probe_rows = readout_rows(loaded, probe, splits.evaluate,
                                       [(m.name, m.tag, m.sets, m.sources) for m in tested],
                                       config.design, probe_store, config.record.batch_size,
@@ -522,37 +521,37 @@ def _effect_sweep(design: Design, own: Compared, emotions: list[str], classifier
               effect_sweep_table(store, splits.evaluate, design, own.name, cells))
 
 
-def _probe_and_directions(config: RunConfig, loaded: LoadedModel, splits: Splits,
+def _probe_and_directions(model: str, batch_size: int, loaded: LoadedModel, splits: Splits,
                           run_dir: RunDir, progress: bool) -> tuple[Probe, DirectionUnits]:
     """The label-free probe and the emotion directions, both from one feature pass over the
     identification split (fitted once per data and model, read back after), and the layers
     the directions are tested at, chosen from the probe on identification data."""
-    inputs = _inputs_hash(__version__, records_hash(splits.identify),
-                          records_hash(splits.evaluate), config.model, "probe and directions")
+    inputs = content_hash([__version__, records_hash(splits.identify),
+                           records_hash(splits.evaluate), model, "probe and directions"])
 
     def features(records: list[Record]) -> torch.Tensor:
-        return residual_features(loaded, records, batch_size=config.record.batch_size,
-                                 progress=progress)
+        return residual_features(loaded, records, batch_size=batch_size, progress=progress)
 
     # The shuffled-label null of the directions needs these features on a resumed run too.
     train, labels = features(splits.identify), emotion_labels(splits.identify)
-    if run_dir.stage_done("probe", inputs):
-        probe = Probe.load(run_dir.file(PROBE))
-        directions = EmotionDirections.load(run_dir.file(DIRECTIONS))
-    else:
+
+    def fit() -> tuple[tuple[Probe, EmotionDirections], list[str]]:
         held_out, held_out_labels = features(splits.evaluate), emotion_labels(splits.evaluate)
         probe = probe_from(train, labels, held_out, held_out_labels)
         directions = EmotionDirections.fit(train, labels).with_held_out(held_out,
                                                                         held_out_labels)
-        probe.save(run_dir.file(PROBE), {"model": config.model})
+        probe.save(run_dir.file(PROBE), {"model": model})
         directions.save(run_dir.file(DIRECTIONS), {
-            "model": config.model, "tested_layers": chosen_layers(probe_accuracy(probe)),
+            "model": model, "tested_layers": chosen_layers(probe_accuracy(probe)),
             "layer_choice": LAYER_CHOICE, "nulls": NULLS,
             "neutral_text": "none: the run's data has no emotion-neutral dialogues",
             **{f"probe_{key}": value for key, value in probe.description().items()
                if key.endswith("accuracy")}})
-        run_dir.stage_finished("probe", inputs, [PROBE, PROBE_DESCRIPTION, DIRECTIONS,
-                                                 DIRECTIONS_DESCRIPTION])
+        return (probe, directions), [PROBE, PROBE_DESCRIPTION, DIRECTIONS, DIRECTIONS_DESCRIPTION]
+
+    probe, directions = reused(
+        run_dir, "probe", inputs, lambda: (Probe.load(run_dir.file(PROBE)),
+                                           EmotionDirections.load(run_dir.file(DIRECTIONS))), fit)
     layers = tuple(chosen_layers(probe_accuracy(probe)))
     return probe, DirectionUnits(directions, train, labels, layers)
 
@@ -579,24 +578,48 @@ def _direction_tests(design: Design, classifier: Classifier, loaded: LoadedModel
               direction_table(store, splits.evaluate, design, units, probe_results))
 
 
+def _steering(classifier: Classifier, sets: NeuronSets, strength: float, seed: int,
+              run_dir: RunDir, progress: bool) -> dict[str, Any]:
+    """``steering.json``, kept when computed from the same inputs."""
+    def compute() -> tuple[dict[str, Any], list[str]]:
+        steering = steer(classifier, sets, strength, seed, progress)
+        write_json(run_dir.file(STEERING), steering)
+        return steering, [STEERING]
+
+    return reused(run_dir, "steering",
+                  content_hash(steering_inputs(classifier, sets, strength, seed)),
+                  lambda: dict(read_json(run_dir.file(STEERING))), compute)
+
+
 def _steering_judges(config: RunConfig, loaded: LoadedModel, sets: NeuronSets, probe: Probe,
                      units: DirectionUnits, run_dir: RunDir, progress: bool,
                      generated: dict[str, list[str]] | None) -> None:
     """Both units' steering judged by the probe and the lexicon against their nulls
     (``steering_judges.csv`` and ``.json``), kept when computed from the same inputs;
     ``generated``: the classifier steering's continuations, not generated again."""
-    inputs = _inputs_hash(__version__, run_dir.hashes([PROBE, DIRECTIONS]), sets.to_json(),
-                          units.layers, config.steer_strength, config.design.control_seeds[0],
-                          config.steer_null_draws, "judged steering")
-    if run_dir.stage_done("steering_judges", inputs):
-        return
-    table, description = judged_steering(
-        loaded, probe, sets, units, config.steer_strength, config.design.control_seeds[0],
-        config.steer_null_draws, config.record.batch_size, progress, generated)
-    write_csv(run_dir.file(STEERING_JUDGES), table)
-    write_json(run_dir.file(STEERING_JUDGES_DESCRIPTION), description)
-    run_dir.stage_finished("steering_judges", inputs,
-                           [STEERING_JUDGES, STEERING_JUDGES_DESCRIPTION])
+    inputs = content_hash([__version__, run_dir.hashes([PROBE, DIRECTIONS]), sets.to_json(),
+                           units.layers, config.steer_strength, config.design.control_seeds[0],
+                           config.steer_null_draws, "judged steering"])
+
+    def judge() -> tuple[None, list[str]]:
+        table, description = judged_steering(
+            loaded, probe, sets, units, config.steer_strength, config.design.control_seeds[0],
+            config.steer_null_draws, config.record.batch_size, progress, generated)
+        write_csv(run_dir.file(STEERING_JUDGES), table)
+        write_json(run_dir.file(STEERING_JUDGES_DESCRIPTION), description)
+        return None, [STEERING_JUDGES, STEERING_JUDGES_DESCRIPTION]
+
+    reused(run_dir, "steering_judges", inputs, lambda: None, judge)
+
+
+def update_methods_table(run_dir: RunDir, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Put ``rows`` into the run's ``methods.csv`` in place of their methods' earlier rows,
+    every method there ranked
+    (:func:`~emoneuron.causal.experiments.method_comparison.ranked_methods_table`); return
+    its path."""
+    path = run_dir.file(METHODS_TABLE)
+    write_csv(path, ranked_methods_table(run_dir.read_csv(METHODS_TABLE, optional=True), rows))
+    return path
 
 
 def _optional_csv(run_dir: RunDir, name: str) -> pd.DataFrame | None:
@@ -633,27 +656,31 @@ def _baseline_extra(config: RunConfig, records: list[Record], classifier: Classi
                     run_dir: RunDir, progress: bool) -> None:
     """The unchanged classifier on ``--baseline-data`` (no part of identification), kept when
     computed from the same records, prompt and sample size."""
-    inputs = _inputs_hash(records_hash(records), classifier.description, config.model,
-                          [shot.id for shot in classifier.shots], config.baseline_per_emotion,
-                          config.seed)
-    if not run_dir.stage_done("baseline_extra", inputs):
+    inputs = content_hash([records_hash(records), classifier.description, config.model,
+                           [shot.id for shot in classifier.shots], config.baseline_per_emotion,
+                           config.seed])
+
+    def evaluate() -> tuple[None, list[str]]:
         table = baseline_table(classifier, records, config.baseline_per_emotion, config.seed,
                                progress)
         write_csv(run_dir.file(BASELINE_EXTRA), table)
-        run_dir.stage_finished("baseline_extra", inputs, [BASELINE_EXTRA])
+        return None, [BASELINE_EXTRA]
+
+    reused(run_dir, "baseline_extra", inputs, lambda: None, evaluate)
 
 
 def _identified(stats: Recording, config: IdentifyConfig, model: str, run_dir: RunDir,
                 inputs: str, progress: bool) -> NeuronSets:
     """The emotion neurons and their stability, read back when found from these ``inputs``."""
-    if run_dir.stage_done("identify", inputs):
-        return run_dir.neurons()
-    sets = identify(stats, config, model)
-    if any(sets.emotions.values()):
+    def find() -> tuple[NeuronSets, list[str]]:
+        sets = identify(stats, config, model)
+        if not any(sets.emotions.values()):
+            return sets, []  # nothing to keep: the run stops with its message
         sets.save(run_dir.file(NEURONS))
         write_stability(stats, config, run_dir.file(STABILITY), progress=progress)
-        run_dir.stage_finished("identify", inputs, [NEURONS, STABILITY])
-    return sets
+        return sets, [NEURONS, STABILITY]
+
+    return reused(run_dir, "identify", inputs, run_dir.neurons, find)
 
 
 def _compared(config: RunConfig, classifier: Classifier, splits: Splits, recording: Recording,
@@ -733,88 +760,3 @@ def _fit_to_context(splits: Splits, classifier: Classifier) -> tuple[Splits, int
                  "their earliest words; they are marked \"truncated\" in data/*.jsonl", truncated,
                  len(identify_part) + len(evaluate_part), classifier.loaded.context_length)
     return Splits(splits.fewshot, identify_part, evaluate_part), truncated
-
-
-# Settings that change how fast a run goes, not what it finds: a run may resume with others.
-RESUMABLE_WITH_OTHER = frozenset({"device", "threads", "batch_size", "executor", "ray_address",
-                                  "workers", "cpus_per_worker", "gpus_per_worker", "shards",
-                                  "preset", "kernel"})  # kernel: bit-identical statistics
-
-
-def _previous_run(run_dir: RunDir, config: RunConfig) -> dict[str, Any] | None:
-    """The manifest of the run ``run_dir`` already holds (None when it holds none); refused
-    when written by another version or with other settings. A damaged manifest of this
-    version (cut, or lacking a section) is what readers tell the user to rerun the run for:
-    the run resumes without comparing settings, reusing only stages and conditions whose
-    inputs' hashes match, and writes the manifest anew."""
-    if not run_dir.exists(MANIFEST):
-        return None
-    version = run_dir.written_by()
-    if version not in (None, __version__):
-        raise UserError(f"{run_dir.path}: written by emoneuron {version}, this is "
-                        f"{__version__}; use a new --out directory")
-    problem = run_dir.manifest_problem()
-    if problem:
-        log.warning("%s: %s; resuming without comparing this command's settings with the run's "
-                    "(finished stages are reused only where their inputs' hashes match)",
-                    run_dir.file(MANIFEST), problem)
-        return None
-    previous = run_dir.manifest()
-    ours = json.loads(json.dumps(asdict(config)))  # tuples as lists, as the manifest holds them
-    # A setting added since the run was written ran as its default did.
-    defaults = json.loads(json.dumps(asdict(RunConfig())))
-    for key, (theirs, mine) in _differences(_over(defaults, previous.get("config", {})),
-                                            ours).items():
-        if _added_step(key, theirs, mine):
-            continue
-        raise UserError(f"{run_dir.path}: holds a run with {key} = {json.dumps(theirs)}, this "
-                        f"command has {json.dumps(mine)}; rerun with the same options to "
-                        "resume, or use a new --out directory")
-    return previous
-
-
-# Steps a resumed run may add, with their settings: each writes files of its own, recomputed
-# whenever its inputs change, and changes no other result. Turning one off is refused (its
-# files would stay in the run).
-ADDABLE_STEPS = {"steer_judges": ("steer_null_draws",)}
-
-
-def _added_step(key: str, theirs: Any, mine: Any) -> bool:
-    """Whether a difference in setting ``key`` only adds a step or sets an added step's
-    settings.
-
-    >>> _added_step("steer_judges", False, True), _added_step("steer_judges", True, False)
-    (True, False)
-    >>> _added_step("steer_null_draws", 4, 10), _added_step("null_sets", 4, 10)
-    (True, False)
-    """
-    if key in ADDABLE_STEPS:
-        return not theirs and bool(mine)
-    return any(key in settings for settings in ADDABLE_STEPS.values())
-
-
-def _over(defaults: Any, given: Any) -> Any:
-    """``given`` with every key it lacks taken from ``defaults``, in nested dicts too."""
-    if not (isinstance(defaults, dict) and isinstance(given, dict)):
-        return given
-    return {**defaults, **{key: _over(defaults.get(key), value) for key, value in given.items()}}
-
-
-def _differences(theirs: Any, mine: Any, at: str = "") -> dict[str, tuple[Any, Any]]:
-    """Settings (dotted names) that differ, apart from RESUMABLE_WITH_OTHER."""
-    if not (isinstance(theirs, dict) and isinstance(mine, dict)):
-        return {} if theirs == mine else {at: (theirs, mine)}
-    found: dict[str, tuple[Any, Any]] = {}
-    for key in sorted(set(theirs) | set(mine), key=str):
-        if key not in RESUMABLE_WITH_OTHER:
-            found |= _differences(theirs.get(key), mine.get(key), f"{at}.{key}" if at else key)
-    return found
-
-
-def _store_context(config: RunConfig, splits: Splits, sets: NeuronSets,
-                   classifier: Classifier) -> str:
-    """Hash of what stored predictions depend on besides their condition."""
-    context = {"eval": records_hash(splits.evaluate), "neurons": sets.to_json(),
-               "model": config.model, "prompt": classifier.description,
-               "shots": [shot.id for shot in classifier.shots]}
-    return sha256_bytes(json.dumps(context, sort_keys=True).encode())
