@@ -17,8 +17,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from emoneuron.causal.classifier import Classifier, order_shots
 from emoneuron.causal.config import AnswerFormatName
+from emoneuron.causal.evaluation.classifier import Classifier, order_shots
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.data.synth import synthesize
 from emoneuron.models.loading import load

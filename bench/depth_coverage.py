@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from emoneuron.causal.significance import wilson_bounds
+from emoneuron.causal.inference.significance import wilson_bounds
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.recording.statistics import N_BINS, ActivationStats, Recording, dialogue_group
 from emoneuron.selection.config import SELECTION_METHODS, IdentifyConfig, StabilityConfig

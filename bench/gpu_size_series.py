@@ -27,13 +27,13 @@ from typing import Any
 import torch
 from recording_speed import PASSES, measure
 
-from emoneuron.causal.sweep import grid
+from emoneuron.app.run import design_of, run
+from emoneuron.causal.conditions.grid import grid
 from emoneuron.config import preset_config
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.data.synth import synthesize
 from emoneuron.models.embedded import EMBEDDED
 from emoneuron.models.loading import load
-from emoneuron.pipeline import design_of, run
 from emoneuron.reporting.comparison_page import write_comparison
 
 # Smoke: the causal grid at its smallest, on one thread (OpenMP hand-offs dominate tiny models);

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emoneuron.causal.classifier import Classifier, order_shots
-from emoneuron.causal.intervene import Ablation, applied
+from emoneuron.causal.evaluation.classifier import Classifier, order_shots
+from emoneuron.causal.evaluation.intervene import Ablation, applied
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.data.synth import synthesize
 from emoneuron.models.loading import LoadedModel, load

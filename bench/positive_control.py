@@ -1,5 +1,6 @@
 """Positive control on the embedded model: can removing neurons chosen by their attribution
-(:mod:`emoneuron.causal.attribution`) lower their emotion's accuracy where random neurons do not?
+(:mod:`emoneuron.causal.experiments.attribution`) lower their emotion's accuracy where random
+neurons do not?
 
     .venv/bin/python bench/positive_control.py [--out positive_control.csv]
 
@@ -28,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emoneuron.causal.attribution import attribute
-from emoneuron.causal.classifier import Classifier, order_shots
-from emoneuron.causal.intervene import Ablation, applied
-from emoneuron.causal.significance import tango_interval, wilson_interval
+from emoneuron.causal.evaluation.classifier import Classifier, order_shots
+from emoneuron.causal.evaluation.intervene import Ablation, applied
+from emoneuron.causal.experiments.attribution import attribute
+from emoneuron.causal.inference.significance import tango_interval, wilson_interval
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.data.split import Splits, split
 from emoneuron.data.synth import synthesize

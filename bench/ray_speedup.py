@@ -20,8 +20,11 @@ from pathlib import Path
 
 import torch
 
-from emoneuron.causal.classifier import Classifier, order_shots
-from emoneuron.causal.sweep import ConditionStore, Design, EvaluationSetup, Sources, execute, grid
+from emoneuron.causal.conditions.grid import grid
+from emoneuron.causal.conditions.store import ConditionStore
+from emoneuron.causal.config import Design
+from emoneuron.causal.evaluation.classifier import Classifier, order_shots
+from emoneuron.causal.evaluation.execution import EvaluationSetup, Sources, execute
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.data.synth import synthesize
 from emoneuron.executors import ExecutorConfig, LocalExecutor, RayExecutor

@@ -21,9 +21,10 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from emoneuron.causal.classifier import Classifier, order_shots
-from emoneuron.causal.intervene import applied
-from emoneuron.causal.sweep import Condition, Sources, ablation_for
+from emoneuron.causal.conditions.grid import Condition
+from emoneuron.causal.evaluation.classifier import Classifier, order_shots
+from emoneuron.causal.evaluation.execution import Sources, ablation_for
+from emoneuron.causal.evaluation.intervene import applied
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.data.synth import synthesize
 from emoneuron.models.loading import LoadedModel, load

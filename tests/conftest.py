@@ -213,11 +213,11 @@ def records() -> list[Record]:
 
 def build_word_tokenizer(words: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
     """A word-level tokenizer in which every label word is one token, as in real models'
-    vocabularies; :class:`emoneuron.causal.classifier.Classifier` requires that."""
+    vocabularies; :class:`emoneuron.causal.evaluation.classifier.Classifier` requires that."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from emoneuron.causal.classifier import INSTRUCTION
+    from emoneuron.causal.evaluation.classifier import INSTRUCTION
     from emoneuron.data.schema import EMOTIONS
 
     vocabulary = ["<pad>", "<unk>", *EMOTIONS]

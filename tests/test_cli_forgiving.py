@@ -29,7 +29,7 @@ try:
     code = main(sys.argv[1:])
 except SystemExit as stop:
     code = stop.code
-heavy = ("torch", "transformers", "emoneuron.pipeline")
+heavy = ("torch", "transformers", "emoneuron.app.run")
 print(json.dumps(sorted(set(heavy) & set(sys.modules))))
 sys.exit(code)
 """
@@ -59,7 +59,7 @@ def test_a_bad_run_option_is_refused_before_torch_is_imported(
 def run_configs(monkeypatch: pytest.MonkeyPatch) -> list[RunConfig]:
     """The RunConfig each ``run`` command line reaches the pipeline with (which does not run)."""
     seen: list[RunConfig] = []
-    monkeypatch.setattr(importlib.import_module("emoneuron.pipeline"), "run",
+    monkeypatch.setattr(importlib.import_module("emoneuron.app.run"), "run",
                         lambda config, *_, **__: seen.append(config))
     return seen
 

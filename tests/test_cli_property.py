@@ -216,7 +216,7 @@ def test_any_neurons_file_is_refused_in_one_line_or_reaches_the_model_having_wri
         raise _Loaded
 
     with monkeypatch.context() as patched:
-        for module in ("emoneuron.models.loading", "emoneuron.causal.methods"):
+        for module in ("emoneuron.models.loading", "emoneuron.app.ablate"):
             patched.setattr(f"{module}.load", loaded)
         try:
             code = main(argv)

@@ -151,8 +151,8 @@ def _no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("a model was loaded before the refusal")
 
-    for module in ("emoneuron.models.loading", "emoneuron.pipeline", "emoneuron.causal.methods",
-                   "emoneuron.causal.prompts"):
+    for module in ("emoneuron.models.loading", "emoneuron.app.run", "emoneuron.app.ablate",
+                   "emoneuron.causal.evaluation.prompts"):
         monkeypatch.setattr(f"{module}.load", refuse)
 
 
@@ -196,13 +196,13 @@ def test_a_series_into_a_folder_of_other_files_is_refused_before_any_run(
     (a comparison in it, or only its models' run folders) is written again."""
     from types import SimpleNamespace
 
+    from emoneuron.app.series import check_out, run_series
     from emoneuron.errors import UserError
-    from emoneuron.series import check_out, run_series
 
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("a run began before the refusal")
 
-    monkeypatch.setattr("emoneuron.pipeline.run", refuse)
+    monkeypatch.setattr("emoneuron.app.run.run", refuse)
     config = SimpleNamespace(models=("smollm2-135m", "gemma3-270m"))
     (tmp_path / "series" / "smollm2-135m").mkdir(parents=True)
     shutil.copy(work["MINE"] / "notes.txt", tmp_path / "series" / "smollm2-135m")
@@ -351,7 +351,7 @@ def test_a_full_disk_in_the_middle_of_a_run_is_one_line_and_the_run_resumes(
         raise OSError(code, os.strerror(code), str(path))
 
     with monkeypatch.context() as patched:
-        patched.setattr("emoneuron.pipeline.write_csv", full)
+        patched.setattr("emoneuron.app.run.write_csv", full)
         capsys.readouterr()
         assert main(argv) == 2
     err = capsys.readouterr().err  # the run's warnings, then its one error line

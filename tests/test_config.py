@@ -48,8 +48,8 @@ def test_no_two_fields_of_a_run_map_to_one_flag() -> None:
 
 
 def test_each_registry_is_keyed_by_its_literal() -> None:
-    from emoneuron.causal.classifier import PROMPT_STYLES
-    from emoneuron.causal.intervene import REPLACEMENTS
+    from emoneuron.causal.evaluation.classifier import PROMPT_STYLES
+    from emoneuron.causal.evaluation.intervene import REPLACEMENTS
     from emoneuron.models.adapters import ADAPTERS
     from emoneuron.recording.statistics import TOKEN_POLICIES
     from emoneuron.selection.controls import CONTROLS
@@ -68,14 +68,14 @@ def test_each_registry_is_keyed_by_its_literal() -> None:
 
 def _parsed_run(*options: str) -> RunConfig:
     seen: list[RunConfig] = []
-    import emoneuron.pipeline
+    import emoneuron.app.run
 
-    original = emoneuron.pipeline.run
-    emoneuron.pipeline.run = lambda config, *_, **__: seen.append(config)  # type: ignore[assignment,misc,return-value]
+    original = emoneuron.app.run.run
+    emoneuron.app.run.run = lambda config, *_, **__: seen.append(config)  # type: ignore[assignment,misc,return-value]
     try:
         assert main(["run", "--out", "unused", *options]) == 0
     finally:
-        emoneuron.pipeline.run = original
+        emoneuron.app.run.run = original
     return seen[0]
 
 

@@ -51,7 +51,7 @@ def _module_of(dotted: str) -> tuple[str, list[str]] | None:
         try:
             if importlib.util.find_spec(".".join(parts[:end])) is not None:
                 return ".".join(parts[:end]), parts[end:]
-        except ModuleNotFoundError:  # a prefix that is not a package, e.g. emoneuron.pipeline.run
+        except ModuleNotFoundError:  # a prefix that is not a package, e.g. emoneuron.app.run.run
             continue
     return None
 

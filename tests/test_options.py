@@ -66,7 +66,7 @@ def test_a_bad_synth_option_is_one_line(options: list[str], named: str, tmp_path
 
 
 def test_run_names_a_config_of_the_wrong_type(tmp_path: Path) -> None:
-    from emoneuron.pipeline import run
+    from emoneuron.app.run import run
 
     with pytest.raises(TypeError, match="run: config must be a RunConfig, got 'demo'"):
         run("demo", tmp_path / "run")  # type: ignore[arg-type]

@@ -10,15 +10,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from emoneuron import pipeline
-from emoneuron.causal.setlevel import set_level_conditions
-from emoneuron.causal.significance import holm
-from emoneuron.causal.sweep import grid
+from emoneuron.app import reuse
+from emoneuron.app import run as pipeline
+from emoneuron.app.run import design_of, run
+from emoneuron.causal.conditions.grid import grid
+from emoneuron.causal.inference.setlevel import set_level_conditions
+from emoneuron.causal.inference.significance import holm
 from emoneuron.cli import main
 from emoneuron.config import RunConfig, preset_config
 from emoneuron.data.schema import EMOTIONS, read_records
 from emoneuron.errors import UserError
-from emoneuron.pipeline import design_of, run
 from emoneuron.selection.identify import SELECTION_METHODS
 
 OPTIONS = {"per_emotion": 8, "max_turns": 2, "eval_fraction": 0.4, "share": 0.05,
@@ -354,7 +355,7 @@ def test_report_shows_dose_response_and_steering(run_dir: Path) -> None:
 
 def test_cli_evaluate_compares_prompt_variants_on_one_split(tmp_path: Path,
                                                             tiny_model_dir: Path) -> None:
-    from emoneuron.causal.classifier import Classifier, order_shots
+    from emoneuron.causal.evaluation.classifier import Classifier, order_shots
     from emoneuron.data.split import split
     from emoneuron.models.loading import load
 
@@ -491,4 +492,4 @@ def test_directions_are_written_listed_and_tested_against_their_nulls(run_dir: P
 def test_the_pipelines_examples_hold() -> None:
     """Among them: a resumed run may add a step, not drop it, and sets an added step's
     settings."""
-    assert doctest.testmod(pipeline).failed == 0
+    assert doctest.testmod(pipeline).failed == doctest.testmod(reuse).failed == 0

@@ -20,11 +20,14 @@ import pytest
 import torch
 from conftest import build_word_tokenizer
 
-from emoneuron.causal.attribution import attribute
-from emoneuron.causal.classifier import CHANCE, Classifier
-from emoneuron.causal.significance import mcnemar_exact
-from emoneuron.causal.sweep import ConditionStore, Design, Sources, correctness, execute, grid
-from emoneuron.causal.tables import ablation_tables
+from emoneuron.causal.conditions.grid import grid
+from emoneuron.causal.conditions.store import ConditionStore, correctness
+from emoneuron.causal.config import Design
+from emoneuron.causal.evaluation.classifier import CHANCE, Classifier
+from emoneuron.causal.evaluation.execution import Sources, execute
+from emoneuron.causal.experiments.attribution import attribute
+from emoneuron.causal.inference.significance import mcnemar_exact
+from emoneuron.causal.inference.tables import ablation_tables
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.models.adapters import DEFAULT_SITE, adapter_for
 from emoneuron.models.loading import LoadedModel

@@ -30,10 +30,10 @@ QUICK_START = {
     "record": "emoneuron.recording.recorder",
     "identify": "emoneuron.selection.identify",
     "IdentifyConfig": "emoneuron.selection.identify",
-    "Ablation": "emoneuron.causal.intervene",
-    "applied": "emoneuron.causal.intervene",
+    "Ablation": "emoneuron.causal.evaluation.intervene",
+    "applied": "emoneuron.causal.evaluation.intervene",
     "RunConfig": "emoneuron.config",
-    "run": "emoneuron.pipeline",
+    "run": "emoneuron.app.run",
 }
 
 

@@ -14,17 +14,20 @@ import pandas as pd
 import pytest
 import torch
 
-from emoneuron.causal.classifier import Classifier, order_shots
-from emoneuron.causal.directions import EmotionDirections
-from emoneuron.causal.probe import Probe
-from emoneuron.causal.sweep import ConditionStore, Design, EvaluationSetup, Sources, execute, grid
+from emoneuron.app.run import run
+from emoneuron.causal.conditions.grid import grid
+from emoneuron.causal.conditions.store import ConditionStore
+from emoneuron.causal.config import Design
+from emoneuron.causal.evaluation.classifier import Classifier, order_shots
+from emoneuron.causal.evaluation.execution import EvaluationSetup, Sources, execute
+from emoneuron.causal.evaluation.probe import Probe
+from emoneuron.causal.experiments.directions import EmotionDirections
 from emoneuron.config import preset_config
 from emoneuron.data.schema import Record
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
 from emoneuron.executors import ExecutorConfig, LocalExecutor, RayExecutor
 from emoneuron.models.loading import LoadedModel, ModelSpec, load
-from emoneuron.pipeline import run
 from emoneuron.recording.attribution_stats import AttributionStats
 from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record, record_sharded

@@ -17,10 +17,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from emoneuron.causal.dirtest import NULLS, direction_cells
-from emoneuron.causal.methods import method_conditions
-from emoneuron.causal.setlevel import set_level_conditions
-from emoneuron.causal.sweep import grid
+from emoneuron.app.run import design_of
+from emoneuron.causal.conditions.grid import grid
+from emoneuron.causal.experiments.dirtest import NULLS, direction_cells
+from emoneuron.causal.experiments.method_comparison import method_conditions
+from emoneuron.causal.inference.setlevel import set_level_conditions
 from emoneuron.cli import main
 from emoneuron.config import preset_config
 from emoneuron.data.schema import (
@@ -33,7 +34,6 @@ from emoneuron.data.schema import (
     write_records,
 )
 from emoneuron.errors import UserError
-from emoneuron.pipeline import design_of
 from emoneuron.selection.identify import SELECTION_METHODS
 
 # -- kill and resume, determinism --------------------------------------------------------------

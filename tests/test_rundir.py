@@ -388,7 +388,7 @@ def test_rerun_reuses_identification_stability_and_cards(
         raise AssertionError("recomputed although its inputs are unchanged")
 
     for name in ("write_stability", "write_cards", "shuffled_controls"):
-        monkeypatch.setattr(f"emoneuron.pipeline.{name}", recomputed)
+        monkeypatch.setattr(f"emoneuron.app.run.{name}", recomputed)
     assert main(tiny_run_args(tiny_model_dir, copy, finished_run[1])) == 0
     assert {name: (copy / name).stat().st_mtime_ns for name in reused} == mtimes
     for name in ("effects.csv", "ablation.csv", "methods.csv", "neurons.json"):

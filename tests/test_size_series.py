@@ -13,14 +13,15 @@ import pandas as pd
 import pytest
 from run_fixtures import N_LAYERS, make_run
 
-from emoneuron.causal.baseline import baseline_table, sample_per_emotion
-from emoneuron.causal.classifier import Classifier
-from emoneuron.causal.summaries import BALANCED, CORPUS_WEIGHTED, OVERALL
+from emoneuron.app.run import run
+from emoneuron.app.series import SeriesConfig, timing_table
+from emoneuron.causal.evaluation.baseline import baseline_table, sample_per_emotion
+from emoneuron.causal.evaluation.classifier import Classifier
+from emoneuron.causal.inference.summaries import BALANCED, CORPUS_WEIGHTED, OVERALL
 from emoneuron.config import PRESETS, preset_config
 from emoneuron.data.schema import EMOTIONS, NEUTRAL, Record, Turn, write_records
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel, load
-from emoneuron.pipeline import run
 from emoneuron.reporting.comparison_page import write_comparison
 from emoneuron.reporting.comparison_stats import (
     distance_table,
@@ -29,7 +30,6 @@ from emoneuron.reporting.comparison_stats import (
     size_trend,
     spearman,
 )
-from emoneuron.series import SeriesConfig, timing_table
 
 # An unbalanced corpus, as real ones are: many of one emotion, few of another, neutral most.
 AVAILABLE = {"anger": 3, "disgust": 1, "fear": 2, "happiness": 9, "sadness": 4, "surprise": 5,

@@ -10,7 +10,7 @@ The quick-start names are importable from here:
 They are imported on first use (PEP 562), so ``import emoneuron`` stays cheap: the command
 line reads ``__version__`` (from :mod:`emoneuron.version`) and must not pay for torch and
 transformers to do so.
-``emoneuron.run`` is the pipeline function of :mod:`emoneuron.pipeline`.
+``emoneuron.run`` is the pipeline function of :mod:`emoneuron.app.run`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 from emoneuron.version import __version__
 
 if TYPE_CHECKING:
-    from emoneuron.causal.intervene import Ablation, applied
+    from emoneuron.app.run import run
+    from emoneuron.causal.evaluation.intervene import Ablation, applied
     from emoneuron.config import RunConfig
     from emoneuron.data.synth import synthesize
     from emoneuron.models.loading import load
-    from emoneuron.pipeline import run
     from emoneuron.recording.recorder import record
     from emoneuron.rundir import open_run
     from emoneuron.selection.identify import IdentifyConfig, identify
@@ -37,10 +37,10 @@ _HOMES = {
     "record": "emoneuron.recording.recorder",
     "identify": "emoneuron.selection.identify",
     "IdentifyConfig": "emoneuron.selection.config",
-    "Ablation": "emoneuron.causal.intervene",
-    "applied": "emoneuron.causal.intervene",
+    "Ablation": "emoneuron.causal.evaluation.intervene",
+    "applied": "emoneuron.causal.evaluation.intervene",
     "RunConfig": "emoneuron.config",
-    "run": "emoneuron.pipeline",
+    "run": "emoneuron.app.run",
     "open_run": "emoneuron.rundir",
 }
 

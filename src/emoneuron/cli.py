@@ -170,24 +170,18 @@ def _cmd_run(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
     config = run_config(args)
     log.debug("configuration: %s", json.dumps(dataclasses.asdict(config)))
-    from emoneuron.pipeline import run
+    from emoneuron.app.run import run
 
     print(f"report: {run(config, args.out, progress=not args.quiet)}")
 
 
 def _cmd_ablate(args: argparse.Namespace) -> None:
-    from emoneuron.causal.methods import evaluate_sets
-    from emoneuron.layout import REPORT
-    from emoneuron.reporting.report import write_report
-    from emoneuron.rundir import RunDir
-    from emoneuron.selection.identify import NeuronSets
+    from emoneuron.app.ablate import ablate
 
-    sets = NeuronSets.load(args.neurons)
-    table = evaluate_sets(args.run_dir, sets, args.name or args.neurons.stem,
-                          progress=not args.quiet, source=args.neurons)
+    table, report = ablate(args.run_dir, args.neurons, args.name, progress=not args.quiet)
     print(f"method comparison: {table}")
-    if RunDir(args.run_dir).exists(REPORT):
-        print(f"report: {write_report(args.run_dir)}")
+    if report is not None:
+        print(f"report: {report}")
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -202,13 +196,13 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 def _cmd_data_load(args: argparse.Namespace) -> None:
     _check_output_file(args.out)
-    from emoneuron.data.loaders import LoadOptions, load
+    from emoneuron.data.loaders import LoadOptions, load_corpus
     from emoneuron.data.schema import write_records
 
     options = LoadOptions(**{name: getattr(args, name) for name in (
         "split", "context", "text_column", "label_column", "id_column", "speaker_column",
         "dialogue_column", "turn_separator")})
-    loaded = load(args.format, args.path, options)
+    loaded = load_corpus(args.format, args.path, options)
     write_records(args.out, loaded.records)
     print("\n".join(loaded.report.lines()))
     print(f"wrote {len(loaded.records)} records to {args.out}")
@@ -218,10 +212,10 @@ def _cmd_data_stats(args: argparse.Namespace) -> None:
     import json
 
     from emoneuron.data.schema import read_records
-    from emoneuron.data.summary import describe, format_table
+    from emoneuron.data.summary import describe, summary_text
 
     summary = describe(read_records(args.file))
-    print(json.dumps(summary, indent=2) if args.json else format_table(summary))
+    print(json.dumps(summary, indent=2) if args.json else summary_text(summary))
 
 
 def _cmd_data_overlap(args: argparse.Namespace) -> None:
@@ -383,7 +377,7 @@ def _cmd_identify(args: argparse.Namespace) -> None:
 
 
 def _cmd_neuron(args: argparse.Namespace) -> None:
-    from emoneuron.causal.cards import check_neuron, format_card, neuron_card
+    from emoneuron.causal.experiments.cards import check_neuron, format_card, neuron_card
     from emoneuron.data.schema import read_records
     from emoneuron.io import read_json
     from emoneuron.layout import MANIFEST, NEURONS
@@ -445,7 +439,7 @@ def _cmd_neurons_export(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.out:
         _check_output_file(args.out)
-    from emoneuron.causal.prompts import VariantsConfig, evaluate_prompts
+    from emoneuron.causal.evaluation.prompts import VariantsConfig, evaluate_prompts
     from emoneuron.data.schema import read_records
     from emoneuron.data.synth import synthesize
 
@@ -470,7 +464,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 def _cmd_series(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
-    from emoneuron.series import SeriesConfig, run_series
+    from emoneuron.app.series import SeriesConfig, run_series
 
     options = _given(SeriesConfig, args)
     print(f"comparison: {run_series(SeriesConfig(**options), args.out)}")
@@ -787,7 +781,7 @@ def _add_compare(compare: argparse.ArgumentParser) -> None:
 
 
 def _add_series(series: argparse.ArgumentParser) -> None:
-    from emoneuron.series import SeriesConfig
+    from emoneuron.app.series import SeriesConfig
 
     _add_dataclass_options(series, SeriesConfig)
     series.add_argument("--out", type=Path, required=True,

@@ -177,6 +177,16 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def content_hash(value: Any) -> str:
+    """What a stage's files, a condition store or a continuation were computed from, as one
+    hash: ``value`` as JSON with sorted keys (anything JSON lacks as its ``str``).
+
+    >>> content_hash(["v1", {"b": 1, "a": (2, 3)}]) == content_hash(["v1", {"a": [2, 3], "b": 1}])
+    True
+    """
+    return sha256_bytes(json.dumps(value, sort_keys=True, default=str).encode())
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -18,16 +18,16 @@ from conftest import build_word_tokenizer
 from tokenizers import pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from emoneuron.causal.answers import CONTENT_FREE, LETTERS, answer_format
-from emoneuron.causal.classifier import Classifier, prompt_prefix, query_text
-from emoneuron.causal.intervene import Ablation, applied
-from emoneuron.causal.significance import holm
-from emoneuron.causal.sweep import EvaluationSetup
+from emoneuron.app.run import run
+from emoneuron.causal.evaluation.answers import CONTENT_FREE, LETTERS, answer_format
+from emoneuron.causal.evaluation.classifier import Classifier, prompt_prefix, query_text
+from emoneuron.causal.evaluation.execution import EvaluationSetup
+from emoneuron.causal.evaluation.intervene import Ablation, applied
+from emoneuron.causal.inference.significance import holm
 from emoneuron.config import RunConfig, preset_config
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel, ModelSpec
-from emoneuron.pipeline import run
 
 FORMAT_WORDS = (answer_format("letters").instruction, answer_format("yesno").instruction,
                 "Options: A) B) C) D) E) F) Answer: Yes No Is the emotion of this dialogue ?")

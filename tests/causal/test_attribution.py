@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from emoneuron.causal.attribution import attribute
-from emoneuron.causal.classifier import Classifier
+from emoneuron.causal.evaluation.classifier import Classifier
+from emoneuron.causal.experiments.attribution import attribute
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.errors import UserError
 from emoneuron.models.adapters import ACTIVATION_SITE, DEFAULT_SITE

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from emoneuron.causal.cards import format_card, neuron_card, vocab_projection, write_cards
+from emoneuron.causal.experiments.cards import (
+    format_card,
+    neuron_card,
+    vocab_projection,
+    write_cards,
+)
 from emoneuron.cli import main
 from emoneuron.data.render import render_dialogue
 from emoneuron.data.schema import Record, write_records

@@ -12,15 +12,15 @@ from conftest import build_word_tokenizer
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from emoneuron.causal.classifier import (
+from emoneuron.causal.evaluation.classifier import (
     CONTENT_FREE,
     Classifier,
     chat_works,
     order_shots,
     query_text,
 )
-from emoneuron.causal.intervene import Ablation, applied
-from emoneuron.causal.prompts import best_styles, check_prompts
+from emoneuron.causal.evaluation.intervene import Ablation, applied
+from emoneuron.causal.evaluation.prompts import best_styles, check_prompts
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel

@@ -14,16 +14,20 @@ import pytest
 import torch
 from planted_words import FILLER, planted
 
-from emoneuron.causal.directions import (
+from emoneuron.causal.evaluation.intervene import Ablation, applied
+from emoneuron.causal.evaluation.probe import emotion_labels, residual_features
+from emoneuron.causal.evaluation.residual import (
+    DirectionAblation,
+    DirectionSteering,
+    applied_direction,
+)
+from emoneuron.causal.experiments.directions import (
     EmotionDirections,
     direction_writes,
     emotion_directions,
     random_directions,
     shuffled_label_directions,
 )
-from emoneuron.causal.intervene import Ablation, applied
-from emoneuron.causal.probe import emotion_labels, residual_features
-from emoneuron.causal.residual import DirectionAblation, DirectionSteering, applied_direction
 from emoneuron.data.schema import EMOTIONS, NEUTRAL, Record, Turn
 from emoneuron.data.synth import synthesize
 from emoneuron.errors import UserError
@@ -296,7 +300,7 @@ def test_save_and_load_round_trip_byte_identically(tmp_path: Path) -> None:
 
 
 def _probe_file(tmp_path: Path) -> Path:
-    from emoneuron.causal.probe import Probe
+    from emoneuron.causal.evaluation.probe import Probe
 
     probe = Probe.fit(torch.randn(12, 1, 3), torch.arange(12) % 6, l2=0.1)
     probe.save(tmp_path / "probe.safetensors")

@@ -1,6 +1,6 @@
-"""The set-level test of emotion directions (:mod:`emoneuron.causal.dirtest`): a direction
-planted where removing it must matter is found beyond its nulls, one that cannot matter is not;
-the nulls are matched in norm; the layers are chosen from identification data only."""
+"""The set-level test of emotion directions (:mod:`emoneuron.causal.experiments.dirtest`): a
+direction planted where removing it must matter is found beyond its nulls, one that cannot matter is
+not; the nulls are matched in norm; the layers are chosen from identification data only."""
 
 from __future__ import annotations
 
@@ -14,20 +14,21 @@ import pytest
 import torch
 from planted_words import SIGNATURES, planted
 
+from emoneuron.causal.conditions.grid import Condition
+from emoneuron.causal.conditions.store import ConditionStore
 from emoneuron.causal.config import Design, DirectionNull
-from emoneuron.causal.directions import EmotionDirections
-from emoneuron.causal.dirtest import (
+from emoneuron.causal.evaluation.probe import emotion_labels, residual_features
+from emoneuron.causal.evaluation.readout import probe_from
+from emoneuron.causal.evaluation.residual import DirectionAblation
+from emoneuron.causal.experiments.directions import EmotionDirections
+from emoneuron.causal.experiments.dirtest import (
     NULLS,
     DirectionUnits,
     chosen_layers,
     direction_cells,
     probe_rows,
 )
-from emoneuron.causal.probe import emotion_labels, residual_features
-from emoneuron.causal.readout import probe_from
-from emoneuron.causal.residual import DirectionAblation
-from emoneuron.causal.setlevel import SetLevel
-from emoneuron.causal.sweep import Condition, ConditionStore
+from emoneuron.causal.inference.setlevel import SetLevel
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from emoneuron.causal.equal_size import EQUAL
+from emoneuron.app.run import run
+from emoneuron.causal.experiments.equal_size import EQUAL
 from emoneuron.config import preset_config
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.pipeline import run
 from emoneuron.selection.neurons import NeuronSets
 
 # The run's own LAPE keeps 20% of the tiny model's neurons, the compared `lape` 1%: the run's

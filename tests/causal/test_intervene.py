@@ -10,7 +10,7 @@ import pytest
 import torch
 from mlp_reference import assert_unhooked, logits, reference_logits
 
-from emoneuron.causal.intervene import Ablation, applied, with_means
+from emoneuron.causal.evaluation.intervene import Ablation, applied, with_means
 from emoneuron.errors import UserError
 from emoneuron.models.adapters import ACTIVATION_SITE, DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel

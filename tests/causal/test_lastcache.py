@@ -10,10 +10,13 @@ import pytest
 import torch
 from conftest import FAMILIES
 
-from emoneuron.causal.classifier import CONTENT_FREE, Classifier
-from emoneuron.causal.intervene import Ablation, applied
-from emoneuron.causal.lastcache import KeptPositions
-from emoneuron.causal.sweep import ConditionStore, Design, Sources, execute, grid
+from emoneuron.causal.conditions.grid import grid
+from emoneuron.causal.conditions.store import ConditionStore
+from emoneuron.causal.config import Design
+from emoneuron.causal.evaluation.classifier import CONTENT_FREE, Classifier
+from emoneuron.causal.evaluation.execution import Sources, execute
+from emoneuron.causal.evaluation.intervene import Ablation, applied
+from emoneuron.causal.evaluation.lastcache import KeptPositions
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.models.adapters import ADAPTERS, DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from emoneuron.causal.intervene import Ablation
-from emoneuron.causal.probe import (
+from emoneuron.causal.evaluation.intervene import Ablation
+from emoneuron.causal.evaluation.probe import (
     Probe,
     emotion_labels,
     layers_after,

@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
+from emoneuron.causal.conditions.grid import Condition, evaluated
+from emoneuron.causal.conditions.store import ConditionStore
 from emoneuron.causal.config import Design
-from emoneuron.causal.intervene import Ablation
-from emoneuron.causal.setlevel import (
+from emoneuron.causal.evaluation.intervene import Ablation
+from emoneuron.causal.inference.setlevel import (
     BELOW,
     BEYOND,
     UNDISTINGUISHED,
@@ -34,14 +36,13 @@ from emoneuron.causal.setlevel import (
     set_level_test,
     verdict,
 )
-from emoneuron.causal.significance import (
+from emoneuron.causal.inference.significance import (
     Interval,
     adjusted_mean_interval,
     holm,
     slot_permutation_test,
     tango_interval,
 )
-from emoneuron.causal.sweep import Condition, ConditionStore, evaluated
 from emoneuron.config import PRESETS
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.data.synth import synthesize

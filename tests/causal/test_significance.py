@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from emoneuron.causal.significance import (
+from emoneuron.causal.inference.significance import (
     adjusted_mean_interval,
     holm,
     mcnemar_exact,

@@ -1,4 +1,4 @@
-"""Steering judged outside the classifier (:mod:`emoneuron.causal.steerjudge`): adding a
+"""Steering judged outside the classifier (:mod:`emoneuron.causal.experiments.steerjudge`): adding a
 direction at alpha 0 changes no continuation, the probe judge names planted words' emotion, the
 nulls match their unit, and the verdicts carry Holm's correction."""
 
@@ -12,17 +12,15 @@ import pytest
 import torch
 from planted_words import SIGNATURES, planted
 
-from emoneuron.causal import steerjudge
-from emoneuron.causal.directions import EmotionDirections
-from emoneuron.causal.dirtest import DirectionUnits
-from emoneuron.causal.intervene import Ablation
-from emoneuron.causal.probe import emotion_labels, residual_features
-from emoneuron.causal.readout import probe_from
-from emoneuron.causal.residual import DirectionSteering
-from emoneuron.causal.setlevel import Stratum, set_level_test
-from emoneuron.causal.significance import holm
-from emoneuron.causal.steer import continue_dialogues, neutral_prompts
-from emoneuron.causal.steerjudge import (
+from emoneuron.causal.evaluation.intervene import Ablation
+from emoneuron.causal.evaluation.probe import emotion_labels, residual_features
+from emoneuron.causal.evaluation.readout import probe_from
+from emoneuron.causal.evaluation.residual import DirectionSteering
+from emoneuron.causal.experiments import steerjudge
+from emoneuron.causal.experiments.directions import EmotionDirections
+from emoneuron.causal.experiments.dirtest import DirectionUnits
+from emoneuron.causal.experiments.steer import continue_dialogues, neutral_prompts
+from emoneuron.causal.experiments.steerjudge import (
     NO_CONTROL,
     NOT_BEYOND,
     TOWARD,
@@ -35,6 +33,8 @@ from emoneuron.causal.steerjudge import (
     probe_judgements,
     steering_interventions,
 )
+from emoneuron.causal.inference.setlevel import Stratum, set_level_test
+from emoneuron.causal.inference.significance import holm
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.models.adapters import ACTIVATION_SITE
 from emoneuron.models.loading import LoadedModel

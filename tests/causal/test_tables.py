@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emoneuron.causal.intervene import Ablation
-from emoneuron.causal.significance import mcnemar_exact
-from emoneuron.causal.sweep import Condition, ConditionStore, Design, grid
-from emoneuron.causal.tables import ablation_tables
+from emoneuron.causal.conditions.grid import Condition, grid
+from emoneuron.causal.conditions.store import ConditionStore
+from emoneuron.causal.config import Design
+from emoneuron.causal.evaluation.intervene import Ablation
+from emoneuron.causal.inference.significance import mcnemar_exact
+from emoneuron.causal.inference.tables import ablation_tables
 from emoneuron.data.schema import EMOTIONS, Record, Turn
 
 PER_EMOTION = 15

@@ -1,5 +1,5 @@
-"""The comparison of the two units (:mod:`emoneuron.causal.units`): rows copied from the run's
-tables, each against its own null, and the number of neurons that match a direction."""
+"""The comparison of the two units (:mod:`emoneuron.causal.inference.units`): rows copied from the
+run's tables, each against its own null, and the number of neurons that match a direction."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from emoneuron.causal.units import unit_comparison
+from emoneuron.causal.inference.units import unit_comparison
 from emoneuron.data.schema import EMOTIONS
 
 # Own drop of each emotion's whole set (its size 40) and of its direction, at every position.

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from loader_fixtures import MELD_COLUMNS
 
-from emoneuron.data.loaders import LoadOptions, load
+from emoneuron.data.loaders import LoadOptions, load_corpus
 from emoneuron.data.schema import LABELS, Record, write_records
 from emoneuron.errors import UserError
 
@@ -39,7 +39,7 @@ def _folder(factory: pytest.TempPathFactory, name: str) -> Path:
 
 def _check(format: str, path: Path, options: LoadOptions) -> None:
     try:
-        loaded = load(format, path, options)
+        loaded = load_corpus(format, path, options)
     except UserError as error:
         assert "\n" not in str(error)
         return

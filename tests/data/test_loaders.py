@@ -16,7 +16,7 @@ from loader_fixtures import (
 )
 
 from emoneuron.cli import main
-from emoneuron.data.loaders import LoadOptions, load
+from emoneuron.data.loaders import LoadOptions, load_corpus
 from emoneuron.data.loaders.common import repair_text
 from emoneuron.data.loaders.dailydialog import detokenise
 from emoneuron.data.schema import NEUTRAL, read_records
@@ -26,7 +26,7 @@ from emoneuron.errors import UserError
 
 
 def test_dailydialog_counts_windows_and_speakers(tmp_path: Path) -> None:
-    loaded = load("dailydialog", write_dailydialog(tmp_path), LoadOptions(split="train"))
+    loaded = load_corpus("dailydialog", write_dailydialog(tmp_path), LoadOptions(split="train"))
     # 3 + 2 + 4 aligned utterances; the misaligned third line is left out.
     assert Counter(r.emotion for r in loaded.records) == {
         NEUTRAL: 3, "sadness": 1, "happiness": 2, "anger": 2, "surprise": 1}
@@ -41,7 +41,7 @@ def test_dailydialog_counts_windows_and_speakers(tmp_path: Path) -> None:
 
 
 def test_dailydialog_reports_and_skips_the_misaligned_dialogue(tmp_path: Path) -> None:
-    loaded = load("dailydialog", write_dailydialog(tmp_path), LoadOptions(split="train"))
+    loaded = load_corpus("dailydialog", write_dailydialog(tmp_path), LoadOptions(split="train"))
     report = loaded.report
     assert report.skipped == {"dialogue whose utterance and label counts differ": 1}
     (warning,) = report.warnings
@@ -55,7 +55,7 @@ def test_dailydialog_reports_and_skips_the_misaligned_dialogue(tmp_path: Path) -
 
 @pytest.mark.parametrize("context", [0, 1, 2])
 def test_context_window_keeps_k_turns_before_the_target(tmp_path: Path, context: int) -> None:
-    loaded = load("dailydialog", write_dailydialog(tmp_path),
+    loaded = load_corpus("dailydialog", write_dailydialog(tmp_path),
                   LoadOptions(split="train", context=context))
     by_id = {r.id: r for r in loaded.records}
     record = by_id["dailydialog-train-00003-u3"]
@@ -66,21 +66,22 @@ def test_context_window_keeps_k_turns_before_the_target(tmp_path: Path, context:
 
 def test_negative_context_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--context -1"):
-        load("dailydialog", write_dailydialog(tmp_path), LoadOptions(split="train", context=-1))
+        load_corpus("dailydialog", write_dailydialog(tmp_path),
+                    LoadOptions(split="train", context=-1))
 
 
 def test_dailydialog_needs_a_split_and_both_files(tmp_path: Path) -> None:
     write_dailydialog(tmp_path)
     with pytest.raises(UserError, match="--split"):
-        load("dailydialog", tmp_path, LoadOptions())
+        load_corpus("dailydialog", tmp_path, LoadOptions())
     with pytest.raises(UserError, match=r"dialogues_test\.txt: no such file"):
-        load("dailydialog", tmp_path, LoadOptions(split="test"))
+        load_corpus("dailydialog", tmp_path, LoadOptions(split="test"))
 
 
 def test_dailydialog_unknown_emotion_id_names_file_and_line(tmp_path: Path) -> None:
     write_dailydialog(tmp_path, lines=[DAILYDIALOG[1], (["Hi .", "Hello ."], ["0", "9"])])
     with pytest.raises(UserError, match=r"dialogues_emotion_train\.txt:2: emotion id '9'"):
-        load("dailydialog", tmp_path, LoadOptions(split="train"))
+        load_corpus("dailydialog", tmp_path, LoadOptions(split="train"))
 
 
 @pytest.mark.parametrize(("tokenised", "readable"), [
@@ -100,7 +101,7 @@ def test_detokenise(tokenised: str, readable: str) -> None:
 def test_meld_reproduces_the_published_test_counts(tmp_path: Path) -> None:
     path = tmp_path / "test_sent_emo.csv"
     path.write_bytes(meld_csv(meld_test_rows()))
-    loaded = load("meld", path, LoadOptions())
+    loaded = load_corpus("meld", path, LoadOptions())
     expected = {("happiness" if e == "joy" else e): n for e, n in MELD_TEST_COUNTS.items()}
     assert Counter(r.emotion for r in loaded.records) == expected
     assert len(loaded.records) == 2610
@@ -116,7 +117,7 @@ def test_meld_orders_by_utterance_id_and_repairs_stray_bytes(tmp_path: Path) -> 
     path = tmp_path / "dev_sent_emo.csv"
     # A raw Windows-1252 byte inside otherwise UTF-8 text, as in the release.
     path.write_bytes(meld_csv(rows).replace(b"it\xc2\x92s", b"it\x92s"))
-    loaded = load("meld", tmp_path, LoadOptions(split="dev", context=4))
+    loaded = load_corpus("meld", tmp_path, LoadOptions(split="dev", context=4))
     third = next(r for r in loaded.records if r.id == "meld-dev-d7-u2")
     assert [t.text for t in third.turns] == ["First line.", "Second line, it\u2019s here.",
                                             "Third \u201cline\u201d."]
@@ -128,7 +129,7 @@ def test_meld_orders_by_utterance_id_and_repairs_stray_bytes(tmp_path: Path) -> 
 def test_meld_repeated_utterance_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "train_sent_emo.csv"
     path.write_bytes(meld_csv([("Hi.", "A", "neutral", 1, 0), ("Hi again.", "A", "joy", 1, 0)]))
-    loaded = load("meld", path, LoadOptions())
+    loaded = load_corpus("meld", path, LoadOptions())
     assert len(loaded.records) == 1
     assert loaded.report.skipped == {"repeated (Dialogue_ID, Utterance_ID)": 1}
     assert "train_sent_emo.csv:3" in loaded.report.warnings[0]
@@ -149,7 +150,7 @@ def test_meld_malformed_input_names_file_and_line(tmp_path: Path, content: bytes
     path = tmp_path / "test_sent_emo.csv"
     path.write_bytes(content)
     with pytest.raises(UserError, match=message):
-        load("meld", path, LoadOptions())
+        load_corpus("meld", path, LoadOptions())
 
 
 # -- emoprism ------------------------------------------------------------------------------------
@@ -169,7 +170,7 @@ def test_emoprism_accepts_each_documented_shape(tmp_path: Path, layout: str) -> 
     path = tmp_path / "emoprism.json"
     path.write_text(json.dumps(EMOPRISM, indent=1) if layout == "array"
                     else "\n".join(map(json.dumps, EMOPRISM)), encoding="utf-8")
-    loaded = load("emoprism", path)
+    loaded = load_corpus("emoprism", path)
     first, second, third = loaded.records
     assert (first.id, first.emotion, first.meta) == (
         "emoprism-shared-kitchen-0", "anger", {"topic": "Shared kitchen"})
@@ -192,7 +193,7 @@ def test_emoprism_malformed_input(tmp_path: Path, content: str, message: str) ->
     path = tmp_path / "emoprism.json"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(UserError, match=message):
-        load("emoprism", path)
+        load_corpus("emoprism", path)
 
 
 # -- GoEmotions ----------------------------------------------------------------------------------
@@ -210,7 +211,7 @@ GOEMOTIONS = "\n".join([
 
 def test_goemotions_maps_to_ekman_and_drops_mixed_rows(tmp_path: Path) -> None:
     (tmp_path / "dev.tsv").write_text(GOEMOTIONS + "\n", encoding="utf-8")
-    loaded = load("goemotions", tmp_path, LoadOptions(split="dev"))
+    loaded = load_corpus("goemotions", tmp_path, LoadOptions(split="dev"))
     assert [(r.id, r.emotion) for r in loaded.records] == [
         ("goemotions-c1", "anger"), ("goemotions-c2", "happiness"),
         ("goemotions-c3", "surprise"), ("goemotions-c4", NEUTRAL), ("goemotions-c7", "disgust")]
@@ -226,7 +227,7 @@ def test_goemotions_malformed_line(tmp_path: Path, line: str, message: str) -> N
     path = tmp_path / "dev.tsv"
     path.write_text("Fine\t27\tc0\n" + line + "\n", encoding="utf-8")
     with pytest.raises(UserError, match=message):
-        load("goemotions", path)
+        load_corpus("goemotions", path)
 
 
 # -- jsonl and csv with a column mapping ---------------------------------------------------------
@@ -238,7 +239,7 @@ def test_csv_dialogue_level_rows_split_at_the_separator(tmp_path: Path) -> None:
                     'd1,"Where were you? || Out. || All night?",anger\n'
                     "d2,What a lovely surprise!,surprised\n"
                     "d3,,fear\n", encoding="utf-8")
-    loaded = load("csv", path, LoadOptions(text_column="said", label_column="feeling",
+    loaded = load_corpus("csv", path, LoadOptions(text_column="said", label_column="feeling",
                                            id_column="key", turn_separator="||"))
     first, second = loaded.records
     assert first.id == "d1" and [t.text for t in first.turns] == ["Where were you?", "Out.",
@@ -255,7 +256,7 @@ def test_jsonl_utterance_level_rows_become_context_windows(tmp_path: Path) -> No
             {"conv": 5, "who": "Ann", "utt": "I got in!", "lab": "joy"}]
     path = tmp_path / "talk.jsonl"
     path.write_text("\n".join(map(json.dumps, rows)), encoding="utf-8")
-    loaded = load("jsonl", path, LoadOptions(text_column="utt", label_column="lab",
+    loaded = load_corpus("jsonl", path, LoadOptions(text_column="utt", label_column="lab",
                                              speaker_column="who", dialogue_column="conv"))
     assert [r.id for r in loaded.records] == ["talk-5-u1", "talk-5-u2", "talk-6-u0"]
     got_in = loaded.records[1]
@@ -268,7 +269,7 @@ def test_jsonl_turns_may_be_a_list(tmp_path: Path) -> None:
     path = tmp_path / "list.jsonl"
     path.write_text(json.dumps({"text": [{"speaker": "Q", "text": "Hm?"}, "Nothing."],
                                 "emotion": "fear"}), encoding="utf-8")
-    (record,) = load("jsonl", path).records
+    (record,) = load_corpus("jsonl", path).records
     assert [(t.speaker, t.text) for t in record.turns] == [("Q", "Hm?"), ("B", "Nothing.")]
     assert record.id == "list-1"
 
@@ -286,23 +287,23 @@ def test_table_malformed_input(tmp_path: Path, kind: str, content: str, message:
     path.write_text(content, encoding="utf-8")
     options = LoadOptions(id_column="key" if "key" in message else None)
     with pytest.raises(UserError, match=message):
-        load(kind, path, options)
+        load_corpus(kind, path, options)
 
 
 def test_duplicate_ids_are_reported_not_merged(tmp_path: Path) -> None:
     path = tmp_path / "dup.jsonl"
     path.write_text('{"id": "a", "text": "One.", "emotion": "fear"}\n'
                     '{"id": "a", "text": "Two.", "emotion": "fear"}\n', encoding="utf-8")
-    loaded = load("jsonl", path, LoadOptions(id_column="id"))
+    loaded = load_corpus("jsonl", path, LoadOptions(id_column="id"))
     assert [r.turns[0].text for r in loaded.records] == ["One."]
     assert loaded.report.skipped == {"duplicate id": 1}
 
 
 def test_unknown_format_and_missing_path(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="unknown data format 'xml'"):
-        load("xml", tmp_path)
+        load_corpus("xml", tmp_path)
     with pytest.raises(UserError, match="no such file"):
-        load("jsonl", tmp_path / "nothing.jsonl")
+        load_corpus("jsonl", tmp_path / "nothing.jsonl")
 
 
 @pytest.mark.parametrize(("broken", "fixed"), [

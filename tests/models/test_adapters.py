@@ -3,7 +3,7 @@
 The reference for an intervention replaces the MLP forward of the chosen layers with an explicit
 re-implementation from the module's own weights (``act(gate) * up`` for gated MLPs, ``act(fc_in)``
 for GPT-2 / GPT-NeoX), edits the intermediate activation, and applies the down projection. The
-hook-based :func:`emoneuron.causal.intervene.applied` must give the same logits.
+hook-based :func:`emoneuron.causal.evaluation.intervene.applied` must give the same logits.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from mlp_reference import assert_unhooked, logits, reference_logits
 from transformers import BertConfig, BertForMaskedLM
 
-from emoneuron.causal.intervene import Ablation, applied
+from emoneuron.causal.evaluation.intervene import Ablation, applied
 from emoneuron.errors import UserError
 from emoneuron.models.adapters import DEFAULT_SITE, adapter_for
 from emoneuron.models.loading import LoadedModel

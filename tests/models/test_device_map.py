@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from emoneuron.causal.cards import vocab_projection
-from emoneuron.causal.classifier import Classifier
-from emoneuron.causal.intervene import Ablation, applied
-from emoneuron.causal.steer import continue_dialogues, neutral_prompts
+from emoneuron.causal.evaluation.classifier import Classifier
+from emoneuron.causal.evaluation.intervene import Ablation, applied
+from emoneuron.causal.experiments.cards import vocab_projection
+from emoneuron.causal.experiments.steer import continue_dialogues, neutral_prompts
 from emoneuron.data.schema import Record
 from emoneuron.errors import UserError
 from emoneuron.models.loading import DeviceMap, LoadedModel, load

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emoneuron.causal.classifier import CHANCE, Classifier, order_shots
+from emoneuron.causal.evaluation.classifier import CHANCE, Classifier, order_shots
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.data.synth import synthesize
 from emoneuron.models.embedded import EMBEDDED

@@ -26,8 +26,8 @@ import pytest
 from run_fixtures import make_run
 from websockets.sync.client import ClientConnection, connect
 
+from emoneuron.app.run import run
 from emoneuron.config import preset_config
-from emoneuron.pipeline import run
 from emoneuron.reporting.comparison_page import write_comparison
 from emoneuron.reporting.html import Section, page, table
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from run_fixtures import N_LAYERS, WIDTH, make_run
 
-from emoneuron.causal.units import unit_comparison
+from emoneuron.causal.inference.units import unit_comparison
 from emoneuron.cli import main
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError

@@ -8,8 +8,8 @@ import doctest
 
 import pandas as pd
 
-from emoneuron.reporting import directions
-from emoneuron.reporting.directions import directions_html
+from emoneuron.reporting import directions_section
+from emoneuron.reporting.directions_section import directions_html
 
 
 def _description() -> dict[str, object]:
@@ -42,5 +42,5 @@ def test_the_note_names_the_nulls_the_run_tested() -> None:
 
 def test_no_directions_no_section() -> None:
     assert directions_html(None, _description()) == ""
-    assert doctest.testmod(directions).failed == 0
+    assert doctest.testmod(directions_section).failed == 0
 

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from run_fixtures import make_run
 
-from emoneuron.causal.significance import min_detectable_drop
+from emoneuron.causal.inference.significance import min_detectable_drop
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.reporting import methods_section
 from emoneuron.reporting.methods_section import methods_html, methods_summary, run_statement

@@ -14,7 +14,7 @@ from run_fixtures import BASELINE, MASKED, N_LAYERS, WIDTH, make_run
 
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.reporting.report import existence_summary, timing_rows, write_report
-from emoneuron.reporting.setlevel import effect_sweep_html
+from emoneuron.reporting.setlevel_section import effect_sweep_html
 
 FIGURES = ("neurons_per_layer", "overlap", "self_effect", "drop_matrix", "excess_matrix",
            "sweep_heatmaps", "sweep_dose_response")

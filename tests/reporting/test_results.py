@@ -17,7 +17,7 @@ from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.reporting.results import (
     UNTESTED,
-    baselines,
+    baseline_accuracy,
     layer_counts,
     load_results,
     self_effects,
@@ -76,7 +76,7 @@ def test_without_a_set_level_table_no_emotion_has_a_verdict(run_dir: Path) -> No
 
 
 def test_baselines_are_the_unchanged_models_accuracy(run_dir: Path) -> None:
-    assert baselines(load_results(RunDir(run_dir)).ablation) == pytest.approx(BASELINE)
+    assert baseline_accuracy(load_results(RunDir(run_dir)).ablation) == pytest.approx(BASELINE)
 
 
 def test_layer_counts_count_each_emotions_neurons_per_layer() -> None:

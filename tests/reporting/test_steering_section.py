@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.reporting import steerjudge
-from emoneuron.reporting.steerjudge import judged_steering_html
+from emoneuron.reporting import steering_section
+from emoneuron.reporting.steering_section import judged_steering_html
 
 VERDICT = {True: "steers toward the emotion beyond random",
            False: "not distinguishable from random"}
@@ -74,4 +74,4 @@ def test_judged_steering_without_nulls_gives_no_verdict() -> None:
 
 
 def test_the_modules_examples_hold() -> None:
-    assert doctest.testmod(steerjudge).failed == 0
+    assert doctest.testmod(steering_section).failed == 0

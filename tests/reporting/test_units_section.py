@@ -9,8 +9,8 @@ import math
 import pandas as pd
 
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.reporting import units
-from emoneuron.reporting.units import units_html
+from emoneuron.reporting import units_section
+from emoneuron.reporting.units_section import units_html
 
 
 def _units() -> pd.DataFrame:
@@ -55,4 +55,4 @@ def test_units_section_closes_with_which_unit_carries_each_emotion() -> None:
 
 
 def test_the_modules_examples_hold() -> None:
-    assert doctest.testmod(units).failed == 0
+    assert doctest.testmod(units_section).failed == 0

@@ -20,14 +20,14 @@ from emoneuron.options import (
 )
 from emoneuron.selection.config import Control
 
-Mode = Literal["zero", "mean", "scale", "amplify", "clamp"]  # emoneuron.causal.intervene
+Mode = Literal["zero", "mean", "scale", "amplify", "clamp"]  # emoneuron.causal.evaluation.intervene
 Scope = Literal["all", "dialogue", "last"]
 SweepEval = Literal["self", "all"]
 PromptChoice = Literal["best", "fixed"]
 FixedStyle = Literal["plain", "chat"]
-PromptStyle = Literal["auto", FixedStyle]  # emoneuron.causal.classifier
-AnswerFormatName = Literal["label", "letters", "yesno"]  # emoneuron.causal.answers
-DirectionNull = Literal["random", "shuffled"]  # emoneuron.causal.dirtest
+PromptStyle = Literal["auto", FixedStyle]  # emoneuron.causal.evaluation.classifier
+AnswerFormatName = Literal["label", "letters", "yesno"]  # emoneuron.causal.evaluation.answers
+DirectionNull = Literal["random", "shuffled"]  # emoneuron.causal.experiments.dirtest
 DEFAULT_PROPORTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
 LAYER_RANGES = ("bottom", "middle", "top", "all")  # the sweep's thirds of the stack, and all
 
@@ -84,7 +84,7 @@ def check_intervention(mode: str, strength: float, tokens: str) -> None:
 
 @dataclass(frozen=True)
 class Design:
-    """What a run evaluates besides the baseline (:func:`emoneuron.causal.sweep.grid`).
+    """What a run evaluates besides the baseline (:func:`emoneuron.causal.conditions.grid.grid`).
 
     >>> len(Design(controls=("random",), control_seeds=(0,)).control_seeds)
     1
@@ -192,7 +192,7 @@ class Design:
 @dataclass(frozen=True)
 class VariantsConfig:
     """The prompt variants ``emoneuron evaluate`` compares
-    (:func:`emoneuron.causal.prompts.prompt_variants`).
+    (:func:`emoneuron.causal.evaluation.prompts.prompt_variants`).
 
     Args:
         shots: few-shot examples per emotion to try (0 = zero-shot)

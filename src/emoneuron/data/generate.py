@@ -323,7 +323,7 @@ def fleiss_kappa(ratings: list[list[str]]) -> float | None:
     return None if chance >= 1 else (observed - chance) / (1 - chance)
 
 
-def agreement(entries: list[dict[str, Any]], config: GenerateConfig,
+def judge_agreement(entries: list[dict[str, Any]], config: GenerateConfig,
               failed: int) -> dict[str, Any]:
     judged = [entry for entry in entries if "votes" in entry]
     per_judge = {}
@@ -425,7 +425,7 @@ def generate(config: GenerateConfig, out: str | Path, progress: bool = True,
             raise
     kept = _kept_records(entries, config)
     write_records(records_path, kept)
-    write_json(sidecar_path, agreement(entries, config, len(failures)))
+    write_json(sidecar_path, judge_agreement(entries, config, len(failures)))
     if failures:
         raise UserError(f"{len(failures)} of {len(todo)} items failed after "
                         f"{config.max_retries} retries (first: {failures[0]}); the finished "

@@ -26,7 +26,7 @@ def describe(records: list[Record]) -> dict[str, Any]:
     }
 
 
-def format_table(summary: dict[str, Any]) -> str:
+def summary_text(summary: dict[str, Any]) -> str:
     """The summary as a plain-text table."""
     total = summary["records"]
     lines = [f"{total} records", "", f"{'emotion':<12} {'records':>8} {'share':>7}"]

@@ -1,4 +1,5 @@
-"""Additive statistics of the attribution pass (:mod:`emoneuron.causal.attribution`), model-free.
+"""Additive statistics of the attribution pass (:mod:`emoneuron.causal.experiments.attribution`),
+model-free.
 
 Per (emotion, group, layer, neuron): the sum over dialogues of each dialogue's gradient x
 activation attribution; per (emotion, group): the number of dialogues. Groups are the recorder's

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from emoneuron.data.schema import Record, records_hash
 from emoneuron.errors import UserError
 from emoneuron.executors import Executor, LocalExecutor
+from emoneuron.io import content_hash
 from emoneuron.models.loading import LoadedModel, cache_root, warn_uncached
 from emoneuron.recording import kernel, recorder, statistics
 from emoneuron.recording.config import RecordConfig
@@ -63,7 +63,7 @@ def recording_key(loaded: LoadedModel, records: Sequence[Record], config: Record
              "site": config.site, "token_policy": config.token_policy, "groups": config.groups,
              "top_k": config.top_k, "group_seed": config.group_seed,
              "code": f"{__version__}/{RECORDING_FORMAT}/{code_hash()}"}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+    return content_hash(parts)[:32]
 
 
 def cached_record(loaded: LoadedModel, records: Sequence[Record],

@@ -6,7 +6,7 @@ Token policies decide which positions count: ``dialogue`` (default) the tokens o
 words, excluding speaker tags and line breaks; ``last`` the final token of each dialogue; ``all``
 every token. The token's position of a top-k activation is not kept: finding it in the hook cost
 more than everything else together, and a card finds it again by running that one dialogue
-(:mod:`emoneuron.causal.cards`).
+(:mod:`emoneuron.causal.experiments.cards`).
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def condition_counts(run_dir: RunDir) -> list[dict[str, Any]]:
     return [{"method": method, "kind": kind, "count": n} for (method, kind), n in found.items()]
 
 
-def table(name: str, file: str, into: Path = CAPTURED) -> pd.DataFrame | None:
+def captured_table(name: str, file: str, into: Path = CAPTURED) -> pd.DataFrame | None:
     """The captured run's copy of the run file ``file``; None when it was not captured."""
     path = into / name / file
     return pd.read_csv(path) if path.exists() else None
@@ -81,7 +81,7 @@ def table(name: str, file: str, into: Path = CAPTURED) -> pd.DataFrame | None:
 def set_level(name: str, into: Path = CAPTURED) -> pd.DataFrame:
     """The captured run's set-level table; every kind built on it refuses a run without one,
     since a block that left it out would cite a run it does not show."""
-    found = table(name, SET_LEVEL, into)
+    found = captured_table(name, SET_LEVEL, into)
     if found is None:
         raise UserError(f"{into / name}: no {SET_LEVEL} (a run from before the set-level test); "
                         f"capture a newer run with make docs-results RESULTS={name}=RUN_DIR, or "

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from emoneuron.causal.config import LAYER_RANGES
-from emoneuron.causal.summaries import BALANCED, CORPUS_WEIGHTED, OVERALL
+from emoneuron.causal.inference.summaries import BALANCED, CORPUS_WEIGHTED, OVERALL
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.io import atomic_open, write_csv, write_json
 from emoneuron.layout import COMPARISON, FIGURES
@@ -50,8 +50,8 @@ from emoneuron.reporting.html import (
     ul,
     with_ci,
 )
-from emoneuron.reporting.units import INTRO as UNITS_INTRO
-from emoneuron.reporting.units import carried_text, result_cell
+from emoneuron.reporting.units_section import INTRO as UNITS_INTRO
+from emoneuron.reporting.units_section import carried_text, result_cell
 
 DEPTH_TENTH = 0.1  # the depth figure's unit: the share of an emotion's neurons per 0.1 depth
 

@@ -19,7 +19,7 @@ slope per tenfold more parameters. With four models these are descriptions, not 
 
 Which unit carries each emotion (:func:`units_table`, ``compare_units.csv``): every run's
 ``units.csv`` (its neuron sets beside its emotion directions, each against its own random null,
-:mod:`emoneuron.causal.units`) with the run's label, as each run's tables wrote them.
+:mod:`emoneuron.causal.inference.units`) with the run's label, as each run's tables wrote them.
 
 Only run directories are read (``manifest.json``, ``neurons.json``, ``ablation.csv``,
 ``effects.csv`` and, when present, ``sweep.csv``, ``stability.json``,
@@ -40,8 +40,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from emoneuron.causal.config import LAYER_RANGES
-from emoneuron.causal.significance import Interval, newcombe_interval
-from emoneuron.causal.summaries import summary_rows
+from emoneuron.causal.inference.significance import Interval, newcombe_interval
+from emoneuron.causal.inference.summaries import summary_rows
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.errors import UserError
 from emoneuron.options import flat_settings

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from emoneuron.causal.significance import min_detectable_drop
-from emoneuron.causal.summaries import MEAN_ROW
+from emoneuron.causal.inference.significance import min_detectable_drop
+from emoneuron.causal.inference.summaries import MEAN_ROW
 from emoneuron.data.schema import EMOTIONS
-from emoneuron.reporting.causal import titled
+from emoneuron.reporting.causal_section import titled
 from emoneuron.reporting.html import table
 
 Render = Callable[[str, str, str, Callable[[], Figure]], str]

@@ -31,7 +31,7 @@ from emoneuron.errors import UserError
 from emoneuron.io import rewrite
 from emoneuron.layout import FORMATS_SET_LEVEL
 from emoneuron.reporting import run_facts
-from emoneuron.reporting.captured import CAPTURED, capture, set_level, summary, table
+from emoneuron.reporting.captured import CAPTURED, capture, captured_table, set_level, summary
 from emoneuron.reporting.html import pp
 from emoneuron.selection.config import SELECTION_METHODS
 
@@ -83,7 +83,7 @@ def per_emotion(names: Sequence[str], into: Path = CAPTURED) -> str:
     for name in names:
         run = summary(name, into)
         tested = set_level(name, into)
-        formats = table(name, FORMATS_SET_LEVEL, into)
+        formats = captured_table(name, FORMATS_SET_LEVEL, into)
         for method, rows in tested.groupby("method", sort=False):
             for emotion in EMOTIONS:
                 mine = rows[rows.masked_emotion == emotion]

@@ -48,7 +48,7 @@ from emoneuron.layout import (
     UNITS,
 )
 from emoneuron.options import flat_settings
-from emoneuron.reporting.causal import (
+from emoneuron.reporting.causal_section import (
     confusion_figure,
     controls_table,
     dose_figures,
@@ -56,7 +56,7 @@ from emoneuron.reporting.causal import (
     steering_html,
     titled,
 )
-from emoneuron.reporting.directions import directions_html
+from emoneuron.reporting.directions_section import directions_html
 from emoneuron.reporting.html import (
     Section,
     count,
@@ -74,20 +74,20 @@ from emoneuron.reporting.methods_section import methods_html, methods_summary, r
 from emoneuron.reporting.results import (
     RunResults,
     SelfEffect,
-    baselines,
+    baseline_accuracy,
     layer_counts,
     load_results,
     self_effects,
     sweep_self,
 )
-from emoneuron.reporting.setlevel import (
+from emoneuron.reporting.setlevel_section import (
     effect_sweep_html,
     formats_html,
     set_level_html,
     set_level_summary,
 )
-from emoneuron.reporting.steerjudge import judged_steering_html
-from emoneuron.reporting.units import units_html
+from emoneuron.reporting.steering_section import judged_steering_html
+from emoneuron.reporting.units_section import units_html
 from emoneuron.rundir import RunDir
 
 matplotlib.use("Agg")
@@ -375,7 +375,7 @@ def _figures_html(run: RunResults, run_dir: RunDir, effects: list[SelfEffect],
              "Accuracy on each emotion against the proportion removed, one line per layer range. "
              "Dashed: baseline; dotted: chance. The layer range whose line falls fastest holds the "
              "neurons that matter most.",
-             partial(_fig_dose_response, sweep, baselines(run.ablation), chance, near)),
+             partial(_fig_dose_response, sweep, baseline_accuracy(run.ablation), chance, near)),
         ]
     render = partial(render_figure, run_dir.file(FIGURES))
     html = ("".join(render(*spec) for spec in specs)
@@ -501,7 +501,7 @@ def write_report(directory: str | Path) -> Path:
                 f"run created {run.manifest['created']}")
     methods = run_dir.read_csv(METHODS_TABLE, optional=True)
     set_level = run_dir.read_csv(SET_LEVEL, optional=True)
-    baseline = float(np.mean(list(baselines(run.ablation).values())))
+    baseline = float(np.mean(list(baseline_accuracy(run.ablation).values())))
     summary = (run_statement(run.manifest, baseline)
                + existence_summary(run.neurons, run.manifest,
                                    run_dir.read_json(STABILITY, optional=True))

@@ -87,7 +87,7 @@ def _triple(row: Any, value: str, low: str, high: str) -> Triple:
     return float(row[value]), float(row[low]), float(row[high])
 
 
-def baselines(ablation: pd.DataFrame) -> dict[str, float]:
+def baseline_accuracy(ablation: pd.DataFrame) -> dict[str, float]:
     """Baseline accuracy per evaluated emotion."""
     rows = ablation[ablation["condition"] == "baseline"]
     return {str(e): float(a) for e, a in zip(rows["eval_emotion"], rows["accuracy"], strict=True)}
@@ -153,5 +153,5 @@ def sweep_self(run: RunResults) -> pd.DataFrame | None:
     if run.sweep is None:
         return None
     own = run.sweep[run.sweep["masked_emotion"] == run.sweep["eval_emotion"]].copy()
-    own["drop"] = own["masked_emotion"].map(baselines(run.ablation)) - own["accuracy"]
+    own["drop"] = own["masked_emotion"].map(baseline_accuracy(run.ablation)) - own["accuracy"]
     return None if own.empty else own

@@ -18,7 +18,7 @@ import pandas as pd
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.layout import ABLATION, SET_LEVEL
 from emoneuron.options import flag, flat_settings
-from emoneuron.reporting.captured import CAPTURED, not_captured, summary, table
+from emoneuron.reporting.captured import CAPTURED, captured_table, not_captured, summary
 from emoneuron.reporting.html import pct, with_ci
 from emoneuron.reporting.report import timing_rows
 
@@ -121,7 +121,7 @@ def baselines(names: Sequence[str], into: Path = CAPTURED) -> str:
     """Each emotion's held-out baseline accuracy [95% Wilson interval], whether it is near
     chance (its Wilson lower bound at or below chance), their mean weighted by n, and chance."""
     (name,) = names
-    ablation = table(name, ABLATION, into)
+    ablation = captured_table(name, ABLATION, into)
     if ablation is None:
         return not_captured(name, ABLATION)
     chance = float(summary(name, into)["evaluation"]["chance"])
@@ -137,7 +137,7 @@ def baselines(names: Sequence[str], into: Path = CAPTURED) -> str:
 def set_sizes(names: Sequence[str], into: Path = CAPTURED) -> str:
     """Neurons in each method's set of each emotion, their mean, and the model's neurons."""
     (name,) = names
-    tested = table(name, SET_LEVEL, into)
+    tested = captured_table(name, SET_LEVEL, into)
     if tested is None:
         return not_captured(name, SET_LEVEL)
     own = tested[tested.statistic == "own"].drop_duplicates(["method", "masked_emotion"])
@@ -177,7 +177,7 @@ def power(names: Sequence[str], into: Path = CAPTURED) -> str:
     """The smallest own-emotion excess over random sets each method's test finds with 80%
     power (every position), with the dialogues and random sets it had."""
     (name,) = names
-    tested = table(name, SET_LEVEL, into)
+    tested = captured_table(name, SET_LEVEL, into)
     if tested is None:
         return not_captured(name, SET_LEVEL)
     own = tested[(tested.statistic == "own") & (tested.scope == "all")]

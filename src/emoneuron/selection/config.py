@@ -17,8 +17,8 @@ from emoneuron.options import at_least, check_fields, check_seeds, did_you_mean,
 UNKNOWN_MODEL = "unknown"
 
 # What a statistic reads: a recording's activation statistics, an attribution pass's sums
-# (emoneuron.causal.attribution), or a recording and the emotion directions
-# (emoneuron.causal.directions), which a run computes before selecting with it.
+# (emoneuron.causal.experiments.attribution), or a recording and the emotion directions
+# (emoneuron.causal.experiments.directions), which a run computes before selecting with it.
 Reads = Literal["recording", "attribution", "directions"]
 
 
@@ -265,7 +265,7 @@ SELECTION_METHODS: dict[str, SelectionMethod] = {method.name: method for method 
                        assignment="argmax"),
         "the 1% of neurons whose zeroing most lowers the gold label's log-probability for one "
         "emotion beyond the others (first-order estimate on the identification split, "
-        "emoneuron.causal.attribution), each assigned to that emotion"),
+        "emoneuron.causal.experiments.attribution), each assigned to that emotion"),
     SelectionMethod(
         "direction-projection", "direction projection (Wang et al. 2025), global 1%, argmax",
         DEFAULT_SITE,
@@ -273,7 +273,8 @@ SELECTION_METHODS: dict[str, SelectionMethod] = {method.name: method for method 
                        assignment="argmax"),
         "the 1% of neurons that write most along an emotion's residual-stream direction per "
         "token (mean activation on its dialogues x the down-projection column's projection "
-        "on the direction; emoneuron.causal.directions), each assigned to that emotion"),
+        "on the direction; emoneuron.causal.experiments.directions), each assigned to that "
+        "emotion"),
 )}
 
 

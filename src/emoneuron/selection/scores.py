@@ -24,7 +24,7 @@ emotion, and one score per neuron for rankings across emotions (:class:`Scores`)
 
 ``attribution``
     Not a selectivity statistic but a causal estimate, from an attribution pass
-    (:mod:`emoneuron.causal.attribution`,
+    (:mod:`emoneuron.causal.experiments.attribution`,
     :class:`~emoneuron.recording.attribution_stats.AttributionStats`): the mean gradient x
     activation per dialogue of e, i.e. how much, to first order, zeroing the neuron lowers the
     log-probability of the right label on e's dialogues.
@@ -35,10 +35,11 @@ emotion, and one score per neuron for rankings across emotions (:class:`Scores`)
 ``direction-projection`` (Wang et al. 2025, "Do LLMs 'Feel'? Emotion Circuits Discovery and
 Control")
     The neuron's mean activation on e's dialogues times what it writes along e's residual-stream
-    direction per unit of activation (:func:`emoneuron.causal.directions.direction_writes`):
-    how much, on average per token, it pushes the residual stream towards e. It reads
-    :class:`ProjectedStats`: the recording and those writes, which need the directions and the
-    model's down projection (a run computes them before selecting with it).
+    direction per unit of activation
+    (:func:`emoneuron.causal.experiments.directions.direction_writes`): how much, on average per
+    token, it pushes the residual stream towards e. It reads :class:`ProjectedStats`: the recording
+    and those writes, which need the directions and the model's down projection (a run computes them
+    before selecting with it).
 
 Overall score: the LAPE selectivity for ``lape``, the largest per-emotion score otherwise.
 
@@ -83,8 +84,8 @@ class Scores:
 class ProjectedStats:
     """What ``direction-projection`` reads: a recording's statistics at the down projection's
     input and ``writes`` (E, L, W), each neuron's down-projection column projected on each
-    emotion's unit direction (:func:`emoneuron.causal.directions.direction_writes`). Model-free,
-    so selection reads it as it reads a recording."""
+    emotion's unit direction (:func:`emoneuron.causal.experiments.directions.direction_writes`).
+    Model-free, so selection reads it as it reads a recording."""
 
     stats: ActivationStats
     writes: torch.Tensor
@@ -254,7 +255,8 @@ def compute_scores(stats: SelectionInputs, statistic: str,
     if not isinstance(stats, READS[entry.reads]):
         raise UserError(f"statistic {statistic!r} needs " + {
             "recording": "a recording's activation statistics, not attributions",
-            "attribution": "an attribution pass's statistics (emoneuron.causal.attribution)",
+            "attribution": "an attribution pass's statistics "
+                           "(emoneuron.causal.experiments.attribution)",
             "directions": "a recording with the emotion directions' writes (ProjectedStats)",
         }[entry.reads] + f", not {type(stats).__name__}")
     # Every scorer takes (inputs, activity_quantile); only lape's reads the quantile.

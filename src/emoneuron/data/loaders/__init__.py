@@ -1,4 +1,4 @@
-"""Real corpora into the record schema: ``load(format, path, options)``.
+"""Real corpora into the record schema: ``load_corpus(format, path, options)``.
 
 Utterance-level corpora (DailyDialog, MELD, ``--dialogue-column`` tables) give one record per
 labelled utterance: that utterance as the last turn after up to ``options.context`` turns before
@@ -32,7 +32,7 @@ FORMATS: dict[str, Loader] = {
 }
 
 
-def load(format: str, path: str | Path, options: LoadOptions | None = None) -> Loaded:
+def load_corpus(format: str, path: str | Path, options: LoadOptions | None = None) -> Loaded:
     """Read ``path`` in ``format`` (one of :data:`FORMATS`); at least one record or UserError."""
     if format not in FORMATS:
         raise UserError(f"unknown data format {format!r}: use one of {', '.join(FORMATS)}")
