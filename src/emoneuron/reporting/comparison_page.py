@@ -45,6 +45,7 @@ from emoneuron.reporting.html import (
     panels,
     pct,
     pp,
+    remove_figure,
     render_figure,
     table,
     ul,
@@ -417,8 +418,7 @@ def _figures(runs: Sequence[ComparedRun], out: Path, frame: pd.DataFrame,
             partial(_fig_sweep, runs, sweep)))
     html = "".join(render_figure(out / FIGURES, *spec) for spec in specs)
     if sweep.empty:
-        for suffix in (".png", ".svg", ".json"):  # no stale figure of an earlier comparison
-            (out / FIGURES / f"sweep{suffix}").unlink(missing_ok=True)
+        remove_figure(out / FIGURES, "sweep")  # no stale figure of an earlier comparison
         html += '<p class="note">No run has a sweep, so its figure is omitted.</p>'
     return html
 

@@ -233,6 +233,16 @@ def _drawn(fig_dir: Path, name: str, key: str | None) -> tuple[bytes, str] | Non
         return None
 
 
+FIGURE_FILES = (".png", ".svg", ".json")  # what render_figure writes per figure
+
+
+def remove_figure(fig_dir: Path, name: str) -> None:
+    """Remove every file :func:`render_figure` wrote for ``name`` (a figure a page no longer
+    draws must not stay beside it)."""
+    for suffix in FIGURE_FILES:
+        (fig_dir / f"{name}{suffix}").unlink(missing_ok=True)
+
+
 def render_figure(fig_dir: Path, name: str, title: str, caption: str,
                   build: Callable[[], Figure]) -> str:
     """Build a figure, write ``fig_dir/name.png|svg`` (and ``name.json``, its key) and return

@@ -65,6 +65,7 @@ from emoneuron.reporting.html import (
     panels,
     pct,
     pp,
+    remove_figure,
     render_figure,
     table,
     ul,
@@ -383,8 +384,7 @@ def _figures_html(run: RunResults, run_dir: RunDir, effects: list[SelfEffect],
             + confusion_figure(run_dir.read_csv(CONFUSION, optional=True), render))
     if sweep is None:
         for name in SWEEP_FIGURES:  # do not leave figures of an earlier sweep beside this report
-            for suffix in (".png", ".svg", ".json"):
-                (run_dir.file(FIGURES) / f"{name}{suffix}").unlink(missing_ok=True)
+            remove_figure(run_dir.file(FIGURES), name)
         html += ('<p class="note">No layer-range x proportion sweep in this run (sweep.csv '
                  "missing or without self-effect rows), so its figures are omitted.</p>")
     return html
