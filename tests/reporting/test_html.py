@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from emoneuron.reporting.html import Section, figure_key, hover, page, render_figure, table
+from emoneuron.reporting.figures import hover
+from emoneuron.reporting.html import Section, figure_key, page, render_figure, table
 
 DRAWN: list[str] = []  # the data each _bars figure was drawn from, in order
 

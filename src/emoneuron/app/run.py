@@ -222,11 +222,12 @@ def _versions() -> dict[str, str]:
 
 def _manifest(config: RunConfig, loaded: LoadedModel, splits: Splits, data_hash: str,
               truncated: int, classifier: Classifier, choice: PromptChoice | None,
-              execution: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
+              execution: dict[str, Any], timings: dict[str, float], created: str
+              ) -> dict[str, Any]:
     selection = config.selection_method()
     return {
         "emoneuron_version": __version__,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "created": created,
         "config": asdict(config),
         "selection": {"name": selection.name, "label": selection.label,
                       "description": selection.description, "site": selection.site,
@@ -312,9 +313,12 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
     conditions = grid(design_of(config))
     _check_disk(run_dir.path, _output_bytes(loaded, len(conditions), len(splits.evaluate)))
 
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")  # one time on every write
+
     def write_manifest(execution: dict[str, Any], files: dict[str, str]) -> None:
         run_dir.write_manifest({**_manifest(config, loaded, splits, data_hash, truncated,
-                                            classifier, choice, execution, timer.seconds),
+                                            classifier, choice, execution, timer.seconds,
+                                            created),
                                 "files": files})
 
     write_manifest({}, {})  # first: the run this directory holds; no file verified yet

@@ -10,18 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.figure import Figure
 
 from emoneuron.causal.inference.significance import holm
 from emoneuron.data.schema import EMOTIONS
+from emoneuron.reporting.figures import subplots
 from emoneuron.reporting.html import table
 from emoneuron.reporting.results import RunResults
 
-Render = Callable[[str, str, str, Callable[[], Figure]], str]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+Render = Callable[[str, str, str, Callable[[], "Figure"]], str]
 CONTROL_NAMES = {"random": "random, layer-matched", "frequency": "random, frequency-matched",
                  "least": "least selective", "shuffled": "shuffled-label null"}
 
@@ -101,7 +103,7 @@ def controls_table(run: RunResults, specificity: pd.DataFrame, near: set[str]) -
 
 def _fig_dose(dose: pd.DataFrame, variable: str, label: str, near: set[str]) -> Figure:
     emotions = [e for e in EMOTIONS if e in set(dose.masked_emotion)]
-    fig, axes = plt.subplots(1, len(emotions), figsize=(2.6 * len(emotions), 3),
+    fig, axes = subplots(1, len(emotions), figsize=(2.6 * len(emotions), 3),
                              layout="constrained", sharey=True, squeeze=False)
     for ax, emotion in zip(axes[0], emotions, strict=True):
         part = dose[(dose.masked_emotion == emotion) & (dose.variable == variable)]
@@ -119,7 +121,7 @@ def _fig_dose(dose: pd.DataFrame, variable: str, label: str, near: set[str]) -> 
 
 def _fig_confusion(confusion: pd.DataFrame) -> Figure:
     panels = [("baseline", "")] + [("mask", e) for e in EMOTIONS]
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.9),
+    fig, axes = subplots(1, len(panels), figsize=(2.4 * len(panels), 2.9),
                              layout="constrained", squeeze=False)
     image = None
     for ax, (condition, masked) in zip(axes[0], panels, strict=True):

@@ -10,12 +10,10 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from emoneuron.causal.config import LAYER_RANGES
 from emoneuron.causal.inference.summaries import BALANCED, CORPUS_WEIGHTED, OVERALL
@@ -37,12 +35,11 @@ from emoneuron.reporting.comparison_stats import (
     synthetic_baselines,
     units_table,
 )
+from emoneuron.reporting.figures import hover, panels, subplots
 from emoneuron.reporting.html import (
     Section,
     count,
-    hover,
     page,
-    panels,
     pct,
     pp,
     remove_figure,
@@ -54,6 +51,9 @@ from emoneuron.reporting.html import (
 from emoneuron.reporting.units_section import INTRO as UNITS_INTRO
 from emoneuron.reporting.units_section import carried_text, result_cell
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 DEPTH_TENTH = 0.1  # the depth figure's unit: the share of an emotion's neurons per 0.1 depth
 
 
@@ -62,7 +62,7 @@ def _bar_hover(ax: Any, x: float, width: float, value: float, text: str) -> None
 
 
 def _fig_share(runs: Sequence[ComparedRun], frame: pd.DataFrame) -> Figure:
-    fig, ax = plt.subplots(figsize=(10, 4), layout="constrained")
+    fig, ax = subplots(figsize=(10, 4), layout="constrained")
     width = 0.8 / len(runs)
     x = np.arange(len(EMOTIONS))
     for k, run in enumerate(runs):
@@ -114,7 +114,7 @@ def _fig_depth(runs: Sequence[ComparedRun], distances: pd.DataFrame) -> Figure:
 
 
 def _fig_drops(runs: Sequence[ComparedRun], frame: pd.DataFrame) -> Figure:
-    fig, ax = plt.subplots(figsize=(11, 4.2), layout="constrained")
+    fig, ax = subplots(figsize=(11, 4.2), layout="constrained")
     width = 0.8 / (2 * len(runs))
     x = np.arange(len(EMOTIONS))
     for k, run in enumerate(runs):

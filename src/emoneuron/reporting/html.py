@@ -3,14 +3,15 @@
 Pages are self-contained: CSS and the one small script are inline, figures are embedded as base64
 PNG, nothing is fetched when the page is viewed. Each figure is also written as
 ``<name>.png`` and ``<name>.svg`` for papers. Hover values need no script: a figure builder
-marks regions with :func:`hover` (in data coordinates) and :func:`render_figure` lays a
-transparent box with a ``title`` over each, positioned in percent so it follows the image when
-the page scales it.
+marks regions with :func:`~emoneuron.reporting.figures.hover` (in data coordinates) and
+:func:`render_figure` lays a transparent box with a ``title`` over each, positioned in percent
+so it follows the image when the page scales it.
 
 A figure is drawn once per content: beside ``<name>.png|svg`` :func:`render_figure` keeps
 ``<name>.json``, the key of what it was drawn from (the builder's arguments, the source of its
-module and of this one, matplotlib's version) and its hover boxes; a later report whose key
-matches reuses the files instead of drawing again (drawing is nearly all of a report's time).
+module, of this one and of :mod:`~emoneuron.reporting.figures`, matplotlib's version) and its
+hover boxes; a later report whose key matches reuses the files instead of drawing again, and
+imports no matplotlib (drawing is nearly all of a report's time).
 """
 
 from __future__ import annotations
@@ -21,27 +22,25 @@ import hashlib
 import inspect
 import io
 import json
-import math
 import pickle
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from html import escape
+from importlib import metadata
 from pathlib import Path
-from typing import Any
-from weakref import WeakKeyDictionary
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
 import numpy as np
 import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-
 from emoneuron.io import atomic_open
+from emoneuron.reporting import figures
+from emoneuron.reporting.figures import hover_html, pyplot
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -146,43 +145,6 @@ def with_ci(t: tuple[float, float, float], fmt: Callable[[float], str]) -> str:
     return f"{fmt(t[0])} [{fmt(t[1])}, {fmt(t[2])}]"
 
 
-def panels(n: int) -> tuple[Figure, list[Axes]]:
-    """A figure of ``n`` panels, up to three per row; the unused cells hidden."""
-    ncols = min(3, n)
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 2.9 * nrows + 0.6),
-                             layout="constrained", squeeze=False)
-    flat = list(axes.flat)
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    return fig, flat[:n]
-
-
-Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in the axes' data coordinates
-_HOVERS: WeakKeyDictionary[Figure, list[tuple[Axes, Box, str]]] = WeakKeyDictionary()
-
-
-def hover(ax: Axes, box: Box, text: str) -> None:
-    """Show ``text`` when the pointer is over ``box`` of ``ax`` in the HTML page."""
-    figure = ax.get_figure(root=True)
-    assert isinstance(figure, Figure)
-    _HOVERS.setdefault(figure, []).append((ax, box, text))
-
-
-def _hover_html(fig: Figure) -> str:
-    """Boxes in percent of the figure, from the layout of the last draw (the PNG's)."""
-    width, height = fig.bbox.width, fig.bbox.height
-    spans = []
-    for ax, (x0, y0, x1, y1), text in _HOVERS.get(fig, []):
-        (px0, py0), (px1, py1) = ax.transData.transform([(x0, y0), (x1, y1)])
-        left, right = sorted((px0 / width, px1 / width))
-        bottom, top = sorted((py0 / height, py1 / height))
-        spans.append(f'<span style="left:{100 * left:.2f}%;top:{100 * (1 - top):.2f}%;'
-                     f'width:{100 * (right - left):.2f}%;height:{100 * (top - bottom):.2f}%"'
-                     f' title="{escape(text)}"></span>')
-    return "".join(spans)
-
-
 def _canonical(value: Any) -> Any:
     """``value`` in a form whose pickle depends on its content only (sets sorted, tables and
     arrays as their bytes), for :func:`figure_key`."""
@@ -209,9 +171,9 @@ def figure_key(title: str, caption: str, build: Callable[[], Figure]) -> str | N
     try:
         payload = pickle.dumps((build.func.__module__, build.func.__qualname__,
                                 _canonical(build.args), _canonical(build.keywords), title,
-                                caption, matplotlib.__version__), protocol=5)
+                                caption, metadata.version("matplotlib")), protocol=5)
         sources = [inspect.getsource(sys.modules[build.func.__module__]),
-                   inspect.getsource(sys.modules[__name__])]
+                   inspect.getsource(sys.modules[__name__]), inspect.getsource(figures)]
     except (pickle.PicklingError, TypeError, AttributeError, KeyError, OSError):
         return None
     digest = hashlib.sha256(payload)
@@ -256,13 +218,13 @@ def render_figure(fig_dir: Path, name: str, title: str, caption: str,
             fig.suptitle(title, fontweight="bold")
             png = io.BytesIO()
             fig.savefig(png, format="png", dpi=100)
-            spans = _hover_html(fig)  # after the PNG's draw, so the boxes match its layout
+            spans = hover_html(fig)  # after the PNG's draw, so the boxes match its layout
             with atomic_open(fig_dir / f"{name}.png", "wb") as handle:
                 handle.write(png.getvalue())
             with atomic_open(fig_dir / f"{name}.svg", "wb") as handle:
                 fig.savefig(handle, format="svg", metadata={"Date": None})
         finally:
-            plt.close(fig)
+            pyplot().close(fig)
         drawn = png.getvalue(), spans
         if key is not None:  # written last: a key names complete files only
             with atomic_open(fig_dir / f"{name}.json") as handle:

@@ -11,20 +11,22 @@ import math
 from collections.abc import Callable
 from functools import partial
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from emoneuron.causal.inference.significance import min_detectable_drop
 from emoneuron.causal.inference.summaries import MEAN_ROW
 from emoneuron.data.schema import EMOTIONS
 from emoneuron.reporting.causal_section import titled
+from emoneuron.reporting.figures import subplots
 from emoneuron.reporting.html import table
 
-Render = Callable[[str, str, str, Callable[[], Figure]], str]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+Render = Callable[[str, str, str, Callable[[], "Figure"]], str]
 
 def run_statement(manifest: dict[str, Any], baseline: float) -> str:
     """What ran: preset, evaluation size, the drop it can detect, and the prompt choice."""
@@ -51,7 +53,7 @@ def run_statement(manifest: dict[str, Any], baseline: float) -> str:
 def _fig_methods(methods: pd.DataFrame) -> Figure:
     per_emotion = methods[methods.masked_emotion != MEAN_ROW]
     names = list(dict.fromkeys(methods.method))
-    fig, ax = plt.subplots(figsize=(9, 3.8))
+    fig, ax = subplots(figsize=(9, 3.8))
     width = 0.8 / len(names)
     for k, name in enumerate(names):
         rows = per_emotion[per_emotion.method == name].set_index("masked_emotion").reindex(

@@ -13,16 +13,11 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.image import AxesImage
-from matplotlib.ticker import MaxNLocator
 
 from emoneuron.causal.config import LAYER_RANGES, in_range
 from emoneuron.data.schema import EMOTIONS
@@ -57,12 +52,11 @@ from emoneuron.reporting.causal_section import (
     titled,
 )
 from emoneuron.reporting.directions_section import directions_html
+from emoneuron.reporting.figures import hover, panels, subplots
 from emoneuron.reporting.html import (
     Section,
     count,
-    hover,
     page,
-    panels,
     pct,
     pp,
     remove_figure,
@@ -91,8 +85,10 @@ from emoneuron.reporting.steering_section import judged_steering_html
 from emoneuron.reporting.units_section import units_html
 from emoneuron.rundir import RunDir
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
 
 SWEEP_FIGURES = ("sweep_heatmaps", "sweep_dose_response")
 
@@ -225,7 +221,9 @@ def _symmetric(values: npt.NDArray[np.float64]) -> tuple[float, float]:
 
 
 def _fig_neurons_per_layer(counts: npt.NDArray[np.int_]) -> Figure:
-    fig, ax = plt.subplots(figsize=(10, 3.2), layout="constrained")
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = subplots(figsize=(10, 3.2), layout="constrained")
     image = ax.imshow(counts, aspect="auto", cmap="Blues", interpolation="nearest",
                       vmin=0, vmax=max(1, int(counts.max())))
     ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
@@ -246,7 +244,7 @@ def _fig_neurons_per_layer(counts: npt.NDArray[np.int_]) -> Figure:
 def _fig_overlap(neurons: dict[str, Any]) -> Figure:
     names = [str(n) for n in neurons["overlap"]["emotions"]]
     counts = np.asarray(neurons["overlap"]["counts"], dtype=float)
-    fig, ax = plt.subplots(figsize=(6.5, 5), layout="constrained")
+    fig, ax = subplots(figsize=(6.5, 5), layout="constrained")
     labels = [[str(int(v)) for v in row] for row in counts]
     image = _heatmap(ax, counts, names, names, labels, "Blues", (0, max(1.0, counts.max())))
     ax.set_xlabel("emotion")
@@ -256,7 +254,7 @@ def _fig_overlap(neurons: dict[str, Any]) -> Figure:
 
 
 def _fig_self_effect(effects: list[SelfEffect], chance: float) -> Figure:
-    fig, ax = plt.subplots(figsize=(10, 4), layout="constrained")
+    fig, ax = subplots(figsize=(10, 4), layout="constrained")
     x = np.arange(len(effects))
     bars = (("baseline", "baseline"), ("neurons removed", "masked"),
             ("random neurons (mean of seeds)", "control"))
@@ -280,7 +278,7 @@ def _fig_matrix(effects: pd.DataFrame, column: str, label: str) -> Figure:
 
     values = grid(column)
     labels = [["" if np.isnan(v) else f"{v:+.1f}" for v in row] for row in values]
-    fig, ax = plt.subplots(figsize=(7, 5.5), layout="constrained")
+    fig, ax = subplots(figsize=(7, 5.5), layout="constrained")
     image = _heatmap(ax, values, EMOTIONS, EMOTIONS, labels, "RdBu_r", _symmetric(values))
     ax.set_xlabel("evaluated emotion")
     ax.set_ylabel("masked emotion (neurons removed)")
