@@ -12,6 +12,7 @@ answer verdict of each set. Nothing here computes a test: it reads the table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
 from typing import Any
 
@@ -25,7 +26,7 @@ SCOPE_NAMES = {"all": "every position", "dialogue": "the dialogue's tokens only"
 NONE_NOTE = '<p class="note">No set-level test in this run: no verdict is given.</p>'
 
 
-def excess_text(row: pd.Series) -> str:
+def excess_text(row: pd.Series | Mapping[str, Any]) -> str:
     return f"{pp(row['excess'])} [{pp(row['ci_low'])}, {pp(row['ci_high'])}]"
 
 
@@ -138,25 +139,28 @@ def scope_tables(table_: pd.DataFrame, unit: str, size_header: str,
     read-versus-answer verdict of own rows; ``null_name`` says what it was tested against."""
     parts = []
     scopes = list(dict.fromkeys(table_.scope))
+    grouped = {key: rows.to_dict("records")
+               for key, rows in table_.groupby(["method", "statistic"], sort=False)}
     for method in dict.fromkeys(table_.method):
         for statistic in dict.fromkeys(table_.statistic):
-            rows = table_[(table_.method == method) & (table_.statistic == statistic)]
+            first: dict[str, dict[str, Any]] = {}  # per emotion, its first row in any scope
+            cell: dict[tuple[str, str], dict[str, Any]] = {}
+            for row in grouped.get((method, statistic), []):
+                first.setdefault(row["masked_emotion"], row)
+                cell.setdefault((row["masked_emotion"], row["scope"]), row)
             body = []
             for emotion in EMOTIONS:
-                sizes = rows.n_neurons[rows.masked_emotion == emotion]
-                cells: list[object] = [emotion, int(sizes.iloc[0]) if len(sizes) else ""]
+                cells: list[object] = [emotion, int(first[emotion]["n_neurons"])
+                                       if emotion in first else ""]
                 for scope in scopes:
-                    found = rows[(rows.scope == scope) & (rows.masked_emotion == emotion)]
-                    if found.empty:
-                        cells.append("")
-                        continue
-                    row = found.iloc[0]
-                    detectable = pp(row["min_detectable_excess"])
-                    cells.append(f"{excess_text(row)}, p(Holm) {p_text(row['p_holm'])}: "
-                                 f"{row['verdict']} (detectable {detectable})")
+                    row = cell.get((emotion, scope))
+                    cells.append("" if row is None else
+                                 f"{excess_text(row)}, p(Holm) {p_text(row['p_holm'])}: "
+                                 f"{row['verdict']} "
+                                 f"(detectable {pp(row['min_detectable_excess'])})")
                 if statistic == "own":
-                    own = rows[rows.masked_emotion == emotion].reading.astype(object).fillna("")
-                    cells.append(str(own.iloc[0]) if len(own) else "")
+                    reading = first[emotion]["reading"] if emotion in first else ""
+                    cells.append("" if pd.isna(reading) else str(reading))
                 body.append(cells)
             headers = ["emotion", size_header,
                        *(f"{unit} removed at {SCOPE_NAMES[s]}" for s in scopes)]
