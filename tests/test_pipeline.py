@@ -483,6 +483,9 @@ def test_directions_are_written_listed_and_tested_against_their_nulls(run_dir: P
         assert len(family) == len(EMOTIONS) and family.null.nunique() == 1
         # The table holds p-values to 6 significant digits.
         assert family.p_holm.tolist() == pytest.approx(holm(family.p.tolist()), abs=1e-5)
+    for null, name in (("random", "random directions"), ("shuffled", "shuffled-label directions")):
+        verdicts = table[table.null == null].verdict
+        assert verdicts.str.endswith(name).all(), verdicts.unique()  # the null it was tested on
     assert table.k_random_sets.isin([2, 4]).all()
     page = (run_dir / "report.html").read_text(encoding="utf-8")
     assert "Emotion directions against random directions" in page

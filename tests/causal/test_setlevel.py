@@ -173,9 +173,10 @@ def test_verdicts_come_from_the_adjusted_p_value_and_the_sign() -> None:
     assert verdict(0.2, 0.04) == BEYOND
     assert verdict(-0.2, 0.04) == BELOW
     assert verdict(0.5, 0.06) == UNDISTINGUISHED
-    assert reading_verdict(BEYOND, BEYOND) == "acts while reading and at the answer"
-    assert reading_verdict(UNDISTINGUISHED, BEYOND) == "acts at the answer"
-    assert reading_verdict(BELOW, UNDISTINGUISHED) == "neither"
+    assert verdict(0.2, 0.04, "random directions") == "beyond random directions"
+    assert reading_verdict(True, True) == "acts while reading and at the answer"
+    assert reading_verdict(False, True) == "acts at the answer"
+    assert reading_verdict(False, False) == "neither"
 
 
 def test_a_finer_step_floors_the_spread_at_its_own_resolution() -> None:

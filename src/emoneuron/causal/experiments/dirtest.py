@@ -70,8 +70,8 @@ TESTED_LAYERS = 3
 NULLS = {"random": "random unit directions in the same subspace, matched in norm",
          "shuffled": "directions from shuffled identification labels"}
 # The method column of each null's rows, so that each (method, scope, statistic) is one family.
-METHODS = {"random": "direction vs random directions",
-           "shuffled": "direction vs shuffled-label directions"}
+NULL_NAMES = {"random": "random directions", "shuffled": "shuffled-label directions"}
+METHODS = {null: f"direction vs {name}" for null, name in NULL_NAMES.items()}
 LAYER_CHOICE = (f"the {TESTED_LAYERS} residual layers (not the embeddings, not the top one, "
                 "read after the final norm) where the probe's cross-validated accuracy on the "
                 "identification split is highest (its training accuracy without "
@@ -161,7 +161,8 @@ def direction_table(store: ConditionStore, evaluation: Sequence[Record], design:
                                       for emotion, test in probe_results.get(null, {}).items()}
         for (scope, statistic), family in families.items():
             rows += [_as_direction(row, null, units.layers)
-                     for row in family_rows(METHODS[null], TAG, scope, statistic, family)]
+                     for row in family_rows(METHODS[null], TAG, scope, statistic, family,
+                                            NULL_NAMES[null])]
     return with_reading(pd.DataFrame(rows))
 
 

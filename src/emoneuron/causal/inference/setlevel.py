@@ -73,9 +73,10 @@ POWER = 0.8
 FUTILE_P = 0.3  # above it at the first look, a set is not tested against more random sets
 SECOND_FUTILE_P = 0.1  # the same at the second look
 LOOK_SHARE = 0.2  # of each test's alpha spent at the second look (Bonferroni with the end)
-BEYOND = "beyond random sets"
-BELOW = "below random sets"
-UNDISTINGUISHED = "not distinguishable from random sets"
+SETS_NULL = "random sets"  # what a neuron set is tested against, as verdicts name it
+BEYOND = f"beyond {SETS_NULL}"
+BELOW = f"below {SETS_NULL}"
+UNDISTINGUISHED = f"not distinguishable from {SETS_NULL}"
 # What a set does, from its own-emotion test at the dialogue-only and answer-only scopes.
 READS = "acts while reading the dialogue"
 ANSWERS = "acts at the answer"
@@ -383,20 +384,21 @@ def effect_sweep_table(store: ConditionStore, evaluation: Sequence[Record], desi
     for row, adjusted in zip(rows, holm([r["p"] for r in rows]), strict=True):
         row["p_holm"] = adjusted
         row["verdict"] = verdict(row["excess"], adjusted)
-        row["beyond"] = row["verdict"] == BEYOND
+        row["beyond"] = is_beyond(row["excess"], adjusted)
     return pd.DataFrame(rows, columns=EFFECT_SWEEP_COLUMNS)
 
 
 def family_rows(method: str, tag: str, scope: str, statistic: str,
-                results: Mapping[str, tuple[SetLevel, int]]) -> list[dict[str, Any]]:
+                results: Mapping[str, tuple[SetLevel, int]], null: str = SETS_NULL
+                ) -> list[dict[str, Any]]:
     """The ``setlevel.csv`` rows of one Holm family: a method's sets at one scope and
-    statistic, ``results`` by emotion as (test, set size)."""
+    statistic, ``results`` by emotion as (test, set size); the verdicts name ``null``."""
     family = [{"run_method": tag == "", **_row(method, scope, statistic, emotion, result, size)}
               for emotion, (result, size) in results.items()]
     for row, adjusted in zip(family, holm([r["p"] for r in family]), strict=True):
         row["p_holm"] = adjusted
-        row["verdict"] = verdict(row["excess"], adjusted)
-        row["beyond"] = row["verdict"] == BEYOND
+        row["verdict"] = verdict(row["excess"], adjusted, null)
+        row["beyond"] = is_beyond(row["excess"], adjusted)
     return family
 
 
@@ -408,7 +410,7 @@ def with_reading(results: pd.DataFrame) -> pd.DataFrame:
     for row in results.itertuples():
         keys = [(row.method, scope, row.masked_emotion) for scope in ("dialogue", "last")]
         tested = row.statistic == "own" and all(key in own.index for key in keys)
-        reading.append(reading_verdict(*(str(own.loc[key, "verdict"]) for key in keys))
+        reading.append(reading_verdict(*(bool(own.loc[key, "beyond"]) for key in keys))
                        if tested else "")
     return results.assign(reading=reading)
 
@@ -430,23 +432,30 @@ def _row(method: str, scope: str, statistic: str, emotion: str, result: SetLevel
             "min_detectable_excess": result.min_detectable}
 
 
-def verdict(excess: float, p_holm: float) -> str:
-    """A set-level result in words, from its Holm-adjusted p-value.
+def is_beyond(excess: float, p_holm: float) -> bool:
+    """Whether a set-level result is a larger drop than its null's at the Holm level."""
+    return p_holm <= ALPHA and excess > 0
+
+
+def verdict(excess: float, p_holm: float, null: str = SETS_NULL) -> str:
+    """A set-level result in words, from its Holm-adjusted p-value, naming the ``null``.
 
     >>> verdict(0.3, 0.01), verdict(0.3, 0.2)
     ('beyond random sets', 'not distinguishable from random sets')
+    >>> verdict(-0.3, 0.01, "random directions")
+    'below random directions'
     """
     if p_holm > ALPHA:
-        return UNDISTINGUISHED
-    return BEYOND if excess > 0 else BELOW
+        return f"not distinguishable from {null}"
+    return f"beyond {null}" if excess > 0 else f"below {null}"
 
 
-def reading_verdict(at_dialogue: str, at_answer: str) -> str:
-    """What a set does, from its own-emotion verdicts with the set removed on the dialogue's
-    tokens only and at the scored position only.
+def reading_verdict(reads: bool, answers: bool) -> str:
+    """What a set does, from whether its own-emotion drop is beyond its null with the set
+    removed on the dialogue's tokens only (``reads``) and at the scored position only
+    (``answers``).
 
-    >>> reading_verdict(BEYOND, UNDISTINGUISHED)
+    >>> reading_verdict(True, False)
     'acts while reading the dialogue'
     """
-    reads, answers = at_dialogue == BEYOND, at_answer == BEYOND
     return BOTH if reads and answers else READS if reads else ANSWERS if answers else NEITHER
