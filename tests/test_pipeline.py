@@ -9,17 +9,23 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from emoneuron.app import reuse
 from emoneuron.app import run as pipeline
 from emoneuron.app.run import design_of, run
 from emoneuron.causal.conditions.grid import grid
+from emoneuron.causal.evaluation.probe import Probe, emotion_labels, residual_features
+from emoneuron.causal.evaluation.readout import probe_from
+from emoneuron.causal.experiments.directions import EmotionDirections
 from emoneuron.causal.inference.setlevel import set_level_conditions
 from emoneuron.causal.inference.significance import holm
 from emoneuron.cli import main
 from emoneuron.config import RunConfig, preset_config
 from emoneuron.data.schema import EMOTIONS, read_records
 from emoneuron.errors import UserError
+from emoneuron.models.loading import load
+from emoneuron.recording.statistics import Recording
 from emoneuron.selection.identify import SELECTION_METHODS
 
 OPTIONS = {"per_emotion": 8, "max_turns": 2, "eval_fraction": 0.4, "share": 0.05,
@@ -490,6 +496,32 @@ def test_directions_are_written_listed_and_tested_against_their_nulls(run_dir: P
     page = (run_dir / "report.html").read_text(encoding="utf-8")
     assert "Emotion directions against random directions" in page
     assert "direction vs shuffled-label directions: own drop" in page
+
+
+def test_probe_and_directions_equal_those_of_a_second_feature_pass(run_dir: Path,
+                                                                    tiny_model_dir: Path) -> None:
+    """The run fits them on the identification features its recording pass kept; a separate
+    pass over the same dialogues in the same batches gives the same fits, to the bit."""
+    loaded = load(str(tiny_model_dir))
+    identify, evaluate = (read_records(run_dir / "data" / f"{part}.jsonl")
+                          for part in ("identify", "eval"))
+    train = residual_features(loaded, identify, batch_size=OPTIONS["batch_size"])
+    held_out = residual_features(loaded, evaluate, batch_size=OPTIONS["batch_size"])
+    labels, held_out_labels = emotion_labels(identify), emotion_labels(evaluate)
+    probe = probe_from(train, labels, held_out, held_out_labels)
+    directions = EmotionDirections.fit(train, labels).with_held_out(held_out, held_out_labels)
+    ran_probe = Probe.load(run_dir / "probe.safetensors")
+    for name in ("weight", "bias", "mean", "std"):
+        assert torch.equal(getattr(ran_probe, name), getattr(probe, name)), name
+    assert json.loads((run_dir / "probe.json").read_text())["held_out_accuracy"] == list(
+        probe.held_out_accuracy)
+    ran_directions = EmotionDirections.load(run_dir / "directions.safetensors")
+    assert torch.equal(ran_directions.difference, directions.difference)
+    assert torch.equal(ran_directions.centre, directions.centre)
+    description = json.loads((run_dir / "directions.json").read_text())
+    assert description["held_out_accuracy"] == list(directions.held_out_accuracy)
+    # The run's statistics file keeps the statistics alone.
+    assert Recording.load(run_dir / "stats.safetensors").residual_means is None
 
 
 def test_the_pipelines_examples_hold() -> None:

@@ -542,7 +542,9 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     from emoneuron.config import PRESETS, RunConfig, selection_settings
 
     defaults = RunConfig()
-    _add_dataclass_options(run, RunConfig, skip=("preset",), only_given=True,
+    # A run keeps residual means in its recording itself, where its probe or directions need
+    # them.
+    _add_dataclass_options(run, RunConfig, skip=("preset", "residual"), only_given=True,
                            defaults=flat_settings(asdict(defaults)),
                            from_selection=tuple(selection_settings(defaults.selection)))
     run.add_argument("--preset", choices=list(PRESETS), default=argparse.SUPPRESS,

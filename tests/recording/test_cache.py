@@ -1,4 +1,5 @@
-"""Recordings are cached under (weights, data, site, token policy, settings, code) and reused."""
+"""Recordings are cached under (weights, data, site, token policy, settings, residual means,
+code) and reused."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from emoneuron.data.schema import Record
 from emoneuron.models.adapters import PRE_ACTIVATION_SITE
 from emoneuron.models.loading import LoadedModel
-from emoneuron.recording.cache import cached_record
+from emoneuron.recording.cache import cached_record, recording_key
 from emoneuron.recording.config import RecordConfig
 
 MakeTiny = Callable[[str], LoadedModel]
@@ -87,5 +88,29 @@ def test_a_damaged_entry_is_recorded_again_with_one_warning(
         ran = len(forwards)
         assert cached_record(loaded, records, progress=False).digest() == clean.digest()
         assert len(forwards) == ran and capsys.readouterr().err == ""
+    finally:
+        handle.remove()
+
+
+def test_residual_means_are_in_the_key(make_tiny: MakeTiny, records: list[Record],
+                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry recorded without residual means never answers a request for them."""
+    monkeypatch.setenv("EMONEURON_CACHE", str(tmp_path / "cache"))
+    loaded = make_tiny("llama")
+    assert (recording_key(loaded, records, RecordConfig())
+            != recording_key(loaded, records, RecordConfig(residual=True)))
+    forwards: list[int] = []
+    handle = loaded.model.base_model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    try:
+        plain = cached_record(loaded, records, progress=False)
+        ran = len(forwards)
+        asked = cached_record(loaded, records, RecordConfig(residual=True), progress=False)
+        assert len(forwards) > ran and plain.residual_means is None
+        assert asked.residual_means is not None
+        ran = len(forwards)
+        again = cached_record(loaded, records, RecordConfig(residual=True), progress=False)
+        assert len(forwards) == ran and again.residual_means is not None
+        assert torch.equal(again.residual_means, asked.residual_means)
+        assert len(list((tmp_path / "cache" / "stats").glob("*.safetensors"))) == 2
     finally:
         handle.remove()

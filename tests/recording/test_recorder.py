@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,13 +19,15 @@ from mlp_reference import hooked_forward
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from emoneuron.causal.evaluation.probe import residual_features
 from emoneuron.data.render import render_dialogue
-from emoneuron.data.schema import EMOTIONS, Record
+from emoneuron.data.schema import EMOTIONS, Record, Turn
 from emoneuron.errors import UserError
+from emoneuron.executors import LocalExecutor
 from emoneuron.models.config import DEFAULT_SITE
 from emoneuron.models.loading import LoadedModel
 from emoneuron.recording.config import RecordConfig
-from emoneuron.recording.recorder import encode_for_recording, record
+from emoneuron.recording.recorder import encode_for_recording, record, record_sharded
 from emoneuron.recording.statistics import ActivationStats, Recording
 
 # Llama (gated), Gemma 3 (gated, sliding-window layers) and GPT-2 (plain MLP, Conv1D).
@@ -228,3 +231,71 @@ def test_record_names_records_it_cannot_record(make_tiny: Callable[[str], Loaded
         record(loaded, [*records, neutral], progress=False)
     with pytest.raises(TypeError, match="config must be a RecordConfig"):
         record(loaded, records, "dialogue", progress=False)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("family", RECORD_FAMILIES)
+@pytest.mark.parametrize("policy", ("last", "dialogue"))
+def test_residual_means_are_the_probe_features(make_tiny: MakeTiny, records: list[Record],
+                                               family: str, policy: str) -> None:
+    """The recording pass keeps exactly the features a second pass would compute: the batches
+    are the same (they depend on emotions and lengths, not on the token policy), the forward
+    and the reduction too, so the tolerance is zero. The rows are in record order: the fixture
+    interleaves emotions and lengths, so the batches' order is another."""
+    loaded = make_tiny(family)
+    config = RecordConfig(token_policy=policy, batch_size=3)
+    with_means = record(loaded, records, replace(config, residual=True), progress=False)
+    features = residual_features(loaded, records, batch_size=3)
+    assert with_means.residual_means is not None
+    assert with_means.residual_means.shape == (len(records), loaded.n_layers + 1, loaded.hidden)
+    torch.testing.assert_close(with_means.residual_means, features, rtol=0, atol=0)
+    order = [int(i) for batch in encode_for_recording(loaded, records, policy, 3)
+             for i in batch.record_index]
+    assert order != sorted(order)
+    # Each row is its own dialogue's: read alone (unpadded, so only float rounding may differ).
+    alone = residual_features(loaded, records[2:3], batch_size=1)[0]
+    torch.testing.assert_close(with_means.residual_means[2], alone, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(with_means.residual_means[1], alone, rtol=1e-2, atol=1e-2)
+    # The statistics do not depend on the flag, to the bit.
+    without = record(loaded, records, config, progress=False)
+    assert without.residual_means is None
+    assert replace(with_means, residual_means=None).digest() == without.digest()
+    assert with_means.digest() != without.digest()
+
+
+def test_sharded_residual_means_keep_record_order(make_tiny: MakeTiny,
+                                                  records: list[Record]) -> None:
+    """Three shards batch the dialogues differently (padding to other lengths): equal up to
+    float32 rounding of the padded forward."""
+    loaded = make_tiny("llama")
+    config = RecordConfig(batch_size=2, residual=True)
+    sharded = record_sharded(LocalExecutor(), loaded, records, 3, config=config,
+                             progress=False)
+    whole = record(loaded, records, config, progress=False)
+    assert sharded.residual_means is not None and whole.residual_means is not None
+    torch.testing.assert_close(sharded.residual_means, whole.residual_means, rtol=1e-4,
+                               atol=1e-5)
+    with pytest.raises(UserError, match="residual means"):
+        whole.merge(record(loaded, records[:2], replace(config, residual=False),
+                           progress=False))
+
+
+def test_residual_means_survive_save_and_load(make_tiny: MakeTiny, records: list[Record],
+                                              tmp_path: Path) -> None:
+    recording = record(make_tiny("gpt2"), records, RecordConfig(residual=True),
+                       progress=False)
+    path = tmp_path / "stats.safetensors"
+    recording.save(path, {"model": "x"})
+    loaded = Recording.load(path, require_digest=True)
+    assert loaded.residual_means is not None and recording.residual_means is not None
+    assert torch.equal(loaded.residual_means, recording.residual_means)
+    assert loaded.digest() == recording.digest()
+    assert json.loads(path.with_suffix(".json").read_text())["residual_means"] is True
+
+
+def test_a_dialogue_without_words_has_no_residual_mean(make_tiny: MakeTiny,
+                                                       records: list[Record]) -> None:
+    silent = Record(id="silent", emotion="fear", turns=(Turn("A", " "),), source="test")
+    loaded = make_tiny("llama")
+    assert record(loaded, [*records, silent], progress=False).tokens.sum() > 0
+    with pytest.raises(UserError, match="'silent' has no words"):
+        record(loaded, [*records, silent], RecordConfig(residual=True), progress=False)

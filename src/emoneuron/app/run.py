@@ -380,14 +380,19 @@ def _record_identify_evaluate(
     model = ModelSpec.on_gpus(config.model, executor.gpus_per_worker)
     selection = config.selection_method()
 
-    def record_at(site: Site) -> Recording:
-        return cached_record(loaded, splits.identify, replace(config.record, site=site),
-                             progress, executor=executor,
+    def record_at(site: Site, residual: bool = False) -> Recording:
+        return cached_record(loaded, splits.identify,
+                             replace(config.record, site=site, residual=residual), progress,
+                             executor=executor,
                              shards=shard_count(executor, config.execution.shards),
                              setup=model.load)
 
     with timer.stage("record"):
-        stats = record_at(selection.site)
+        # The probe's and the directions' identification features come from this pass, which
+        # reads the same dialogues rendered the same way; the run's statistics file keeps the
+        # statistics alone, as before.
+        recording = record_at(selection.site, residual=_fits_probe_or_directions(config))
+        stats = replace(recording, residual_means=None)
         stats.save(run_dir.file(STATS), {"model": config.model, "data_hash": data_hash})
     identify_config = selection.config
     # What identification, stability, cards and the shuffled control are computed from.
@@ -427,8 +432,10 @@ def _record_identify_evaluate(
         """Fitted once, by the first stage that needs them (direction-projection's selection
         or the probe)."""
         if not fitted:
+            assert recording.residual_means is not None  # _fits_probe_or_directions said so
             fitted.append(_probe_and_directions(config.model, config.record.batch_size,
-                                                loaded, splits, run_dir, progress))
+                                                loaded, splits, recording.residual_means,
+                                                run_dir, progress))
         return fitted[0]
 
     if config.compare_methods:
@@ -525,22 +532,29 @@ def _effect_sweep(design: Design, own: Compared, emotions: list[str], classifier
               effect_sweep_table(store, splits.evaluate, design, own.name, cells))
 
 
+def _fits_probe_or_directions(config: RunConfig) -> bool:
+    """Whether the run fits the probe and the emotion directions: for the probe stage (and the
+    direction tests and judged steering it brings), or to select by direction projection."""
+    return config.probe or any(statistic_entry(method.config.statistic).reads == "directions"
+                               for method in selection_methods(config.compare_methods))
+
+
 def _probe_and_directions(model: str, batch_size: int, loaded: LoadedModel, splits: Splits,
-                          run_dir: RunDir, progress: bool) -> tuple[Probe, DirectionUnits]:
-    """The label-free probe and the emotion directions, both from one feature pass over the
-    identification split (fitted once per data and model, read back after), and the layers
-    the directions are tested at, chosen from the probe on identification data."""
+                          train: torch.Tensor, run_dir: RunDir,
+                          progress: bool) -> tuple[Probe, DirectionUnits]:
+    """The label-free probe and the emotion directions, both fitted on ``train``, the
+    identification split's residual features (kept by its recording pass), and evaluated on
+    the evaluation split's (one feature pass; fitted once per data and model, read back
+    after), and the layers the directions are tested at, chosen from the probe on
+    identification data."""
     inputs = content_hash([__version__, records_hash(splits.identify),
                            records_hash(splits.evaluate), model, "probe and directions"])
-
-    def features(records: list[Record]) -> torch.Tensor:
-        return residual_features(loaded, records, batch_size=batch_size, progress=progress)
-
-    # The shuffled-label null of the directions needs these features on a resumed run too.
-    train, labels = features(splits.identify), emotion_labels(splits.identify)
+    labels = emotion_labels(splits.identify)
 
     def fit() -> tuple[tuple[Probe, EmotionDirections], list[str]]:
-        held_out, held_out_labels = features(splits.evaluate), emotion_labels(splits.evaluate)
+        held_out = residual_features(loaded, splits.evaluate, batch_size=batch_size,
+                                     progress=progress)
+        held_out_labels = emotion_labels(splits.evaluate)
         probe = probe_from(train, labels, held_out, held_out_labels)
         directions = EmotionDirections.fit(train, labels).with_held_out(held_out,
                                                                         held_out_labels)

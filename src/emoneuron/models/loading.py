@@ -63,6 +63,11 @@ class LoadedModel:
         return self.adapter.width(self.model)
 
     @property
+    def hidden(self) -> int:
+        """The residual stream's size."""
+        return int(self.model.config.get_text_config().hidden_size)
+
+    @property
     def context_length(self) -> int:
         """Tokens the model's position embeddings cover."""
         return _context_length(self.model.config)

@@ -2,8 +2,10 @@
 
 Key: SHA-256 of the model's weights (every parameter's name, dtype, shape and bytes), the data
 (:func:`~emoneuron.data.schema.records_hash`), the :class:`RecordConfig` but its batch size
-(site, token policy, grouping and top-k settings), and the code version (emoneuron's version,
-the recording format and :func:`code_hash`, so a changed recorder never reads an old result).
+(site, token policy, grouping and top-k settings, and whether residual means are kept, so an
+entry recorded without them never answers a request for them), and the code version
+(emoneuron's version, the recording format and :func:`code_hash`, so a changed recorder never
+reads an old result).
 The files live in ``$EMONEURON_CACHE/stats/KEY.safetensors`` (see
 :func:`~emoneuron.models.loading.cache_root`). Each entry carries the hash of its statistics,
 checked on every read: a cut or changed entry is recorded again, with one warning line.
@@ -26,7 +28,7 @@ from emoneuron.errors import UserError
 from emoneuron.executors import Executor, LocalExecutor
 from emoneuron.io import content_hash
 from emoneuron.models.loading import LoadedModel, cache_root, warn_uncached
-from emoneuron.recording import kernel, recorder, statistics
+from emoneuron.recording import accumulator, kernel, recorder, statistics
 from emoneuron.recording.config import RecordConfig
 from emoneuron.recording.recorder import record_sharded
 from emoneuron.recording.statistics import RECORDING_FORMAT, Recording
@@ -42,11 +44,11 @@ def weights_hash(model: torch.nn.Module) -> str:
 
 
 def code_hash() -> str:
-    """A hash of the recorder's, the kernel's and the statistics' code as parsed, without
-    docstrings or comments (the C source as it is): an edit of their prose keeps the cache, any
-    change of what they compute drops it."""
+    """A hash of the recorder's, the accumulator's, the kernel's and the statistics' code as
+    parsed, without docstrings or comments (the C source as it is): an edit of their prose
+    keeps the cache, any change of what they compute drops it."""
     digest = hashlib.sha256(kernel.SOURCE.read_bytes())
-    for module in (recorder, kernel, statistics):
+    for module in (recorder, accumulator, kernel, statistics):
         tree = ast.parse(Path(module.__file__ or "").read_text())
         for node in ast.walk(tree):
             body = getattr(node, "body", None)
@@ -62,6 +64,7 @@ def recording_key(loaded: LoadedModel, records: Sequence[Record], config: Record
     parts = {"weights": weights_hash(loaded.model), "data": records_hash(list(records)),
              "site": config.site, "token_policy": config.token_policy, "groups": config.groups,
              "top_k": config.top_k, "group_seed": config.group_seed,
+             "residual": config.residual,
              "code": f"{__version__}/{RECORDING_FORMAT}/{code_hash()}"}
     return content_hash(parts)[:32]
 

@@ -38,6 +38,8 @@ class RecordConfig:
         group_seed: seed of the dialogues' assignment to groups
         kernel: how the hooks compute the statistics on a CPU: a C pass compiled at first use,
             torch operators, or auto (C where a compiler builds it); results are bit-identical
+        residual: also keep each dialogue's mean residual stream over its own words, per
+            residual layer (the features of the label-free probe and the emotion directions)
     """
 
     # The default selection method's site (emoneuron.selection.config.DEFAULT_SELECTION).
@@ -48,6 +50,7 @@ class RecordConfig:
     top_k: int = DEFAULT_TOP_K
     group_seed: int = 0
     kernel: Kernel = "auto"
+    residual: bool = False
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -1,6 +1,6 @@
 /* One layer's update of the recorder's statistics in one pass (emoneuron.recording.kernel).
  *
- * Every result equals the torch operators' of emoneuron.recording.recorder exactly:
+ * Every result equals the torch operators' of emoneuron.recording.accumulator exactly:
  * per-sequence float32 sums added in token order (built with -ffp-contract=off, so v * v is
  * rounded before it is added, as torch.square does), then added into their cells in float64
  * in sequence order; maxima that keep a NaN; the histogram bin of each value's float16

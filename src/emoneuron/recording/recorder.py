@@ -1,12 +1,18 @@
 """One batched pass over the data accumulating every neuron's statistics
-(:mod:`emoneuron.recording.statistics`): activations are reduced inside the forward hook and
-never kept.
+(:mod:`emoneuron.recording.statistics`): activations are reduced inside the forward hook
+(:mod:`emoneuron.recording.accumulator`) and never kept.
 
 Token policies decide which positions count: ``dialogue`` (default) the tokens of the turns' own
 words, excluding speaker tags and line breaks; ``last`` the final token of each dialogue; ``all``
 every token. The token's position of a top-k activation is not kept: finding it in the hook cost
 more than everything else together, and a card finds it again by running that one dialogue
 (:mod:`emoneuron.causal.experiments.cards`).
+
+With ``RecordConfig(residual=True)`` the same pass also keeps each dialogue's mean residual
+stream over its own words, per residual layer (:func:`word_means`): the features of the
+label-free probe and the emotion directions
+(:func:`emoneuron.causal.evaluation.probe.residual_features`), which a run takes for its
+identification split from its recording instead of a second pass over the same dialogues.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -24,18 +30,10 @@ from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.executors import Executor, LocalExecutor
 from emoneuron.models.loading import LoadedModel
+from emoneuron.recording.accumulator import Accumulator, BatchContext
 from emoneuron.recording.config import RecordConfig, TokenPolicy
-from emoneuron.recording.kernel import CompiledKernel, statistics_kernel
-from emoneuron.recording.statistics import (
-    BIN_OF_HALF_KEY,
-    HALF_KEYS,
-    N_BINS,
-    Recording,
-    best_indices,
-    dialogue_group,
-    dialogue_hash,
-    half_keys,
-)
+from emoneuron.recording.kernel import statistics_kernel
+from emoneuron.recording.statistics import Recording, dialogue_group, dialogue_hash
 
 
 @dataclass(frozen=True)
@@ -43,269 +41,81 @@ class EncodedBatch:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     counted: torch.Tensor  # (B, T) bool: positions the token policy counts
+    words: torch.Tensor  # (B, T) bool: the dialogue's own words, whatever the policy
     emotion_index: torch.Tensor  # (B,)
     record_index: torch.Tensor  # (B,) position of each row's record in the input sequence
 
 
 def encode_for_recording(loaded: LoadedModel, records: Sequence[Record],
                          token_policy: TokenPolicy, batch_size: int) -> Iterator[EncodedBatch]:
-    """Length-bucketed, right-padded batches with the token policy's position mask; each batch
-    holds one emotion's dialogues, so the recorder adds its histograms in one piece."""
+    """Length-bucketed, right-padded batches with the token policy's position mask and the
+    own-words mask (what policy ``dialogue`` counts); each batch holds one emotion's dialogues,
+    so the recorder adds its histograms in one piece. The batches depend on the dialogues'
+    emotions and lengths only, never on the policy."""
     encoded = []
     for record in records:
         rendered = render_dialogue(record)
         tokens = loaded.tokenizer(rendered.text, return_offsets_mapping=True,
                                   add_special_tokens=True)
         ids: list[int] = tokens["input_ids"]
+        words = tokens_in_spans(tokens["offset_mapping"], rendered.spans)
         if token_policy == "all":
             counted = [True] * len(ids)
         elif token_policy == "last":
             counted = [False] * (len(ids) - 1) + [True]
         else:
-            counted = tokens_in_spans(tokens["offset_mapping"], rendered.spans)
-        encoded.append((ids, counted, EMOTIONS.index(record.emotion)))
-    order = sorted(range(len(encoded)), key=lambda i: (encoded[i][2], len(encoded[i][0])))
+            counted = words
+        encoded.append((ids, counted, words, EMOTIONS.index(record.emotion)))
+    order = sorted(range(len(encoded)), key=lambda i: (encoded[i][3], len(encoded[i][0])))
     chunks = []
-    for _, same_emotion in itertools.groupby(order, key=lambda i: encoded[i][2]):
+    for _, same_emotion in itertools.groupby(order, key=lambda i: encoded[i][3]):
         members = list(same_emotion)
         chunks += [members[start:start + batch_size]
                    for start in range(0, len(members), batch_size)]
     pad_id = int(loaded.tokenizer.pad_token_id)
     for indices in chunks:
         chunk = [encoded[i] for i in indices]
-        length = max(len(ids) for ids, _, _ in chunk)
+        length = max(len(ids) for ids, _, _, _ in chunk)
         input_ids = torch.full((len(chunk), length), pad_id, dtype=torch.long)
         attention = torch.zeros((len(chunk), length), dtype=torch.long)
         counted_mask = torch.zeros((len(chunk), length), dtype=torch.bool)
-        for row, (ids, counted, _) in enumerate(chunk):
+        words_mask = torch.zeros((len(chunk), length), dtype=torch.bool)
+        for row, (ids, counted, words, _) in enumerate(chunk):
             input_ids[row, :len(ids)] = torch.tensor(ids)
             attention[row, :len(ids)] = 1
             counted_mask[row, :len(ids)] = torch.tensor(counted)
-        yield EncodedBatch(input_ids, attention, counted_mask,
-                           torch.tensor([emotion for _, _, emotion in chunk]),
+            words_mask[row, :len(ids)] = torch.tensor(words)
+        yield EncodedBatch(input_ids, attention, counted_mask, words_mask,
+                           torch.tensor([emotion for *_, emotion in chunk]),
                            torch.tensor(indices))
 
 
-@dataclass
-class _BatchContext:
-    """What every layer's hook needs to know about the current batch."""
+def word_means(hidden_states: Sequence[torch.Tensor], batch: EncodedBatch,
+               records: Sequence[Record]) -> torch.Tensor:
+    """(B, len(hidden_states), hidden) float32 on the CPU: per row of ``batch`` (of
+    ``records``), the mean of each (B, T, hidden) state over the dialogue's own words
+    (:attr:`EncodedBatch.words`; pads are never words). A :class:`UserError` names a dialogue
+    without words, whose mean would be 0/0.
 
-    positions: torch.Tensor  # (N,) long: the counted positions in the flattened (B*T) batch
-    sequence: torch.Tensor  # (N,) long: the sequence (0 .. B-1) of each counted position
-    cell: torch.Tensor  # (B,) long: emotion * groups + group of each sequence
-    emotion: int  # batches are emotion-pure
-    dialogue: torch.Tensor  # (B,) int64 dialogue_hash
-
-    @classmethod
-    def of(cls, counted: torch.Tensor, cell: torch.Tensor, emotion: int,
-           dialogue: torch.Tensor) -> _BatchContext:
-        """The context of a batch whose (B, T) ``counted`` mask is on the batch's device."""
-        sequence, position = counted.nonzero(as_tuple=True)
-        return cls(sequence * counted.shape[1] + position, sequence, cell, emotion, dialogue)
-
-    def to(self, device: torch.device) -> _BatchContext:
-        return _BatchContext(self.positions.to(device), self.sequence.to(device),
-                             self.cell.to(device), self.emotion, self.dialogue.to(device))
+    >>> word_means(body(..., output_hidden_states=True).hidden_states,  # doctest: +SKIP
+    ...            batch, records).shape
+    torch.Size([16, 31, 576])
+    """
+    counts = batch.words.sum(1)
+    if not counts.all():
+        empty = records[int(batch.record_index[int(torch.argmin(counts))])]
+        raise UserError(f"dialogue {empty.id!r} has no words to read; drop it or give its "
+                        "turns some text")
+    return torch.stack([_mean_over(state, batch.words) for state in hidden_states], dim=1)
 
 
-def _add_rows(target: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """``target[index[i]] += values[i]`` for every row i, in the same order on every run: on a
-    CPU index_add_ adds the rows one after another; on a GPU its atomic adds would round in
-    whatever order the threads arrive, so a one-hot product adds them instead."""
-    if target.device.type == "cpu":
-        return target.index_add_(0, index, values)
-    one_hot = torch.nn.functional.one_hot(index, len(target)).to(values.dtype)
-    return target.add_(one_hot.T @ values)
-
-
-MOMENTS = ("active", "sum", "sum_sq")
-
-
-@dataclass(frozen=True)
-class _LayerStatistics:
-    """One layer's running statistics in the layout its hook updates: moments (cells, W),
-    histogram (E, W, bins), top-k (k, W)."""
-
-    active: torch.Tensor
-    sum: torch.Tensor
-    sum_sq: torch.Tensor
-    histogram: torch.Tensor
-    top_values: torch.Tensor
-    top_dialogue: torch.Tensor
-
-    @classmethod
-    def zeros(cls, cells: int, width: int, top_k: int, device: torch.device) -> _LayerStatistics:
-        def moment() -> torch.Tensor:
-            return torch.zeros((cells, width), dtype=torch.float64, device=device)
-
-        return cls(moment(), moment(), moment(),
-                   torch.zeros((len(EMOTIONS), width, N_BINS), dtype=torch.int32, device=device),
-                   torch.full((top_k, width), -torch.inf, dtype=torch.float32, device=device),
-                   torch.zeros((top_k, width), dtype=torch.int64, device=device))
-
-
-class _RecordingTensors:
-    """The recording's statistics in the layout of :class:`Recording`, on the CPU: moments
-    (E, G, L, W), histogram (E, L, W, bins), top-k (L, k, W). A layer on the CPU updates views
-    of them, so finishing a recording copies nothing (for Qwen2.5-1.5B, two copies of 0.8 GB
-    took 2 s); a layer on a GPU keeps tensors there, copied in once at the end."""
-
-    def __init__(self, n_layers: int, groups: int, width: int, top_k: int) -> None:
-        moments = (len(EMOTIONS), groups, n_layers, width)
-        self.moments = {name: torch.zeros(moments, dtype=torch.float64) for name in MOMENTS}
-        self.histogram = torch.zeros((len(EMOTIONS), n_layers, width, N_BINS),
-                                     dtype=torch.int32)
-        self.top_values = torch.full((n_layers, top_k, width), -torch.inf, dtype=torch.float32)
-        self.top_dialogue = torch.zeros((n_layers, top_k, width), dtype=torch.int64)
-
-    def layer(self, layer: int) -> _LayerStatistics:
-        # (E, G, W) with strides (G*L*W, L*W, 1) flattens to (E*G, W) rows without a copy.
-        active, total, squares = (self.moments[name][:, :, layer].flatten(0, 1)
-                                  for name in MOMENTS)
-        return _LayerStatistics(active, total, squares, self.histogram[:, layer],
-                                self.top_values[layer], self.top_dialogue[layer])
-
-    def store(self, layer: int, statistics: _LayerStatistics) -> None:
-        """Copy a layer kept on another device into its place."""
-        for place, kept in zip(astuple(self.layer(layer)), astuple(statistics), strict=True):
-            place.copy_(kept)
-
-
-class _Workspace:
-    """What every layer's hook on one device shares: constants, and work buffers kept from call
-    to call. A fresh (B*T, W) tensor per step would touch every page of it anew, and on a CPU
-    that first touch costs more than the step itself."""
-
-    def __init__(self, width: int, device: torch.device) -> None:
-        self.device = device
-        # Where each neuron's 64 float16 keys start in one bincount (the keys run from -32).
-        self.key_offset = (torch.arange(width, dtype=torch.int32, device=device) * HALF_KEYS
-                           + HALF_KEYS // 2)
-        self.bin_of_key = BIN_OF_HALF_KEY.to(device)
-        # On a GPU, picking the neurons whose top-k can change would wait for the device.
-        self.all_columns = torch.arange(width, device=device)
-        self._buffers: dict[str, torch.Tensor] = {}
-
-    def buffer(self, name: str, shape: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
-        """The work buffer ``name`` as a ``shape`` tensor of ``dtype``; its contents are
-        whatever was last written."""
-        size = shape[0] * shape[1] * dtype.itemsize
-        kept = self._buffers.get(name)
-        if kept is None or kept.numel() < size:
-            kept = self._buffers[name] = torch.empty(size, dtype=torch.uint8, device=self.device)
-        return kept[:size].view(dtype).view(shape)
-
-
-def _update_with_torch(activation: torch.Tensor, batch: _BatchContext,
-                       statistics: _LayerStatistics, space: _Workspace) -> None:
-    """Add the counted rows of one layer's (B*T, W) ``activation`` to its statistics with
-    torch operators: what the compiled kernel does in one pass, on any device and dtype. Few
-    passes, each one vectorised operator on one copy of the counted rows (a loop over sequences
-    costs more in OpenMP hand-offs than it saves)."""
-    width = activation.shape[-1]
-    shape = (len(batch.positions), width)
-    counted = torch.index_select(activation, 0, batch.positions,
-                                 out=space.buffer("counted", shape, activation.dtype)).float()
-    work = space.buffer("work", shape, torch.float32)
-    rows = (len(batch.cell), width)
-    # Moments: each sequence's counted tokens summed in float32 (on a CPU in token order),
-    # then the B rows added into their (emotion, group) cells in float64.
-    def add_moment(target: torch.Tensor, values: torch.Tensor) -> None:
-        per_sequence = _add_rows(counted.new_zeros(rows), batch.sequence, values)
-        _add_rows(target, batch.cell, per_sequence.double())
-
-    add_moment(statistics.active, torch.gt(counted, 0, out=work))
-    add_moment(statistics.sum, counted)
-    add_moment(statistics.sum_sq, torch.square(counted, out=work))
-    # Histogram: one bincount over (neuron, float16 key), folded into the 32 bins.
-    keys = half_keys(counted, space.buffer("halves", shape, torch.float16),
-                     out=work.view(torch.int32)).add_(space.key_offset)
-    counts = torch.bincount(keys.view(-1), minlength=width * HALF_KEYS)
-    statistics.histogram[batch.emotion].index_add_(
-        1, space.bin_of_key, counts.view(width, HALF_KEYS).to(torch.int32))
-    # Top-k: each sequence's strongest counted token per neuron (so a neuron's top k come
-    # from k different dialogues), merged with the running best. Only neurons where a
-    # sequence reaches the running k-th value can change: late in a recording a minority,
-    # and the merge is the dearest step.
-    strongest = counted.new_full(rows, -torch.inf).scatter_reduce_(
-        0, batch.sequence[:, None].expand(-1, width), counted, "amax")
-    columns = (space.all_columns if counted.device.type != "cpu" else
-               (strongest >= statistics.top_values[-1]).any(0).nonzero().squeeze(1))
-    candidates = torch.cat([statistics.top_values.index_select(1, columns),
-                            strongest.index_select(1, columns)])
-    dialogues = torch.cat([statistics.top_dialogue.index_select(1, columns),
-                           batch.dialogue[:, None].expand(-1, len(columns))])
-    order = best_indices(candidates, dialogues, len(statistics.top_values), dim=0)
-    statistics.top_values[:, columns] = candidates.gather(0, order)
-    statistics.top_dialogue[:, columns] = dialogues.gather(0, order)
-
-
-class _Accumulator:
-    """Running statistics: per-cell token counts, and each layer's :class:`_LayerStatistics`.
-
-    A layer's statistics live on the device its activations arrive on: on a CPU as views of the
-    recording's own tensors (:class:`_RecordingTensors`), on a GPU allocated at its first
-    batch. With a model split across GPUs (``device_map``) that is cheaper than one device for
-    all: the activation, B*T*W values per layer and batch, never crosses devices (only the batch
-    context does, a few (B, T)-sized tensors once per device and batch), and the statistics,
-    about (3 * 8 * E*G + 4 * E*B) * W bytes per layer, are spread over the GPUs like the layers
-    instead of piling onto the first."""
-
-    def __init__(self, n_layers: int, width: int, groups: int, top_k: int,
-                 device: torch.device, kernel: CompiledKernel | None = None) -> None:
-        self.cells, self.width = len(EMOTIONS) * groups, width
-        self.kernel = kernel
-        self.groups, self.top_k = groups, top_k
-        self.tokens = torch.zeros(self.cells, dtype=torch.float64, device=device)
-        self.layers: list[_LayerStatistics | None] = [None] * n_layers
-        self.workspaces: dict[torch.device, _Workspace] = {}
-        self._totals: _RecordingTensors | None = None
-
-    def totals(self) -> _RecordingTensors:
-        if self._totals is None:
-            self._totals = _RecordingTensors(len(self.layers), self.groups, self.width,
-                                             self.top_k)
-        return self._totals
-
-    def _layer(self, layer: int, device: torch.device) -> _LayerStatistics:
-        statistics = self.layers[layer]
-        if statistics is None:
-            statistics = self.layers[layer] = (
-                self.totals().layer(layer) if device.type == "cpu" else
-                _LayerStatistics.zeros(self.cells, self.width, self.top_k, device))
-        return statistics
-
-    def add(self, layer: int, activation: torch.Tensor, batch: _BatchContext) -> None:
-        """Add one layer's activation; ``batch`` must be on the activation's device. The
-        hook's cost is its passes over the (B*T, W) activation: one compiled pass
-        (:mod:`emoneuron.recording.kernel`) where it applies, else a few torch operators."""
-        width = activation.shape[-1]
-        statistics = self._layer(layer, activation.device)
-        space = self.workspaces.get(activation.device)
-        if space is None:
-            space = self.workspaces[activation.device] = _Workspace(width, activation.device)
-        flat = activation.reshape(-1, width)
-        if self.kernel is None or not self.kernel.accepts(flat):
-            _update_with_torch(flat, batch, statistics, space)
-            return
-        self.kernel.update_layer(
-            activation=flat, positions=batch.positions, sequence=batch.sequence,
-            cell=batch.cell, dialogue=batch.dialogue,
-            scratch=space.buffer("scratch", (4 * len(batch.cell), width), torch.float32),
-            histogram=statistics.histogram[batch.emotion], active=statistics.active,
-            sum=statistics.sum, sum_sq=statistics.sum_sq, top_values=statistics.top_values,
-            top_dialogue=statistics.top_dialogue)
-
-    def recording(self, site: str, token_policy: TokenPolicy, group_seed: int) -> Recording:
-        totals = self.totals()
-        for layer, statistics in enumerate(self.layers):
-            if statistics is not None and statistics.active.device.type != "cpu":
-                totals.store(layer, statistics)
-        return Recording(tokens=self.tokens.reshape(len(EMOTIONS), self.groups).cpu(),
-                         active=totals.moments["active"], sum=totals.moments["sum"],
-                         sum_sq=totals.moments["sum_sq"], histogram=totals.histogram,
-                         top_values=totals.top_values, top_dialogue=totals.top_dialogue,
-                         site=site, token_policy=token_policy, group_seed=group_seed)
+def _mean_over(state: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
+    """(B, hidden) float32 on the CPU: the mean of ``state`` (B, T, hidden) over the counted
+    positions. On the state's own device: layers of a model split over devices return their
+    states where they ran."""
+    weights = counted.to(state.device, torch.float32)
+    total = torch.einsum("bt,bth->bh", weights, state.float())
+    return (total / weights.sum(1, keepdim=True)).cpu()
 
 
 @contextmanager
@@ -346,7 +156,8 @@ def _check_arguments(records: Sequence[Record], config: RecordConfig) -> None:
 def record(loaded: LoadedModel, records: Sequence[Record],
            config: RecordConfig = RecordConfig(), progress: bool = True) -> Recording:
     """Run the model once over ``records`` and return the neurons' statistics at the config's
-    site.
+    site, with each dialogue's :func:`word_means` of the residual stream (rows in the order of
+    ``records``) where ``config.residual`` asks for them.
 
     >>> recording = record(load("smollm2-135m"), synthesize(2, max_turns=2),  # doctest: +SKIP
     ...                    RecordConfig(token_policy="last"))
@@ -357,10 +168,10 @@ def record(loaded: LoadedModel, records: Sequence[Record],
     site, groups, group_seed = config.site, config.groups, config.group_seed
     loaded.adapter.site(site)  # a site this family lacks fails before any work
     device = loaded.device
-    accumulator = _Accumulator(loaded.n_layers, loaded.width, groups, config.top_k, device,
+    accumulator = Accumulator(loaded.n_layers, loaded.width, groups, config.top_k, device,
                                statistics_kernel(config.kernel))
     # The current batch's context on each device its layers' activations arrive on.
-    context: dict[torch.device, _BatchContext] = {}
+    context: dict[torch.device, BatchContext] = {}
 
     def reduce(layer: int, tensor: torch.Tensor) -> None:
         if tensor.device not in context:
@@ -374,6 +185,8 @@ def record(loaded: LoadedModel, records: Sequence[Record],
     body = loaded.model.base_model
     batches = list(encode_for_recording(loaded, records, config.token_policy,
                                         config.batch_size))
+    residual = (torch.zeros((len(records), loaded.n_layers + 1, loaded.hidden))
+                if config.residual else None)
     bar = tqdm(total=sum(int(b.attention_mask.sum()) for b in batches), unit="tok",
                desc="record", disable=not progress)
     with torch.inference_mode(), site_hooks(loaded, site, reduce):
@@ -381,14 +194,17 @@ def record(loaded: LoadedModel, records: Sequence[Record],
             counted = batch.counted.to(device)
             cell = cells[batch.record_index].to(device)
             context.clear()
-            context[device] = _BatchContext.of(counted, cell, int(batch.emotion_index[0]),
-                                               hashes[batch.record_index].to(device))
+            context[device] = BatchContext.of(counted, cell, int(batch.emotion_index[0]),
+                                              hashes[batch.record_index].to(device))
             accumulator.tokens.index_add_(0, cell, counted.sum(1).double())
-            body(input_ids=batch.input_ids.to(device),
-                 attention_mask=batch.attention_mask.to(device))
+            output = body(input_ids=batch.input_ids.to(device),
+                          attention_mask=batch.attention_mask.to(device),
+                          output_hidden_states=config.residual)
+            if residual is not None:
+                residual[batch.record_index] = word_means(output.hidden_states, batch, records)
             bar.update(int(batch.attention_mask.sum()))
     bar.close()
-    return accumulator.recording(site, config.token_policy, group_seed)
+    return accumulator.recording(site, config.token_policy, group_seed, residual)
 
 
 SHARDS_PER_WORKER = 4  # a lost worker costs a quarter of its share, and loads stay balanced
@@ -417,7 +233,8 @@ def record_sharded(executor: Executor, loaded: LoadedModel, records: Sequence[Re
                    config: RecordConfig = RecordConfig(), progress: bool = True) -> Recording:
     """:func:`record` over ``shards`` contiguous slices of ``records``, each recorded by a worker
     of ``executor`` (which loads the model with ``setup``; a local executor uses ``loaded``)
-    and merged in slice order. Equal to one pass up to float rounding: shards batch the
+    and merged in slice order (the executor delivers results in item order), so residual means
+    keep the rows of ``records``. Equal to one pass up to float rounding: shards batch the
     dialogues differently, and float64 sums are added in another order. One shard in this
     process is exactly :func:`record`, with its token progress bar."""
     if shards < 1:

@@ -11,6 +11,9 @@ Everything kept is additive, so statistics of two shards merged equal those of t
   every site and model so shards merge exactly), int32; AUROC is computed from it.
 * The top-k activations of each neuron, one per dialogue (its strongest counted token), with the
   dialogue (a 64-bit hash of its id), for neuron cards; merging keeps the top k of the union.
+* Where asked (``RecordConfig(residual=True)``), each dialogue's mean residual stream over its
+  own words per residual layer, (N, layers + 1, hidden) float32, rows in record order: not
+  additive but one row per dialogue, so merging concatenates them (shards in record order).
 
 This module needs torch and safetensors only; the pass that fills it is
 :mod:`emoneuron.recording.recorder`.
@@ -234,16 +237,21 @@ class Recording(GroupedCells):
     site: str = DEFAULT_SITE
     token_policy: TokenPolicy = "dialogue"
     group_seed: int = 0
+    # (N, L + 1, hidden) float32, one row per dialogue in record order; None where not recorded
+    residual_means: torch.Tensor | None = None
 
     def cells(self) -> torch.Tensor:
         return self.active
 
     def digest(self) -> str:
         """A hash of the statistics themselves; a saved file's bytes vary from save to save
-        (safetensors orders its header at random)."""
+        (safetensors orders its header at random). Residual means not recorded leave it as
+        it was before recordings could carry them."""
         digest = hashlib.sha256()
         for spec in fields(self):
             value = getattr(self, spec.name)
+            if value is None:
+                continue
             digest.update(spec.name.encode())
             digest.update(value.contiguous().cpu().numpy().tobytes()
                           if isinstance(value, torch.Tensor) else repr(value).encode())
@@ -275,13 +283,18 @@ class Recording(GroupedCells):
                                token_policy=self.token_policy)
 
     def merge(self, other: Recording) -> Recording:
-        """The recording of both shards' data together."""
+        """The recording of both shards' data together, ``other``'s dialogues after this one's:
+        residual means are concatenated, so merge shards in record order (as
+        :func:`~emoneuron.recording.recorder.record_sharded` does)."""
         if (other.site, other.token_policy, other.group_seed, other.active.shape,
-                other.top_k) != (self.site, self.token_policy, self.group_seed,
-                                 self.active.shape, self.top_k):
+                other.top_k, other.residual_means is None) != (
+                    self.site, self.token_policy, self.group_seed, self.active.shape,
+                    self.top_k, self.residual_means is None):
             raise UserError("cannot merge recordings with a different site, token policy, "
-                            "group seed, number of groups, top-k or model shape; record both "
-                            "shards with the same settings")
+                            "group seed, number of groups, top-k, model shape or residual "
+                            "means; record both shards with the same settings")
+        residual_means = (None if self.residual_means is None or other.residual_means is None
+                          else torch.cat([self.residual_means, other.residual_means]))
         values = torch.cat([self.top_values, other.top_values], dim=1)
         dialogues = torch.cat([self.top_dialogue, other.top_dialogue], dim=1)
         order = best_indices(values, dialogues, self.top_k, dim=1)
@@ -290,7 +303,8 @@ class Recording(GroupedCells):
             sum=self.sum + other.sum, sum_sq=self.sum_sq + other.sum_sq,
             histogram=self.histogram + other.histogram, top_values=values.gather(1, order),
             top_dialogue=dialogues.gather(1, order),
-            site=self.site, token_policy=self.token_policy, group_seed=self.group_seed)
+            site=self.site, token_policy=self.token_policy, group_seed=self.group_seed,
+            residual_means=residual_means)
 
     def save(self, path: str | Path, metadata: dict[str, Any]) -> None:
         """Tensors to ``path`` (safetensors, header carries the description too) and the same
@@ -302,7 +316,7 @@ class Recording(GroupedCells):
                        "token_policy": self.token_policy, "groups": self.groups,
                        "group_seed": self.group_seed, "top_k": self.top_k,
                        "emotions": list(EMOTIONS), "n_layers": self.n_layers,
-                       "width": self.width,
+                       "width": self.width, "residual_means": self.residual_means is not None,
                        "tokens": dict(zip(EMOTIONS, self.tokens.sum(1).tolist(), strict=True)),
                        "digest": self.digest(), **metadata}
         save_tensors(path, tensors, description)
@@ -331,7 +345,8 @@ class Recording(GroupedCells):
             raise UserError(f"{path}: unknown token policy {header['token_policy']!r}; "
                             "record again")
         recording = cls(**{name: tensors[name] for name in names}, site=header["site"],
-                        token_policy=policy, group_seed=int(header["group_seed"]))
+                        token_policy=policy, group_seed=int(header["group_seed"]),
+                        residual_means=tensors.get("residual_means"))
         if "digest" not in header and require_digest:
             raise UserError(f"{path}: saved without the hash of its statistics; record again")
         digest = recording.digest()

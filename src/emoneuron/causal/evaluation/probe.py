@@ -10,7 +10,10 @@ instruction and no label word, and nothing is generated or scored.
    hidden): per dialogue and residual layer, the mean of the residual stream over the tokens of
    the dialogue's own words (speaker tags, line breaks and BOS left out). Layer 0 is the
    embeddings' output and layer l + 1 the output of block l, as transformers'
-   ``output_hidden_states`` numbers them (its last one is after the final norm).
+   ``output_hidden_states`` numbers them (its last one is after the final norm). The
+   recording pass computes the same means (:func:`emoneuron.recording.recorder.word_means`)
+   where ``RecordConfig(residual=True)`` asks: a run takes its identification split's from
+   its recording, and calls this for the evaluation split only.
 2. Probe: ``probe = Probe.fit(features, emotion_labels(records))``: per layer, a multinomial
    logistic regression on standardised features with an L2 penalty chosen by seeded k-fold
    cross-validation on these training features only (held-out data never chooses anything).
@@ -46,7 +49,7 @@ from emoneuron.causal.evaluation.residual import Intervention, intervened
 from emoneuron.data.schema import EMOTIONS, Record
 from emoneuron.errors import UserError
 from emoneuron.models.loading import LoadedModel
-from emoneuron.recording.recorder import encode_for_recording
+from emoneuron.recording.recorder import encode_for_recording, word_means
 from emoneuron.recording.statistics import load_tensors, save_tensors
 
 PROBE_FORMAT = "1"
@@ -78,38 +81,22 @@ def residual_features(loaded: LoadedModel, records: Sequence[Record],
         raise UserError("token scope 'last' has no meaning for the probe: it reads the whole "
                         "dialogue and scores no answer position; use tokens 'all' or "
                         "'dialogue'")
-    hidden = int(loaded.model.config.get_text_config().hidden_size)
-    features = torch.zeros((len(records), loaded.n_layers + 1, hidden), dtype=torch.float32)
+    features = torch.zeros((len(records), loaded.n_layers + 1, loaded.hidden))
     # Right-padded batches of the rendered dialogue, its own words marked, as the recorder
-    # counts them; the decoder body alone, since no logits are needed.
+    # batches them; the decoder body alone, since no logits are needed.
     batches = list(encode_for_recording(loaded, records, "dialogue", batch_size))
     body = loaded.model.base_model
     scope: Any = intervened(loaded, ablation) if ablation is not None else nullcontext()
     with torch.inference_mode(), scope as token_scope:
         for batch in tqdm(batches, desc="probe features", unit="batch", disable=not progress,
                           leave=False):
-            counts = batch.counted.sum(1)
-            if not counts.all():
-                empty = records[int(batch.record_index[int(torch.argmin(counts))])]
-                raise UserError(f"dialogue {empty.id!r} has no words to read; drop it or "
-                                "give its turns some text")
             if isinstance(token_scope, TokenScope):
-                token_scope.mask = batch.counted
+                token_scope.mask = batch.words
             hidden_states = body(input_ids=batch.input_ids.to(loaded.device),
                                  attention_mask=batch.attention_mask.to(loaded.device),
                                  output_hidden_states=True).hidden_states
-            features[batch.record_index] = torch.stack(
-                [_mean_over(state, batch.counted) for state in hidden_states], dim=1)
+            features[batch.record_index] = word_means(hidden_states, batch, records)
     return features
-
-
-def _mean_over(state: torch.Tensor, counted: torch.Tensor) -> torch.Tensor:
-    """(B, hidden) float32 on the CPU: the mean of ``state`` (B, T, hidden) over the counted
-    positions; pads are never counted. On the state's own device: layers of a model split
-    over devices return their states where they ran."""
-    weights = counted.to(state.device, torch.float32)
-    total = torch.einsum("bt,bth->bh", weights, state.float())
-    return (total / weights.sum(1, keepdim=True)).cpu()
 
 
 def emotion_labels(records: Sequence[Record]) -> torch.Tensor:

@@ -160,7 +160,7 @@ def applied_direction(loaded: LoadedModel, intervention: DirectionEdit) -> Itera
     ...     logits = loaded.model(**inputs).logits  # without fear's direction at layer 12
     """
     layers = loaded.adapter.layers(loaded.model)
-    hidden = int(loaded.model.config.get_text_config().hidden_size)
+    hidden = loaded.hidden
     for layer, vector in intervention.directions:
         if not layer <= len(layers) or len(vector) != hidden:
             raise UserError(f"a direction of size {len(vector)} at residual layer {layer}, but "
