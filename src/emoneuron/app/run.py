@@ -27,6 +27,13 @@ import pandas as pd
 import torch
 
 from emoneuron.app.reuse import previous_run, reused, store_context
+from emoneuron.app.units import (
+    classifier_steering,
+    direction_tests,
+    fits_probe_or_directions,
+    fitted_probe_and_directions,
+    judged_steering_stage,
+)
 from emoneuron.causal.conditions.grid import Condition, grid, is_sweep
 from emoneuron.causal.conditions.store import ConditionStore
 from emoneuron.causal.config import Design
@@ -37,24 +44,16 @@ from emoneuron.causal.evaluation.execution import (
     Sources,
     ablation_for,
     execute,
-    execute_interventions,
 )
-from emoneuron.causal.evaluation.probe import Probe, emotion_labels, residual_features
+from emoneuron.causal.evaluation.probe import Probe
 from emoneuron.causal.evaluation.prompts import PromptChoice, check_prompts, choose_prompt
-from emoneuron.causal.evaluation.readout import probe_from, readout_rows
+from emoneuron.causal.evaluation.readout import readout_rows
 from emoneuron.causal.experiments.attribution import attribute
 from emoneuron.causal.experiments.cards import write_cards
 from emoneuron.causal.experiments.directions import EmotionDirections, direction_writes
 from emoneuron.causal.experiments.dirtest import (
-    LAYER_CHOICE,
-    NULLS,
     DirectionUnits,
-    chosen_layers,
-    direction_cells,
-    direction_table,
-    probe_accuracy,
 )
-from emoneuron.causal.experiments.dirtest import probe_rows as dirtest_probe_rows
 from emoneuron.causal.experiments.equal_size import at_equal_size
 from emoneuron.causal.experiments.method_comparison import (
     RUN_METHOD,
@@ -63,8 +62,7 @@ from emoneuron.causal.experiments.method_comparison import (
     ranked_methods_table,
     selection_methods,
 )
-from emoneuron.causal.experiments.steer import steer, steering_inputs
-from emoneuron.causal.experiments.steerjudge import generated_by_steer, judged_steering
+from emoneuron.causal.experiments.steerjudge import generated_by_steer
 from emoneuron.causal.inference.setlevel import (
     effect_emotions,
     effect_sweep_cells,
@@ -93,13 +91,12 @@ from emoneuron.data.synth import synthesize
 from emoneuron.data.templates import template_overlap
 from emoneuron.errors import UserError
 from emoneuron.executors import LocalExecutor, RayExecutor, executor_for
-from emoneuron.io import content_hash, read_json, write_csv, write_json
+from emoneuron.io import content_hash, write_csv
 from emoneuron.layout import (
     BASELINE_EXTRA,
     CARDS,
     CONDITIONS,
     DIRECTIONS,
-    DIRECTIONS_DESCRIPTION,
     DIRECTIONS_SET_LEVEL,
     DOSE,
     FORMATS_SET_LEVEL,
@@ -107,14 +104,11 @@ from emoneuron.layout import (
     NEURONS,
     PROBE,
     PROBE_CONDITIONS,
-    PROBE_DESCRIPTION,
     SET_LEVEL,
     SPLITS,
     STABILITY,
     STATS,
-    STEERING,
     STEERING_JUDGES,
-    STEERING_JUDGES_DESCRIPTION,
     SWEEP,
     SWEEP_SET_LEVEL,
     UNITS,
@@ -347,12 +341,12 @@ def _run(config: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None,
     steered: dict[str, Any] | None = None
     if config.steer:
         with timer.stage("steering"):
-            steered = _steering(classifier, sets, config.steer_strength,
-                                config.design.control_seeds[0], run_dir, progress)
+            steered = classifier_steering(classifier, sets, config.steer_strength,
+                                          config.design.control_seeds[0], run_dir, progress)
     if config.steer_judges and fitted is not None:
         with timer.stage("steering_judges"):
-            _steering_judges(config, loaded, sets, *fitted, run_dir, progress,
-                             generated_by_steer(steered) if steered else None)
+            judged_steering_stage(config, loaded, sets, *fitted, run_dir, progress,
+                                  generated_by_steer(steered) if steered else None)
     if run_dir.exists(DIRECTIONS_SET_LEVEL):
         with timer.stage("units"):
             write_csv(run_dir.file(UNITS), unit_comparison(
@@ -391,7 +385,7 @@ def _record_identify_evaluate(
         # The probe's and the directions' identification features come from this pass, which
         # reads the same dialogues rendered the same way; the run's statistics file keeps the
         # statistics alone, as before.
-        recording = record_at(selection.site, residual=_fits_probe_or_directions(config))
+        recording = record_at(selection.site, residual=fits_probe_or_directions(config))
         stats = replace(recording, residual_means=None)
         stats.save(run_dir.file(STATS), {"model": config.model, "data_hash": data_hash})
     identify_config = selection.config
@@ -432,10 +426,10 @@ def _record_identify_evaluate(
         """Fitted once, by the first stage that needs them (direction-projection's selection
         or the probe)."""
         if not fitted:
-            assert recording.residual_means is not None  # _fits_probe_or_directions said so
-            fitted.append(_probe_and_directions(config.model, config.record.batch_size,
-                                                loaded, splits, recording.residual_means,
-                                                run_dir, progress))
+            assert recording.residual_means is not None  # fits_probe_or_directions said so
+            fitted.append(fitted_probe_and_directions(
+                config.model, config.record.batch_size, loaded, splits,
+                recording.residual_means, run_dir, progress))
         return fitted[0]
 
     if config.compare_methods:
@@ -475,8 +469,8 @@ def _record_identify_evaluate(
     write_csv(run_dir.file(SET_LEVEL), table)
     if config.probe:
         with timer.stage("directions"):
-            _direction_tests(config.design, classifier, loaded, probe, units, splits, store,
-                             probe_store, run_dir, progress, executor, setup)
+            direction_tests(config.design, classifier, loaded, probe, units, splits, store,
+                            probe_store, run_dir, progress, executor, setup)
     if config.design.other_formats:
         with timer.stage("formats"):
             _format_tests(config.design, asking, model, splits, tested, store, run_dir,
@@ -530,104 +524,6 @@ def _effect_sweep(design: Design, own: Compared, emotions: list[str], classifier
                    setup, len(cells))
     write_csv(run_dir.file(SWEEP_SET_LEVEL),
               effect_sweep_table(store, splits.evaluate, design, own.name, cells))
-
-
-def _fits_probe_or_directions(config: RunConfig) -> bool:
-    """Whether the run fits the probe and the emotion directions: for the probe stage (and the
-    direction tests and judged steering it brings), or to select by direction projection."""
-    return config.probe or any(statistic_entry(method.config.statistic).reads == "directions"
-                               for method in selection_methods(config.compare_methods))
-
-
-def _probe_and_directions(model: str, batch_size: int, loaded: LoadedModel, splits: Splits,
-                          train: torch.Tensor, run_dir: RunDir,
-                          progress: bool) -> tuple[Probe, DirectionUnits]:
-    """The label-free probe and the emotion directions, both fitted on ``train``, the
-    identification split's residual features (kept by its recording pass), and evaluated on
-    the evaluation split's (one feature pass; fitted once per data and model, read back
-    after), and the layers the directions are tested at, chosen from the probe on
-    identification data."""
-    inputs = content_hash([__version__, records_hash(splits.identify),
-                           records_hash(splits.evaluate), model, "probe and directions"])
-    labels = emotion_labels(splits.identify)
-
-    def fit() -> tuple[tuple[Probe, EmotionDirections], list[str]]:
-        held_out = residual_features(loaded, splits.evaluate, batch_size=batch_size,
-                                     progress=progress)
-        held_out_labels = emotion_labels(splits.evaluate)
-        probe = probe_from(train, labels, held_out, held_out_labels)
-        directions = EmotionDirections.fit(train, labels).with_held_out(held_out,
-                                                                        held_out_labels)
-        probe.save(run_dir.file(PROBE), {"model": model})
-        directions.save(run_dir.file(DIRECTIONS), {
-            "model": model, "tested_layers": chosen_layers(probe_accuracy(probe)),
-            "layer_choice": LAYER_CHOICE, "nulls": NULLS,
-            "neutral_text": "none: the run's data has no emotion-neutral dialogues",
-            **{f"probe_{key}": value for key, value in probe.description().items()
-               if key.endswith("accuracy")}})
-        return (probe, directions), [PROBE, PROBE_DESCRIPTION, DIRECTIONS, DIRECTIONS_DESCRIPTION]
-
-    probe, directions = reused(
-        run_dir, "probe", inputs, lambda: (Probe.load(run_dir.file(PROBE)),
-                                           EmotionDirections.load(run_dir.file(DIRECTIONS))), fit)
-    layers = tuple(chosen_layers(probe_accuracy(probe)))
-    return probe, DirectionUnits(directions, train, labels, layers)
-
-
-def _direction_tests(design: Design, classifier: Classifier, loaded: LoadedModel,
-                     probe: Probe, units: DirectionUnits, splits: Splits,
-                     store: ConditionStore, probe_store: ConditionStore, run_dir: RunDir,
-                     progress: bool, executor: LocalExecutor | RayExecutor,
-                     setup: EvaluationSetup) -> None:
-    """Each emotion's direction against its nulls, with the classifier (look by look, in the
-    run's condition store) and with the probe: ``directions_setlevel.csv``; none where the
-    model has no layer to remove them at (one decoder layer)."""
-    if not units.layers:
-        log.info("directions: no residual layer between the embeddings and the top one; "
-                 "no direction is tested")
-        return
-    cells = [cell for null in design.direction_nulls for cell in direction_cells(design, null)]
-    while todo := pending_conditions(store, splits.evaluate, design, cells):
-        execute_interventions(classifier, units.intervention, splits.evaluate, todo, store,
-                              progress, executor, setup)
-    probe_results = dirtest_probe_rows(loaded, probe, splits.evaluate, design, units,
-                                       probe_store, classifier.batch_size, progress)
-    write_csv(run_dir.file(DIRECTIONS_SET_LEVEL),
-              direction_table(store, splits.evaluate, design, units, probe_results))
-
-
-def _steering(classifier: Classifier, sets: NeuronSets, strength: float, seed: int,
-              run_dir: RunDir, progress: bool) -> dict[str, Any]:
-    """``steering.json``, kept when computed from the same inputs."""
-    def compute() -> tuple[dict[str, Any], list[str]]:
-        steering = steer(classifier, sets, strength, seed, progress)
-        write_json(run_dir.file(STEERING), steering)
-        return steering, [STEERING]
-
-    return reused(run_dir, "steering",
-                  content_hash(steering_inputs(classifier, sets, strength, seed)),
-                  lambda: dict(read_json(run_dir.file(STEERING))), compute)
-
-
-def _steering_judges(config: RunConfig, loaded: LoadedModel, sets: NeuronSets, probe: Probe,
-                     units: DirectionUnits, run_dir: RunDir, progress: bool,
-                     generated: dict[str, list[str]] | None) -> None:
-    """Both units' steering judged by the probe and the lexicon against their nulls
-    (``steering_judges.csv`` and ``.json``), kept when computed from the same inputs;
-    ``generated``: the classifier steering's continuations, not generated again."""
-    inputs = content_hash([__version__, run_dir.hashes([PROBE, DIRECTIONS]), sets.to_json(),
-                           units.layers, config.steer_strength, config.design.control_seeds[0],
-                           config.steer_null_draws, "judged steering"])
-
-    def judge() -> tuple[None, list[str]]:
-        table, description = judged_steering(
-            loaded, probe, sets, units, config.steer_strength, config.design.control_seeds[0],
-            config.steer_null_draws, config.record.batch_size, progress, generated)
-        write_csv(run_dir.file(STEERING_JUDGES), table)
-        write_json(run_dir.file(STEERING_JUDGES_DESCRIPTION), description)
-        return None, [STEERING_JUDGES, STEERING_JUDGES_DESCRIPTION]
-
-    reused(run_dir, "steering_judges", inputs, lambda: None, judge)
 
 
 def update_methods_table(run_dir: RunDir, rows: Sequence[Mapping[str, Any]]) -> Path:
