@@ -156,6 +156,20 @@ def test_an_in_memory_model_cannot_go_to_ray_workers(executor: KillingRayExecuto
         record_sharded(executor, loaded, synthesize(1, seed=0), shards=2, progress=False)
 
 
+def _assert_same_sets(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    """The same neurons in the same order for every emotion, and the same settings; scores
+    equal up to float rounding."""
+    assert {k: v for k, v in ours.items() if k != "emotions"} == {
+        k: v for k, v in theirs.items() if k != "emotions"}
+    assert ours["emotions"].keys() == theirs["emotions"].keys()
+    for emotion, neurons in ours["emotions"].items():
+        expected = theirs["emotions"][emotion]
+        assert [(n["layer"], n["index"]) for n in neurons] == [
+            (n["layer"], n["index"]) for n in expected], emotion
+        assert [n["score"] for n in neurons] == pytest.approx(
+            [n["score"] for n in expected], rel=1e-5), emotion
+
+
 def _outputs(run_dir: Path) -> dict[str, Path]:
     skip = {"manifest.json", "report.html"}  # timings and the settings that chose the executor
     return {str(p.relative_to(run_dir)): p for p in sorted(run_dir.rglob("*"))
@@ -185,11 +199,15 @@ def test_a_ray_run_writes_the_files_of_a_local_run(executor: KillingRayExecutor,
             # Computed by the driver in both runs.
             torch.testing.assert_close(AttributionStats.load(on_ray[name]).total,
                                        AttributionStats.load(path).total, rtol=1e-5, atol=1e-8)
-        elif path.name == "probe.safetensors":  # fitted by the driver in both runs
+        # The probe and the directions are fitted by the driver in both runs, on the
+        # recording's residual means: sharded on Ray, equal up to float rounding.
+        elif path.name == "probe.safetensors":
             torch.testing.assert_close(Probe.load(on_ray[name]).weight, Probe.load(path).weight)
-        elif path.name == "directions.safetensors":  # fitted by the driver in both runs
+        elif path.name == "directions.safetensors":
             torch.testing.assert_close(EmotionDirections.load(on_ray[name]).difference,
                                        EmotionDirections.load(path).difference)
+        elif name == "methods/direction-projection/neurons.json":  # scored on the directions
+            _assert_same_sets(json.loads(on_ray[name].read_text()), json.loads(path.read_text()))
         elif path.suffix == ".safetensors":
             _assert_same_recording(Recording.load(on_ray[name]), Recording.load(path))
         elif name == "probe_conditions.jsonl":  # its context hashes the probe file

@@ -54,7 +54,9 @@ def _full_forward(classifier: Classifier, record: Record, question: Any = None) 
 
 
 # The label format's calibrated scores for the conftest records as the classifier computed them
-# before answer formats existed (tiny llama, word tokenizer, these shots, batch size 3).
+# before answer formats existed (tiny llama, word tokenizer, these shots, batch size 3). Compared
+# to 2e-6: float32 kernels differ by CPU (an AVX512 AMD EPYC gave up to 4.9e-7 off these), far
+# below the 1e-3 that separates the emotions' scores, and the argmax is checked exactly.
 LABEL_SCORES_BEFORE = np.array([
     (-0.0068707, -0.0091438, -0.0090203, 0.0034332, 0.0037889, -0.0056911),
     (-0.0051327, -0.0043440, -0.0049582, -0.0001049, -0.0053520, -0.0064526),
@@ -71,7 +73,7 @@ def test_label_format_prompts_and_scores_as_before(
     classifier = Classifier(make_word_tiny("llama"), _shots(), batch_size=3)
     assert classifier.answer_format == "label"
     scores = classifier.predict(records)
-    np.testing.assert_allclose(scores, LABEL_SCORES_BEFORE, rtol=0, atol=2e-7)
+    np.testing.assert_allclose(scores, LABEL_SCORES_BEFORE, rtol=0, atol=2e-6)
     assert scores.argmax(axis=1).tolist() == [4, 3, 5, 3, 3, 3, 5, 0]
     assert query_text(records[4]) == "Dialogue:\nA: So angry right now!\nEmotion:"
     assert prompt_prefix(_shots()[:1]) == (
