@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from emoneuron.data.schema import write_records
@@ -25,11 +26,15 @@ REPEATS = 5
 MAIN = "import sys; from emoneuron.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-def median_seconds(arguments: list[str], exit_code: int) -> float:
+def median_seconds(arguments: list[str], exit_code: int = 0,
+                   before: Callable[[], None] | None = None) -> float:
     """The median wall time of ``python ARGUMENTS``, each run checked to exit ``exit_code`` (a
-    refusal that came from somewhere else would time the wrong thing)."""
+    refusal that came from somewhere else would time the wrong thing); ``before`` runs before
+    each, untimed."""
     times = []
     for _ in range(REPEATS):
+        if before is not None:
+            before()
         start = time.perf_counter()
         done = subprocess.run([sys.executable, *arguments], capture_output=True, text=True,
                               check=False)

@@ -13,33 +13,13 @@ import argparse
 import os
 import platform
 import shutil
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-REPEATS = 5
+from cli_startup import REPEATS, median_seconds  # bench/, on the path when run as a script
+
 REPORT = "import sys; from emoneuron.cli import main; sys.exit(main(['report', sys.argv[1]]))"
 IMPORTS = "import emoneuron.cli, emoneuron.reporting.report"
-
-
-def median_seconds(arguments: list[str], before: Callable[[], None] | None = None) -> float:
-    """The median wall time of ``python ARGUMENTS`` (each checked to exit 0); ``before`` runs
-    before each timing, untimed."""
-    times = []
-    for _ in range(REPEATS):
-        if before is not None:
-            before()
-        start = time.perf_counter()
-        done = subprocess.run([sys.executable, *arguments], capture_output=True, text=True,
-                              check=False)
-        times.append(time.perf_counter() - start)
-        if done.returncode != 0:
-            raise SystemExit(f"{arguments}: exit {done.returncode}: {done.stderr.strip()}")
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -54,7 +34,7 @@ def main() -> None:
         def without_figures() -> None:
             shutil.rmtree(figures, ignore_errors=True)
 
-        drawn = median_seconds(["-c", REPORT, str(copy)], without_figures)
+        drawn = median_seconds(["-c", REPORT, str(copy)], before=without_figures)
         reused = median_seconds(["-c", REPORT, str(copy)])
         imports = median_seconds(["-c", IMPORTS])
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
